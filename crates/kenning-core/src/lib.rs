@@ -1,0 +1,10 @@
+//! Types shared by every Kenning crate: face geometry in Rekognition's shapes
+//! and the stable error codes that each layer's typed errors map to.
+
+mod error;
+mod geometry;
+
+pub use error::{ErrorCode, WireError};
+pub use geometry::{
+    BoundingBox, FaceDetail, ImageQuality, Landmark, LandmarkType, PixelBox, Point, Pose,
+};
