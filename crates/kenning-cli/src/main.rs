@@ -1,1 +1,98 @@
-fn main() {}
+//! `kenning`: face detection, embedding and comparison from the command line.
+
+mod batch;
+mod commands;
+mod inputs;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Kenning: self-hosted face recognition with calibrated, accountable matching.
+#[derive(Parser)]
+#[command(name = "kenning", version, about)]
+struct Cli {
+    /// Folder with the model files and ONNX Runtime (installed by scripts/setup-models.sh).
+    #[arg(long, global = true, env = "KENNING_MODELS", default_value = "models")]
+    models: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Detector working resolution: the longer image side is scaled down to this.
+    #[arg(long, global = true, default_value_t = kenning_models::DetectorConfig::default().max_side)]
+    working_size: u32,
+    /// Minimum detector confidence (0-100) for a face.
+    #[arg(long, global = true, default_value_t = kenning_models::DetectorConfig::default().min_score * 100.0)]
+    min_confidence: f32,
+    /// Recogniser manifest (default: the built-in dlib ResNet).
+    #[arg(long, global = true)]
+    manifest: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Detect faces; one JSON line per image: {"File", "FaceDetails"}.
+    Detect {
+        /// Image files, folders or glob patterns.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Detect and embed faces; one JSON line per image: {"File", "Faces"}.
+    Embed {
+        /// Image files, folders or glob patterns.
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Only the largest face of each image.
+        #[arg(long)]
+        largest: bool,
+    },
+    /// Compare the largest face of SOURCE with the faces of TARGET (CompareFaces).
+    Compare {
+        /// Image with the face to look for.
+        source: PathBuf,
+        /// Image to look in.
+        target: PathBuf,
+        /// Minimum Similarity (0-100) for a match.
+        #[arg(long, default_value_t = kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD)]
+        threshold: f64,
+    },
+    /// Build a distance-to-false-match-rate table from impostor photos.
+    Calibrate(commands::CalibrateArgs),
+    /// Work with model files.
+    #[command(subcommand)]
+    Models(commands::ModelsCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("kenning: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    if let Some(n) = cli.threads {
+        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()?;
+    }
+    let ctx = commands::Context {
+        models: cli.models,
+        threads: cli.threads.unwrap_or_else(rayon::current_num_threads),
+        working_size: cli.working_size,
+        min_confidence: cli.min_confidence,
+        manifest: cli.manifest,
+    };
+    match cli.command {
+        Command::Detect { images } => commands::detect(&ctx, &images),
+        Command::Embed { images, largest } => commands::embed(&ctx, &images, largest),
+        Command::Compare { source, target, threshold } => commands::compare(&ctx, &source, &target, threshold),
+        Command::Calibrate(args) => commands::calibrate(&ctx, &args),
+        Command::Models(cmd) => commands::models(&ctx, cmd),
+    }
+}

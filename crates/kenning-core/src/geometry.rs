@@ -98,15 +98,15 @@ impl BoundingBox {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum LandmarkType {
-    /// Centre of the subject's left eye (image right).
+    /// Centre of the eye on the image's left (Rekognition's convention).
     EyeLeft,
-    /// Centre of the subject's right eye (image left).
+    /// Centre of the eye on the image's right.
     EyeRight,
     /// Nose tip.
     Nose,
-    /// The subject's left mouth corner (image right).
+    /// Mouth corner on the image's left.
     MouthLeft,
-    /// The subject's right mouth corner (image left).
+    /// Mouth corner on the image's right.
     MouthRight,
 }
 
@@ -129,7 +129,7 @@ pub struct Landmark {
 pub struct Pose {
     /// In-plane rotation; positive is clockwise in the image.
     pub roll: f32,
-    /// Left-right turn; positive when the subject turns to their left.
+    /// Left-right turn; positive when the nose points towards the image's right.
     pub yaw: f32,
     /// Up-down tilt; positive when the subject looks up.
     pub pitch: f32,

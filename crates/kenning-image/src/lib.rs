@@ -1,4 +1,21 @@
 //! Image decoding with limits, EXIF orientation, resizing, alignment warps and
 //! face quality measures.
+//!
+//! Decoding yields the same 8-bit RGB as Python's
+//! `PIL.Image.open(f).convert("RGB")` (JPEG bit for bit, through
+//! libjpeg-turbo), so models fed by this crate see what their reference
+//! pipelines saw.
 
+mod decode;
+mod error;
+mod jpeg;
+mod quality;
+mod resize;
+mod transform;
+
+pub use decode::{decode, decode_file, sniff, DecodeLimits};
+pub use error::{ImageError, ImageFormat};
 pub use image::RgbImage;
+pub use quality::{brightness, sharpness};
+pub use resize::{resize_bilinear, to_planar_f32};
+pub use transform::{align, Similarity};

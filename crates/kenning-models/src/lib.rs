@@ -1,1 +1,22 @@
-//! Model loading on ONNX Runtime: the detector, landmarks, recognisers with their manifests, calibration and the face pipeline.
+//! Model loading on ONNX Runtime: the CenterFace detector, dlib's landmarks,
+//! recognisers described by manifests, calibration from distance to
+//! false-match rate, and the face pipeline that ties them together.
+
+pub mod calibration;
+pub mod compare;
+pub mod detector;
+mod error;
+pub mod manifest;
+pub mod pipeline;
+mod pool;
+pub mod pose;
+pub mod recognizer;
+pub mod runtime;
+
+pub use calibration::CalibrationTable;
+pub use detector::{Detection, Detector, DetectorConfig};
+pub use error::ModelError;
+pub use manifest::{LoadedManifest, Manifest};
+pub use pipeline::{Face, Pipeline, PipelineConfig};
+pub use pool::SessionPool;
+pub use recognizer::Recognizer;

@@ -1,0 +1,13 @@
+//! End-to-end tests over real photos: the face pipeline against dlib's own
+//! results, detection against hand-drawn boxes, the CLI, and a second
+//! recogniser plugged in through a manifest.
+//!
+//! Models come from scripts/setup-models.sh (the test command runs it);
+//! photos come from ../shared/data and the tests that need them skip with a
+//! message when it is absent.
+
+mod common;
+mod cli;
+mod detection;
+mod parity;
+mod recognisers;

@@ -1,0 +1,232 @@
+use std::path::{Path, PathBuf};
+
+use kenning_core::Point;
+use serde::{Deserialize, Serialize};
+
+use crate::calibration::CalibrationTable;
+use crate::ModelError;
+
+/// Describes an embedding model so Kenning can run it: where its weights are,
+/// how to prepare its input, how to align faces for it and how to compare and
+/// calibrate its vectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Stable name; collections record it and never mix vectors of two names.
+    pub name: String,
+    /// Version string reported as FaceModelVersion.
+    pub version: String,
+    /// The weights.
+    pub model: ModelSource,
+    /// Input tensor layout and normalisation.
+    pub input: InputSpec,
+    /// How a face is cut out of the image.
+    pub alignment: Alignment,
+    /// Embedding size and metric.
+    pub embedding: EmbeddingSpec,
+    /// Calibration table file, relative to the manifest (absent: Similarity
+    /// cannot be reported).
+    #[serde(default)]
+    pub calibration: Option<PathBuf>,
+}
+
+/// Where a recogniser's weights come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ModelSource {
+    /// An ONNX file in the models folder (or an absolute path).
+    Onnx {
+        /// File name or path.
+        file: PathBuf,
+    },
+    /// A dlib ResNet `.dat` file, converted to ONNX when loaded.
+    DlibDat {
+        /// File name or path.
+        file: PathBuf,
+    },
+}
+
+/// Colour channel order of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red.
+    Bgr,
+}
+
+/// The recogniser's input: NCHW float, value = (pixel - mean) / std per
+/// channel (in the stated channel order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Input width in pixels.
+    pub width: u32,
+    /// Input height in pixels.
+    pub height: u32,
+    /// Channel order.
+    pub channel_order: ChannelOrder,
+    /// Per-channel mean, in the tensor's channel order.
+    pub mean: [f32; 3],
+    /// Per-channel divisor, in the tensor's channel order.
+    pub std: [f32; 3],
+}
+
+/// How faces are aligned for the recogniser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Alignment {
+    /// dlib's own chip: 5-point shape predictor landmarks, then dlib's chip
+    /// geometry with the given padding (exactly as dlib computes it).
+    DlibChip {
+        /// Padding around the face, as a fraction of the face size.
+        padding: f64,
+    },
+    /// A similarity transform taking the detector's five points (eye centres
+    /// image-left then image-right, nose tip, mouth corners image-left then
+    /// image-right) onto these template points, in input pixels (e.g. the
+    /// ArcFace 112x112 template).
+    Template {
+        /// Five (x, y) points.
+        points: [[f64; 2]; 5],
+    },
+}
+
+impl Alignment {
+    /// The template as points, for [`Alignment::Template`].
+    pub fn template_points(&self) -> Option<[Point; 5]> {
+        match self {
+            Self::Template { points } => Some(points.map(|[x, y]| Point::new(x, y))),
+            Self::DlibChip { .. } => None,
+        }
+    }
+}
+
+/// How embeddings are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Distance {
+    /// Euclidean distance between raw vectors.
+    Euclidean,
+    /// 1 - cosine similarity (vectors are L2-normalised first).
+    Cosine,
+}
+
+/// The recogniser's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSpec {
+    /// Number of floats.
+    pub size: usize,
+    /// Metric.
+    pub distance: Distance,
+}
+
+impl Distance {
+    /// The distance between two embeddings of equal length.
+    pub fn between(self, a: &[f32], b: &[f32]) -> f64 {
+        match self {
+            Self::Euclidean => a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>().sqrt(),
+            Self::Cosine => {
+                let (mut dot, mut na, mut nb) = (0.0, 0.0, 0.0);
+                for (&x, &y) in a.iter().zip(b) {
+                    let (x, y) = (f64::from(x), f64::from(y));
+                    dot += x * y;
+                    na += x * x;
+                    nb += y * y;
+                }
+                if na == 0.0 || nb == 0.0 {
+                    1.0
+                } else {
+                    1.0 - dot / (na.sqrt() * nb.sqrt())
+                }
+            }
+        }
+    }
+}
+
+/// The default recogniser's manifest, built into the binary.
+pub const DEFAULT_MANIFEST: &str = include_str!("../../../recognisers/dlib-resnet-v1/manifest.json");
+/// The default recogniser's calibration table, built into the binary.
+pub const DEFAULT_CALIBRATION: &str = include_str!("../../../recognisers/dlib-resnet-v1/calibration.json");
+
+/// A manifest with its calibration table read.
+#[derive(Debug, Clone)]
+pub struct LoadedManifest {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Its calibration, when it has one.
+    pub calibration: Option<CalibrationTable>,
+}
+
+impl LoadedManifest {
+    /// The built-in default recogniser (dlib ResNet v1).
+    pub fn default_recogniser() -> Result<Self, ModelError> {
+        Self::parse("dlib-resnet-v1", DEFAULT_MANIFEST, Some(DEFAULT_CALIBRATION))
+    }
+
+    /// Reads a manifest file and the calibration it names.
+    pub fn from_file(path: &Path) -> Result<Self, ModelError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|source| ModelError::Io { path: p.to_owned(), source })
+        };
+        let text = read(path)?;
+        let name = path.display().to_string();
+        let manifest: Manifest = parse_json(&name, &text)?;
+        let calibration = match &manifest.calibration {
+            Some(rel) => Some(read(&path.parent().unwrap_or(Path::new(".")).join(rel))?),
+            None => None,
+        };
+        Self::parse(&name, &text, calibration.as_deref())
+    }
+
+    fn parse(name: &str, manifest: &str, calibration: Option<&str>) -> Result<Self, ModelError> {
+        let manifest: Manifest = parse_json(name, manifest)?;
+        let calibration = match calibration {
+            Some(text) => {
+                let table: CalibrationTable = parse_json(name, text)?;
+                table.validate()?;
+                if table.recogniser != manifest.name {
+                    return Err(ModelError::Manifest {
+                        name: name.into(),
+                        reason: format!("calibration is for {}, not {}", table.recogniser, manifest.name),
+                    });
+                }
+                Some(table)
+            }
+            None => None,
+        };
+        Ok(Self { manifest, calibration })
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T, ModelError> {
+    serde_json::from_str(text).map_err(|e| ModelError::Manifest { name: name.into(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_manifest_parses() {
+        let m = LoadedManifest::default_recogniser().unwrap();
+        assert_eq!(m.manifest.embedding.size, 128);
+        assert_eq!(m.manifest.alignment, Alignment::DlibChip { padding: 0.25 });
+    }
+
+    #[test]
+    fn distances() {
+        let (a, b) = ([3.0f32, 0.0], [0.0f32, 4.0]);
+        assert_eq!(Distance::Euclidean.between(&a, &b), 5.0);
+        assert!((Distance::Cosine.between(&a, &b) - 1.0).abs() < 1e-12);
+        assert!(Distance::Cosine.between(&a, &a).abs() < 1e-12);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let text = DEFAULT_MANIFEST.replacen('{', "{\"bogus\": 1,", 1);
+        assert!(LoadedManifest::parse("x", &text, None).is_err());
+    }
+}

@@ -1,0 +1,108 @@
+use std::path::Path;
+
+use kenning_image::RgbImage;
+use ort::value::TensorRef;
+
+use crate::calibration::CalibrationTable;
+use crate::manifest::{ChannelOrder, Distance, LoadedManifest, Manifest, ModelSource};
+use crate::pool::SessionPool;
+use crate::runtime::read_model_file;
+use crate::ModelError;
+
+/// An embedding model described by a manifest, on ONNX Runtime.
+pub struct Recognizer {
+    loaded: LoadedManifest,
+    pool: SessionPool,
+}
+
+impl Recognizer {
+    /// Loads the manifest's model from `models_dir` (dlib `.dat` files are
+    /// converted to ONNX in memory) with a pool of `sessions` sessions.
+    pub fn load(models_dir: &Path, loaded: LoadedManifest, sessions: usize) -> Result<Self, ModelError> {
+        let model = match &loaded.manifest.model {
+            ModelSource::Onnx { file } => read_model_file(&models_dir.join(file))?,
+            ModelSource::DlibDat { file } => {
+                let dat = read_model_file(&models_dir.join(file))?;
+                kenning_dlib::resnet::to_onnx(&dat)?.model
+            }
+        };
+        Ok(Self { pool: SessionPool::new(model, sessions, 1)?, loaded })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.loaded.manifest
+    }
+
+    /// The calibration table, when the manifest has one.
+    pub fn calibration(&self) -> Option<&CalibrationTable> {
+        self.loaded.calibration.as_ref()
+    }
+
+    /// Distance between two of this recogniser's embeddings.
+    pub fn distance(&self, a: &[f32], b: &[f32]) -> f64 {
+        self.loaded.manifest.embedding.distance.between(a, b)
+    }
+
+    /// Embeds aligned face crops (each exactly the input size) in one batch.
+    pub fn embed(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if crops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let m = &self.loaded.manifest;
+        let (w, h) = (m.input.width as usize, m.input.height as usize);
+        let plane = w * h;
+        let mut tensor = vec![0f32; crops.len() * 3 * plane];
+        for (crop, out) in crops.iter().zip(tensor.chunks_exact_mut(3 * plane)) {
+            if crop.dimensions() != (m.input.width, m.input.height) {
+                return Err(ModelError::BadOutput {
+                    model: "aligner",
+                    reason: format!("a {:?} crop for a {w}x{h} recogniser", crop.dimensions()),
+                });
+            }
+            let order = match m.input.channel_order {
+                ChannelOrder::Rgb => [0, 1, 2],
+                ChannelOrder::Bgr => [2, 1, 0],
+            };
+            for (c, &src) in order.iter().enumerate() {
+                let (mean, std) = (m.input.mean[c], m.input.std[c]);
+                let dst = &mut out[c * plane..(c + 1) * plane];
+                for (d, px) in dst.iter_mut().zip(crop.pixels()) {
+                    *d = (f32::from(px.0[src]) - mean) / std;
+                }
+            }
+        }
+        let shape = [crops.len(), 3, h, w];
+        let size = m.embedding.size;
+        let flat = self.pool.with(|session| {
+            let outputs = session.run(ort::inputs![TensorRef::from_array_view((shape, tensor.as_slice()))?])?;
+            let (_, value) = outputs.iter().next().ok_or_else(|| ModelError::BadOutput {
+                model: "recogniser",
+                reason: "no output".into(),
+            })?;
+            Ok(value.try_extract_tensor::<f32>()?.1.to_vec())
+        })?;
+        if flat.len() != crops.len() * size {
+            return Err(ModelError::BadOutput {
+                model: "recogniser",
+                reason: format!("{} values for {} faces of {size}", flat.len(), crops.len()),
+            });
+        }
+        Ok(flat
+            .chunks_exact(size)
+            .map(|v| match m.embedding.distance {
+                Distance::Euclidean => v.to_vec(),
+                Distance::Cosine => l2_normalised(v),
+            })
+            .collect())
+    }
+}
+
+fn l2_normalised(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}

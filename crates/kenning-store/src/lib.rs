@@ -1,0 +1,38 @@
+//! Kenning's durable embedded store: the source of truth for collections,
+//! faces (metadata and full-precision embeddings) and users.
+//!
+//! Everything lives in one [redb](https://docs.rs/redb) file, `store.redb`, in
+//! the data directory. Every mutating call is one ACID transaction that is
+//! fsynced before it returns, so an acknowledged write survives `kill -9`, and
+//! the file opens cleanly after any crash. Readers use MVCC snapshots and
+//! never wait for writers; [`Store`] is `Send + Sync`, share it with `Arc`.
+//!
+//! The vector index is derived data: it is rebuilt from [`Store::embeddings`]
+//! and knows it is stale when [`Collection::generation`] moved on.
+//!
+//! # On-disk layout
+//! Store-wide tables: `meta` (`format`, `clock`) and `collections`
+//! (id -> postcard [`Collection`]). Per collection `<c>`:
+//! `faces/<c>` (seq -> postcard face row), `vectors/<c>` (seq -> raw
+//! little-endian f32), `face_ids/<c>` (FaceId as u128 -> seq), `users/<c>`
+//! (UserId -> postcard user row), `by_indexed/<c>` and `by_activity/<c>`
+//! ((ms, seq) -> (), for retention range scans).
+//!
+//! # Erasure
+//! Deleting a face removes it from all six tables in one transaction; the
+//! freed pages still hold old bytes until reused, so [`Store::compact`]
+//! rewrites and truncates the file when deletion must be physical.
+
+mod error;
+mod store;
+mod types;
+
+pub use error::{Result, StoreError};
+pub use store::{Embeddings, Store, DB_FILE, FORMAT_VERSION};
+pub use types::{
+    parse_face_id, validate_collection_id, validate_external_image_id, validate_user_id,
+    BatchOutcome, Collection, Expiry, Face, FaceModel, FaceReason, NewCollection, NewFace,
+    OnAssociated, Page, Unsuccessful, User, UserStatus, VerifyReport, DEFAULT_LIST_RESULTS,
+    MAX_ASSOCIATE_IDS, MAX_DELETE_IDS, MAX_FACES_PER_USER, MAX_LIST_RESULTS, MAX_LIST_USERS,
+};
+pub use uuid::Uuid;

