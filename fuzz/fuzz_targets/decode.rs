@@ -7,6 +7,9 @@ fuzz_target!(|data: &[u8]| {
     // Any input must give an image or a typed error: no panic, no abort, no
     // unbounded allocation.
     if let Ok(img) = decode(data, &DecodeLimits::default()) {
-        assert_eq!(img.as_raw().len(), img.width() as usize * img.height() as usize * 3);
+        assert_eq!(
+            img.as_raw().len(),
+            img.width() as usize * img.height() as usize * 3
+        );
     }
 });

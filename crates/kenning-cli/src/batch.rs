@@ -9,19 +9,19 @@ use std::sync::mpsc;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-/// Applies `work` to every path in parallel and writes each `Ok` line to
-/// stdout in input order; each `Err` becomes one line on stderr. Returns how
-/// many inputs failed.
+/// Applies `work` to every path in parallel and writes each `Ok(Some)` line
+/// to stdout in input order; each `Err` becomes one line on stderr. Returns
+/// how many inputs failed.
 pub fn run<F>(paths: &[PathBuf], work: F) -> usize
 where
-    F: Fn(&PathBuf) -> anyhow::Result<String> + Sync,
+    F: Fn(&PathBuf) -> anyhow::Result<Option<String>> + Sync,
 {
     let bar = if paths.len() > 1 { ProgressBar::new(paths.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (tx, rx) = mpsc::channel::<(usize, anyhow::Result<String>)>();
+    let (tx, rx) = mpsc::channel::<(usize, anyhow::Result<Option<String>>)>();
     let printer = {
         let bar = bar.clone();
         let paths = paths.to_vec();
@@ -34,11 +34,12 @@ where
                 pending.insert(i, result);
                 while let Some(result) = pending.remove(&next) {
                     match result {
-                        Ok(line) => {
+                        Ok(Some(line)) => {
                             if writeln!(out, "{line}").is_err() {
                                 return failed;
                             }
                         }
+                        Ok(None) => {}
                         Err(e) => {
                             failed += 1;
                             bar.suspend(|| eprintln!("kenning: {}: {e:#}", paths[next].display()));

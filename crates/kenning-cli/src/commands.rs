@@ -51,7 +51,7 @@ pub fn detect(ctx: &Context, images: &[String]) -> Result<i32> {
     let failed = batch::run(&paths, |p| {
         let faces = pipeline.detect(&load(p)?).map_err(wire)?;
         let details: Vec<_> = faces.into_iter().map(|f| f.detail).collect();
-        Ok(json!({ "File": p, "FaceDetails": details }).to_string())
+        Ok(Some(json!({ "File": p, "FaceDetails": details }).to_string()))
     });
     Ok(exit_code(failed))
 }
@@ -72,7 +72,7 @@ pub fn embed(ctx: &Context, images: &[String], largest: bool) -> Result<i32> {
                 })
             })
             .collect();
-        Ok(json!({ "File": p, "Faces": faces }).to_string())
+        Ok(Some(json!({ "File": p, "Faces": faces }).to_string()))
     });
     Ok(exit_code(failed))
 }
@@ -107,6 +107,10 @@ pub struct CalibrateArgs {
     /// Description stored in the table's "source" field.
     #[arg(long, default_value = "")]
     source: String,
+    /// Leave out pairs closer than this: copies of one photo in the set,
+    /// which are not comparisons of different people.
+    #[arg(long, default_value_t = 0.0)]
+    exclude_below: f32,
 }
 
 pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
@@ -127,24 +131,30 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
         }
         .unwrap_or_else(|| p.display().to_string());
         embeddings.lock().map_err(|_| anyhow!("poisoned"))?.push((id, e));
-        Ok(String::new())
+        Ok(None)
     });
     let embeddings = embeddings.into_inner().map_err(|_| anyhow!("poisoned"))?;
     let mut distances = Vec::with_capacity(embeddings.len() * embeddings.len() / 2);
     for (i, (id_a, a)) in embeddings.iter().enumerate() {
         for (id_b, b) in &embeddings[i + 1..] {
-            if id_a != id_b {
-                distances.push(recognizer.distance(a, b) as f32);
+            let d = recognizer.distance(a, b) as f32;
+            if id_a != id_b && d >= args.exclude_below {
+                distances.push(d);
             }
         }
     }
     let source = if args.source.is_empty() {
-        format!("{} photos, {} failed, {} impostor pairs", paths.len(), failed, distances.len())
+        format!(
+            "{} photos, {failed} without a face, {} impostor pairs (pairs closer than {} left out as copies)",
+            paths.len(),
+            distances.len(),
+            args.exclude_below
+        )
     } else {
         args.source.clone()
     };
     let table = CalibrationTable::build(&recognizer.manifest().name, &source, &mut distances, args.step).map_err(wire)?;
-    std::fs::write(&args.out, serde_json::to_string_pretty(&table)? + "\n")
+    std::fs::write(&args.out, table.to_json())
         .with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
         "kenning: {} impostor pairs from {} faces; FMR 1e-4 at distance {:.4}, 1e-5 at {:.4}",

@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let img = &cache.as_ref().expect("loaded").1;
         let rect = DlibRect { left: f[4].parse()?, top: f[5].parse()?, right: f[6].parse()?, bottom: f[7].parse()? };
         let t = Instant::now();
-        let reps = 20;
+        let reps: usize = std::env::var("PROBE_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
         let mut pts = sp.predict(img, rect);
         for _ in 1..reps {
             pts = std::hint::black_box(sp.predict(img, rect));

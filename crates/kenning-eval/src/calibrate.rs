@@ -47,7 +47,11 @@ pub fn impostor_fmr_points(impostor: &[f32], per_decade: usize, min_count: u64) 
         }
         let distance = v[count as usize - 1];
         if out.last().is_none_or(|p| distance < p.distance) {
-            out.push(FmrPoint { log10_fmr: level, distance, false_matches: count });
+            out.push(FmrPoint {
+                log10_fmr: level,
+                distance,
+                false_matches: count,
+            });
         }
     }
     out
@@ -86,7 +90,12 @@ pub struct CalibrationCheck {
 /// Checks a calibration from the FMR it predicts for each impostor pair of
 /// an independent set: at predicted level p the threshold accepts pairs
 /// with prediction <= p, and the observed FMR is the fraction accepted.
-pub fn check_calibration(predicted: &[f64], levels: &[f64], factor: f64, description: &str) -> CalibrationCheck {
+pub fn check_calibration(
+    predicted: &[f64],
+    levels: &[f64],
+    factor: f64,
+    description: &str,
+) -> CalibrationCheck {
     let mut v: Vec<f64> = predicted.iter().copied().filter(|x| !x.is_nan()).collect();
     v.par_sort_unstable_by(f64::total_cmp);
     let n = v.len() as u64;
@@ -106,7 +115,12 @@ pub fn check_calibration(predicted: &[f64], levels: &[f64], factor: f64, descrip
             }
         })
         .collect();
-    CalibrationCheck { description: description.into(), impostor_pairs: n, factor, rows }
+    CalibrationCheck {
+        description: description.into(),
+        impostor_pairs: n,
+        factor,
+        rows,
+    }
 }
 
 /// [`check_calibration`] for a distance-to-FMR function (e.g. a global
@@ -156,52 +170,81 @@ pub fn nearest_centroid(centroids: &[Vec<f32>], x: &[f32]) -> (usize, f32) {
 pub fn kmeans(points: &Embeddings, k: usize, seed: u64, max_iter: usize) -> Result<KMeans> {
     let n = points.len();
     if k == 0 || k > n {
-        return Err(invalid(format!("k-means needs 1 <= k <= points, got k = {k} for {n} points")));
+        return Err(invalid(format!(
+            "k-means needs 1 <= k <= points, got k = {k} for {n} points"
+        )));
     }
     let dim = points.dim();
     let mut rng = SplitMix64::new(seed);
     let mut centroids = vec![points.row(rng.below(n)).to_vec()];
-    let mut d2: Vec<f32> = (0..n).into_par_iter().map(|i| sq_dist(points.row(i), &centroids[0])).collect();
+    let mut d2: Vec<f32> = (0..n)
+        .into_par_iter()
+        .map(|i| sq_dist(points.row(i), &centroids[0]))
+        .collect();
     while centroids.len() < k {
         let total: f64 = d2.iter().map(|&x| f64::from(x)).sum();
         let next = if total > 0.0 {
             let mut r = rng.unit() * total;
-            d2.iter().position(|&x| {
-                r -= f64::from(x);
-                r < 0.0
-            })
-            .unwrap_or(n - 1)
+            d2.iter()
+                .position(|&x| {
+                    r -= f64::from(x);
+                    r < 0.0
+                })
+                .unwrap_or(n - 1)
         } else {
             rng.below(n)
         };
         let c = points.row(next).to_vec();
-        d2.par_iter_mut().enumerate().for_each(|(i, d)| *d = d.min(sq_dist(points.row(i), &c)));
+        d2.par_iter_mut()
+            .enumerate()
+            .for_each(|(i, d)| *d = d.min(sq_dist(points.row(i), &c)));
         centroids.push(c);
     }
     let mut assignments = vec![usize::MAX; n];
     let mut iterations = 0;
     loop {
-        let next: Vec<(usize, f32)> = (0..n).into_par_iter().map(|i| nearest_centroid(&centroids, points.row(i))).collect();
-        let changed = next.iter().zip(&assignments).filter(|(a, b)| a.0 != **b).count();
+        let next: Vec<(usize, f32)> = (0..n)
+            .into_par_iter()
+            .map(|i| nearest_centroid(&centroids, points.row(i)))
+            .collect();
+        let changed = next
+            .iter()
+            .zip(&assignments)
+            .filter(|(a, b)| a.0 != **b)
+            .count();
         assignments = next.iter().map(|a| a.0).collect();
         if changed == 0 || iterations >= max_iter {
             let inertia = next.iter().map(|a| f64::from(a.1)).sum();
-            return Ok(KMeans { centroids, assignments, iterations, inertia });
+            return Ok(KMeans {
+                centroids,
+                assignments,
+                iterations,
+                inertia,
+            });
         }
         iterations += 1;
         let mut sums = vec![vec![0f64; dim]; k];
         let mut counts = vec![0usize; k];
         for (i, &c) in assignments.iter().enumerate() {
             counts[c] += 1;
-            sums[c].iter_mut().zip(points.row(i)).for_each(|(s, &x)| *s += f64::from(x));
+            sums[c]
+                .iter_mut()
+                .zip(points.row(i))
+                .for_each(|(s, &x)| *s += f64::from(x));
         }
         let mut taken = vec![false; n];
         for c in 0..k {
             if counts[c] > 0 {
-                centroids[c] = sums[c].iter().map(|&s| (s / counts[c] as f64) as f32).collect();
+                centroids[c] = sums[c]
+                    .iter()
+                    .map(|&s| (s / counts[c] as f64) as f32)
+                    .collect();
             } else {
                 // Re-seed from the worst-fitting point not already used.
-                let far = (0..n).filter(|&i| !taken[i]).max_by(|&a, &b| next[a].1.total_cmp(&next[b].1)).unwrap_or(0);
+                let far = (0..n)
+                    .filter(|&i| !taken[i])
+                    .max_by(|&a, &b| next[a].1.total_cmp(&next[b].1))
+                    .unwrap_or(0);
                 taken[far] = true;
                 centroids[c] = points.row(far).to_vec();
             }
@@ -229,13 +272,18 @@ impl LogFmrTable {
     /// log10 FMR at `x`.
     pub fn log_fmr(&self, x: f64) -> f64 {
         let p = &self.points;
-        let (Some(&first), Some(&last)) = (p.first(), p.last()) else { return 0.0 };
+        let (Some(&first), Some(&last)) = (p.first(), p.last()) else {
+            return 0.0;
+        };
         if x >= last.0 {
             return last.1;
         }
         if x < first.0 {
             // Slope over roughly the lowest decade, steadier than one segment.
-            let top = p.iter().find(|q| q.1 >= first.1 + 1.0 - 1e-9).unwrap_or(&last);
+            let top = p
+                .iter()
+                .find(|q| q.1 >= first.1 + 1.0 - 1e-9)
+                .unwrap_or(&last);
             if top.0 <= first.0 {
                 return FLOOR_LOG_FMR.max(first.1);
             }
@@ -258,7 +306,11 @@ struct Hist {
 
 impl Hist {
     fn new(lo: f64, hi: f64, bins: usize) -> Self {
-        Self { lo, width: (hi - lo).max(1e-12) / bins as f64, counts: vec![0; bins] }
+        Self {
+            lo,
+            width: (hi - lo).max(1e-12) / bins as f64,
+            counts: vec![0; bins],
+        }
     }
     #[inline]
     fn add(&mut self, x: f64) {
@@ -267,7 +319,10 @@ impl Hist {
         self.counts[b.min(last)] += 1;
     }
     fn merge(&mut self, o: &Hist) {
-        self.counts.iter_mut().zip(&o.counts).for_each(|(a, b)| *a += b);
+        self.counts
+            .iter_mut()
+            .zip(&o.counts)
+            .for_each(|(a, b)| *a += b);
     }
     /// Points at `per_decade` log-spaced FMRs down to `min_count` pairs,
     /// the value for each interpolated within its bin.
@@ -290,7 +345,9 @@ impl Hist {
             if target < min_count.max(1) as f64 {
                 break;
             }
-            let b = cum.partition_point(|&c| (c as f64) < target).min(cum.len() - 1);
+            let b = cum
+                .partition_point(|&c| (c as f64) < target)
+                .min(cum.len() - 1);
             let before = if b == 0 { 0 } else { cum[b - 1] };
             let frac = (target - before as f64) / self.counts[b].max(1) as f64;
             let x = self.lo + (b as f64 + frac.clamp(0.0, 1.0)) * self.width;
@@ -299,7 +356,10 @@ impl Hist {
             }
         }
         pts.reverse();
-        LogFmrTable { pairs: n, points: pts }
+        LogFmrTable {
+            pairs: n,
+            points: pts,
+        }
     }
 }
 
@@ -334,7 +394,14 @@ pub struct FairCalibrationConfig {
 
 impl Default for FairCalibrationConfig {
     fn default() -> Self {
-        Self { k: 8, seed: 0x6b6d_6561, max_iter: 100, per_decade: 10, min_count: 10, pairs: ClusterPairs::Within }
+        Self {
+            k: 8,
+            seed: 0x6b6d_6561,
+            max_iter: 100,
+            per_decade: 10,
+            min_count: 10,
+            pairs: ClusterPairs::Within,
+        }
     }
 }
 
@@ -386,7 +453,16 @@ impl FairCalibration {
     /// Fits with default options, treating every pair of `embeddings` as an
     /// impostor pair (one photo per person, as UTKFace).
     pub fn fit(embeddings: &Embeddings, k: usize, distance: Distance, seed: u64) -> Result<Self> {
-        Self::fit_with::<&str>(embeddings, None, distance, FairCalibrationConfig { k, seed, ..Default::default() })
+        Self::fit_with::<&str>(
+            embeddings,
+            None,
+            distance,
+            FairCalibrationConfig {
+                k,
+                seed,
+                ..Default::default()
+            },
+        )
     }
 
     /// Fits with options; with `subjects`, pairs of photos of one subject
@@ -423,13 +499,20 @@ impl FairCalibration {
         let hi = match distance {
             Distance::Cosine => 2.0,
             Distance::Euclidean => {
-                2.0 * (0..n).map(|i| f64::from(dot(embeddings.row(i), embeddings.row(i))).sqrt()).fold(0.0, f64::max)
+                2.0 * (0..n)
+                    .map(|i| f64::from(dot(embeddings.row(i), embeddings.row(i))).sqrt())
+                    .fold(0.0, f64::max)
             }
         };
         // Pass 1: per-cluster and global distance histograms.
         let (hists, global) = pairwise_fold(
             n,
-            || (vec![Hist::new(0.0, hi, DIST_BINS); k], Hist::new(0.0, hi, DIST_BINS)),
+            || {
+                (
+                    vec![Hist::new(0.0, hi, DIST_BINS); k],
+                    Hist::new(0.0, hi, DIST_BINS),
+                )
+            },
             |(h, g), i, j| {
                 if subject[i] == subject[j] {
                     return;
@@ -456,7 +539,10 @@ impl FairCalibration {
         );
         let global_table = global.table(config.per_decade, config.min_count);
         if global_table.points.len() < 2 {
-            return Err(invalid(format!("{} impostor pairs are too few to calibrate", global_table.pairs)));
+            return Err(invalid(format!(
+                "{} impostor pairs are too few to calibrate",
+                global_table.pairs
+            )));
         }
         let mut sizes = vec![0usize; k];
         cl.iter().for_each(|&c| sizes[c] += 1);
@@ -465,7 +551,10 @@ impl FairCalibration {
             .zip(&sizes)
             .map(|(h, &photos)| {
                 let t = h.table(config.per_decade, config.min_count);
-                ClusterCalibration { photos, table: (t.points.len() >= 2).then_some(t) }
+                ClusterCalibration {
+                    photos,
+                    table: (t.points.len() >= 2).then_some(t),
+                }
             })
             .collect();
         let mut fc = FairCalibration {
@@ -474,7 +563,10 @@ impl FairCalibration {
             centroids: km.centroids,
             clusters,
             global: global_table,
-            combined: LogFmrTable { pairs: 0, points: Vec::new() },
+            combined: LogFmrTable {
+                pairs: 0,
+                points: Vec::new(),
+            },
             impostor_pairs: global.counts.iter().sum(),
         };
         // Pass 2: the combined score's overall FMR.
@@ -525,9 +617,15 @@ impl FairCalibration {
     pub fn assign_all(&self, embeddings: &Embeddings) -> Result<Vec<u32>> {
         let dim = self.centroids.first().map_or(0, Vec::len);
         if !embeddings.is_empty() && embeddings.dim() != dim {
-            return Err(invalid(format!("embeddings have {} values, the calibration {dim}", embeddings.dim())));
+            return Err(invalid(format!(
+                "embeddings have {} values, the calibration {dim}",
+                embeddings.dim()
+            )));
         }
-        Ok((0..embeddings.len()).into_par_iter().map(|i| self.assign(embeddings.row(i)) as u32).collect())
+        Ok((0..embeddings.len())
+            .into_par_iter()
+            .map(|i| self.assign(embeddings.row(i)) as u32)
+            .collect())
     }
 
     /// log10 FMR of a pair in clusters `a` and `b` at `distance`.

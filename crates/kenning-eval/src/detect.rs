@@ -29,7 +29,11 @@ pub struct FileMatch {
 /// `iou_threshold` are taken in order of decreasing IoU, each detection and
 /// each face used at most once. Ignored faces are matched only after that,
 /// and any number of leftover detections may fall on one ignored face.
-pub fn match_detections(truth: &[GroundTruthBox], detections: &[PixelBox], iou_threshold: f64) -> FileMatch {
+pub fn match_detections(
+    truth: &[GroundTruthBox],
+    detections: &[PixelBox],
+    iou_threshold: f64,
+) -> FileMatch {
     let mut cand: Vec<(f64, usize, usize)> = Vec::new();
     for (d, db) in detections.iter().enumerate() {
         for (g, gt) in truth.iter().enumerate().filter(|(_, g)| !g.ignore) {
@@ -41,7 +45,10 @@ pub fn match_detections(truth: &[GroundTruthBox], detections: &[PixelBox], iou_t
     }
     cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let (mut det_used, mut gt_used) = (vec![false; detections.len()], vec![false; truth.len()]);
-    let mut out = FileMatch { faces: truth.iter().filter(|g| !g.ignore).count(), ..Default::default() };
+    let mut out = FileMatch {
+        faces: truth.iter().filter(|g| !g.ignore).count(),
+        ..Default::default()
+    };
     for (_, d, g) in cand {
         if !det_used[d] && !gt_used[g] {
             det_used[d] = true;
@@ -50,7 +57,10 @@ pub fn match_detections(truth: &[GroundTruthBox], detections: &[PixelBox], iou_t
         }
     }
     for (_, db) in detections.iter().enumerate().filter(|&(d, _)| !det_used[d]) {
-        if truth.iter().any(|g| g.ignore && db.iou(&g.bbox) >= iou_threshold) {
+        if truth
+            .iter()
+            .any(|g| g.ignore && db.iou(&g.bbox) >= iou_threshold)
+        {
             out.ignored_detections += 1;
         } else {
             out.false_positives += 1;

@@ -45,7 +45,12 @@ impl Distance {
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     let mut acc = [0f32; 8];
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
@@ -69,7 +74,10 @@ impl Embeddings {
     pub fn new(rows: &[Vec<f32>]) -> Result<Self> {
         let dim = rows.first().map_or(0, Vec::len);
         if let Some(i) = rows.iter().position(|r| r.len() != dim) {
-            return Err(invalid(format!("embedding {i} has {} values, expected {dim}", rows[i].len())));
+            return Err(invalid(format!(
+                "embedding {i} has {} values, expected {dim}",
+                rows[i].len()
+            )));
         }
         Self::from_flat(dim, rows.concat())
     }
@@ -80,13 +88,24 @@ impl Embeddings {
             return Err(invalid("embedding dimension is 0"));
         }
         if dim > 0 && !data.len().is_multiple_of(dim) {
-            return Err(invalid(format!("{} values do not split into rows of {dim}", data.len())));
+            return Err(invalid(format!(
+                "{} values do not split into rows of {dim}",
+                data.len()
+            )));
         }
         if data.iter().any(|x| !x.is_finite()) {
             return Err(invalid("embeddings contain NaN or infinite values"));
         }
-        let sq_norms = if dim == 0 { Vec::new() } else { data.chunks_exact(dim).map(|r| dot(r, r)).collect() };
-        Ok(Self { dim, data, sq_norms })
+        let sq_norms = if dim == 0 {
+            Vec::new()
+        } else {
+            data.chunks_exact(dim).map(|r| dot(r, r)).collect()
+        };
+        Ok(Self {
+            dim,
+            data,
+            sq_norms,
+        })
     }
 
     /// Number of embeddings.
@@ -112,20 +131,35 @@ impl Embeddings {
     /// Distance between embeddings `i` and `j`.
     #[inline]
     pub fn distance(&self, i: usize, j: usize, distance: Distance) -> f32 {
-        distance.combine(dot(self.row(i), self.row(j)), self.sq_norms[i], self.sq_norms[j])
+        distance.combine(
+            dot(self.row(i), self.row(j)),
+            self.sq_norms[i],
+            self.sq_norms[j],
+        )
     }
 
     /// Distance between embedding `i` and embedding `j` of `other`.
     #[inline]
     pub fn distance_to(&self, i: usize, other: &Embeddings, j: usize, distance: Distance) -> f32 {
-        distance.combine(dot(self.row(i), other.row(j)), self.sq_norms[i], other.sq_norms[j])
+        distance.combine(
+            dot(self.row(i), other.row(j)),
+            self.sq_norms[i],
+            other.sq_norms[j],
+        )
     }
 
     /// The rows at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> Embeddings {
-        let data = indices.iter().flat_map(|&i| self.row(i).iter().copied()).collect();
+        let data = indices
+            .iter()
+            .flat_map(|&i| self.row(i).iter().copied())
+            .collect();
         let sq_norms = indices.iter().map(|&i| self.sq_norms[i]).collect();
-        Embeddings { dim: self.dim, data, sq_norms }
+        Embeddings {
+            dim: self.dim,
+            data,
+            sq_norms,
+        }
     }
 
     /// A copy with every row scaled to unit length (zero rows stay zero).
@@ -139,17 +173,30 @@ impl Embeddings {
                 }
             }
         }
-        let sq_norms = if self.dim == 0 { Vec::new() } else { data.chunks_exact(self.dim).map(|r| dot(r, r)).collect() };
-        Embeddings { dim: self.dim, data, sq_norms }
+        let sq_norms = if self.dim == 0 {
+            Vec::new()
+        } else {
+            data.chunks_exact(self.dim).map(|r| dot(r, r)).collect()
+        };
+        Embeddings {
+            dim: self.dim,
+            data,
+            sq_norms,
+        }
     }
 
     /// Distances for the given index pairs, in parallel.
     pub fn pair_distances(&self, pairs: &[(usize, usize)], distance: Distance) -> Result<Vec<f32>> {
         let n = self.len();
         if let Some(&(a, b)) = pairs.iter().find(|&&(a, b)| a >= n || b >= n) {
-            return Err(invalid(format!("pair ({a}, {b}) refers past the {n} embeddings")));
+            return Err(invalid(format!(
+                "pair ({a}, {b}) refers past the {n} embeddings"
+            )));
         }
-        Ok(pairs.par_iter().map(|&(a, b)| self.distance(a, b, distance)).collect())
+        Ok(pairs
+            .par_iter()
+            .map(|&(a, b)| self.distance(a, b, distance))
+            .collect())
     }
 }
 
@@ -211,13 +258,20 @@ mod tests {
     #[test]
     fn pairwise_visits_each_pair_once() {
         let n = 300;
-        let (count, sum) = pairwise_fold(n, || (0u64, 0u64), |a, i, j| {
-            assert!(i < j);
-            a.0 += 1;
-            a.1 += (i * n + j) as u64;
-        }, |a, b| (a.0 + b.0, a.1 + b.1));
+        let (count, sum) = pairwise_fold(
+            n,
+            || (0u64, 0u64),
+            |a, i, j| {
+                assert!(i < j);
+                a.0 += 1;
+                a.1 += (i * n + j) as u64;
+            },
+            |a, b| (a.0 + b.0, a.1 + b.1),
+        );
         assert_eq!(count, (n * (n - 1) / 2) as u64);
-        let expect: u64 = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i * n + j) as u64)).sum();
+        let expect: u64 = (0..n)
+            .flat_map(|i| (i + 1..n).map(move |j| (i * n + j) as u64))
+            .sum();
         assert_eq!(sum, expect);
     }
 

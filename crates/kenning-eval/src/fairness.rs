@@ -54,18 +54,37 @@ impl<'a> LabelledSet<'a> {
                 *ids.entry(s.as_ref()).or_insert(next)
             })
             .collect();
-        let mut names: Vec<String> = groups.iter().flatten().map(|g| g.as_ref().to_string()).collect();
+        let mut names: Vec<String> = groups
+            .iter()
+            .flatten()
+            .map(|g| g.as_ref().to_string())
+            .collect();
         names.sort();
         names.dedup();
         let group = groups
             .iter()
-            .map(|g| g.as_ref().map(|g| names.binary_search_by(|n| n.as_str().cmp(g.as_ref())).unwrap_or(0) as u32))
+            .map(|g| {
+                g.as_ref().map(|g| {
+                    names
+                        .binary_search_by(|n| n.as_str().cmp(g.as_ref()))
+                        .unwrap_or(0) as u32
+                })
+            })
             .collect();
-        Ok(Self { embeddings, subject, subjects: ids.len(), group, group_names: names })
+        Ok(Self {
+            embeddings,
+            subject,
+            subjects: ids.len(),
+            group,
+            group_names: names,
+        })
     }
 
     /// A set where every photo is a different person (e.g. UTKFace).
-    pub fn one_photo_per_subject<G: AsRef<str>>(embeddings: &'a Embeddings, groups: &[Option<G>]) -> Result<Self> {
+    pub fn one_photo_per_subject<G: AsRef<str>>(
+        embeddings: &'a Embeddings,
+        groups: &[Option<G>],
+    ) -> Result<Self> {
         let subjects: Vec<String> = (0..embeddings.len()).map(|i| i.to_string()).collect();
         Self::new(embeddings, &subjects, groups)
     }
@@ -103,7 +122,10 @@ impl Scoring<'_> {
     pub fn describe(&self) -> String {
         match self {
             Scoring::Distance(d) => format!("{d:?} distance (global threshold)").to_lowercase(),
-            Scoring::Fair(f) => format!("fair calibration ({} clusters, log10 FMR)", f.clusters.len()),
+            Scoring::Fair(f) => format!(
+                "fair calibration ({} clusters, log10 FMR)",
+                f.clusters.len()
+            ),
         }
     }
 }
@@ -121,7 +143,11 @@ impl<'s> Bound<'s> {
             Scoring::Distance(_) => Vec::new(),
             Scoring::Fair(f) => f.assign_all(set)?,
         };
-        Ok(Self { set, scoring, clusters })
+        Ok(Self {
+            set,
+            scoring,
+            clusters,
+        })
     }
     #[inline]
     fn score(&self, i: usize, j: usize) -> f32 {
@@ -129,7 +155,8 @@ impl<'s> Bound<'s> {
             Scoring::Distance(d) => self.set.distance(i, j, d),
             Scoring::Fair(f) => {
                 let d = self.set.distance(i, j, f.distance);
-                f.log_fmr_for_clusters(self.clusters[i] as usize, self.clusters[j] as usize, d) as f32
+                f.log_fmr_for_clusters(self.clusters[i] as usize, self.clusters[j] as usize, d)
+                    as f32
             }
         }
     }
@@ -176,7 +203,10 @@ pub struct FairnessConfig {
 impl Default for FairnessConfig {
     fn default() -> Self {
         Self {
-            thresholds: vec![ThresholdRule::OverallFmr(1e-4), ThresholdRule::OverallFmr(1e-5)],
+            thresholds: vec![
+                ThresholdRule::OverallFmr(1e-4),
+                ThresholdRule::OverallFmr(1e-5),
+            ],
             bootstrap_replicates: 1000,
             confidence: 0.95,
             seed: 0x6661_6972,
@@ -308,7 +338,8 @@ impl Lowest {
             return;
         }
         let k = self.keep - 1;
-        self.buf.select_nth_unstable_by(k, |a, b| a.2.total_cmp(&b.2));
+        self.buf
+            .select_nth_unstable_by(k, |a, b| a.2.total_cmp(&b.2));
         self.cut = self.buf[k].2;
         let (cut, fixed) = (self.cut, self.fixed);
         self.buf.retain(|p| p.2 <= cut || p.2 <= fixed);
@@ -326,7 +357,12 @@ struct GroupSubjects {
 fn group_subjects(set: &LabelledSet, g: u32) -> GroupSubjects {
     let mut local = HashMap::new();
     let mut photos = Vec::new();
-    for (s, _) in set.subject.iter().zip(&set.group).filter(|(_, gr)| **gr == Some(g)) {
+    for (s, _) in set
+        .subject
+        .iter()
+        .zip(&set.group)
+        .filter(|(_, gr)| **gr == Some(g))
+    {
         let next = local.len();
         let k = *local.entry(*s).or_insert(next);
         if k == photos.len() {
@@ -358,27 +394,49 @@ pub fn evaluate_fairness(
     let gen_set = genuine.unwrap_or(impostors);
     let total = impostors.impostor_pairs();
     if total == 0 {
-        return Err(invalid("the impostor set has no pairs of different subjects"));
+        return Err(invalid(
+            "the impostor set has no pairs of different subjects",
+        ));
     }
     let keep = config
         .thresholds
         .iter()
         .filter_map(|r| match r {
-            ThresholdRule::OverallFmr(t) => Some((t * total as f64 * (1.0 + 1e-9)).floor() as usize + 2),
+            ThresholdRule::OverallFmr(t) => {
+                Some((t * total as f64 * (1.0 + 1e-9)).floor() as usize + 2)
+            }
             ThresholdRule::Fixed { .. } => None,
         })
         .max()
         .unwrap_or(0);
-    let fixed =
-        config.thresholds.iter().filter_map(|r| if let ThresholdRule::Fixed { score, .. } = r { Some(*score) } else { None }).fold(f32::NEG_INFINITY, f32::max);
-    let cut0 = if keep > 0 { f32::INFINITY } else { f32::NEG_INFINITY };
+    let fixed = config
+        .thresholds
+        .iter()
+        .filter_map(|r| {
+            if let ThresholdRule::Fixed { score, .. } = r {
+                Some(*score)
+            } else {
+                None
+            }
+        })
+        .fold(f32::NEG_INFINITY, f32::max);
+    let cut0 = if keep > 0 {
+        f32::INFINITY
+    } else {
+        f32::NEG_INFINITY
+    };
 
     // Pass 1: the lowest-scoring impostor pairs.
     let bound = Bound::new(impostors.embeddings, scoring)?;
     let subj = &impostors.subject;
     let mut low = pairwise_fold(
         impostors.len(),
-        || Lowest { keep, fixed, cut: cut0, buf: Vec::new() },
+        || Lowest {
+            keep,
+            fixed,
+            cut: cut0,
+            buf: Vec::new(),
+        },
         |acc, i, j| {
             if subj[i] != subj[j] {
                 acc.push(i, j, bound.score(i, j));
@@ -391,13 +449,18 @@ pub fn evaluate_fairness(
         },
     );
     low.prune();
-    low.buf.sort_unstable_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+    low.buf
+        .sort_unstable_by(|a, b| a.2.total_cmp(&b.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
     let low_scores: Vec<f32> = low.buf.iter().map(|p| p.2).collect();
 
     // Genuine pairs, per subject.
     let gbound = Bound::new(gen_set.embeddings, scoring)?;
     let mut photos_of: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    gen_set.subject.iter().enumerate().for_each(|(i, &s)| photos_of.entry(s).or_default().push(i));
+    gen_set
+        .subject
+        .iter()
+        .enumerate()
+        .for_each(|(i, &s)| photos_of.entry(s).or_default().push(i));
     // (subject, group if both photos share it, score)
     let genuine_pairs: Vec<(u32, Option<u32>, f32)> = photos_of
         .par_iter()
@@ -406,7 +469,11 @@ pub fn evaluate_fairness(
             let set = gen_set;
             ph.iter().enumerate().flat_map(move |(k, &a)| {
                 ph[k + 1..].iter().map(move |&b| {
-                    let g = if set.group[a] == set.group[b] { set.group[a] } else { None };
+                    let g = if set.group[a] == set.group[b] {
+                        set.group[a]
+                    } else {
+                        None
+                    };
                     (s, g, gb.score(a, b))
                 })
             })
@@ -414,19 +481,25 @@ pub fn evaluate_fairness(
         .collect();
 
     // Group bookkeeping by name, so the two sets may label groups differently.
-    let imp_groups: Vec<GroupSubjects> =
-        (0..impostors.group_names.len() as u32).map(|g| group_subjects(impostors, g)).collect();
+    let imp_groups: Vec<GroupSubjects> = (0..impostors.group_names.len() as u32)
+        .map(|g| group_subjects(impostors, g))
+        .collect();
     let cross_totals = cross_group_totals(impostors);
 
     let mut results = Vec::new();
     for rule in &config.thresholds {
         let threshold = match rule {
-            ThresholdRule::OverallFmr(t) => threshold_for_rate_prefix(&low_scores, total, *t).map(|o| o.threshold),
+            ThresholdRule::OverallFmr(t) => {
+                threshold_for_rate_prefix(&low_scores, total, *t).map(|o| o.threshold)
+            }
             ThresholdRule::Fixed { score, .. } => Some(*score),
         };
         let Some(t) = threshold else {
             results.push(ThresholdResult {
-                label: format!("{} (not measurable: fewer than 1/target impostor pairs)", rule.label()),
+                label: format!(
+                    "{} (not measurable: fewer than 1/target impostor pairs)",
+                    rule.label()
+                ),
                 threshold: None,
                 overall_fmr: None,
                 overall_false_matches: 0,
@@ -439,7 +512,12 @@ pub fn evaluate_fairness(
             });
             continue;
         };
-        let fm: Vec<(u32, u32)> = low.buf.iter().take_while(|p| p.2 <= t).map(|p| (p.0, p.1)).collect();
+        let fm: Vec<(u32, u32)> = low
+            .buf
+            .iter()
+            .take_while(|p| p.2 <= t)
+            .map(|p| (p.0, p.1))
+            .collect();
 
         // Same-group FMR and the cross-group matrix.
         let mut cross_fm: HashMap<(u32, u32), u64> = HashMap::new();
@@ -449,7 +527,8 @@ pub fn evaluate_fairness(
                 *cross_fm.entry((a.min(b), a.max(b))).or_default() += 1;
                 if a == b {
                     let gs = &imp_groups[a as usize];
-                    fm_local[a as usize].push((gs.local[&subj[i as usize]], gs.local[&subj[j as usize]]));
+                    fm_local[a as usize]
+                        .push((gs.local[&subj[i as usize]], gs.local[&subj[j as usize]]));
                 }
             }
         }
@@ -471,10 +550,16 @@ pub fn evaluate_fairness(
         }
         let fnmr_stats: Vec<RateInput> = by_group
             .iter()
-            .map(|(&g, per)| RateInput::genuine(&gen_set.group_names[g as usize], per.values().copied().collect()))
+            .map(|(&g, per)| {
+                RateInput::genuine(
+                    &gen_set.group_names[g as usize],
+                    per.values().copied().collect(),
+                )
+            })
             .collect();
-        let overall_fnmr = (!genuine_pairs.is_empty())
-            .then(|| genuine_pairs.iter().filter(|p| p.2 > t).count() as f64 / genuine_pairs.len() as f64);
+        let overall_fnmr = (!genuine_pairs.is_empty()).then(|| {
+            genuine_pairs.iter().filter(|p| p.2 > t).count() as f64 / genuine_pairs.len() as f64
+        });
 
         let (fmr_by_group, fmr_ratio) = bootstrap_rates(&fmr_stats, config, 1);
         let (fnmr_by_group, fnmr_ratio) = bootstrap_rates(&fnmr_stats, config, 2);
@@ -539,7 +624,11 @@ fn cross_group_totals(set: &LabelledSet) -> BTreeMap<(u32, u32), u64> {
     let mut out = BTreeMap::new();
     for a in 0..ng {
         for b in a..ng {
-            let all = if a == b { n[a] * n[a].saturating_sub(1) / 2 } else { n[a] * n[b] };
+            let all = if a == b {
+                n[a] * n[a].saturating_sub(1) / 2
+            } else {
+                n[a] * n[b]
+            };
             out.insert((a as u32, b as u32), all);
         }
     }
@@ -547,7 +636,11 @@ fn cross_group_totals(set: &LabelledSet) -> BTreeMap<(u32, u32), u64> {
     for counts in per_subject.values() {
         for (&a, &ca) in counts {
             for (&b, &cb) in counts.range(a..) {
-                let same = if a == b { ca * ca.saturating_sub(1) / 2 } else { ca * cb };
+                let same = if a == b {
+                    ca * ca.saturating_sub(1) / 2
+                } else {
+                    ca * cb
+                };
                 *out.get_mut(&(a, b)).expect("pair inserted above") -= same;
             }
         }
@@ -567,20 +660,29 @@ struct RateInput {
 
 enum RateKind {
     /// Photos per local subject, and error pairs as local subject indices.
-    Impostor { photos: Vec<u64>, errors: Vec<(usize, usize)> },
+    Impostor {
+        photos: Vec<u64>,
+        errors: Vec<(usize, usize)>,
+    },
     /// (pairs, errors) per subject.
     Genuine(Vec<(u64, u64)>),
 }
 
 impl RateInput {
     fn impostor(name: &str, gs: &GroupSubjects, errors: &[(usize, usize)]) -> Self {
-        let (s1, s2): (u64, u64) = gs.photos.iter().fold((0, 0), |(a, b), &m| (a + m, b + m * m));
+        let (s1, s2): (u64, u64) = gs
+            .photos
+            .iter()
+            .fold((0, 0), |(a, b), &m| (a + m, b + m * m));
         RateInput {
             group: name.to_string(),
             subjects: gs.photos.len(),
             pairs: (s1 * s1 - s2) / 2,
             errors: errors.len() as u64,
-            kind: RateKind::Impostor { photos: gs.photos.clone(), errors: errors.to_vec() },
+            kind: RateKind::Impostor {
+                photos: gs.photos.clone(),
+                errors: errors.to_vec(),
+            },
         }
     }
 
@@ -609,8 +711,12 @@ impl RateInput {
             RateKind::Impostor { photos, errors } => {
                 // Copies of one drawn subject are the same person, so pairs
                 // between copies are not impostor pairs.
-                let (s1, s2) =
-                    photos.iter().zip(w.iter()).fold((0u64, 0u64), |(a, b), (&m, &k)| (a + k * m, b + k * k * m * m));
+                let (s1, s2) = photos
+                    .iter()
+                    .zip(w.iter())
+                    .fold((0u64, 0u64), |(a, b), (&m, &k)| {
+                        (a + k * m, b + k * k * m * m)
+                    });
                 let den = (s1 * s1 - s2) / 2;
                 let num: u64 = errors.iter().map(|&(a, b)| w[a] * w[b]).sum();
                 if den == 0 {
@@ -620,7 +726,12 @@ impl RateInput {
                 }
             }
             RateKind::Genuine(per) => {
-                let (p, e) = per.iter().zip(w.iter()).fold((0u64, 0u64), |(p, e), (&(pp, ee), &k)| (p + k * pp, e + k * ee));
+                let (p, e) = per
+                    .iter()
+                    .zip(w.iter())
+                    .fold((0u64, 0u64), |(p, e), (&(pp, ee), &k)| {
+                        (p + k * pp, e + k * ee)
+                    });
                 if p == 0 {
                     f64::NAN
                 } else {
@@ -632,7 +743,11 @@ impl RateInput {
 }
 
 /// Point rates, bootstrap intervals and the max/min ratio for some groups.
-fn bootstrap_rates(groups: &[RateInput], config: &FairnessConfig, stream: u64) -> (Vec<GroupRate>, Option<RateRatio>) {
+fn bootstrap_rates(
+    groups: &[RateInput],
+    config: &FairnessConfig,
+    stream: u64,
+) -> (Vec<GroupRate>, Option<RateRatio>) {
     let reps = config.bootstrap_replicates;
     let seed = config.seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F);
     // replicates[r] = (rates per group, ratio)
@@ -641,7 +756,10 @@ fn bootstrap_rates(groups: &[RateInput], config: &FairnessConfig, stream: u64) -
         .map(|r| {
             let mut rng = SplitMix64::derive(seed, r as u64);
             let mut w = Vec::new();
-            let rates: Vec<f64> = groups.iter().map(|g| g.resample(&mut rng, &mut w)).collect();
+            let rates: Vec<f64> = groups
+                .iter()
+                .map(|g| g.resample(&mut rng, &mut w))
+                .collect();
             (rates.clone(), ratio_of(&rates))
         })
         .collect();
@@ -675,8 +793,12 @@ fn bootstrap_rates(groups: &[RateInput], config: &FairnessConfig, stream: u64) -
         return (rates, None);
     }
     let point: Vec<f64> = rates.iter().map(|r| r.rate).collect();
-    let imax = (0..point.len()).max_by(|&a, &b| point[a].total_cmp(&point[b]).then(b.cmp(&a))).unwrap_or(0);
-    let imin = (0..point.len()).min_by(|&a, &b| point[a].total_cmp(&point[b])).unwrap_or(0);
+    let imax = (0..point.len())
+        .max_by(|&a, &b| point[a].total_cmp(&point[b]).then(b.cmp(&a)))
+        .unwrap_or(0);
+    let imin = (0..point.len())
+        .min_by(|&a, &b| point[a].total_cmp(&point[b]))
+        .unwrap_or(0);
     let (ci_low, ci_high) = if reps > 0 {
         let mut v: Vec<f64> = replicates.iter().map(|r| r.1).collect();
         v.retain(|x| !x.is_nan());
@@ -684,7 +806,10 @@ fn bootstrap_rates(groups: &[RateInput], config: &FairnessConfig, stream: u64) -
         if v.is_empty() {
             (None, None)
         } else {
-            (Some(quantile(&v, alpha)).filter(|x| x.is_finite()), Some(quantile(&v, 1.0 - alpha)).filter(|x| x.is_finite()))
+            (
+                Some(quantile(&v, alpha)).filter(|x| x.is_finite()),
+                Some(quantile(&v, 1.0 - alpha)).filter(|x| x.is_finite()),
+            )
         }
     } else {
         (None, None)
@@ -707,7 +832,11 @@ fn bootstrap_rates(groups: &[RateInput], config: &FairnessConfig, stream: u64) -
 /// smallest is 0 and the largest is not, 1 when all are 0).
 fn ratio_of(rates: &[f64]) -> f64 {
     let v: Vec<f64> = rates.iter().copied().filter(|x| !x.is_nan()).collect();
-    let (max, min) = v.iter().fold((f64::NEG_INFINITY, f64::INFINITY), |(a, b), &x| (a.max(x), b.min(x)));
+    let (max, min) = v
+        .iter()
+        .fold((f64::NEG_INFINITY, f64::INFINITY), |(a, b), &x| {
+            (a.max(x), b.min(x))
+        });
     match v.len() {
         0 => f64::NAN,
         _ if max == 0.0 => 1.0,

@@ -64,9 +64,15 @@ impl Labels {
             .iter()
             .map(|n| {
                 let n = n.as_ref();
-                self.columns.iter().position(|c| c.eq_ignore_ascii_case(n)).ok_or_else(|| {
-                    EvalError::Invalid(format!("labels have no column {n:?} (columns: {})", self.columns.join(", ")))
-                })
+                self.columns
+                    .iter()
+                    .position(|c| c.eq_ignore_ascii_case(n))
+                    .ok_or_else(|| {
+                        EvalError::Invalid(format!(
+                            "labels have no column {n:?} (columns: {})",
+                            self.columns.join(", ")
+                        ))
+                    })
             })
             .collect()
     }
@@ -86,7 +92,10 @@ impl Labels {
 
 /// Reads a whole text file, mapping failures to [`EvalError::Io`].
 pub fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| EvalError::Io { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path).map_err(|source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Reads and parses `identities.csv`.
@@ -98,7 +107,10 @@ pub fn read_identities(path: &Path) -> Result<Vec<IdentityRecord>> {
 pub fn read_pairs(path: &Path) -> Result<Vec<PairRecord>> {
     let text = read_text(path)?;
     let name = path.display().to_string();
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("txt")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("txt"))
+    {
         parse_lfw_pairs(&text, &name)
     } else {
         parse_pairs_csv(&text, &name)
@@ -130,7 +142,10 @@ pub fn parse_identities(text: &str, source_name: &str) -> Result<Vec<IdentityRec
             if !seen.insert(file.clone()) {
                 return Err(table.err(*line, format!("file {file:?} is listed twice")));
             }
-            Ok(IdentityRecord { file, identity: table.nonempty(*line, row, id, "identity")? })
+            Ok(IdentityRecord {
+                file,
+                identity: table.nonempty(*line, row, id, "identity")?,
+            })
         })
         .collect()
 }
@@ -148,10 +163,16 @@ pub fn parse_pairs_csv(text: &str, source_name: &str) -> Result<Vec<PairRecord>>
             let same = match table.field(row, s).to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" => true,
                 "0" | "false" | "no" => false,
-                other => return Err(table.err(*line, format!("same must be 1/0/true/false, got {other:?}"))),
+                other => {
+                    return Err(
+                        table.err(*line, format!("same must be 1/0/true/false, got {other:?}"))
+                    )
+                }
             };
             let fold = match fold.map(|c| table.field(row, c)).filter(|v| !v.is_empty()) {
-                Some(v) => Some(v.parse().map_err(|_| table.err(*line, format!("fold must be a whole number, got {v:?}")))?),
+                Some(v) => Some(v.parse().map_err(|_| {
+                    table.err(*line, format!("fold must be a whole number, got {v:?}"))
+                })?),
                 None => None,
             };
             Ok(PairRecord {
@@ -169,20 +190,47 @@ pub fn parse_pairs_csv(text: &str, source_name: &str) -> Result<Vec<PairRecord>>
 /// `name1 i name2 j`. Photos are `name/name_%04d.jpg`; the fold of a pair is
 /// the block it appears in.
 pub fn parse_lfw_pairs(text: &str, source_name: &str) -> Result<Vec<PairRecord>> {
-    let err = |line: usize, message: String| EvalError::Parse { source_name: source_name.into(), line, message };
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty());
-    let (first_no, first) = lines.next().ok_or_else(|| err(1, "empty pairs file".into()))?;
+    let err = |line: usize, message: String| EvalError::Parse {
+        source_name: source_name.into(),
+        line,
+        message,
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty());
+    let (first_no, first) = lines
+        .next()
+        .ok_or_else(|| err(1, "empty pairs file".into()))?;
     let header: Vec<usize> = first
         .split_whitespace()
-        .map(|t| t.parse().map_err(|_| err(first_no, format!("expected \"folds n\" or \"n\", got {first:?}"))))
+        .map(|t| {
+            t.parse().map_err(|_| {
+                err(
+                    first_no,
+                    format!("expected \"folds n\" or \"n\", got {first:?}"),
+                )
+            })
+        })
         .collect::<Result<_>>()?;
     let (folds, n) = match header[..] {
         [n] => (1, n),
         [f, n] => (f, n),
-        _ => return Err(err(first_no, format!("expected \"folds n\" or \"n\", got {first:?}"))),
+        _ => {
+            return Err(err(
+                first_no,
+                format!("expected \"folds n\" or \"n\", got {first:?}"),
+            ))
+        }
     };
     let photo = |name: &str, idx: &str, line: usize| -> Result<String> {
-        let i: u32 = idx.parse().map_err(|_| err(line, format!("photo number must be a whole number, got {idx:?}")))?;
+        let i: u32 = idx.parse().map_err(|_| {
+            err(
+                line,
+                format!("photo number must be a whole number, got {idx:?}"),
+            )
+        })?;
         Ok(format!("{name}/{name}_{i:04}.jpg"))
     };
     let mut out = Vec::with_capacity(folds * n * 2);
@@ -191,7 +239,10 @@ pub fn parse_lfw_pairs(text: &str, source_name: &str) -> Result<Vec<PairRecord>>
         last_line = line;
         let fold = k / (2 * n.max(1));
         if fold >= folds {
-            return Err(err(line, format!("more pairs than the header's {folds} folds x {n} x 2")));
+            return Err(err(
+                line,
+                format!("more pairs than the header's {folds} folds x {n} x 2"),
+            ));
         }
         let same_block = k % (2 * n) < n;
         let t: Vec<&str> = l.split_whitespace().collect();
@@ -208,15 +259,29 @@ pub fn parse_lfw_pairs(text: &str, source_name: &str) -> Result<Vec<PairRecord>>
                 same: false,
                 fold: Some(fold as u32),
             },
-            (true, _) => return Err(err(line, format!("expected a genuine pair \"name i j\", got {l:?}"))),
-            (false, _) => return Err(err(line, format!("expected an impostor pair \"name1 i name2 j\", got {l:?}"))),
+            (true, _) => {
+                return Err(err(
+                    line,
+                    format!("expected a genuine pair \"name i j\", got {l:?}"),
+                ))
+            }
+            (false, _) => {
+                return Err(err(
+                    line,
+                    format!("expected an impostor pair \"name1 i name2 j\", got {l:?}"),
+                ))
+            }
         };
         out.push(rec);
     }
     if out.len() != folds * n * 2 {
         return Err(err(
             last_line,
-            format!("header promises {folds} folds x {n} x 2 = {} pairs, found {}", folds * n * 2, out.len()),
+            format!(
+                "header promises {folds} folds x {n} x 2 = {} pairs, found {}",
+                folds * n * 2,
+                out.len()
+            ),
         ));
     }
     Ok(out)
@@ -226,12 +291,20 @@ pub fn parse_lfw_pairs(text: &str, source_name: &str) -> Result<Vec<PairRecord>>
 pub fn parse_labels(text: &str, source_name: &str) -> Result<Labels> {
     let table = Csv::parse(text, source_name)?;
     let [f] = table.require(["file"])?;
-    let columns: Vec<String> =
-        table.header.iter().enumerate().filter(|&(i, _)| i != f).map(|(_, c)| c.clone()).collect();
+    let columns: Vec<String> = table
+        .header
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != f)
+        .map(|(_, c)| c.clone())
+        .collect();
     let mut rows = BTreeMap::new();
     for (line, row) in &table.rows {
         let file = table.nonempty(*line, row, f, "file")?;
-        let values = (0..table.header.len()).filter(|&i| i != f).map(|i| table.field(row, i).to_string()).collect();
+        let values = (0..table.header.len())
+            .filter(|&i| i != f)
+            .map(|i| table.field(row, i).to_string())
+            .collect();
         if rows.insert(file.clone(), values).is_some() {
             return Err(table.err(*line, format!("file {file:?} is listed twice")));
         }
@@ -254,9 +327,17 @@ pub fn parse_boxes(text: &str, source_name: &str) -> Result<BoxesByFile> {
                 .filter(|x| x.is_finite())
                 .ok_or_else(|| table.err(*line, format!("{name} must be a number, got {v:?}")))
         };
-        let (left, top, width, height) = (num(l, "left")?, num(t, "top")?, num(w, "width")?, num(h, "height")?);
+        let (left, top, width, height) = (
+            num(l, "left")?,
+            num(t, "top")?,
+            num(w, "width")?,
+            num(h, "height")?,
+        );
         if width <= 0.0 || height <= 0.0 {
-            return Err(table.err(*line, format!("box must have positive size, got {width}x{height}")));
+            return Err(table.err(
+                *line,
+                format!("box must have positive size, got {width}x{height}"),
+            ));
         }
         let ignore = match ig.map(|c| table.field(row, c).to_ascii_lowercase()) {
             None => false,
@@ -266,8 +347,15 @@ pub fn parse_boxes(text: &str, source_name: &str) -> Result<BoxesByFile> {
                 _ => return Err(table.err(*line, format!("ignore must be 0 or 1, got {v:?}"))),
             },
         };
-        let bbox = PixelBox { left, top, right: left + width, bottom: top + height };
-        out.entry(table.nonempty(*line, row, f, "file")?).or_default().push(GroundTruthBox { bbox, ignore });
+        let bbox = PixelBox {
+            left,
+            top,
+            right: left + width,
+            bottom: top + height,
+        };
+        out.entry(table.nonempty(*line, row, f, "file")?)
+            .or_default()
+            .push(GroundTruthBox { bbox, ignore });
     }
     Ok(out)
 }
@@ -281,20 +369,25 @@ struct Csv<'a> {
 
 impl<'a> Csv<'a> {
     fn parse(text: &str, source_name: &'a str) -> Result<Self> {
-        let err = |line, message: &str| EvalError::Parse { source_name: source_name.into(), line, message: message.into() };
+        let err = |line, message: &str| EvalError::Parse {
+            source_name: source_name.into(),
+            line,
+            message: message.into(),
+        };
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut records: Vec<(usize, Vec<String>)> = Vec::new();
         let (mut field, mut row) = (String::new(), Vec::new());
         let (mut line, mut start_line, mut quoted, mut was_quoted) = (1usize, 1usize, false, false);
         let mut chars = text.chars().peekable();
-        let mut end_row = |row: &mut Vec<String>, field: &mut String, start: usize, quoted_field: bool| {
-            // A blank line is a row with one empty unquoted field: skip it.
-            if !(row.is_empty() && field.trim().is_empty() && !quoted_field) {
-                row.push(std::mem::take(field).trim().to_string());
-                records.push((start, std::mem::take(row)));
-            }
-            field.clear();
-        };
+        let mut end_row =
+            |row: &mut Vec<String>, field: &mut String, start: usize, quoted_field: bool| {
+                // A blank line is a row with one empty unquoted field: skip it.
+                if !(row.is_empty() && field.trim().is_empty() && !quoted_field) {
+                    row.push(std::mem::take(field).trim().to_string());
+                    records.push((start, std::mem::take(row)));
+                }
+                field.clear();
+            };
         while let Some(c) = chars.next() {
             if quoted {
                 match c {
@@ -336,15 +429,24 @@ impl<'a> Csv<'a> {
         }
         end_row(&mut row, &mut field, start_line, was_quoted);
         let mut it = records.into_iter();
-        let (_, header) = it.next().ok_or_else(|| err(1, "empty file: expected a header row"))?;
+        let (_, header) = it
+            .next()
+            .ok_or_else(|| err(1, "empty file: expected a header row"))?;
         let header: Vec<String> = header.into_iter().map(|h| h.to_ascii_lowercase()).collect();
         let rows: Vec<_> = it.collect();
         for (l, r) in &rows {
             if r.len() > header.len() {
-                return Err(err(*l, &format!("{} fields but the header has {}", r.len(), header.len())));
+                return Err(err(
+                    *l,
+                    &format!("{} fields but the header has {}", r.len(), header.len()),
+                ));
             }
         }
-        Ok(Self { source_name, header, rows })
+        Ok(Self {
+            source_name,
+            header,
+            rows,
+        })
     }
 
     fn find(&self, name: &str) -> Option<usize> {
@@ -355,7 +457,14 @@ impl<'a> Csv<'a> {
         let mut out = [0; N];
         for (o, n) in out.iter_mut().zip(names) {
             *o = self.find(n).ok_or_else(|| {
-                self.err(1, format!("missing column {n:?} (expected {}; found {})", names.join(","), self.header.join(",")))
+                self.err(
+                    1,
+                    format!(
+                        "missing column {n:?} (expected {}; found {})",
+                        names.join(","),
+                        self.header.join(",")
+                    ),
+                )
             })?;
         }
         Ok(out)
@@ -374,6 +483,10 @@ impl<'a> Csv<'a> {
     }
 
     fn err(&self, line: usize, message: String) -> EvalError {
-        EvalError::Parse { source_name: self.source_name.into(), line, message }
+        EvalError::Parse {
+            source_name: self.source_name.into(),
+            line,
+            message,
+        }
     }
 }

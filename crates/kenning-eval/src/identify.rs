@@ -37,7 +37,11 @@ pub fn split_gallery<F: AsRef<str>, I: AsRef<str>>(
     seed: u64,
 ) -> Result<GallerySplit> {
     if files.len() != identities.len() {
-        return Err(invalid(format!("{} files but {} identities", files.len(), identities.len())));
+        return Err(invalid(format!(
+            "{} files but {} identities",
+            files.len(),
+            identities.len()
+        )));
     }
     if !(0.0..1.0).contains(&unenrolled_fraction) {
         return Err(invalid("unenrolled fraction must be in [0, 1)"));
@@ -95,7 +99,11 @@ pub struct IdentifyConfig {
 
 impl Default for IdentifyConfig {
     fn default() -> Self {
-        Self { fpir_targets: vec![0.01, 0.003], candidate_list_length: 1, leave_mate_out_unmated: false }
+        Self {
+            fpir_targets: vec![0.01, 0.003],
+            candidate_list_length: 1,
+            leave_mate_out_unmated: false,
+        }
     }
 }
 
@@ -152,24 +160,47 @@ pub fn evaluate_identification<S: AsRef<str> + Sync>(
 ) -> Result<IdentificationReport> {
     let n = embeddings.len();
     if identities.len() != n {
-        return Err(invalid(format!("{n} embeddings but {} identities", identities.len())));
+        return Err(invalid(format!(
+            "{n} embeddings but {} identities",
+            identities.len()
+        )));
     }
-    let all = split.gallery.iter().chain(&split.mated_probes).chain(&split.unmated_probes);
+    let all = split
+        .gallery
+        .iter()
+        .chain(&split.mated_probes)
+        .chain(&split.unmated_probes);
     if let Some(&bad) = all.clone().find(|&&i| i >= n) {
         return Err(invalid(format!("split refers to photo {bad} of {n}")));
     }
     if split.gallery.is_empty() {
         return Err(invalid("the gallery is empty"));
     }
-    let mut gallery_ids: Vec<&str> = split.gallery.iter().map(|&i| identities[i].as_ref()).collect();
+    let mut gallery_ids: Vec<&str> = split
+        .gallery
+        .iter()
+        .map(|&i| identities[i].as_ref())
+        .collect();
     gallery_ids.sort_unstable();
     gallery_ids.dedup();
     let id_index = |s: &str| gallery_ids.binary_search(&s).ok();
-    let gallery_of: Vec<usize> = split.gallery.iter().map(|&i| id_index(identities[i].as_ref()).unwrap_or(0)).collect();
-    if let Some(&p) = split.mated_probes.iter().find(|&&p| id_index(identities[p].as_ref()).is_none()) {
+    let gallery_of: Vec<usize> = split
+        .gallery
+        .iter()
+        .map(|&i| id_index(identities[i].as_ref()).unwrap_or(0))
+        .collect();
+    if let Some(&p) = split
+        .mated_probes
+        .iter()
+        .find(|&&p| id_index(identities[p].as_ref()).is_none())
+    {
         return Err(invalid(format!("mated probe {p} has no enrolled mate")));
     }
-    if let Some(&p) = split.unmated_probes.iter().find(|&&p| id_index(identities[p].as_ref()).is_some()) {
+    if let Some(&p) = split
+        .unmated_probes
+        .iter()
+        .find(|&&p| id_index(identities[p].as_ref()).is_some())
+    {
         return Err(invalid(format!("unmated probe {p} is enrolled")));
     }
     let g = gallery_ids.len();
@@ -188,19 +219,37 @@ pub fn evaluate_identification<S: AsRef<str> + Sync>(
             let s = scores(p);
             let mate = id_index(identities[p].as_ref()).unwrap_or(0);
             let ms = s[mate];
-            let rank = 1 + s.iter().enumerate().filter(|&(k, &v)| k != mate && v <= ms).count();
-            let best_other = s.iter().enumerate().filter(|&(k, _)| k != mate).map(|(_, &v)| v).fold(f32::INFINITY, f32::min);
+            let rank = 1 + s
+                .iter()
+                .enumerate()
+                .filter(|&(k, &v)| k != mate && v <= ms)
+                .count();
+            let best_other = s
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| k != mate)
+                .map(|(_, &v)| v)
+                .fold(f32::INFINITY, f32::min);
             (rank, ms, best_other)
         })
         .collect();
-    let mut unmated: Vec<f32> =
-        split.unmated_probes.par_iter().map(|&p| scores(p).into_iter().fold(f32::INFINITY, f32::min)).collect();
+    let mut unmated: Vec<f32> = split
+        .unmated_probes
+        .par_iter()
+        .map(|&p| scores(p).into_iter().fold(f32::INFINITY, f32::min))
+        .collect();
     if config.leave_mate_out_unmated {
         unmated.extend(mated.iter().map(|m| m.2).filter(|v| v.is_finite()));
     }
     unmated.sort_unstable_by(f32::total_cmp);
     let nm = mated.len();
-    let hit = |r: usize| if nm == 0 { 0.0 } else { mated.iter().filter(|m| m.0 <= r).count() as f64 / nm as f64 };
+    let hit = |r: usize| {
+        if nm == 0 {
+            0.0
+        } else {
+            mated.iter().filter(|m| m.0 <= r).count() as f64 / nm as f64
+        }
+    };
     let l = config.candidate_list_length.max(1);
     let fnir_at_fpir = config
         .fpir_targets
@@ -212,7 +261,11 @@ pub fn evaluate_identification<S: AsRef<str> + Sync>(
                 threshold: op.map(|o| o.threshold),
                 fpir: op.map(|o| o.rate),
                 fnir: op.filter(|_| nm > 0).map(|o| {
-                    mated.iter().filter(|m| !(m.0 <= l && m.1 <= o.threshold)).count() as f64 / nm as f64
+                    mated
+                        .iter()
+                        .filter(|m| !(m.0 <= l && m.1 <= o.threshold))
+                        .count() as f64
+                        / nm as f64
                 }),
             }
         })

@@ -20,15 +20,21 @@ pub mod svg;
 pub mod verify;
 
 pub use calibrate::{
-    check_calibration, check_calibration_fn, impostor_fmr_points, kmeans, CalibrationCheck, ClusterPairs,
-    FairCalibration, FairCalibrationConfig, KMeans, LogFmrTable,
+    check_calibration, check_calibration_fn, impostor_fmr_points, kmeans, CalibrationCheck,
+    ClusterPairs, FairCalibration, FairCalibrationConfig, KMeans, LogFmrTable,
 };
 pub use detect::{evaluate_detection, match_detections, DetectionReport};
 pub use distance::{Distance, Embeddings};
 pub use error::{EvalError, Result};
-pub use fairness::{evaluate_fairness, FairnessConfig, FairnessReport, LabelledSet, Scoring, ThresholdRule};
+pub use fairness::{
+    evaluate_fairness, FairnessConfig, FairnessReport, LabelledSet, Scoring, ThresholdRule,
+};
 pub use formats::{GroundTruthBox, IdentityRecord, Labels, PairRecord};
-pub use identify::{evaluate_identification, split_gallery, GallerySplit, IdentificationReport, IdentifyConfig};
+pub use identify::{
+    evaluate_identification, split_gallery, GallerySplit, IdentificationReport, IdentifyConfig,
+};
 pub use report::ToMarkdown;
 pub use svg::{bar_chart_svg, det_svg, BarChart, Series};
-pub use verify::{evaluate_verification, generate_pairs, PairConfig, ScoredPair, VerificationReport, VerifyConfig};
+pub use verify::{
+    evaluate_verification, generate_pairs, PairConfig, ScoredPair, VerificationReport, VerifyConfig,
+};

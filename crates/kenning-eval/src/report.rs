@@ -29,7 +29,11 @@ pub fn fmt_rate(r: Option<f64>) -> String {
 fn fmt_ci(lo: Option<f64>, hi: Option<f64>) -> String {
     match (lo, hi) {
         (None, None) => "-".into(),
-        (lo, hi) => format!("{} - {}", lo.map_or("?".into(), |v| fmt_rate(Some(v))), hi.map_or("unbounded".into(), |v| fmt_rate(Some(v)))),
+        (lo, hi) => format!(
+            "{} - {}",
+            lo.map_or("?".into(), |v| fmt_rate(Some(v))),
+            hi.map_or("unbounded".into(), |v| fmt_rate(Some(v)))
+        ),
     }
 }
 
@@ -40,7 +44,11 @@ fn fmt_threshold(t: Option<f32>) -> String {
 impl ToMarkdown for VerificationReport {
     fn to_markdown(&self) -> String {
         let mut s = String::from("## Verification (1:1)\n\n");
-        let _ = writeln!(s, "{} genuine and {} impostor pairs. {}\n", self.genuine_pairs, self.impostor_pairs, self.pair_source);
+        let _ = writeln!(
+            s,
+            "{} genuine and {} impostor pairs. {}\n",
+            self.genuine_pairs, self.impostor_pairs, self.pair_source
+        );
         if let Some(k) = &self.kfold {
             let _ = writeln!(
                 s,
@@ -51,9 +59,16 @@ impl ToMarkdown for VerificationReport {
             );
         }
         if let Some(e) = &self.eer {
-            let _ = writeln!(s, "**Equal error rate: {}** (distance threshold {})\n", fmt_rate(Some(e.eer)), fmt_threshold(Some(e.threshold)));
+            let _ = writeln!(
+                s,
+                "**Equal error rate: {}** (distance threshold {})\n",
+                fmt_rate(Some(e.eer)),
+                fmt_threshold(Some(e.threshold))
+            );
         }
-        s.push_str("| target FMR | distance threshold | observed FMR | FNMR |\n|---|---|---|---|\n");
+        s.push_str(
+            "| target FMR | distance threshold | observed FMR | FNMR |\n|---|---|---|---|\n",
+        );
         for r in &self.fnmr_at_fmr {
             let _ = writeln!(
                 s,
@@ -61,7 +76,11 @@ impl ToMarkdown for VerificationReport {
                 r.target_fmr,
                 fmt_threshold(r.threshold),
                 fmt_rate(r.fmr),
-                if r.threshold.is_some() { fmt_rate(r.fnmr) } else { "not measurable".into() }
+                if r.threshold.is_some() {
+                    fmt_rate(r.fnmr)
+                } else {
+                    "not measurable".into()
+                }
             );
         }
         let _ = writeln!(s, "\nRule: {}.", self.measurability_rule);
@@ -72,7 +91,10 @@ impl ToMarkdown for VerificationReport {
 impl VerificationReport {
     /// The DET curve as a plot series.
     pub fn det_series(&self, name: &str) -> Series {
-        Series { name: name.into(), points: self.det.iter().map(|p| (p.fmr, p.fnmr)).collect() }
+        Series {
+            name: name.into(),
+            points: self.det.iter().map(|p| (p.fmr, p.fnmr)).collect(),
+        }
     }
 }
 
@@ -82,10 +104,21 @@ impl ToMarkdown for IdentificationReport {
         let _ = writeln!(
             s,
             "Gallery of {} identities ({} photos); {} mated and {} unmated searches. {}\n",
-            self.gallery_identities, self.gallery_photos, self.mated_searches, self.unmated_searches, self.split
+            self.gallery_identities,
+            self.gallery_photos,
+            self.mated_searches,
+            self.unmated_searches,
+            self.split
         );
-        let _ = writeln!(s, "| rank-1 | rank-10 |\n|---|---|\n| {} | {} |\n", fmt_rate(Some(self.rank1)), fmt_rate(Some(self.rank10)));
-        s.push_str("| target FPIR | distance threshold | observed FPIR | FNIR |\n|---|---|---|---|\n");
+        let _ = writeln!(
+            s,
+            "| rank-1 | rank-10 |\n|---|---|\n| {} | {} |\n",
+            fmt_rate(Some(self.rank1)),
+            fmt_rate(Some(self.rank10))
+        );
+        s.push_str(
+            "| target FPIR | distance threshold | observed FPIR | FNIR |\n|---|---|---|---|\n",
+        );
         for r in &self.fnir_at_fpir {
             let _ = writeln!(
                 s,
@@ -93,7 +126,11 @@ impl ToMarkdown for IdentificationReport {
                 r.target_fpir,
                 fmt_threshold(r.threshold),
                 fmt_rate(r.fpir),
-                if r.threshold.is_some() { fmt_rate(r.fnir) } else { "not measurable".into() }
+                if r.threshold.is_some() {
+                    fmt_rate(r.fnir)
+                } else {
+                    "not measurable".into()
+                }
             );
         }
         let _ = writeln!(s, "\nDefinitions: {}", self.rules);
@@ -121,9 +158,19 @@ impl ToMarkdown for DetectionReport {
             o.ignored_faces, o.ignored_detections, self.unlabelled_images_skipped
         );
         if !self.per_group.is_empty() {
-            s.push_str("| group | images | faces | found | detection rate |\n|---|---|---|---|---|\n");
+            s.push_str(
+                "| group | images | faces | found | detection rate |\n|---|---|---|---|---|\n",
+            );
             for g in &self.per_group {
-                let _ = writeln!(s, "| {} | {} | {} | {} | {} |", g.group, g.counts.images, g.counts.faces, g.counts.found, fmt_rate(g.recall));
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    g.group,
+                    g.counts.images,
+                    g.counts.faces,
+                    g.counts.found,
+                    fmt_rate(g.recall)
+                );
             }
             s.push('\n');
         }
@@ -136,9 +183,21 @@ fn rate_table(s: &mut String, what: &str, rates: &[GroupRate], ratio: Option<&Ra
     if rates.is_empty() {
         return;
     }
-    let _ = writeln!(s, "| group | subjects | pairs | {what}s | {what} | 95% CI |\n|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| group | subjects | pairs | {what}s | {what} | 95% CI |\n|---|---|---|---|---|---|"
+    );
     for r in rates {
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} |", r.group, r.subjects, r.pairs, r.errors, fmt_rate(Some(r.rate)), fmt_ci(r.ci_low, r.ci_high));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.group,
+            r.subjects,
+            r.pairs,
+            r.errors,
+            fmt_rate(Some(r.rate)),
+            fmt_ci(r.ci_low, r.ci_high)
+        );
     }
     if let Some(q) = ratio {
         let value = match (q.ratio, q.lower_bound) {
@@ -151,7 +210,11 @@ fn rate_table(s: &mut String, what: &str, rates: &[GroupRate], ratio: Option<&Ra
             (Some(lo), None) => format!(", CI {lo:.1} - unbounded"),
             _ => String::new(),
         };
-        let _ = writeln!(s, "\nMax/min {what} ratio: **{value}** ({} / {}{ci}).", q.max_group, q.min_group);
+        let _ = writeln!(
+            s,
+            "\nMax/min {what} ratio: **{value}** ({} / {}{ci}).",
+            q.max_group, q.min_group
+        );
     }
     s.push('\n');
 }
@@ -168,10 +231,16 @@ impl ToMarkdown for ThresholdResult {
             "Threshold {t:.4}: overall FMR {} ({} false matches), overall FNMR {}.\n",
             fmt_rate(self.overall_fmr),
             self.overall_false_matches,
-            self.overall_fnmr.map_or("- (no genuine pairs)".into(), |v| fmt_rate(Some(v)))
+            self.overall_fnmr
+                .map_or("- (no genuine pairs)".into(), |v| fmt_rate(Some(v)))
         );
         rate_table(&mut s, "FMR", &self.fmr_by_group, self.fmr_ratio.as_ref());
-        rate_table(&mut s, "FNMR", &self.fnmr_by_group, self.fnmr_ratio.as_ref());
+        rate_table(
+            &mut s,
+            "FNMR",
+            &self.fnmr_by_group,
+            self.fnmr_ratio.as_ref(),
+        );
         s
     }
 }
@@ -182,7 +251,11 @@ impl ToMarkdown for FairnessReport {
         let _ = writeln!(
             s,
             "Scores: {}. {} photos, {} impostor pairs, {} genuine pairs.\n\n{}\n",
-            self.scoring, self.impostor_photos, self.impostor_pairs, self.genuine_pairs, self.method
+            self.scoring,
+            self.impostor_photos,
+            self.impostor_pairs,
+            self.genuine_pairs,
+            self.method
         );
         for t in &self.thresholds {
             s.push_str(&t.to_markdown());
@@ -197,8 +270,21 @@ impl ToMarkdown for CalibrationCheck {
         let _ = writeln!(s, "{} ({} impostor pairs). A promise holds when observed FMR is within a factor {} of it.\n", self.description, self.impostor_pairs, self.factor);
         s.push_str("| predicted FMR | observed FMR | false matches | observed/predicted | holds |\n|---|---|---|---|---|\n");
         for r in &self.rows {
-            let holds = if !r.measurable { "not measurable" } else if r.within_factor { "yes" } else { "no" };
-            let _ = writeln!(s, "| {:e} | {} | {} | {:.2} | {holds} |", r.predicted_fmr, fmt_rate(Some(r.observed_fmr)), r.false_matches, r.ratio);
+            let holds = if !r.measurable {
+                "not measurable"
+            } else if r.within_factor {
+                "yes"
+            } else {
+                "no"
+            };
+            let _ = writeln!(
+                s,
+                "| {:e} | {} | {} | {:.2} | {holds} |",
+                r.predicted_fmr,
+                fmt_rate(Some(r.observed_fmr)),
+                r.false_matches,
+                r.ratio
+            );
         }
         s
     }
@@ -207,8 +293,19 @@ impl ToMarkdown for CalibrationCheck {
 /// A per-group bar chart comparing several runs (e.g. global vs fair
 /// calibration) at one threshold each: FMR when `fnmr` is false, else FNMR.
 /// Groups are the union over runs, in order of first appearance.
-pub fn group_rate_chart(title: &str, runs: &[(&str, &ThresholdResult)], fnmr: bool, reference: Option<(f64, String)>) -> BarChart {
-    let rates = |t: &ThresholdResult| -> Vec<GroupRate> { if fnmr { t.fnmr_by_group.clone() } else { t.fmr_by_group.clone() } };
+pub fn group_rate_chart(
+    title: &str,
+    runs: &[(&str, &ThresholdResult)],
+    fnmr: bool,
+    reference: Option<(f64, String)>,
+) -> BarChart {
+    let rates = |t: &ThresholdResult| -> Vec<GroupRate> {
+        if fnmr {
+            t.fnmr_by_group.clone()
+        } else {
+            t.fmr_by_group.clone()
+        }
+    };
     let mut labels: Vec<String> = Vec::new();
     for (_, t) in runs {
         for r in rates(t) {
@@ -223,7 +320,16 @@ pub fn group_rate_chart(title: &str, runs: &[(&str, &ThresholdResult)], fnmr: bo
             label: label.clone(),
             bars: runs
                 .iter()
-                .map(|(_, t)| rates(t).into_iter().find(|r| &r.group == label).map(|r| Bar { value: r.rate, low: r.ci_low, high: r.ci_high }))
+                .map(|(_, t)| {
+                    rates(t)
+                        .into_iter()
+                        .find(|r| &r.group == label)
+                        .map(|r| Bar {
+                            value: r.rate,
+                            low: r.ci_low,
+                            high: r.ci_high,
+                        })
+                })
                 .collect(),
         })
         .collect();

@@ -12,7 +12,9 @@ const RIGHT: f64 = 180.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 90.0;
 /// Colour-blind-safe palette (Okabe-Ito).
-const COLOURS: [&str; 8] = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"];
+const COLOURS: [&str; 8] = [
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
+];
 
 /// A named line of (x, y) points.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,7 +64,10 @@ pub struct BarChart {
 
 /// XML-escapes text.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Compact tick label: 1e-4 style for powers of ten, else short decimals.
@@ -103,24 +108,42 @@ impl Axis {
             let hi = nice_ceiling(max.max(1e-12));
             (0.0f64.min(min), hi)
         };
-        Self { lo, hi, log, p0, p1 }
+        Self {
+            lo,
+            hi,
+            log,
+            p0,
+            p1,
+        }
     }
     fn px(&self, v: f64) -> f64 {
-        let t = if self.log { v.max(10f64.powf(self.lo)).log10() } else { v };
+        let t = if self.log {
+            v.max(10f64.powf(self.lo)).log10()
+        } else {
+            v
+        };
         self.p0 + (t - self.lo) / (self.hi - self.lo) * (self.p1 - self.p0)
     }
     fn ticks(&self) -> Vec<f64> {
         if self.log {
-            (self.lo as i32..=self.hi as i32).map(|e| 10f64.powi(e)).collect()
+            (self.lo as i32..=self.hi as i32)
+                .map(|e| 10f64.powi(e))
+                .collect()
         } else {
-            (0..=5).map(|k| self.lo + (self.hi - self.lo) * k as f64 / 5.0).collect()
+            (0..=5)
+                .map(|k| self.lo + (self.hi - self.lo) * k as f64 / 5.0)
+                .collect()
         }
     }
 }
 
 fn nice_ceiling(x: f64) -> f64 {
     let p = 10f64.powf(x.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * p).find(|&v| v >= x).unwrap_or(10.0 * p)
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|&v| v >= x)
+        .unwrap_or(10.0 * p)
 }
 
 fn header(out: &mut String, title: &str) {
@@ -178,11 +201,25 @@ fn legend(out: &mut String, names: &[String], lines: bool) {
         let (x, y) = (W - RIGHT + 16.0, TOP + 10.0 + 20.0 * k as f64);
         let c = COLOURS[k % COLOURS.len()];
         if lines {
-            let _ = write!(out, r##"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{c}" stroke-width="2.5"/>"##, x + 22.0);
+            let _ = write!(
+                out,
+                r##"<line x1="{x}" y1="{y}" x2="{}" y2="{y}" stroke="{c}" stroke-width="2.5"/>"##,
+                x + 22.0
+            );
         } else {
-            let _ = write!(out, r##"<rect x="{x}" y="{}" width="14" height="12" fill="{c}"/>"##, y - 6.0);
+            let _ = write!(
+                out,
+                r##"<rect x="{x}" y="{}" width="14" height="12" fill="{c}"/>"##,
+                y - 6.0
+            );
         }
-        let _ = writeln!(out, r##"<text x="{}" y="{}">{}</text>"##, x + 28.0, y + 4.0, esc(name));
+        let _ = writeln!(
+            out,
+            r##"<text x="{}" y="{}">{}</text>"##,
+            x + 28.0,
+            y + 4.0,
+            esc(name)
+        );
     }
 }
 
@@ -190,16 +227,42 @@ fn legend(out: &mut String, names: &[String], lines: bool) {
 /// zero rate are drawn on the axis floor.
 pub fn det_svg(title: &str, series: &[Series]) -> String {
     let pos = |f: fn(&(f64, f64)) -> f64| {
-        series.iter().flat_map(|s| s.points.iter().map(f)).filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min)
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(f))
+            .filter(|&v| v > 0.0)
+            .fold(f64::INFINITY, f64::min)
     };
     let (xmin, ymin) = (pos(|p| p.0), pos(|p| p.1));
-    let x = Axis::new(if xmin.is_finite() { xmin } else { 1e-4 }, 1.0, true, LEFT, W - RIGHT);
-    let y = Axis::new(if ymin.is_finite() { ymin } else { 1e-3 }, 1.0, true, H - BOTTOM, TOP);
+    let x = Axis::new(
+        if xmin.is_finite() { xmin } else { 1e-4 },
+        1.0,
+        true,
+        LEFT,
+        W - RIGHT,
+    );
+    let y = Axis::new(
+        if ymin.is_finite() { ymin } else { 1e-3 },
+        1.0,
+        true,
+        H - BOTTOM,
+        TOP,
+    );
     let mut out = String::new();
     header(&mut out, title);
-    frame(&mut out, Some(&x), &y, "False match rate (FMR)", "False non-match rate (FNMR)");
+    frame(
+        &mut out,
+        Some(&x),
+        &y,
+        "False match rate (FMR)",
+        "False non-match rate (FNMR)",
+    );
     for (k, s) in series.iter().enumerate() {
-        let pts: Vec<String> = s.points.iter().map(|&(a, b)| format!("{:.1},{:.1}", x.px(a), y.px(b))).collect();
+        let pts: Vec<String> = s
+            .points
+            .iter()
+            .map(|&(a, b)| format!("{:.1},{:.1}", x.px(a), y.px(b)))
+            .collect();
         let _ = writeln!(
             out,
             r##"<polyline data-series="{}" fill="none" stroke="{}" stroke-width="2" points="{}"/>"##,
@@ -208,7 +271,11 @@ pub fn det_svg(title: &str, series: &[Series]) -> String {
             pts.join(" ")
         );
     }
-    legend(&mut out, &series.iter().map(|s| s.name.clone()).collect::<Vec<_>>(), true);
+    legend(
+        &mut out,
+        &series.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        true,
+    );
     out.push_str("</svg>\n");
     out
 }
@@ -216,12 +283,30 @@ pub fn det_svg(title: &str, series: &[Series]) -> String {
 /// A grouped bar chart with confidence whiskers. On a log axis, zero bars
 /// are drawn as a small hollow marker on the floor.
 pub fn bar_chart_svg(chart: &BarChart) -> String {
-    let vals = chart.groups.iter().flat_map(|g| g.bars.iter().flatten()).flat_map(|b| [Some(b.value), b.low, b.high]).flatten();
-    let vals: Vec<f64> = vals.chain(chart.reference.iter().map(|r| r.0)).filter(|v| v.is_finite()).collect();
+    let vals = chart
+        .groups
+        .iter()
+        .flat_map(|g| g.bars.iter().flatten())
+        .flat_map(|b| [Some(b.value), b.low, b.high])
+        .flatten();
+    let vals: Vec<f64> = vals
+        .chain(chart.reference.iter().map(|r| r.0))
+        .filter(|v| v.is_finite())
+        .collect();
     let max = vals.iter().copied().fold(0.0, f64::max);
-    let min_pos = vals.iter().copied().filter(|&v| v > 0.0).fold(f64::INFINITY, f64::min);
+    let min_pos = vals
+        .iter()
+        .copied()
+        .filter(|&v| v > 0.0)
+        .fold(f64::INFINITY, f64::min);
     let y = if chart.log_y {
-        Axis::new(if min_pos.is_finite() { min_pos } else { 1e-6 }, max.max(1e-12), true, H - BOTTOM, TOP)
+        Axis::new(
+            if min_pos.is_finite() { min_pos } else { 1e-6 },
+            max.max(1e-12),
+            true,
+            H - BOTTOM,
+            TOP,
+        )
     } else {
         Axis::new(0.0, max, false, H - BOTTOM, TOP)
     };
@@ -266,7 +351,11 @@ pub fn bar_chart_svg(chart: &BarChart) -> String {
                 let mx = bx + bw / 2.0;
                 let (ylo, yhi) = (y.px(lo.max(0.0)), b.high.map_or(TOP, |h| y.px(h)));
                 let cap_hi = if b.high.is_some() {
-                    format!(r##"<line x1="{:.1}" y1="{yhi:.1}" x2="{:.1}" y2="{yhi:.1}" stroke="#222"/>"##, mx - 4.0, mx + 4.0)
+                    format!(
+                        r##"<line x1="{:.1}" y1="{yhi:.1}" x2="{:.1}" y2="{yhi:.1}" stroke="#222"/>"##,
+                        mx - 4.0,
+                        mx + 4.0
+                    )
                 } else {
                     String::new()
                 };

@@ -42,7 +42,11 @@ pub fn threshold_for_rate(sorted_negatives: &[f32], target: f64) -> Option<RateT
 /// [`threshold_for_rate`] when only the smallest scores are kept: `prefix`
 /// holds the smallest of `total` negative scores, sorted, and must be longer
 /// than `floor(target * total)` (or hold all of them).
-pub(crate) fn threshold_for_rate_prefix(prefix: &[f32], total: u64, target: f64) -> Option<RateThreshold> {
+pub(crate) fn threshold_for_rate_prefix(
+    prefix: &[f32],
+    total: u64,
+    target: f64,
+) -> Option<RateThreshold> {
     // The tiny relative slack keeps e.g. 1e-4 * 10_000 from rounding to 0.999..
     let allowed = (target * total as f64 * (1.0 + 1e-9)).floor();
     if total == 0 || allowed.is_nan() || allowed < 1.0 {
@@ -53,8 +57,16 @@ pub(crate) fn threshold_for_rate_prefix(prefix: &[f32], total: u64, target: f64)
     while c > 0 && c < n && prefix[c - 1] == prefix[c] {
         c -= 1;
     }
-    let threshold = if c == 0 { prefix.first()?.next_down() } else { prefix[c - 1] };
-    Some(RateThreshold { threshold, accepted: c as u64, rate: c as f64 / total as f64 })
+    let threshold = if c == 0 {
+        prefix.first()?.next_down()
+    } else {
+        prefix[c - 1]
+    };
+    Some(RateThreshold {
+        threshold,
+        accepted: c as u64,
+        rate: c as f64 / total as f64,
+    })
 }
 
 /// Sorted genuine and impostor distances with the error rates they imply.
@@ -87,12 +99,18 @@ impl VerificationScores {
 
     /// Fraction of impostor pairs with `score <= t`.
     pub fn fmr_at(&self, t: f32) -> f64 {
-        frac(self.impostor.partition_point(|&s| s <= t), self.impostor.len())
+        frac(
+            self.impostor.partition_point(|&s| s <= t),
+            self.impostor.len(),
+        )
     }
 
     /// Fraction of genuine pairs with `score > t`.
     pub fn fnmr_at(&self, t: f32) -> f64 {
-        frac(self.genuine.len() - self.genuine.partition_point(|&s| s <= t), self.genuine.len())
+        frac(
+            self.genuine.len() - self.genuine.partition_point(|&s| s <= t),
+            self.genuine.len(),
+        )
     }
 
     /// FNMR at the threshold [`threshold_for_rate`] picks for `target_fmr`.
@@ -102,7 +120,9 @@ impl VerificationScores {
             target_fmr,
             threshold: op.map(|o| o.threshold),
             fmr: op.map(|o| o.rate),
-            fnmr: op.filter(|_| !self.genuine.is_empty()).map(|o| self.fnmr_at(o.threshold)),
+            fnmr: op
+                .filter(|_| !self.genuine.is_empty())
+                .map(|o| self.fnmr_at(o.threshold)),
         }
     }
 
@@ -114,13 +134,27 @@ impl VerificationScores {
             return None;
         }
         let (ng, ni) = (self.genuine.len(), self.impostor.len());
-        let mut best = Eer { eer: 0.5, threshold: f32::NEG_INFINITY, fmr: 0.0, fnmr: 1.0 };
+        let mut best = Eer {
+            eer: 0.5,
+            threshold: f32::NEG_INFINITY,
+            fmr: 0.0,
+            fnmr: 1.0,
+        };
         let (mut gi, mut ii) = (0usize, 0usize);
         loop {
             let (fmr, fnmr) = (frac(ii, ni), frac(ng - gi, ng));
             if (fmr - fnmr).abs() < (best.fmr - best.fnmr).abs() {
-                let t = if ii == 0 && gi == 0 { f32::NEG_INFINITY } else { self.last_accepted(gi, ii) };
-                best = Eer { eer: (fmr + fnmr) / 2.0, threshold: t, fmr, fnmr };
+                let t = if ii == 0 && gi == 0 {
+                    f32::NEG_INFINITY
+                } else {
+                    self.last_accepted(gi, ii)
+                };
+                best = Eer {
+                    eer: (fmr + fnmr) / 2.0,
+                    threshold: t,
+                    fmr,
+                    fnmr,
+                };
             }
             // Advance past the next distinct score in either list.
             let next = match (self.genuine.get(gi), self.impostor.get(ii)) {
@@ -156,7 +190,11 @@ impl VerificationScores {
         for s in (0..=steps).rev() {
             let target = 10f64.powf(-(s as f64) / per_decade).max(1.0 / ni as f64);
             if let Some(op) = threshold_for_rate(&self.impostor, target) {
-                let p = DetPoint { fmr: op.rate, fnmr: self.fnmr_at(op.threshold), threshold: op.threshold };
+                let p = DetPoint {
+                    fmr: op.rate,
+                    fnmr: self.fnmr_at(op.threshold),
+                    threshold: op.threshold,
+                };
                 if out.last().is_none_or(|l| l.fmr != p.fmr) {
                     out.push(p);
                 }
@@ -290,20 +328,36 @@ pub fn best_accuracy_threshold(pairs: &[(f32, bool)]) -> f32 {
 pub fn kfold_accuracy(pairs: &[ScoredPair]) -> Result<KFoldAccuracy> {
     let mut by_fold: BTreeMap<u32, Vec<(f32, bool)>> = BTreeMap::new();
     for p in pairs {
-        let f = p.fold.ok_or_else(|| invalid("k-fold accuracy needs a fold for every pair"))?;
+        let f = p
+            .fold
+            .ok_or_else(|| invalid("k-fold accuracy needs a fold for every pair"))?;
         by_fold.entry(f).or_default().push((p.score, p.same));
     }
     if by_fold.len() < 2 {
-        return Err(invalid(format!("k-fold accuracy needs at least 2 folds, found {}", by_fold.len())));
+        return Err(invalid(format!(
+            "k-fold accuracy needs at least 2 folds, found {}",
+            by_fold.len()
+        )));
     }
     let folds: Vec<FoldAccuracy> = by_fold
         .iter()
         .map(|(&fold, test)| {
-            let train: Vec<(f32, bool)> =
-                by_fold.iter().filter(|(&f, _)| f != fold).flat_map(|(_, v)| v.iter().copied()).collect();
+            let train: Vec<(f32, bool)> = by_fold
+                .iter()
+                .filter(|(&f, _)| f != fold)
+                .flat_map(|(_, v)| v.iter().copied())
+                .collect();
             let threshold = best_accuracy_threshold(&train);
-            let right = test.iter().filter(|&&(s, same)| (s <= threshold) == same).count();
-            FoldAccuracy { fold, threshold, accuracy: right as f64 / test.len() as f64, pairs: test.len() }
+            let right = test
+                .iter()
+                .filter(|&&(s, same)| (s <= threshold) == same)
+                .count();
+            FoldAccuracy {
+                fold,
+                threshold,
+                accuracy: right as f64 / test.len() as f64,
+                pairs: test.len(),
+            }
         })
         .collect();
     let accs: Vec<f64> = folds.iter().map(|f| f.accuracy).collect();
@@ -315,7 +369,11 @@ pub fn kfold_accuracy(pairs: &[ScoredPair]) -> Result<KFoldAccuracy> {
 pub(crate) fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
     (mean, var.sqrt())
 }
 
@@ -333,7 +391,11 @@ pub struct VerifyConfig {
 
 impl Default for VerifyConfig {
     fn default() -> Self {
-        Self { fmr_targets: DEFAULT_FMR_TARGETS.to_vec(), det_points_per_decade: 10, pair_source: String::new() }
+        Self {
+            fmr_targets: DEFAULT_FMR_TARGETS.to_vec(),
+            det_points_per_decade: 10,
+            pair_source: String::new(),
+        }
     }
 }
 
@@ -360,17 +422,31 @@ pub struct VerificationReport {
 
 /// Computes the verification report from scored pairs. k-fold accuracy is
 /// included when every pair carries a fold and there are at least two.
-pub fn evaluate_verification(pairs: &[ScoredPair], config: &VerifyConfig) -> Result<VerificationReport> {
+pub fn evaluate_verification(
+    pairs: &[ScoredPair],
+    config: &VerifyConfig,
+) -> Result<VerificationReport> {
     let (g, i): (Vec<&ScoredPair>, Vec<&ScoredPair>) = pairs.iter().partition(|p| p.same);
-    let scores = VerificationScores::new(g.iter().map(|p| p.score).collect(), i.iter().map(|p| p.score).collect())?;
+    let scores = VerificationScores::new(
+        g.iter().map(|p| p.score).collect(),
+        i.iter().map(|p| p.score).collect(),
+    )?;
     let folded = !pairs.is_empty() && pairs.iter().all(|p| p.fold.is_some());
-    let kfold = if folded { kfold_accuracy(pairs).ok() } else { None };
+    let kfold = if folded {
+        kfold_accuracy(pairs).ok()
+    } else {
+        None
+    };
     Ok(VerificationReport {
         pair_source: config.pair_source.clone(),
         genuine_pairs: scores.genuine.len(),
         impostor_pairs: scores.impostor.len(),
         measurability_rule: MEASURABILITY_RULE.into(),
-        fnmr_at_fmr: config.fmr_targets.iter().map(|&t| scores.fnmr_at_fmr(t)).collect(),
+        fnmr_at_fmr: config
+            .fmr_targets
+            .iter()
+            .map(|&t| scores.fnmr_at_fmr(t))
+            .collect(),
         eer: scores.eer(),
         kfold,
         det: scores.det_curve(config.det_points_per_decade),
@@ -404,7 +480,11 @@ pub struct PairConfig {
 
 impl Default for PairConfig {
     fn default() -> Self {
-        Self { max_impostors: 5_000_000, folds: 10, seed: 0x6b65_6e6e }
+        Self {
+            max_impostors: 5_000_000,
+            folds: 10,
+            seed: 0x6b65_6e6e,
+        }
     }
 }
 
@@ -445,7 +525,10 @@ impl GeneratedPairs {
 /// seeded uniform sample of `max_impostors` of them when there are more.
 /// Indices refer to positions in `identities`; the result depends only on
 /// the input order and the seed.
-pub fn generate_pairs<S: AsRef<str>>(identities: &[S], config: PairConfig) -> Result<GeneratedPairs> {
+pub fn generate_pairs<S: AsRef<str>>(
+    identities: &[S],
+    config: PairConfig,
+) -> Result<GeneratedPairs> {
     let n = identities.len();
     if n > u32::MAX as usize {
         return Err(invalid("too many photos"));
@@ -495,9 +578,23 @@ pub fn generate_pairs<S: AsRef<str>>(identities: &[S], config: PairConfig) -> Re
         for (pos, &k) in order.iter().enumerate() {
             fold[k] = (pos % config.folds as usize) as u32;
         }
-        list.iter().zip(fold).map(|(&(a, b), fold)| IndexPair { a, b, same: is_same, fold }).collect()
+        list.iter()
+            .zip(fold)
+            .map(|(&(a, b), fold)| IndexPair {
+                a,
+                b,
+                same: is_same,
+                fold,
+            })
+            .collect()
     };
     let mut pairs = assign(&genuine, true);
     pairs.extend(assign(&impostor, false));
-    Ok(GeneratedPairs { genuine: genuine.len(), impostor: impostor.len(), impostor_population: population, config, pairs })
+    Ok(GeneratedPairs {
+        genuine: genuine.len(),
+        impostor: impostor.len(),
+        impostor_population: population,
+        config,
+        pairs,
+    })
 }

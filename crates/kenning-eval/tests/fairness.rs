@@ -2,9 +2,12 @@ mod common;
 
 use common::{axis, cluster};
 use kenning_eval::calibrate::{
-    check_calibration_fn, impostor_fmr_points, kmeans, ClusterPairs, FairCalibration, FairCalibrationConfig,
+    check_calibration_fn, impostor_fmr_points, kmeans, ClusterPairs, FairCalibration,
+    FairCalibrationConfig,
 };
-use kenning_eval::fairness::{evaluate_fairness, FairnessConfig, LabelledSet, Scoring, ThresholdRule};
+use kenning_eval::fairness::{
+    evaluate_fairness, FairnessConfig, LabelledSet, Scoring, ThresholdRule,
+};
 use kenning_eval::rng::SplitMix64;
 use kenning_eval::{Distance, Embeddings, ToMarkdown};
 
@@ -17,7 +20,11 @@ fn fairness_ratios_on_constructed_groups() {
     // g1 photos at 0,1,2,3: distances 1,1,1,2,2,3. g2 at 100,101,200,300:
     // one pair at distance 1. Cross-group pairs are >= 97. 28 pairs in all.
     let emb = one_d(&[0.0, 1.0, 2.0, 3.0, 100.0, 101.0, 200.0, 300.0]);
-    let groups: Vec<Option<&str>> = [["g1"; 4], ["g2"; 4]].concat().into_iter().map(Some).collect();
+    let groups: Vec<Option<&str>> = [["g1"; 4], ["g2"; 4]]
+        .concat()
+        .into_iter()
+        .map(Some)
+        .collect();
     let imp = LabelledSet::one_photo_per_subject(&emb, &groups).unwrap();
     assert_eq!(imp.impostor_pairs(), 28);
     // Genuine: g1 subjects with pairs at 0.5 (kept) and 5 (missed); g2 both kept.
@@ -25,19 +32,35 @@ fn fairness_ratios_on_constructed_groups() {
     let subjects = ["s1", "s1", "s2", "s2", "s3", "s3", "s4", "s4"];
     let gen = LabelledSet::new(&gemb, &subjects, &groups).unwrap();
     let config = FairnessConfig {
-        thresholds: vec![ThresholdRule::OverallFmr(4.0 / 28.0), ThresholdRule::OverallFmr(0.01)],
+        thresholds: vec![
+            ThresholdRule::OverallFmr(4.0 / 28.0),
+            ThresholdRule::OverallFmr(0.01),
+        ],
         bootstrap_replicates: 200,
         ..Default::default()
     };
-    let r = evaluate_fairness(&imp, Some(&gen), Scoring::Distance(Distance::Euclidean), &config).unwrap();
+    let r = evaluate_fairness(
+        &imp,
+        Some(&gen),
+        Scoring::Distance(Distance::Euclidean),
+        &config,
+    )
+    .unwrap();
     assert_eq!(r.impostor_pairs, 28);
     let t = &r.thresholds[0];
     assert_eq!(t.threshold, Some(1.0));
     assert_eq!(t.overall_false_matches, 4);
-    let fmr: Vec<(String, u64, u64)> = t.fmr_by_group.iter().map(|g| (g.group.clone(), g.errors, g.pairs)).collect();
+    let fmr: Vec<(String, u64, u64)> = t
+        .fmr_by_group
+        .iter()
+        .map(|g| (g.group.clone(), g.errors, g.pairs))
+        .collect();
     assert_eq!(fmr, vec![("g1".into(), 3, 6), ("g2".into(), 1, 6)]);
     let ratio = t.fmr_ratio.as_ref().unwrap();
-    assert_eq!((ratio.max_group.as_str(), ratio.min_group.as_str()), ("g1", "g2"));
+    assert_eq!(
+        (ratio.max_group.as_str(), ratio.min_group.as_str()),
+        ("g1", "g2")
+    );
     assert!((ratio.ratio.unwrap() - 3.0).abs() < 1e-12);
     assert_eq!(t.fnmr_by_group[0].rate, 0.5);
     assert_eq!(t.fnmr_by_group[1].rate, 0.0);
@@ -46,8 +69,15 @@ fn fairness_ratios_on_constructed_groups() {
     // Rule of three: 0.5 / (3 / 2 pairs).
     assert!((fr.lower_bound.unwrap() - 0.5 / 1.5).abs() < 1e-12);
     assert_eq!(t.overall_fnmr, Some(0.25));
-    let cross: Vec<_> = t.cross_group_fmr.iter().map(|c| (c.a.as_str(), c.b.as_str(), c.pairs, c.false_matches)).collect();
-    assert_eq!(cross, vec![("g1", "g1", 6, 3), ("g1", "g2", 16, 0), ("g2", "g2", 6, 1)]);
+    let cross: Vec<_> = t
+        .cross_group_fmr
+        .iter()
+        .map(|c| (c.a.as_str(), c.b.as_str(), c.pairs, c.false_matches))
+        .collect();
+    assert_eq!(
+        cross,
+        vec![("g1", "g1", 6, 3), ("g1", "g2", 16, 0), ("g2", "g2", 6, 1)]
+    );
     // 0.01 x 28 < 1: not measurable.
     assert_eq!(r.thresholds[1].threshold, None);
     let md = r.to_markdown();
@@ -60,7 +90,9 @@ fn two_groups(n: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<Option<&'static str>>)
     let mut rng = SplitMix64::new(seed);
     let mut rows = cluster(&mut rng, &axis(16, 0, 4.0), 0.25, n);
     rows.extend(cluster(&mut rng, &axis(16, 1, 4.0), 0.5, n));
-    let groups = (0..2 * n).map(|i| Some(if i < n { "tight" } else { "loose" })).collect();
+    let groups = (0..2 * n)
+        .map(|i| Some(if i < n { "tight" } else { "loose" }))
+        .collect();
     (rows, groups)
 }
 
@@ -71,7 +103,10 @@ fn bootstrap_is_deterministic_and_contains_estimate() {
     let set = LabelledSet::one_photo_per_subject(&emb, &groups).unwrap();
     // A fixed threshold inside both groups' impostor ranges.
     let config = FairnessConfig {
-        thresholds: vec![ThresholdRule::Fixed { label: "d=1.9".into(), score: 1.9 }],
+        thresholds: vec![ThresholdRule::Fixed {
+            label: "d=1.9".into(),
+            score: 1.9,
+        }],
         bootstrap_replicates: 300,
         seed: 5,
         ..Default::default()
@@ -82,12 +117,27 @@ fn bootstrap_is_deterministic_and_contains_estimate() {
     let t = &a.thresholds[0];
     for g in &t.fmr_by_group {
         assert!(g.errors > 0, "{g:?}");
-        assert!(g.ci_low.unwrap() <= g.rate && g.rate <= g.ci_high.unwrap(), "{g:?}");
+        assert!(
+            g.ci_low.unwrap() <= g.rate && g.rate <= g.ci_high.unwrap(),
+            "{g:?}"
+        );
     }
     let q = t.fmr_ratio.as_ref().unwrap();
-    assert!(q.ci_low.unwrap() <= q.ratio.unwrap() && q.ratio.unwrap() <= q.ci_high.unwrap(), "{q:?}");
-    let c = evaluate_fairness(&set, None, Scoring::Distance(Distance::Euclidean), &FairnessConfig { seed: 6, ..config }).unwrap();
-    assert_ne!(a.thresholds[0].fmr_by_group[0].ci_low, c.thresholds[0].fmr_by_group[0].ci_low);
+    assert!(
+        q.ci_low.unwrap() <= q.ratio.unwrap() && q.ratio.unwrap() <= q.ci_high.unwrap(),
+        "{q:?}"
+    );
+    let c = evaluate_fairness(
+        &set,
+        None,
+        Scoring::Distance(Distance::Euclidean),
+        &FairnessConfig { seed: 6, ..config },
+    )
+    .unwrap();
+    assert_ne!(
+        a.thresholds[0].fmr_by_group[0].ci_low,
+        c.thresholds[0].fmr_by_group[0].ci_low
+    );
 }
 
 #[test]
@@ -101,7 +151,9 @@ fn kmeans_recovers_separated_clusters() {
     let km = kmeans(&emb, 3, 42, 50).unwrap();
     for k in 0..3 {
         let first = km.assignments[k * 50];
-        assert!(km.assignments[k * 50..(k + 1) * 50].iter().all(|&a| a == first));
+        assert!(km.assignments[k * 50..(k + 1) * 50]
+            .iter()
+            .all(|&a| a == first));
     }
     let mut labels = vec![km.assignments[0], km.assignments[50], km.assignments[100]];
     labels.sort();
@@ -116,8 +168,13 @@ fn fair_calibration_equalises_group_fmr() {
     let (rows, groups) = two_groups(250, 21);
     let emb = Embeddings::new(&rows).unwrap();
     let set = LabelledSet::one_photo_per_subject(&emb, &groups).unwrap();
-    let config = FairnessConfig { thresholds: vec![ThresholdRule::OverallFmr(1e-2)], bootstrap_replicates: 100, ..Default::default() };
-    let global = evaluate_fairness(&set, None, Scoring::Distance(Distance::Euclidean), &config).unwrap();
+    let config = FairnessConfig {
+        thresholds: vec![ThresholdRule::OverallFmr(1e-2)],
+        bootstrap_replicates: 100,
+        ..Default::default()
+    };
+    let global =
+        evaluate_fairness(&set, None, Scoring::Distance(Distance::Euclidean), &config).unwrap();
     let g = global.thresholds[0].fmr_ratio.clone().unwrap();
     assert_eq!(g.max_group, "tight");
     assert!(g.ratio.is_none_or(|r| r > 20.0), "{g:?}");
@@ -125,7 +182,10 @@ fn fair_calibration_equalises_group_fmr() {
     let fair = FairCalibration::fit(&emb, 2, Distance::Euclidean, 9).unwrap();
     // Calibrated threshold: predicted FMR 1e-2 means log10 score -2.
     let fixed = FairnessConfig {
-        thresholds: vec![ThresholdRule::Fixed { label: "calibrated FMR 1e-2".into(), score: -2.0 }],
+        thresholds: vec![ThresholdRule::Fixed {
+            label: "calibrated FMR 1e-2".into(),
+            score: -2.0,
+        }],
         ..config.clone()
     };
     let r = evaluate_fairness(&set, None, Scoring::Fair(&fair), &fixed).unwrap();
@@ -144,7 +204,11 @@ fn fair_calibration_equalises_group_fmr() {
     assert!(fair.fmr(&rows[0], &rows[300], 0.0) < fair.fmr(&rows[0], &rows[300], 10.0));
 
     // The "involving" variant fits too.
-    let cfg = FairCalibrationConfig { k: 2, pairs: ClusterPairs::Involving, ..Default::default() };
+    let cfg = FairCalibrationConfig {
+        k: 2,
+        pairs: ClusterPairs::Involving,
+        ..Default::default()
+    };
     assert!(FairCalibration::fit_with::<&str>(&emb, None, Distance::Cosine, cfg).is_ok());
 }
 
@@ -154,8 +218,11 @@ fn calibration_check_and_points() {
     let imp: Vec<f32> = (1..=10_000).map(|k| k as f32 / 10_000.0).collect();
     let pts = impostor_fmr_points(&imp, 1, 10);
     let got: Vec<(f64, f32)> = pts.iter().map(|p| (p.log10_fmr, p.distance)).collect();
-    assert_eq!(got, vec![(0.0, 1.0), (-1.0, 0.1), (-2.0, 0.01), (-3.0, 0.001)]);
-    let check = check_calibration_fn(&imp, |d| f64::from(d), &[1e-1, 1e-3, 1e-5], 3.0, "identity");
+    assert_eq!(
+        got,
+        vec![(0.0, 1.0), (-1.0, 0.1), (-2.0, 0.01), (-3.0, 0.001)]
+    );
+    let check = check_calibration_fn(&imp, f64::from, &[1e-1, 1e-3, 1e-5], 3.0, "identity");
     assert!(check.rows[0].within_factor && check.rows[1].within_factor);
     assert!((check.rows[0].observed_fmr - 0.1).abs() < 2e-4);
     assert!(!check.rows[2].measurable);
@@ -163,4 +230,36 @@ fn calibration_check_and_points() {
     let bad = check_calibration_fn(&imp, |d| f64::from(d) / 10.0, &[1e-2], 3.0, "optimistic");
     assert!(!bad.rows[0].within_factor);
     assert!(bad.to_markdown().contains("| no |"));
+}
+
+/// Scale check at UTKFace size (6,000 photos, 18M impostor pairs); run with
+/// `cargo test --release -p kenning-eval -- --ignored`.
+#[test]
+#[ignore]
+fn utkface_scale() {
+    let mut rng = SplitMix64::new(1);
+    let mut rows = Vec::new();
+    for k in 0..12 {
+        rows.extend(cluster(&mut rng, &axis(128, k, 1.0), 0.08, 500));
+    }
+    let names: Vec<String> = (0..12).map(|k| format!("g{k}")).collect();
+    let groups: Vec<Option<&str>> = (0..6000).map(|i| Some(names[i / 500].as_str())).collect();
+    let emb = Embeddings::new(&rows).unwrap();
+    let set = LabelledSet::one_photo_per_subject(&emb, &groups).unwrap();
+    let t = std::time::Instant::now();
+    let r = evaluate_fairness(
+        &set,
+        None,
+        Scoring::Distance(Distance::Euclidean),
+        &FairnessConfig::default(),
+    )
+    .unwrap();
+    eprintln!("global fairness: {:?}", t.elapsed());
+    assert_eq!(r.impostor_pairs, 6000 * 5999 / 2);
+    let t = std::time::Instant::now();
+    let fair = FairCalibration::fit(&emb, 12, Distance::Euclidean, 1).unwrap();
+    eprintln!("fair fit: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    evaluate_fairness(&set, None, Scoring::Fair(&fair), &FairnessConfig::default()).unwrap();
+    eprintln!("fair fairness: {:?}", t.elapsed());
 }

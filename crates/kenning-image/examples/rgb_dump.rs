@@ -12,7 +12,10 @@ use kenning_image::{decode_file, resize_bilinear, DecodeLimits};
 
 fn main() -> std::io::Result<()> {
     let limits = DecodeLimits::default();
-    let size: Vec<u32> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let size: Vec<u32> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for line in std::io::stdin().lock().lines() {
         let line = line?;

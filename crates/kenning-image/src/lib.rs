@@ -6,6 +6,8 @@
 //! libjpeg-turbo), so models fed by this crate see what their reference
 //! pipelines saw.
 
+#![warn(missing_docs)]
+
 mod decode;
 mod error;
 mod jpeg;

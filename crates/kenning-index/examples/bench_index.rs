@@ -154,6 +154,14 @@ fn rss() -> (u64, u64, u64) {
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
 
+/// CPU time of this thread in ms: latency without time spent descheduled
+/// (the benchmark machine is shared).
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
@@ -270,9 +278,10 @@ fn build(a: &Args) {
     record(
         &dir,
         format!(
-            r#"{{"system":"kenning","phase":"build","n":{n},"m":{},"efc":{},"threads":1,"build_s":{build_s:.2},"rate":{:.0},"save_s":{save_s:.2},"file_bytes":{size},"disk_bytes_per_face":{:.1}}}"#,
+            r#"{{"system":"kenning","phase":"build","n":{n},"m":{},"efc":{},"threads":{},"build_s":{build_s:.2},"rate":{:.0},"save_s":{save_s:.2},"file_bytes":{size},"disk_bytes_per_face":{:.1}}}"#,
             cfg.m,
             cfg.ef_construction,
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
             n as f64 / build_s,
             size as f64 / n as f64
         ),
@@ -293,28 +302,33 @@ fn search(a: &Args) {
     let open_s = t.elapsed().as_secs_f64();
     let (rss1, anon1, file1) = rss();
     let n = index.len();
-    let efs: Vec<usize> = a.0.get("ef").map_or("16,32,64,128".into(), |s| s.clone()).split(',').map(|s| s.parse().unwrap()).collect();
+    let efs: Vec<usize> = a.0.get("ef").map_or("16,32,64,128,256".into(), |s| s.clone()).split(',').map(|s| s.parse().unwrap()).collect();
     let mut runs: Vec<(String, usize, usize)> = efs.iter().map(|&e| ("kenning-hnsw".to_string(), e, nq)).collect();
     runs.push(("kenning-exact".into(), 0, a.get("exact-queries", 50usize).min(nq)));
     for (system, ef, count) in runs {
         let mut lat = Vec::with_capacity(count);
+        let mut cpu = Vec::with_capacity(count);
         let (mut r1, mut r10) = (0usize, 0usize);
         for (qi, q) in queries.chunks(DIM).take(count).enumerate() {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), thread_cpu_ms());
             let hits = if ef == 0 { index.search_exact(q, K, None) } else { index.search_with(q, K, None, ef) }.unwrap();
+            cpu.push(thread_cpu_ms() - c);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             let truth = &gt[qi * K..qi * K + K];
             r1 += (hits.first().map(|h| h.id) == Some(truth[0])) as usize;
             r10 += hits.iter().filter(|h| truth.contains(&h.id)).count();
         }
         lat.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
         let (rss2, anon2, file2) = rss();
         record(
             &dir,
             format!(
-                r#"{{"system":"{system}","phase":"search","n":{n},"ef":{ef},"queries":{count},"open_s":{open_s:.3},"p50_ms":{:.3},"p99_ms":{:.3},"recall1":{:.4},"recall10":{:.4},"rss_load_bytes_per_face":{:.1},"anon_load_per_face":{:.1},"file_load_per_face":{:.1},"rss_after_queries_per_face":{:.1},"anon_after_per_face":{:.1},"file_after_per_face":{:.1}}}"#,
+                r#"{{"system":"{system}","phase":"search","n":{n},"ef":{ef},"queries":{count},"open_s":{open_s:.3},"p50_ms":{:.3},"p99_ms":{:.3},"cpu_p50_ms":{:.3},"cpu_p99_ms":{:.3},"recall1":{:.4},"recall10":{:.4},"rss_load_bytes_per_face":{:.1},"anon_load_per_face":{:.1},"file_load_per_face":{:.1},"rss_after_queries_per_face":{:.1},"anon_after_per_face":{:.1},"file_after_per_face":{:.1}}}"#,
                 percentile(&lat, 0.5),
                 percentile(&lat, 0.99),
+                percentile(&cpu, 0.5),
+                percentile(&cpu, 0.99),
                 r1 as f64 / count as f64,
                 r10 as f64 / (count * K) as f64,
                 (rss1 - rss0) as f64 / n as f64,

@@ -3,10 +3,10 @@
 //! One writer (serialised by `Index`) mutates a `Graph` while any number of
 //! readers search it through `&Graph`. Readers only perform atomic loads and
 //! never wait:
-//! - a node's payload (id, vector, code, own links) is written before the node
-//!   is published by a release store of `len`; readers acquire `len` once per
+//! - a node's payload (id, vector, code) is written before the node is
+//!   published by a release store of `len`; readers acquire `len` once per
 //!   search and ignore any node id at or above it, so they never read a
-//!   half-written node;
+//!   half-written node. Links are added after publication;
 //! - neighbour lists of published nodes are rewritten in place, word by word;
 //!   a reader may see a mix of the old and new list, but every entry is a valid
 //!   published node, which is all the search needs;
@@ -97,6 +97,8 @@ pub(crate) struct Graph {
     pub vectors: Arena,
     /// Published nodes (removed ones included).
     pub len: AtomicUsize,
+    /// Nodes whose payload is written (writer side; >= `len`).
+    pub written: AtomicUsize,
     /// Nodes not removed.
     pub live: AtomicUsize,
     /// Upper-level blocks handed out (writer only, saved).
@@ -106,6 +108,8 @@ pub(crate) struct Graph {
     /// Set once the quantiser is trained and all nodes so far are linked.
     pub ready: AtomicBool,
     pub quant: OnceLock<Quantizer>,
+    /// Stripe locks for writer threads linking in parallel.
+    locks: Box<[std::sync::Mutex<()>]>,
 }
 
 /// How a search measures distance to graph nodes.
@@ -171,11 +175,13 @@ impl Graph {
             upper: Arena::new(shape.upper_words()),
             vectors: Arena::new(shape.dim),
             len: AtomicUsize::new(0),
+            written: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             upper_len: AtomicUsize::new(0),
             entry: AtomicU64::new(NO_ENTRY),
             ready: AtomicBool::new(false),
             quant: OnceLock::new(),
+            locks: (0..1024).map(|_| std::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -226,26 +232,54 @@ impl Graph {
         }
     }
 
-    /// Append a node (writer only). It is published unless the graph is still
-    /// collecting its training sample, in which case it is published but not
-    /// linked until `train_and_link`.
+    /// Write a node's payload after the last one without publishing it
+    /// (writer only); returns its number. Call [`Graph::publish`] once the
+    /// batch is written, then link it.
     pub fn push(&self, id: u64, v: &[f32], level: usize) -> u32 {
-        let n = self.len.load(Ordering::Relaxed);
+        let n = self.written.fetch_add(1, Ordering::Relaxed);
         self.nodes.ensure(n);
         self.vectors.ensure(n);
         let w = self.nodes.item(n);
         let upper_first = if level > 0 { self.alloc_upper(level) } else { 0 };
         store_words(w, [level as u32, upper_first as u32, id as u32, (id >> 32) as u32, 0]);
         store_words(self.vectors.item(n), v.iter().map(|x| x.to_bits()));
-        let n = n as u32;
         if let Some(q) = self.quant.get() {
-            self.write_code(q, n);
-            self.link(n, level);
-        } else {
-            self.len.store(n as usize + 1, Ordering::Release);
+            self.write_code(q, n as u32);
         }
         self.live.fetch_add(1, Ordering::Relaxed);
-        n
+        n as u32
+    }
+
+    /// Make every written node visible to readers (exact scans see them at
+    /// once; graph walks once they are linked).
+    pub fn publish(&self) {
+        self.len.store(self.written.load(Ordering::Relaxed), Ordering::Release);
+    }
+
+    /// Link published nodes `range` into the graph, on up to `threads`
+    /// threads. Writers coordinate through per-node stripe locks; readers
+    /// never take them.
+    pub fn link_range(&self, range: std::ops::Range<u32>, threads: usize) {
+        if self.quant.get().is_none() {
+            return;
+        }
+        let threads = threads.clamp(1, (range.len() / 256).max(1));
+        if threads == 1 {
+            range.for_each(|n| self.link(n, self.level(n)));
+            return;
+        }
+        let next = AtomicUsize::new(range.start as usize);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= range.end as usize {
+                        break;
+                    }
+                    self.link(n as u32, self.level(n as u32));
+                });
+            }
+        });
     }
 
     /// Reserve `levels` consecutive upper blocks inside one chunk.
@@ -270,16 +304,16 @@ impl Graph {
     }
 
     /// Fit the quantiser on the nodes published so far and link them all.
-    pub fn train_and_link(&self) {
+    pub fn train_and_link(&self, threads: usize) {
         let len = self.len.load(Ordering::Relaxed) as u32;
         let q = Quantizer::train(self.shape.dim, (0..len).map(|n| self.vector(n)));
         for n in 0..len {
             self.write_code(&q, n);
         }
-        for n in 0..len {
-            self.link(n, self.level(n));
-        }
         let _ = self.quant.set(q);
+        // Link the first node alone so parallel workers start from an entry.
+        self.link_range(0..len.min(1), 1);
+        self.link_range(len.min(1)..len, threads);
         self.ready.store(true, Ordering::Release);
     }
 
@@ -292,43 +326,53 @@ impl Graph {
         ((-u.ln() / (self.shape.m as f64).ln()) as usize).min(MAX_LEVEL)
     }
 
-    /// Insert node `n` (payload already written) into the graph, then publish it.
+    /// Stripe lock guarding the neighbour lists of node `n` against other
+    /// writer threads (readers never lock).
+    fn lock(&self, n: u32) -> std::sync::MutexGuard<'_, ()> {
+        let i = (n as usize).wrapping_mul(0x9E37_79B9) % self.locks.len();
+        self.locks[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Link published node `n` into the graph.
     fn link(&self, n: u32, level: usize) {
-        let entry = self.entry.load(Ordering::Relaxed);
-        if entry == NO_ENTRY {
-            self.len.fetch_max(n as usize + 1, Ordering::Release);
-            self.entry.store((level as u64) << 32 | n as u64, Ordering::Release);
-            return;
-        }
+        let entry = match self.entry.compare_exchange(NO_ENTRY, (level as u64) << 32 | n as u64, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(e) => e,
+        };
         let (ep, top) = (entry as u32, (entry >> 32) as usize);
         let code = self.code(n).to_vec();
         let probe = Probe::Code(&code);
-        // Nodes below `n` are all published or being linked in order, so `n`
-        // bounds what the walk may reach (it cannot reach `n` itself yet).
-        let bound = n;
+        let bound = self.len.load(Ordering::Acquire) as u32;
         let mut cur = Cand { d: self.dist(&probe, ep), id: ep };
         for l in (level + 1..=top).rev() {
             cur = self.greedy(&probe, cur, l, bound);
         }
         let mut eps = vec![cur];
-        let mut chosen = Vec::new();
         for l in (0..=level.min(top)).rev() {
-            let found = self.search_layer(&probe, &eps, self.shape.ef_construction, l, bound);
+            let mut found = self.search_layer(&probe, &eps, self.shape.ef_construction, l, bound);
+            // A concurrent writer may already have linked to `n`.
+            found.retain(|c| c.id != n);
             let sel = self.select(&found, self.shape.m);
-            let (count, links) = self.links(n, l);
-            store_words(links, sel.iter().map(|c| c.id));
-            count.store(sel.len() as u32, Ordering::Release);
-            chosen.push((l, sel));
-            eps = found;
-        }
-        self.len.fetch_max(n as usize + 1, Ordering::Release);
-        for (l, sel) in chosen {
-            for c in sel {
+            {
+                let _g = self.lock(n);
+                let (count, links) = self.links(n, l);
+                store_words(links, sel.iter().map(|c| c.id));
+                count.store(sel.len() as u32, Ordering::Release);
+            }
+            for c in &sel {
                 self.add_link(c.id, n, c.d, l);
             }
+            if !found.is_empty() {
+                eps = found;
+            }
         }
-        if level > top {
-            self.entry.store((level as u64) << 32 | n as u64, Ordering::Release);
+        // Promote `n` to entry point if it reaches above the current top.
+        let mut cur = self.entry.load(Ordering::Acquire);
+        while level > (cur >> 32) as usize {
+            match self.entry.compare_exchange(cur, (level as u64) << 32 | n as u64, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(e) => cur = e,
+            }
         }
     }
 
@@ -336,8 +380,12 @@ impl Graph {
     /// heuristic when the list is full.
     fn add_link(&self, from: u32, to: u32, d: f32, level: usize) {
         let cap = if level == 0 { self.shape.m0 } else { self.shape.m };
+        let _g = self.lock(from);
         let (count, links) = self.links(from, level);
         let c = count.load(Ordering::Relaxed) as usize;
+        if links[..c].iter().any(|w| w.load(Ordering::Relaxed) == to) {
+            return;
+        }
         if c < cap {
             links[c].store(to, Ordering::Relaxed);
             count.store(c as u32 + 1, Ordering::Release);

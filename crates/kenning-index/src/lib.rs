@@ -45,6 +45,7 @@ pub use persist::Expect;
 
 use arc_swap::ArcSwap;
 use graph::{Cand, Graph, Shape, DELETED, META, TRAIN_SIZE};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,14 +98,17 @@ pub struct IndexConfig {
     /// Default beam width while searching (raised to `k` when `k` is larger);
     /// all candidates found are re-ranked exactly.
     pub ef_search: usize,
-    /// Seed for level assignment, so builds are reproducible.
+    /// Seed for level assignment.
     pub seed: u64,
+    /// Threads used to link batches from [`Index::insert_many`]; 0 means one
+    /// per core. Not stored in saved files.
+    pub build_threads: usize,
 }
 
 impl IndexConfig {
     /// Defaults tuned on 128-d face-like vectors (docs/benchmarks.md).
     pub fn new(dim: usize, metric: Metric) -> Self {
-        IndexConfig { dim, metric, exact_below: 20_000, m: 16, ef_construction: 100, ef_search: 64, seed: 0x6b65_6e6e_696e_67 }
+        IndexConfig { dim, metric, exact_below: 20_000, m: 16, ef_construction: 100, ef_search: 64, seed: 0x6b65_6e6e_696e_67, build_threads: 0 }
     }
 
     fn validate(&self) -> Result<()> {
@@ -213,29 +217,58 @@ impl Index {
         self.insert_many([(id, vector)])
     }
 
-    /// Add several vectors under one writer lock. Stops at the first error;
-    /// the vectors before it stay inserted.
+    /// Add several vectors under one writer lock, linking them into the
+    /// graph on [`IndexConfig::build_threads`] threads. Stops at the first
+    /// error; the vectors before it stay inserted.
     pub fn insert_many<'a>(&self, items: impl IntoIterator<Item = (u64, &'a [f32])>) -> Result<()> {
         let mut w = self.lock();
         let g = self.graph.load();
         let Writer { ids, rng } = &mut *w;
-        let ids = ids_of(ids, &g);
+        self.append(&g, ids_of(ids, &g), rng, items.into_iter().map(|(id, v)| (id, Cow::Borrowed(v))))
+    }
+
+    fn append<'a>(
+        &self,
+        g: &Graph,
+        ids: &mut HashMap<u64, u32>,
+        rng: &mut u64,
+        items: impl Iterator<Item = (u64, Cow<'a, [f32]>)>,
+    ) -> Result<()> {
+        let start = g.len.load(Ordering::Relaxed) as u32;
+        let mut result = Ok(());
         for (id, v) in items {
-            let v = self.prepare(v)?;
+            let v = match self.prepare(&v) {
+                Ok(v) => v,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
             if ids.contains_key(&id) {
-                return Err(IndexError::DuplicateId(id));
+                result = Err(IndexError::DuplicateId(id));
+                break;
             }
-            if g.len.load(Ordering::Relaxed) + 1 >= g.nodes.capacity() {
-                return Err(IndexError::Full);
+            if g.written.load(Ordering::Relaxed) + 1 >= g.nodes.capacity() {
+                result = Err(IndexError::Full);
+                break;
             }
             let level = g.draw_level(rng);
-            let n = g.push(id, &v, level);
-            ids.insert(id, n);
-            if !g.ready.load(Ordering::Relaxed) && g.quant.get().is_none() && n as usize + 1 >= TRAIN_SIZE {
-                g.train_and_link();
-            }
+            ids.insert(id, g.push(id, &v, level));
         }
-        Ok(())
+        // Publish before linking: exact scans see the batch at once, graph
+        // walks as each node gets linked.
+        g.publish();
+        let end = g.len.load(Ordering::Relaxed) as u32;
+        let threads = match self.config.build_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            t => t,
+        };
+        if g.quant.get().is_some() {
+            g.link_range(start..end, threads);
+        } else if end as usize >= TRAIN_SIZE {
+            g.train_and_link(threads);
+        }
+        result
     }
 
     /// Remove `id`; returns whether it was present. The node stays in the
@@ -272,17 +305,8 @@ impl Index {
         }
         let fresh = Graph::new(self.config.shape());
         let mut ids = HashMap::new();
-        for n in 0..old.len.load(Ordering::Relaxed) as u32 {
-            if old.is_deleted(n) {
-                continue;
-            }
-            let id = old.external_id(n);
-            let level = fresh.draw_level(&mut w.rng);
-            ids.insert(id, fresh.push(id, old.vector(n), level));
-            if fresh.quant.get().is_none() && ids.len() >= TRAIN_SIZE {
-                fresh.train_and_link();
-            }
-        }
+        let live = (0..old.len.load(Ordering::Relaxed) as u32).filter(|&n| !old.is_deleted(n));
+        self.append(&fresh, &mut ids, &mut w.rng, live.map(|n| (old.external_id(n), Cow::Borrowed(old.vector(n)))))?;
         self.graph.store(Arc::new(fresh));
         w.ids = Some(ids);
         Ok(())

@@ -134,6 +134,7 @@ impl Header {
             ef_construction: efc as usize,
             ef_search: efs as usize,
             seed,
+            build_threads: 0,
         };
         config.validate().map_err(|e| IndexError::Corrupt(e.to_string()))?;
         Ok(Header {
@@ -341,6 +342,7 @@ impl Index {
         install(&graph.upper, &h.sections[2], h.upper_items as usize);
         install(&graph.vectors, &h.sections[3], h.nodes as usize);
         graph.len.store(h.nodes as usize, Ordering::Relaxed);
+        graph.written.store(h.nodes as usize, Ordering::Relaxed);
         graph.live.store(h.live as usize, Ordering::Relaxed);
         graph.upper_len.store(h.upper_items as usize, Ordering::Relaxed);
         graph.entry.store(h.entry, Ordering::Relaxed);

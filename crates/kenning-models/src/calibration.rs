@@ -24,6 +24,11 @@ pub struct CalibrationTable {
 /// 100 anyway.
 const FLOOR_LOG_FMR: f64 = -10.0;
 
+/// Each point must have at least this many impostor pairs below its
+/// distance: with fewer, the counting noise (and any mislabelled same-person
+/// pairs in the set) decides the tail, so the table extrapolates instead.
+pub const MIN_PAIRS_PER_POINT: usize = 100;
+
 impl CalibrationTable {
     /// Builds a table from impostor distances (sorted in place), with points
     /// every `step` in log10 FMR down to the smallest FMR the set can show.
@@ -37,21 +42,35 @@ impl CalibrationTable {
         }
         impostor.sort_unstable_by(f32::total_cmp);
         let mut points: Vec<(f64, f64)> = Vec::new();
-        // Keep at least ~10 pairs below the last point so its FMR is not noise.
-        let min_log = (10.0 / n as f64).log10();
-        let mut log_fmr = 0.0;
-        while log_fmr >= min_log - 1e-12 {
+        let min_log = (MIN_PAIRS_PER_POINT as f64 / n as f64).log10();
+        for i in 0.. {
+            // Computed from the index, not accumulated, so table keys stay exact.
+            let log_fmr = (-(i as f64) * step * 1e9).round() / 1e9;
+            if log_fmr < min_log - 1e-12 {
+                break;
+            }
             // The distance below which a fraction 10^log_fmr of impostors fall.
             let k = ((10f64.powf(log_fmr) * n as f64).round() as usize).clamp(1, n) - 1;
             let d = f64::from(impostor[k]);
             if points.last().is_none_or(|&(_, last)| d < last) {
                 points.push((log_fmr, d));
             }
-            log_fmr -= step;
         }
         let table = Self { recogniser: recogniser.into(), source: source.into(), impostor_pairs: n as u64, points };
         table.validate()?;
         Ok(table)
+    }
+
+    /// The table as JSON, one point per line so diffs stay readable.
+    pub fn to_json(&self) -> String {
+        let head = serde_json::json!({
+            "recogniser": self.recogniser,
+            "source": self.source,
+            "impostor_pairs": self.impostor_pairs,
+        });
+        let points: Vec<String> = self.points.iter().map(|(l, d)| format!("    [{l}, {d}]")).collect();
+        let head = head.to_string();
+        format!("{},\n  \"points\": [\n{}\n  ]\n}}\n", &head[..head.len() - 1], points.join(",\n"))
     }
 
     /// Checks the table is usable: at least two points, both columns
@@ -161,6 +180,8 @@ mod tests {
 
     #[test]
     fn invalid_tables_are_refused() {
+        let json = uniform_table().to_json();
+        assert_eq!(serde_json::from_str::<CalibrationTable>(&json).unwrap(), uniform_table());
         let t = CalibrationTable { recogniser: "x".into(), source: String::new(), impostor_pairs: 0, points: vec![(0.0, 1.0), (-1.0, 1.0)] };
         assert!(t.validate().is_err());
         assert!(CalibrationTable::build("x", "", &mut [0.5; 10], 0.1).is_err());

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use kenning_core::{FaceDetail, ImageQuality, Landmark, LandmarkType, PixelBox, Point};
+use kenning_core::{FaceDetail, ImageQuality, Landmark, LandmarkType, Point};
 use kenning_dlib::{DlibRect, ShapePredictor};
 use kenning_image::RgbImage;
 
@@ -206,24 +206,14 @@ fn face_detail(image: &RgbImage, d: &Detection, w: u32, h: u32) -> FaceDetail {
         .zip(d.points)
         .map(|(&kind, p)| Landmark { kind, x: (p.x / fw) as f32, y: (p.y / fh) as f32 })
         .collect();
-    let region = clip(&d.bbox, fw, fh);
     FaceDetail {
         bounding_box: d.bbox.to_fractions(w, h),
         landmarks,
         pose: pose::estimate(&d.points),
         quality: ImageQuality {
-            brightness: kenning_image::brightness(image, &region),
-            sharpness: kenning_image::sharpness(image, &region),
+            brightness: kenning_image::brightness(image, &d.bbox),
+            sharpness: kenning_image::sharpness(image, &d.bbox),
         },
         confidence: (d.score * 100.0).clamp(0.0, 100.0),
-    }
-}
-
-fn clip(b: &PixelBox, w: f64, h: f64) -> PixelBox {
-    PixelBox {
-        left: b.left.clamp(0.0, w),
-        top: b.top.clamp(0.0, h),
-        right: b.right.clamp(0.0, w),
-        bottom: b.bottom.clamp(0.0, h),
     }
 }

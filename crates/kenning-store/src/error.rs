@@ -11,7 +11,9 @@ pub enum StoreError {
     #[error("invalid user id {0:?}: must match [a-zA-Z0-9_.\\-:]+ and be 1-128 characters")]
     InvalidUserId(String),
     /// An ExternalImageId that breaks `[a-zA-Z0-9_.\-:]+`, 1-255 chars.
-    #[error("invalid external image id {0:?}: must match [a-zA-Z0-9_.\\-:]+ and be 1-255 characters")]
+    #[error(
+        "invalid external image id {0:?}: must match [a-zA-Z0-9_.\\-:]+ and be 1-255 characters"
+    )]
     InvalidExternalImageId(String),
     /// A FaceId that is not a UUID.
     #[error("invalid face id {0:?}: must be a UUID")]
@@ -41,7 +43,9 @@ pub enum StoreError {
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
     /// The vectors were made by a different recogniser than the collection's.
-    #[error("collection {collection} holds vectors of model {expected}; refusing vectors of {got}")]
+    #[error(
+        "collection {collection} holds vectors of model {expected}; refusing vectors of {got}"
+    )]
     ModelMismatch {
         /// Collection id.
         collection: String,

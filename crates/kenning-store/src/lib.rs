@@ -23,6 +23,8 @@
 //! freed pages still hold old bytes until reused, so [`Store::compact`]
 //! rewrites and truncates the file when deletion must be physical.
 
+#![warn(missing_docs)]
+
 mod error;
 mod store;
 mod types;

@@ -89,8 +89,12 @@ impl<'t> WTables<'t> {
         txn.delete_table(TableDefinition::<u64, Bytes>::new(&tname(T_VECTORS, coll)))?;
         txn.delete_table(TableDefinition::<u128, u64>::new(&tname(T_IDS, coll)))?;
         txn.delete_table(TableDefinition::<&str, Bytes>::new(&tname(T_USERS, coll)))?;
-        txn.delete_table(TableDefinition::<(u64, u64), ()>::new(&tname(T_INDEXED, coll)))?;
-        txn.delete_table(TableDefinition::<(u64, u64), ()>::new(&tname(T_ACTIVE, coll)))?;
+        txn.delete_table(TableDefinition::<(u64, u64), ()>::new(&tname(
+            T_INDEXED, coll,
+        )))?;
+        txn.delete_table(TableDefinition::<(u64, u64), ()>::new(&tname(
+            T_ACTIVE, coll,
+        )))?;
         Ok(())
     }
 
@@ -143,7 +147,9 @@ fn face_by_id(
     };
     match face_row(faces, seq)? {
         Some(row) => Ok(Some((seq, row))),
-        None => Err(StoreError::Corrupt(format!("face {id} indexed at seq {seq} but has no row"))),
+        None => Err(StoreError::Corrupt(format!(
+            "face {id} indexed at seq {seq} but has no row"
+        ))),
     }
 }
 
@@ -151,10 +157,7 @@ fn user_row(t: &impl ReadableTable<&'static str, Bytes>, id: &str) -> Result<Opt
     t.get(id)?.map(|g| decode(g.value(), "user")).transpose()
 }
 
-fn collection_row(
-    t: &impl ReadableTable<&'static str, Bytes>,
-    id: &str,
-) -> Result<Collection> {
+fn collection_row(t: &impl ReadableTable<&'static str, Bytes>, id: &str) -> Result<Collection> {
     validate_collection_id(id)?;
     match t.get(id)? {
         Some(g) => decode(g.value(), "collection"),
@@ -163,7 +166,8 @@ fn collection_row(
 }
 
 fn put_collection(txn: &WriteTransaction, c: &Collection) -> Result<()> {
-    txn.open_table(COLLECTIONS)?.insert(c.id.as_str(), encode(c).as_slice())?;
+    txn.open_table(COLLECTIONS)?
+        .insert(c.id.as_str(), encode(c).as_slice())?;
     Ok(())
 }
 
@@ -194,7 +198,11 @@ fn tick(txn: &WriteTransaction) -> Result<u64> {
 fn paginate<T>(mut items: Vec<T>, max: usize, token_of: impl Fn(&T) -> String) -> Page<T> {
     let more = items.len() > max;
     items.truncate(max);
-    let next_token = if more { items.last().map(token_of) } else { None };
+    let next_token = if more {
+        items.last().map(token_of)
+    } else {
+        None
+    };
     Page { items, next_token }
 }
 
@@ -211,7 +219,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -227,7 +237,10 @@ impl Store {
             _ => {}
         }
         let db = Database::builder().create(dir.join(DB_FILE))?;
-        let store = Store { dir, db: RwLock::new(db) };
+        let store = Store {
+            dir,
+            db: RwLock::new(db),
+        };
         store.write(|txn| {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(META_FORMAT)?.map(|g| g.value());
@@ -237,7 +250,10 @@ impl Store {
                 }
                 Some(FORMAT_VERSION) => {}
                 Some(found) => {
-                    return Err(StoreError::UnsupportedFormat { found, supported: FORMAT_VERSION })
+                    return Err(StoreError::UnsupportedFormat {
+                        found,
+                        supported: FORMAT_VERSION,
+                    })
                 }
             }
             drop(meta);
@@ -287,10 +303,15 @@ impl Store {
     pub fn create_collection(&self, new: NewCollection) -> Result<Collection> {
         validate_collection_id(&new.id)?;
         if new.dim == 0 || new.dim > 65_536 {
-            return Err(StoreError::InvalidParameter(format!("dimension {} out of range", new.dim)));
+            return Err(StoreError::InvalidParameter(format!(
+                "dimension {} out of range",
+                new.dim
+            )));
         }
         if new.face_model.name.is_empty() {
-            return Err(StoreError::InvalidParameter("face model name is empty".into()));
+            return Err(StoreError::InvalidParameter(
+                "face model name is empty".into(),
+            ));
         }
         self.write(|txn| {
             if txn.open_table(COLLECTIONS)?.get(new.id.as_str())?.is_some() {
@@ -327,7 +348,9 @@ impl Store {
         max_results: Option<u32>,
     ) -> Result<Page<Collection>> {
         let max = check_max_results(max_results, DEFAULT_LIST_RESULTS, MAX_LIST_RESULTS)?;
-        let after = token.map(|t| read_str_token(TokenKind::Collections, t)).transpose()?;
+        let after = token
+            .map(|t| read_str_token(TokenKind::Collections, t))
+            .transpose()?;
         let table = self.read()?.open_table(COLLECTIONS)?;
         let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let items = table
@@ -335,7 +358,9 @@ impl Store {
             .take(max + 1)
             .map(|e| decode(e?.1.value(), "collection"))
             .collect::<Result<Vec<Collection>>>()?;
-        Ok(paginate(items, max, |c| make_token(TokenKind::Collections, c.id.as_bytes())))
+        Ok(paginate(items, max, |c| {
+            make_token(TokenKind::Collections, c.id.as_bytes())
+        }))
     }
 
     /// DeleteCollection: removes the collection with all its faces, vectors
@@ -377,7 +402,9 @@ impl Store {
                 validate_external_image_id(e)?;
             }
             if !f.embedding.iter().all(|x| x.is_finite()) || !f.confidence.is_finite() {
-                return Err(StoreError::InvalidParameter("non-finite embedding or confidence".into()));
+                return Err(StoreError::InvalidParameter(
+                    "non-finite embedding or confidence".into(),
+                ));
             }
         }
         let now = now_ms();
@@ -391,7 +418,10 @@ impl Store {
                 });
             }
             if let Some(f) = faces.iter().find(|f| f.embedding.len() != c.dim as usize) {
-                return Err(StoreError::DimensionMismatch { expected: c.dim, got: f.embedding.len() });
+                return Err(StoreError::DimensionMismatch {
+                    expected: c.dim,
+                    got: f.embedding.len(),
+                });
             }
             if faces.is_empty() {
                 return Ok(Vec::new());
@@ -414,7 +444,8 @@ impl Store {
                     user_id: None,
                 };
                 t.put_face(seq, &row)?;
-                t.vectors.insert(seq, encode_vector(&f.embedding).as_slice())?;
+                t.vectors
+                    .insert(seq, encode_vector(&f.embedding).as_slice())?;
                 t.ids.insert(face_id.as_u128(), seq)?;
                 t.indexed.insert((row.indexed_at_ms, seq), ())?;
                 t.active.insert((row.activity_ms(), seq), ())?;
@@ -440,11 +471,22 @@ impl Store {
     }
 
     /// Faces by FaceId (up to 4096), in request order; `None` where absent.
-    pub fn get_faces<S: AsRef<str>>(&self, collection: &str, face_ids: &[S]) -> Result<Vec<Option<Face>>> {
+    pub fn get_faces<S: AsRef<str>>(
+        &self,
+        collection: &str,
+        face_ids: &[S],
+    ) -> Result<Vec<Option<Face>>> {
         if face_ids.len() > MAX_DELETE_IDS {
-            return Err(StoreError::BadItemCount { what: "FaceIds", max: MAX_DELETE_IDS, got: face_ids.len() });
+            return Err(StoreError::BadItemCount {
+                what: "FaceIds",
+                max: MAX_DELETE_IDS,
+                got: face_ids.len(),
+            });
         }
-        let ids = face_ids.iter().map(|s| parse_face_id(s.as_ref())).collect::<Result<Vec<_>>>()?;
+        let ids = face_ids
+            .iter()
+            .map(|s| parse_face_id(s.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
         let txn = self.read()?;
         collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
         let t = RTables::open(&txn, collection)?;
@@ -471,15 +513,23 @@ impl Store {
         let txn = self.read()?;
         collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
         let t = RTables::open(&txn, collection)?;
-        seqs.iter().map(|&s| Ok(face_row(&t.faces, s)?.map(|r| r.to_face(s)))).collect()
+        seqs.iter()
+            .map(|&s| Ok(face_row(&t.faces, s)?.map(|r| r.to_face(s))))
+            .collect()
     }
 
     /// Full-precision embeddings by seq id (exact re-ranking), in request order.
-    pub fn embeddings_by_seq(&self, collection: &str, seqs: &[u64]) -> Result<Vec<Option<Vec<f32>>>> {
+    pub fn embeddings_by_seq(
+        &self,
+        collection: &str,
+        seqs: &[u64],
+    ) -> Result<Vec<Option<Vec<f32>>>> {
         let txn = self.read()?;
         collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
         let vectors = RTables::open(&txn, collection)?.vectors;
-        seqs.iter().map(|&s| Ok(vectors.get(s)?.map(|g| decode_vector(g.value())))).collect()
+        seqs.iter()
+            .map(|&s| Ok(vectors.get(s)?.map(|g| decode_vector(g.value()))))
+            .collect()
     }
 
     /// Every (seq, embedding) of a collection from one consistent snapshot, in
@@ -488,7 +538,13 @@ impl Store {
         let txn = self.read()?;
         let c = collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
         let range = RTables::open(&txn, collection)?.vectors.range::<u64>(..)?;
-        Ok(Embeddings { range, _txn: txn, generation: c.generation, len: c.face_count, dim: c.dim })
+        Ok(Embeddings {
+            range,
+            _txn: txn,
+            generation: c.generation,
+            len: c.face_count,
+            dim: c.dim,
+        })
     }
 
     /// ListFaces in seq (indexing) order, optionally only a user's faces;
@@ -518,7 +574,8 @@ impl Store {
                 .collect::<Result<Vec<_>>>()?,
             Some(u) => {
                 validate_user_id(u)?;
-                let user = user_row(&t.users, u)?.ok_or_else(|| StoreError::UserNotFound(u.into()))?;
+                let user =
+                    user_row(&t.users, u)?.ok_or_else(|| StoreError::UserNotFound(u.into()))?;
                 let mut faces = Vec::with_capacity(user.faces.len());
                 for f in &user.faces {
                     if let Some((seq, row)) = face_by_id(&t.faces, &t.ids, Uuid::from_bytes(*f))? {
@@ -531,7 +588,9 @@ impl Store {
                 faces
             }
         };
-        Ok(paginate(items, max, |f| make_token(TokenKind::Faces, &f.seq.to_be_bytes())))
+        Ok(paginate(items, max, |f| {
+            make_token(TokenKind::Faces, &f.seq.to_be_bytes())
+        }))
     }
 
     /// DeleteFaces (1-4096 ids, one transaction). Faces owned by a user are
@@ -549,7 +608,11 @@ impl Store {
             let mut out = BatchOutcome::default();
             for id in ids {
                 let Some((seq, row)) = face_by_id(&t.faces, &t.ids, id)? else {
-                    out.unsuccessful.push(Unsuccessful { face_id: id, user_id: None, reason: FaceReason::FaceNotFound });
+                    out.unsuccessful.push(Unsuccessful {
+                        face_id: id,
+                        user_id: None,
+                        reason: FaceReason::FaceNotFound,
+                    });
                     continue;
                 };
                 if let Some(user) = &row.user_id {
@@ -588,7 +651,9 @@ impl Store {
             let mut t = WTables::open(txn, collection)?;
             let mut n = 0;
             for &seq in seqs {
-                let Some(mut row) = face_row(&t.faces, seq)? else { continue };
+                let Some(mut row) = face_row(&t.faces, seq)? else {
+                    continue;
+                };
                 if row.last_matched_at_ms.is_some_and(|m| m >= at_ms) {
                     continue;
                 }
@@ -605,7 +670,12 @@ impl Store {
     /// Retention query: up to `limit` faces matching `expiry`, oldest first.
     /// Feed them to [`Store::delete_faces`] with [`OnAssociated::Disassociate`]
     /// and repeat until empty.
-    pub fn expired_faces(&self, collection: &str, expiry: Expiry, limit: usize) -> Result<Vec<Face>> {
+    pub fn expired_faces(
+        &self,
+        collection: &str,
+        expiry: Expiry,
+        limit: usize,
+    ) -> Result<Vec<Face>> {
         let txn = self.read()?;
         collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
         let t = RTables::open(&txn, collection)?;
@@ -616,8 +686,9 @@ impl Store {
         let mut out = Vec::new();
         for e in index.range::<(u64, u64)>(..(before, 0))?.take(limit) {
             let (_, seq) = e?.0.value();
-            let row = face_row(&t.faces, seq)?
-                .ok_or_else(|| StoreError::Corrupt(format!("retention index names missing seq {seq}")))?;
+            let row = face_row(&t.faces, seq)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("retention index names missing seq {seq}"))
+            })?;
             out.push(row.to_face(seq));
         }
         Ok(out)
@@ -634,7 +705,10 @@ impl Store {
             if t.users.get(user_id)?.is_some() {
                 return Err(StoreError::UserExists(user_id.into()));
             }
-            let row = UserRow { created_at_ms: now_ms(), faces: Vec::new() };
+            let row = UserRow {
+                created_at_ms: now_ms(),
+                faces: Vec::new(),
+            };
             t.put_user(user_id, &row)?;
             drop(t);
             c.user_count += 1;
@@ -660,7 +734,8 @@ impl Store {
         self.write(|txn| {
             let mut c = collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
             let mut t = WTables::open(txn, collection)?;
-            let row = user_row(&t.users, user_id)?.ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
+            let row = user_row(&t.users, user_id)?
+                .ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
             for f in &row.faces {
                 if let Some((seq, mut face)) = face_by_id(&t.faces, &t.ids, Uuid::from_bytes(*f))? {
                     face.user_id = None;
@@ -683,7 +758,9 @@ impl Store {
         max_results: Option<u32>,
     ) -> Result<Page<User>> {
         let max = check_max_results(max_results, MAX_LIST_USERS, MAX_LIST_USERS)?;
-        let after = token.map(|t| read_str_token(TokenKind::Users, t)).transpose()?;
+        let after = token
+            .map(|t| read_str_token(TokenKind::Users, t))
+            .transpose()?;
         let txn = self.read()?;
         collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
         let users = RTables::open(&txn, collection)?.users;
@@ -696,7 +773,9 @@ impl Store {
                 Ok(decode::<UserRow>(v.value(), "user")?.to_user(k.value()))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(paginate(items, max, |u| make_token(TokenKind::Users, u.user_id.as_bytes())))
+        Ok(paginate(items, max, |u| {
+            make_token(TokenKind::Users, u.user_id.as_bytes())
+        }))
     }
 
     /// AssociateFaces (1-100 ids). Missing faces and faces of other users are
@@ -712,24 +791,35 @@ impl Store {
         self.write(|txn| {
             collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
             let mut t = WTables::open(txn, collection)?;
-            let mut user = user_row(&t.users, user_id)?.ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
+            let mut user = user_row(&t.users, user_id)?
+                .ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
             let mut out = BatchOutcome::default();
             let mut fresh = Vec::new();
             for id in ids {
                 match face_by_id(&t.faces, &t.ids, id)? {
-                    None => out.unsuccessful.push(Unsuccessful { face_id: id, user_id: None, reason: FaceReason::FaceNotFound }),
-                    Some((_, row)) if row.user_id.as_deref() == Some(user_id) => out.done.push(id),
-                    Some((_, row)) if row.user_id.is_some() => out.unsuccessful.push(Unsuccessful {
+                    None => out.unsuccessful.push(Unsuccessful {
                         face_id: id,
-                        user_id: row.user_id,
-                        reason: FaceReason::AssociatedToADifferentUser,
+                        user_id: None,
+                        reason: FaceReason::FaceNotFound,
                     }),
+                    Some((_, row)) if row.user_id.as_deref() == Some(user_id) => out.done.push(id),
+                    Some((_, row)) if row.user_id.is_some() => {
+                        out.unsuccessful.push(Unsuccessful {
+                            face_id: id,
+                            user_id: row.user_id,
+                            reason: FaceReason::AssociatedToADifferentUser,
+                        })
+                    }
                     Some((seq, row)) => fresh.push((id, seq, row)),
                 }
             }
             let would_have = user.faces.len() + fresh.len();
             if would_have > MAX_FACES_PER_USER {
-                return Err(StoreError::UserFaceLimit { user: user_id.into(), would_have, limit: MAX_FACES_PER_USER });
+                return Err(StoreError::UserFaceLimit {
+                    user: user_id.into(),
+                    would_have,
+                    limit: MAX_FACES_PER_USER,
+                });
             }
             for (id, seq, mut row) in fresh {
                 row.user_id = Some(user_id.into());
@@ -756,11 +846,16 @@ impl Store {
         self.write(|txn| {
             collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
             let mut t = WTables::open(txn, collection)?;
-            let mut user = user_row(&t.users, user_id)?.ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
+            let mut user = user_row(&t.users, user_id)?
+                .ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
             let mut out = BatchOutcome::default();
             for id in ids {
                 match face_by_id(&t.faces, &t.ids, id)? {
-                    None => out.unsuccessful.push(Unsuccessful { face_id: id, user_id: None, reason: FaceReason::FaceNotFound }),
+                    None => out.unsuccessful.push(Unsuccessful {
+                        face_id: id,
+                        user_id: None,
+                        reason: FaceReason::FaceNotFound,
+                    }),
                     Some((_, row)) if row.user_id.as_deref().is_some_and(|u| u != user_id) => {
                         out.unsuccessful.push(Unsuccessful {
                             face_id: id,
@@ -795,6 +890,19 @@ impl Store {
     /// intact, after it the new one is complete and durable.
     pub fn compact(&self) -> Result<()> {
         let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // redb's own compaction refuses while a snapshot (an `Embeddings`
+        // iterator) is alive, which is exactly when swapping the file would
+        // be wrong; it also shrinks what the copy below has to read.
+        loop {
+            match db.compact() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(redb::CompactionError::TransactionInProgress) => {
+                    return Err(StoreError::Busy("a read snapshot is open"))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let path = self.dir.join(DB_FILE);
         let tmp = self.dir.join(TMP_FILE);
         let _ = std::fs::remove_file(&tmp);
@@ -806,12 +914,36 @@ impl Store {
             copy_table(&from, &to, COLLECTIONS)?;
             for e in from.open_table(COLLECTIONS)?.iter()? {
                 let id = e?.0.value().to_string();
-                copy_table(&from, &to, TableDefinition::<u64, Bytes>::new(&tname(T_FACES, &id)))?;
-                copy_table(&from, &to, TableDefinition::<u64, Bytes>::new(&tname(T_VECTORS, &id)))?;
-                copy_table(&from, &to, TableDefinition::<u128, u64>::new(&tname(T_IDS, &id)))?;
-                copy_table(&from, &to, TableDefinition::<&str, Bytes>::new(&tname(T_USERS, &id)))?;
-                copy_table(&from, &to, TableDefinition::<(u64, u64), ()>::new(&tname(T_INDEXED, &id)))?;
-                copy_table(&from, &to, TableDefinition::<(u64, u64), ()>::new(&tname(T_ACTIVE, &id)))?;
+                copy_table(
+                    &from,
+                    &to,
+                    TableDefinition::<u64, Bytes>::new(&tname(T_FACES, &id)),
+                )?;
+                copy_table(
+                    &from,
+                    &to,
+                    TableDefinition::<u64, Bytes>::new(&tname(T_VECTORS, &id)),
+                )?;
+                copy_table(
+                    &from,
+                    &to,
+                    TableDefinition::<u128, u64>::new(&tname(T_IDS, &id)),
+                )?;
+                copy_table(
+                    &from,
+                    &to,
+                    TableDefinition::<&str, Bytes>::new(&tname(T_USERS, &id)),
+                )?;
+                copy_table(
+                    &from,
+                    &to,
+                    TableDefinition::<(u64, u64), ()>::new(&tname(T_INDEXED, &id)),
+                )?;
+                copy_table(
+                    &from,
+                    &to,
+                    TableDefinition::<(u64, u64), ()>::new(&tname(T_ACTIVE, &id)),
+                )?;
             }
             to.commit()?;
             Ok::<_, StoreError>(())
@@ -853,7 +985,11 @@ impl Store {
                 bad(format!("FaceCount {} but {n} faces", c.face_count));
             }
             if t.users.len()? != c.user_count {
-                bad(format!("UserCount {} but {} users", c.user_count, t.users.len()?));
+                bad(format!(
+                    "UserCount {} but {} users",
+                    c.user_count,
+                    t.users.len()?
+                ));
             }
             for e in t.faces.iter()? {
                 let (k, v) = e?;
@@ -863,7 +999,10 @@ impl Store {
                 }
                 let id = u128::from_be_bytes(row.face_id);
                 if t.ids.get(id)?.map(|g| g.value()) != Some(seq) {
-                    bad(format!("face_ids does not map {} to {seq}", Uuid::from_u128(id)));
+                    bad(format!(
+                        "face_ids does not map {} to {seq}",
+                        Uuid::from_u128(id)
+                    ));
                 }
                 match t.vectors.get(seq)? {
                     Some(v) if v.value().len() == c.dim as usize * 4 => {}
@@ -875,7 +1014,8 @@ impl Store {
                     bad(format!("seq {seq} missing from a retention index"));
                 }
                 if let Some(u) = &row.user_id {
-                    let owns = user_row(&t.users, u)?.is_some_and(|r| r.faces.contains(&row.face_id));
+                    let owns =
+                        user_row(&t.users, u)?.is_some_and(|r| r.faces.contains(&row.face_id));
                     if !owns {
                         bad(format!("seq {seq} names user {u}, which does not list it"));
                     }
@@ -889,7 +1029,11 @@ impl Store {
                     let ok = face_by_id(&t.faces, &t.ids, Uuid::from_bytes(*f))?
                         .is_some_and(|(_, r)| r.user_id.as_deref() == Some(k.value()));
                     if !ok {
-                        bad(format!("user {} lists face {} it does not own", k.value(), Uuid::from_bytes(*f)));
+                        bad(format!(
+                            "user {} lists face {} it does not own",
+                            k.value(),
+                            Uuid::from_bytes(*f)
+                        ));
                     }
                 }
                 report.users += 1;

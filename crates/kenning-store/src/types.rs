@@ -245,8 +245,7 @@ pub struct VerifyReport {
 
 fn pattern_ok(s: &str, max: usize, extra: &[u8]) -> bool {
     (1..=max).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b) || extra.contains(&b))
 }
 
@@ -282,7 +281,11 @@ pub(crate) fn parse_face_ids<S: AsRef<str>>(
     max: usize,
 ) -> Result<Vec<Uuid>> {
     if ids.is_empty() || ids.len() > max {
-        return Err(StoreError::BadItemCount { what, max, got: ids.len() });
+        return Err(StoreError::BadItemCount {
+            what,
+            max,
+            got: ids.len(),
+        });
     }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
@@ -325,7 +328,12 @@ impl FaceRow {
             face_id: Uuid::from_bytes(self.face_id),
             image_id: Uuid::from_bytes(self.image_id),
             external_image_id: self.external_image_id.clone(),
-            bounding_box: BoundingBox { width, height, left, top },
+            bounding_box: BoundingBox {
+                width,
+                height,
+                left,
+                top,
+            },
             confidence: self.confidence,
             indexed_at_ms: self.indexed_at_ms,
             last_matched_at_ms: self.last_matched_at_ms,
@@ -402,7 +410,7 @@ pub(crate) fn make_token(kind: TokenKind, after: &[u8]) -> String {
 
 pub(crate) fn read_token(kind: TokenKind, token: &str) -> Result<Vec<u8>> {
     // ASCII-only makes the two-byte slicing below safe.
-    if !token.is_ascii() || token.len() % 2 != 0 || token.len() < 2 || token.len() > 1024 {
+    if !token.is_ascii() || !token.len().is_multiple_of(2) || !(2..=1024).contains(&token.len()) {
         return Err(StoreError::InvalidToken);
     }
     let bytes = (0..token.len())

@@ -10,7 +10,9 @@ pub fn gauss(rng: &mut SplitMix64) -> f32 {
 
 /// `n` points around `centre` with per-dimension spread `sigma`.
 pub fn cluster(rng: &mut SplitMix64, centre: &[f32], sigma: f32, n: usize) -> Vec<Vec<f32>> {
-    (0..n).map(|_| centre.iter().map(|c| c + sigma * gauss(rng)).collect()).collect()
+    (0..n)
+        .map(|_| centre.iter().map(|c| c + sigma * gauss(rng)).collect())
+        .collect()
 }
 
 pub fn axis(dim: usize, k: usize, scale: f32) -> Vec<f32> {

@@ -1,0 +1,856 @@
+//! `kenning eval ...` (verification, identification, detection and
+//! demographic differentials on the deployer's own labelled photos) and
+//! `kenning calibrate` (build or check a distance-to-FMR table).
+//!
+//! The metrics live in the kenning-eval crate; this module reads the data
+//! folder, runs the pipeline over it (all cores, optional embedding cache)
+//! and writes JSON, Markdown and SVG plots.
+
+mod enrol;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use kenning_core::PixelBox;
+use kenning_eval::formats::{read_boxes, read_identities, read_labels, read_pairs};
+use kenning_eval::report::group_rate_chart;
+use kenning_eval::svg::{Bar, BarChart, BarGroup};
+use kenning_eval::verify::{kfold_accuracy, DEFAULT_FMR_TARGETS};
+use kenning_eval::{
+    bar_chart_svg, check_calibration_fn, det_svg, evaluate_detection, evaluate_fairness, evaluate_identification,
+    evaluate_verification, generate_pairs, split_gallery, Embeddings, FairCalibration, FairnessConfig, GallerySplit,
+    IdentifyConfig, LabelledSet, PairConfig, ScoredPair, Scoring, ThresholdRule, ToMarkdown, VerifyConfig,
+};
+use kenning_models::pipeline::dlib_rect;
+use kenning_models::CalibrationTable;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::commands::{load, wire, Context};
+use crate::{batch, inputs};
+use enrol::{resolve, Embedder, EnrolmentReport};
+
+/// `kenning eval ...`
+#[derive(clap::Subcommand)]
+pub enum EvalCommand {
+    /// 1:1 verification on DIR (identities.csv, optional pairs.csv or LFW pairs.txt): FNMR at fixed FMR, EER,
+    /// k-fold accuracy, FNMR at calibrated Similarity thresholds, DET curve.
+    Verify(VerifyArgs),
+    /// 1:N identification on DIR (identities.csv): rank-1/rank-10 hit rates and FNIR at fixed FPIR.
+    Identify(IdentifyArgs),
+    /// Detection recall and precision against DIR/boxes.csv, per group when labels are given.
+    Detect(DetectArgs),
+    /// Demographic differentials on DIR (labels.csv): per-group FMR (and FNMR) at one global threshold.
+    Fairness(FairnessArgs),
+}
+
+/// Where reports go.
+#[derive(clap::Args)]
+pub struct OutputArgs {
+    /// Write the JSON report here (default: stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a Markdown report here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Write SVG plots into this folder.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+}
+
+/// Embedding options shared by the commands that embed photos.
+#[derive(clap::Args)]
+pub struct CacheArgs {
+    /// Embedding cache (JSON lines). Entries are reused when the photo, the
+    /// recogniser and the detector settings match; new ones are appended.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+/// Arguments of `kenning eval verify`.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// Folder with the photos and identities.csv (file,identity; paths relative to it).
+    dir: PathBuf,
+    /// Pairs to compare: pairs.csv (file_a,file_b,same[,fold]) or LFW pairs.txt. Default: DIR/pairs.csv or
+    /// DIR/pairs.txt if present, else pairs generated from identities.csv.
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    /// Generated pairs: most impostor pairs to compare (a seeded uniform sample beyond this).
+    #[arg(long, default_value_t = PairConfig::default().max_impostors)]
+    max_impostors: usize,
+    /// Generated pairs: folds for k-fold accuracy (all genuine pairs plus as many sampled impostor pairs).
+    #[arg(long, default_value_t = 10)]
+    folds: u32,
+    /// Seed for pair sampling and fold assignment.
+    #[arg(long, default_value_t = PairConfig::default().seed)]
+    seed: u64,
+    /// FMR targets for the FNMR table.
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_FMR_TARGETS.to_vec())]
+    fmr: Vec<f64>,
+    /// Similarity thresholds (0-100) at which to report FNMR, through the calibration table.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![80.0, 90.0, 99.0])]
+    similarity: Vec<f64>,
+    /// Calibration table (default: the recogniser's own).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Arguments of `kenning eval identify`.
+#[derive(clap::Args)]
+pub struct IdentifyArgs {
+    /// Folder with the photos and identities.csv.
+    dir: PathBuf,
+    /// Enrol exactly these photos (one path relative to DIR per line); identities without an enrolled photo
+    /// become unmated probes. Default: first photo of each identity, with --unenrolled of identities left out.
+    #[arg(long)]
+    gallery: Option<PathBuf>,
+    /// Fraction of identities left out of the gallery, so their photos are unmated searches.
+    #[arg(long, default_value_t = 0.2)]
+    unenrolled: f64,
+    /// Also count each mated probe, searched without its mate, as an unmated search (more unmated searches on
+    /// small sets).
+    #[arg(long)]
+    leave_mate_out: bool,
+    /// FPIR targets for the FNIR table.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.01, 0.003])]
+    fpir: Vec<f64>,
+    /// Candidate list length for FNIR.
+    #[arg(long, default_value_t = 1)]
+    candidates: usize,
+    /// Seed for choosing the unenrolled identities.
+    #[arg(long, default_value_t = 0x6b65_6e6e)]
+    seed: u64,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Arguments of `kenning eval detect`.
+#[derive(clap::Args)]
+pub struct DetectArgs {
+    /// Folder with the photos and boxes.csv (file,left,top,width,height[,ignore], pixels).
+    dir: PathBuf,
+    /// labels.csv for per-group detection rates (default: DIR/labels.csv if present).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Label columns forming the groups.
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+    /// IoU a detection needs with a face box to find it.
+    #[arg(long, default_value_t = kenning_eval::detect::DEFAULT_IOU)]
+    iou: f64,
+    /// Compare the detector's own boxes instead of mapping them to dlib's box convention.
+    #[arg(long)]
+    raw_boxes: bool,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Arguments of `kenning eval fairness`.
+#[derive(clap::Args)]
+pub struct FairnessArgs {
+    /// Folder with the photos and labels.csv (file plus group columns); one photo per person unless
+    /// DIR/identities.csv says otherwise.
+    dir: PathBuf,
+    /// labels.csv (default: DIR/labels.csv).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Label columns forming the groups.
+    #[arg(long, value_delimiter = ',', default_values_t = vec!["gender".to_string(), "race".to_string()])]
+    groups: Vec<String>,
+    /// Overall FMR targets: one global threshold per target.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1e-4, 1e-5])]
+    fmr: Vec<f64>,
+    /// Also report at the thresholds the calibration table gives these Similarities.
+    #[arg(long, value_delimiter = ',')]
+    similarity: Vec<f64>,
+    /// Calibration table for --similarity (default: the recogniser's own).
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// Score with a fair (per-cluster) calibration instead of the raw distance.
+    #[arg(long)]
+    fair_calibration: Option<PathBuf>,
+    /// Sets with genuine pairs (identities.csv, optional labels.csv) for FNMR; per group when labelled.
+    #[arg(long)]
+    genuine: Vec<PathBuf>,
+    /// Bootstrap replicates for the confidence intervals.
+    #[arg(long, default_value_t = FairnessConfig::default().bootstrap_replicates)]
+    bootstrap: usize,
+    #[command(flatten)]
+    cache: CacheArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Runs one `kenning eval` subcommand.
+pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<i32> {
+    match cmd {
+        EvalCommand::Verify(a) => verify(ctx, &a),
+        EvalCommand::Identify(a) => identify(ctx, &a),
+        EvalCommand::Detect(a) => detect(ctx, &a),
+        EvalCommand::Fairness(a) => fairness(ctx, &a),
+    }?;
+    Ok(0)
+}
+
+/// kenning-eval keeps its own copy of the metric so it needs no model runtime.
+fn eval_distance(d: kenning_models::manifest::Distance) -> kenning_eval::Distance {
+    match d {
+        kenning_models::manifest::Distance::Euclidean => kenning_eval::Distance::Euclidean,
+        kenning_models::manifest::Distance::Cosine => kenning_eval::Distance::Cosine,
+    }
+}
+
+/// The command line as run, so every report says how to reproduce it.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("kenning {}", args.join(" "))
+}
+
+/// Writes the JSON (file or stdout), Markdown and plots.
+fn write_outputs(out: &OutputArgs, json: &serde_json::Value, title: &str, md: &str, plots: &[(String, String)]) -> Result<()> {
+    let text = serde_json::to_string_pretty(json)?;
+    match &out.json {
+        Some(p) => std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?,
+        None => println!("{text}"),
+    }
+    if let Some(p) = &out.markdown {
+        let doc = format!("# {title}\n\nCommand: `{}`\n\n{md}", command_line());
+        std::fs::write(p, doc).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(dir) = &out.plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (name, svg) in plots {
+            let p = dir.join(name);
+            std::fs::write(&p, svg).with_context(|| format!("writing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Header fields every report carries.
+fn header(ctx: &Context, embedder: Option<&Embedder>) -> serde_json::Value {
+    json!({
+        "command": command_line(),
+        "kenning_version": env!("CARGO_PKG_VERSION"),
+        "recogniser": embedder.map(|e| e.pipeline.recognizer().manifest().name.clone()),
+        "working_size": ctx.working_size,
+        "min_confidence": ctx.min_confidence,
+    })
+}
+
+/// Merges `extra` into the header object.
+fn with_header(mut head: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(h), serde_json::Value::Object(e)) = (head.as_object_mut(), extra) {
+        h.extend(e);
+    }
+    head
+}
+
+/// A labelled set of photos: identities.csv read and resolved.
+struct IdentitySet {
+    files: Vec<String>,
+    paths: Vec<PathBuf>,
+    identities: Vec<String>,
+}
+
+fn read_identity_set(dir: &Path) -> Result<IdentitySet> {
+    let records = read_identities(&dir.join("identities.csv"))?;
+    Ok(IdentitySet {
+        paths: records.iter().map(|r| resolve(dir, &r.file)).collect(),
+        files: records.iter().map(|r| r.file.clone()).collect(),
+        identities: records.into_iter().map(|r| r.identity).collect(),
+    })
+}
+
+/// The enrolled photos of a set: their positions and embedding matrix.
+fn enrolled(embeddings: &[Option<Vec<f32>>]) -> Result<(Vec<usize>, Embeddings)> {
+    let keep: Vec<usize> = (0..embeddings.len()).filter(|&i| embeddings[i].is_some()).collect();
+    let rows: Vec<Vec<f32>> = embeddings.iter().flatten().cloned().collect();
+    if rows.is_empty() {
+        bail!("no photo was enrolled (no faces found)");
+    }
+    Ok((keep, Embeddings::new(&rows)?))
+}
+
+/// The calibration table to use: a file, else the recogniser's own.
+fn calibration_table(path: Option<&Path>, embedder: &Embedder) -> Result<Option<CalibrationTable>> {
+    let table = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let t: CalibrationTable = serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+            t.validate().map_err(wire)?;
+            Some(t)
+        }
+        None => embedder.pipeline.recognizer().calibration().cloned(),
+    };
+    if let Some(t) = table.as_ref().filter(|t| t.impostor_pairs == 0) {
+        eprintln!("kenning: warning: the calibration table is a placeholder ({}); Similarity figures mean nothing", t.source);
+    }
+    Ok(table)
+}
+
+/// FNMR and FMR at the distance a calibration table gives a Similarity.
+#[derive(Debug, Clone, Serialize)]
+struct SimilarityRow {
+    similarity: f64,
+    /// FMR the table promises at this Similarity.
+    predicted_fmr: f64,
+    distance: f64,
+    genuine_pairs: usize,
+    fnmr: Option<f64>,
+    impostor_pairs: usize,
+    false_matches: usize,
+    observed_fmr: Option<f64>,
+}
+
+fn similarity_rows(table: &CalibrationTable, levels: &[f64], pairs: &[ScoredPair]) -> Vec<SimilarityRow> {
+    let (gen, imp): (Vec<&ScoredPair>, Vec<&ScoredPair>) = pairs.iter().partition(|p| p.same);
+    let rate = |k: usize, n: usize| (n > 0).then(|| k as f64 / n as f64);
+    levels
+        .iter()
+        .map(|&s| {
+            let d = table.distance_for_similarity(s);
+            let fnm = gen.iter().filter(|p| f64::from(p.score) > d).count();
+            let fm = imp.iter().filter(|p| f64::from(p.score) <= d).count();
+            SimilarityRow {
+                similarity: s,
+                predicted_fmr: CalibrationTable::fmr_at_similarity(s),
+                distance: d,
+                genuine_pairs: gen.len(),
+                fnmr: rate(fnm, gen.len()),
+                impostor_pairs: imp.len(),
+                false_matches: fm,
+                observed_fmr: rate(fm, imp.len()),
+            }
+        })
+        .collect()
+}
+
+fn similarity_markdown(rows: &[SimilarityRow], table: &CalibrationTable) -> String {
+    let mut s = format!(
+        "### At calibrated Similarity thresholds\n\nCalibration table: {} ({} impostor pairs).\n\n\
+         | Similarity | promised FMR | distance threshold | FNMR | observed FMR (false matches) |\n|---|---|---|---|---|\n",
+        table.source, table.impostor_pairs
+    );
+    let f = kenning_eval::report::fmt_rate;
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {:.1e} | {:.4} | {} | {} ({}) |\n",
+            r.similarity,
+            r.predicted_fmr,
+            r.distance,
+            f(r.fnmr),
+            f(r.observed_fmr),
+            r.false_matches
+        ));
+    }
+    s.push_str(
+        "\nAn observed FMR of 0 is expected when the set has fewer impostor pairs than 1/promised FMR; it does not \
+         test the promise.\n",
+    );
+    s
+}
+
+fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
+    let ids_path = a.dir.join("identities.csv");
+    let pairs_path = a.pairs.clone().or_else(|| {
+        ["pairs.csv", "pairs.txt"].iter().map(|f| a.dir.join(f)).find(|p| p.is_file())
+    });
+    let set = if ids_path.is_file() || pairs_path.is_none() {
+        Some(read_identity_set(&a.dir)?)
+    } else {
+        None
+    };
+    let records = pairs_path.as_deref().map(read_pairs).transpose()?;
+    // Photos to embed: those in identities.csv plus any only named by pairs.
+    let mut files: Vec<String> = set.as_ref().map_or_else(Vec::new, |s| s.files.clone());
+    if let Some(recs) = &records {
+        let mut known: std::collections::HashSet<String> = files.iter().cloned().collect();
+        for r in recs {
+            for f in [&r.file_a, &r.file_b] {
+                if known.insert(f.clone()) {
+                    files.push(f.clone());
+                }
+            }
+        }
+    }
+    let paths: Vec<PathBuf> = files.iter().map(|f| resolve(&a.dir, f)).collect();
+    let embedder = Embedder::new(ctx, a.cache.cache.clone())?;
+    let enrolment = embedder.embed(&files, &paths)?;
+    let (keep, emb) = enrolled(&enrolment.embeddings)?;
+    let distance = eval_distance(embedder.pipeline.recognizer().manifest().embedding.distance);
+    let row_of: HashMap<&str, usize> = keep.iter().enumerate().map(|(r, &i)| (files[i].as_str(), r)).collect();
+
+    let (pairs, pair_source, excluded, kfold) = if let Some(recs) = records {
+        let mut idx = Vec::new();
+        let mut meta = Vec::new();
+        for r in &recs {
+            if let (Some(&x), Some(&y)) = (row_of.get(r.file_a.as_str()), row_of.get(r.file_b.as_str())) {
+                idx.push((x, y));
+                meta.push((r.same, r.fold));
+            }
+        }
+        let d = emb.pair_distances(&idx, distance)?;
+        let pairs: Vec<ScoredPair> = d.iter().zip(&meta).map(|(&score, &(same, fold))| ScoredPair { score, same, fold }).collect();
+        let src = format!("{} pairs from {}", recs.len(), pairs_path.as_deref().unwrap_or(Path::new("?")).display());
+        let excluded = recs.len() - pairs.len();
+        (pairs, src, excluded, None)
+    } else {
+        let set = set.as_ref().ok_or_else(|| anyhow!("no identities.csv"))?;
+        let ids: Vec<&str> = keep.iter().map(|&i| set.identities[i].as_str()).collect();
+        let config = PairConfig { max_impostors: a.max_impostors, folds: a.folds.max(1), seed: a.seed };
+        let generated = generate_pairs(&ids, config)?;
+        let score = |g: &kenning_eval::verify::GeneratedPairs, keep_fold: bool| -> Result<Vec<ScoredPair>> {
+            let idx: Vec<(usize, usize)> = g.pairs.iter().map(|p| (p.a as usize, p.b as usize)).collect();
+            let d = emb.pair_distances(&idx, distance)?;
+            Ok(g.pairs
+                .iter()
+                .zip(d)
+                .map(|(p, score)| ScoredPair { score, same: p.same, fold: keep_fold.then_some(p.fold) })
+                .collect())
+        };
+        // FNMR at low FMR needs every impostor pair, but accuracy over them
+        // would be dominated by impostors, so k-fold accuracy (the LFW
+        // protocol) uses all genuine pairs and an equal-sized impostor sample.
+        let all = score(&generated, false)?;
+        let mut src = generated.describe();
+        let kfold = if a.folds >= 2 && generated.genuine > 0 {
+            let balanced = generate_pairs(&ids, PairConfig { max_impostors: generated.genuine, ..config })?;
+            src.push_str(&format!(
+                ". k-fold accuracy uses all {} genuine pairs and a seeded uniform sample of {} impostor pairs in {} folds",
+                balanced.genuine, balanced.impostor, a.folds
+            ));
+            Some(kfold_accuracy(&score(&balanced, true)?)?)
+        } else {
+            None
+        };
+        (all, src, 0, kfold)
+    };
+    let config = VerifyConfig { fmr_targets: a.fmr.clone(), pair_source: pair_source.clone(), ..Default::default() };
+    let mut report = evaluate_verification(&pairs, &config)?;
+    if kfold.is_some() {
+        report.kfold = kfold;
+    }
+    let table = calibration_table(a.calibration.as_deref(), &embedder)?;
+    let sim = table.as_ref().map(|t| similarity_rows(t, &a.similarity, &pairs)).unwrap_or_default();
+
+    let name = a.dir.file_name().map_or("data".into(), |n| n.to_string_lossy().to_string());
+    let json = with_header(
+        header(ctx, Some(&embedder)),
+        json!({
+            "data": a.dir,
+            "enrolment": enrolment.report,
+            "pairs_excluded_for_failed_enrolment": excluded,
+            "verification": report,
+            "calibration": table.as_ref().map(|t| json!({"source": t.source, "impostor_pairs": t.impostor_pairs})),
+            "similarity": sim,
+        }),
+    );
+    let mut md = enrolment.report.to_markdown("Enrolment");
+    if excluded > 0 {
+        md.push_str(&format!("\n{excluded} listed pairs were left out because a photo was not enrolled.\n"));
+    }
+    md.push('\n');
+    md.push_str(&report.to_markdown());
+    if let Some(t) = &table {
+        md.push('\n');
+        md.push_str(&similarity_markdown(&sim, t));
+    }
+    let plot = det_svg(&format!("DET: {name}"), &[report.det_series(&name)]);
+    write_outputs(&a.out, &json, &format!("Verification: {name}"), &md, &[("det.svg".into(), plot)])
+}
+
+fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
+    let set = read_identity_set(&a.dir)?;
+    let embedder = Embedder::new(ctx, a.cache.cache.clone())?;
+    let enrolment = embedder.embed(&set.files, &set.paths)?;
+    let (keep, emb) = enrolled(&enrolment.embeddings)?;
+    let files: Vec<&str> = keep.iter().map(|&i| set.files[i].as_str()).collect();
+    let ids: Vec<&str> = keep.iter().map(|&i| set.identities[i].as_str()).collect();
+    let split = match &a.gallery {
+        None => split_gallery(&files, &ids, a.unenrolled, a.seed)?,
+        Some(list) => gallery_from_list(list, &files, &ids)?,
+    };
+    let distance = eval_distance(embedder.pipeline.recognizer().manifest().embedding.distance);
+    let config = IdentifyConfig {
+        fpir_targets: a.fpir.clone(),
+        candidate_list_length: a.candidates,
+        leave_mate_out_unmated: a.leave_mate_out,
+    };
+    let report = evaluate_identification(&emb, &ids, &split, distance, &config)?;
+    let name = a.dir.file_name().map_or("data".into(), |n| n.to_string_lossy().to_string());
+    let json = with_header(
+        header(ctx, Some(&embedder)),
+        json!({ "data": a.dir, "enrolment": enrolment.report, "identification": report }),
+    );
+    let md = format!(
+        "{}\nPhotos not enrolled take no part: the gallery photo of an identity is its first enrolled photo.\n\n{}",
+        enrolment.report.to_markdown("Enrolment"),
+        report.to_markdown()
+    );
+    let cmc = BarChart {
+        title: format!("Cumulative match characteristic: {name}"),
+        y_label: "hit rate".into(),
+        series: vec![name.clone()],
+        groups: report
+            .cmc
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| BarGroup { label: format!("{}", k + 1), bars: vec![Some(Bar { value: v, low: None, high: None })] })
+            .collect(),
+        log_y: false,
+        reference: None,
+    };
+    write_outputs(&a.out, &json, &format!("Identification: {name}"), &md, &[("cmc.svg".into(), bar_chart_svg(&cmc))])
+}
+
+/// A gallery given as a list of files: identities with an enrolled photo
+/// are mated, the rest unmated.
+fn gallery_from_list(list: &Path, files: &[&str], ids: &[&str]) -> Result<GallerySplit> {
+    let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+    let wanted: std::collections::HashSet<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut split = GallerySplit {
+        gallery: Vec::new(),
+        mated_probes: Vec::new(),
+        unmated_probes: Vec::new(),
+        description: format!("gallery: the enrolled photos listed in {}", list.display()),
+    };
+    let enrolled_ids: std::collections::HashSet<&str> =
+        files.iter().zip(ids).filter(|(f, _)| wanted.contains(**f)).map(|(_, id)| *id).collect();
+    for (i, (f, id)) in files.iter().zip(ids).enumerate() {
+        if wanted.contains(f) {
+            split.gallery.push(i);
+        } else if enrolled_ids.contains(id) {
+            split.mated_probes.push(i);
+        } else {
+            split.unmated_probes.push(i);
+        }
+    }
+    Ok(split)
+}
+
+fn detect(ctx: &Context, a: &DetectArgs) -> Result<()> {
+    let truth = read_boxes(&a.dir.join("boxes.csv"))?;
+    let files: Vec<String> = truth.keys().cloned().collect();
+    let paths: Vec<PathBuf> = files.iter().map(|f| resolve(&a.dir, f)).collect();
+    let pipeline = ctx.pipeline()?;
+    let found: Mutex<BTreeMap<String, Vec<PixelBox>>> = Mutex::new(BTreeMap::new());
+    let name_of: HashMap<&PathBuf, &String> = paths.iter().zip(&files).collect();
+    let failed = batch::run(&paths, |p| {
+        let dets = pipeline.detector().detect(&load(p)?).map_err(wire)?;
+        let boxes = dets
+            .iter()
+            .map(|d| {
+                if a.raw_boxes {
+                    d.bbox
+                } else {
+                    // dlib rectangles are inclusive of their right and bottom
+                    // rows, so the pixel box ends one further on.
+                    let r = dlib_rect(d);
+                    PixelBox { left: r.left as f64, top: r.top as f64, right: r.right as f64 + 1.0, bottom: r.bottom as f64 + 1.0 }
+                }
+            })
+            .collect();
+        found.lock().map_err(|_| anyhow!("poisoned"))?.insert(name_of[p].clone(), boxes);
+        Ok(None)
+    });
+    if failed > 0 {
+        bail!("{failed} images could not be read");
+    }
+    let found = found.into_inner().map_err(|_| anyhow!("poisoned"))?;
+    let labels_path = a.labels.clone().or_else(|| Some(a.dir.join("labels.csv")).filter(|p| p.is_file()));
+    let groups = match (&labels_path, a.groups.is_empty()) {
+        (Some(p), false) => {
+            let labels = read_labels(p)?;
+            let cols = labels.column_indices(&a.groups)?;
+            Some(files.iter().filter_map(|f| labels.group_of(f, &cols).map(|g| (f.clone(), g))).collect::<BTreeMap<_, _>>())
+        }
+        (None, false) => bail!("--groups needs labels.csv (in DIR or with --labels)"),
+        _ => None,
+    };
+    let mut report = evaluate_detection(&truth, &found, groups.as_ref(), a.iou);
+    report.rule = format!(
+        "{}; {}",
+        if a.raw_boxes {
+            "the detector's own boxes are compared"
+        } else {
+            "each detection is first mapped to dlib's box convention (the square box dlib's 5-point landmarks expect, \
+             computed from the detector's eye and mouth points by kenning_models::pipeline::dlib_rect; dlib rectangles \
+             include their last row and column), the convention of dlib's annotations"
+        },
+        report.rule
+    );
+    let json = with_header(
+        header(ctx, None),
+        json!({ "data": a.dir, "detector": kenning_models::detector::CENTERFACE_FILE, "detection": report }),
+    );
+    let name = a.dir.file_name().map_or("data".into(), |n| n.to_string_lossy().to_string());
+    let mut plots = Vec::new();
+    if !report.per_group.is_empty() {
+        let chart = BarChart {
+            title: format!("Detection rate by group: {name}"),
+            y_label: "detection rate".into(),
+            series: vec!["recall".into()],
+            groups: report
+                .per_group
+                .iter()
+                .map(|g| BarGroup {
+                    label: g.group.clone(),
+                    bars: vec![g.recall.map(|value| Bar { value, low: None, high: None })],
+                })
+                .collect(),
+            log_y: false,
+            reference: None,
+        };
+        plots.push(("detection-by-group.svg".into(), bar_chart_svg(&chart)));
+    }
+    write_outputs(&a.out, &json, &format!("Detection: {name}"), &report.to_markdown(), &plots)
+}
+
+fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
+    let labels_path = a.labels.clone().unwrap_or_else(|| a.dir.join("labels.csv"));
+    let labels = read_labels(&labels_path)?;
+    let cols = labels.column_indices(&a.groups)?;
+    let files: Vec<String> = labels.rows.keys().cloned().collect();
+    // One photo per person unless identities.csv says who is who.
+    let ids_path = a.dir.join("identities.csv");
+    let subject_of: HashMap<String, String> = if ids_path.is_file() {
+        read_identities(&ids_path)?.into_iter().map(|r| (r.file, r.identity)).collect()
+    } else {
+        HashMap::new()
+    };
+    let paths: Vec<PathBuf> = files.iter().map(|f| resolve(&a.dir, f)).collect();
+    let embedder = Embedder::new(ctx, a.cache.cache.clone())?;
+    let enrolment = embedder.embed(&files, &paths)?;
+    let (keep, emb) = enrolled(&enrolment.embeddings)?;
+    let subjects: Vec<String> =
+        keep.iter().map(|&i| subject_of.get(&files[i]).cloned().unwrap_or_else(|| format!("photo:{}", files[i]))).collect();
+    let groups: Vec<Option<String>> = keep.iter().map(|&i| labels.group_of(&files[i], &cols)).collect();
+    let impostors = LabelledSet::new(&emb, &subjects, &groups)?;
+
+    // Genuine sets: concatenated, subjects kept apart by set.
+    let (mut g_rows, mut g_subjects, mut g_groups, mut g_reports) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for dir in &a.genuine {
+        let set = read_identity_set(dir)?;
+        let lp = dir.join("labels.csv");
+        let glabels = if lp.is_file() { Some(read_labels(&lp)?) } else { None };
+        let gcols = glabels.as_ref().and_then(|l| l.column_indices(&a.groups).ok());
+        let e = embedder.embed(&set.files, &set.paths)?;
+        for (i, emb) in e.embeddings.into_iter().enumerate() {
+            if let Some(v) = emb {
+                g_rows.push(v);
+                g_subjects.push(format!("{}:{}", dir.display(), set.identities[i]));
+                g_groups.push(glabels.as_ref().zip(gcols.as_ref()).and_then(|(l, c)| l.group_of(&set.files[i], c)));
+            }
+        }
+        g_reports.push((dir.display().to_string(), e.report, gcols.is_some()));
+    }
+    let g_emb = Embeddings::new(&g_rows)?;
+    let genuine = if a.genuine.is_empty() { None } else { Some(LabelledSet::new(&g_emb, &g_subjects, &g_groups)?) };
+
+    let fair = match &a.fair_calibration {
+        Some(p) => Some(FairCalibration::from_json(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )?),
+        None => None,
+    };
+    let scoring = match &fair {
+        Some(f) => Scoring::Fair(f),
+        None => Scoring::Distance(eval_distance(embedder.pipeline.recognizer().manifest().embedding.distance)),
+    };
+    let mut thresholds: Vec<ThresholdRule> = a.fmr.iter().map(|&t| ThresholdRule::OverallFmr(t)).collect();
+    let mut references: Vec<f64> = a.fmr.clone();
+    if !a.similarity.is_empty() {
+        let table = calibration_table(a.calibration.as_deref(), &embedder)?;
+        for &s in &a.similarity {
+            let log_fmr = (40.0 - s) / 10.0;
+            // A fair calibration scores pairs by log10 FMR; the global table by distance.
+            let score = match (&fair, &table) {
+                (Some(_), _) => log_fmr as f32,
+                (None, Some(t)) => t.distance_for_log_fmr(log_fmr) as f32,
+                (None, None) => bail!("--similarity needs a calibration table"),
+            };
+            thresholds.push(ThresholdRule::Fixed { label: format!("Similarity {s} (calibrated FMR {:.1e})", 10f64.powf(log_fmr)), score });
+            references.push(10f64.powf(log_fmr));
+        }
+    }
+    let config = FairnessConfig { thresholds, bootstrap_replicates: a.bootstrap, ..Default::default() };
+    let report = evaluate_fairness(&impostors, genuine.as_ref(), scoring, &config)?;
+
+    let genuine_json: Vec<serde_json::Value> = g_reports
+        .iter()
+        .map(|(d, r, labelled)| json!({"data": d, "labelled": labelled, "enrolment": r}))
+        .collect();
+    let json = with_header(
+        header(ctx, Some(&embedder)),
+        json!({
+            "data": a.dir,
+            "groups": a.groups,
+            "enrolment": enrolment.report,
+            "genuine_sets": genuine_json,
+            "fairness": report,
+        }),
+    );
+    let mut md = enrolment.report.to_markdown("Impostor set");
+    for (d, r, labelled) in &g_reports {
+        md.push('\n');
+        md.push_str(&r.to_markdown(&format!("Genuine set {d}{}", if *labelled { "" } else { " (no group labels: FNMR overall only)" })));
+    }
+    md.push('\n');
+    md.push_str(&report.to_markdown());
+    let mut plots = Vec::new();
+    for (k, (t, reference)) in report.thresholds.iter().zip(&references).enumerate() {
+        if t.threshold.is_none() {
+            continue;
+        }
+        let run = [(report.scoring.as_str(), t)];
+        let fmr_chart = group_rate_chart(&format!("Same-group FMR at {}", t.label), &run, false, Some((*reference, "target".into())));
+        plots.push((format!("fmr-{}.svg", k + 1), bar_chart_svg(&fmr_chart)));
+        if !t.fnmr_by_group.is_empty() {
+            let chart = group_rate_chart(&format!("FNMR at {}", t.label), &run, true, None);
+            plots.push((format!("fnmr-{}.svg", k + 1), bar_chart_svg(&chart)));
+        }
+    }
+    let name = a.dir.file_name().map_or("data".into(), |n| n.to_string_lossy().to_string());
+    write_outputs(&a.out, &json, &format!("Demographic differentials: {name}"), &md, &plots)
+}
+
+/// Arguments of `kenning calibrate`.
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// Photos of different people (one person per photo unless --identities says otherwise).
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// identities.csv (file,identity): pairs of the same identity are left out.
+    #[arg(long)]
+    identities: Option<PathBuf>,
+    /// Where to write the table (JSON). Required unless --check is given.
+    #[arg(long, required_unless_present = "check")]
+    out: Option<PathBuf>,
+    /// Instead of building a table, report how well this existing table
+    /// predicts the FMR of the given impostor photos.
+    #[arg(long)]
+    check: Option<PathBuf>,
+    /// With --check: the factor within which observed FMR must match the promise.
+    #[arg(long, default_value_t = 3.0)]
+    factor: f64,
+    /// Step between table points in log10 FMR.
+    #[arg(long, default_value_t = 0.05)]
+    step: f64,
+    /// Description stored in the table's "source" field.
+    #[arg(long, default_value = "")]
+    source: String,
+    /// Leave out pairs closer than this: copies of one photo in the set,
+    /// which are not comparisons of different people.
+    #[arg(long, default_value_t = 0.0)]
+    exclude_below: f32,
+    #[command(flatten)]
+    cache: CacheArgs,
+    /// With --check: write the JSON report here (default: stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// With --check: write a Markdown report here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+}
+
+/// `kenning calibrate`: builds a recogniser's distance-to-FMR table from the
+/// impostor pairs of a photo set, or checks an existing table against one.
+pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
+    let paths = inputs::expand(&args.images)?;
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let identities = match &args.identities {
+        Some(csv) => Some(identity_lookup(csv)?),
+        None => None,
+    };
+    let embedder = Embedder::new(ctx, args.cache.cache.clone())?;
+    let recognizer = embedder.pipeline.recognizer();
+    let enrolment = embedder.embed(&names, &paths)?;
+    let failed = enrolment.report.photos - enrolment.report.enrolled;
+    let embeddings: Vec<(String, &Vec<f32>)> = paths
+        .iter()
+        .zip(&enrolment.embeddings)
+        .filter_map(|(p, e)| {
+            let id = identities.as_ref().and_then(|m| find_identity(m, p)).unwrap_or_else(|| p.display().to_string());
+            e.as_ref().map(|e| (id, e))
+        })
+        .collect();
+    let mut distances: Vec<f32> = {
+        use rayon::prelude::*;
+        (0..embeddings.len())
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let (id_a, a) = &embeddings[i];
+                embeddings[i + 1..].iter().filter_map(move |(id_b, b)| {
+                    let d = recognizer.distance(a, b) as f32;
+                    (id_a != id_b && d >= args.exclude_below).then_some(d)
+                })
+            })
+            .collect()
+    };
+    if let Some(check) = &args.check {
+        let text = std::fs::read_to_string(check).with_context(|| format!("reading {}", check.display()))?;
+        let table: CalibrationTable = serde_json::from_str(&text).with_context(|| format!("parsing {}", check.display()))?;
+        table.validate().map_err(wire)?;
+        let description = format!(
+            "table {} ({}) against {} impostor pairs of {} enrolled photos",
+            check.display(),
+            table.source,
+            distances.len(),
+            embeddings.len()
+        );
+        let result = check_calibration_fn(
+            &distances,
+            |d| table.fmr(f64::from(d)),
+            &kenning_eval::calibrate::DEFAULT_CHECK_FMRS,
+            args.factor,
+            &description,
+        );
+        let json = with_header(header(ctx, Some(&embedder)), json!({ "enrolment": enrolment.report, "check": result }));
+        let out = OutputArgs { json: args.json.clone(), markdown: args.markdown.clone(), plots: None };
+        let md = format!("{}\n{}", enrolment.report.to_markdown("Impostor set"), result.to_markdown());
+        write_outputs(&out, &json, "Calibration check", &md, &[])?;
+        return Ok(0);
+    }
+    let out = args.out.as_ref().ok_or_else(|| anyhow!("--out is required"))?;
+    let source = if args.source.is_empty() {
+        format!(
+            "{} photos, {failed} without a face, {} impostor pairs (pairs closer than {} left out as copies)",
+            paths.len(),
+            distances.len(),
+            args.exclude_below
+        )
+    } else {
+        args.source.clone()
+    };
+    let table = CalibrationTable::build(&recognizer.manifest().name, &source, &mut distances, args.step).map_err(wire)?;
+    std::fs::write(out, table.to_json()).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "kenning: {} impostor pairs from {} faces; FMR 1e-4 at distance {:.4}, 1e-5 at {:.4}",
+        table.impostor_pairs,
+        embeddings.len(),
+        table.distance_for_log_fmr(-4.0),
+        table.distance_for_log_fmr(-5.0)
+    );
+    Ok(0)
+}
+
+/// identities.csv as a map from its file column to the identity.
+fn identity_lookup(csv: &Path) -> Result<HashMap<PathBuf, String>> {
+    Ok(read_identities(csv)?.into_iter().map(|r| (PathBuf::from(r.file), r.identity)).collect())
+}
+
+/// The identity of a photo whose path ends with a file named in identities.csv.
+fn find_identity(map: &HashMap<PathBuf, String>, p: &Path) -> Option<String> {
+    let comps: Vec<_> = p.components().collect();
+    (0..comps.len()).find_map(|k| map.get(&comps[k..].iter().collect::<PathBuf>()).cloned())
+}
