@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _, Result};
 use kenning_core::WireError;
 use kenning_image::{DecodeLimits, RgbImage};
-use kenning_models::{CalibrationTable, LoadedManifest, Pipeline, PipelineConfig};
+use kenning_models::{LoadedManifest, Pipeline, PipelineConfig};
 use serde_json::json;
 
 use crate::{batch, inputs};
@@ -20,7 +20,7 @@ pub struct Context {
 }
 
 impl Context {
-    fn pipeline(&self) -> Result<Pipeline> {
+    pub(crate) fn pipeline(&self) -> Result<Pipeline> {
         let mut config = PipelineConfig::new(&self.models);
         config.sessions = self.threads.max(1);
         config.detector.max_side = self.working_size;
@@ -33,11 +33,11 @@ impl Context {
 }
 
 /// Prefixes a library error with its Rekognition exception name.
-fn wire<E: WireError + Send + Sync + 'static>(e: E) -> anyhow::Error {
+pub(crate) fn wire<E: WireError + Send + Sync + 'static>(e: E) -> anyhow::Error {
     anyhow!("{}: {e}", e.code())
 }
 
-fn load(path: &Path) -> Result<RgbImage> {
+pub(crate) fn load(path: &Path) -> Result<RgbImage> {
     kenning_image::decode_file(path, &DecodeLimits::default()).map_err(wire)
 }
 
@@ -87,96 +87,6 @@ pub fn compare(ctx: &Context, source: &Path, target: &Path, threshold: f64) -> R
     let result = kenning_models::compare::compare_faces(&pipeline, &s, &t, threshold, 100).map_err(wire)?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(0)
-}
-
-/// Arguments of `kenning calibrate`.
-#[derive(clap::Args)]
-pub struct CalibrateArgs {
-    /// Photos of different people (one person per photo unless --identities says otherwise).
-    #[arg(required = true)]
-    images: Vec<String>,
-    /// identities.csv (file,identity): pairs of the same identity are left out.
-    #[arg(long)]
-    identities: Option<PathBuf>,
-    /// Where to write the table (JSON).
-    #[arg(long)]
-    out: PathBuf,
-    /// Step between table points in log10 FMR.
-    #[arg(long, default_value_t = 0.05)]
-    step: f64,
-    /// Description stored in the table's "source" field.
-    #[arg(long, default_value = "")]
-    source: String,
-    /// Leave out pairs closer than this: copies of one photo in the set,
-    /// which are not comparisons of different people.
-    #[arg(long, default_value_t = 0.0)]
-    exclude_below: f32,
-}
-
-pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
-    let paths = inputs::expand(&args.images)?;
-    let identities = match &args.identities {
-        Some(csv) => Some(read_identities(csv)?),
-        None => None,
-    };
-    let pipeline = ctx.pipeline()?;
-    let recognizer = pipeline.recognizer();
-    let embeddings = std::sync::Mutex::new(Vec::new());
-    let failed = batch::run(&paths, |p| {
-        let face = pipeline.analyze(&load(p)?, true).map_err(wire)?.into_iter().next();
-        let e = face.and_then(|f| f.embedding).ok_or_else(|| anyhow!("no face found"))?;
-        let id = match &identities {
-            Some(map) => map.iter().find(|(f, _)| p.ends_with(f)).map(|(_, id)| id.clone()),
-            None => None,
-        }
-        .unwrap_or_else(|| p.display().to_string());
-        embeddings.lock().map_err(|_| anyhow!("poisoned"))?.push((id, e));
-        Ok(None)
-    });
-    let embeddings = embeddings.into_inner().map_err(|_| anyhow!("poisoned"))?;
-    let mut distances = Vec::with_capacity(embeddings.len() * embeddings.len() / 2);
-    for (i, (id_a, a)) in embeddings.iter().enumerate() {
-        for (id_b, b) in &embeddings[i + 1..] {
-            let d = recognizer.distance(a, b) as f32;
-            if id_a != id_b && d >= args.exclude_below {
-                distances.push(d);
-            }
-        }
-    }
-    let source = if args.source.is_empty() {
-        format!(
-            "{} photos, {failed} without a face, {} impostor pairs (pairs closer than {} left out as copies)",
-            paths.len(),
-            distances.len(),
-            args.exclude_below
-        )
-    } else {
-        args.source.clone()
-    };
-    let table = CalibrationTable::build(&recognizer.manifest().name, &source, &mut distances, args.step).map_err(wire)?;
-    std::fs::write(&args.out, table.to_json())
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    eprintln!(
-        "kenning: {} impostor pairs from {} faces; FMR 1e-4 at distance {:.4}, 1e-5 at {:.4}",
-        table.impostor_pairs,
-        embeddings.len(),
-        table.distance_for_log_fmr(-4.0),
-        table.distance_for_log_fmr(-5.0)
-    );
-    Ok(0)
-}
-
-fn read_identities(path: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| {
-            let (f, id) = l.split_once(',').ok_or_else(|| anyhow!("{}:{}: expected file,identity", path.display(), i + 2))?;
-            Ok((PathBuf::from(f.trim()), id.trim().to_owned()))
-        })
-        .collect()
 }
 
 /// `kenning models ...`

@@ -19,9 +19,10 @@ use kenning_eval::report::group_rate_chart;
 use kenning_eval::svg::{Bar, BarChart, BarGroup};
 use kenning_eval::verify::{kfold_accuracy, DEFAULT_FMR_TARGETS};
 use kenning_eval::{
-    bar_chart_svg, check_calibration_fn, det_svg, evaluate_detection, evaluate_fairness, evaluate_identification,
-    evaluate_verification, generate_pairs, split_gallery, Embeddings, FairCalibration, FairnessConfig, GallerySplit,
-    IdentifyConfig, LabelledSet, PairConfig, ScoredPair, Scoring, ThresholdRule, ToMarkdown, VerifyConfig,
+    bar_chart_svg, check_calibration_fn, det_svg, evaluate_detection, evaluate_fairness,
+    evaluate_identification, evaluate_verification, generate_pairs, split_gallery, Embeddings,
+    FairCalibration, FairnessConfig, GallerySplit, IdentifyConfig, LabelledSet, PairConfig,
+    ScoredPair, Scoring, ThresholdRule, ToMarkdown, VerifyConfig,
 };
 use kenning_models::pipeline::dlib_rect;
 use kenning_models::CalibrationTable;
@@ -30,7 +31,7 @@ use serde_json::json;
 
 use crate::commands::{load, wire, Context};
 use crate::{batch, inputs};
-use enrol::{resolve, Embedder, EnrolmentReport};
+use enrol::{resolve, Embedder};
 
 /// `kenning eval ...`
 #[derive(clap::Subcommand)]
@@ -216,10 +217,18 @@ fn command_line() -> String {
 }
 
 /// Writes the JSON (file or stdout), Markdown and plots.
-fn write_outputs(out: &OutputArgs, json: &serde_json::Value, title: &str, md: &str, plots: &[(String, String)]) -> Result<()> {
+fn write_outputs(
+    out: &OutputArgs,
+    json: &serde_json::Value,
+    title: &str,
+    md: &str,
+    plots: &[(String, String)],
+) -> Result<()> {
     let text = serde_json::to_string_pretty(json)?;
     match &out.json {
-        Some(p) => std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?,
+        Some(p) => {
+            std::fs::write(p, text + "\n").with_context(|| format!("writing {}", p.display()))?
+        }
         None => println!("{text}"),
     }
     if let Some(p) = &out.markdown {
@@ -273,7 +282,9 @@ fn read_identity_set(dir: &Path) -> Result<IdentitySet> {
 
 /// The enrolled photos of a set: their positions and embedding matrix.
 fn enrolled(embeddings: &[Option<Vec<f32>>]) -> Result<(Vec<usize>, Embeddings)> {
-    let keep: Vec<usize> = (0..embeddings.len()).filter(|&i| embeddings[i].is_some()).collect();
+    let keep: Vec<usize> = (0..embeddings.len())
+        .filter(|&i| embeddings[i].is_some())
+        .collect();
     let rows: Vec<Vec<f32>> = embeddings.iter().flatten().cloned().collect();
     if rows.is_empty() {
         bail!("no photo was enrolled (no faces found)");
@@ -285,8 +296,10 @@ fn enrolled(embeddings: &[Option<Vec<f32>>]) -> Result<(Vec<usize>, Embeddings)>
 fn calibration_table(path: Option<&Path>, embedder: &Embedder) -> Result<Option<CalibrationTable>> {
     let table = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            let t: CalibrationTable = serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let t: CalibrationTable =
+                serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
             t.validate().map_err(wire)?;
             Some(t)
         }
@@ -312,7 +325,11 @@ struct SimilarityRow {
     observed_fmr: Option<f64>,
 }
 
-fn similarity_rows(table: &CalibrationTable, levels: &[f64], pairs: &[ScoredPair]) -> Vec<SimilarityRow> {
+fn similarity_rows(
+    table: &CalibrationTable,
+    levels: &[f64],
+    pairs: &[ScoredPair],
+) -> Vec<SimilarityRow> {
     let (gen, imp): (Vec<&ScoredPair>, Vec<&ScoredPair>) = pairs.iter().partition(|p| p.same);
     let rate = |k: usize, n: usize| (n > 0).then(|| k as f64 / n as f64);
     levels
@@ -363,7 +380,10 @@ fn similarity_markdown(rows: &[SimilarityRow], table: &CalibrationTable) -> Stri
 fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     let ids_path = a.dir.join("identities.csv");
     let pairs_path = a.pairs.clone().or_else(|| {
-        ["pairs.csv", "pairs.txt"].iter().map(|f| a.dir.join(f)).find(|p| p.is_file())
+        ["pairs.csv", "pairs.txt"]
+            .iter()
+            .map(|f| a.dir.join(f))
+            .find(|p| p.is_file())
     });
     let set = if ids_path.is_file() || pairs_path.is_none() {
         Some(read_identity_set(&a.dir)?)
@@ -388,34 +408,62 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     let enrolment = embedder.embed(&files, &paths)?;
     let (keep, emb) = enrolled(&enrolment.embeddings)?;
     let distance = eval_distance(embedder.pipeline.recognizer().manifest().embedding.distance);
-    let row_of: HashMap<&str, usize> = keep.iter().enumerate().map(|(r, &i)| (files[i].as_str(), r)).collect();
+    let row_of: HashMap<&str, usize> = keep
+        .iter()
+        .enumerate()
+        .map(|(r, &i)| (files[i].as_str(), r))
+        .collect();
 
     let (pairs, pair_source, excluded, kfold) = if let Some(recs) = records {
         let mut idx = Vec::new();
         let mut meta = Vec::new();
         for r in &recs {
-            if let (Some(&x), Some(&y)) = (row_of.get(r.file_a.as_str()), row_of.get(r.file_b.as_str())) {
+            if let (Some(&x), Some(&y)) =
+                (row_of.get(r.file_a.as_str()), row_of.get(r.file_b.as_str()))
+            {
                 idx.push((x, y));
                 meta.push((r.same, r.fold));
             }
         }
         let d = emb.pair_distances(&idx, distance)?;
-        let pairs: Vec<ScoredPair> = d.iter().zip(&meta).map(|(&score, &(same, fold))| ScoredPair { score, same, fold }).collect();
-        let src = format!("{} pairs from {}", recs.len(), pairs_path.as_deref().unwrap_or(Path::new("?")).display());
+        let pairs: Vec<ScoredPair> = d
+            .iter()
+            .zip(&meta)
+            .map(|(&score, &(same, fold))| ScoredPair { score, same, fold })
+            .collect();
+        let src = format!(
+            "{} pairs from {}",
+            recs.len(),
+            pairs_path.as_deref().unwrap_or(Path::new("?")).display()
+        );
         let excluded = recs.len() - pairs.len();
         (pairs, src, excluded, None)
     } else {
         let set = set.as_ref().ok_or_else(|| anyhow!("no identities.csv"))?;
         let ids: Vec<&str> = keep.iter().map(|&i| set.identities[i].as_str()).collect();
-        let config = PairConfig { max_impostors: a.max_impostors, folds: a.folds.max(1), seed: a.seed };
+        let config = PairConfig {
+            max_impostors: a.max_impostors,
+            folds: a.folds.max(1),
+            seed: a.seed,
+        };
         let generated = generate_pairs(&ids, config)?;
-        let score = |g: &kenning_eval::verify::GeneratedPairs, keep_fold: bool| -> Result<Vec<ScoredPair>> {
-            let idx: Vec<(usize, usize)> = g.pairs.iter().map(|p| (p.a as usize, p.b as usize)).collect();
+        let score = |g: &kenning_eval::verify::GeneratedPairs,
+                     keep_fold: bool|
+         -> Result<Vec<ScoredPair>> {
+            let idx: Vec<(usize, usize)> = g
+                .pairs
+                .iter()
+                .map(|p| (p.a as usize, p.b as usize))
+                .collect();
             let d = emb.pair_distances(&idx, distance)?;
             Ok(g.pairs
                 .iter()
                 .zip(d)
-                .map(|(p, score)| ScoredPair { score, same: p.same, fold: keep_fold.then_some(p.fold) })
+                .map(|(p, score)| ScoredPair {
+                    score,
+                    same: p.same,
+                    fold: keep_fold.then_some(p.fold),
+                })
                 .collect())
         };
         // FNMR at low FMR needs every impostor pair, but accuracy over them
@@ -424,7 +472,13 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
         let all = score(&generated, false)?;
         let mut src = generated.describe();
         let kfold = if a.folds >= 2 && generated.genuine > 0 {
-            let balanced = generate_pairs(&ids, PairConfig { max_impostors: generated.genuine, ..config })?;
+            let balanced = generate_pairs(
+                &ids,
+                PairConfig {
+                    max_impostors: generated.genuine,
+                    ..config
+                },
+            )?;
             src.push_str(&format!(
                 ". k-fold accuracy uses all {} genuine pairs and a seeded uniform sample of {} impostor pairs in {} folds",
                 balanced.genuine, balanced.impostor, a.folds
@@ -435,15 +489,25 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
         };
         (all, src, 0, kfold)
     };
-    let config = VerifyConfig { fmr_targets: a.fmr.clone(), pair_source: pair_source.clone(), ..Default::default() };
+    let config = VerifyConfig {
+        fmr_targets: a.fmr.clone(),
+        pair_source: pair_source.clone(),
+        ..Default::default()
+    };
     let mut report = evaluate_verification(&pairs, &config)?;
     if kfold.is_some() {
         report.kfold = kfold;
     }
     let table = calibration_table(a.calibration.as_deref(), &embedder)?;
-    let sim = table.as_ref().map(|t| similarity_rows(t, &a.similarity, &pairs)).unwrap_or_default();
+    let sim = table
+        .as_ref()
+        .map(|t| similarity_rows(t, &a.similarity, &pairs))
+        .unwrap_or_default();
 
-    let name = a.dir.file_name().map_or("data".into(), |n| n.to_string_lossy().to_string());
+    let name = a
+        .dir
+        .file_name()
+        .map_or("data".into(), |n| n.to_string_lossy().to_string());
     let json = with_header(
         header(ctx, Some(&embedder)),
         json!({
@@ -457,7 +521,9 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     );
     let mut md = enrolment.report.to_markdown("Enrolment");
     if excluded > 0 {
-        md.push_str(&format!("\n{excluded} listed pairs were left out because a photo was not enrolled.\n"));
+        md.push_str(&format!(
+            "\n{excluded} listed pairs were left out because a photo was not enrolled.\n"
+        ));
     }
     md.push('\n');
     md.push_str(&report.to_markdown());
@@ -466,7 +532,13 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
         md.push_str(&similarity_markdown(&sim, t));
     }
     let plot = det_svg(&format!("DET: {name}"), &[report.det_series(&name)]);
-    write_outputs(&a.out, &json, &format!("Verification: {name}"), &md, &[("det.svg".into(), plot)])
+    write_outputs(
+        &a.out,
+        &json,
+        &format!("Verification: {name}"),
+        &md,
+        &[("det.svg".into(), plot)],
+    )
 }
 
 fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
@@ -487,7 +559,10 @@ fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
         leave_mate_out_unmated: a.leave_mate_out,
     };
     let report = evaluate_identification(&emb, &ids, &split, distance, &config)?;
-    let name = a.dir.file_name().map_or("data".into(), |n| n.to_string_lossy().to_string());
+    let name = a
+        .dir
+        .file_name()
+        .map_or("data".into(), |n| n.to_string_lossy().to_string());
     let json = with_header(
         header(ctx, Some(&embedder)),
         json!({ "data": a.dir, "enrolment": enrolment.report, "identification": report }),
@@ -505,27 +580,49 @@ fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
             .cmc
             .iter()
             .enumerate()
-            .map(|(k, &v)| BarGroup { label: format!("{}", k + 1), bars: vec![Some(Bar { value: v, low: None, high: None })] })
+            .map(|(k, &v)| BarGroup {
+                label: format!("{}", k + 1),
+                bars: vec![Some(Bar {
+                    value: v,
+                    low: None,
+                    high: None,
+                })],
+            })
             .collect(),
         log_y: false,
         reference: None,
     };
-    write_outputs(&a.out, &json, &format!("Identification: {name}"), &md, &[("cmc.svg".into(), bar_chart_svg(&cmc))])
+    write_outputs(
+        &a.out,
+        &json,
+        &format!("Identification: {name}"),
+        &md,
+        &[("cmc.svg".into(), bar_chart_svg(&cmc))],
+    )
 }
 
 /// A gallery given as a list of files: identities with an enrolled photo
 /// are mated, the rest unmated.
 fn gallery_from_list(list: &Path, files: &[&str], ids: &[&str]) -> Result<GallerySplit> {
-    let text = std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
-    let wanted: std::collections::HashSet<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let text =
+        std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+    let wanted: std::collections::HashSet<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let mut split = GallerySplit {
         gallery: Vec::new(),
         mated_probes: Vec::new(),
         unmated_probes: Vec::new(),
         description: format!("gallery: the enrolled photos listed in {}", list.display()),
     };
-    let enrolled_ids: std::collections::HashSet<&str> =
-        files.iter().zip(ids).filter(|(f, _)| wanted.contains(**f)).map(|(_, id)| *id).collect();
+    let enrolled_ids: std::collections::HashSet<&str> = files
+        .iter()
+        .zip(ids)
+        .filter(|(f, _)| wanted.contains(**f))
+        .map(|(_, id)| *id)
+        .collect();
     for (i, (f, id)) in files.iter().zip(ids).enumerate() {
         if wanted.contains(f) {
             split.gallery.push(i);
@@ -556,23 +653,39 @@ fn detect(ctx: &Context, a: &DetectArgs) -> Result<()> {
                     // dlib rectangles are inclusive of their right and bottom
                     // rows, so the pixel box ends one further on.
                     let r = dlib_rect(d);
-                    PixelBox { left: r.left as f64, top: r.top as f64, right: r.right as f64 + 1.0, bottom: r.bottom as f64 + 1.0 }
+                    PixelBox {
+                        left: r.left as f64,
+                        top: r.top as f64,
+                        right: r.right as f64 + 1.0,
+                        bottom: r.bottom as f64 + 1.0,
+                    }
                 }
             })
             .collect();
-        found.lock().map_err(|_| anyhow!("poisoned"))?.insert(name_of[p].clone(), boxes);
+        found
+            .lock()
+            .map_err(|_| anyhow!("poisoned"))?
+            .insert(name_of[p].clone(), boxes);
         Ok(None)
     });
     if failed > 0 {
         bail!("{failed} images could not be read");
     }
     let found = found.into_inner().map_err(|_| anyhow!("poisoned"))?;
-    let labels_path = a.labels.clone().or_else(|| Some(a.dir.join("labels.csv")).filter(|p| p.is_file()));
+    let labels_path = a
+        .labels
+        .clone()
+        .or_else(|| Some(a.dir.join("labels.csv")).filter(|p| p.is_file()));
     let groups = match (&labels_path, a.groups.is_empty()) {
         (Some(p), false) => {
             let labels = read_labels(p)?;
             let cols = labels.column_indices(&a.groups)?;
-            Some(files.iter().filter_map(|f| labels.group_of(f, &cols).map(|g| (f.clone(), g))).collect::<BTreeMap<_, _>>())
+            Some(
+                files
+                    .iter()
+                    .filter_map(|f| labels.group_of(f, &cols).map(|g| (f.clone(), g)))
+                    .collect::<BTreeMap<_, _>>(),
+            )
         }
         (None, false) => bail!("--groups needs labels.csv (in DIR or with --labels)"),
         _ => None,
@@ -593,7 +706,10 @@ fn detect(ctx: &Context, a: &DetectArgs) -> Result<()> {
         header(ctx, None),
         json!({ "data": a.dir, "detector": kenning_models::detector::CENTERFACE_FILE, "detection": report }),
     );
-    let name = a.dir.file_name().map_or("data".into(), |n| n.to_string_lossy().to_string());
+    let name = a
+        .dir
+        .file_name()
+        .map_or("data".into(), |n| n.to_string_lossy().to_string());
     let mut plots = Vec::new();
     if !report.per_group.is_empty() {
         let chart = BarChart {
@@ -605,7 +721,11 @@ fn detect(ctx: &Context, a: &DetectArgs) -> Result<()> {
                 .iter()
                 .map(|g| BarGroup {
                     label: g.group.clone(),
-                    bars: vec![g.recall.map(|value| Bar { value, low: None, high: None })],
+                    bars: vec![g.recall.map(|value| Bar {
+                        value,
+                        low: None,
+                        high: None,
+                    })],
                 })
                 .collect(),
             log_y: false,
@@ -613,7 +733,13 @@ fn detect(ctx: &Context, a: &DetectArgs) -> Result<()> {
         };
         plots.push(("detection-by-group.svg".into(), bar_chart_svg(&chart)));
     }
-    write_outputs(&a.out, &json, &format!("Detection: {name}"), &report.to_markdown(), &plots)
+    write_outputs(
+        &a.out,
+        &json,
+        &format!("Detection: {name}"),
+        &report.to_markdown(),
+        &plots,
+    )
 }
 
 fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
@@ -624,7 +750,10 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
     // One photo per person unless identities.csv says who is who.
     let ids_path = a.dir.join("identities.csv");
     let subject_of: HashMap<String, String> = if ids_path.is_file() {
-        read_identities(&ids_path)?.into_iter().map(|r| (r.file, r.identity)).collect()
+        read_identities(&ids_path)?
+            .into_iter()
+            .map(|r| (r.file, r.identity))
+            .collect()
     } else {
         HashMap::new()
     };
@@ -632,30 +761,56 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
     let embedder = Embedder::new(ctx, a.cache.cache.clone())?;
     let enrolment = embedder.embed(&files, &paths)?;
     let (keep, emb) = enrolled(&enrolment.embeddings)?;
-    let subjects: Vec<String> =
-        keep.iter().map(|&i| subject_of.get(&files[i]).cloned().unwrap_or_else(|| format!("photo:{}", files[i]))).collect();
-    let groups: Vec<Option<String>> = keep.iter().map(|&i| labels.group_of(&files[i], &cols)).collect();
+    let subjects: Vec<String> = keep
+        .iter()
+        .map(|&i| {
+            subject_of
+                .get(&files[i])
+                .cloned()
+                .unwrap_or_else(|| format!("photo:{}", files[i]))
+        })
+        .collect();
+    let groups: Vec<Option<String>> = keep
+        .iter()
+        .map(|&i| labels.group_of(&files[i], &cols))
+        .collect();
     let impostors = LabelledSet::new(&emb, &subjects, &groups)?;
 
     // Genuine sets: concatenated, subjects kept apart by set.
-    let (mut g_rows, mut g_subjects, mut g_groups, mut g_reports) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut g_rows, mut g_subjects, mut g_groups, mut g_reports) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for dir in &a.genuine {
         let set = read_identity_set(dir)?;
         let lp = dir.join("labels.csv");
-        let glabels = if lp.is_file() { Some(read_labels(&lp)?) } else { None };
-        let gcols = glabels.as_ref().and_then(|l| l.column_indices(&a.groups).ok());
+        let glabels = if lp.is_file() {
+            Some(read_labels(&lp)?)
+        } else {
+            None
+        };
+        let gcols = glabels
+            .as_ref()
+            .and_then(|l| l.column_indices(&a.groups).ok());
         let e = embedder.embed(&set.files, &set.paths)?;
         for (i, emb) in e.embeddings.into_iter().enumerate() {
             if let Some(v) = emb {
                 g_rows.push(v);
                 g_subjects.push(format!("{}:{}", dir.display(), set.identities[i]));
-                g_groups.push(glabels.as_ref().zip(gcols.as_ref()).and_then(|(l, c)| l.group_of(&set.files[i], c)));
+                g_groups.push(
+                    glabels
+                        .as_ref()
+                        .zip(gcols.as_ref())
+                        .and_then(|(l, c)| l.group_of(&set.files[i], c)),
+                );
             }
         }
         g_reports.push((dir.display().to_string(), e.report, gcols.is_some()));
     }
     let g_emb = Embeddings::new(&g_rows)?;
-    let genuine = if a.genuine.is_empty() { None } else { Some(LabelledSet::new(&g_emb, &g_subjects, &g_groups)?) };
+    let genuine = if a.genuine.is_empty() {
+        None
+    } else {
+        Some(LabelledSet::new(&g_emb, &g_subjects, &g_groups)?)
+    };
 
     let fair = match &a.fair_calibration {
         Some(p) => Some(FairCalibration::from_json(
@@ -665,9 +820,15 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
     };
     let scoring = match &fair {
         Some(f) => Scoring::Fair(f),
-        None => Scoring::Distance(eval_distance(embedder.pipeline.recognizer().manifest().embedding.distance)),
+        None => Scoring::Distance(eval_distance(
+            embedder.pipeline.recognizer().manifest().embedding.distance,
+        )),
     };
-    let mut thresholds: Vec<ThresholdRule> = a.fmr.iter().map(|&t| ThresholdRule::OverallFmr(t)).collect();
+    let mut thresholds: Vec<ThresholdRule> = a
+        .fmr
+        .iter()
+        .map(|&t| ThresholdRule::OverallFmr(t))
+        .collect();
     let mut references: Vec<f64> = a.fmr.clone();
     if !a.similarity.is_empty() {
         let table = calibration_table(a.calibration.as_deref(), &embedder)?;
@@ -679,11 +840,21 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
                 (None, Some(t)) => t.distance_for_log_fmr(log_fmr) as f32,
                 (None, None) => bail!("--similarity needs a calibration table"),
             };
-            thresholds.push(ThresholdRule::Fixed { label: format!("Similarity {s} (calibrated FMR {:.1e})", 10f64.powf(log_fmr)), score });
+            thresholds.push(ThresholdRule::Fixed {
+                label: format!(
+                    "Similarity {s} (calibrated FMR {:.1e})",
+                    10f64.powf(log_fmr)
+                ),
+                score,
+            });
             references.push(10f64.powf(log_fmr));
         }
     }
-    let config = FairnessConfig { thresholds, bootstrap_replicates: a.bootstrap, ..Default::default() };
+    let config = FairnessConfig {
+        thresholds,
+        bootstrap_replicates: a.bootstrap,
+        ..Default::default()
+    };
     let report = evaluate_fairness(&impostors, genuine.as_ref(), scoring, &config)?;
 
     let genuine_json: Vec<serde_json::Value> = g_reports
@@ -703,7 +874,14 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
     let mut md = enrolment.report.to_markdown("Impostor set");
     for (d, r, labelled) in &g_reports {
         md.push('\n');
-        md.push_str(&r.to_markdown(&format!("Genuine set {d}{}", if *labelled { "" } else { " (no group labels: FNMR overall only)" })));
+        md.push_str(&r.to_markdown(&format!(
+            "Genuine set {d}{}",
+            if *labelled {
+                ""
+            } else {
+                " (no group labels: FNMR overall only)"
+            }
+        )));
     }
     md.push('\n');
     md.push_str(&report.to_markdown());
@@ -713,15 +891,29 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
             continue;
         }
         let run = [(report.scoring.as_str(), t)];
-        let fmr_chart = group_rate_chart(&format!("Same-group FMR at {}", t.label), &run, false, Some((*reference, "target".into())));
+        let fmr_chart = group_rate_chart(
+            &format!("Same-group FMR at {}", t.label),
+            &run,
+            false,
+            Some((*reference, "target".into())),
+        );
         plots.push((format!("fmr-{}.svg", k + 1), bar_chart_svg(&fmr_chart)));
         if !t.fnmr_by_group.is_empty() {
             let chart = group_rate_chart(&format!("FNMR at {}", t.label), &run, true, None);
             plots.push((format!("fnmr-{}.svg", k + 1), bar_chart_svg(&chart)));
         }
     }
-    let name = a.dir.file_name().map_or("data".into(), |n| n.to_string_lossy().to_string());
-    write_outputs(&a.out, &json, &format!("Demographic differentials: {name}"), &md, &plots)
+    let name = a
+        .dir
+        .file_name()
+        .map_or("data".into(), |n| n.to_string_lossy().to_string());
+    write_outputs(
+        &a.out,
+        &json,
+        &format!("Demographic differentials: {name}"),
+        &md,
+        &plots,
+    )
 }
 
 /// Arguments of `kenning calibrate`.
@@ -780,7 +972,10 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
         .iter()
         .zip(&enrolment.embeddings)
         .filter_map(|(p, e)| {
-            let id = identities.as_ref().and_then(|m| find_identity(m, p)).unwrap_or_else(|| p.display().to_string());
+            let id = identities
+                .as_ref()
+                .and_then(|m| find_identity(m, p))
+                .unwrap_or_else(|| p.display().to_string());
             e.as_ref().map(|e| (id, e))
         })
         .collect();
@@ -798,8 +993,10 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
             .collect()
     };
     if let Some(check) = &args.check {
-        let text = std::fs::read_to_string(check).with_context(|| format!("reading {}", check.display()))?;
-        let table: CalibrationTable = serde_json::from_str(&text).with_context(|| format!("parsing {}", check.display()))?;
+        let text = std::fs::read_to_string(check)
+            .with_context(|| format!("reading {}", check.display()))?;
+        let table: CalibrationTable =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", check.display()))?;
         table.validate().map_err(wire)?;
         let description = format!(
             "table {} ({}) against {} impostor pairs of {} enrolled photos",
@@ -815,13 +1012,27 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
             args.factor,
             &description,
         );
-        let json = with_header(header(ctx, Some(&embedder)), json!({ "enrolment": enrolment.report, "check": result }));
-        let out = OutputArgs { json: args.json.clone(), markdown: args.markdown.clone(), plots: None };
-        let md = format!("{}\n{}", enrolment.report.to_markdown("Impostor set"), result.to_markdown());
+        let json = with_header(
+            header(ctx, Some(&embedder)),
+            json!({ "enrolment": enrolment.report, "check": result }),
+        );
+        let out = OutputArgs {
+            json: args.json.clone(),
+            markdown: args.markdown.clone(),
+            plots: None,
+        };
+        let md = format!(
+            "{}\n{}",
+            enrolment.report.to_markdown("Impostor set"),
+            result.to_markdown()
+        );
         write_outputs(&out, &json, "Calibration check", &md, &[])?;
         return Ok(0);
     }
-    let out = args.out.as_ref().ok_or_else(|| anyhow!("--out is required"))?;
+    let out = args
+        .out
+        .as_ref()
+        .ok_or_else(|| anyhow!("--out is required"))?;
     let source = if args.source.is_empty() {
         format!(
             "{} photos, {failed} without a face, {} impostor pairs (pairs closer than {} left out as copies)",
@@ -832,7 +1043,13 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
     } else {
         args.source.clone()
     };
-    let table = CalibrationTable::build(&recognizer.manifest().name, &source, &mut distances, args.step).map_err(wire)?;
+    let table = CalibrationTable::build(
+        &recognizer.manifest().name,
+        &source,
+        &mut distances,
+        args.step,
+    )
+    .map_err(wire)?;
     std::fs::write(out, table.to_json()).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
         "kenning: {} impostor pairs from {} faces; FMR 1e-4 at distance {:.4}, 1e-5 at {:.4}",
@@ -846,7 +1063,10 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
 
 /// identities.csv as a map from its file column to the identity.
 fn identity_lookup(csv: &Path) -> Result<HashMap<PathBuf, String>> {
-    Ok(read_identities(csv)?.into_iter().map(|r| (PathBuf::from(r.file), r.identity)).collect())
+    Ok(read_identities(csv)?
+        .into_iter()
+        .map(|r| (PathBuf::from(r.file), r.identity))
+        .collect())
 }
 
 /// The identity of a photo whose path ends with a file named in identities.csv.

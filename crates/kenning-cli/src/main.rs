@@ -2,6 +2,7 @@
 
 mod batch;
 mod commands;
+mod eval;
 mod inputs;
 
 use std::path::PathBuf;
@@ -60,7 +61,10 @@ enum Command {
         threshold: f64,
     },
     /// Build a distance-to-false-match-rate table from impostor photos.
-    Calibrate(commands::CalibrateArgs),
+    Calibrate(eval::CalibrateArgs),
+    /// Measure accuracy and demographic differentials on labelled photos.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
     /// Work with model files.
     #[command(subcommand)]
     Models(commands::ModelsCommand),
@@ -92,7 +96,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Detect { images } => commands::detect(&ctx, &images),
         Command::Embed { images, largest } => commands::embed(&ctx, &images, largest),
         Command::Compare { source, target, threshold } => commands::compare(&ctx, &source, &target, threshold),
-        Command::Calibrate(args) => commands::calibrate(&ctx, &args),
+        Command::Calibrate(args) => eval::calibrate(&ctx, &args),
+        Command::Eval(cmd) => eval::run(&ctx, cmd),
         Command::Models(cmd) => commands::models(&ctx, cmd),
     }
 }

@@ -79,16 +79,25 @@ fn embed_largest_gives_one_128_float_vector() {
 fn compare_matches_the_same_person_and_not_another() {
     let Some(data) = common::data("compare_matches_the_same_person_and_not_another") else { return };
     let fr = data.join("misc/face_recognition");
-    let same = kenning(&["compare", s(&fr.join("obama.jpg")), s(&fr.join("obama2.jpg"))]);
+    // dlib's ResNet puts these two photos of one man at distance ~0.35,
+    // which UTKFace's impostors reach about once in 3,000 pairs: Similarity
+    // ~75, below Rekognition's default 80 (see docs/accuracy.md).
+    let same = kenning(&["compare", "--threshold", "70", s(&fr.join("obama.jpg")), s(&fr.join("obama2.jpg"))]);
     assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stderr));
     let r = &json_lines(&same)[0];
     let matches = r["FaceMatches"].as_array().unwrap();
     assert_eq!(matches.len(), 1, "{r}");
-    assert!(matches[0]["Similarity"].as_f64().unwrap() >= 80.0);
+    assert!(matches[0]["Similarity"].as_f64().unwrap() >= 70.0);
     assert!(r["SourceImageFace"]["BoundingBox"]["Width"].as_f64().unwrap() > 0.1);
 
-    let other = kenning(&["compare", s(&fr.join("obama.jpg")), s(&fr.join("biden.jpg"))]);
+    // At threshold 0 every face is a match, so Biden's Similarity shows.
+    let other = kenning(&["compare", "--threshold", "0", s(&fr.join("obama.jpg")), s(&fr.join("biden.jpg"))]);
     let r = &json_lines(&other)[0];
+    let matches = r["FaceMatches"].as_array().unwrap();
+    assert_eq!(matches.len(), 1, "{r}");
+    assert!(matches[0]["Similarity"].as_f64().unwrap() < 50.0, "{r}");
+    let strict = kenning(&["compare", s(&fr.join("obama.jpg")), s(&fr.join("biden.jpg"))]);
+    let r = &json_lines(&strict)[0];
     assert_eq!(r["FaceMatches"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(r["UnmatchedFaces"].as_array().unwrap().len(), 1, "{r}");
 }

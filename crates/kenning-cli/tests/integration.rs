@@ -9,5 +9,6 @@
 mod common;
 mod cli;
 mod detection;
+mod eval;
 mod parity;
 mod recognisers;

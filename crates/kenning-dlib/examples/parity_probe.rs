@@ -25,12 +25,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.len() != 4 {
         return Err("usage: parity_probe MODELS CASES OUT".into());
     }
-    let (models, cases, out) = (PathBuf::from(&args[1]), PathBuf::from(&args[2]), PathBuf::from(&args[3]));
+    let (models, cases, out) = (
+        PathBuf::from(&args[1]),
+        PathBuf::from(&args[2]),
+        PathBuf::from(&args[3]),
+    );
     std::fs::create_dir_all(&out)?;
     let sp = ShapePredictor::load(&models.join("shape_predictor_5_face_landmarks.dat"))?;
     let t = Instant::now();
-    let onnx = resnet::to_onnx(&std::fs::read(models.join("dlib_face_recognition_resnet_model_v1.dat"))?)?;
-    eprintln!("resnet conversion: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    let onnx = resnet::to_onnx(&std::fs::read(
+        models.join("dlib_face_recognition_resnet_model_v1.dat"),
+    )?)?;
+    eprintln!(
+        "resnet conversion: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     std::fs::write(out.join("dlib_resnet.onnx"), &onnx.model)?;
     let cf = kenning_onnx::make_dynamic_input(&std::fs::read(models.join("centerface.onnx"))?)?;
     std::fs::write(out.join("centerface_dynamic.onnx"), cf)?;
@@ -49,19 +58,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             cache = Some((f[1].to_owned(), img));
         }
         let img = &cache.as_ref().expect("loaded").1;
-        let rect = DlibRect { left: f[4].parse()?, top: f[5].parse()?, right: f[6].parse()?, bottom: f[7].parse()? };
+        let rect = DlibRect {
+            left: f[4].parse()?,
+            top: f[5].parse()?,
+            right: f[6].parse()?,
+            bottom: f[7].parse()?,
+        };
         let t = Instant::now();
-        let reps: usize = std::env::var("PROBE_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+        let reps: usize = std::env::var("PROBE_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
         let mut pts = sp.predict(img, rect);
         for _ in 1..reps {
             pts = std::hint::black_box(sp.predict(img, rect));
         }
         predict_time += t.elapsed().as_secs_f64();
         predicts += reps;
-        let coords: Vec<String> = pts.iter().flat_map(|p| [p.x.to_string(), p.y.to_string()]).collect();
+        let coords: Vec<String> = pts
+            .iter()
+            .flat_map(|p| [p.x.to_string(), p.y.to_string()])
+            .collect();
         println!("{} {}", f[0], coords.join(" "));
         let chip_pts: [Point; 5] = if f.len() >= 18 {
-            let v: Vec<f64> = f[8..18].iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+            let v: Vec<f64> = f[8..18]
+                .iter()
+                .map(|s| s.parse())
+                .collect::<Result<_, _>>()?;
             std::array::from_fn(|k| Point::new(v[2 * k], v[2 * k + 1]))
         } else {
             pts

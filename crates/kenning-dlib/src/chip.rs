@@ -11,9 +11,9 @@
 //!   rounded.
 
 use kenning_core::Point;
-use kenning_image::RgbImage;
+use kenning_image::{RgbImage, Similarity};
 
-use crate::similarity;
+use crate::floor_i64;
 
 /// dlib's 5-point chip template (unit face box, before padding); point k
 /// matches shape-predictor landmark k.
@@ -85,17 +85,25 @@ pub fn extract(img: &RgbImage, landmarks: &[Point; 5], size: u32, padding: f64) 
 
     // 1. Similarity from the padded template (in chip pixels) to the
     //    landmarks, then rotation angle, scale and the chip rectangle.
-    let from: Vec<[f64; 2]> =
-        TEMPLATE.iter().map(|t| [(padding + t[0]) / (2.0 * padding + 1.0) * nf, (padding + t[1]) / (2.0 * padding + 1.0) * nf]).collect();
-    let to: Vec<[f64; 2]> = landmarks.iter().map(|p| [p.x, p.y]).collect();
-    let s = similarity::fit(&from, &to);
+    let from: [Point; 5] = TEMPLATE.map(|t| {
+        Point::new(
+            (padding + t[0]) / (2.0 * padding + 1.0) * nf,
+            (padding + t[1]) / (2.0 * padding + 1.0) * nf,
+        )
+    });
+    let s = Similarity::fit(&from, landmarks);
     let angle = s.b.atan2(s.a);
     let scale = (s.a * s.a + s.b * s.b).sqrt();
     let half = nf / 2.0;
     let cx = s.a * half - s.b * half + s.tx;
     let cy = s.b * half + s.a * half + s.ty;
     let ext = (nf * scale - 1.0) / 2.0;
-    let rect = DRect { l: cx - ext, t: cy - ext, r: cx + ext, b: cy + ext };
+    let rect = DRect {
+        l: cx - ext,
+        t: cy - ext,
+        r: cx + ext,
+        b: cy + ext,
+    };
     let (sn, cs) = angle.sin_cos();
 
     // 2. Pyramid depth: levels while the chip rect, mapped down, still has
@@ -120,7 +128,13 @@ pub fn extract(img: &RgbImage, landmarks: &[Point; 5], size: u32, padding: f64) 
     //    pyramid filters need, clipped to the image and rounded half away
     //    from zero.
     let c = rect.center();
-    let corners = [(rect.l, rect.t), (rect.r, rect.t), (rect.l, rect.b), (rect.r, rect.b)].map(|(x, y)| rotate(c, x, y, cs, sn));
+    let corners = [
+        (rect.l, rect.t),
+        (rect.r, rect.t),
+        (rect.l, rect.b),
+        (rect.r, rect.b),
+    ]
+    .map(|(x, y)| rotate(c, x, y, cs, sn));
     // 2 pixels for bilinear at level 0; each pyramid level doubles it
     // and adds its own 2-pixel filter reach: 2, 6, 14, ...
     let mut grow = 2.0;
@@ -131,13 +145,35 @@ pub fn extract(img: &RgbImage, landmarks: &[Point; 5], size: u32, padding: f64) 
     if iw == 0 || ih == 0 {
         return chip;
     }
-    let bl = (corners.iter().map(|p| p.0).fold(f64::INFINITY, f64::min) - grow).max(0.0).round();
-    let bt = (corners.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) - grow).max(0.0).round();
-    let br = (corners.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max) + grow).min((iw - 1) as f64).round();
-    let bb = (corners.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max) + grow).min((ih - 1) as f64).round();
+    let bl = (corners.iter().map(|p| p.0).fold(f64::INFINITY, f64::min) - grow)
+        .max(0.0)
+        .round();
+    let bt = (corners.iter().map(|p| p.1).fold(f64::INFINITY, f64::min) - grow)
+        .max(0.0)
+        .round();
+    let br = (corners
+        .iter()
+        .map(|p| p.0)
+        .fold(f64::NEG_INFINITY, f64::max)
+        + grow)
+        .min((iw - 1) as f64)
+        .round();
+    let bb = (corners
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::NEG_INFINITY, f64::max)
+        + grow)
+        .min((ih - 1) as f64)
+        .round();
     // f64::round is half away from zero, like lround. An empty or
     // non-finite box (face entirely outside) leaves the chip black.
-    if !(bl <= br && bt <= bb && bl.is_finite() && bt.is_finite() && br.is_finite() && bb.is_finite()) {
+    if !(bl <= br
+        && bt <= bb
+        && bl.is_finite()
+        && bt.is_finite()
+        && br.is_finite()
+        && bb.is_finite())
+    {
         return chip;
     }
     let (bl, bt, br, bb) = (bl as usize, bt as usize, br as usize, bb as usize);
@@ -154,11 +190,20 @@ pub fn extract(img: &RgbImage, landmarks: &[Point; 5], size: u32, padding: f64) 
     for _ in 0..depth {
         level = pyramid_down(&level.0, level.1, level.2);
     }
-    let plane = Plane { data: &level.0, w: level.1, h: level.2 };
+    let plane = Plane {
+        data: &level.0,
+        w: level.1,
+        h: level.2,
+    };
 
     // 5. The chip rect in level coordinates, its rotated corners, and the
     //    affine map from chip corners (0,0), (n-1,0), (0,n-1) onto them.
-    let mut lr = DRect { l: rect.l - bl as f64, t: rect.t - bt as f64, r: rect.r - bl as f64, b: rect.b - bt as f64 };
+    let mut lr = DRect {
+        l: rect.l - bl as f64,
+        t: rect.t - bt as f64,
+        r: rect.r - bl as f64,
+        b: rect.b - bt as f64,
+    };
     for _ in 0..depth {
         lr = lr.down();
     }
@@ -186,22 +231,25 @@ pub fn extract(img: &RgbImage, landmarks: &[Point; 5], size: u32, padding: f64) 
 /// dlib's bilinear sample, truncated to u8; black when any of the four
 /// neighbours is outside the source.
 fn bilinear(p: &Plane<'_>, x: f64, y: f64, out: &mut [u8]) {
-    let (x0, y0) = (x.floor(), y.floor());
-    if !(x0 >= 0.0 && y0 >= 0.0 && x0 + 1.0 < p.w as f64 && y0 + 1.0 < p.h as f64) {
+    let (xi, yi) = (floor_i64(x), floor_i64(y));
+    let inside = x.is_finite() && y.is_finite() && xi >= 0 && yi >= 0;
+    if !(inside && ((xi + 1) as u64) < p.w as u64 && ((yi + 1) as u64) < p.h as u64) {
         out.fill(0);
         return;
     }
-    let (fx, fy) = (x - x0, y - y0);
-    let (x0, y0) = (x0 as usize, y0 as usize);
+    let (fx, fy) = (x - xi as f64, y - yi as f64);
+    let (x0, y0) = (xi as usize, yi as usize);
     let i00 = (y0 * p.w + x0) * 3;
     let i10 = i00 + p.w * 3;
-    for ch in 0..3 {
+    for (ch, o) in out.iter_mut().enumerate() {
         let tl = f64::from(p.data[i00 + ch]);
         let tr = f64::from(p.data[i00 + 3 + ch]);
         let bl = f64::from(p.data[i10 + ch]);
         let br = f64::from(p.data[i10 + 3 + ch]);
         let v = (1.0 - fy) * ((1.0 - fx) * tl + fx * tr) + fy * ((1.0 - fx) * bl + fx * br);
-        out[ch] = v as u8;
+        // Truncation, as dlib's assign_pixel from double (rounding would
+        // differ by one level in about half the samples).
+        *o = v as u8;
     }
 }
 
@@ -214,29 +262,34 @@ fn pyramid_down(src: &[u8], w: usize, h: usize) -> (Vec<u8>, usize, usize) {
         return (Vec::new(), 0, 0);
     }
     let (ow, oh) = ((w - 3) / 2, (h - 3) / 2);
-    const K: [u32; 5] = [1, 4, 6, 4, 1];
-    // Horizontal pass on the rows, then vertical; sums stay below 2^16.
-    let mut horiz = vec![0u32; ow * h * 3];
-    for y in 0..h {
-        let row = &src[y * w * 3..(y + 1) * w * 3];
-        for x in 0..ow {
-            for ch in 0..3 {
-                let mut s = 0;
-                for (t, k) in K.iter().enumerate() {
-                    s += k * u32::from(row[(2 * x + t) * 3 + ch]);
-                }
-                horiz[(y * ow + x) * 3 + ch] = s;
+    // Horizontal pass on the rows, then vertical. Sums fit in u16: at most
+    // 16*255 after one pass and 256*255 after both. Slices and zips keep
+    // the inner loops free of bounds checks so they vectorise.
+    let mut horiz = vec![0u16; ow * h * 3];
+    for (row, hrow) in src.chunks_exact(w * 3).zip(horiz.chunks_exact_mut(ow * 3)) {
+        for (x, o) in hrow.chunks_exact_mut(3).enumerate() {
+            let p = &row[x * 6..x * 6 + 15];
+            for c in 0..3 {
+                o[c] = u16::from(p[c])
+                    + 4 * u16::from(p[3 + c])
+                    + 6 * u16::from(p[6 + c])
+                    + 4 * u16::from(p[9 + c])
+                    + u16::from(p[12 + c]);
             }
         }
     }
     let mut out = vec![0u8; ow * oh * 3];
-    for y in 0..oh {
-        for x in 0..ow * 3 {
-            let mut s = 0;
-            for (t, k) in K.iter().enumerate() {
-                s += k * horiz[(2 * y + t) * ow * 3 + x];
-            }
-            out[y * ow * 3 + x] = (s / 256) as u8;
+    let stride = ow * 3;
+    for (y, orow) in out.chunks_exact_mut(stride).enumerate() {
+        let r = |t: usize| &horiz[(2 * y + t) * stride..(2 * y + t + 1) * stride];
+        let (r0, r1, r2, r3, r4) = (r(0), r(1), r(2), r(3), r(4));
+        for (k, o) in orow.iter_mut().enumerate() {
+            let s = u32::from(r0[k])
+                + 4 * u32::from(r1[k])
+                + 6 * u32::from(r2[k])
+                + 4 * u32::from(r3[k])
+                + u32::from(r4[k]);
+            *o = (s / 256) as u8;
         }
     }
     (out, ow, oh)
@@ -257,12 +310,20 @@ mod tests {
 
     #[test]
     fn chip_of_a_tiny_or_empty_image_does_not_panic() {
-        let pts = [Point::new(10.0, 5.0), Point::new(7.0, 5.0), Point::new(1.0, 5.0), Point::new(3.0, 5.0), Point::new(5.0, 9.0)];
+        let pts = [
+            Point::new(10.0, 5.0),
+            Point::new(7.0, 5.0),
+            Point::new(1.0, 5.0),
+            Point::new(3.0, 5.0),
+            Point::new(5.0, 9.0),
+        ];
         for (w, h) in [(0, 0), (1, 1), (3, 40), (12, 12)] {
             let chip = extract(&RgbImage::new(w, h), &pts, 150, 0.25);
             assert_eq!(chip.dimensions(), (150, 150));
         }
         let far = [Point::new(1e6, 1e6); 5];
-        assert!(extract(&RgbImage::new(20, 20), &far, 150, 0.25).iter().all(|&v| v == 0));
+        assert!(extract(&RgbImage::new(20, 20), &far, 150, 0.25)
+            .iter()
+            .all(|&v| v == 0));
     }
 }

@@ -134,7 +134,11 @@ pub struct ResnetOnnx {
 /// The expected record at each position, bottom-up.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Expect {
-    Conv { filters: usize, kernel: usize, stride: usize },
+    Conv {
+        filters: usize,
+        kernel: usize,
+        stride: usize,
+    },
     Affine,
     Relu,
     MaxPool,
@@ -154,16 +158,64 @@ impl Expect {
 /// dlib's face recognition network, bottom-up (input to fc).
 fn architecture() -> Vec<Expect> {
     use Expect::*;
-    let mut v = vec![Conv { filters: 32, kernel: 7, stride: 2 }, Affine, Relu, MaxPool];
+    let mut v = vec![
+        Conv {
+            filters: 32,
+            kernel: 7,
+            stride: 2,
+        },
+        Affine,
+        Relu,
+        MaxPool,
+    ];
     // ares(N) = relu(add_prev1(block(N, stride 1, tag1(x)))).
     let ares = |v: &mut Vec<Expect>, n| {
-        v.extend([Tag(1), Conv { filters: n, kernel: 3, stride: 1 }, Affine, Relu]);
-        v.extend([Conv { filters: n, kernel: 3, stride: 1 }, Affine, AddPrev(1), Relu]);
+        v.extend([
+            Tag(1),
+            Conv {
+                filters: n,
+                kernel: 3,
+                stride: 1,
+            },
+            Affine,
+            Relu,
+        ]);
+        v.extend([
+            Conv {
+                filters: n,
+                kernel: 3,
+                stride: 1,
+            },
+            Affine,
+            AddPrev(1),
+            Relu,
+        ]);
     };
     // ares_down(N) = relu(add_prev2(avg_pool(skip1(tag2(block(N, stride 2, tag1(x))))))).
     let ares_down = |v: &mut Vec<Expect>, n| {
-        v.extend([Tag(1), Conv { filters: n, kernel: 3, stride: 2 }, Affine, Relu]);
-        v.extend([Conv { filters: n, kernel: 3, stride: 1 }, Affine, Tag(2), Skip(1), AvgPool, AddPrev(2), Relu]);
+        v.extend([
+            Tag(1),
+            Conv {
+                filters: n,
+                kernel: 3,
+                stride: 2,
+            },
+            Affine,
+            Relu,
+        ]);
+        v.extend([
+            Conv {
+                filters: n,
+                kernel: 3,
+                stride: 1,
+            },
+            Affine,
+            Tag(2),
+            Skip(1),
+            AvgPool,
+            AddPrev(2),
+            Relu,
+        ]);
     };
     for _ in 0..3 {
         ares(&mut v, 32);
@@ -192,15 +244,25 @@ fn expect_tag(r: &mut Reader<'_>, expected: &[&str]) -> Result<String, DlibError
     if expected.contains(&found.as_str()) {
         Ok(found)
     } else {
-        Err(DlibError::UnexpectedTag { offset, expected: expected.join(" or "), found })
+        Err(DlibError::UnexpectedTag {
+            offset,
+            expected: expected.join(" or "),
+            found,
+        })
     }
 }
 
 fn invalid(offset: usize, what: impl Into<String>) -> DlibError {
-    DlibError::Invalid { offset, what: what.into() }
+    DlibError::Invalid {
+        offset,
+        what: what.into(),
+    }
 }
 
-fn read_window(r: &mut Reader<'_>) -> Result<((usize, usize), (usize, usize), (usize, usize)), DlibError> {
+/// A pooling window: (kernel, stride, pad), each (y, x).
+type Window = ((usize, usize), (usize, usize), (usize, usize));
+
+fn read_window(r: &mut Reader<'_>) -> Result<Window, DlibError> {
     let kernel = (r.read_size_signed()?, r.read_size_signed()?);
     let stride = (r.read_size_signed()?, r.read_size_signed()?);
     let pad = (r.read_size_signed()?, r.read_size_signed()?);
@@ -226,13 +288,24 @@ pub fn parse(dat: &[u8]) -> Result<Network, DlibError> {
         } else {
             2
         };
-        r.expect_version(version, if e.is_wrapper_only() { "tag/skip wrapper" } else { "layer wrapper" })?;
+        r.expect_version(
+            version,
+            if e.is_wrapper_only() {
+                "tag/skip wrapper"
+            } else {
+                "layer wrapper"
+            },
+        )?;
     }
 
     expect_tag(&mut r, &["input_rgb_image_sized"])?;
     let means = [r.read_f32()?, r.read_f32()?, r.read_f32()?];
     let input_offset = r.offset();
-    let input = InputLayer { means, rows: r.read_usize()?, cols: r.read_usize()? };
+    let input = InputLayer {
+        means,
+        rows: r.read_usize()?,
+        cols: r.read_usize()?,
+    };
     if input.rows == 0 || input.cols == 0 || input.rows > 4096 || input.cols > 4096 {
         return Err(invalid(input_offset, "input size out of range"));
     }
@@ -245,7 +318,11 @@ pub fn parse(dat: &[u8]) -> Result<Network, DlibError> {
         let layer = match e {
             Expect::Tag(id) => Layer::Tag { id },
             Expect::Skip(tag) => Layer::Skip { tag },
-            Expect::Conv { filters, kernel, stride } => {
+            Expect::Conv {
+                filters,
+                kernel,
+                stride,
+            } => {
                 expect_tag(&mut r, &["con_4"])?;
                 let params = r.read_tensor()?;
                 let num_filters = r.read_size_signed()?;
@@ -266,10 +343,25 @@ pub fn parse(dat: &[u8]) -> Result<Network, DlibError> {
                 let nw = filters * channels * kernel * kernel;
                 let mut data = params.data;
                 if data.len() != nw + filters {
-                    return Err(invalid(offset, format!("conv has {} parameters, expected {}", data.len(), nw + filters)));
+                    return Err(invalid(
+                        offset,
+                        format!(
+                            "conv has {} parameters, expected {}",
+                            data.len(),
+                            nw + filters
+                        ),
+                    ));
                 }
                 let bias = data.split_off(nw);
-                let conv = Layer::Conv { filters, channels, kernel: k, stride: s, pad: p, weights: data, bias };
+                let conv = Layer::Conv {
+                    filters,
+                    channels,
+                    kernel: k,
+                    stride: s,
+                    pad: p,
+                    weights: data,
+                    bias,
+                };
                 channels = filters;
                 conv
             }
@@ -280,7 +372,10 @@ pub fn parse(dat: &[u8]) -> Result<Network, DlibError> {
                 let b = r.read_alias_tensor()?;
                 let _mode = r.read_i64()?;
                 if g != [1, channels, 1, 1] || b != g || params.data.len() != 2 * channels {
-                    return Err(invalid(offset, format!("affine shapes {g:?}/{b:?} for {channels} channels")));
+                    return Err(invalid(
+                        offset,
+                        format!("affine shapes {g:?}/{b:?} for {channels} channels"),
+                    ));
                 }
                 let mut gamma = params.data;
                 let beta = gamma.split_off(channels);
@@ -293,12 +388,20 @@ pub fn parse(dat: &[u8]) -> Result<Network, DlibError> {
             Expect::MaxPool => {
                 expect_tag(&mut r, &["max_pool_2"])?;
                 let (kernel, stride, pad) = read_window(&mut r)?;
-                Layer::MaxPool { kernel, stride, pad }
+                Layer::MaxPool {
+                    kernel,
+                    stride,
+                    pad,
+                }
             }
             Expect::AvgPool => {
                 expect_tag(&mut r, &["avg_pool_2"])?;
                 let (kernel, stride, pad) = read_window(&mut r)?;
-                Layer::AvgPool { kernel, stride, pad }
+                Layer::AvgPool {
+                    kernel,
+                    stride,
+                    pad,
+                }
             }
             Expect::AddPrev(tag) => {
                 expect_tag(&mut r, &["add_prev_"])?;
@@ -316,10 +419,18 @@ pub fn parse(dat: &[u8]) -> Result<Network, DlibError> {
                     r.read_f64()?;
                 }
                 // bias_mode 1 is FC_NO_BIAS, the only kind this network has.
-                if bias_mode != 1 || w != [inputs, outputs, 1, 1] || params.data.len() != inputs * outputs || inputs != channels {
+                if bias_mode != 1
+                    || w != [inputs, outputs, 1, 1]
+                    || params.data.len() != inputs * outputs
+                    || inputs != channels
+                {
                     return Err(invalid(offset, format!("fc {inputs}->{outputs} (bias mode {bias_mode}) after {channels} channels")));
                 }
-                Layer::Fc { inputs, outputs, weights: params.data }
+                Layer::Fc {
+                    inputs,
+                    outputs,
+                    weights: params.data,
+                }
             }
         };
         if !e.is_wrapper_only() {
@@ -339,7 +450,12 @@ pub fn parse(dat: &[u8]) -> Result<Network, DlibError> {
         layers.push(layer);
     }
     r.expect_eof()?;
-    Ok(Network { input, layers, loss_margin, loss_threshold })
+    Ok(Network {
+        input,
+        layers,
+        loss_margin,
+        loss_threshold,
+    })
 }
 
 /// Parses the `.dat` file and converts it to ONNX.
@@ -366,7 +482,13 @@ impl Builder {
         format!("{prefix}_{}", self.counter)
     }
 
-    fn node(&mut self, op: &str, inputs: &[&str], out: Option<&str>, attrs: Vec<Attribute>) -> String {
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        out: Option<&str>,
+        attrs: Vec<Attribute>,
+    ) -> String {
         let name = self.fresh(&op.to_lowercase());
         let output = out.map_or_else(|| name.clone(), str::to_owned);
         let mut n = Node::new(op, &name, inputs, &[&output]);
@@ -377,7 +499,9 @@ impl Builder {
 
     fn constant(&mut self, prefix: &str, dims: Vec<i64>, data: Vec<f32>) -> String {
         let name = self.fresh(prefix);
-        self.graph.initializers.push(Tensor::float(&name, dims, data));
+        self.graph
+            .initializers
+            .push(Tensor::float(&name, dims, data));
         name
     }
 
@@ -386,16 +510,35 @@ impl Builder {
         if from == to {
             return x.to_owned();
         }
-        let pads = vec![0, 0, 0, 0, 0, (to.c - from.c) as i64, (to.h - from.h) as i64, (to.w - from.w) as i64];
+        let pads = vec![
+            0,
+            0,
+            0,
+            0,
+            0,
+            (to.c - from.c) as i64,
+            (to.h - from.h) as i64,
+            (to.w - from.w) as i64,
+        ];
         let name = self.fresh("pads");
-        self.graph.initializers.push(Tensor::int64(&name, vec![8], pads));
-        self.node("Pad", &[x, &name], None, vec![Attribute::string("mode", "constant")])
+        self.graph
+            .initializers
+            .push(Tensor::int64(&name, vec![8], pads));
+        self.node(
+            "Pad",
+            &[x, &name],
+            None,
+            vec![Attribute::string("mode", "constant")],
+        )
     }
 }
 
 fn pool_out(input: usize, k: usize, s: usize, p: usize, offset: usize) -> Result<usize, DlibError> {
     if s == 0 || input + 2 * p < k || k == 0 {
-        return Err(invalid(offset, format!("window {k}/stride {s}/pad {p} does not fit an input of {input}")));
+        return Err(invalid(
+            offset,
+            format!("window {k}/stride {s}/pad {p} does not fit an input of {input}"),
+        ));
     }
     Ok(1 + (input + 2 * p - k) / s)
 }
@@ -408,24 +551,50 @@ fn pool_out(input: usize, k: usize, s: usize, p: usize, offset: usize) -> Result
 /// the end of each axis) so that ONNX's Add never broadcasts a 1x1 block
 /// over a 2x2 shortcut.
 pub fn network_to_onnx(net: &Network) -> Result<ResnetOnnx, DlibError> {
-    let mut b = Builder { graph: Graph { name: "dlib_face_recognition_resnet_model_v1".into(), ..Graph::default() }, counter: 0 };
+    let mut b = Builder {
+        graph: Graph {
+            name: "dlib_face_recognition_resnet_model_v1".into(),
+            ..Graph::default()
+        },
+        counter: 0,
+    };
     let (rows, cols) = (net.input.rows, net.input.cols);
     b.graph.inputs.push(ValueInfo::new(
         INPUT_NAME,
         DataType::Float,
-        vec![Dim::param("N"), Dim::Fixed(3), Dim::Fixed(rows as i64), Dim::Fixed(cols as i64)],
+        vec![
+            Dim::param("N"),
+            Dim::Fixed(3),
+            Dim::Fixed(rows as i64),
+            Dim::Fixed(cols as i64),
+        ],
     ));
     let mut cur = INPUT_NAME.to_owned();
-    let mut shape = Shape { c: 3, h: rows, w: cols };
+    let mut shape = Shape {
+        c: 3,
+        h: rows,
+        w: cols,
+    };
     let mut tags: HashMap<u8, (String, Shape)> = HashMap::new();
     let mut out_features = None;
     let layers = &net.layers;
     let mut i = 0;
     while i < layers.len() {
         match &layers[i] {
-            Layer::Conv { filters, channels, kernel, stride, pad, weights, bias } => {
+            Layer::Conv {
+                filters,
+                channels,
+                kernel,
+                stride,
+                pad,
+                weights,
+                bias,
+            } => {
                 if *channels != shape.c {
-                    return Err(invalid(0, format!("conv expects {channels} channels, gets {}", shape.c)));
+                    return Err(invalid(
+                        0,
+                        format!("conv expects {channels} channels, gets {}", shape.c),
+                    ));
                 }
                 let (mut w, mut bs) = (weights.clone(), bias.clone());
                 if let Some(Layer::Affine { gamma, beta }) = layers.get(i + 1) {
@@ -439,12 +608,24 @@ pub fn network_to_onnx(net: &Network) -> Result<ResnetOnnx, DlibError> {
                     }
                     i += 1;
                 }
-                let wn = b.constant("conv_w", vec![*filters as i64, *channels as i64, kernel.0 as i64, kernel.1 as i64], w);
+                let wn = b.constant(
+                    "conv_w",
+                    vec![
+                        *filters as i64,
+                        *channels as i64,
+                        kernel.0 as i64,
+                        kernel.1 as i64,
+                    ],
+                    w,
+                );
                 let bn = b.constant("conv_b", vec![*filters as i64], bs);
                 let attrs = vec![
                     Attribute::ints("kernel_shape", &[kernel.0 as i64, kernel.1 as i64]),
                     Attribute::ints("strides", &[stride.0 as i64, stride.1 as i64]),
-                    Attribute::ints("pads", &[pad.0 as i64, pad.1 as i64, pad.0 as i64, pad.1 as i64]),
+                    Attribute::ints(
+                        "pads",
+                        &[pad.0 as i64, pad.1 as i64, pad.0 as i64, pad.1 as i64],
+                    ),
                 ];
                 cur = b.node("Conv", &[&cur, &wn, &bn], None, attrs);
                 shape = Shape {
@@ -461,12 +642,28 @@ pub fn network_to_onnx(net: &Network) -> Result<ResnetOnnx, DlibError> {
                 cur = b.node("Add", &[&m, &be], None, vec![]);
             }
             Layer::Relu => cur = b.node("Relu", &[&cur], None, vec![]),
-            Layer::MaxPool { kernel, stride, pad } | Layer::AvgPool { kernel, stride, pad } => {
+            Layer::MaxPool {
+                kernel,
+                stride,
+                pad,
+            }
+            | Layer::AvgPool {
+                kernel,
+                stride,
+                pad,
+            } => {
                 let is_max = matches!(layers[i], Layer::MaxPool { .. });
-                let k = (if kernel.0 == 0 { shape.h } else { kernel.0 }, if kernel.1 == 0 { shape.w } else { kernel.1 });
+                let k = (
+                    if kernel.0 == 0 { shape.h } else { kernel.0 },
+                    if kernel.1 == 0 { shape.w } else { kernel.1 },
+                );
                 if !is_max && k == (shape.h, shape.w) && *pad == (0, 0) {
                     cur = b.node("GlobalAveragePool", &[&cur], None, vec![]);
-                    shape = Shape { c: shape.c, h: 1, w: 1 };
+                    shape = Shape {
+                        c: shape.c,
+                        h: 1,
+                        w: 1,
+                    };
                 } else {
                     if *pad != (0, 0) {
                         // dlib clips padded windows (average over the valid
@@ -477,7 +674,12 @@ pub fn network_to_onnx(net: &Network) -> Result<ResnetOnnx, DlibError> {
                         Attribute::ints("kernel_shape", &[k.0 as i64, k.1 as i64]),
                         Attribute::ints("strides", &[stride.0 as i64, stride.1 as i64]),
                     ];
-                    cur = b.node(if is_max { "MaxPool" } else { "AveragePool" }, &[&cur], None, attrs);
+                    cur = b.node(
+                        if is_max { "MaxPool" } else { "AveragePool" },
+                        &[&cur],
+                        None,
+                        attrs,
+                    );
                     shape = Shape {
                         c: shape.c,
                         h: pool_out(shape.h, k.0, stride.0, 0, 0)?,
@@ -489,24 +691,45 @@ pub fn network_to_onnx(net: &Network) -> Result<ResnetOnnx, DlibError> {
                 tags.insert(*id, (cur.clone(), shape));
             }
             Layer::Skip { tag } => {
-                let (n, s) = tags.get(tag).cloned().ok_or_else(|| invalid(0, format!("skip to missing tag {tag}")))?;
+                let (n, s) = tags
+                    .get(tag)
+                    .cloned()
+                    .ok_or_else(|| invalid(0, format!("skip to missing tag {tag}")))?;
                 cur = n;
                 shape = s;
             }
             Layer::AddPrev { tag } => {
-                let (other, os) = tags.get(tag).cloned().ok_or_else(|| invalid(0, format!("add_prev of missing tag {tag}")))?;
-                let to = Shape { c: shape.c.max(os.c), h: shape.h.max(os.h), w: shape.w.max(os.w) };
+                let (other, os) = tags
+                    .get(tag)
+                    .cloned()
+                    .ok_or_else(|| invalid(0, format!("add_prev of missing tag {tag}")))?;
+                let to = Shape {
+                    c: shape.c.max(os.c),
+                    h: shape.h.max(os.h),
+                    w: shape.w.max(os.w),
+                };
                 let a = b.pad_to(&cur, shape, to);
                 let o = b.pad_to(&other, os, to);
                 cur = b.node("Add", &[&a, &o], None, vec![]);
                 shape = to;
             }
-            Layer::Fc { inputs, outputs, weights } => {
+            Layer::Fc {
+                inputs,
+                outputs,
+                weights,
+            } => {
                 if shape.c * shape.h * shape.w != *inputs {
-                    return Err(invalid(0, format!("fc of {inputs} inputs after a {shape:?} tensor")));
+                    return Err(invalid(
+                        0,
+                        format!("fc of {inputs} inputs after a {shape:?} tensor"),
+                    ));
                 }
                 let flat = b.node("Flatten", &[&cur], None, vec![Attribute::int("axis", 1)]);
-                let w = b.constant("fc_w", vec![*inputs as i64, *outputs as i64], weights.clone());
+                let w = b.constant(
+                    "fc_w",
+                    vec![*inputs as i64, *outputs as i64],
+                    weights.clone(),
+                );
                 let last = i + 1 == layers.len();
                 cur = b.node("MatMul", &[&flat, &w], last.then_some(OUTPUT_NAME), vec![]);
                 out_features = Some(*outputs);
@@ -517,9 +740,15 @@ pub fn network_to_onnx(net: &Network) -> Result<ResnetOnnx, DlibError> {
     let Some(features) = out_features.filter(|_| cur == OUTPUT_NAME) else {
         return Err(invalid(0, "the network does not end with its fc layer"));
     };
-    b.graph.outputs.push(ValueInfo::new(OUTPUT_NAME, DataType::Float, vec![Dim::param("N"), Dim::Fixed(features as i64)]));
+    b.graph.outputs.push(ValueInfo::new(
+        OUTPUT_NAME,
+        DataType::Float,
+        vec![Dim::param("N"), Dim::Fixed(features as i64)],
+    ));
     let mut model = Model::new(b.graph, 13, "kenning-dlib");
-    model.doc_string = "dlib_face_recognition_resnet_model_v1 converted by kenning-dlib; input (RGB - mean)/256".into();
+    model.doc_string =
+        "dlib_face_recognition_resnet_model_v1 converted by kenning-dlib; input (RGB - mean)/256"
+            .into();
     Ok(ResnetOnnx {
         model: model.encode(),
         means: net.input.means,
@@ -536,7 +765,12 @@ mod tests {
         let a = architecture();
         let wrappers = a.iter().filter(|e| e.is_wrapper_only()).count();
         assert_eq!((a.len(), wrappers), (130, 22));
-        assert_eq!(a.iter().filter(|e| matches!(e, Expect::Conv { .. })).count(), 29);
+        assert_eq!(
+            a.iter()
+                .filter(|e| matches!(e, Expect::Conv { .. }))
+                .count(),
+            29
+        );
         assert_eq!(a.iter().filter(|e| matches!(e, Expect::AvgPool)).count(), 5);
     }
 

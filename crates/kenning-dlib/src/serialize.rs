@@ -67,14 +67,21 @@ impl<'a> Reader<'a> {
         if self.is_eof() {
             Ok(())
         } else {
-            Err(DlibError::TrailingBytes { offset: self.pos, count: self.remaining() })
+            Err(DlibError::TrailingBytes {
+                offset: self.pos,
+                count: self.remaining(),
+            })
         }
     }
 
     /// Takes the next `n` raw bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DlibError> {
         if n > self.remaining() {
-            return Err(DlibError::Truncated { offset: self.pos, needed: n, available: self.remaining() });
+            return Err(DlibError::Truncated {
+                offset: self.pos,
+                needed: n,
+                available: self.remaining(),
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -97,7 +104,11 @@ impl<'a> Reader<'a> {
         if control & 0x70 != 0 || n == 0 || n > 8 {
             return Err(DlibError::BadInteger { offset, control });
         }
-        let mag = self.bytes(n)?.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+        let mag = self
+            .bytes(n)?
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
         Ok((control & 0x80 != 0, mag))
     }
 
@@ -106,7 +117,10 @@ impl<'a> Reader<'a> {
         let offset = self.pos;
         match self.int_parts()? {
             (false, m) => Ok(m),
-            (true, _) => Err(DlibError::Invalid { offset, what: "negative value for an unsigned integer".into() }),
+            (true, _) => Err(DlibError::Invalid {
+                offset,
+                what: "negative value for an unsigned integer".into(),
+            }),
         }
     }
 
@@ -114,20 +128,33 @@ impl<'a> Reader<'a> {
     pub fn read_i64(&mut self) -> Result<i64, DlibError> {
         let offset = self.pos;
         let (neg, m) = self.int_parts()?;
-        let v = if neg { 0i64.checked_sub_unsigned(m) } else { i64::try_from(m).ok() };
-        v.ok_or(DlibError::Invalid { offset, what: "integer out of the i64 range".into() })
+        let v = if neg {
+            0i64.checked_sub_unsigned(m)
+        } else {
+            i64::try_from(m).ok()
+        };
+        v.ok_or(DlibError::Invalid {
+            offset,
+            what: "integer out of the i64 range".into(),
+        })
     }
 
     /// An unsigned integer that must fit in `usize`.
     pub fn read_usize(&mut self) -> Result<usize, DlibError> {
         let offset = self.pos;
-        usize::try_from(self.read_u64()?).map_err(|_| DlibError::Invalid { offset, what: "size out of range".into() })
+        usize::try_from(self.read_u64()?).map_err(|_| DlibError::Invalid {
+            offset,
+            what: "size out of range".into(),
+        })
     }
 
     /// A non-negative signed integer as `usize` (dlib stores sizes as `long`).
     pub fn read_size_signed(&mut self) -> Result<usize, DlibError> {
         let offset = self.pos;
-        usize::try_from(self.read_i64()?).map_err(|_| DlibError::Invalid { offset, what: "negative size".into() })
+        usize::try_from(self.read_i64()?).map_err(|_| DlibError::Invalid {
+            offset,
+            what: "negative size".into(),
+        })
     }
 
     /// A bool: ASCII '1' or '0'.
@@ -136,7 +163,10 @@ impl<'a> Reader<'a> {
         match self.byte()? {
             b'1' => Ok(true),
             b'0' => Ok(false),
-            _ => Err(DlibError::Invalid { offset, what: "bool that is neither '0' nor '1'".into() }),
+            _ => Err(DlibError::Invalid {
+                offset,
+                what: "bool that is neither '0' nor '1'".into(),
+            }),
         }
     }
 
@@ -149,12 +179,18 @@ impl<'a> Reader<'a> {
         // Bits 4-6 set in the first control byte mean dlib's old ASCII float
         // format, which no supported model file uses.
         if self.buf.get(self.pos).is_some_and(|&c| c & 0x70 != 0) {
-            return Err(DlibError::Invalid { offset, what: "old-format (ASCII) float".into() });
+            return Err(DlibError::Invalid {
+                offset,
+                what: "old-format (ASCII) float".into(),
+            });
         }
         let m = self.read_i64()?;
         let e_off = self.pos;
         let e = self.read_i64()?;
-        let e = i16::try_from(e).map_err(|_| DlibError::Invalid { offset: e_off, what: "float exponent out of range".into() })?;
+        let e = i16::try_from(e).map_err(|_| DlibError::Invalid {
+            offset: e_off,
+            what: "float exponent out of range".into(),
+        })?;
         Ok((m, e))
     }
 
@@ -187,7 +223,10 @@ impl<'a> Reader<'a> {
         let n = self.read_usize()?;
         let offset = self.pos;
         let b = self.bytes(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| DlibError::Invalid { offset, what: "string is not UTF-8".into() })
+        String::from_utf8(b.to_vec()).map_err(|_| DlibError::Invalid {
+            offset,
+            what: "string is not UTF-8".into(),
+        })
     }
 
     /// A vector/array element count, checked against the bytes left given
@@ -197,7 +236,11 @@ impl<'a> Reader<'a> {
         let n = self.read_u64()?;
         let need = n.saturating_mul(min_elem_bytes.max(1) as u64);
         if need > self.remaining() as u64 {
-            return Err(DlibError::CountTooLarge { offset, count: n, remaining: self.remaining() });
+            return Err(DlibError::CountTooLarge {
+                offset,
+                count: n,
+                remaining: self.remaining(),
+            });
         }
         Ok(n as usize)
     }
@@ -223,12 +266,22 @@ impl<'a> Reader<'a> {
         let offset = self.pos;
         let nr = self.read_i64()?.unsigned_abs();
         let nc = self.read_i64()?.unsigned_abs();
-        let n = nr.checked_mul(nc).unwrap_or(u64::MAX);
+        let n = nr.saturating_mul(nc);
         if n.saturating_mul(MIN_FLOAT_BYTES as u64) > self.remaining() as u64 {
-            return Err(DlibError::CountTooLarge { offset, count: n, remaining: self.remaining() });
+            return Err(DlibError::CountTooLarge {
+                offset,
+                count: n,
+                remaining: self.remaining(),
+            });
         }
-        let data = (0..n).map(|_| self.read_f32()).collect::<Result<Vec<_>, _>>()?;
-        Ok(Matrix { rows: nr as usize, cols: nc as usize, data })
+        let data = (0..n)
+            .map(|_| self.read_f32())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Matrix {
+            rows: nr as usize,
+            cols: nc as usize,
+            data,
+        })
     }
 
     /// A `dlib::vector<float,2>`: x then y.
@@ -243,13 +296,23 @@ impl<'a> Reader<'a> {
         if found == expected {
             Ok(())
         } else {
-            Err(DlibError::UnexpectedVersion { offset, what, expected, found })
+            Err(DlibError::UnexpectedVersion {
+                offset,
+                what,
+                expected,
+                found,
+            })
         }
     }
 
     /// Reads four non-negative integers (a tensor or alias tensor shape).
     fn read_shape4(&mut self) -> Result<[usize; 4], DlibError> {
-        Ok([self.read_size_signed()?, self.read_size_signed()?, self.read_size_signed()?, self.read_size_signed()?])
+        Ok([
+            self.read_size_signed()?,
+            self.read_size_signed()?,
+            self.read_size_signed()?,
+            self.read_size_signed()?,
+        ])
     }
 
     /// A `resizable_tensor`: version 2, (n, k, nr, nc), then raw
@@ -267,7 +330,11 @@ impl<'a> Reader<'a> {
                 remaining: self.remaining(),
             });
         };
-        let data = self.bytes(bytes)?.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let data = self
+            .bytes(bytes)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Ok(Tensor { shape, data })
     }
 
@@ -308,35 +375,64 @@ mod tests {
         assert_eq!(r(&[0x02, 0xf4, 0x01]).read_u64().unwrap(), 500);
         assert_eq!(r(&[0x01, 0x96]).read_u64().unwrap(), 150);
         assert_eq!(r(&[0x02, 0x80, 0x12]).read_u64().unwrap(), 4736);
-        assert_eq!(r(&[0x88, 0, 0, 0, 0, 0, 0, 0, 0x80]).read_i64().unwrap(), i64::MIN);
+        assert_eq!(
+            r(&[0x88, 0, 0, 0, 0, 0, 0, 0, 0x80]).read_i64().unwrap(),
+            i64::MIN
+        );
     }
 
     #[test]
     fn malformed_integers_are_errors() {
         // N = 0, N > 8, bits 4-6 set, truncated magnitude, empty input,
         // negative for unsigned, magnitude beyond i64.
-        assert!(matches!(r(&[0x00]).read_i64(), Err(DlibError::BadInteger { .. })));
-        assert!(matches!(r(&[0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0]).read_i64(), Err(DlibError::BadInteger { .. })));
-        assert!(matches!(r(&[0x11, 0x00]).read_i64(), Err(DlibError::BadInteger { .. })));
-        assert!(matches!(r(&[0x02, 0xf4]).read_i64(), Err(DlibError::Truncated { .. })));
-        assert!(matches!(r(&[]).read_i64(), Err(DlibError::Truncated { .. })));
-        assert!(matches!(r(&[0x81, 0x0a]).read_u64(), Err(DlibError::Invalid { .. })));
-        assert!(r(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).read_i64().is_err());
+        assert!(matches!(
+            r(&[0x00]).read_i64(),
+            Err(DlibError::BadInteger { .. })
+        ));
+        assert!(matches!(
+            r(&[0x09, 0, 0, 0, 0, 0, 0, 0, 0, 0]).read_i64(),
+            Err(DlibError::BadInteger { .. })
+        ));
+        assert!(matches!(
+            r(&[0x11, 0x00]).read_i64(),
+            Err(DlibError::BadInteger { .. })
+        ));
+        assert!(matches!(
+            r(&[0x02, 0xf4]).read_i64(),
+            Err(DlibError::Truncated { .. })
+        ));
+        assert!(matches!(
+            r(&[]).read_i64(),
+            Err(DlibError::Truncated { .. })
+        ));
+        assert!(matches!(
+            r(&[0x81, 0x0a]).read_u64(),
+            Err(DlibError::Invalid { .. })
+        ));
+        assert!(r(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+            .read_i64()
+            .is_err());
     }
 
     #[test]
     fn floats_from_the_notes() {
         // Mantissa first: 0xC6B86E * 2^-24.
         let v = r(&[0x03, 0x6e, 0xb8, 0xc6, 0x81, 0x18]).read_f32().unwrap();
-        assert_eq!(v, 0.776_251_67);
+        assert!((v - 0.776_251_7).abs() < 1e-7);
         assert_eq!(v, 0xC6B86E as f32 / 16_777_216.0);
         assert_eq!(r(&[0x01, 0x10, 0x81, 0x04]).read_f64().unwrap(), 1.0);
         assert_eq!(r(&[0x01, 0x00, 0x01, 0x0b]).read_f64().unwrap(), 0.0);
         // First split threshold of the shape predictor.
         let t = r(&[0x83, 0x0c, 0x90, 0xb2, 0x81, 0x18]).read_f32().unwrap();
         assert!((t + 0.69751).abs() < 1e-5, "{t}");
-        assert_eq!(r(&[0x01, 0x01, 0x02, 0x00, 0x7d]).read_f64().unwrap(), f64::INFINITY);
-        assert!(r(&[0x01, 0x01, 0x02, 0x02, 0x7d]).read_f32().unwrap().is_nan());
+        assert_eq!(
+            r(&[0x01, 0x01, 0x02, 0x00, 0x7d]).read_f64().unwrap(),
+            f64::INFINITY
+        );
+        assert!(r(&[0x01, 0x01, 0x02, 0x02, 0x7d])
+            .read_f32()
+            .unwrap()
+            .is_nan());
         // Old ASCII format marker and an exponent beyond i16.
         assert!(r(&[0x31, 0x00]).read_f32().is_err());
         assert!(r(&[0x01, 0x01, 0x03, 0x00, 0x00, 0x01]).read_f32().is_err());
@@ -348,24 +444,42 @@ mod tests {
         assert!(r(b"1").read_bool().unwrap());
         assert!(!r(b"0").read_bool().unwrap());
         assert!(r(b"x").read_bool().is_err());
-        assert_eq!(r(&[0x01, 0x05, b'c', b'o', b'n', b'_', b'4']).read_string().unwrap(), "con_4");
+        assert_eq!(
+            r(&[0x01, 0x05, b'c', b'o', b'n', b'_', b'4'])
+                .read_string()
+                .unwrap(),
+            "con_4"
+        );
         assert!(r(&[0x01, 0x05, b'c', b'o']).read_string().is_err());
-        let v = r(&[0x01, 0x02, 0x01, 0x07, 0x01, 0x08]).read_vec(MIN_INT_BYTES, |r| r.read_u64()).unwrap();
+        let v = r(&[0x01, 0x02, 0x01, 0x07, 0x01, 0x08])
+            .read_vec(MIN_INT_BYTES, |r| r.read_u64())
+            .unwrap();
         assert_eq!(v, vec![7, 8]);
         // A count far beyond the remaining bytes fails before allocating.
         assert!(matches!(
-            r(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).read_vec(MIN_INT_BYTES, |r| r.read_u64()),
+            r(&[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f])
+                .read_vec(MIN_INT_BYTES, |r| r.read_u64()),
             Err(DlibError::CountTooLarge { .. })
         ));
         // 2x1 matrix (negated dims, new format) of 1.0 and 0.0.
-        let m = r(&[0x81, 0x02, 0x81, 0x01, 0x01, 0x10, 0x81, 0x04, 0x01, 0x00, 0x01, 0x0b]).read_matrix_f32().unwrap();
+        let m = r(&[
+            0x81, 0x02, 0x81, 0x01, 0x01, 0x10, 0x81, 0x04, 0x01, 0x00, 0x01, 0x0b,
+        ])
+        .read_matrix_f32()
+        .unwrap();
         assert_eq!((m.rows, m.cols, m.data), (2, 1, vec![1.0, 0.0]));
-        assert!(r(&[0x84, 0xff, 0xff, 0xff, 0x7f, 0x84, 0xff, 0xff, 0xff, 0x7f]).read_matrix_f32().is_err());
+        assert!(
+            r(&[0x84, 0xff, 0xff, 0xff, 0x7f, 0x84, 0xff, 0xff, 0xff, 0x7f])
+                .read_matrix_f32()
+                .is_err()
+        );
     }
 
     #[test]
     fn tensors() {
-        let empty = r(&[0x01, 0x02, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00]).read_tensor().unwrap();
+        let empty = r(&[0x01, 0x02, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00])
+            .read_tensor()
+            .unwrap();
         assert_eq!(empty.shape, [0, 0, 0, 0]);
         let mut b = vec![0x01, 0x02, 0x01, 0x01, 0x01, 0x02, 0x01, 0x01, 0x01, 0x01];
         b.extend_from_slice(&1.5f32.to_le_bytes());
@@ -375,9 +489,17 @@ mod tests {
         assert!(r(&b[..b.len() - 1]).read_tensor().is_err());
         // Wrong version; huge dims.
         assert!(r(&[0x01, 0x03]).read_tensor().is_err());
-        assert!(r(&[0x01, 0x02, 0x04, 0xff, 0xff, 0xff, 0x7f, 0x04, 0xff, 0xff, 0xff, 0x7f, 0x01, 0x02, 0x01, 0x02])
-            .read_tensor()
-            .is_err());
-        assert_eq!(r(&[0x01, 0x01, 0x01, 0x01, 0x01, 0x20, 0x01, 0x01, 0x01, 0x01]).read_alias_tensor().unwrap(), [1, 32, 1, 1]);
+        assert!(r(&[
+            0x01, 0x02, 0x04, 0xff, 0xff, 0xff, 0x7f, 0x04, 0xff, 0xff, 0xff, 0x7f, 0x01, 0x02,
+            0x01, 0x02
+        ])
+        .read_tensor()
+        .is_err());
+        assert_eq!(
+            r(&[0x01, 0x01, 0x01, 0x01, 0x01, 0x20, 0x01, 0x01, 0x01, 0x01])
+                .read_alias_tensor()
+                .unwrap(),
+            [1, 32, 1, 1]
+        );
     }
 }

@@ -5,11 +5,10 @@
 use std::path::Path;
 
 use kenning_core::Point;
-use kenning_image::RgbImage;
+use kenning_image::{RgbImage, Similarity};
 
 use crate::serialize::{Reader, MIN_FLOAT_BYTES, MIN_INT_BYTES};
-use crate::similarity;
-use crate::{DlibError, DlibRect};
+use crate::{floor_i64, DlibError, DlibRect};
 
 /// Number of landmarks this implementation supports (the 5-point model).
 const LANDMARKS: usize = 5;
@@ -45,7 +44,7 @@ pub struct ShapePredictor {
     /// Mean shape, (x0, y0, ..., x4, y4) in rectangle-normalised units.
     initial: [f32; 2 * LANDMARKS],
     /// The initial shape's points in f64, the `from` side of every fit.
-    initial_points: [[f64; 2]; LANDMARKS],
+    initial_points: [Point; LANDMARKS],
     cascades: Vec<Cascade>,
 }
 
@@ -61,7 +60,12 @@ fn read_shape_vector(r: &mut Reader<'_>) -> Result<[f32; 2 * LANDMARKS], DlibErr
     if m.rows != 2 * LANDMARKS || m.cols != 1 {
         return Err(DlibError::Invalid {
             offset,
-            what: format!("shape vector of {}x{}, expected {}x1 (a 5-point model)", m.rows, m.cols, 2 * LANDMARKS),
+            what: format!(
+                "shape vector of {}x{}, expected {}x1 (a 5-point model)",
+                m.rows,
+                m.cols,
+                2 * LANDMARKS
+            ),
         });
     }
     let mut v = [0f32; 2 * LANDMARKS];
@@ -85,7 +89,10 @@ impl ShapePredictor {
                     let thresh = r.read_f32()?;
                     match (idx1, idx2) {
                         (Ok(idx1), Ok(idx2)) => Ok(Split { idx1, idx2, thresh }),
-                        _ => Err(DlibError::Invalid { offset, what: "feature index out of range".into() }),
+                        _ => Err(DlibError::Invalid {
+                            offset,
+                            what: "feature index out of range".into(),
+                        }),
                     }
                 })?;
                 let leaves = r.read_vec(2 * MIN_INT_BYTES, read_shape_vector)?;
@@ -93,9 +100,13 @@ impl ShapePredictor {
             })
         })?;
         let anchors_offset = r.offset();
-        let anchors = r.read_vec(MIN_INT_BYTES, |r| r.read_vec(MIN_INT_BYTES, |r| r.read_u64()))?;
+        let anchors = r.read_vec(MIN_INT_BYTES, |r| {
+            r.read_vec(MIN_INT_BYTES, |r| r.read_u64())
+        })?;
         let deltas_offset = r.offset();
-        let deltas = r.read_vec(MIN_INT_BYTES, |r| r.read_vec(2 * MIN_FLOAT_BYTES, |r| r.read_point_f32()))?;
+        let deltas = r.read_vec(MIN_INT_BYTES, |r| {
+            r.read_vec(2 * MIN_FLOAT_BYTES, |r| r.read_point_f32())
+        })?;
         r.expect_eof()?;
 
         if anchors.len() != forests.len() || deltas.len() != forests.len() {
@@ -112,14 +123,20 @@ impl ShapePredictor {
         let mut cascades = Vec::with_capacity(forests.len());
         for ((trees, anchor), delta) in forests.into_iter().zip(anchors).zip(deltas) {
             if anchor.len() != delta.len() {
-                return Err(DlibError::Invalid { offset: deltas_offset, what: "anchor and delta counts differ".into() });
+                return Err(DlibError::Invalid {
+                    offset: deltas_offset,
+                    what: "anchor and delta counts differ".into(),
+                });
             }
             let features = anchor.len();
             let anchors = anchor
                 .into_iter()
                 .map(|a| u8::try_from(a).ok().filter(|&a| usize::from(a) < LANDMARKS))
                 .collect::<Option<Vec<u8>>>()
-                .ok_or(DlibError::Invalid { offset: anchors_offset, what: "anchor index is not a landmark".into() })?;
+                .ok_or(DlibError::Invalid {
+                    offset: anchors_offset,
+                    what: "anchor index is not a landmark".into(),
+                })?;
             let mut c = Cascade {
                 anchors,
                 deltas: delta,
@@ -130,27 +147,42 @@ impl ShapePredictor {
             for t in trees {
                 // A tree with n splits in breadth-first order has n + 1 leaves;
                 // the traversal relies on it.
-                let bad_feature = t.splits.iter().any(|s| s.idx1 as usize >= features || s.idx2 as usize >= features);
+                let bad_feature = t
+                    .splits
+                    .iter()
+                    .any(|s| s.idx1 as usize >= features || s.idx2 as usize >= features);
                 if t.leaves.len() != t.splits.len() + 1 || bad_feature {
                     return Err(DlibError::Invalid {
                         offset: anchors_offset,
                         what: "regression tree is not complete or indexes a missing feature".into(),
                     });
                 }
-                c.trees.push((c.splits.len() as u32, c.leaves.len() as u32, t.splits.len() as u32));
+                c.trees.push((
+                    c.splits.len() as u32,
+                    c.leaves.len() as u32,
+                    t.splits.len() as u32,
+                ));
                 c.splits.extend(t.splits);
                 c.leaves.extend(t.leaves);
             }
             cascades.push(c);
         }
-        let initial_points = std::array::from_fn(|k| [f64::from(initial[2 * k]), f64::from(initial[2 * k + 1])]);
-        Ok(Self { initial, initial_points, cascades })
+        let initial_points = std::array::from_fn(|k| {
+            Point::new(f64::from(initial[2 * k]), f64::from(initial[2 * k + 1]))
+        });
+        Ok(Self {
+            initial,
+            initial_points,
+            cascades,
+        })
     }
 
     /// Reads and parses the model file at `path`.
     pub fn load(path: &Path) -> Result<Self, DlibError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| DlibError::Io { path: path.display().to_string(), message: e.to_string() })?;
+        let bytes = std::fs::read(path).map_err(|e| DlibError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         Self::from_bytes(&bytes)
     }
 
@@ -187,17 +219,28 @@ impl ShapePredictor {
         let (w, h) = (i64::from(img.width()), i64::from(img.height()));
         let pixels = img.as_raw();
         let mut cur = self.initial;
-        let max_features = self.cascades.iter().map(|c| c.anchors.len()).max().unwrap_or(0);
+        let max_features = self
+            .cascades
+            .iter()
+            .map(|c| c.anchors.len())
+            .max()
+            .unwrap_or(0);
         let mut features = vec![0f32; max_features];
-        let max_trees = self.cascades.iter().map(|c| c.trees.len()).max().unwrap_or(0);
+        let max_trees = self
+            .cascades
+            .iter()
+            .map(|c| c.trees.len())
+            .max()
+            .unwrap_or(0);
         let mut leaf_idx = Vec::with_capacity(max_trees);
 
         for c in &self.cascades {
             // Rotation/scale of the current shape relative to the mean shape;
             // dlib keeps only the 2x2 part and applies it in f32.
-            let cur_points: [[f64; 2]; LANDMARKS] =
-                std::array::from_fn(|k| [f64::from(cur[2 * k]), f64::from(cur[2 * k + 1])]);
-            let s = similarity::fit(&self.initial_points, &cur_points);
+            let cur_points: [Point; LANDMARKS] = std::array::from_fn(|k| {
+                Point::new(f64::from(cur[2 * k]), f64::from(cur[2 * k + 1]))
+            });
+            let s = Similarity::fit(&self.initial_points, &cur_points);
             let (m00, m01, m10, m11) = (s.a as f32, (-s.b) as f32, s.b as f32, s.a as f32);
 
             for ((f, &a), d) in features.iter_mut().zip(&c.anchors).zip(&c.deltas) {
@@ -210,7 +253,8 @@ impl ShapePredictor {
                 *f = if x >= 0 && y >= 0 && x < w && y < h {
                     let i = ((y * w + x) * 3) as usize;
                     // dlib's RGB intensity: integer mean of the channels.
-                    ((u32::from(pixels[i]) + u32::from(pixels[i + 1]) + u32::from(pixels[i + 2])) / 3) as f32
+                    ((u32::from(pixels[i]) + u32::from(pixels[i + 1]) + u32::from(pixels[i + 2]))
+                        / 3) as f32
                 } else {
                     0.0
                 };
@@ -224,12 +268,22 @@ impl ShapePredictor {
             leaf_idx.clear();
             for &(s0, l0, n) in &c.trees {
                 let splits = &c.splits[s0 as usize..(s0 + n) as usize];
-                let mut node = 0usize;
-                while node < splits.len() {
+                let step = |node: usize| {
                     let sp = splits[node];
                     let left = features[sp.idx1 as usize] - features[sp.idx2 as usize] > sp.thresh;
-                    node = 2 * node + 2 - usize::from(left);
-                }
+                    2 * node + 2 - usize::from(left)
+                };
+                let node = if splits.len() == 15 {
+                    // Depth 4, as in every tree of the 5-point model: a
+                    // fixed number of steps lets consecutive trees overlap.
+                    step(step(step(step(0))))
+                } else {
+                    let mut node = 0usize;
+                    while node < splits.len() {
+                        node = step(node);
+                    }
+                    node
+                };
                 leaf_idx.push(l0 as usize + node - splits.len());
             }
             for &l in &leaf_idx {
@@ -260,20 +314,6 @@ impl Mapping {
         let x = self.sx * f64::from(u) + self.ox;
         let y = self.sy * f64::from(v) + self.oy;
         (floor_i64(x + 0.5), floor_i64(y + 0.5))
-    }
-}
-
-/// ⌊v⌋ as an integer. `f64::floor` is a libm call on baseline x86-64 (no
-/// SSE4.1) and was a measurable share of the predictor's time; truncation
-/// corrected for negative non-integers is exact for |v| < 2^63 (casts
-/// saturate beyond, and NaN gives 0, both of which fail the bounds test).
-#[inline]
-fn floor_i64(v: f64) -> i64 {
-    let t = v as i64;
-    if (t as f64) > v {
-        t - 1
-    } else {
-        t
     }
 }
 

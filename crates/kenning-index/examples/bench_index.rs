@@ -76,13 +76,19 @@ struct Gen {
 }
 impl Gen {
     fn centre(&self, ident: u64, out: &mut [f32]) {
-        direction(&mut Rng::new(self.seed ^ ident.wrapping_mul(0x2545_F491_4F6C_DD1D)), out);
+        direction(
+            &mut Rng::new(self.seed ^ ident.wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            out,
+        );
     }
     /// Sample `s` of identity `ident` (distinct streams for enrolled/query).
     fn sample(&self, ident: u64, s: u64, out: &mut [f32]) {
         self.centre(ident, out);
         let mut noise = [0f32; DIM];
-        direction(&mut Rng::new(self.seed.rotate_left(17) ^ ident << 8 ^ s), &mut noise);
+        direction(
+            &mut Rng::new(self.seed.rotate_left(17) ^ ident << 8 ^ s),
+            &mut noise,
+        );
         for (x, n) in out.iter_mut().zip(noise) {
             *x += 0.5 * n;
         }
@@ -94,7 +100,8 @@ impl Gen {
 }
 
 fn npy_header(rows: usize, cols: usize, descr: &str) -> Vec<u8> {
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let dict =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let mut h = b"\x93NUMPY\x01\x00".to_vec();
     let total = (10 + dict.len() + 1).div_ceil(64) * 64;
     let mut d = dict.into_bytes();
@@ -108,7 +115,13 @@ fn npy_header(rows: usize, cols: usize, descr: &str) -> Vec<u8> {
 /// Create an .npy file of rows x cols 4- or 8-byte elements and map it.
 fn create_npy(path: &Path, rows: usize, cols: usize, descr: &str, elem: usize) -> (MmapMut, usize) {
     let h = npy_header(rows, cols, descr);
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
     f.set_len((h.len() + rows * cols * elem) as u64).unwrap();
     let mut m = unsafe { MmapMut::map_mut(&f).unwrap() };
     m[..h.len()].copy_from_slice(&h);
@@ -120,7 +133,16 @@ fn open_npy(path: &Path) -> (Mmap, usize, usize) {
     let m = unsafe { Mmap::map(&File::open(path).unwrap()).unwrap() };
     let hl = 10 + u16::from_le_bytes([m[8], m[9]]) as usize;
     let hdr = std::str::from_utf8(&m[10..hl]).unwrap();
-    let rows: usize = hdr.split("'shape': (").nth(1).unwrap().split(',').next().unwrap().trim().parse().unwrap();
+    let rows: usize = hdr
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     (m, hl, rows)
 }
 
@@ -141,7 +163,11 @@ impl Args {
 
 fn record(dir: &Path, json: String) {
     println!("{json}");
-    let mut f = OpenOptions::new().create(true).append(true).open(dir.join("results.jsonl")).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("results.jsonl"))
+        .unwrap();
     writeln!(f, "{json}").unwrap();
 }
 
@@ -149,7 +175,10 @@ fn record(dir: &Path, json: String) {
 fn rss() -> (u64, u64, u64) {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let field = |name: &str| {
-        s.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).map_or(0, |v| v.parse::<u64>().unwrap() * 1024)
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map_or(0, |v| v.parse::<u64>().unwrap() * 1024)
     };
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
@@ -157,9 +186,20 @@ fn rss() -> (u64, u64, u64) {
 /// CPU time of this thread in ms: latency without time spent descheduled
 /// (the benchmark machine is shared).
 fn thread_cpu_ms() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+/// User + system CPU seconds of this process (all threads).
+fn process_cpu_s() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -171,7 +211,9 @@ fn gen(a: &Args) {
     std::fs::create_dir_all(&dir).unwrap();
     let n: usize = a.get("n", 1_000_000);
     let nq: usize = a.get("queries", 1000);
-    let g = Gen { seed: a.get("seed", 42) };
+    let g = Gen {
+        seed: a.get("seed", 42),
+    };
     let t = Instant::now();
     // Identity of every row, in order: identities 0.. with their sample counts.
     let mut owners = Vec::with_capacity(n);
@@ -185,18 +227,25 @@ fn gen(a: &Args) {
         ident += 1;
     }
     let (mut base, hl) = create_npy(&dir.join("base.npy"), n, DIM, "<f4", 4);
-    let rows = unsafe { std::slice::from_raw_parts_mut(base[hl..].as_mut_ptr() as *mut f32, n * DIM) };
-    rows.par_chunks_mut(DIM).zip(owners.par_iter()).for_each(|(row, &(id, s))| g.sample(id, s, row));
+    let rows =
+        unsafe { std::slice::from_raw_parts_mut(base[hl..].as_mut_ptr() as *mut f32, n * DIM) };
+    rows.par_chunks_mut(DIM)
+        .zip(owners.par_iter())
+        .for_each(|(row, &(id, s))| g.sample(id, s, row));
     base.flush().unwrap();
     let (mut qm, qhl) = create_npy(&dir.join("queries.npy"), nq, DIM, "<f4", 4);
-    let queries = unsafe { std::slice::from_raw_parts_mut(qm[qhl..].as_mut_ptr() as *mut f32, nq * DIM) };
+    let queries =
+        unsafe { std::slice::from_raw_parts_mut(qm[qhl..].as_mut_ptr() as *mut f32, nq * DIM) };
     let mut r = Rng::new(7);
     for q in queries.chunks_mut(DIM) {
         let id = r.next() % ident.saturating_sub(1).max(1);
         g.sample(id, 1000 + r.next() % 1000, q);
     }
     qm.flush().unwrap();
-    eprintln!("generated {n} vectors of {ident} identities in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {n} vectors of {ident} identities in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 
     // Exact ground truth, blocked so a block of base rows stays in cache while
     // every query passes over it.
@@ -244,7 +293,10 @@ fn gen(a: &Args) {
         }
     }
     gm.flush().unwrap();
-    eprintln!("ground truth for {nq} queries in {:.1}s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "ground truth for {nq} queries in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 fn config(a: &Args) -> IndexConfig {
@@ -263,13 +315,23 @@ fn build(a: &Args) {
     let index = Index::new(cfg.clone()).unwrap();
     let t = Instant::now();
     for (b, rows) in base.chunks(DIM * 10_000).enumerate() {
-        index.insert_many(rows.chunks(DIM).enumerate().map(|(i, v)| ((b * 10_000 + i) as u64, v))).unwrap();
+        index
+            .insert_many(
+                rows.chunks(DIM)
+                    .enumerate()
+                    .map(|(i, v)| ((b * 10_000 + i) as u64, v)),
+            )
+            .unwrap();
         if b % 50 == 49 {
             let done = (b + 1) * 10_000;
-            eprintln!("  {done} inserted, {:.0}/s", done as f64 / t.elapsed().as_secs_f64());
+            eprintln!(
+                "  {done} inserted, {:.0}/s",
+                done as f64 / t.elapsed().as_secs_f64()
+            );
         }
     }
     let build_s = t.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_s();
     let path = dir.join("kenning.idx");
     let t = Instant::now();
     index.save(&path, 1).unwrap();
@@ -278,7 +340,7 @@ fn build(a: &Args) {
     record(
         &dir,
         format!(
-            r#"{{"system":"kenning","phase":"build","n":{n},"m":{},"efc":{},"threads":{},"build_s":{build_s:.2},"rate":{:.0},"save_s":{save_s:.2},"file_bytes":{size},"disk_bytes_per_face":{:.1}}}"#,
+            r#"{{"system":"kenning","phase":"build","n":{n},"m":{},"efc":{},"threads":{},"build_s":{build_s:.2},"rate":{:.0},"cpu_s":{cpu_s:.1},"save_s":{save_s:.2},"file_bytes":{size},"disk_bytes_per_face":{:.1}}}"#,
             cfg.m,
             cfg.ef_construction,
             std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -294,24 +356,51 @@ fn search(a: &Args) {
     let queries: Vec<f32> = f32s(&qm[qhl..]).to_vec();
     let gm = std::fs::read(dir.join("gt.npy")).unwrap();
     let ghl = 10 + u16::from_le_bytes([gm[8], gm[9]]) as usize;
-    let gt: Vec<u64> = gm[ghl..].chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u64).collect();
+    let gt: Vec<u64> = gm[ghl..]
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u64)
+        .collect();
     drop(qm);
     let (rss0, _, _) = rss();
     let t = Instant::now();
-    let index = Index::load(dir.join("kenning.idx"), &Expect { dim: Some(DIM), ..Default::default() }).unwrap();
+    let index = Index::load(
+        dir.join("kenning.idx"),
+        &Expect {
+            dim: Some(DIM),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let open_s = t.elapsed().as_secs_f64();
     let (rss1, anon1, file1) = rss();
     let n = index.len();
-    let efs: Vec<usize> = a.0.get("ef").map_or("16,32,64,128,256".into(), |s| s.clone()).split(',').map(|s| s.parse().unwrap()).collect();
-    let mut runs: Vec<(String, usize, usize)> = efs.iter().map(|&e| ("kenning-hnsw".to_string(), e, nq)).collect();
-    runs.push(("kenning-exact".into(), 0, a.get("exact-queries", 50usize).min(nq)));
+    let efs: Vec<usize> =
+        a.0.get("ef")
+            .map_or("16,32,64,128,256".into(), |s| s.clone())
+            .split(',')
+            .map(|s| s.parse().unwrap())
+            .collect();
+    let mut runs: Vec<(String, usize, usize)> = efs
+        .iter()
+        .map(|&e| ("kenning-hnsw".to_string(), e, nq))
+        .collect();
+    runs.push((
+        "kenning-exact".into(),
+        0,
+        a.get("exact-queries", 50usize).min(nq),
+    ));
     for (system, ef, count) in runs {
         let mut lat = Vec::with_capacity(count);
         let mut cpu = Vec::with_capacity(count);
         let (mut r1, mut r10) = (0usize, 0usize);
         for (qi, q) in queries.chunks(DIM).take(count).enumerate() {
             let (t, c) = (Instant::now(), thread_cpu_ms());
-            let hits = if ef == 0 { index.search_exact(q, K, None) } else { index.search_with(q, K, None, ef) }.unwrap();
+            let hits = if ef == 0 {
+                index.search_exact(q, K, None)
+            } else {
+                index.search_with(q, K, None, ef)
+            }
+            .unwrap();
             cpu.push(thread_cpu_ms() - c);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             let truth = &gt[qi * K..qi * K + K];
@@ -353,18 +442,28 @@ fn crossover(a: &Args) {
     cfg.exact_below = 0;
     let index = Index::new(cfg).unwrap();
     let mut done = 0;
-    for size in [2_000usize, 5_000, 10_000, 20_000, 50_000, 100_000].into_iter().filter(|&s| s <= n) {
-        index.insert_many((done..size).map(|i| (i as u64, &base[i * DIM..(i + 1) * DIM]))).unwrap();
+    for size in [2_000usize, 5_000, 10_000, 20_000, 50_000, 100_000]
+        .into_iter()
+        .filter(|&s| s <= n)
+    {
+        index
+            .insert_many((done..size).map(|i| (i as u64, &base[i * DIM..(i + 1) * DIM])))
+            .unwrap();
         done = size;
         let time = |exact: bool| {
             let mut lat: Vec<f64> = queries
                 .chunks(DIM)
                 .take(300)
                 .map(|q| {
-                    let t = Instant::now();
-                    let h = if exact { index.search_exact(q, K, None) } else { index.search(q, K, None) };
+                    // CPU time: the machine is shared, wall time is noisy.
+                    let t = thread_cpu_ms();
+                    let h = if exact {
+                        index.search_exact(q, K, None)
+                    } else {
+                        index.search(q, K, None)
+                    };
                     std::hint::black_box(h.unwrap());
-                    t.elapsed().as_secs_f64() * 1e3
+                    thread_cpu_ms() - t
                 })
                 .collect();
             lat.sort_by(f64::total_cmp);
@@ -386,7 +485,10 @@ fn main() {
     let cmd = argv.first().cloned().unwrap_or_default();
     let mut map = HashMap::new();
     for kv in argv[1..].chunks(2) {
-        map.insert(kv[0].trim_start_matches("--").to_string(), kv.get(1).cloned().unwrap_or_default());
+        map.insert(
+            kv[0].trim_start_matches("--").to_string(),
+            kv.get(1).cloned().unwrap_or_default(),
+        );
     }
     let a = Args(map);
     match cmd.as_str() {

@@ -47,7 +47,10 @@ pub(crate) struct Arena {
 impl Arena {
     /// An empty arena of items `stride` words long.
     pub fn new(stride: usize) -> Self {
-        Arena { stride, chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect() }
+        Arena {
+            stride,
+            chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
+        }
     }
 
     /// Words per item.
@@ -65,8 +68,12 @@ impl Arena {
         // calloc-backed: pages are committed only when touched.
         let zeroed: Box<[u32]> = vec![0u32; words].into_boxed_slice();
         // SAFETY: AtomicU32 has the same size, alignment and bit validity as u32.
-        let boxed: Box<[AtomicU32]> = unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [AtomicU32]) };
-        Chunk { ptr: boxed.as_ptr(), _owner: Owner::Heap(boxed) }
+        let boxed: Box<[AtomicU32]> =
+            unsafe { Box::from_raw(Box::into_raw(zeroed) as *mut [AtomicU32]) };
+        Chunk {
+            ptr: boxed.as_ptr(),
+            _owner: Owner::Heap(boxed),
+        }
     }
 
     /// Make sure the chunk holding item `i` exists (writer side).
@@ -77,7 +84,10 @@ impl Arena {
     /// Install chunk `c` as a window of a mapping starting at `ptr`, which must
     /// point at `stride * CHUNK_ITEMS` 4-byte aligned words inside `map`.
     pub fn install_mapped(&self, c: usize, map: &Arc<MmapMut>, ptr: *const AtomicU32) {
-        let chunk = Chunk { ptr, _owner: Owner::Map(map.clone()) };
+        let chunk = Chunk {
+            ptr,
+            _owner: Owner::Map(map.clone()),
+        };
         assert!(self.chunks[c].set(chunk).is_ok(), "chunk installed twice");
     }
 
@@ -85,7 +95,9 @@ impl Arena {
     pub fn install_copied(&self, c: usize, words: &[u32]) {
         let chunk = self.heap_chunk();
         // SAFETY: the chunk is fresh and unshared; it holds at least `words.len()` words.
-        unsafe { std::ptr::copy_nonoverlapping(words.as_ptr(), chunk.ptr as *mut u32, words.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(words.as_ptr(), chunk.ptr as *mut u32, words.len())
+        };
         assert!(self.chunks[c].set(chunk).is_ok(), "chunk installed twice");
     }
 
@@ -93,7 +105,9 @@ impl Arena {
     /// would be a bug: callers only ask for published items.
     #[inline]
     pub fn item(&self, i: usize) -> &[AtomicU32] {
-        let chunk = self.chunks[i >> CHUNK_SHIFT].get().expect("item in an unallocated chunk");
+        let chunk = self.chunks[i >> CHUNK_SHIFT]
+            .get()
+            .expect("item in an unallocated chunk");
         let off = (i & (CHUNK_ITEMS - 1)) * self.stride;
         // SAFETY: the chunk holds CHUNK_ITEMS * stride words and lives as long as self.
         unsafe { std::slice::from_raw_parts(chunk.ptr.add(off), self.stride) }

@@ -75,6 +75,9 @@ pub enum IndexError {
 
 impl IndexError {
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        IndexError::Io { path: path.to_path_buf(), source }
+        IndexError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }

@@ -240,20 +240,35 @@ impl Graph {
         self.nodes.ensure(n);
         self.vectors.ensure(n);
         let w = self.nodes.item(n);
-        let upper_first = if level > 0 { self.alloc_upper(level) } else { 0 };
-        store_words(w, [level as u32, upper_first as u32, id as u32, (id >> 32) as u32, 0]);
+        let upper_first = if level > 0 {
+            self.alloc_upper(level)
+        } else {
+            0
+        };
+        store_words(
+            w,
+            [
+                level as u32,
+                upper_first as u32,
+                id as u32,
+                (id >> 32) as u32,
+                0,
+            ],
+        );
         store_words(self.vectors.item(n), v.iter().map(|x| x.to_bits()));
         if let Some(q) = self.quant.get() {
             self.write_code(q, n as u32);
         }
-        self.live.fetch_add(1, Ordering::Relaxed);
         n as u32
     }
 
     /// Make every written node visible to readers (exact scans see them at
     /// once; graph walks once they are linked).
     pub fn publish(&self) {
-        self.len.store(self.written.load(Ordering::Relaxed), Ordering::Release);
+        let written = self.written.load(Ordering::Relaxed);
+        let old = self.len.swap(written, Ordering::Release);
+        // After `len`, so a reader that sees the new count also sees the nodes.
+        self.live.fetch_add(written - old, Ordering::Release);
     }
 
     /// Link published nodes `range` into the graph, on up to `threads`
@@ -299,7 +314,9 @@ impl Graph {
     fn write_code(&self, q: &Quantizer, n: u32) {
         let mut code = vec![0i8; self.shape.code_words() * 4];
         q.encode(self.vector(n), &mut code);
-        let words = code.chunks_exact(4).map(|c| u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]));
+        let words = code
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]));
         store_words(&self.node(n)[LINKS0 + self.shape.m0..], words);
     }
 
@@ -335,7 +352,12 @@ impl Graph {
 
     /// Link published node `n` into the graph.
     fn link(&self, n: u32, level: usize) {
-        let entry = match self.entry.compare_exchange(NO_ENTRY, (level as u64) << 32 | n as u64, Ordering::AcqRel, Ordering::Acquire) {
+        let entry = match self.entry.compare_exchange(
+            NO_ENTRY,
+            (level as u64) << 32 | n as u64,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => return,
             Err(e) => e,
         };
@@ -343,7 +365,10 @@ impl Graph {
         let code = self.code(n).to_vec();
         let probe = Probe::Code(&code);
         let bound = self.len.load(Ordering::Acquire) as u32;
-        let mut cur = Cand { d: self.dist(&probe, ep), id: ep };
+        let mut cur = Cand {
+            d: self.dist(&probe, ep),
+            id: ep,
+        };
         for l in (level + 1..=top).rev() {
             cur = self.greedy(&probe, cur, l, bound);
         }
@@ -369,7 +394,12 @@ impl Graph {
         // Promote `n` to entry point if it reaches above the current top.
         let mut cur = self.entry.load(Ordering::Acquire);
         while level > (cur >> 32) as usize {
-            match self.entry.compare_exchange(cur, (level as u64) << 32 | n as u64, Ordering::AcqRel, Ordering::Acquire) {
+            match self.entry.compare_exchange(
+                cur,
+                (level as u64) << 32 | n as u64,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => break,
                 Err(e) => cur = e,
             }
@@ -379,7 +409,11 @@ impl Graph {
     /// Add `to` to the neighbours of `from` at `level`, pruning with the
     /// heuristic when the list is full.
     fn add_link(&self, from: u32, to: u32, d: f32, level: usize) {
-        let cap = if level == 0 { self.shape.m0 } else { self.shape.m };
+        let cap = if level == 0 {
+            self.shape.m0
+        } else {
+            self.shape.m
+        };
         let _g = self.lock(from);
         let (count, links) = self.links(from, level);
         let c = count.load(Ordering::Relaxed) as usize;
@@ -397,7 +431,10 @@ impl Graph {
             .iter()
             .map(|w| {
                 let id = w.load(Ordering::Relaxed);
-                Cand { d: self.dist(&probe, id), id }
+                Cand {
+                    d: self.dist(&probe, id),
+                    id,
+                }
             })
             .collect();
         cands.push(Cand { d, id: to });
@@ -421,7 +458,10 @@ impl Graph {
                 break;
             }
             let cc = self.code(c.id);
-            if out.iter().all(|r| (l2_sq_i8(cc, self.code(r.id)) as f32) > c.d) {
+            if out
+                .iter()
+                .all(|r| (l2_sq_i8(cc, self.code(r.id)) as f32) > c.d)
+            {
                 out.push(c);
             }
         }
@@ -452,7 +492,14 @@ impl Graph {
     }
 
     /// Beam search at one level; returns up to `ef` candidates, ascending.
-    fn search_layer(&self, p: &Probe, eps: &[Cand], ef: usize, level: usize, bound: u32) -> Vec<Cand> {
+    fn search_layer(
+        &self,
+        p: &Probe,
+        eps: &[Cand],
+        ef: usize,
+        level: usize,
+        bound: u32,
+    ) -> Vec<Cand> {
         VISITED.with(|v| {
             let mut visited = v.borrow_mut();
             visited.reset();
@@ -501,7 +548,10 @@ impl Graph {
         let qq = quant.prepare(q);
         let probe = Probe::Query(&qq);
         let (ep, top) = (entry as u32, (entry >> 32) as usize);
-        let mut cur = Cand { d: self.dist(&probe, ep), id: ep };
+        let mut cur = Cand {
+            d: self.dist(&probe, ep),
+            id: ep,
+        };
         for l in (1..=top).rev() {
             cur = self.greedy(&probe, cur, l, bound);
         }
@@ -529,4 +579,3 @@ impl Graph {
         best.into_sorted_vec()
     }
 }
-

@@ -20,6 +20,9 @@
 //! published with a release store of the node count, and neighbour lists are
 //! rewritten in place with atomic word stores, so a search running during an
 //! insert sees either the old or the new state of each list, both valid.
+//! A batch from [`Index::insert_many`] is written, published (exact scans see
+//! it at once), then linked into the graph by several threads that coordinate
+//! through striped per-node locks; readers never take those either.
 //! Compaction builds a new graph on the side and publishes it with an atomic
 //! pointer swap (`arc-swap`); searches already running finish on the old one.
 //!
@@ -65,7 +68,7 @@ pub enum Metric {
 
 impl Metric {
     /// Reported distance from a squared Euclidean distance.
-    fn from_sq(self, sq: f32) -> f32 {
+    fn reported(self, sq: f32) -> f32 {
         match self {
             Metric::Euclidean => sq.max(0.0).sqrt(),
             // For unit vectors |a-b|^2 = 2 - 2cos.
@@ -108,7 +111,16 @@ pub struct IndexConfig {
 impl IndexConfig {
     /// Defaults tuned on 128-d face-like vectors (docs/benchmarks.md).
     pub fn new(dim: usize, metric: Metric) -> Self {
-        IndexConfig { dim, metric, exact_below: 20_000, m: 16, ef_construction: 100, ef_search: 64, seed: 0x6b65_6e6e_696e_67, build_threads: 0 }
+        IndexConfig {
+            dim,
+            metric,
+            exact_below: 20_000,
+            m: 16,
+            ef_construction: 100,
+            ef_search: 64,
+            seed: 0x006b_656e_6e69_6e67,
+            build_threads: 0,
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -126,7 +138,12 @@ impl IndexConfig {
     }
 
     fn shape(&self) -> Shape {
-        Shape { dim: self.dim, m: self.m, m0: 2 * self.m, ef_construction: self.ef_construction }
+        Shape {
+            dim: self.dim,
+            m: self.m,
+            m0: 2 * self.m,
+            ef_construction: self.ef_construction,
+        }
     }
 }
 
@@ -164,7 +181,11 @@ impl Index {
 
     fn from_parts(config: IndexConfig, graph: Graph, ids: Option<HashMap<u64, u32>>) -> Index {
         let rng = config.seed | 1;
-        Index { config, graph: ArcSwap::from_pointee(graph), writer: Mutex::new(Writer { ids, rng }) }
+        Index {
+            config,
+            graph: ArcSwap::from_pointee(graph),
+            writer: Mutex::new(Writer { ids, rng }),
+        }
     }
 
     /// The configuration.
@@ -174,7 +195,7 @@ impl Index {
 
     /// Number of live (not removed) vectors.
     pub fn len(&self) -> usize {
-        self.graph.load().live.load(Ordering::Relaxed)
+        self.graph.load().live.load(Ordering::Acquire)
     }
 
     /// True when no live vectors remain.
@@ -191,7 +212,10 @@ impl Index {
     /// Check a vector's shape and normalise it for the cosine metric.
     fn prepare(&self, v: &[f32]) -> Result<Vec<f32>> {
         if v.len() != self.config.dim {
-            return Err(IndexError::DimensionMismatch { expected: self.config.dim, got: v.len() });
+            return Err(IndexError::DimensionMismatch {
+                expected: self.config.dim,
+                got: v.len(),
+            });
         }
         if !v.iter().all(|x| x.is_finite()) {
             return Err(IndexError::NonFinite);
@@ -224,7 +248,12 @@ impl Index {
         let mut w = self.lock();
         let g = self.graph.load();
         let Writer { ids, rng } = &mut *w;
-        self.append(&g, ids_of(ids, &g), rng, items.into_iter().map(|(id, v)| (id, Cow::Borrowed(v))))
+        self.append(
+            &g,
+            ids_of(ids, &g),
+            rng,
+            items.into_iter().map(|(id, v)| (id, Cow::Borrowed(v))),
+        )
     }
 
     fn append<'a>(
@@ -306,7 +335,12 @@ impl Index {
         let fresh = Graph::new(self.config.shape());
         let mut ids = HashMap::new();
         let live = (0..old.len.load(Ordering::Relaxed) as u32).filter(|&n| !old.is_deleted(n));
-        self.append(&fresh, &mut ids, &mut w.rng, live.map(|n| (old.external_id(n), Cow::Borrowed(old.vector(n)))))?;
+        self.append(
+            &fresh,
+            &mut ids,
+            &mut w.rng,
+            live.map(|n| (old.external_id(n), Cow::Borrowed(old.vector(n)))),
+        )?;
         self.graph.store(Arc::new(fresh));
         w.ids = Some(ids);
         Ok(())
@@ -320,37 +354,69 @@ impl Index {
 
     /// As [`Index::search`] with an explicit beam width `ef` (raised to `k`).
     /// Larger `ef` trades latency for recall; it has no effect on exact search.
-    pub fn search_with(&self, query: &[f32], k: usize, max_distance: Option<f32>, ef: usize) -> Result<Vec<Hit>> {
+    pub fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        max_distance: Option<f32>,
+        ef: usize,
+    ) -> Result<Vec<Hit>> {
         let q = self.prepare(query)?;
         if k == 0 {
             return Ok(Vec::new());
         }
         let max_sq = max_distance.map_or(f32::INFINITY, |d| self.config.metric.to_sq(d));
         let g = self.graph.load();
-        let hits = if !g.ready.load(Ordering::Acquire) || g.live.load(Ordering::Relaxed) < self.config.exact_below {
+        let hits = if !g.ready.load(Ordering::Acquire)
+            || g.live.load(Ordering::Relaxed) < self.config.exact_below
+        {
             g.exact(&q, k, max_sq)
         } else {
             let mut exact: Vec<Cand> = g
                 .ann_candidates(&q, ef.max(k))
                 .into_iter()
                 .filter(|c| !g.is_deleted(c.id))
-                .map(|c| Cand { d: distance::l2_sq(&q, g.vector(c.id)), id: c.id })
+                .map(|c| Cand {
+                    d: distance::l2_sq(&q, g.vector(c.id)),
+                    id: c.id,
+                })
                 .filter(|c| c.d <= max_sq)
                 .collect();
             exact.sort_unstable();
             exact.truncate(k);
             exact
         };
-        Ok(hits.iter().map(|c| Hit { id: g.external_id(c.id), distance: self.config.metric.from_sq(c.d) }).collect())
+        Ok(hits
+            .iter()
+            .map(|c| Hit {
+                id: g.external_id(c.id),
+                distance: self.config.metric.reported(c.d),
+            })
+            .collect())
     }
 
     /// Exact search regardless of size (ground truth, audits).
-    pub fn search_exact(&self, query: &[f32], k: usize, max_distance: Option<f32>) -> Result<Vec<Hit>> {
+    pub fn search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        max_distance: Option<f32>,
+    ) -> Result<Vec<Hit>> {
         let q = self.prepare(query)?;
         let max_sq = max_distance.map_or(f32::INFINITY, |d| self.config.metric.to_sq(d));
         let g = self.graph.load();
-        let hits = if k == 0 { Vec::new() } else { g.exact(&q, k, max_sq) };
-        Ok(hits.iter().map(|c| Hit { id: g.external_id(c.id), distance: self.config.metric.from_sq(c.d) }).collect())
+        let hits = if k == 0 {
+            Vec::new()
+        } else {
+            g.exact(&q, k, max_sq)
+        };
+        Ok(hits
+            .iter()
+            .map(|c| Hit {
+                id: g.external_id(c.id),
+                distance: self.config.metric.reported(c.d),
+            })
+            .collect())
     }
 }
 
@@ -359,7 +425,11 @@ fn ids_of<'a>(ids: &'a mut Option<HashMap<u64, u32>>, g: &Graph) -> &'a mut Hash
     ids.get_or_insert_with(|| {
         let len = g.len.load(Ordering::Relaxed) as u32;
         let mut map = HashMap::with_capacity(g.live.load(Ordering::Relaxed));
-        map.extend((0..len).filter(|&n| !g.is_deleted(n)).map(|n| (g.external_id(n), n)));
+        map.extend(
+            (0..len)
+                .filter(|&n| !g.is_deleted(n))
+                .map(|n| (g.external_id(n), n)),
+        );
         map
     })
 }

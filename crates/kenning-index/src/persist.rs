@@ -73,12 +73,28 @@ impl Header {
         let c = &self.config;
         let mut b = Vec::with_capacity(PAGE as usize);
         b.extend_from_slice(&MAGIC);
-        for v in [VERSION, c.dim as u32, metric_code(c.metric), c.m as u32, c.ef_construction as u32, c.ef_search as u32, self.ready as u32]
-        {
+        for v in [
+            VERSION,
+            c.dim as u32,
+            metric_code(c.metric),
+            c.m as u32,
+            c.ef_construction as u32,
+            c.ef_search as u32,
+            self.ready as u32,
+        ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         b.extend_from_slice(&self.scale.to_le_bytes());
-        for v in [c.exact_below as u64, c.seed, self.nodes, self.live, self.generation, self.upper_items, self.entry, self.file_len] {
+        for v in [
+            c.exact_below as u64,
+            c.seed,
+            self.nodes,
+            self.live,
+            self.generation,
+            self.upper_items,
+            self.entry,
+            self.file_len,
+        ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         for s in &self.sections {
@@ -104,10 +120,16 @@ impl Header {
         };
         let version = u32_();
         if version != VERSION {
-            return Err(IndexError::UnsupportedVersion { expected: VERSION, found: version });
+            return Err(IndexError::UnsupportedVersion {
+                expected: VERSION,
+                found: version,
+            });
         }
         if b.len() < PAGE as usize {
-            return Err(IndexError::Truncated { expected: PAGE, found: b.len() as u64 });
+            return Err(IndexError::Truncated {
+                expected: PAGE,
+                found: b.len() as u64,
+            });
         }
         let [dim, metric, m, efc, efs, ready, scale] = [(); 7].map(|_| u32_());
         let mut u64_ = || {
@@ -115,8 +137,13 @@ impl Header {
             pos += 8;
             v
         };
-        let [exact_below, seed, nodes, live, generation, upper_items, entry, file_len] = [(); 8].map(|_| u64_());
-        let sections = [(); 4].map(|_| Section { off: u64_(), len: u64_(), hash: u64_() });
+        let [exact_below, seed, nodes, live, generation, upper_items, entry, file_len] =
+            [(); 8].map(|_| u64_());
+        let sections = [(); 4].map(|_| Section {
+            off: u64_(),
+            len: u64_(),
+            hash: u64_(),
+        });
         let stored = u64_();
         if xxh3_64(&b[..pos - 8]) != stored {
             return Err(IndexError::Corrupt("header checksum mismatch".into()));
@@ -136,7 +163,9 @@ impl Header {
             seed,
             build_threads: 0,
         };
-        config.validate().map_err(|e| IndexError::Corrupt(e.to_string()))?;
+        config
+            .validate()
+            .map_err(|e| IndexError::Corrupt(e.to_string()))?;
         Ok(Header {
             config,
             ready: ready != 0,
@@ -179,7 +208,11 @@ impl<W: Write> SectionWriter<W> {
             self.out.write_all(p)?;
             self.pos += p.len() as u64;
         }
-        Ok(Section { off, len: self.pos - off, hash: h.digest() })
+        Ok(Section {
+            off,
+            len: self.pos - off,
+            hash: h.digest(),
+        })
     }
 }
 
@@ -190,7 +223,8 @@ fn words_as_bytes(w: &[u32]) -> &[u8] {
 
 /// The first `items` items of an arena as byte slices, chunk by chunk.
 fn arena_bytes(a: &Arena, items: usize) -> impl Iterator<Item = &[u8]> {
-    (0..items.div_ceil(CHUNK_ITEMS)).map(move |c| words_as_bytes(a.chunk_words(c, (items - c * CHUNK_ITEMS).min(CHUNK_ITEMS))))
+    (0..items.div_ceil(CHUNK_ITEMS))
+        .map(move |c| words_as_bytes(a.chunk_words(c, (items - c * CHUNK_ITEMS).min(CHUNK_ITEMS))))
 }
 
 impl Index {
@@ -205,18 +239,24 @@ impl Index {
         let n = g.len.load(Ordering::Relaxed);
         let upper_items = g.upper_len.load(Ordering::Relaxed);
         let quant = g.quant.get();
-        let mean: Vec<u8> = quant.map_or(Vec::new(), |q| q.mean.iter().flat_map(|x| x.to_le_bytes()).collect());
+        let mean: Vec<u8> = quant.map_or(Vec::new(), |q| {
+            q.mean.iter().flat_map(|x| x.to_le_bytes()).collect()
+        });
         let mut tmp_name = path.as_os_str().to_owned();
         tmp_name.push(".tmp");
         let tmp = PathBuf::from(tmp_name);
         let io = |e| IndexError::io(&tmp, e);
         let file = File::create(&tmp).map_err(io)?;
-        let mut w = SectionWriter { out: BufWriter::with_capacity(1 << 22, &file), pos: 0 };
+        let mut w = SectionWriter {
+            out: BufWriter::with_capacity(1 << 22, &file),
+            pos: 0,
+        };
         w.pad_to(PAGE).map_err(io)?;
         let sections = [
             w.section(&mut std::iter::once(&mean[..])).map_err(io)?,
             w.section(&mut arena_bytes(&g.nodes, n)).map_err(io)?,
-            w.section(&mut arena_bytes(&g.upper, upper_items)).map_err(io)?,
+            w.section(&mut arena_bytes(&g.upper, upper_items))
+                .map_err(io)?,
             w.section(&mut arena_bytes(&g.vectors, n)).map_err(io)?,
         ];
         let header = Header {
@@ -237,7 +277,9 @@ impl Index {
         out.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(|e| IndexError::io(path, e))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| IndexError::io(dir, e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| IndexError::io(dir, e))?;
         }
         Ok(())
     }
@@ -253,35 +295,68 @@ impl Index {
         file.read_exact(&mut head).map_err(io)?;
         let h = Header::decode(&head, path)?;
         if found < h.file_len {
-            return Err(IndexError::Truncated { expected: h.file_len, found });
+            return Err(IndexError::Truncated {
+                expected: h.file_len,
+                found,
+            });
         }
         if found > h.file_len {
-            return Err(IndexError::Corrupt(format!("{} bytes past the end of the index", found - h.file_len)));
+            return Err(IndexError::Corrupt(format!(
+                "{} bytes past the end of the index",
+                found - h.file_len
+            )));
         }
         let c = &h.config;
-        let stale = |what, e: String, f: String| Err(IndexError::Stale { what, expected: e, found: f });
+        let stale = |what, e: String, f: String| {
+            Err(IndexError::Stale {
+                what,
+                expected: e,
+                found: f,
+            })
+        };
         match expect {
-            Expect { dim: Some(d), .. } if *d != c.dim => return stale("dimension", d.to_string(), c.dim.to_string()),
-            Expect { metric: Some(m), .. } if *m != c.metric => return stale("metric", format!("{m:?}"), format!("{:?}", c.metric)),
-            Expect { count: Some(n), .. } if *n as u64 != h.live => return stale("count", n.to_string(), h.live.to_string()),
-            Expect { generation: Some(g), .. } if *g != h.generation => {
+            Expect { dim: Some(d), .. } if *d != c.dim => {
+                return stale("dimension", d.to_string(), c.dim.to_string())
+            }
+            Expect {
+                metric: Some(m), ..
+            } if *m != c.metric => {
+                return stale("metric", format!("{m:?}"), format!("{:?}", c.metric))
+            }
+            Expect { count: Some(n), .. } if *n as u64 != h.live => {
+                return stale("count", n.to_string(), h.live.to_string())
+            }
+            Expect {
+                generation: Some(g),
+                ..
+            } if *g != h.generation => {
                 return stale("generation", g.to_string(), h.generation.to_string())
             }
             _ => {}
         }
         let shape = c.shape();
         let want = [
-            if h.ready || h.scale != 0.0 { c.dim * 4 } else { 0 } as u64,
+            if h.ready || h.scale != 0.0 {
+                c.dim * 4
+            } else {
+                0
+            } as u64,
             h.nodes * shape.node_words() as u64 * 4,
             h.upper_items * shape.upper_words() as u64 * 4,
             h.nodes * c.dim as u64 * 4,
         ];
         for (i, s) in h.sections.iter().enumerate() {
             if s.len != want[i] || s.off % PAGE != 0 || s.off + s.len > h.file_len || s.off < PAGE {
-                return Err(IndexError::Corrupt(format!("{} section has the wrong size or place", SECTIONS[i])));
+                return Err(IndexError::Corrupt(format!(
+                    "{} section has the wrong size or place",
+                    SECTIONS[i]
+                )));
             }
         }
-        if h.live > h.nodes || (h.entry != NO_ENTRY && (h.entry as u32 as u64) >= h.nodes) || h.nodes >= 1 << 31 {
+        if h.live > h.nodes
+            || (h.entry != NO_ENTRY && (h.entry as u32 as u64) >= h.nodes)
+            || h.nodes >= 1 << 31
+        {
             return Err(IndexError::Corrupt("inconsistent counts".into()));
         }
 
@@ -297,9 +372,9 @@ impl Index {
             // SAFETY: bounds checked above; nothing writes the mapping yet.
             unsafe { std::slice::from_raw_parts(base.add(s.off as usize), s.len as usize) }
         };
-        for i in 0..3 {
-            if xxh3_64(bytes(&h.sections[i])) != h.sections[i].hash {
-                return Err(IndexError::Corrupt(format!("{} checksum mismatch", SECTIONS[i])));
+        for (s, name) in h.sections.iter().zip(SECTIONS).take(3) {
+            if xxh3_64(bytes(s)) != s.hash {
+                return Err(IndexError::Corrupt(format!("{name} checksum mismatch")));
             }
         }
         let vs = h.sections[3];
@@ -333,7 +408,9 @@ impl Index {
                 } else {
                     // The last, partial chunk gets heap room to grow into.
                     // SAFETY: as above; u32 alignment holds at page offsets.
-                    let words = unsafe { std::slice::from_raw_parts(ptr as *const u32, count * arena.stride()) };
+                    let words = unsafe {
+                        std::slice::from_raw_parts(ptr as *const u32, count * arena.stride())
+                    };
                     arena.install_copied(c, words);
                 }
             }
@@ -344,11 +421,19 @@ impl Index {
         graph.len.store(h.nodes as usize, Ordering::Relaxed);
         graph.written.store(h.nodes as usize, Ordering::Relaxed);
         graph.live.store(h.live as usize, Ordering::Relaxed);
-        graph.upper_len.store(h.upper_items as usize, Ordering::Relaxed);
+        graph
+            .upper_len
+            .store(h.upper_items as usize, Ordering::Relaxed);
         graph.entry.store(h.entry, Ordering::Relaxed);
         if h.sections[0].len > 0 {
-            let mean = bytes(&h.sections[0]).chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-            let _ = graph.quant.set(Quantizer { mean, scale: h.scale });
+            let mean = bytes(&h.sections[0])
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            let _ = graph.quant.set(Quantizer {
+                mean,
+                scale: h.scale,
+            });
         }
         graph.ready.store(h.ready, Ordering::Release);
         Ok(Index::from_parts(h.config, graph, None))

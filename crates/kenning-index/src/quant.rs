@@ -28,10 +28,20 @@ impl Quantizer {
             n += 1;
         }
         let mean: Vec<f32> = mean.iter().map(|m| (m / n.max(1) as f64) as f32).collect();
-        let mut dev: Vec<f32> = sample.flat_map(|v| v.iter().zip(&mean).map(|(x, m)| (x - m).abs())).collect();
+        let mut dev: Vec<f32> = sample
+            .flat_map(|v| v.iter().zip(&mean).map(|(x, m)| (x - m).abs()))
+            .collect();
         let q = ((dev.len() as f64 * 0.9999) as usize).min(dev.len().saturating_sub(1));
-        let bound = if dev.is_empty() { 1.0 } else { *dev.select_nth_unstable_by(q, f32::total_cmp).1 };
-        let scale = if bound > 0.0 && bound.is_finite() { bound / 127.0 } else { 1.0 / 127.0 };
+        let bound = if dev.is_empty() {
+            1.0
+        } else {
+            *dev.select_nth_unstable_by(q, f32::total_cmp).1
+        };
+        let scale = if bound > 0.0 && bound.is_finite() {
+            bound / 127.0
+        } else {
+            1.0 / 127.0
+        };
         Quantizer { mean, scale }
     }
 
@@ -46,6 +56,9 @@ impl Quantizer {
     /// Map a query into code units, unrounded, for asymmetric distances.
     pub fn prepare(&self, q: &[f32]) -> Vec<f32> {
         let inv = 1.0 / self.scale;
-        q.iter().zip(&self.mean).map(|(v, m)| (v - m) * inv).collect()
+        q.iter()
+            .zip(&self.mean)
+            .map(|(v, m)| (v - m) * inv)
+            .collect()
     }
 }

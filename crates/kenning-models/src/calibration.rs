@@ -68,7 +68,7 @@ impl CalibrationTable {
             "source": self.source,
             "impostor_pairs": self.impostor_pairs,
         });
-        let points: Vec<String> = self.points.iter().map(|(l, d)| format!("    [{l}, {d}]")).collect();
+        let points: Vec<String> = self.points.iter().map(|(l, d)| format!("    [{}, {d}]", l + 0.0)).collect();
         let head = head.to_string();
         format!("{},\n  \"points\": [\n{}\n  ]\n}}\n", &head[..head.len() - 1], points.join(",\n"))
     }

@@ -21,8 +21,18 @@ enum Rule {
     Param(&'static str),
 }
 
-const INPUT_RULES: [Rule; 4] = [Rule::Param("N"), Rule::Keep, Rule::Param("H"), Rule::Param("W")];
-const OUTPUT_RULES: [Rule; 4] = [Rule::Param("N"), Rule::Keep, Rule::Param("h"), Rule::Param("w")];
+const INPUT_RULES: [Rule; 4] = [
+    Rule::Param("N"),
+    Rule::Keep,
+    Rule::Param("H"),
+    Rule::Param("W"),
+];
+const OUTPUT_RULES: [Rule; 4] = [
+    Rule::Param("N"),
+    Rule::Keep,
+    Rule::Param("h"),
+    Rule::Param("w"),
+];
 
 /// Rewrites an NCHW image model so that its image input is `[N, C, H, W]`
 /// and every 4-D output is `[N, C, h, w]`, with N/H/W/h/w symbolic.
@@ -87,7 +97,11 @@ fn rewrite_graph(graph: &[u8]) -> Result<Vec<u8>, OnnxError> {
                 real_inputs += 1;
                 match rewrite_value_info(bytes, &INPUT_RULES)? {
                     Some(v) => out.bytes(11, &v),
-                    None => return Err(OnnxError::Invalid(format!("graph input {name:?} is not a 4-D tensor"))),
+                    None => {
+                        return Err(OnnxError::Invalid(format!(
+                            "graph input {name:?} is not a 4-D tensor"
+                        )))
+                    }
                 }
             }
             12 => {
@@ -104,7 +118,9 @@ fn rewrite_graph(graph: &[u8]) -> Result<Vec<u8>, OnnxError> {
         }
     }
     if real_inputs == 0 {
-        return Err(OnnxError::Invalid("the graph has no input that is not an initializer".into()));
+        return Err(OnnxError::Invalid(
+            "the graph has no input that is not an initializer".into(),
+        ));
     }
     Ok(out.into_bytes())
 }
@@ -124,7 +140,9 @@ fn value_info_name(bytes: &[u8]) -> Result<String, OnnxError> {
 fn rewrite_value_info(bytes: &[u8], rules: &[Rule; 4]) -> Result<Option<Vec<u8>>, OnnxError> {
     // ValueInfoProto.type (2) -> TypeProto.tensor_type (1) -> Tensor.shape (2).
     rewrite_nested(bytes, 2, |type_proto| {
-        rewrite_nested(type_proto, 1, |tensor| rewrite_nested(tensor, 2, |shape| rewrite_shape(shape, rules)))
+        rewrite_nested(type_proto, 1, |tensor| {
+            rewrite_nested(tensor, 2, |shape| rewrite_shape(shape, rules))
+        })
     })
 }
 

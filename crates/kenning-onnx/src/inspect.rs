@@ -103,7 +103,12 @@ fn inspect_graph(graph: &[u8], out: &mut ModelSummary) -> Result<(), OnnxError> 
         let f = f?;
         match f.number {
             1 => {
-                let mut node = NodeSummary { op_type: String::new(), name: String::new(), inputs: vec![], outputs: vec![] };
+                let mut node = NodeSummary {
+                    op_type: String::new(),
+                    name: String::new(),
+                    inputs: vec![],
+                    outputs: vec![],
+                };
                 for g in WireReader::new(f.len_payload("GraphProto.node")?) {
                     let g = g?;
                     match g.number {
@@ -117,7 +122,11 @@ fn inspect_graph(graph: &[u8], out: &mut ModelSummary) -> Result<(), OnnxError> 
                 out.nodes.push(node);
             }
             5 => {
-                let mut t = InitializerSummary { name: String::new(), dims: vec![], data_type: 0 };
+                let mut t = InitializerSummary {
+                    name: String::new(),
+                    dims: vec![],
+                    data_type: 0,
+                };
                 for g in WireReader::new(f.len_payload("GraphProto.initializer")?) {
                     let g = g?;
                     match (g.number, g.value) {
@@ -130,8 +139,12 @@ fn inspect_graph(graph: &[u8], out: &mut ModelSummary) -> Result<(), OnnxError> 
                 }
                 out.initializers.push(t);
             }
-            11 => out.inputs.push(value_info(f.len_payload("GraphProto.input")?)?),
-            12 => out.outputs.push(value_info(f.len_payload("GraphProto.output")?)?),
+            11 => out
+                .inputs
+                .push(value_info(f.len_payload("GraphProto.input")?)?),
+            12 => out
+                .outputs
+                .push(value_info(f.len_payload("GraphProto.output")?)?),
             13 => out.value_info_count += 1,
             _ => {}
         }
@@ -141,7 +154,11 @@ fn inspect_graph(graph: &[u8], out: &mut ModelSummary) -> Result<(), OnnxError> 
 
 /// Decodes a `ValueInfoProto`.
 pub(crate) fn value_info(bytes: &[u8]) -> Result<ValueInfoSummary, OnnxError> {
-    let mut v = ValueInfoSummary { name: String::new(), elem_type: 0, dims: None };
+    let mut v = ValueInfoSummary {
+        name: String::new(),
+        elem_type: 0,
+        dims: None,
+    };
     for f in WireReader::new(bytes) {
         let f = f?;
         match f.number {
@@ -156,7 +173,10 @@ pub(crate) fn value_info(bytes: &[u8]) -> Result<ValueInfoSummary, OnnxError> {
                         let tt = tt?;
                         match tt.number {
                             1 => v.elem_type = tt.varint("TypeProto.Tensor.elem_type")? as i64,
-                            2 => v.dims = Some(shape_dims(tt.len_payload("TypeProto.Tensor.shape")?)?),
+                            2 => {
+                                v.dims =
+                                    Some(shape_dims(tt.len_payload("TypeProto.Tensor.shape")?)?)
+                            }
                             _ => {}
                         }
                     }

@@ -10,6 +10,8 @@
 //! Kenning builds the dlib ResNet as ONNX at load time and patches
 //! CenterFace, so neither needs Python's `onnx` package.
 
+#![warn(missing_docs)]
+
 mod dynamic;
 mod inspect;
 pub mod model;
@@ -17,7 +19,9 @@ pub mod wire;
 
 pub use dynamic::make_dynamic_input;
 pub use inspect::{inspect, InitializerSummary, ModelSummary, NodeSummary, ValueInfoSummary};
-pub use model::{Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, TensorData, ValueInfo};
+pub use model::{
+    Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, TensorData, ValueInfo,
+};
 
 /// Errors from reading or rewriting ONNX protobuf bytes.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

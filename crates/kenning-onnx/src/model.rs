@@ -65,7 +65,11 @@ pub struct ValueInfo {
 impl ValueInfo {
     /// A tensor value of type `elem_type` and shape `dims`.
     pub fn new(name: &str, elem_type: DataType, dims: Vec<Dim>) -> Self {
-        Self { name: name.to_owned(), elem_type, dims }
+        Self {
+            name: name.to_owned(),
+            elem_type,
+            dims,
+        }
     }
 
     fn encode(&self, w: &mut ProtoWriter) {
@@ -104,19 +108,33 @@ pub struct Tensor {
 impl Tensor {
     /// A float32 tensor.
     pub fn float(name: &str, dims: Vec<i64>, values: Vec<f32>) -> Self {
-        Self { name: name.to_owned(), dims, data: TensorData::Float(values) }
+        Self {
+            name: name.to_owned(),
+            dims,
+            data: TensorData::Float(values),
+        }
     }
 
     /// An int64 tensor.
     pub fn int64(name: &str, dims: Vec<i64>, values: Vec<i64>) -> Self {
-        Self { name: name.to_owned(), dims, data: TensorData::Int64(values) }
+        Self {
+            name: name.to_owned(),
+            dims,
+            data: TensorData::Int64(values),
+        }
     }
 
     fn encode(&self, w: &mut ProtoWriter) {
         w.packed_int64(1, &self.dims);
         let (dtype, raw): (DataType, Vec<u8>) = match &self.data {
-            TensorData::Float(v) => (DataType::Float, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            TensorData::Int64(v) => (DataType::Int64, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            TensorData::Float(v) => (
+                DataType::Float,
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            TensorData::Int64(v) => (
+                DataType::Int64,
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
         };
         w.int64(2, dtype as i64);
         w.string(8, &self.name);
@@ -153,22 +171,34 @@ pub struct Attribute {
 impl Attribute {
     /// An integer-list attribute.
     pub fn ints(name: &str, v: &[i64]) -> Self {
-        Self { name: name.to_owned(), value: AttributeValue::Ints(v.to_vec()) }
+        Self {
+            name: name.to_owned(),
+            value: AttributeValue::Ints(v.to_vec()),
+        }
     }
 
     /// An integer attribute.
     pub fn int(name: &str, v: i64) -> Self {
-        Self { name: name.to_owned(), value: AttributeValue::Int(v) }
+        Self {
+            name: name.to_owned(),
+            value: AttributeValue::Int(v),
+        }
     }
 
     /// A float attribute.
     pub fn float(name: &str, v: f32) -> Self {
-        Self { name: name.to_owned(), value: AttributeValue::Float(v) }
+        Self {
+            name: name.to_owned(),
+            value: AttributeValue::Float(v),
+        }
     }
 
     /// A string attribute.
     pub fn string(name: &str, v: &str) -> Self {
-        Self { name: name.to_owned(), value: AttributeValue::String(v.to_owned()) }
+        Self {
+            name: name.to_owned(),
+            value: AttributeValue::String(v.to_owned()),
+        }
     }
 
     fn encode(&self, w: &mut ProtoWriter) {

@@ -154,7 +154,8 @@ impl<'a> WireField<'a> {
 
     /// A string field's text, or an error naming `what`.
     pub fn string(&self, what: &'static str) -> Result<&'a str, OnnxError> {
-        std::str::from_utf8(self.len_payload(what)?).map_err(|_| OnnxError::InvalidUtf8 { field: what })
+        std::str::from_utf8(self.len_payload(what)?)
+            .map_err(|_| OnnxError::InvalidUtf8 { field: what })
     }
 }
 
@@ -173,12 +174,22 @@ pub struct WireReader<'a> {
 impl<'a> WireReader<'a> {
     /// A reader over a whole message.
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0, base: 0, failed: false }
+        Self {
+            buf,
+            pos: 0,
+            base: 0,
+            failed: false,
+        }
     }
 
     /// A reader over a nested message at absolute offset `base`.
     pub fn with_base(buf: &'a [u8], base: usize) -> Self {
-        Self { buf, pos: 0, base, failed: false }
+        Self {
+            buf,
+            pos: 0,
+            base,
+            failed: false,
+        }
     }
 
     fn read_varint(&mut self) -> Result<u64, OnnxError> {
@@ -202,7 +213,11 @@ impl<'a> WireReader<'a> {
     }
 
     fn take(&mut self, n: usize, start: usize) -> Result<&'a [u8], OnnxError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(OnnxError::Truncated { offset: start })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(OnnxError::Truncated { offset: start })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -231,9 +246,18 @@ impl<'a> WireReader<'a> {
                 let b = self.take(4, start)?;
                 WireValue::Fixed32(u32::from_le_bytes(b.try_into().expect("4 bytes")))
             }
-            other => return Err(OnnxError::UnsupportedWireType { wire_type: other, offset: start }),
+            other => {
+                return Err(OnnxError::UnsupportedWireType {
+                    wire_type: other,
+                    offset: start,
+                })
+            }
         };
-        Ok(WireField { number: number as u32, value, raw: &self.buf[begin..self.pos] })
+        Ok(WireField {
+            number: number as u32,
+            value,
+            raw: &self.buf[begin..self.pos],
+        })
     }
 
     /// Offset (absolute) of the next unread byte.
@@ -288,8 +312,13 @@ mod tests {
         assert_eq!(fields[1].value, WireValue::Varint(u64::MAX));
         assert_eq!(fields[2].string("s").unwrap(), "hi");
         assert_eq!(fields[3].value, WireValue::Fixed32(1.5f32.to_bits()));
-        assert_eq!(decode_packed_varints(fields[4].len_payload("p").unwrap()).unwrap(), vec![1, -2, 150]);
-        let inner: Vec<_> = WireReader::new(fields[5].len_payload("m").unwrap()).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            decode_packed_varints(fields[4].len_payload("p").unwrap()).unwrap(),
+            vec![1, -2, 150]
+        );
+        let inner: Vec<_> = WireReader::new(fields[5].len_payload("m").unwrap())
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(inner[0].value, WireValue::Varint(7));
         let joined: Vec<u8> = fields.iter().flat_map(|f| f.raw.iter().copied()).collect();
         assert_eq!(joined, bytes);
@@ -298,7 +327,15 @@ mod tests {
     #[test]
     fn malformed_input_is_an_error() {
         // Truncated varint, length past the end, group wire type, overlong varint, field 0.
-        for bad in [&[0x08, 0x80][..], &[0x0a, 0x05, 0x01], &[0x0b], &[0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], &[0x00, 0x01]] {
+        for bad in [
+            &[0x08, 0x80][..],
+            &[0x0a, 0x05, 0x01],
+            &[0x0b],
+            &[
+                0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+            ],
+            &[0x00, 0x01],
+        ] {
             let r: Result<Vec<_>, _> = WireReader::new(bad).collect();
             assert!(r.is_err(), "{bad:?}");
         }

@@ -11,7 +11,9 @@ fn centerface() -> Option<Vec<u8>> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
     let path = dir.join("centerface.onnx");
-    std::fs::read(&path).map_err(|_| eprintln!("skipping: {} not found", path.display())).ok()
+    std::fs::read(&path)
+        .map_err(|_| eprintln!("skipping: {} not found", path.display()))
+        .ok()
 }
 
 #[test]
@@ -28,10 +30,40 @@ fn centerface_becomes_dynamic_and_keeps_its_graph() {
     assert_eq!(after.value_info_count, 0);
     assert_eq!(after.inputs.len(), 1);
     assert_eq!(after.inputs[0].name, "input.1");
-    assert_eq!(after.inputs[0].dims.clone().unwrap(), vec![Dim::param("N"), Dim::Fixed(3), Dim::param("H"), Dim::param("W")]);
-    let outs: Vec<(String, Vec<Dim>)> = after.outputs.iter().map(|o| (o.name.clone(), o.dims.clone().unwrap())).collect();
-    let expect = |name: &str, c| (name.to_owned(), vec![Dim::param("N"), Dim::Fixed(c), Dim::param("h"), Dim::param("w")]);
-    assert_eq!(outs, vec![expect("537", 1), expect("538", 2), expect("539", 2), expect("540", 10)]);
+    assert_eq!(
+        after.inputs[0].dims.clone().unwrap(),
+        vec![
+            Dim::param("N"),
+            Dim::Fixed(3),
+            Dim::param("H"),
+            Dim::param("W")
+        ]
+    );
+    let outs: Vec<(String, Vec<Dim>)> = after
+        .outputs
+        .iter()
+        .map(|o| (o.name.clone(), o.dims.clone().unwrap()))
+        .collect();
+    let expect = |name: &str, c| {
+        (
+            name.to_owned(),
+            vec![
+                Dim::param("N"),
+                Dim::Fixed(c),
+                Dim::param("h"),
+                Dim::param("w"),
+            ],
+        )
+    };
+    assert_eq!(
+        outs,
+        vec![
+            expect("537", 1),
+            expect("538", 2),
+            expect("539", 2),
+            expect("540", 10)
+        ]
+    );
     // Idempotent, and malformed bytes are errors.
     assert_eq!(make_dynamic_input(&patched).unwrap(), patched);
     for cut in [1, 1000, raw.len() / 2, raw.len() - 1] {

@@ -40,6 +40,25 @@ fn tname(kind: &str, coll: &str) -> String {
     format!("{kind}/{coll}")
 }
 
+/// Runs `$body` once for each of a collection's tables, with `$def` bound to
+/// its typed definition (the types differ, so a loop cannot do this).
+macro_rules! for_each_table {
+    ($coll:expr, $def:ident => $body:expr) => {{
+        let coll: &str = $coll;
+        for_each_table!(@one coll, T_FACES, u64, Bytes, $def => $body);
+        for_each_table!(@one coll, T_VECTORS, u64, Bytes, $def => $body);
+        for_each_table!(@one coll, T_IDS, u128, u64, $def => $body);
+        for_each_table!(@one coll, T_USERS, &str, Bytes, $def => $body);
+        for_each_table!(@one coll, T_INDEXED, (u64, u64), (), $def => $body);
+        for_each_table!(@one coll, T_ACTIVE, (u64, u64), (), $def => $body);
+    }};
+    (@one $coll:ident, $kind:ident, $k:ty, $v:ty, $def:ident => $body:expr) => {{
+        let name = tname($kind, $coll);
+        let $def = TableDefinition::<$k, $v>::new(&name);
+        $body;
+    }};
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -85,16 +104,7 @@ impl<'t> WTables<'t> {
     }
 
     fn delete(txn: &WriteTransaction, coll: &str) -> Result<()> {
-        txn.delete_table(TableDefinition::<u64, Bytes>::new(&tname(T_FACES, coll)))?;
-        txn.delete_table(TableDefinition::<u64, Bytes>::new(&tname(T_VECTORS, coll)))?;
-        txn.delete_table(TableDefinition::<u128, u64>::new(&tname(T_IDS, coll)))?;
-        txn.delete_table(TableDefinition::<&str, Bytes>::new(&tname(T_USERS, coll)))?;
-        txn.delete_table(TableDefinition::<(u64, u64), ()>::new(&tname(
-            T_INDEXED, coll,
-        )))?;
-        txn.delete_table(TableDefinition::<(u64, u64), ()>::new(&tname(
-            T_ACTIVE, coll,
-        )))?;
+        for_each_table!(coll, def => txn.delete_table(def)?);
         Ok(())
     }
 
@@ -431,7 +441,12 @@ impl Store {
             for f in faces {
                 let seq = c.next_seq;
                 c.next_seq += 1;
-                let face_id = Uuid::new_v4();
+                // A v4 collision is astronomically unlikely, but overwriting an
+                // id mapping would orphan a face, so check rather than trust.
+                let mut face_id = Uuid::new_v4();
+                while t.ids.get(face_id.as_u128())?.is_some() {
+                    face_id = Uuid::new_v4();
+                }
                 let b = f.bounding_box;
                 let row = FaceRow {
                     face_id: *face_id.as_bytes(),
@@ -906,56 +921,32 @@ impl Store {
         let path = self.dir.join(DB_FILE);
         let tmp = self.dir.join(TMP_FILE);
         let _ = std::fs::remove_file(&tmp);
-        let fresh = Database::builder().create(&tmp)?;
-        let copy = (|| {
+        let mut fresh = Database::builder().create(&tmp)?;
+        let copied = (|| {
             let from = db.begin_read()?;
             let to = fresh.begin_write()?;
             copy_table(&from, &to, META)?;
             copy_table(&from, &to, COLLECTIONS)?;
             for e in from.open_table(COLLECTIONS)?.iter()? {
                 let id = e?.0.value().to_string();
-                copy_table(
-                    &from,
-                    &to,
-                    TableDefinition::<u64, Bytes>::new(&tname(T_FACES, &id)),
-                )?;
-                copy_table(
-                    &from,
-                    &to,
-                    TableDefinition::<u64, Bytes>::new(&tname(T_VECTORS, &id)),
-                )?;
-                copy_table(
-                    &from,
-                    &to,
-                    TableDefinition::<u128, u64>::new(&tname(T_IDS, &id)),
-                )?;
-                copy_table(
-                    &from,
-                    &to,
-                    TableDefinition::<&str, Bytes>::new(&tname(T_USERS, &id)),
-                )?;
-                copy_table(
-                    &from,
-                    &to,
-                    TableDefinition::<(u64, u64), ()>::new(&tname(T_INDEXED, &id)),
-                )?;
-                copy_table(
-                    &from,
-                    &to,
-                    TableDefinition::<(u64, u64), ()>::new(&tname(T_ACTIVE, &id)),
-                )?;
+                for_each_table!(&id, def => copy_table(&from, &to, def)?);
             }
             to.commit()?;
+            // The copy grew the file in big steps; compacting it while
+            // nothing else can see it trims that slack (~45%).
+            while fresh.compact()? {}
             Ok::<_, StoreError>(())
         })();
-        drop(fresh);
-        if let Err(e) = copy {
+        if let Err(e) = copied {
+            drop(fresh);
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
+        // The open handle follows the renamed file, so there is no window in
+        // which the store points at a file that is no longer the store.
         std::fs::rename(&tmp, &path)?;
+        *db = fresh;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        *db = Database::builder().create(&path)?;
         Ok(())
     }
 

@@ -146,7 +146,15 @@ fn crash_child() {
                     let _ = store.associate_faces(MAIN, &user, &[face]);
                 }
             }
-            90..=99 => {
+            90..=92 => {
+                // Kills also land inside the copy-and-rename of a compaction.
+                writeln!(out, "compacting").unwrap();
+                out.flush().unwrap();
+                store.compact().unwrap();
+                writeln!(out, "compacted").unwrap();
+                out.flush().unwrap();
+            }
+            93..=99 => {
                 let coll = format!("tmp-{}", rng.next());
                 ensure_collection(&store, &coll);
                 add(&store, &mut rng, &coll, 3, &mut out);
@@ -170,6 +178,8 @@ struct Acks {
     colls_deleting: HashSet<String>,
     colls_deleted: HashSet<String>,
     opens: usize,
+    compactions: usize,
+    compactions_started: usize,
 }
 
 impl Acks {
@@ -185,6 +195,8 @@ impl Acks {
             ["deleting", id] => drop(self.deleting.insert(id.to_string())),
             ["deleted", id] => drop(self.deleted.insert(id.to_string())),
             ["opened", _] => self.opens += 1,
+            ["compacting"] => self.compactions_started += 1,
+            ["compacted"] => self.compactions += 1,
             _ => {} // libtest's own chatter
         }
     }
@@ -272,10 +284,12 @@ fn acknowledged_writes_survive_kill_9() {
     }
     let in_flight = acks.deleting.difference(&acks.deleted).count();
     eprintln!(
-        "crash test: {KILLS} kills, {} child opens, {} faces acknowledged, {} deletions acknowledged \
+        "crash test: {KILLS} kills, {} child opens, {} compactions ({} cut short by a kill), {} faces acknowledged, {} deletions acknowledged \
          ({in_flight} in flight at a kill), {} collections deleted, {checked} faces verified \
          byte-exact, nothing lost, {:.1}s",
         acks.opens,
+        acks.compactions,
+        acks.compactions_started - acks.compactions,
         acks.faces.len(),
         acks.deleted.len(),
         acks.colls_deleted.len(),

@@ -36,6 +36,9 @@ struct CacheLine {
     embedding: Option<Vec<f32>>,
 }
 
+/// An embedding, or `None` when no face was found.
+type Embedding = Option<Vec<f32>>;
+
 /// Who enrolled and who did not.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct EnrolmentReport {
@@ -78,7 +81,11 @@ impl EnrolmentReport {
             s.push_str(&format!(
                 "\nNot enrolled: {}{}\n",
                 listed[..listed.len().min(20)].join(", "),
-                if more > 0 { format!(" and {more} more (all listed in the JSON)") } else { String::new() }
+                if more > 0 {
+                    format!(" and {more} more (all listed in the JSON)")
+                } else {
+                    String::new()
+                }
             ));
         }
         s
@@ -112,7 +119,11 @@ impl Embedder {
             working_size: ctx.working_size,
             min_confidence: ctx.min_confidence,
         };
-        Ok(Self { pipeline, settings, cache })
+        Ok(Self {
+            pipeline,
+            settings,
+            cache,
+        })
     }
 
     /// Embeds the largest face of each photo. `names` are how photos are
@@ -128,17 +139,27 @@ impl Embedder {
             })
             .collect();
         let mut cached = self.read_cache()?;
-        let mut out: Vec<Option<Option<Vec<f32>>>> =
-            keys.iter().map(|k| cached.remove(k)).collect();
+        let mut out: Vec<Option<Embedding>> = keys.iter().map(|k| cached.remove(k)).collect();
         let from_cache = out.iter().filter(|e| e.is_some()).count();
-        let todo: Vec<PathBuf> = paths.iter().zip(&out).filter(|(_, e)| e.is_none()).map(|(p, _)| p.clone()).collect();
-        let index: HashMap<&PathBuf, usize> = paths.iter().enumerate().map(|(i, p)| (p, i)).collect();
-        let results: Mutex<Vec<(usize, Result<Option<Vec<f32>>, String>)>> = Mutex::new(Vec::new());
+        let todo: Vec<PathBuf> = paths
+            .iter()
+            .zip(&out)
+            .filter(|(_, e)| e.is_none())
+            .map(|(p, _)| p.clone())
+            .collect();
+        let index: HashMap<&PathBuf, usize> =
+            paths.iter().enumerate().map(|(i, p)| (p, i)).collect();
+        let results: Mutex<Vec<(usize, Result<Embedding, String>)>> = Mutex::new(Vec::new());
         batch::run(&todo, |p| {
             let r = load(p).and_then(|img| self.pipeline.analyze(&img, true).map_err(wire));
             let failed = r.as_ref().err().map(|e| format!("{e:#}"));
-            let r = r.map(|faces| faces.into_iter().next().and_then(|f| f.embedding)).map_err(|e| format!("{e:#}"));
-            results.lock().map_err(|_| anyhow!("poisoned"))?.push((index[p], r));
+            let r = r
+                .map(|faces| faces.into_iter().next().and_then(|f| f.embedding))
+                .map_err(|e| format!("{e:#}"));
+            results
+                .lock()
+                .map_err(|_| anyhow!("poisoned"))?
+                .push((index[p], r));
             match failed {
                 Some(e) => Err(anyhow!(e)),
                 None => Ok(None),
@@ -177,7 +198,11 @@ impl Embedder {
         }
         report.unreadable.sort();
         report.enrolled = embeddings.iter().filter(|e| e.is_some()).count();
-        report.failure_to_enrol_rate = if paths.is_empty() { 0.0 } else { 1.0 - report.enrolled as f64 / paths.len() as f64 };
+        report.failure_to_enrol_rate = if paths.is_empty() {
+            0.0
+        } else {
+            1.0 - report.enrolled as f64 / paths.len() as f64
+        };
         if report.enrolled < report.photos {
             eprintln!(
                 "kenning: {} of {} photos not enrolled ({} without a face found); they are left out and listed in the report",
@@ -190,9 +215,11 @@ impl Embedder {
     }
 
     /// Cached embeddings made with the current settings, keyed by (file, bytes).
-    fn read_cache(&self) -> Result<HashMap<(String, u64), Option<Vec<f32>>>> {
+    fn read_cache(&self) -> Result<HashMap<(String, u64), Embedding>> {
         let mut map = HashMap::new();
-        let Some(path) = &self.cache else { return Ok(map) };
+        let Some(path) = &self.cache else {
+            return Ok(map);
+        };
         let file = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(map),
@@ -210,7 +237,9 @@ impl Embedder {
     }
 
     fn append_cache(&self, lines: &[CacheLine]) -> Result<()> {
-        let (Some(path), false) = (&self.cache, lines.is_empty()) else { return Ok(()) };
+        let (Some(path), false) = (&self.cache, lines.is_empty()) else {
+            return Ok(());
+        };
         let mut text = String::new();
         for l in lines {
             text.push_str(&serde_json::to_string(l)?);
@@ -221,7 +250,8 @@ impl Embedder {
             .append(true)
             .open(path)
             .with_context(|| format!("opening cache {}", path.display()))?;
-        f.write_all(text.as_bytes()).with_context(|| format!("writing cache {}", path.display()))
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("writing cache {}", path.display()))
     }
 }
 
