@@ -1074,3 +1074,57 @@ fn find_identity(map: &HashMap<PathBuf, String>, p: &Path) -> Option<String> {
     let comps: Vec<_> = p.components().collect();
     (0..comps.len()).find_map(|k| map.get(&comps[k..].iter().collect::<PathBuf>()).cloned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_match_by_path_suffix() {
+        let map: HashMap<PathBuf, String> = [("images/s1/1.pgm", "a"), ("2.pgm", "b")]
+            .into_iter()
+            .map(|(f, id)| (PathBuf::from(f), id.to_string()))
+            .collect();
+        let got = |p: &str| find_identity(&map, Path::new(p));
+        assert_eq!(got("../data/orl/images/s1/1.pgm").as_deref(), Some("a"));
+        assert_eq!(got("/x/2.pgm").as_deref(), Some("b"));
+        assert_eq!(got("images/s2/1.pgm"), None);
+    }
+
+    #[test]
+    fn a_listed_gallery_makes_the_rest_mated_or_unmated() {
+        let list = std::env::temp_dir().join(format!("kenning-gallery-{}.txt", std::process::id()));
+        std::fs::write(&list, "a1.jpg\n\nb1.jpg\n").unwrap();
+        let files = ["a1.jpg", "a2.jpg", "b1.jpg", "c1.jpg", "c2.jpg"];
+        let ids = ["a", "a", "b", "c", "c"];
+        let split = gallery_from_list(&list, &files, &ids).unwrap();
+        std::fs::remove_file(&list).unwrap();
+        assert_eq!(split.gallery, [0, 2]);
+        assert_eq!(split.mated_probes, [1]);
+        assert_eq!(split.unmated_probes, [3, 4]);
+    }
+
+    #[test]
+    fn similarity_rows_count_errors_at_the_table_distance() {
+        // log10 FMR 0 at distance 1, -4 at 0.5: Similarity 80 is distance 0.5.
+        let table = CalibrationTable {
+            recogniser: "t".into(),
+            source: "test".into(),
+            impostor_pairs: 1000,
+            points: vec![(0.0, 1.0), (-4.0, 0.5)],
+        };
+        let p = |score, same| ScoredPair {
+            score,
+            same,
+            fold: None,
+        };
+        let pairs = [p(0.4, true), p(0.6, true), p(0.45, false), p(0.9, false)];
+        let rows = similarity_rows(&table, &[80.0], &pairs);
+        assert!((rows[0].distance - 0.5).abs() < 1e-9);
+        assert_eq!(rows[0].fnmr, Some(0.5));
+        assert_eq!(
+            (rows[0].false_matches, rows[0].observed_fmr),
+            (1, Some(0.5))
+        );
+    }
+}

@@ -37,6 +37,12 @@ fn fmt_ci(lo: Option<f64>, hi: Option<f64>) -> String {
     }
 }
 
+/// A group name for a Markdown table cell: group names join label values
+/// with `|`, which would otherwise split the cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
 fn fmt_threshold(t: Option<f32>) -> String {
     t.map_or("-".into(), |t| format!("{t:.4}"))
 }
@@ -165,7 +171,7 @@ impl ToMarkdown for DetectionReport {
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} |",
-                    g.group,
+                    cell(&g.group),
                     g.counts.images,
                     g.counts.faces,
                     g.counts.found,
@@ -191,7 +197,7 @@ fn rate_table(s: &mut String, what: &str, rates: &[GroupRate], ratio: Option<&Ra
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} |",
-            r.group,
+            cell(&r.group),
             r.subjects,
             r.pairs,
             r.errors,
@@ -213,7 +219,8 @@ fn rate_table(s: &mut String, what: &str, rates: &[GroupRate], ratio: Option<&Ra
         let _ = writeln!(
             s,
             "\nMax/min {what} ratio: **{value}** ({} / {}{ci}).",
-            q.max_group, q.min_group
+            cell(&q.max_group),
+            cell(&q.min_group)
         );
     }
     s.push('\n');

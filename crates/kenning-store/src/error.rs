@@ -87,9 +87,6 @@ pub enum StoreError {
         /// The per-user limit (Rekognition: 100).
         limit: usize,
     },
-    /// A maintenance operation (compaction) needs no reads in flight; try again.
-    #[error("store busy: {0}")]
-    Busy(&'static str),
     /// The data directory holds a store this version cannot read.
     #[error("store format {found} is not supported (this build reads {supported})")]
     UnsupportedFormat {
@@ -149,7 +146,6 @@ impl WireError for StoreError {
                 ErrorCode::ResourceNotFoundException
             }
             CollectionExists(_) | UserExists(_) => ErrorCode::ResourceAlreadyExistsException,
-            Busy(_) => ErrorCode::ThrottlingException,
             UnsupportedFormat { .. } | Corrupt(_) | Db(_) | Io(_) => ErrorCode::InternalServerError,
         }
     }

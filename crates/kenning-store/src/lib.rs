@@ -19,9 +19,19 @@
 //! ((ms, seq) -> (), for retention range scans).
 //!
 //! # Erasure
-//! Deleting a face removes it from all six tables in one transaction; the
-//! freed pages still hold old bytes until reused, so [`Store::compact`]
-//! rewrites and truncates the file when deletion must be physical.
+//! Deleting a face removes it from all six tables in one transaction, but
+//! redb's copy-on-write pages keep old bytes until reused (its own in-place
+//! compaction leaves some too), so [`Store::compact`] copies the live records
+//! into a fresh file and renames it over the old one. Run it after retention
+//! passes and erasure requests; a test greps the file to prove the vectors
+//! are gone.
+//!
+//! # Size and speed (200k faces, 128-d, one core, release)
+//! About 740 bytes per face once compacted (594 of them the embedding's
+//! B-tree), 1350 between compactions (redb grows the file in steps); ~20k
+//! faces/s added in batches of 1000; 1-3 M vectors/s scanned for an index
+//! rebuild; open in ~10 ms; compaction ~15 us per face, during which
+//! writers wait and readers do not.
 
 #![warn(missing_docs)]
 

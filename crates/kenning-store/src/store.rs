@@ -1,6 +1,7 @@
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{
@@ -216,15 +217,47 @@ fn paginate<T>(mut items: Vec<T>, max: usize, token_of: impl Fn(&T) -> String) -
     Page { items, next_token }
 }
 
+/// An open database file. `compact` replaces the file and retires the old
+/// handle; writers that queued on a retired handle retry on the new one.
+struct Handle {
+    db: Database,
+    retired: AtomicBool,
+}
+
+impl Handle {
+    fn new(db: Database) -> Arc<Self> {
+        Arc::new(Handle {
+            db,
+            retired: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A read transaction and the handle it reads from, kept alive together.
+struct Snapshot {
+    // Declared first so it is dropped before the handle.
+    txn: ReadTransaction,
+    _handle: Arc<Handle>,
+}
+
+impl std::ops::Deref for Snapshot {
+    type Target = ReadTransaction;
+    fn deref(&self) -> &ReadTransaction {
+        &self.txn
+    }
+}
+
 /// The durable store: one redb file in the data directory holding every
 /// collection, face, embedding and user. Cheap to share (`Arc<Store>`); reads
-/// run on MVCC snapshots and never wait for a writer, writes are serialised
-/// by redb and durable (fsync) when the call returns.
+/// run on MVCC snapshots and never wait for a writer (not even for
+/// [`Store::compact`]), writes are serialised by redb and durable (fsync)
+/// when the call returns.
 pub struct Store {
     dir: PathBuf,
-    // The lock is only taken exclusively by `compact`, which needs `&mut
-    // Database`; every other operation shares it.
-    db: RwLock<Database>,
+    // Held only long enough to clone or swap the Arc.
+    current: RwLock<Arc<Handle>>,
+    // One compaction at a time.
+    compacting: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -249,7 +282,8 @@ impl Store {
         let db = Database::builder().create(dir.join(DB_FILE))?;
         let store = Store {
             dir,
-            db: RwLock::new(db),
+            current: RwLock::new(Handle::new(db)),
+            compacting: Mutex::new(()),
         };
         store.write(|txn| {
             let mut meta = txn.open_table(META)?;
@@ -278,20 +312,34 @@ impl Store {
         &self.dir
     }
 
-    fn db(&self) -> RwLockReadGuard<'_, Database> {
-        // A panic elsewhere cannot leave the Database half-updated (redb's
-        // transactions are atomic), so a poisoned lock is still usable.
-        self.db.read().unwrap_or_else(|e| e.into_inner())
+    fn handle(&self) -> Arc<Handle> {
+        // The lock only guards an Arc swap, so a poisoned lock is still sound.
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    fn read(&self) -> Result<ReadTransaction> {
-        Ok(self.db().begin_read()?)
+    fn read(&self) -> Result<Snapshot> {
+        let handle = self.handle();
+        Ok(Snapshot {
+            txn: handle.db.begin_read()?,
+            _handle: handle,
+        })
     }
 
     /// Runs `f` in a write transaction and commits durably; on error nothing is written.
     fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
-        let db = self.db();
-        let mut txn = db.begin_write()?;
+        let (_handle, mut txn) = loop {
+            let handle = self.handle();
+            let txn = handle.db.begin_write()?;
+            // We may have queued behind a compaction that has since replaced
+            // the file; writing to the retired one would be lost.
+            if !handle.retired.load(Ordering::Acquire) {
+                break (handle, txn);
+            }
+            txn.abort()?;
+        };
         // Quick repair stores the allocator state with each commit, so opening
         // after kill -9 is instant instead of a walk over the whole file.
         txn.set_quick_repair(true);
@@ -555,7 +603,7 @@ impl Store {
         let range = RTables::open(&txn, collection)?.vectors.range::<u64>(..)?;
         Ok(Embeddings {
             range,
-            _txn: txn,
+            _snapshot: txn,
             generation: c.generation,
             len: c.face_count,
             dim: c.dim,
@@ -897,33 +945,24 @@ impl Store {
 
     /// Rewrites the database into a fresh file holding only live records and
     /// atomically replaces the old one, so deleted faces' vectors and metadata
-    /// are gone from the file (redb's in-place `compact` leaves old bytes in
+    /// are gone from the file (redb's in-place compaction leaves old bytes in
     /// pages it does not move). Call after deletions that must be physical
-    /// (retention, erasure requests, DeleteCollection). Takes the store
-    /// exclusively while it copies; fails with `Busy` while an [`Embeddings`]
-    /// iterator is alive. Crash-safe: until the rename the old file is
-    /// intact, after it the new one is complete and durable.
+    /// (retention, erasure requests, DeleteCollection). Writers wait while it
+    /// copies (about 30 us per face); readers carry on. Crash-safe: until the
+    /// rename the old file is intact, after it the new one is complete and
+    /// durable.
     pub fn compact(&self) -> Result<()> {
-        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
-        // redb's own compaction refuses while a snapshot (an `Embeddings`
-        // iterator) is alive, which is exactly when swapping the file would
-        // be wrong; it also shrinks what the copy below has to read.
-        loop {
-            match db.compact() {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(redb::CompactionError::TransactionInProgress) => {
-                    return Err(StoreError::Busy("a read snapshot is open"))
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let _one = self.compacting.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.handle();
+        // Holding the write lock freezes the old file: the snapshot below is
+        // then everything that will ever be committed to it.
+        let freeze = old.db.begin_write()?;
         let path = self.dir.join(DB_FILE);
         let tmp = self.dir.join(TMP_FILE);
         let _ = std::fs::remove_file(&tmp);
-        let mut fresh = Database::builder().create(&tmp)?;
         let copied = (|| {
-            let from = db.begin_read()?;
+            let mut fresh = Database::builder().create(&tmp)?;
+            let from = old.db.begin_read()?;
             let to = fresh.begin_write()?;
             copy_table(&from, &to, META)?;
             copy_table(&from, &to, COLLECTIONS)?;
@@ -935,17 +974,22 @@ impl Store {
             // The copy grew the file in big steps; compacting it while
             // nothing else can see it trims that slack (~45%).
             while fresh.compact()? {}
-            Ok::<_, StoreError>(())
+            // The open handle follows the renamed file.
+            std::fs::rename(&tmp, &path)?;
+            Ok::<_, StoreError>(fresh)
         })();
-        if let Err(e) = copied {
-            drop(fresh);
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        // The open handle follows the renamed file, so there is no window in
-        // which the store points at a file that is no longer the store.
-        std::fs::rename(&tmp, &path)?;
-        *db = fresh;
+        let fresh = match copied {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                freeze.abort()?;
+                return Err(e);
+            }
+        };
+        // Retire before releasing the freeze so queued writers retry on the new file.
+        old.retired.store(true, Ordering::Release);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Handle::new(fresh);
+        freeze.abort()?;
         std::fs::File::open(&self.dir)?.sync_all()?;
         Ok(())
     }
@@ -1035,11 +1079,12 @@ impl Store {
 }
 
 /// Iterator over a collection's (seq, embedding) pairs from one snapshot; see
-/// [`Store::embeddings`]. Holding it pins the snapshot (and blocks `compact`).
+/// [`Store::embeddings`]. Holding it pins the snapshot (and, across a
+/// `compact`, the old file) until dropped.
 pub struct Embeddings {
-    // Declared before `_txn` so it is dropped first.
+    // Declared before the snapshot so it is dropped first.
     range: redb::Range<'static, u64, Bytes>,
-    _txn: ReadTransaction,
+    _snapshot: Snapshot,
     generation: u64,
     len: u64,
     dim: u32,

@@ -228,7 +228,7 @@ pub struct Page<T> {
     pub next_token: Option<String>,
 }
 
-/// Result of [`crate::Store::verify`]: cross-table consistency of one collection.
+/// Result of [`crate::Store::verify`]: cross-table consistency of every collection.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VerifyReport {
     /// Collections checked.

@@ -722,21 +722,33 @@ fn delete_collection_removes_everything_and_survives_reopen() {
 }
 
 #[test]
-fn compact_waits_for_no_snapshot_and_keeps_data() {
+fn compact_keeps_snapshots_readable_and_racing_writes_durable() {
     let (dir, store, ids) = with_faces(50);
     store
         .delete_faces("c", &ids[..25], OnAssociated::Refuse)
         .unwrap();
-    let it = store.embeddings("c").unwrap();
-    // An open snapshot pins the old file; compaction must not pull it away.
-    assert!(matches!(store.compact(), Err(StoreError::Busy(_))));
-    drop(it);
-    store.compact().unwrap();
-    assert_eq!(store.embeddings("c").unwrap().count(), 25);
-    store.add_faces("c", &model(), vec![face(9.0)]).unwrap();
+    let mut it = store.embeddings("c").unwrap();
+    assert_eq!(it.next().unwrap().unwrap().0, 26);
+    let store = Arc::new(store);
+    // Writers racing compactions must land in the file that stays.
+    let writer = {
+        let s = store.clone();
+        std::thread::spawn(move || {
+            for i in 0..20 {
+                s.add_faces("c", &model(), vec![face(i as f32)]).unwrap();
+            }
+        })
+    };
+    for _ in 0..3 {
+        store.compact().unwrap();
+    }
+    writer.join().unwrap();
+    assert_eq!(it.count(), 24, "an open snapshot keeps reading what it saw");
+    assert_eq!(store.describe_collection("c").unwrap().face_count, 45);
     drop(store);
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.describe_collection("c").unwrap().face_count, 26);
+    assert_eq!(store.embeddings("c").unwrap().count(), 45);
+    assert!(store.verify().unwrap().problems.is_empty());
     assert!(!dir.path().join("store.redb.compacting").exists());
 }
 
