@@ -16,7 +16,11 @@ pub fn run<F>(paths: &[PathBuf], work: F) -> usize
 where
     F: Fn(&PathBuf) -> anyhow::Result<Option<String>> + Sync,
 {
-    let bar = if paths.len() > 1 { ProgressBar::new(paths.len() as u64) } else { ProgressBar::hidden() };
+    let bar = if paths.len() > 1 {
+        ProgressBar::new(paths.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -53,9 +57,12 @@ where
             failed
         })
     };
-    paths.par_iter().enumerate().for_each_with(tx, |tx, (i, p)| {
-        let _ = tx.send((i, work(p)));
-    });
+    paths
+        .par_iter()
+        .enumerate()
+        .for_each_with(tx, |tx, (i, p)| {
+            let _ = tx.send((i, work(p)));
+        });
     let failed = printer.join().unwrap_or(paths.len());
     bar.finish_and_clear();
     failed

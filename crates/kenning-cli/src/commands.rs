@@ -51,7 +51,9 @@ pub fn detect(ctx: &Context, images: &[String]) -> Result<i32> {
     let failed = batch::run(&paths, |p| {
         let faces = pipeline.detect(&load(p)?).map_err(wire)?;
         let details: Vec<_> = faces.into_iter().map(|f| f.detail).collect();
-        Ok(Some(json!({ "File": p, "FaceDetails": details }).to_string()))
+        Ok(Some(
+            json!({ "File": p, "FaceDetails": details }).to_string(),
+        ))
     });
     Ok(exit_code(failed))
 }
@@ -83,8 +85,12 @@ pub fn compare(ctx: &Context, source: &Path, target: &Path, threshold: f64) -> R
     }
     let pipeline = ctx.pipeline()?;
     let (s, t) = rayon::join(|| load(source), || load(target));
-    let (s, t) = (s.with_context(|| source.display().to_string())?, t.with_context(|| target.display().to_string())?);
-    let result = kenning_models::compare::compare_faces(&pipeline, &s, &t, threshold, 100).map_err(wire)?;
+    let (s, t) = (
+        s.with_context(|| source.display().to_string())?,
+        t.with_context(|| target.display().to_string())?,
+    );
+    let result =
+        kenning_models::compare::compare_faces(&pipeline, &s, &t, threshold, 100).map_err(wire)?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(0)
 }
@@ -104,12 +110,19 @@ pub fn models(ctx: &Context, cmd: ModelsCommand) -> Result<i32> {
     match cmd {
         ModelsCommand::Export { out } => {
             std::fs::create_dir_all(&out)?;
-            let read = |f: &str| std::fs::read(ctx.models.join(f)).with_context(|| format!("reading {f}"));
-            let resnet = kenning_dlib::resnet::to_onnx(&read("dlib_face_recognition_resnet_model_v1.dat")?)?;
+            let read =
+                |f: &str| std::fs::read(ctx.models.join(f)).with_context(|| format!("reading {f}"));
+            let resnet =
+                kenning_dlib::resnet::to_onnx(&read("dlib_face_recognition_resnet_model_v1.dat")?)?;
             std::fs::write(out.join("dlib_resnet_v1.onnx"), resnet.model)?;
-            let centerface = kenning_onnx::make_dynamic_input(&read(kenning_models::detector::CENTERFACE_FILE)?)?;
+            let centerface = kenning_onnx::make_dynamic_input(&read(
+                kenning_models::detector::CENTERFACE_FILE,
+            )?)?;
             std::fs::write(out.join("centerface_dynamic.onnx"), centerface)?;
-            eprintln!("kenning: wrote dlib_resnet_v1.onnx and centerface_dynamic.onnx to {}", out.display());
+            eprintln!(
+                "kenning: wrote dlib_resnet_v1.onnx and centerface_dynamic.onnx to {}",
+                out.display()
+            );
             Ok(0)
         }
     }

@@ -38,7 +38,9 @@ pub fn expand(args: &[String]) -> Result<Vec<PathBuf>> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -68,7 +70,10 @@ mod tests {
             std::fs::write(dir.join(f), b"x").unwrap();
         }
         let got = expand(&[dir.display().to_string()]).unwrap();
-        let names: Vec<_> = got.iter().map(|p| p.strip_prefix(&dir).unwrap().display().to_string()).collect();
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+            .collect();
         assert_eq!(names, ["a.PNG", "b.jpg", "sub/c.webp"]);
         let globbed = expand(&[format!("{}/*.jpg", dir.display())]).unwrap();
         assert_eq!(globbed.len(), 1);

@@ -2,6 +2,7 @@
 
 mod batch;
 mod commands;
+mod gallery;
 mod eval;
 mod inputs;
 
@@ -26,6 +27,8 @@ struct Cli {
     /// Minimum detector confidence (0-100) for a face.
     #[arg(long, global = true, default_value_t = kenning_models::DetectorConfig::default().min_score * 100.0)]
     min_confidence: f32,
+    #[command(flatten)]
+    data: gallery::DataArgs,
     /// Recogniser manifest (default: the built-in dlib ResNet).
     #[arg(long, global = true)]
     manifest: Option<PathBuf>,
@@ -65,6 +68,19 @@ enum Command {
     /// Measure accuracy and demographic differentials on labelled photos.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
+    /// Create, list, describe or delete collections.
+    #[command(subcommand)]
+    Collection(gallery::CollectionCommand),
+    /// Add the faces of images to a collection (IndexFaces).
+    Index(gallery::IndexArgs),
+    /// Search a collection by image (SearchFacesByImage) or by FaceId (SearchFaces).
+    Search(gallery::SearchArgs),
+    /// List or delete a collection's faces.
+    #[command(subcommand)]
+    Faces(gallery::FacesCommand),
+    /// Users: create, delete, list, associate, disassociate, search.
+    #[command(subcommand)]
+    Users(gallery::UsersCommand),
     /// Work with model files.
     #[command(subcommand)]
     Models(commands::ModelsCommand),
@@ -83,7 +99,9 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32> {
     if let Some(n) = cli.threads {
-        rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global()?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()?;
     }
     let ctx = commands::Context {
         models: cli.models,
@@ -95,9 +113,18 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Detect { images } => commands::detect(&ctx, &images),
         Command::Embed { images, largest } => commands::embed(&ctx, &images, largest),
-        Command::Compare { source, target, threshold } => commands::compare(&ctx, &source, &target, threshold),
+        Command::Compare {
+            source,
+            target,
+            threshold,
+        } => commands::compare(&ctx, &source, &target, threshold),
         Command::Calibrate(args) => eval::calibrate(&ctx, &args),
         Command::Eval(cmd) => eval::run(&ctx, cmd),
+        Command::Collection(cmd) => gallery::collection(&ctx, &cli.data, cmd),
+        Command::Index(args) => gallery::index(&ctx, &cli.data, &args),
+        Command::Search(args) => gallery::search(&ctx, &cli.data, &args),
+        Command::Faces(cmd) => gallery::faces(&ctx, &cli.data, cmd),
+        Command::Users(cmd) => gallery::users(&ctx, &cli.data, cmd),
         Command::Models(cmd) => commands::models(&ctx, cmd),
     }
 }

@@ -16,7 +16,10 @@ fn kenning(args: &[&str]) -> Output {
 }
 
 fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -31,7 +34,9 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn detect_reports_each_file_and_survives_bad_ones() {
-    let Some(data) = common::data("detect_reports_each_file_and_survives_bad_ones") else { return };
+    let Some(data) = common::data("detect_reports_each_file_and_survives_bad_ones") else {
+        return;
+    };
     let dir = temp_dir("detect");
     let good = data.join("misc/face_recognition/examples/two_people.jpg");
     let bytes = std::fs::read(&good).unwrap();
@@ -58,7 +63,10 @@ fn detect_reports_each_file_and_survives_bad_ones() {
         assert!(f["Quality"]["Brightness"].as_f64().unwrap() > 0.0);
     }
     for bad in ["b_empty.jpg", "c_truncated.jpg", "d_text.png"] {
-        let line = stderr.lines().find(|l| l.contains(bad)).unwrap_or_else(|| panic!("no error for {bad}: {stderr}"));
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(bad))
+            .unwrap_or_else(|| panic!("no error for {bad}: {stderr}"));
         assert!(line.contains("InvalidImageFormatException"), "{line}");
     }
     std::fs::remove_dir_all(dir).unwrap();
@@ -66,9 +74,19 @@ fn detect_reports_each_file_and_survives_bad_ones() {
 
 #[test]
 fn embed_largest_gives_one_128_float_vector() {
-    let Some(data) = common::data("embed_largest_gives_one_128_float_vector") else { return };
-    let out = kenning(&["embed", "--largest", s(&data.join("misc/face_recognition/examples/two_people.jpg"))]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let Some(data) = common::data("embed_largest_gives_one_128_float_vector") else {
+        return;
+    };
+    let out = kenning(&[
+        "embed",
+        "--largest",
+        s(&data.join("misc/face_recognition/examples/two_people.jpg")),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = json_lines(&out);
     let faces = lines[0]["Faces"].as_array().unwrap();
     assert_eq!(faces.len(), 1);
@@ -77,26 +95,53 @@ fn embed_largest_gives_one_128_float_vector() {
 
 #[test]
 fn compare_matches_the_same_person_and_not_another() {
-    let Some(data) = common::data("compare_matches_the_same_person_and_not_another") else { return };
+    let Some(data) = common::data("compare_matches_the_same_person_and_not_another") else {
+        return;
+    };
     let fr = data.join("misc/face_recognition");
     // dlib's ResNet puts these two photos of one man at distance ~0.35,
     // which UTKFace's impostors reach about once in 3,000 pairs: Similarity
     // ~75, below Rekognition's default 80 (see docs/accuracy.md).
-    let same = kenning(&["compare", "--threshold", "70", s(&fr.join("obama.jpg")), s(&fr.join("obama2.jpg"))]);
-    assert!(same.status.success(), "{}", String::from_utf8_lossy(&same.stderr));
+    let same = kenning(&[
+        "compare",
+        "--threshold",
+        "70",
+        s(&fr.join("obama.jpg")),
+        s(&fr.join("obama2.jpg")),
+    ]);
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
     let r = &json_lines(&same)[0];
     let matches = r["FaceMatches"].as_array().unwrap();
     assert_eq!(matches.len(), 1, "{r}");
     assert!(matches[0]["Similarity"].as_f64().unwrap() >= 70.0);
-    assert!(r["SourceImageFace"]["BoundingBox"]["Width"].as_f64().unwrap() > 0.1);
+    assert!(
+        r["SourceImageFace"]["BoundingBox"]["Width"]
+            .as_f64()
+            .unwrap()
+            > 0.1
+    );
 
     // At threshold 0 every face is a match, so Biden's Similarity shows.
-    let other = kenning(&["compare", "--threshold", "0", s(&fr.join("obama.jpg")), s(&fr.join("biden.jpg"))]);
+    let other = kenning(&[
+        "compare",
+        "--threshold",
+        "0",
+        s(&fr.join("obama.jpg")),
+        s(&fr.join("biden.jpg")),
+    ]);
     let r = &json_lines(&other)[0];
     let matches = r["FaceMatches"].as_array().unwrap();
     assert_eq!(matches.len(), 1, "{r}");
     assert!(matches[0]["Similarity"].as_f64().unwrap() < 50.0, "{r}");
-    let strict = kenning(&["compare", s(&fr.join("obama.jpg")), s(&fr.join("biden.jpg"))]);
+    let strict = kenning(&[
+        "compare",
+        s(&fr.join("obama.jpg")),
+        s(&fr.join("biden.jpg")),
+    ]);
     let r = &json_lines(&strict)[0];
     assert_eq!(r["FaceMatches"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(r["UnmatchedFaces"].as_array().unwrap().len(), 1, "{r}");
@@ -104,12 +149,18 @@ fn compare_matches_the_same_person_and_not_another() {
 
 #[test]
 fn compare_without_a_source_face_is_an_invalid_parameter() {
-    let Some(data) = common::data("compare_without_a_source_face_is_an_invalid_parameter") else { return };
+    let Some(data) = common::data("compare_without_a_source_face_is_an_invalid_parameter") else {
+        return;
+    };
     let dir = temp_dir("noface");
     // A flat grey image has no face.
     let grey = kenning_image::RgbImage::from_pixel(200, 200, image::Rgb([128, 128, 128]));
     grey.save(dir.join("grey.png")).unwrap();
-    let out = kenning(&["compare", s(&dir.join("grey.png")), s(&data.join("misc/face_recognition/obama.jpg"))]);
+    let out = kenning(&[
+        "compare",
+        s(&dir.join("grey.png")),
+        s(&data.join("misc/face_recognition/obama.jpg")),
+    ]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("InvalidParameterException"), "{stderr}");

@@ -20,7 +20,12 @@ fn read_boxes(text: &str) -> Vec<Truth> {
             let n = |i: usize| f[i].trim().parse::<f64>().unwrap();
             Truth {
                 file: f[0].to_owned(),
-                bbox: PixelBox { left: n(1), top: n(2), right: n(1) + n(3), bottom: n(2) + n(4) },
+                bbox: PixelBox {
+                    left: n(1),
+                    top: n(2),
+                    right: n(1) + n(3),
+                    bottom: n(2) + n(4),
+                },
                 ignore: f.get(5).is_some_and(|v| v.trim() == "1"),
             }
         })
@@ -34,7 +39,9 @@ fn read_boxes(text: &str) -> Vec<Truth> {
 /// detection paired with an ignored box counts neither way.
 #[test]
 fn centerface_finds_the_annotated_faces() {
-    let Some(data) = common::data("centerface_finds_the_annotated_faces") else { return };
+    let Some(data) = common::data("centerface_finds_the_annotated_faces") else {
+        return;
+    };
     let dir = data.join("detection/dlib");
     let truth = read_boxes(&std::fs::read_to_string(dir.join("boxes.csv")).unwrap());
     let mut files: Vec<&str> = truth.iter().map(|t| t.file.as_str()).collect();
@@ -47,7 +54,12 @@ fn centerface_finds_the_annotated_faces() {
             .iter()
             .map(|d| {
                 let r = dlib_rect(d);
-                PixelBox { left: r.left as f64, top: r.top as f64, right: r.right as f64 + 1.0, bottom: r.bottom as f64 + 1.0 }
+                PixelBox {
+                    left: r.left as f64,
+                    top: r.top as f64,
+                    right: r.right as f64 + 1.0,
+                    bottom: r.bottom as f64 + 1.0,
+                }
             })
             .collect();
         let gts: Vec<&Truth> = truth.iter().filter(|t| t.file == file).collect();
@@ -69,7 +81,11 @@ fn centerface_finds_the_annotated_faces() {
             }
         }
         counted += gts.iter().filter(|t| !t.ignore).count();
-        found += gts.iter().zip(&gt_used).filter(|(t, &u)| u && !t.ignore).count();
+        found += gts
+            .iter()
+            .zip(&gt_used)
+            .filter(|(t, &u)| u && !t.ignore)
+            .count();
         let fp = det_used.iter().filter(|u| !**u).count();
         if fp > 0 {
             eprintln!("{file}: {fp} unmatched detection(s)");

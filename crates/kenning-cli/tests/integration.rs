@@ -6,8 +6,8 @@
 //! photos come from ../shared/data and the tests that need them skip with a
 //! message when it is absent.
 
-mod common;
 mod cli;
+mod common;
 mod detection;
 mod eval;
 mod parity;

@@ -12,8 +12,11 @@ use crate::common;
 
 #[test]
 fn landmarks_and_embeddings_match_dlib() {
-    let Some(data) = common::data("landmarks_and_embeddings_match_dlib") else { return };
-    let text = std::fs::read_to_string(common::root().join("tests/fixtures/parity/reference.json")).unwrap();
+    let Some(data) = common::data("landmarks_and_embeddings_match_dlib") else {
+        return;
+    };
+    let text = std::fs::read_to_string(common::root().join("tests/fixtures/parity/reference.json"))
+        .unwrap();
     let reference: Value = serde_json::from_str(&text).unwrap();
     let pipeline = common::pipeline();
     let (mut faces, mut worst_px, mut worst_l2) = (0, 0.0f64, 0.0f64);
@@ -22,10 +25,24 @@ fn landmarks_and_embeddings_match_dlib() {
         let rgb = common::load(&data.join(path));
         // The decoder must give PIL's pixels exactly, or dlib saw another image.
         let sha = hex(&Sha256::digest(rgb.as_raw()));
-        assert_eq!(sha, image["rgb_sha256"].as_str().unwrap(), "{path}: decoded pixels differ from PIL's");
+        assert_eq!(
+            sha,
+            image["rgb_sha256"].as_str().unwrap(),
+            "{path}: decoded pixels differ from PIL's"
+        );
         for face in image["faces"].as_array().unwrap() {
-            let r: Vec<i64> = face["rect"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-            let rect = DlibRect { left: r[0], top: r[1], right: r[2], bottom: r[3] };
+            let r: Vec<i64> = face["rect"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
+            let rect = DlibRect {
+                left: r[0],
+                top: r[1],
+                right: r[2],
+                bottom: r[3],
+            };
             let (points, embedding) = pipeline.embed_dlib_rect(&rgb, rect).unwrap();
             let expected: Vec<Point> = face["landmarks"]
                 .as_array()
@@ -36,7 +53,10 @@ fn landmarks_and_embeddings_match_dlib() {
             for (got, want) in points.iter().zip(&expected) {
                 let d = (got.x - want.x).abs().max((got.y - want.y).abs());
                 worst_px = worst_px.max(d);
-                assert!(d <= 1.0, "{path} {rect:?}: landmark {got:?} vs dlib {want:?}");
+                assert!(
+                    d <= 1.0,
+                    "{path} {rect:?}: landmark {got:?} vs dlib {want:?}"
+                );
             }
             let l2 = face["descriptor"]
                 .as_array()

@@ -168,20 +168,48 @@ mod tests {
 
     #[test]
     fn iou_of_half_overlapping_boxes() {
-        let a = PixelBox { left: 0.0, top: 0.0, right: 2.0, bottom: 2.0 };
-        let b = PixelBox { left: 1.0, top: 0.0, right: 3.0, bottom: 2.0 };
+        let a = PixelBox {
+            left: 0.0,
+            top: 0.0,
+            right: 2.0,
+            bottom: 2.0,
+        };
+        let b = PixelBox {
+            left: 1.0,
+            top: 0.0,
+            right: 3.0,
+            bottom: 2.0,
+        };
         assert!((a.iou(&b) - 2.0 / 6.0).abs() < 1e-12);
-        assert_eq!(a.iou(&PixelBox { left: 5.0, top: 5.0, right: 6.0, bottom: 6.0 }), 0.0);
+        assert_eq!(
+            a.iou(&PixelBox {
+                left: 5.0,
+                top: 5.0,
+                right: 6.0,
+                bottom: 6.0
+            }),
+            0.0
+        );
     }
 
     #[test]
     fn fractions_round_trip_and_wire_names() {
-        let p = PixelBox { left: 10.0, top: 20.0, right: 60.0, bottom: 120.0 };
+        let p = PixelBox {
+            left: 10.0,
+            top: 20.0,
+            right: 60.0,
+            bottom: 120.0,
+        };
         let b = p.to_fractions(200, 400);
         assert_eq!(b.left, 0.05);
         let back = b.to_pixels(200, 400);
         assert!((back.right - 60.0).abs() < 1e-4);
-        let json = serde_json::to_string(&Landmark { kind: LandmarkType::EyeLeft, x: 0.5, y: 0.25 }).unwrap();
+        let json = serde_json::to_string(&Landmark {
+            kind: LandmarkType::EyeLeft,
+            x: 0.5,
+            y: 0.25,
+        })
+        .unwrap();
         assert_eq!(json, r#"{"Type":"eyeLeft","X":0.5,"Y":0.25}"#);
     }
 }

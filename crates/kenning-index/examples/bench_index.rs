@@ -384,11 +384,10 @@ fn search(a: &Args) {
         .iter()
         .map(|&e| ("kenning-hnsw".to_string(), e, nq))
         .collect();
-    runs.push((
-        "kenning-exact".into(),
-        0,
-        a.get("exact-queries", 50usize).min(nq),
-    ));
+    let exact_queries = a.get("exact-queries", 50usize).min(nq);
+    if exact_queries > 0 {
+        runs.push(("kenning-exact".into(), 0, exact_queries));
+    }
     for (system, ef, count) in runs {
         let mut lat = Vec::with_capacity(count);
         let mut cpu = Vec::with_capacity(count);

@@ -32,7 +32,12 @@ pub const MIN_PAIRS_PER_POINT: usize = 100;
 impl CalibrationTable {
     /// Builds a table from impostor distances (sorted in place), with points
     /// every `step` in log10 FMR down to the smallest FMR the set can show.
-    pub fn build(recogniser: &str, source: &str, impostor: &mut [f32], step: f64) -> Result<Self, ModelError> {
+    pub fn build(
+        recogniser: &str,
+        source: &str,
+        impostor: &mut [f32],
+        step: f64,
+    ) -> Result<Self, ModelError> {
         let n = impostor.len();
         if n < 100 {
             return Err(ModelError::Manifest {
@@ -56,7 +61,12 @@ impl CalibrationTable {
                 points.push((log_fmr, d));
             }
         }
-        let table = Self { recogniser: recogniser.into(), source: source.into(), impostor_pairs: n as u64, points };
+        let table = Self {
+            recogniser: recogniser.into(),
+            source: source.into(),
+            impostor_pairs: n as u64,
+            points,
+        };
         table.validate()?;
         Ok(table)
     }
@@ -68,22 +78,38 @@ impl CalibrationTable {
             "source": self.source,
             "impostor_pairs": self.impostor_pairs,
         });
-        let points: Vec<String> = self.points.iter().map(|(l, d)| format!("    [{}, {d}]", l + 0.0)).collect();
+        let points: Vec<String> = self
+            .points
+            .iter()
+            .map(|(l, d)| format!("    [{}, {d}]", l + 0.0))
+            .collect();
         let head = head.to_string();
-        format!("{},\n  \"points\": [\n{}\n  ]\n}}\n", &head[..head.len() - 1], points.join(",\n"))
+        format!(
+            "{},\n  \"points\": [\n{}\n  ]\n}}\n",
+            &head[..head.len() - 1],
+            points.join(",\n")
+        )
     }
 
     /// Checks the table is usable: at least two points, both columns
     /// strictly decreasing, finite.
     pub fn validate(&self) -> Result<(), ModelError> {
-        let bad = |reason: &str| ModelError::Manifest { name: self.recogniser.clone(), reason: reason.into() };
+        let bad = |reason: &str| ModelError::Manifest {
+            name: self.recogniser.clone(),
+            reason: reason.into(),
+        };
         if self.points.len() < 2 {
             return Err(bad("a calibration table needs at least two points"));
         }
         for w in self.points.windows(2) {
             let ((l0, d0), (l1, d1)) = (w[0], w[1]);
-            if !(l0.is_finite() && d0.is_finite() && l1.is_finite() && d1.is_finite()) || l1 >= l0 || d1 >= d0 {
-                return Err(bad("calibration points must be finite and strictly decreasing"));
+            if !(l0.is_finite() && d0.is_finite() && l1.is_finite() && d1.is_finite())
+                || l1 >= l0
+                || d1 >= d0
+            {
+                return Err(bad(
+                    "calibration points must be finite and strictly decreasing",
+                ));
             }
         }
         Ok(())
@@ -97,7 +123,11 @@ impl CalibrationTable {
             return first.0.min(0.0);
         }
         let i = p.partition_point(|&(_, d)| d > distance);
-        let (a, b) = if i < p.len() { (p[i - 1], p[i]) } else { (p[p.len() - 2], p[p.len() - 1]) };
+        let (a, b) = if i < p.len() {
+            (p[i - 1], p[i])
+        } else {
+            (p[p.len() - 2], p[p.len() - 1])
+        };
         let t = (distance - a.1) / (b.1 - a.1);
         (a.0 + t * (b.0 - a.0)).clamp(FLOOR_LOG_FMR, 0.0)
     }
@@ -125,7 +155,11 @@ impl CalibrationTable {
             return f64::INFINITY;
         }
         let i = p.partition_point(|&(l, _)| l > log_fmr);
-        let (a, b) = if i < p.len() { (p[i - 1], p[i]) } else { (p[p.len() - 2], p[p.len() - 1]) };
+        let (a, b) = if i < p.len() {
+            (p[i - 1], p[i])
+        } else {
+            (p[p.len() - 2], p[p.len() - 1])
+        };
         let t = (log_fmr - a.0) / (b.0 - a.0);
         (a.1 + t * (b.1 - a.1)).max(0.0)
     }
@@ -181,8 +215,16 @@ mod tests {
     #[test]
     fn invalid_tables_are_refused() {
         let json = uniform_table().to_json();
-        assert_eq!(serde_json::from_str::<CalibrationTable>(&json).unwrap(), uniform_table());
-        let t = CalibrationTable { recogniser: "x".into(), source: String::new(), impostor_pairs: 0, points: vec![(0.0, 1.0), (-1.0, 1.0)] };
+        assert_eq!(
+            serde_json::from_str::<CalibrationTable>(&json).unwrap(),
+            uniform_table()
+        );
+        let t = CalibrationTable {
+            recogniser: "x".into(),
+            source: String::new(),
+            impostor_pairs: 0,
+            points: vec![(0.0, 1.0), (-1.0, 1.0)],
+        };
         assert!(t.validate().is_err());
         assert!(CalibrationTable::build("x", "", &mut [0.5; 10], 0.1).is_err());
     }

@@ -77,7 +77,11 @@ pub fn compare_faces(
     let calibration = recognizer
         .calibration()
         .ok_or_else(|| CompareError::Uncalibrated(recognizer.manifest().name.clone()))?;
-    let src = pipeline.analyze(source, true)?.into_iter().next().ok_or(CompareError::NoSourceFace)?;
+    let src = pipeline
+        .analyze(source, true)?
+        .into_iter()
+        .next()
+        .ok_or(CompareError::NoSourceFace)?;
     let mut targets: Vec<Face> = pipeline.detect(target)?;
     targets.truncate(max_targets);
     pipeline.embed_faces(target, &mut targets)?;
@@ -85,10 +89,16 @@ pub fn compare_faces(
     let mut face_matches = Vec::new();
     let mut unmatched_faces = Vec::new();
     for face in targets {
-        let d = recognizer.distance(&src_embedding, face.embedding.as_deref().unwrap_or_default());
+        let d = recognizer.distance(
+            &src_embedding,
+            face.embedding.as_deref().unwrap_or_default(),
+        );
         let similarity = calibration.similarity(d);
         if similarity >= similarity_threshold {
-            face_matches.push(FaceMatch { similarity: similarity as f32, face: face.detail });
+            face_matches.push(FaceMatch {
+                similarity: similarity as f32,
+                face: face.detail,
+            });
         } else {
             unmatched_faces.push(face.detail);
         }

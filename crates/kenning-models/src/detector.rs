@@ -28,7 +28,12 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> Self {
-        Self { max_side: 960, min_score: 0.5, nms_iou: 0.3, max_faces: 100 }
+        Self {
+            max_side: 960,
+            min_score: 0.5,
+            nms_iou: 0.3,
+            max_faces: 100,
+        }
     }
 }
 
@@ -53,10 +58,17 @@ pub struct Detector {
 impl Detector {
     /// Loads `centerface.onnx` from `models_dir`, rewritten to accept any
     /// input size, with a pool of `sessions` sessions.
-    pub fn load(models_dir: &Path, config: DetectorConfig, sessions: usize) -> Result<Self, ModelError> {
+    pub fn load(
+        models_dir: &Path,
+        config: DetectorConfig,
+        sessions: usize,
+    ) -> Result<Self, ModelError> {
         let raw = read_model_file(&models_dir.join(CENTERFACE_FILE))?;
         let model = kenning_onnx::make_dynamic_input(&raw)?;
-        Ok(Self { pool: SessionPool::new(model, sessions, 1)?, config })
+        Ok(Self {
+            pool: SessionPool::new(model, sessions, 1)?,
+            config,
+        })
     }
 
     /// The configuration in use.
@@ -81,7 +93,10 @@ impl Detector {
         let planar = kenning_image::to_planar_f32(input);
         let shape = [1usize, 3, net_h as usize, net_w as usize];
         let maps = self.pool.with(|session| {
-            let outputs = session.run(ort::inputs![TensorRef::from_array_view((shape, planar.as_slice()))?])?;
+            let outputs = session.run(ort::inputs![TensorRef::from_array_view((
+                shape,
+                planar.as_slice()
+            ))?])?;
             OUTPUT_NAMES
                 .iter()
                 .map(|name| {
@@ -94,7 +109,10 @@ impl Detector {
                 .collect::<Result<Vec<_>, ModelError>>()
         })?;
         let grid = OutputMaps::new(maps, net_w, net_h)?;
-        let scale = (f64::from(net_w) / f64::from(w), f64::from(net_h) / f64::from(h));
+        let scale = (
+            f64::from(net_w) / f64::from(w),
+            f64::from(net_h) / f64::from(h),
+        );
         let mut faces = grid.decode(self.config.min_score, self.config.nms_iou, scale);
         faces.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
         faces.truncate(self.config.max_faces);
@@ -138,14 +156,28 @@ impl OutputMaps {
             if map.len() != channels * cells {
                 return Err(ModelError::BadOutput {
                     model: "centerface",
-                    reason: format!("{} values where {} were expected for a {net_w}x{net_h} input", map.len(), channels * cells),
+                    reason: format!(
+                        "{} values where {} were expected for a {net_w}x{net_h} input",
+                        map.len(),
+                        channels * cells
+                    ),
                 });
             }
         }
-        let [heat, scale, offset, landmarks]: [Vec<f32>; 4] = maps
-            .try_into()
-            .map_err(|_| ModelError::BadOutput { model: "centerface", reason: "not four outputs".into() })?;
-        Ok(Self { heat, scale, offset, landmarks, rows, cols, net: (f64::from(net_w), f64::from(net_h)) })
+        let [heat, scale, offset, landmarks]: [Vec<f32>; 4] =
+            maps.try_into().map_err(|_| ModelError::BadOutput {
+                model: "centerface",
+                reason: "not four outputs".into(),
+            })?;
+        Ok(Self {
+            heat,
+            scale,
+            offset,
+            landmarks,
+            rows,
+            cols,
+            net: (f64::from(net_w), f64::from(net_h)),
+        })
     }
 
     /// Every cell above `min_score` becomes a candidate box, then greedy NMS
@@ -174,13 +206,25 @@ impl OutputMaps {
                 let lx = f64::from(self.landmarks[(2 * j + 1) * cells + i]);
                 *p = Point::new((lx * w + x1) / scale.0, (ly * h + y1) / scale.1);
             }
-            let bbox = PixelBox { left: x1 / scale.0, top: y1 / scale.1, right: x2 / scale.0, bottom: y2 / scale.1 };
-            candidates.push(Detection { bbox, score, points });
+            let bbox = PixelBox {
+                left: x1 / scale.0,
+                top: y1 / scale.1,
+                right: x2 / scale.0,
+                bottom: y2 / scale.1,
+            };
+            candidates.push(Detection {
+                bbox,
+                score,
+                points,
+            });
         }
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
         let mut kept: Vec<Detection> = Vec::new();
         for c in candidates {
-            if kept.iter().all(|k| k.bbox.iou(&c.bbox) < f64::from(nms_iou)) {
+            if kept
+                .iter()
+                .all(|k| k.bbox.iou(&c.bbox) < f64::from(nms_iou))
+            {
                 kept.push(c);
             }
         }
@@ -215,13 +259,32 @@ mod tests {
         let mut landmarks = vec![0.0; 10 * cells];
         landmarks[i] = 0.5; // y0
         landmarks[cells + i] = 0.25; // x0
-        let maps = OutputMaps { heat, scale, offset, landmarks, rows, cols, net: (16.0, 12.0) };
+        let maps = OutputMaps {
+            heat,
+            scale,
+            offset,
+            landmarks,
+            rows,
+            cols,
+            net: (16.0, 12.0),
+        };
         let faces = maps.decode(0.5, 0.3, (2.0, 1.0));
         assert_eq!(faces.len(), 1);
         let f = &faces[0];
         // cx = (2 + 0.25 + 0.5) * 4 = 11, w = 4 -> x1 = 9; cy = 6, h = 8 -> y1 = 2.
-        assert_eq!(f.bbox, PixelBox { left: 4.5, top: 2.0, right: 6.5, bottom: 10.0 });
-        assert_eq!(f.points[0], Point::new((0.25 * 4.0 + 9.0) / 2.0, 0.5 * 8.0 + 2.0));
+        assert_eq!(
+            f.bbox,
+            PixelBox {
+                left: 4.5,
+                top: 2.0,
+                right: 6.5,
+                bottom: 10.0
+            }
+        );
+        assert_eq!(
+            f.points[0],
+            Point::new((0.25 * 4.0 + 9.0) / 2.0, 0.5 * 8.0 + 2.0)
+        );
     }
 
     #[test]

@@ -127,7 +127,12 @@ impl Distance {
     /// The distance between two embeddings of equal length.
     pub fn between(self, a: &[f32], b: &[f32]) -> f64 {
         match self {
-            Self::Euclidean => a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>().sqrt(),
+            Self::Euclidean => a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(x - y).powi(2))
+                .sum::<f64>()
+                .sqrt(),
             Self::Cosine => {
                 let (mut dot, mut na, mut nb) = (0.0, 0.0, 0.0);
                 for (&x, &y) in a.iter().zip(b) {
@@ -147,9 +152,11 @@ impl Distance {
 }
 
 /// The default recogniser's manifest, built into the binary.
-pub const DEFAULT_MANIFEST: &str = include_str!("../../../recognisers/dlib-resnet-v1/manifest.json");
+pub const DEFAULT_MANIFEST: &str =
+    include_str!("../../../recognisers/dlib-resnet-v1/manifest.json");
 /// The default recogniser's calibration table, built into the binary.
-pub const DEFAULT_CALIBRATION: &str = include_str!("../../../recognisers/dlib-resnet-v1/calibration.json");
+pub const DEFAULT_CALIBRATION: &str =
+    include_str!("../../../recognisers/dlib-resnet-v1/calibration.json");
 
 /// A manifest with its calibration table read.
 #[derive(Debug, Clone)]
@@ -163,13 +170,20 @@ pub struct LoadedManifest {
 impl LoadedManifest {
     /// The built-in default recogniser (dlib ResNet v1).
     pub fn default_recogniser() -> Result<Self, ModelError> {
-        Self::parse("dlib-resnet-v1", DEFAULT_MANIFEST, Some(DEFAULT_CALIBRATION))
+        Self::parse(
+            "dlib-resnet-v1",
+            DEFAULT_MANIFEST,
+            Some(DEFAULT_CALIBRATION),
+        )
     }
 
     /// Reads a manifest file and the calibration it names.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|source| ModelError::Io { path: p.to_owned(), source })
+            std::fs::read_to_string(p).map_err(|source| ModelError::Io {
+                path: p.to_owned(),
+                source,
+            })
         };
         let text = read(path)?;
         let name = path.display().to_string();
@@ -190,19 +204,28 @@ impl LoadedManifest {
                 if table.recogniser != manifest.name {
                     return Err(ModelError::Manifest {
                         name: name.into(),
-                        reason: format!("calibration is for {}, not {}", table.recogniser, manifest.name),
+                        reason: format!(
+                            "calibration is for {}, not {}",
+                            table.recogniser, manifest.name
+                        ),
                     });
                 }
                 Some(table)
             }
             None => None,
         };
-        Ok(Self { manifest, calibration })
+        Ok(Self {
+            manifest,
+            calibration,
+        })
     }
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<T, ModelError> {
-    serde_json::from_str(text).map_err(|e| ModelError::Manifest { name: name.into(), reason: e.to_string() })
+    serde_json::from_str(text).map_err(|e| ModelError::Manifest {
+        name: name.into(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -74,7 +74,11 @@ impl Pipeline {
         };
         let detector = Detector::load(dir, config.detector, config.sessions)?;
         let recognizer = Recognizer::load(dir, manifest, config.sessions)?;
-        Ok(Self { detector, predictor, recognizer })
+        Ok(Self {
+            detector,
+            predictor,
+            recognizer,
+        })
     }
 
     /// The detector.
@@ -100,7 +104,12 @@ impl Pipeline {
                     Some(p) => p.predict(image, dlib_rect(&detection)).to_vec(),
                     None => detection.points.to_vec(),
                 };
-                Face { detection, detail, alignment_points, embedding: None }
+                Face {
+                    detection,
+                    detail,
+                    alignment_points,
+                    embedding: None,
+                }
             })
             .collect())
     }
@@ -117,7 +126,10 @@ impl Pipeline {
 
     /// Computes the embedding of each face in one batch.
     pub fn embed_faces(&self, image: &RgbImage, faces: &mut [Face]) -> Result<(), ModelError> {
-        let crops: Vec<RgbImage> = faces.iter().map(|f| self.align(image, &f.alignment_points)).collect();
+        let crops: Vec<RgbImage> = faces
+            .iter()
+            .map(|f| self.align(image, &f.alignment_points))
+            .collect();
         for (face, e) in faces.iter_mut().zip(self.recognizer.embed(&crops)?) {
             face.embedding = Some(e);
         }
@@ -126,11 +138,18 @@ impl Pipeline {
 
     /// The embedding for a face given by a dlib rectangle (the parity path:
     /// same rectangle in, same landmarks and embedding out as dlib).
-    pub fn embed_dlib_rect(&self, image: &RgbImage, rect: DlibRect) -> Result<([Point; 5], Vec<f32>), ModelError> {
-        let predictor = self.predictor.as_ref().ok_or_else(|| ModelError::Manifest {
-            name: self.recognizer.manifest().name.clone(),
-            reason: "this recogniser does not use dlib landmarks".into(),
-        })?;
+    pub fn embed_dlib_rect(
+        &self,
+        image: &RgbImage,
+        rect: DlibRect,
+    ) -> Result<([Point; 5], Vec<f32>), ModelError> {
+        let predictor = self
+            .predictor
+            .as_ref()
+            .ok_or_else(|| ModelError::Manifest {
+                name: self.recognizer.manifest().name.clone(),
+                reason: "this recogniser does not use dlib landmarks".into(),
+            })?;
         let points = predictor.predict(image, rect);
         let crop = self.align(image, &points);
         let mut e = self.recognizer.embed(std::slice::from_ref(&crop))?;
@@ -141,7 +160,8 @@ impl Pipeline {
         let m = self.recognizer.manifest();
         match &m.alignment {
             Alignment::DlibChip { padding } => {
-                let five: [Point; 5] = std::array::from_fn(|i| points.get(i).copied().unwrap_or_default());
+                let five: [Point; 5] =
+                    std::array::from_fn(|i| points.get(i).copied().unwrap_or_default());
                 kenning_dlib::chip::extract(image, &five, m.input.width, *padding)
             }
             Alignment::Template { .. } => {
@@ -190,7 +210,12 @@ struct BoxFit {
 
 /// Fitted by scripts/dev/fit-box-mapping.py on 670 CelebA faces found by
 /// both detectors (box side within 6% median, centre within 3% of the side).
-const BOX_FIT: BoxFit = BoxFit { eye: 0.6174, eye_mouth: 1.6687, shift_x: -0.0094, shift_y: -0.0134 };
+const BOX_FIT: BoxFit = BoxFit {
+    eye: 0.6174,
+    eye_mouth: 1.6687,
+    shift_x: -0.0094,
+    shift_y: -0.0134,
+};
 
 fn face_detail(image: &RgbImage, d: &Detection, w: u32, h: u32) -> FaceDetail {
     let (fw, fh) = (f64::from(w), f64::from(h));
@@ -204,7 +229,11 @@ fn face_detail(image: &RgbImage, d: &Detection, w: u32, h: u32) -> FaceDetail {
     let landmarks = kinds
         .iter()
         .zip(d.points)
-        .map(|(&kind, p)| Landmark { kind, x: (p.x / fw) as f32, y: (p.y / fh) as f32 })
+        .map(|(&kind, p)| Landmark {
+            kind,
+            x: (p.x / fw) as f32,
+            y: (p.y / fh) as f32,
+        })
         .collect();
     FaceDetail {
         bounding_box: d.bbox.to_fractions(w, h),

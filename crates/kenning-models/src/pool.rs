@@ -30,7 +30,10 @@ impl SessionPool {
             model,
             threads: threads.max(1),
             capacity: capacity.max(1),
-            state: Mutex::new(PoolState { idle: Vec::new(), created: 0 }),
+            state: Mutex::new(PoolState {
+                idle: Vec::new(),
+                created: 0,
+            }),
             returned: Condvar::new(),
         };
         // Build one session up front so a broken model fails at load, not on
@@ -57,7 +60,10 @@ impl SessionPool {
     }
 
     /// Runs `f` with a session of its own, waiting for one if all are busy.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Session) -> Result<T, ModelError>) -> Result<T, ModelError> {
+    pub fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Session) -> Result<T, ModelError>,
+    ) -> Result<T, ModelError> {
         let mut session = self.checkout()?;
         let result = f(&mut session);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());

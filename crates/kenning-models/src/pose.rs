@@ -28,8 +28,13 @@ pub fn estimate(points: &[Point; 5]) -> Pose {
     let eye_dist = (er.x - el.x).abs().max(1e-6);
     let yaw = (nose.x - mouth.x / 2.0).atan2(NOSE_DEPTH * eye_dist);
     let eye_mouth = mouth.y.abs().max(1e-6);
-    let pitch = ((FRONTAL_NOSE_HEIGHT - nose.y / eye_mouth) * eye_mouth).atan2(NOSE_DEPTH * eye_dist / yaw.cos().max(0.2));
-    Pose { roll: roll.to_degrees() as f32, yaw: yaw.to_degrees() as f32, pitch: pitch.to_degrees() as f32 }
+    let pitch = ((FRONTAL_NOSE_HEIGHT - nose.y / eye_mouth) * eye_mouth)
+        .atan2(NOSE_DEPTH * eye_dist / yaw.cos().max(0.2));
+    Pose {
+        roll: roll.to_degrees() as f32,
+        yaw: yaw.to_degrees() as f32,
+        pitch: pitch.to_degrees() as f32,
+    }
 }
 
 fn mid(a: Point, b: Point) -> Point {
@@ -53,7 +58,10 @@ mod tests {
     #[test]
     fn frontal_face_is_level() {
         let p = estimate(&frontal());
-        assert!(p.roll.abs() < 1e-3 && p.yaw.abs() < 1e-3 && p.pitch.abs() < 1e-3, "{p:?}");
+        assert!(
+            p.roll.abs() < 1e-3 && p.yaw.abs() < 1e-3 && p.pitch.abs() < 1e-3,
+            "{p:?}"
+        );
     }
 
     #[test]

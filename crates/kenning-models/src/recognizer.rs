@@ -18,7 +18,11 @@ pub struct Recognizer {
 impl Recognizer {
     /// Loads the manifest's model from `models_dir` (dlib `.dat` files are
     /// converted to ONNX in memory) with a pool of `sessions` sessions.
-    pub fn load(models_dir: &Path, loaded: LoadedManifest, sessions: usize) -> Result<Self, ModelError> {
+    pub fn load(
+        models_dir: &Path,
+        loaded: LoadedManifest,
+        sessions: usize,
+    ) -> Result<Self, ModelError> {
         let model = match &loaded.manifest.model {
             ModelSource::Onnx { file } => read_model_file(&models_dir.join(file))?,
             ModelSource::DlibDat { file } => {
@@ -26,7 +30,10 @@ impl Recognizer {
                 kenning_dlib::resnet::to_onnx(&dat)?.model
             }
         };
-        Ok(Self { pool: SessionPool::new(model, sessions, 1)?, loaded })
+        Ok(Self {
+            pool: SessionPool::new(model, sessions, 1)?,
+            loaded,
+        })
     }
 
     /// The manifest.
@@ -75,7 +82,10 @@ impl Recognizer {
         let shape = [crops.len(), 3, h, w];
         let size = m.embedding.size;
         let flat = self.pool.with(|session| {
-            let outputs = session.run(ort::inputs![TensorRef::from_array_view((shape, tensor.as_slice()))?])?;
+            let outputs = session.run(ort::inputs![TensorRef::from_array_view((
+                shape,
+                tensor.as_slice()
+            ))?])?;
             let (_, value) = outputs.iter().next().ok_or_else(|| ModelError::BadOutput {
                 model: "recogniser",
                 reason: "no output".into(),

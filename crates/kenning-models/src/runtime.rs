@@ -46,9 +46,14 @@ pub(crate) fn environment() -> Result<&'static Environment, ModelError> {
 pub(crate) fn read_model_file(path: &Path) -> Result<Vec<u8>, ModelError> {
     std::fs::read(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            ModelError::MissingFile { path: path.to_owned() }
+            ModelError::MissingFile {
+                path: path.to_owned(),
+            }
         } else {
-            ModelError::Io { path: path.to_owned(), source }
+            ModelError::Io {
+                path: path.to_owned(),
+                source,
+            }
         }
     })
 }

@@ -9,7 +9,10 @@ use kenning_models::{Pipeline, PipelineConfig};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// ../shared/data, or None (with a message) when this clone has none.
@@ -25,21 +28,25 @@ pub fn data(test: &str) -> Option<PathBuf> {
 
 /// The models folder ($KENNING_MODELS or <root>/models).
 pub fn models() -> PathBuf {
-    std::env::var_os("KENNING_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"))
+    std::env::var_os("KENNING_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models"))
 }
 
 /// The default pipeline, loaded once.
 pub fn pipeline() -> &'static Pipeline {
     static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
     PIPELINE.get_or_init(|| {
-        Pipeline::load(PipelineConfig::new(models()))
-            .unwrap_or_else(|e| panic!("loading the default models failed ({e}); run scripts/setup-models.sh"))
+        Pipeline::load(PipelineConfig::new(models())).unwrap_or_else(|e| {
+            panic!("loading the default models failed ({e}); run scripts/setup-models.sh")
+        })
     })
 }
 
 /// Decodes an image file with the product's decoder.
 pub fn load(path: &Path) -> RgbImage {
-    kenning_image::decode_file(path, &DecodeLimits::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    kenning_image::decode_file(path, &DecodeLimits::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Path of the built `kenning` binary.

@@ -1,0 +1,663 @@
+//! Rekognition's collection, face and user operations: faces are detected
+//! and embedded by the pipeline, stored durably by `kenning-store` (the
+//! source of truth) and searched through `kenning-index`, whose saved file is
+//! only a cache: missing, stale or corrupt, it is rebuilt from the store.
+
+pub mod api;
+mod error;
+pub mod quality;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use kenning_image::{DecodeLimits, RgbImage};
+use kenning_index::{Expect, Index, IndexConfig, IndexError, Metric};
+use kenning_models::manifest::Distance;
+use kenning_models::{CalibrationTable, Pipeline};
+use kenning_store::{Collection, FaceModel, NewCollection, NewFace, OnAssociated, Store};
+use uuid::Uuid;
+
+pub use error::{CollectionError, Result};
+pub use quality::{QualityFilter, Reason};
+
+use api::*;
+
+/// Rekognition's default FaceMatchThreshold.
+pub const DEFAULT_THRESHOLD: f64 = 80.0;
+/// Largest MaxFaces for SearchFaces and SearchFacesByImage.
+pub const MAX_SEARCH_FACES: usize = 4096;
+/// MaxFaces when a search gives none.
+pub const DEFAULT_SEARCH_FACES: usize = 80;
+/// Largest MaxFaces for IndexFaces (Rekognition indexes at most 100 faces of an image).
+pub const MAX_INDEX_FACES: usize = 100;
+/// Largest MaxUsers for SearchUsers.
+pub const MAX_SEARCH_USERS: usize = 500;
+
+/// The false-match rate a Similarity threshold promises:
+/// Similarity = 40 + 10 log10(1/FMR), so FMR = 10^((40 - S) / 10).
+pub fn fmr_at(threshold: f64) -> f64 {
+    CalibrationTable::fmr_at_similarity(threshold)
+}
+
+/// What `threshold` means for a collection of `face_count` faces.
+pub fn estimate(threshold: f64, face_count: u64) -> FalseMatchEstimate {
+    let false_match_rate = fmr_at(threshold);
+    FalseMatchEstimate {
+        threshold,
+        false_match_rate,
+        face_count,
+        expected_false_matches: false_match_rate * face_count as f64,
+    }
+}
+
+/// A collection's in-memory index and the lock that orders its writers.
+struct LiveIndex {
+    index: Index,
+    /// Held across "commit to the store, then update the index" so the
+    /// saved index always matches one store generation.
+    writer: Mutex<()>,
+    dirty: AtomicBool,
+}
+
+/// The collection service: one data directory, one pipeline.
+pub struct Collections {
+    store: Store,
+    pipeline: Arc<Pipeline>,
+    index_dir: PathBuf,
+    live: RwLock<HashMap<String, Arc<LiveIndex>>>,
+    limits: DecodeLimits,
+}
+
+/// A search hit before it is shaped for the wire.
+struct Hit {
+    face: kenning_store::Face,
+    similarity: f32,
+}
+
+impl Collections {
+    /// Opens (or creates) the data directory `dir` and serves it with `pipeline`.
+    pub fn open(dir: &Path, pipeline: Arc<Pipeline>) -> Result<Self> {
+        let store = Store::open(dir)?;
+        let index_dir = dir.join("index");
+        std::fs::create_dir_all(&index_dir).map_err(|e| {
+            CollectionError::Index(IndexError::Io { path: index_dir.clone(), source: e })
+        })?;
+        let this = Self { store, pipeline, index_dir, live: RwLock::new(HashMap::new()), limits: DecodeLimits::default() };
+        this.remove_orphan_index_files();
+        Ok(this)
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Limits applied to image bytes.
+    pub fn set_decode_limits(&mut self, limits: DecodeLimits) {
+        self.limits = limits;
+    }
+
+    fn face_model(&self) -> FaceModel {
+        let m = self.pipeline.recognizer().manifest();
+        FaceModel { name: m.name.clone(), version: m.version.clone() }
+    }
+
+    fn metric(&self) -> Metric {
+        match self.pipeline.recognizer().manifest().embedding.distance {
+            Distance::Euclidean => Metric::Euclidean,
+            Distance::Cosine => Metric::Cosine,
+        }
+    }
+
+    fn calibration(&self) -> Result<&CalibrationTable> {
+        self.pipeline.recognizer().calibration().ok_or_else(|| {
+            CollectionError::InvalidParameter("the recogniser has no calibration table, so Similarity is undefined".into())
+        })
+    }
+
+    fn index_path(&self, id: &str) -> PathBuf {
+        self.index_dir.join(format!("{id}.kix"))
+    }
+
+    fn remove_orphan_index_files(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.index_dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".kix")) else {
+                continue;
+            };
+            if matches!(self.store.describe_collection(id), Err(kenning_store::StoreError::CollectionNotFound(_))) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+
+    /// The collection, checked to hold this pipeline's vectors.
+    fn collection(&self, id: &str) -> Result<Collection> {
+        let c = self.store.describe_collection(id)?;
+        let mine = self.face_model();
+        if c.face_model.name != mine.name {
+            return Err(CollectionError::InvalidParameter(format!(
+                "collection {id} holds vectors of recogniser {}; this service runs {}, whose vectors are not comparable",
+                c.face_model.name, mine.name
+            )));
+        }
+        Ok(c)
+    }
+
+    /// The collection's live index, loaded from its file or rebuilt from the
+    /// store when the file is missing, stale or corrupt.
+    fn live(&self, c: &Collection) -> Result<Arc<LiveIndex>> {
+        if let Some(l) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&c.id) {
+            return Ok(l.clone());
+        }
+        let mut map = self.live.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = map.get(&c.id) {
+            return Ok(l.clone());
+        }
+        let path = self.index_path(&c.id);
+        let expect = Expect {
+            dim: Some(c.dim as usize),
+            metric: Some(self.metric()),
+            count: Some(c.face_count as usize),
+            generation: Some(c.generation),
+        };
+        let index = match Index::load(&path, &expect) {
+            Ok(index) => index,
+            Err(_) => self.rebuild(&c.id, &path)?,
+        };
+        let live = Arc::new(LiveIndex { index, writer: Mutex::new(()), dirty: AtomicBool::new(false) });
+        map.insert(c.id.clone(), live.clone());
+        Ok(live)
+    }
+
+    fn rebuild(&self, id: &str, path: &Path) -> Result<Index> {
+        let embeddings = self.store.embeddings(id)?;
+        let generation = embeddings.generation();
+        let index = Index::new(IndexConfig::new(embeddings.dim() as usize, self.metric()))?;
+        let mut batch: Vec<(u64, Vec<f32>)> = Vec::new();
+        let flush = |batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
+            index.insert_many(batch.iter().map(|(id, v)| (*id, v.as_slice())))?;
+            batch.clear();
+            Ok(())
+        };
+        for item in embeddings {
+            batch.push(item?);
+            if batch.len() == 50_000 {
+                flush(&mut batch)?;
+            }
+        }
+        flush(&mut batch)?;
+        index.save(path, generation)?;
+        Ok(index)
+    }
+
+    /// Saves every index changed since it was last saved, so the next open
+    /// does not rebuild it. Call before exiting and periodically.
+    pub fn flush(&self) -> Result<()> {
+        let live: Vec<(String, Arc<LiveIndex>)> =
+            self.live.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (id, l) in live {
+            if !l.dirty.load(Ordering::Acquire) {
+                continue;
+            }
+            let _guard = l.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let Ok(c) = self.store.describe_collection(&id) else { continue };
+            if l.index.tombstones() > l.index.len() / 4 {
+                l.index.compact()?;
+            }
+            l.index.save(self.index_path(&id), c.generation)?;
+            l.dirty.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn decode(&self, image: &[u8]) -> Result<RgbImage> {
+        Ok(kenning_image::decode(image, &self.limits)?)
+    }
+
+    // ---- collections -------------------------------------------------
+
+    /// CreateCollection.
+    pub fn create_collection(&self, id: &str) -> Result<CreateCollectionResponse> {
+        let model = self.face_model();
+        let dim = self.pipeline.recognizer().manifest().embedding.size as u32;
+        let c = self.store.create_collection(NewCollection { id: id.into(), face_model: model, dim, policy: "{}".into() })?;
+        Ok(CreateCollectionResponse { status_code: 200, collection_arn: c.arn, face_model_version: c.face_model.name })
+    }
+
+    /// DescribeCollection, with what the default threshold means at its size.
+    pub fn describe_collection(&self, id: &str) -> Result<DescribeCollectionResponse> {
+        let c = self.store.describe_collection(id)?;
+        Ok(DescribeCollectionResponse {
+            face_count: c.face_count,
+            face_model_version: c.face_model.name.clone(),
+            collection_arn: c.arn.clone(),
+            creation_timestamp: c.created_at_ms as f64 / 1000.0,
+            user_count: c.user_count,
+            false_match_estimate: estimate(DEFAULT_THRESHOLD, c.face_count),
+        })
+    }
+
+    /// ListCollections.
+    pub fn list_collections(&self, token: Option<&str>, max_results: Option<u32>) -> Result<ListCollectionsResponse> {
+        let page = self.store.list_collections(token, max_results)?;
+        Ok(ListCollectionsResponse {
+            face_model_versions: page.items.iter().map(|c| c.face_model.name.clone()).collect(),
+            collection_ids: page.items.into_iter().map(|c| c.id).collect(),
+            next_token: page.next_token,
+        })
+    }
+
+    /// DeleteCollection: faces, users, vectors and the index file go.
+    pub fn delete_collection(&self, id: &str) -> Result<u16> {
+        let mut map = self.live.write().unwrap_or_else(|e| e.into_inner());
+        let live = map.remove(id);
+        let _guard = live.as_ref().map(|l| l.writer.lock().unwrap_or_else(|e| e.into_inner()));
+        self.store.delete_collection(id)?;
+        let _ = std::fs::remove_file(self.index_path(id));
+        Ok(200)
+    }
+
+    // ---- faces -------------------------------------------------------
+
+    /// IndexFaces: detects faces, leaves out those failing `quality` or beyond
+    /// `max_faces` (the largest are kept), embeds and stores the rest.
+    pub fn index_faces(
+        &self,
+        id: &str,
+        image: &[u8],
+        external_image_id: Option<&str>,
+        max_faces: Option<usize>,
+        quality: QualityFilter,
+    ) -> Result<IndexFacesResponse> {
+        if let Some(ext) = external_image_id {
+            kenning_store::validate_external_image_id(ext)?;
+        }
+        let max_faces = max_faces.unwrap_or(MAX_INDEX_FACES);
+        if !(1..=MAX_INDEX_FACES).contains(&max_faces) {
+            return Err(CollectionError::InvalidParameter(format!("MaxFaces must be between 1 and {MAX_INDEX_FACES}")));
+        }
+        let c = self.collection(id)?;
+        let img = self.decode(image)?;
+        let (w, h) = img.dimensions();
+        let mut faces = self.pipeline.detect(&img)?;
+        let mut unindexed = Vec::new();
+        let mut keep = Vec::new();
+        for face in faces.drain(..) {
+            let reasons = quality.reasons(&face.detail, w, h);
+            if !reasons.is_empty() {
+                unindexed.push(UnindexedFace { reasons, face_detail: face.detail });
+            } else if keep.len() < max_faces {
+                keep.push(face);
+            } else {
+                unindexed.push(UnindexedFace { reasons: vec![Reason::ExceedsMaxFaces], face_detail: face.detail });
+            }
+        }
+        self.pipeline.embed_faces(&img, &mut keep)?;
+        let image_id = Uuid::new_v4();
+        let new: Vec<NewFace> = keep
+            .iter()
+            .map(|f| NewFace {
+                image_id,
+                external_image_id: external_image_id.map(str::to_owned),
+                bounding_box: f.detail.bounding_box,
+                confidence: f.detail.confidence,
+                embedding: f.embedding.clone().unwrap_or_default(),
+                indexed_at_ms: None,
+            })
+            .collect();
+        let stored = if new.is_empty() {
+            Vec::new()
+        } else {
+            let live = self.live(&c)?;
+            let _guard = live.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let stored = self.store.add_faces(id, &self.face_model(), new)?;
+            let vectors: Vec<(u64, &[f32])> = stored
+                .iter()
+                .zip(&keep)
+                .map(|(s, f)| (s.seq, f.embedding.as_deref().unwrap_or_default()))
+                .collect();
+            insert_ignoring_duplicates(&live.index, &vectors)?;
+            live.dirty.store(true, Ordering::Release);
+            stored
+        };
+        let version = c.face_model.name.clone();
+        Ok(IndexFacesResponse {
+            face_records: stored
+                .into_iter()
+                .zip(keep)
+                .map(|(s, f)| FaceRecord { face: wire_face(&s, &version), face_detail: f.detail })
+                .collect(),
+            face_model_version: version,
+            unindexed_faces: unindexed,
+        })
+    }
+
+    /// ListFaces (optionally one user's).
+    pub fn list_faces(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        token: Option<&str>,
+        max_results: Option<u32>,
+    ) -> Result<ListFacesResponse> {
+        let c = self.store.describe_collection(id)?;
+        let page = self.store.list_faces(id, user_id, token, max_results)?;
+        let version = c.face_model.name;
+        Ok(ListFacesResponse {
+            faces: page.items.iter().map(|f| wire_face(f, &version)).collect(),
+            next_token: page.next_token,
+            face_model_version: version,
+        })
+    }
+
+    /// DeleteFaces: a face that belongs to a user is refused, as Rekognition does.
+    pub fn delete_faces(&self, id: &str, face_ids: &[String]) -> Result<DeleteFacesResponse> {
+        self.delete_faces_with(id, face_ids, OnAssociated::Refuse)
+    }
+
+    /// DeleteFaces with a choice for faces that belong to users (retention
+    /// and erasure disassociate them instead of refusing).
+    pub fn delete_faces_with(&self, id: &str, face_ids: &[String], on: OnAssociated) -> Result<DeleteFacesResponse> {
+        let c = self.store.describe_collection(id)?;
+        let live = self.live(&c)?;
+        let _guard = live.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let before = self.store.get_faces(id, face_ids).unwrap_or_default();
+        let seqs: HashMap<Uuid, u64> = before.into_iter().flatten().map(|f| (f.face_id, f.seq)).collect();
+        let outcome = self.store.delete_faces(id, face_ids, on)?;
+        for face in &outcome.done {
+            if let Some(seq) = seqs.get(face) {
+                live.index.remove(*seq);
+            }
+        }
+        live.dirty.store(true, Ordering::Release);
+        Ok(DeleteFacesResponse {
+            deleted_faces: outcome.done.iter().map(Uuid::to_string).collect(),
+            unsuccessful_face_deletions: unsuccessful(&outcome.unsuccessful),
+        })
+    }
+
+    // ---- search ------------------------------------------------------
+
+    fn check_search(threshold: f64, max: usize, limit: usize) -> Result<()> {
+        if !(0.0..=100.0).contains(&threshold) {
+            return Err(CollectionError::InvalidParameter("FaceMatchThreshold must be between 0 and 100".into()));
+        }
+        if !(1..=limit).contains(&max) {
+            return Err(CollectionError::InvalidParameter(format!("MaxFaces must be between 1 and {limit}")));
+        }
+        Ok(())
+    }
+
+    /// The faces within `threshold` of `embedding`, best first, at most `k`,
+    /// leaving out the face with seq `exclude`.
+    fn search_vector(&self, c: &Collection, embedding: &[f32], threshold: f64, k: usize, exclude: Option<u64>) -> Result<Vec<Hit>> {
+        let table = self.calibration()?;
+        let live = self.live(c)?;
+        let max_distance = table.distance_for_similarity(threshold);
+        let max_distance = max_distance.is_finite().then_some(max_distance as f32);
+        let hits = live.index.search(embedding, k + usize::from(exclude.is_some()), max_distance)?;
+        let hits: Vec<_> = hits.into_iter().filter(|h| Some(h.id) != exclude).take(k).collect();
+        let seqs: Vec<u64> = hits.iter().map(|h| h.id).collect();
+        let faces = self.store.faces_by_seq(&c.id, &seqs)?;
+        Ok(hits
+            .iter()
+            .zip(faces)
+            .filter_map(|(h, f)| {
+                // A face deleted since the search began is not reported.
+                f.map(|face| Hit { face, similarity: table.similarity(f64::from(h.distance)) as f32 })
+            })
+            .collect())
+    }
+
+    /// SearchFaces: faces like a stored face (which is not itself returned).
+    pub fn search_faces(&self, id: &str, face_id: &str, threshold: Option<f64>, max_faces: Option<usize>) -> Result<SearchFacesResponse> {
+        let (threshold, k) = (threshold.unwrap_or(DEFAULT_THRESHOLD), max_faces.unwrap_or(DEFAULT_SEARCH_FACES));
+        Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
+        let c = self.collection(id)?;
+        let (face, embedding) = self.store.face_embedding(id, face_id)?;
+        let hits = self.search_vector(&c, &embedding, threshold, k, Some(face.seq))?;
+        Ok(SearchFacesResponse {
+            searched_face_id: face.face_id.to_string(),
+            face_matches: self.matches(hits, &c),
+            face_model_version: c.face_model.name.clone(),
+            false_match_estimate: estimate(threshold, c.face_count),
+        })
+    }
+
+    /// SearchFacesByImage: faces like the largest face of an image.
+    pub fn search_faces_by_image(
+        &self,
+        id: &str,
+        image: &[u8],
+        threshold: Option<f64>,
+        max_faces: Option<usize>,
+        quality: QualityFilter,
+    ) -> Result<SearchFacesByImageResponse> {
+        let (threshold, k) = (threshold.unwrap_or(DEFAULT_THRESHOLD), max_faces.unwrap_or(DEFAULT_SEARCH_FACES));
+        Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
+        let c = self.collection(id)?;
+        let face = self.largest_face(image, quality)?;
+        let embedding = face.embedding.as_deref().unwrap_or_default();
+        let hits = self.search_vector(&c, embedding, threshold, k, None)?;
+        Ok(SearchFacesByImageResponse {
+            searched_face_bounding_box: face.detail.bounding_box,
+            searched_face_confidence: face.detail.confidence,
+            face_matches: self.matches(hits, &c),
+            face_model_version: c.face_model.name.clone(),
+            false_match_estimate: estimate(threshold, c.face_count),
+        })
+    }
+
+    fn largest_face(&self, image: &[u8], quality: QualityFilter) -> Result<kenning_models::Face> {
+        let img = self.decode(image)?;
+        let (w, h) = img.dimensions();
+        let mut faces = self.pipeline.detect(&img)?;
+        faces.truncate(1);
+        let Some(face) = faces.first() else {
+            return Err(CollectionError::InvalidParameter("there are no faces in the image".into()));
+        };
+        let reasons = quality.reasons(&face.detail, w, h);
+        if !reasons.is_empty() {
+            return Err(CollectionError::InvalidParameter(format!(
+                "the largest face in the image does not pass the quality filter: {reasons:?}"
+            )));
+        }
+        self.pipeline.embed_faces(&img, &mut faces)?;
+        faces.pop().ok_or_else(|| CollectionError::InvalidParameter("there are no faces in the image".into()))
+    }
+
+    fn matches(&self, hits: Vec<Hit>, c: &Collection) -> Vec<FaceMatch> {
+        hits.into_iter().map(|h| FaceMatch { similarity: h.similarity, face: wire_face(&h.face, &c.face_model.name) }).collect()
+    }
+
+    // ---- users -------------------------------------------------------
+
+    /// CreateUser.
+    pub fn create_user(&self, id: &str, user_id: &str) -> Result<()> {
+        self.store.create_user(id, user_id)?;
+        Ok(())
+    }
+
+    /// DeleteUser (its faces stay, disassociated).
+    pub fn delete_user(&self, id: &str, user_id: &str) -> Result<()> {
+        self.store.delete_user(id, user_id)?;
+        Ok(())
+    }
+
+    /// ListUsers.
+    pub fn list_users(&self, id: &str, token: Option<&str>, max_results: Option<u32>) -> Result<ListUsersResponse> {
+        let page = self.store.list_users(id, token, max_results)?;
+        Ok(ListUsersResponse {
+            users: page.items.iter().map(|u| User { user_id: u.user_id.clone(), user_status: u.status.as_str().into() }).collect(),
+            next_token: page.next_token,
+        })
+    }
+
+    /// AssociateFaces.
+    pub fn associate_faces(&self, id: &str, user_id: &str, face_ids: &[String]) -> Result<AssociateFacesResponse> {
+        let o = self.store.associate_faces(id, user_id, face_ids)?;
+        Ok(AssociateFacesResponse {
+            associated_faces: o.done.iter().map(|f| FaceIdOnly { face_id: f.to_string() }).collect(),
+            unsuccessful_face_associations: unsuccessful(&o.unsuccessful),
+            user_status: o.user_status.map_or("ACTIVE", |s| s.as_str()).into(),
+        })
+    }
+
+    /// DisassociateFaces.
+    pub fn disassociate_faces(&self, id: &str, user_id: &str, face_ids: &[String]) -> Result<DisassociateFacesResponse> {
+        let o = self.store.disassociate_faces(id, user_id, face_ids)?;
+        Ok(DisassociateFacesResponse {
+            disassociated_faces: o.done.iter().map(|f| FaceIdOnly { face_id: f.to_string() }).collect(),
+            unsuccessful_face_disassociations: unsuccessful(&o.unsuccessful),
+            user_status: o.user_status.map_or("CREATED", |s| s.as_str()).into(),
+        })
+    }
+
+    /// The users whose best face is within `threshold` of any of `probes`.
+    fn users_near(&self, c: &Collection, probes: &[(Vec<f32>, Option<u64>)], threshold: f64, max_users: usize, skip_user: Option<&str>) -> Result<Vec<UserMatch>> {
+        let mut best: HashMap<String, f32> = HashMap::new();
+        for (embedding, exclude) in probes {
+            for hit in self.search_vector(c, embedding, threshold, MAX_SEARCH_FACES, *exclude)? {
+                let Some(user) = hit.face.user_id else { continue };
+                if Some(user.as_str()) == skip_user {
+                    continue;
+                }
+                let e = best.entry(user).or_insert(0.0);
+                *e = e.max(hit.similarity);
+            }
+        }
+        let mut users: Vec<(String, f32)> = best.into_iter().collect();
+        users.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        users.truncate(max_users);
+        let mut out = Vec::with_capacity(users.len());
+        for (user_id, similarity) in users {
+            let status = self.store.get_user(&c.id, &user_id).map(|u| u.status.as_str()).unwrap_or("ACTIVE");
+            out.push(UserMatch { similarity, user: User { user_id, user_status: status.into() } });
+        }
+        Ok(out)
+    }
+
+    fn check_users(threshold: f64, max_users: usize) -> Result<()> {
+        if !(0.0..=100.0).contains(&threshold) {
+            return Err(CollectionError::InvalidParameter("UserMatchThreshold must be between 0 and 100".into()));
+        }
+        if !(1..=MAX_SEARCH_USERS).contains(&max_users) {
+            return Err(CollectionError::InvalidParameter(format!("MaxUsers must be between 1 and {MAX_SEARCH_USERS}")));
+        }
+        Ok(())
+    }
+
+    /// SearchUsers by a stored face or by a user (then every face of that
+    /// user is a probe and the user itself is left out).
+    pub fn search_users(
+        &self,
+        id: &str,
+        user_id: Option<&str>,
+        face_id: Option<&str>,
+        threshold: Option<f64>,
+        max_users: Option<usize>,
+    ) -> Result<SearchUsersResponse> {
+        let (threshold, max_users) = (threshold.unwrap_or(DEFAULT_THRESHOLD), max_users.unwrap_or(1));
+        Self::check_users(threshold, max_users)?;
+        let c = self.collection(id)?;
+        let (probes, searched_face, searched_user) = match (user_id, face_id) {
+            (Some(u), None) => {
+                let user = self.store.get_user(id, u)?;
+                let mut probes = Vec::new();
+                for f in &user.face_ids {
+                    let (face, e) = self.store.face_embedding(id, &f.to_string())?;
+                    probes.push((e, Some(face.seq)));
+                }
+                (probes, None, Some(serde_json::json!({ "UserId": u })))
+            }
+            (None, Some(f)) => {
+                let (face, e) = self.store.face_embedding(id, f)?;
+                (vec![(e, Some(face.seq))], Some(serde_json::json!({ "FaceId": f })), None)
+            }
+            _ => return Err(CollectionError::InvalidParameter("give exactly one of UserId and FaceId".into())),
+        };
+        let user_matches = self.users_near(&c, &probes, threshold, max_users, user_id)?;
+        Ok(SearchUsersResponse {
+            user_matches,
+            face_model_version: c.face_model.name.clone(),
+            searched_face,
+            searched_user,
+            false_match_estimate: estimate(threshold, c.face_count),
+        })
+    }
+
+    /// SearchUsersByImage: users like the largest face of an image.
+    pub fn search_users_by_image(
+        &self,
+        id: &str,
+        image: &[u8],
+        threshold: Option<f64>,
+        max_users: Option<usize>,
+        quality: QualityFilter,
+    ) -> Result<SearchUsersResponse> {
+        let (threshold, max_users) = (threshold.unwrap_or(DEFAULT_THRESHOLD), max_users.unwrap_or(1));
+        Self::check_users(threshold, max_users)?;
+        let c = self.collection(id)?;
+        let face = self.largest_face(image, quality)?;
+        let probes = vec![(face.embedding.clone().unwrap_or_default(), None)];
+        let user_matches = self.users_near(&c, &probes, threshold, max_users, None)?;
+        Ok(SearchUsersResponse {
+            user_matches,
+            face_model_version: c.face_model.name.clone(),
+            searched_face: Some(serde_json::json!({ "FaceDetail": face.detail })),
+            searched_user: None,
+            false_match_estimate: estimate(threshold, c.face_count),
+        })
+    }
+}
+
+impl Drop for Collections {
+    fn drop(&mut self) {
+        // Best effort: an index not saved here is rebuilt on the next open.
+        let _ = self.flush();
+    }
+}
+
+fn insert_ignoring_duplicates(index: &Index, vectors: &[(u64, &[f32])]) -> Result<()> {
+    match index.insert_many(vectors.iter().copied()) {
+        Ok(()) => Ok(()),
+        Err(IndexError::DuplicateId(_)) => {
+            // The index was rebuilt from a snapshot that already held some of
+            // these faces; add the rest one by one.
+            for &(id, v) in vectors {
+                if !index.contains(id) {
+                    index.insert(id, v)?;
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn wire_face(f: &kenning_store::Face, version: &str) -> Face {
+    Face {
+        face_id: f.face_id.to_string(),
+        bounding_box: f.bounding_box,
+        image_id: f.image_id.to_string(),
+        external_image_id: f.external_image_id.clone(),
+        confidence: f.confidence,
+        index_faces_model_version: version.to_owned(),
+        user_id: f.user_id.clone(),
+    }
+}
+
+fn unsuccessful(list: &[kenning_store::Unsuccessful]) -> Vec<UnsuccessfulFace> {
+    list.iter()
+        .map(|u| UnsuccessfulFace { face_id: u.face_id.to_string(), user_id: u.user_id.clone(), reasons: vec![u.reason.as_str().into()] })
+        .collect()
+}
