@@ -7,6 +7,8 @@
 //! message when it is absent.
 
 mod cli;
+mod collections;
+mod crash;
 mod common;
 mod detection;
 mod eval;

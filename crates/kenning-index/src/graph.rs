@@ -283,16 +283,16 @@ impl Graph {
             range.for_each(|n| self.link(n, self.level(n)));
             return;
         }
-        let next = AtomicUsize::new(range.start as usize);
+        // Each thread links one contiguous slice in order. Nodes linked at the
+        // same moment cannot see each other, and neighbouring ids are often
+        // the same person (several photos indexed together), so workers are
+        // kept far apart in id rather than interleaved.
+        let per = range.len().div_ceil(threads) as u32;
         std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(|| loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= range.end as usize {
-                        break;
-                    }
-                    self.link(n as u32, self.level(n as u32));
-                });
+            for t in 0..threads as u32 {
+                let lo = range.start + t * per;
+                let hi = (lo + per).min(range.end);
+                s.spawn(move || (lo..hi).for_each(|n| self.link(n, self.level(n))));
             }
         });
     }
@@ -379,10 +379,26 @@ impl Graph {
             found.retain(|c| c.id != n);
             let sel = self.select(&found, self.shape.m);
             {
+                // Another writer may already have linked itself to `n` at this
+                // level (reaching it from an upper level): keep those links.
                 let _g = self.lock(n);
                 let (count, links) = self.links(n, l);
-                store_words(links, sel.iter().map(|c| c.id));
-                count.store(sel.len() as u32, Ordering::Release);
+                let mut keep = sel.clone();
+                for w in &links[..count.load(Ordering::Relaxed) as usize] {
+                    let id = w.load(Ordering::Relaxed);
+                    if !keep.iter().any(|c| c.id == id) {
+                        keep.push(Cand {
+                            d: self.dist(&probe, id),
+                            id,
+                        });
+                    }
+                }
+                if keep.len() > links.len() {
+                    keep.sort_unstable();
+                    keep = self.select(&keep, links.len());
+                }
+                store_words(links, keep.iter().map(|c| c.id));
+                count.store(keep.len() as u32, Ordering::Release);
             }
             for c in &sel {
                 self.add_link(c.id, n, c.d, l);

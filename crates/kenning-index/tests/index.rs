@@ -169,7 +169,9 @@ fn cosine_distances_are_one_minus_cos() {
 #[test]
 fn hnsw_recall_at_10_on_face_like_data() {
     let (base, queries) = face_like(20_000, 200, 128, 7);
-    let index = Index::new(small_config(128)).unwrap();
+    let mut cfg = small_config(128);
+    cfg.build_threads = 2; // exercise parallel linking
+    let index = Index::new(cfg).unwrap();
     index
         .insert_many(base.iter().enumerate().map(|(i, v)| (i as u64, &v[..])))
         .unwrap();

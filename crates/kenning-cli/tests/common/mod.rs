@@ -2,7 +2,7 @@
 //! process.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use kenning_image::{DecodeLimits, RgbImage};
 use kenning_models::{Pipeline, PipelineConfig};
@@ -34,12 +34,13 @@ pub fn models() -> PathBuf {
 }
 
 /// The default pipeline, loaded once.
-pub fn pipeline() -> &'static Pipeline {
-    static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
+pub fn pipeline() -> &'static Arc<Pipeline> {
+    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
     PIPELINE.get_or_init(|| {
-        Pipeline::load(PipelineConfig::new(models())).unwrap_or_else(|e| {
+        let pipeline = Pipeline::load(PipelineConfig::new(models())).unwrap_or_else(|e| {
             panic!("loading the default models failed ({e}); run scripts/setup-models.sh")
-        })
+        });
+        Arc::new(pipeline)
     })
 }
 

@@ -1,0 +1,1 @@
+//! Crash safety of the collection store through the CLI (being written).
