@@ -11,7 +11,7 @@ How to run (from the repository root):
     .cache/venv-ref/bin/pip install .cache/pip/face_recognition_models-0.3.0.tar.gz
     .cache/venv-ref/bin/python scripts/make-parity-fixtures.py [--data ../shared/data]
 
-The data root defaults to $KENNING_DATA, else /work/shared/data. Images are
+The data root defaults to ../shared/data beside the repository. Images are
 read from <data>/misc (recursively, .jpg/.png) and
 <data>/identity/deepface/images; they are never copied into the repository.
 
@@ -51,7 +51,7 @@ def image_files(data: Path):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=os.environ.get("KENNING_DATA", "/work/shared/data"))
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     data = Path(args.data).resolve()
