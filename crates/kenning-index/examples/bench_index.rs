@@ -459,7 +459,7 @@ fn crossover(a: &Args) {
                     let h = if exact {
                         index.search_exact(q, K, None)
                     } else {
-                        index.search(q, K, None)
+                        index.search_with(q, K, None, 64)
                     };
                     std::hint::black_box(h.unwrap());
                     thread_cpu_ms() - t

@@ -317,6 +317,50 @@ fn save_load_round_trip_and_stale_detection() {
         .len(),
         3999
     );
+    std::fs::remove_file(&path).ok();
+}
+
+#[test]
+fn tiny_untrained_index_round_trips_and_keeps_growing() {
+    // Fewer vectors than the quantiser's training sample: no graph yet.
+    let (base, _) = face_like(1500, 1, 16, 17);
+    let index = Index::new(small_config(16)).unwrap();
+    index
+        .insert_many(
+            base[..10]
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as u64, &v[..])),
+        )
+        .unwrap();
+    let path = tmp("tiny.idx");
+    index.save(&path, 0).unwrap();
+    let loaded = Index::load(
+        &path,
+        &Expect {
+            count: Some(10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(loaded.search(&base[4], 1, None).unwrap()[0].id, 4);
+    // Growing past the training sample after a load builds the graph.
+    let rest = base[10..]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i as u64 + 10, &v[..]));
+    loaded.insert_many(rest).unwrap();
+    assert_eq!(loaded.len(), 1500);
+    assert_eq!(
+        loaded.search_with(&base[1234], 1, None, 32).unwrap()[0].id,
+        1234
+    );
+    Index::new(small_config(16))
+        .unwrap()
+        .save(&path, 0)
+        .unwrap();
+    assert!(Index::load(&path, &Expect::default()).unwrap().is_empty());
+    std::fs::remove_file(&path).ok();
 }
 
 #[test]
@@ -353,6 +397,7 @@ fn large_index_round_trip_uses_mapped_chunks() {
     }
     assert_eq!(loaded.len(), 71_999);
     assert_eq!(loaded.search_exact(&vecs[6], 1, None).unwrap()[0].id, 6);
+    std::fs::remove_file(&path).ok();
 }
 
 #[test]
@@ -418,6 +463,8 @@ fn corrupt_truncated_and_foreign_files_are_detected() {
         Err(IndexError::Io { .. })
     ));
     assert!(Index::load(&path, &Expect::default()).is_ok());
+    std::fs::remove_file(&path).ok();
+    std::fs::remove_file(&bad).ok();
 }
 
 #[test]
