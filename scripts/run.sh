@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sets up the default models and runs the kenning CLI: with no arguments it
-# detects faces in a sample photo; otherwise it passes its arguments on,
-# e.g. `scripts/run.sh compare a.jpg b.jpg`.
+# Sets up the default models and starts the service (`kenning serve` on
+# 127.0.0.1:8470 with ./data, printing the URL and credentials); with
+# arguments it runs the kenning CLI instead, e.g. `scripts/run.sh compare a.jpg b.jpg`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-models.sh"
@@ -11,9 +11,4 @@ kenning="$root/target/release/kenning"
 if [ $# -gt 0 ]; then
   exec "$kenning" "$@"
 fi
-sample="$root/../shared/data/misc/face_recognition/examples/two_people.jpg"
-if [ ! -f "$sample" ]; then
-  echo "usage: scripts/run.sh detect|embed|compare IMAGE... (no sample photo found at $sample)" >&2
-  exit 2
-fi
-exec "$kenning" detect "$sample"
+exec "$kenning" serve --listen "${KENNING_LISTEN:-127.0.0.1:8470}" --data "${KENNING_DATA:-$root/data}"

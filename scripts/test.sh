@@ -6,6 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup-models.sh
 bash scripts/setup-test-models.sh
+bash scripts/setup-test-python.sh
 export KENNING_MODELS="${KENNING_MODELS:-$root/models}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings

@@ -28,6 +28,11 @@ impl Context {
         if let Some(m) = &self.manifest {
             config.recogniser = Some(LoadedManifest::from_file(m).map_err(wire)?);
         }
+        // KENNING_CALIBRATION=global|fair overrides the manifest's choice of
+        // calibration for Similarity.
+        if let Ok(kind) = std::env::var("KENNING_CALIBRATION") {
+            config.calibration = Some(kind.parse().map_err(|e: String| anyhow!(e))?);
+        }
         Pipeline::load(config).map_err(wire)
     }
 }

@@ -20,9 +20,10 @@ use kenning_eval::svg::{Bar, BarChart, BarGroup};
 use kenning_eval::verify::{kfold_accuracy, DEFAULT_FMR_TARGETS};
 use kenning_eval::{
     bar_chart_svg, check_calibration_fn, det_svg, evaluate_detection, evaluate_fairness,
-    evaluate_identification, evaluate_verification, generate_pairs, split_gallery, Embeddings,
-    FairCalibration, FairnessConfig, GallerySplit, IdentifyConfig, LabelledSet, PairConfig,
-    ScoredPair, Scoring, ThresholdRule, ToMarkdown, VerifyConfig,
+    evaluate_identification, evaluate_verification, generate_pairs, split_gallery, ClusterPairs,
+    Embeddings, FairCalibration, FairCalibrationConfig, FairCalibrationFit, FairnessConfig,
+    GallerySplit, IdentifyConfig, LabelledSet, PairConfig, ScoredPair, Scoring, ThresholdRule,
+    ToMarkdown, VerifyConfig,
 };
 use kenning_models::pipeline::dlib_rect;
 use kenning_models::CalibrationTable;
@@ -928,8 +929,8 @@ pub struct CalibrateArgs {
     /// Where to write the table (JSON). Required unless --check is given.
     #[arg(long, required_unless_present = "check")]
     out: Option<PathBuf>,
-    /// Instead of building a table, report how well this existing table
-    /// predicts the FMR of the given impostor photos.
+    /// Instead of building a table, report how well this existing table (or
+    /// fair calibration) predicts the FMR of the given impostor photos.
     #[arg(long)]
     check: Option<PathBuf>,
     /// With --check: the factor within which observed FMR must match the promise.
@@ -945,6 +946,21 @@ pub struct CalibrateArgs {
     /// which are not comparisons of different people.
     #[arg(long, default_value_t = 0.0)]
     exclude_below: f32,
+    /// Build a fair (per-region) calibration with this many k-means clusters
+    /// instead of a global table; written to --out as JSON.
+    #[arg(long, value_name = "K", conflicts_with = "check")]
+    fair: Option<usize>,
+    /// With --fair: which impostor pairs calibrate a cluster (pairs within it,
+    /// or pairs involving it).
+    #[arg(long, value_enum, default_value_t = FairPairs::Within)]
+    fair_pairs: FairPairs,
+    /// With --fair: seed for k-means.
+    #[arg(long, default_value_t = FairCalibrationConfig::default().seed)]
+    fair_seed: u64,
+    /// Use only the photos listed in this file (one path per line, relative to
+    /// the single folder given as IMAGES), e.g. one half of a split.
+    #[arg(long)]
+    list: Option<PathBuf>,
     #[command(flatten)]
     cache: CacheArgs,
     /// With --check: write the JSON report here (default: stdout).
@@ -958,7 +974,18 @@ pub struct CalibrateArgs {
 /// `kenning calibrate`: builds a recogniser's distance-to-FMR table from the
 /// impostor pairs of a photo set, or checks an existing table against one.
 pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
-    let paths = inputs::expand(&args.images)?;
+    let paths = match &args.list {
+        Some(list) => {
+            let [root] = args.images.as_slice() else {
+                bail!("--list needs exactly one folder as IMAGES");
+            };
+            read_list(list)?
+                .iter()
+                .map(|f| resolve(Path::new(root), f))
+                .collect()
+        }
+        None => inputs::expand(&args.images)?,
+    };
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let identities = match &args.identities {
         Some(csv) => Some(identity_lookup(csv)?),
@@ -979,6 +1006,9 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
             e.as_ref().map(|e| (id, e))
         })
         .collect();
+    if let Some(k) = args.fair {
+        return calibrate_fair(args, &embedder, &embeddings, k, paths.len(), failed);
+    }
     let mut distances: Vec<f32> = {
         use rayon::prelude::*;
         (0..embeddings.len())
@@ -995,23 +1025,67 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
     if let Some(check) = &args.check {
         let text = std::fs::read_to_string(check)
             .with_context(|| format!("reading {}", check.display()))?;
-        let table: CalibrationTable =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", check.display()))?;
-        table.validate().map_err(wire)?;
-        let description = format!(
-            "table {} ({}) against {} impostor pairs of {} enrolled photos",
-            check.display(),
-            table.source,
-            distances.len(),
-            embeddings.len()
-        );
-        let result = check_calibration_fn(
-            &distances,
-            |d| table.fmr(f64::from(d)),
-            &kenning_eval::calibrate::DEFAULT_CHECK_FMRS,
-            args.factor,
-            &description,
-        );
+        let result = if text.contains("\"centroids\"") {
+            // A fair calibration: each pair's promise depends on its clusters.
+            let fc = FairCalibration::from_json(&text)
+                .with_context(|| format!("parsing {}", check.display()))?;
+            let clusters: Vec<usize> = embeddings.iter().map(|(_, e)| fc.assign(e)).collect();
+            let predicted: Vec<f64> = {
+                use rayon::prelude::*;
+                (0..embeddings.len())
+                    .into_par_iter()
+                    .flat_map_iter(|i| {
+                        let (id_a, a) = &embeddings[i];
+                        let (fc, clusters) = (&fc, &clusters);
+                        embeddings[i + 1..]
+                            .iter()
+                            .enumerate()
+                            .filter_map(move |(j, (id_b, b))| {
+                                let d = recognizer.distance(a, b) as f32;
+                                (id_a != id_b && d >= args.exclude_below).then(|| {
+                                    10f64.powf(fc.log_fmr_for_clusters(
+                                        clusters[i],
+                                        clusters[i + 1 + j],
+                                        d,
+                                    ))
+                                })
+                            })
+                    })
+                    .collect()
+            };
+            let description = format!(
+                "fair calibration {} ({} clusters; {}) against {} impostor pairs of {} enrolled photos",
+                check.display(),
+                fc.clusters(),
+                fc.source,
+                predicted.len(),
+                embeddings.len()
+            );
+            kenning_eval::check_calibration(
+                &predicted,
+                &kenning_eval::calibrate::DEFAULT_CHECK_FMRS,
+                args.factor,
+                &description,
+            )
+        } else {
+            let table: CalibrationTable = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", check.display()))?;
+            table.validate().map_err(wire)?;
+            let description = format!(
+                "table {} ({}) against {} impostor pairs of {} enrolled photos",
+                check.display(),
+                table.source,
+                distances.len(),
+                embeddings.len()
+            );
+            check_calibration_fn(
+                &distances,
+                |d| table.fmr(f64::from(d)),
+                &kenning_eval::calibrate::DEFAULT_CHECK_FMRS,
+                args.factor,
+                &description,
+            )
+        };
         let json = with_header(
             header(ctx, Some(&embedder)),
             json!({ "enrolment": enrolment.report, "check": result }),
@@ -1057,6 +1131,79 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
         embeddings.len(),
         table.distance_for_log_fmr(-4.0),
         table.distance_for_log_fmr(-5.0)
+    );
+    Ok(0)
+}
+
+/// Which pairs calibrate a cluster, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FairPairs {
+    /// Pairs with both photos in the cluster.
+    Within,
+    /// Pairs with at least one photo in the cluster.
+    Involving,
+}
+
+/// Lines of a list file (blank lines and `#` comments skipped).
+fn read_list(list: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(list).with_context(|| format!("reading {}", list.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+/// `kenning calibrate --fair K`: fits a fair calibration from the impostor
+/// pairs of the enrolled photos (no labels beyond who is who).
+fn calibrate_fair(
+    args: &CalibrateArgs,
+    embedder: &Embedder,
+    embeddings: &[(String, &Vec<f32>)],
+    k: usize,
+    photos: usize,
+    failed: usize,
+) -> Result<i32> {
+    let out = args
+        .out
+        .as_ref()
+        .ok_or_else(|| anyhow!("--out is required"))?;
+    let rows: Vec<Vec<f32>> = embeddings.iter().map(|(_, e)| (*e).clone()).collect();
+    let subjects: Vec<&str> = embeddings.iter().map(|(id, _)| id.as_str()).collect();
+    let emb = Embeddings::new(&rows)?;
+    let recognizer = embedder.pipeline.recognizer();
+    let config = FairCalibrationConfig {
+        k,
+        seed: args.fair_seed,
+        pairs: match args.fair_pairs {
+            FairPairs::Within => ClusterPairs::Within,
+            FairPairs::Involving => ClusterPairs::Involving,
+        },
+        ..Default::default()
+    };
+    let mut fc = FairCalibration::fit_with(
+        &emb,
+        Some(&subjects),
+        eval_distance(recognizer.manifest().embedding.distance),
+        config,
+    )?;
+    fc.recogniser = recognizer.manifest().name.clone();
+    fc.source = if args.source.is_empty() {
+        format!(
+            "{photos} photos, {failed} without a face, {} impostor pairs",
+            fc.impostor_pairs
+        )
+    } else {
+        args.source.clone()
+    };
+    std::fs::write(out, fc.to_json()?).with_context(|| format!("writing {}", out.display()))?;
+    let sizes: Vec<usize> = fc.clusters.iter().map(|c| c.photos).collect();
+    eprintln!(
+        "kenning: fair calibration, {k} clusters (photos {sizes:?}) from {} impostor pairs of {} faces",
+        fc.impostor_pairs,
+        embeddings.len()
     );
     Ok(0)
 }

@@ -5,6 +5,7 @@ mod commands;
 mod gallery;
 mod eval;
 mod inputs;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -84,6 +85,11 @@ enum Command {
     /// Work with model files.
     #[command(subcommand)]
     Models(commands::ModelsCommand),
+    /// Serve Rekognition's API (AWS JSON 1.1 with SigV4), the REST API, /healthz and /metrics.
+    Serve(serve::ServeArgs),
+    /// Issue, list or revoke access keys for `kenning serve`.
+    #[command(subcommand)]
+    Keys(serve::KeysCommand),
 }
 
 fn main() {
@@ -126,5 +132,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Faces(cmd) => gallery::faces(&ctx, &cli.data, cmd),
         Command::Users(cmd) => gallery::users(&ctx, &cli.data, cmd),
         Command::Models(cmd) => commands::models(&ctx, cmd),
+        Command::Serve(args) => serve::serve(&ctx, &cli.data, &args),
+        Command::Keys(cmd) => serve::keys(&cli.data, cmd),
     }
 }

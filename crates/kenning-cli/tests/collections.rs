@@ -149,7 +149,7 @@ fn collections_faces_and_users_behave_as_rekognition() {
     c.create_user("people", "u1").unwrap();
     c.create_user("people", "u2").unwrap();
     assert_eq!(code(c.create_user("people", "u1")), ErrorCode::ResourceAlreadyExistsException);
-    let a = c.associate_faces("people", "u1", &[first_face.clone()]).unwrap();
+    let a = c.associate_faces("people", "u1", std::slice::from_ref(first_face)).unwrap();
     assert_eq!(a.associated_faces.len(), 1);
     assert_eq!(a.user_status, "ACTIVE");
     let a = c.associate_faces("people", "u2", &[first_face.clone(), second_face.clone()]).unwrap();
@@ -170,10 +170,10 @@ fn collections_faces_and_users_behave_as_rekognition() {
     assert!(del.deleted_faces.is_empty());
     let reasons: Vec<&str> = del.unsuccessful_face_deletions.iter().map(|u| u.reasons[0].as_str()).collect();
     assert_eq!(reasons, ["ASSOCIATED_TO_AN_EXISTING_USER", "FACE_NOT_FOUND"]);
-    let dis = c.disassociate_faces("people", "u1", &[first_face.clone()]).unwrap();
+    let dis = c.disassociate_faces("people", "u1", std::slice::from_ref(first_face)).unwrap();
     assert_eq!(dis.user_status, "CREATED");
-    let del = c.delete_faces("people", &[first_face.clone()]).unwrap();
-    assert_eq!(del.deleted_faces, [first_face.clone()]);
+    let del = c.delete_faces("people", std::slice::from_ref(first_face)).unwrap();
+    assert_eq!(del.deleted_faces, std::slice::from_ref(first_face));
     let after = c.search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None).unwrap();
     assert!(after.face_matches.iter().all(|m| &m.face.face_id != first_face), "a deleted face is never returned");
     c.delete_user("people", "u2").unwrap();

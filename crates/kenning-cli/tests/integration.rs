@@ -12,5 +12,7 @@ mod crash;
 mod common;
 mod detection;
 mod eval;
+mod identification;
 mod parity;
 mod recognisers;
+mod server;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use kenning_image::{DecodeLimits, RgbImage};
 use kenning_index::{Expect, Index, IndexConfig, IndexError, Metric};
 use kenning_models::manifest::Distance;
-use kenning_models::{CalibrationTable, Pipeline};
+use kenning_models::{Calibration, CalibrationTable, Pipeline};
 use kenning_store::{Collection, FaceModel, NewCollection, NewFace, OnAssociated, Store};
 use uuid::Uuid;
 
@@ -50,6 +50,20 @@ pub fn estimate(threshold: f64, face_count: u64) -> FalseMatchEstimate {
         face_count,
         expected_false_matches: false_match_rate * face_count as f64,
     }
+}
+
+/// With a fair calibration, a search asks the index for this many times
+/// MaxFaces candidates (plus 16) within the loosest radius, since some of
+/// them fall short of the threshold once each pair's own Similarity is known.
+pub const FAIR_SEARCH_OVERFETCH: usize = 2;
+
+/// The `(id, Similarity)` candidates that reach `threshold`, highest
+/// Similarity first (ties keep their order, i.e. nearest first), at most `k`.
+fn keep_best(mut scored: Vec<(u64, f32)>, threshold: f64, k: usize) -> Vec<(u64, f32)> {
+    scored.retain(|s| f64::from(s.1) >= threshold);
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(k);
+    scored
 }
 
 /// A collection's in-memory index and the lock that orders its writers.
@@ -116,8 +130,8 @@ impl Collections {
         }
     }
 
-    fn calibration(&self) -> Result<&CalibrationTable> {
-        self.pipeline.recognizer().calibration().ok_or_else(|| {
+    fn calibration(&self) -> Result<Calibration<'_>> {
+        self.pipeline.recognizer().similarity_calibration().ok_or_else(|| {
             CollectionError::InvalidParameter("the recogniser has no calibration table, so Similarity is undefined".into())
         })
     }
@@ -399,21 +413,47 @@ impl Collections {
 
     /// The faces within `threshold` of `embedding`, best first, at most `k`,
     /// leaving out the face with seq `exclude`.
+    ///
+    /// With a fair calibration the same distance means a different
+    /// Similarity in different regions of embedding space, so the index is
+    /// searched out to the loosest distance any region allows at `threshold`
+    /// (more candidates than `k`), and the hits are then kept by their own
+    /// Similarity and ranked by it.
     fn search_vector(&self, c: &Collection, embedding: &[f32], threshold: f64, k: usize, exclude: Option<u64>) -> Result<Vec<Hit>> {
-        let table = self.calibration()?;
+        let calibration = self.calibration()?;
         let live = self.live(c)?;
-        let max_distance = table.distance_for_similarity(threshold);
-        let max_distance = max_distance.is_finite().then_some(max_distance as f32);
-        let hits = live.index.search(embedding, k + usize::from(exclude.is_some()), max_distance)?;
-        let hits: Vec<_> = hits.into_iter().filter(|h| Some(h.id) != exclude).take(k).collect();
-        let seqs: Vec<u64> = hits.iter().map(|h| h.id).collect();
+        let radius = calibration.search_radius(embedding, threshold);
+        let max_distance = radius.is_finite().then_some(radius as f32);
+        let want = match calibration {
+            Calibration::Global(_) => k,
+            Calibration::Fair(_) => k.saturating_mul(FAIR_SEARCH_OVERFETCH).saturating_add(16),
+        };
+        let hits = live.index.search(embedding, want + usize::from(exclude.is_some()), max_distance)?;
+        let hits: Vec<_> = hits.into_iter().filter(|h| Some(h.id) != exclude).collect();
+        let scored: Vec<(u64, f32)> = match calibration {
+            // The radius is the threshold's distance: every hit reaches it.
+            Calibration::Global(table) => {
+                hits.iter().take(k).map(|h| (h.id, table.similarity(f64::from(h.distance)) as f32)).collect()
+            }
+            Calibration::Fair(_) => {
+                let seqs: Vec<u64> = hits.iter().map(|h| h.id).collect();
+                let vectors = self.store.embeddings_by_seq(&c.id, &seqs)?;
+                let scored = hits
+                    .iter()
+                    .zip(vectors)
+                    .filter_map(|(h, v)| v.map(|v| (h.id, calibration.similarity(embedding, &v, f64::from(h.distance)) as f32)))
+                    .collect();
+                keep_best(scored, threshold, k)
+            }
+        };
+        let seqs: Vec<u64> = scored.iter().map(|s| s.0).collect();
         let faces = self.store.faces_by_seq(&c.id, &seqs)?;
-        Ok(hits
+        Ok(scored
             .iter()
             .zip(faces)
-            .filter_map(|(h, f)| {
+            .filter_map(|(s, f)| {
                 // A face deleted since the search began is not reported.
-                f.map(|face| Hit { face, similarity: table.similarity(f64::from(h.distance)) as f32 })
+                f.map(|face| Hit { face, similarity: s.1 })
             })
             .collect())
     }
@@ -660,4 +700,20 @@ fn unsuccessful(list: &[kenning_store::Unsuccessful]) -> Vec<UnsuccessfulFace> {
     list.iter()
         .map(|u| UnsuccessfulFace { face_id: u.face_id.to_string(), user_id: u.user_id.clone(), reasons: vec![u.reason.as_str().into()] })
         .collect()
+}
+
+#[cfg(test)]
+mod fair_search_tests {
+    use super::keep_best;
+
+    #[test]
+    fn hits_are_kept_by_their_own_similarity_and_ranked_by_it() {
+        // Nearest first, as the index returns them; Similarity is per pair.
+        let scored = vec![(1, 85.0), (2, 79.9), (3, 92.0), (4, 80.0), (5, 81.0)];
+        assert_eq!(keep_best(scored.clone(), 80.0, 10), vec![(3, 92.0), (1, 85.0), (5, 81.0), (4, 80.0)]);
+        assert_eq!(keep_best(scored.clone(), 80.0, 2), vec![(3, 92.0), (1, 85.0)]);
+        assert!(keep_best(scored, 95.0, 10).is_empty());
+        // Ties keep the index order (nearest first).
+        assert_eq!(keep_best(vec![(7, 90.0), (8, 90.0)], 80.0, 1), vec![(7, 90.0)]);
+    }
 }

@@ -2,6 +2,7 @@
 //! and the stable error codes that each layer's typed errors map to.
 
 mod error;
+pub mod fair;
 mod geometry;
 
 pub use error::{ErrorCode, WireError};

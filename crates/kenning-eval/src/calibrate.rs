@@ -6,6 +6,11 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+pub use kenning_core::fair::{
+    nearest_centroid, ClusterCalibration, ClusterPairs, FairCalibration, FairCalibrationConfig,
+    LogFmrTable, FLOOR_LOG_FMR,
+};
+
 use crate::distance::{dot, pairwise_fold, Distance, Embeddings};
 use crate::error::{invalid, Result};
 use crate::rng::SplitMix64;
@@ -153,16 +158,6 @@ fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-/// Index and squared distance of the nearest centroid.
-pub fn nearest_centroid(centroids: &[Vec<f32>], x: &[f32]) -> (usize, f32) {
-    centroids
-        .iter()
-        .enumerate()
-        .map(|(k, c)| (k, sq_dist(c, x)))
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or((0, f32::INFINITY))
-}
-
 /// k-means with k-means++ seeding and Lloyd iterations (parallel
 /// assignment), stopping when no point changes cluster or after
 /// `max_iter` iterations. An emptied cluster is re-seeded with the point
@@ -252,50 +247,6 @@ pub fn kmeans(points: &Embeddings, k: usize, seed: u64, max_iter: usize) -> Resu
     }
 }
 
-/// Lowest log10 FMR any calibration reports.
-pub const FLOOR_LOG_FMR: f64 = -15.0;
-
-/// A monotone map from a score to log10 FMR: `(score, log10 FMR)` points
-/// with both strictly increasing. Linear in between; above the last point
-/// the last FMR; below the first the slope over the lowest decade is
-/// extended (fewer than `min_count` pairs were that close), down to
-/// [`FLOOR_LOG_FMR`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogFmrTable {
-    /// Comparisons measured.
-    pub pairs: u64,
-    /// The points.
-    pub points: Vec<(f64, f64)>,
-}
-
-impl LogFmrTable {
-    /// log10 FMR at `x`.
-    pub fn log_fmr(&self, x: f64) -> f64 {
-        let p = &self.points;
-        let (Some(&first), Some(&last)) = (p.first(), p.last()) else {
-            return 0.0;
-        };
-        if x >= last.0 {
-            return last.1;
-        }
-        if x < first.0 {
-            // Slope over roughly the lowest decade, steadier than one segment.
-            let top = p
-                .iter()
-                .find(|q| q.1 >= first.1 + 1.0 - 1e-9)
-                .unwrap_or(&last);
-            if top.0 <= first.0 {
-                return FLOOR_LOG_FMR.max(first.1);
-            }
-            let slope = (top.1 - first.1) / (top.0 - first.0);
-            return (first.1 + (x - first.0) * slope).max(FLOOR_LOG_FMR);
-        }
-        let i = p.partition_point(|q| q.0 <= x);
-        let (a, b) = (p[i - 1], p[i]);
-        a.1 + (x - a.0) * (b.1 - a.1) / (b.0 - a.0)
-    }
-}
-
 /// A fine histogram from which [`LogFmrTable`]s are cut.
 #[derive(Debug, Clone)]
 struct Hist {
@@ -363,96 +314,38 @@ impl Hist {
     }
 }
 
-/// Which impostor pairs teach a cluster its distance-to-FMR map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClusterPairs {
-    /// Pairs with both photos in the cluster: the pairs that dominate
-    /// same-group false matches. Needs larger clusters.
-    #[default]
-    Within,
-    /// Pairs with at least one photo in the cluster (FairCal's choice).
-    Involving,
-}
-
-/// Options for [`FairCalibration::fit_with`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct FairCalibrationConfig {
-    /// Number of clusters.
-    pub k: usize,
-    /// Seed for k-means.
-    pub seed: u64,
-    /// Most k-means iterations.
-    pub max_iter: usize,
-    /// Table points per decade of FMR.
-    pub per_decade: usize,
-    /// A table stops where fewer than this many pairs are below a point.
-    pub min_count: u64,
-    /// Which pairs calibrate a cluster.
-    pub pairs: ClusterPairs,
-}
-
-impl Default for FairCalibrationConfig {
-    fn default() -> Self {
-        Self {
-            k: 8,
-            seed: 0x6b6d_6561,
-            max_iter: 100,
-            per_decade: 10,
-            min_count: 10,
-            pairs: ClusterPairs::Within,
-        }
-    }
-}
-
-/// A distance-to-FMR calibration that depends on where in embedding space
-/// the two faces lie, learned without labels.
-///
-/// Fitting clusters the unit-normalised embeddings of an impostor set with
-/// k-means and learns, for each cluster, a distance-to-FMR table from its
-/// impostor pairs ([`ClusterPairs`]). A pair in clusters `a` and `b` gets
-/// the geometric mean of the two clusters' FMRs at its distance (one
-/// cluster's when `a == b`). Because a geometric mean of per-cluster rates
-/// is not itself a rate over the whole set, a final monotone table maps
-/// that combined score to the FMR observed over all impostor pairs, so the
-/// overall FMR stays calibrated while the per-cluster ordering is kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FairCalibration {
-    /// Distance the tables are in.
-    pub distance: Distance,
-    /// How it was fitted.
-    pub config: FairCalibrationConfig,
-    /// Unit-normalised-space cluster centres.
-    pub centroids: Vec<Vec<f32>>,
-    /// Per-cluster photo counts and tables (distance -> log10 FMR); `None`
-    /// when a cluster had too few pairs, in which case `global` is used.
-    pub clusters: Vec<ClusterCalibration>,
-    /// Distance -> log10 FMR over all impostor pairs.
-    pub global: LogFmrTable,
-    /// Combined score -> log10 FMR over all impostor pairs.
-    pub combined: LogFmrTable,
-    /// Impostor pairs used.
-    pub impostor_pairs: u64,
-}
-
-/// One cluster's calibration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClusterCalibration {
-    /// Calibration photos in the cluster.
-    pub photos: usize,
-    /// Distance -> log10 FMR, if the cluster had enough pairs.
-    pub table: Option<LogFmrTable>,
-}
-
 /// Histogram resolution: fine enough that binning error is far below the
 /// spread of impostor distances.
 const DIST_BINS: usize = 8192;
 const SCORE_BINS_PER_DECADE: f64 = 2000.0;
 
-impl FairCalibration {
+/// Fitting a [`FairCalibration`] (the struct and its scoring live in
+/// `kenning_core::fair`, so the model layer can use it without this crate).
+///
+/// Fitting clusters the unit-normalised embeddings of an impostor set with
+/// k-means and learns, for each cluster, a distance-to-FMR table from its
+/// impostor pairs ([`ClusterPairs`]); a final monotone table maps the
+/// combined (geometric-mean) score to the FMR observed over all pairs.
+pub trait FairCalibrationFit: Sized {
     /// Fits with default options, treating every pair of `embeddings` as an
     /// impostor pair (one photo per person, as UTKFace).
-    pub fn fit(embeddings: &Embeddings, k: usize, distance: Distance, seed: u64) -> Result<Self> {
+    fn fit(embeddings: &Embeddings, k: usize, distance: Distance, seed: u64) -> Result<Self>;
+
+    /// Fits with options; with `subjects`, pairs of photos of one subject
+    /// are skipped.
+    fn fit_with<S: AsRef<str> + Sync>(
+        embeddings: &Embeddings,
+        subjects: Option<&[S]>,
+        distance: Distance,
+        config: FairCalibrationConfig,
+    ) -> Result<Self>;
+
+    /// Clusters of every row, in parallel.
+    fn assign_all(&self, embeddings: &Embeddings) -> Result<Vec<u32>>;
+}
+
+impl FairCalibrationFit for FairCalibration {
+    fn fit(embeddings: &Embeddings, k: usize, distance: Distance, seed: u64) -> Result<Self> {
         Self::fit_with::<&str>(
             embeddings,
             None,
@@ -465,9 +358,7 @@ impl FairCalibration {
         )
     }
 
-    /// Fits with options; with `subjects`, pairs of photos of one subject
-    /// are skipped.
-    pub fn fit_with<S: AsRef<str> + Sync>(
+    fn fit_with<S: AsRef<str> + Sync>(
         embeddings: &Embeddings,
         subjects: Option<&[S]>,
         distance: Distance,
@@ -558,6 +449,8 @@ impl FairCalibration {
             })
             .collect();
         let mut fc = FairCalibration {
+            recogniser: String::new(),
+            source: String::new(),
             distance,
             config,
             centroids: km.centroids,
@@ -589,32 +482,7 @@ impl FairCalibration {
         Ok(fc)
     }
 
-    fn cluster_log_fmr(&self, c: usize, d: f32) -> f64 {
-        match self.clusters.get(c).and_then(|c| c.table.as_ref()) {
-            Some(t) => t.log_fmr(f64::from(d)),
-            None => self.global.log_fmr(f64::from(d)),
-        }
-    }
-
-    /// Mean of the two clusters' log10 FMRs (the log of the geometric mean).
-    fn raw_score(&self, a: usize, b: usize, d: f32) -> f64 {
-        if a == b {
-            self.cluster_log_fmr(a, d)
-        } else {
-            (self.cluster_log_fmr(a, d) + self.cluster_log_fmr(b, d)) / 2.0
-        }
-    }
-
-    /// The cluster of an embedding (normalised to unit length first).
-    pub fn assign(&self, embedding: &[f32]) -> usize {
-        let n2 = dot(embedding, embedding);
-        let s = if n2 > 0.0 { 1.0 / n2.sqrt() } else { 1.0 };
-        let unit: Vec<f32> = embedding.iter().map(|x| x * s).collect();
-        nearest_centroid(&self.centroids, &unit).0
-    }
-
-    /// Clusters of every row, in parallel.
-    pub fn assign_all(&self, embeddings: &Embeddings) -> Result<Vec<u32>> {
+    fn assign_all(&self, embeddings: &Embeddings) -> Result<Vec<u32>> {
         let dim = self.centroids.first().map_or(0, Vec::len);
         if !embeddings.is_empty() && embeddings.dim() != dim {
             return Err(invalid(format!(
@@ -626,34 +494,5 @@ impl FairCalibration {
             .into_par_iter()
             .map(|i| self.assign(embeddings.row(i)) as u32)
             .collect())
-    }
-
-    /// log10 FMR of a pair in clusters `a` and `b` at `distance`.
-    pub fn log_fmr_for_clusters(&self, a: usize, b: usize, distance: f32) -> f64 {
-        self.combined.log_fmr(self.raw_score(a, b, distance))
-    }
-
-    /// FMR of comparing embeddings `a` and `b` whose distance is `distance`.
-    pub fn fmr(&self, a: &[f32], b: &[f32], distance: f32) -> f64 {
-        10f64.powf(self.log_fmr_for_clusters(self.assign(a), self.assign(b), distance))
-    }
-
-    /// FMR of comparing embeddings `a` and `b`, computing their distance.
-    pub fn fmr_of(&self, a: &[f32], b: &[f32]) -> f64 {
-        self.fmr(a, b, self.distance.between(a, b))
-    }
-
-    /// JSON text.
-    pub fn to_json(&self) -> Result<String> {
-        Ok(serde_json::to_string(self)?)
-    }
-
-    /// Reads JSON written by [`FairCalibration::to_json`].
-    pub fn from_json(text: &str) -> Result<Self> {
-        let fc: Self = serde_json::from_str(text)?;
-        if fc.centroids.is_empty() || fc.centroids.len() != fc.clusters.len() {
-            return Err(invalid("fair calibration: centroids and clusters disagree"));
-        }
-        Ok(fc)
     }
 }

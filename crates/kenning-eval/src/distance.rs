@@ -1,64 +1,10 @@
 //! Embedding matrices, distance functions and fast all-pairs loops.
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
 
-/// How two embeddings are compared. Smaller is always more similar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Distance {
-    /// Euclidean (L2) distance, as dlib's recogniser uses.
-    #[default]
-    Euclidean,
-    /// Cosine distance, `1 - cos(a, b)`, in `[0, 2]`.
-    Cosine,
-}
-
-impl Distance {
-    /// Distance between two vectors of equal length.
-    pub fn between(self, a: &[f32], b: &[f32]) -> f32 {
-        self.combine(dot(a, b), dot(a, a), dot(b, b))
-    }
-
-    /// Distance from the dot product and the two squared norms, which is how
-    /// the all-pairs loops compute it (one dot product per pair).
-    #[inline]
-    fn combine(self, ab: f32, aa: f32, bb: f32) -> f32 {
-        match self {
-            Distance::Euclidean => (aa + bb - 2.0 * ab).max(0.0).sqrt(),
-            Distance::Cosine => {
-                let den = (aa * bb).sqrt();
-                if den > 0.0 {
-                    (1.0 - ab / den).clamp(0.0, 2.0)
-                } else {
-                    1.0
-                }
-            }
-        }
-    }
-}
-
-/// Dot product with eight independent accumulators so the compiler can keep
-/// them in SIMD lanes.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    let mut acc = [0f32; 8];
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
+pub use kenning_core::fair::{dot, Distance};
 
 /// A dense row-major matrix of embeddings with cached squared norms.
 #[derive(Debug, Clone, PartialEq)]

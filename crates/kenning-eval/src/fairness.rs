@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::FairCalibration;
+use crate::calibrate::{FairCalibration, FairCalibrationFit};
 use crate::distance::{pairwise_fold, Distance, Embeddings};
 use crate::error::{invalid, Result};
 use crate::rng::SplitMix64;

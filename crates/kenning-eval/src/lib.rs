@@ -21,7 +21,7 @@ pub mod verify;
 
 pub use calibrate::{
     check_calibration, check_calibration_fn, impostor_fmr_points, kmeans, CalibrationCheck,
-    ClusterPairs, FairCalibration, FairCalibrationConfig, KMeans, LogFmrTable,
+    ClusterPairs, FairCalibration, FairCalibrationConfig, FairCalibrationFit, KMeans, LogFmrTable,
 };
 pub use detect::{evaluate_detection, match_detections, DetectionReport};
 pub use distance::{Distance, Embeddings};

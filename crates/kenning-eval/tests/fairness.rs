@@ -3,7 +3,7 @@ mod common;
 use common::{axis, cluster};
 use kenning_eval::calibrate::{
     check_calibration_fn, impostor_fmr_points, kmeans, ClusterPairs, FairCalibration,
-    FairCalibrationConfig,
+    FairCalibrationConfig, FairCalibrationFit,
 };
 use kenning_eval::fairness::{
     evaluate_fairness, FairnessConfig, LabelledSet, Scoring, ThresholdRule,

@@ -1,6 +1,99 @@
+use kenning_core::fair::FairCalibration;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+
+/// Which calibration turns a distance into Similarity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationKind {
+    /// One distance-to-FMR table for every face ([`CalibrationTable`]).
+    Global,
+    /// Per region of the embedding space ([`FairCalibration`]), so that a
+    /// Similarity promises the same false-match rate whatever group of
+    /// people the faces come from.
+    Fair,
+}
+
+impl CalibrationKind {
+    /// `"global"` or `"fair"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::Fair => "fair",
+        }
+    }
+}
+
+impl std::str::FromStr for CalibrationKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "global" => Ok(Self::Global),
+            "fair" => Ok(Self::Fair),
+            other => Err(format!("calibration must be global or fair, not {other:?}")),
+        }
+    }
+}
+
+/// The calibration that gives Similarity: a comparison's false-match rate
+/// from the two embeddings and their distance.
+///
+/// With the global table the rate depends on the distance only. With a fair
+/// calibration it also depends on the regions of embedding space the two
+/// faces fall in, so one Similarity threshold means the same false-match
+/// rate everywhere; a search must then look out to the loosest distance any
+/// region allows ([`Calibration::search_radius`]) and filter its hits by
+/// each pair's own Similarity.
+#[derive(Debug, Clone, Copy)]
+pub enum Calibration<'a> {
+    /// A global distance-to-FMR table.
+    Global(&'a CalibrationTable),
+    /// A fair (per-region) calibration.
+    Fair(&'a FairCalibration),
+}
+
+impl Calibration<'_> {
+    /// Which kind this is.
+    pub fn kind(&self) -> CalibrationKind {
+        match self {
+            Self::Global(_) => CalibrationKind::Global,
+            Self::Fair(_) => CalibrationKind::Fair,
+        }
+    }
+
+    /// log10 of the false-match rate of comparing `a` with `b` at `distance`.
+    pub fn log_fmr(&self, a: &[f32], b: &[f32], distance: f64) -> f64 {
+        match self {
+            Self::Global(t) => t.log_fmr(distance),
+            Self::Fair(f) => f
+                .log_fmr_for_clusters(f.assign(a), f.assign(b), distance as f32)
+                .clamp(FLOOR_LOG_FMR, 0.0),
+        }
+    }
+
+    /// Similarity (0-100) of comparing `a` with `b` at `distance`:
+    /// 40 + 10 log10(1/FMR).
+    pub fn similarity(&self, a: &[f32], b: &[f32], distance: f64) -> f64 {
+        similarity_from_log_fmr(self.log_fmr(a, b, distance))
+    }
+
+    /// The largest distance at which some face can still reach Similarity
+    /// `similarity` against `probe` (infinite when every distance does): the
+    /// radius a search for `probe` must cover before filtering by Similarity.
+    pub fn search_radius(&self, probe: &[f32], similarity: f64) -> f64 {
+        let log_fmr = (40.0 - similarity) / 10.0;
+        match self {
+            Self::Global(t) => t.distance_for_log_fmr(log_fmr),
+            Self::Fair(f) => {
+                if log_fmr >= 0.0 {
+                    return f64::INFINITY;
+                }
+                f64::from(f.max_distance_for(f.assign(probe), log_fmr))
+            }
+        }
+    }
+}
 
 /// A measured map from a recogniser's distance to its false-match rate.
 ///
@@ -227,5 +320,107 @@ mod tests {
         };
         assert!(t.validate().is_err());
         assert!(CalibrationTable::build("x", "", &mut [0.5; 10], 0.1).is_err());
+    }
+
+    /// Two regions (left and right half-planes): impostors in the right one
+    /// lie twice as close together, so the same FMR sits at half the
+    /// distance there (known answer: FMR = (d / scale)^4 up to 1).
+    fn two_region_fair() -> FairCalibration {
+        use kenning_core::fair::{
+            ClusterCalibration, Distance, FairCalibrationConfig, LogFmrTable,
+        };
+        let table = |scale: f64| LogFmrTable {
+            pairs: 1_000_000,
+            points: (0..=24)
+                .map(|i| {
+                    let l = -6.0 + f64::from(i) * 0.25;
+                    (scale * 10f64.powf(l / 4.0), l)
+                })
+                .collect(),
+        };
+        FairCalibration {
+            recogniser: "test".into(),
+            source: "synthetic".into(),
+            distance: Distance::Euclidean,
+            config: FairCalibrationConfig::default(),
+            centroids: vec![vec![-1.0, 0.0], vec![1.0, 0.0]],
+            clusters: vec![
+                ClusterCalibration {
+                    photos: 100,
+                    table: Some(table(1.0)),
+                },
+                ClusterCalibration {
+                    photos: 100,
+                    table: Some(table(0.5)),
+                },
+            ],
+            global: table(0.75),
+            combined: LogFmrTable {
+                pairs: 1_000_000,
+                points: vec![(-15.0, -15.0), (0.0, 0.0)],
+            },
+            impostor_pairs: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn fair_similarity_depends_on_the_region() {
+        let fair = two_region_fair();
+        let table = uniform_table();
+        let (left, right) = ([-1.0f32, 0.1], [1.0f32, 0.1]);
+        let f = Calibration::Fair(&fair);
+        // FMR 1e-4 (Similarity 80) at distance 0.1 on the left, 0.05 on the right.
+        assert!((f.similarity(&left, &left, 0.1) - 80.0).abs() < 1e-6);
+        assert!((f.similarity(&right, &right, 0.05) - 80.0).abs() < 1e-6);
+        assert!(f.similarity(&right, &right, 0.1) < 80.0 - 10.0);
+        // A pair across regions: geometric mean of the two FMRs (up to the
+        // tables' linear interpolation between points).
+        let across = f.log_fmr(&left, &right, 0.1);
+        assert!((across - (-4.0 + (-4.0 + 4.0 * 2f64.log10())) / 2.0).abs() < 0.01);
+        // The global table ignores the embeddings.
+        let g = Calibration::Global(&table);
+        assert_eq!(
+            g.similarity(&left, &left, 0.01),
+            g.similarity(&right, &right, 0.01)
+        );
+        assert_eq!(
+            (g.kind(), f.kind()),
+            (CalibrationKind::Global, CalibrationKind::Fair)
+        );
+    }
+
+    #[test]
+    fn fair_search_radius_covers_every_match() {
+        let fair = two_region_fair();
+        let f = Calibration::Fair(&fair);
+        let probes = [[-0.9f32, 0.2], [0.9f32, -0.2]];
+        let others: Vec<[f32; 2]> = (0..200)
+            .map(|i| {
+                let x = -1.0 + f64::from(i) / 100.0;
+                [x as f32, 0.3]
+            })
+            .collect();
+        for probe in probes {
+            for s in [60.0, 70.0, 80.0, 90.0] {
+                let r = f.search_radius(&probe, s);
+                assert!(r.is_finite() && r > 0.0);
+                // Every face that reaches Similarity s at any distance does
+                // so within the radius...
+                for o in &others {
+                    for k in 1..400 {
+                        let d = f64::from(k) / 1000.0;
+                        if f.similarity(&probe, o, d) >= s {
+                            assert!(d <= r + 1e-6, "{probe:?} {o:?} {s}: {d} > {r}");
+                        }
+                    }
+                }
+                // ...and the radius is tight: some face reaches it there.
+                let reached = others
+                    .iter()
+                    .any(|o| f.similarity(&probe, o, r * 0.999) >= s - 1e-6);
+                assert!(reached, "{probe:?} {s}");
+            }
+        }
+        assert_eq!(f.search_radius(&probes[0], 40.0), f64::INFINITY);
     }
 }

@@ -75,7 +75,7 @@ pub fn compare_faces(
 ) -> Result<CompareFacesResult, CompareError> {
     let recognizer = pipeline.recognizer();
     let calibration = recognizer
-        .calibration()
+        .similarity_calibration()
         .ok_or_else(|| CompareError::Uncalibrated(recognizer.manifest().name.clone()))?;
     let src = pipeline
         .analyze(source, true)?
@@ -89,11 +89,9 @@ pub fn compare_faces(
     let mut face_matches = Vec::new();
     let mut unmatched_faces = Vec::new();
     for face in targets {
-        let d = recognizer.distance(
-            &src_embedding,
-            face.embedding.as_deref().unwrap_or_default(),
-        );
-        let similarity = calibration.similarity(d);
+        let embedding = face.embedding.as_deref().unwrap_or_default();
+        let d = recognizer.distance(&src_embedding, embedding);
+        let similarity = calibration.similarity(&src_embedding, embedding, d);
         if similarity >= similarity_threshold {
             face_matches.push(FaceMatch {
                 similarity: similarity as f32,

@@ -13,7 +13,7 @@ pub mod pose;
 pub mod recognizer;
 pub mod runtime;
 
-pub use calibration::CalibrationTable;
+pub use calibration::{Calibration, CalibrationKind, CalibrationTable};
 pub use detector::{Detection, Detector, DetectorConfig};
 pub use error::ModelError;
 pub use manifest::{LoadedManifest, Manifest};

@@ -3,8 +3,9 @@ use std::path::{Path, PathBuf};
 use kenning_core::Point;
 use serde::{Deserialize, Serialize};
 
-use crate::calibration::CalibrationTable;
+use crate::calibration::{Calibration, CalibrationKind, CalibrationTable};
 use crate::ModelError;
+use kenning_core::fair::FairCalibration;
 
 /// Describes an embedding model so Kenning can run it: where its weights are,
 /// how to prepare its input, how to align faces for it and how to compare and
@@ -28,6 +29,14 @@ pub struct Manifest {
     /// cannot be reported).
     #[serde(default)]
     pub calibration: Option<PathBuf>,
+    /// Fair (per-region) calibration file, relative to the manifest, built
+    /// by `kenning calibrate --fair K` (issue 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fair_calibration: Option<PathBuf>,
+    /// Which calibration gives Similarity by default: `global` (the table in
+    /// `calibration`) or `fair` (needs `fair_calibration`). Absent: global.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity_calibration: Option<CalibrationKind>,
 }
 
 /// Where a recogniser's weights come from.
@@ -158,13 +167,22 @@ pub const DEFAULT_MANIFEST: &str =
 pub const DEFAULT_CALIBRATION: &str =
     include_str!("../../../recognisers/dlib-resnet-v1/calibration.json");
 
-/// A manifest with its calibration table read.
+/// The default recogniser's fair calibration, built into the binary.
+pub const DEFAULT_FAIR_CALIBRATION: &str =
+    include_str!("../../../recognisers/dlib-resnet-v1/fair-calibration.json");
+
+/// A manifest with its calibration tables read.
 #[derive(Debug, Clone)]
 pub struct LoadedManifest {
     /// The manifest.
     pub manifest: Manifest,
-    /// Its calibration, when it has one.
+    /// Its global calibration table, when it has one.
     pub calibration: Option<CalibrationTable>,
+    /// Its fair calibration, when it has one.
+    pub fair_calibration: Option<FairCalibration>,
+    /// The calibration Similarity uses (the manifest's
+    /// `similarity_calibration`, or as chosen by [`LoadedManifest::select`]).
+    pub selected: CalibrationKind,
 }
 
 impl LoadedManifest {
@@ -174,7 +192,33 @@ impl LoadedManifest {
             "dlib-resnet-v1",
             DEFAULT_MANIFEST,
             Some(DEFAULT_CALIBRATION),
+            Some(DEFAULT_FAIR_CALIBRATION),
         )
+    }
+
+    /// Chooses the calibration Similarity uses; fails when the manifest has
+    /// no calibration of that kind.
+    pub fn select(mut self, kind: CalibrationKind) -> Result<Self, ModelError> {
+        let present = match kind {
+            CalibrationKind::Global => self.calibration.is_some(),
+            CalibrationKind::Fair => self.fair_calibration.is_some(),
+        };
+        if !present {
+            return Err(ModelError::Manifest {
+                name: self.manifest.name.clone(),
+                reason: format!("it has no {} calibration", kind.as_str()),
+            });
+        }
+        self.selected = kind;
+        Ok(self)
+    }
+
+    /// The calibration Similarity uses, when there is one.
+    pub fn similarity_calibration(&self) -> Option<Calibration<'_>> {
+        match self.selected {
+            CalibrationKind::Global => self.calibration.as_ref().map(Calibration::Global),
+            CalibrationKind::Fair => self.fair_calibration.as_ref().map(Calibration::Fair),
+        }
     }
 
     /// Reads a manifest file and the calibration it names.
@@ -188,15 +232,54 @@ impl LoadedManifest {
         let text = read(path)?;
         let name = path.display().to_string();
         let manifest: Manifest = parse_json(&name, &text)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
         let calibration = match &manifest.calibration {
-            Some(rel) => Some(read(&path.parent().unwrap_or(Path::new(".")).join(rel))?),
+            Some(rel) => Some(read(&dir.join(rel))?),
             None => None,
         };
-        Self::parse(&name, &text, calibration.as_deref())
+        let fair = match &manifest.fair_calibration {
+            Some(rel) => Some(read(&dir.join(rel))?),
+            None => None,
+        };
+        Self::parse(&name, &text, calibration.as_deref(), fair.as_deref())
     }
 
-    fn parse(name: &str, manifest: &str, calibration: Option<&str>) -> Result<Self, ModelError> {
+    fn parse(
+        name: &str,
+        manifest: &str,
+        calibration: Option<&str>,
+        fair: Option<&str>,
+    ) -> Result<Self, ModelError> {
         let manifest: Manifest = parse_json(name, manifest)?;
+        let bad = |reason: String| ModelError::Manifest {
+            name: name.into(),
+            reason,
+        };
+        let fair_calibration = match fair {
+            Some(text) => {
+                let f = FairCalibration::from_json(text).map_err(|e| bad(e.to_string()))?;
+                if !f.recogniser.is_empty() && f.recogniser != manifest.name {
+                    return Err(bad(format!(
+                        "fair calibration is for {}, not {}",
+                        f.recogniser, manifest.name
+                    )));
+                }
+                let same_metric = matches!(
+                    (f.distance, manifest.embedding.distance),
+                    (kenning_core::fair::Distance::Euclidean, Distance::Euclidean)
+                        | (kenning_core::fair::Distance::Cosine, Distance::Cosine)
+                );
+                if !same_metric || f.centroids[0].len() != manifest.embedding.size {
+                    return Err(bad(format!(
+                        "fair calibration is for {}-value {:?} embeddings",
+                        f.centroids[0].len(),
+                        f.distance
+                    )));
+                }
+                Some(f)
+            }
+            None => None,
+        };
         let calibration = match calibration {
             Some(text) => {
                 let table: CalibrationTable = parse_json(name, text)?;
@@ -214,10 +297,29 @@ impl LoadedManifest {
             }
             None => None,
         };
-        Ok(Self {
+        let selected = manifest
+            .similarity_calibration
+            .unwrap_or(CalibrationKind::Global);
+        Self {
             manifest,
             calibration,
-        })
+            fair_calibration,
+            selected: CalibrationKind::Global,
+        }
+        .select_if_any(selected)
+        .map_err(|e| bad(e.to_string()))
+    }
+}
+
+impl LoadedManifest {
+    /// [`LoadedManifest::select`], except that a manifest with no
+    /// calibration at all stays uncalibrated.
+    fn select_if_any(self, kind: CalibrationKind) -> Result<Self, ModelError> {
+        if self.calibration.is_none() && self.fair_calibration.is_none() {
+            Ok(self)
+        } else {
+            self.select(kind)
+        }
     }
 }
 
@@ -250,6 +352,6 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         let text = DEFAULT_MANIFEST.replacen('{', "{\"bogus\": 1,", 1);
-        assert!(LoadedManifest::parse("x", &text, None).is_err());
+        assert!(LoadedManifest::parse("x", &text, None, None).is_err());
     }
 }

@@ -4,6 +4,7 @@ use kenning_core::{FaceDetail, ImageQuality, Landmark, LandmarkType, Point};
 use kenning_dlib::{DlibRect, ShapePredictor};
 use kenning_image::RgbImage;
 
+use crate::calibration::CalibrationKind;
 use crate::detector::{Detection, Detector, DetectorConfig};
 use crate::manifest::{Alignment, LoadedManifest};
 use crate::recognizer::Recognizer;
@@ -23,6 +24,9 @@ pub struct PipelineConfig {
     pub recogniser: Option<LoadedManifest>,
     /// Sessions per model: how many images can be processed at once.
     pub sessions: usize,
+    /// Calibration for Similarity (global or fair); `None`: the manifest's
+    /// `similarity_calibration`.
+    pub calibration: Option<CalibrationKind>,
 }
 
 impl PipelineConfig {
@@ -33,6 +37,7 @@ impl PipelineConfig {
             detector: DetectorConfig::default(),
             recogniser: None,
             sessions: std::thread::available_parallelism().map_or(1, usize::from),
+            calibration: None,
         }
     }
 }
@@ -67,6 +72,10 @@ impl Pipeline {
         let manifest = match config.recogniser {
             Some(m) => m,
             None => LoadedManifest::default_recogniser()?,
+        };
+        let manifest = match config.calibration {
+            Some(kind) => manifest.select(kind)?,
+            None => manifest,
         };
         let predictor = match manifest.manifest.alignment {
             Alignment::DlibChip { .. } => Some(load_predictor(dir)?),

@@ -3,7 +3,7 @@ use std::path::Path;
 use kenning_image::RgbImage;
 use ort::value::TensorRef;
 
-use crate::calibration::CalibrationTable;
+use crate::calibration::{Calibration, CalibrationTable};
 use crate::manifest::{ChannelOrder, Distance, LoadedManifest, Manifest, ModelSource};
 use crate::pool::SessionPool;
 use crate::runtime::read_model_file;
@@ -41,9 +41,20 @@ impl Recognizer {
         &self.loaded.manifest
     }
 
-    /// The calibration table, when the manifest has one.
+    /// The global calibration table, when the manifest has one.
     pub fn calibration(&self) -> Option<&CalibrationTable> {
         self.loaded.calibration.as_ref()
+    }
+
+    /// The calibration Similarity uses (global or fair, as selected), when
+    /// there is one.
+    pub fn similarity_calibration(&self) -> Option<Calibration<'_>> {
+        self.loaded.similarity_calibration()
+    }
+
+    /// The manifest and calibrations as loaded.
+    pub fn loaded(&self) -> &LoadedManifest {
+        &self.loaded
     }
 
     /// Distance between two of this recogniser's embeddings.

@@ -1,0 +1,157 @@
+//! `kenning serve` and `kenning keys`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use kenning_server::keys::KeyStore;
+use kenning_server::{Credentials, RootKey, ServerConfig};
+
+use crate::commands::{wire, Context};
+use crate::gallery::DataArgs;
+
+/// Arguments of `kenning serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KENNING_LISTEN", default_value = "127.0.0.1:8470")]
+    listen: SocketAddr,
+    /// Accept unsigned requests (signed ones are still verified). Refused on
+    /// a non-loopback address unless --allow-anonymous-remote is also given.
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Allow --allow-anonymous on a non-loopback address: anyone who can
+    /// reach the port can then read and change every collection.
+    #[arg(long, requires = "allow_anonymous")]
+    allow_anonymous_remote: bool,
+    /// Seconds a request may take before it is answered with 503.
+    #[arg(long, default_value_t = 30)]
+    request_timeout: u64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 8 << 20)]
+    body_limit: usize,
+    /// Requests running the pipeline at once (default: 2 x cores).
+    #[arg(long)]
+    max_concurrent: Option<usize>,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+/// `kenning keys ...`
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Issue a new access key (the secret is printed once).
+    Create,
+    /// List access keys (never their secrets).
+    List,
+    /// Revoke an access key.
+    Revoke {
+        /// The access key id.
+        access_key_id: String,
+    },
+}
+
+fn env_root() -> Result<Option<(String, String)>> {
+    match (
+        std::env::var("KENNING_ACCESS_KEY_ID")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        std::env::var("KENNING_SECRET_ACCESS_KEY")
+            .ok()
+            .filter(|s| !s.is_empty()),
+    ) {
+        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!(
+            "set both KENNING_ACCESS_KEY_ID and KENNING_SECRET_ACCESS_KEY, or neither"
+        ),
+    }
+}
+
+pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
+    let store = KeyStore::new(&data.data);
+    match cmd {
+        KeysCommand::Create => {
+            let k = store.create(false)?;
+            println!("{}", serde_json::to_string(&k)?);
+        }
+        KeysCommand::List => {
+            for k in store.list()? {
+                println!("{}", serde_json::to_string(&k)?);
+            }
+        }
+        KeysCommand::Revoke { access_key_id } => {
+            store.revoke(&access_key_id)?;
+            println!("{}", serde_json::json!({ "Revoked": access_key_id }));
+        }
+    }
+    Ok(0)
+}
+
+pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if args.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    if args.allow_anonymous && !args.listen.ip().is_loopback() && !args.allow_anonymous_remote {
+        anyhow::bail!(
+            "--allow-anonymous on the non-loopback address {} needs --allow-anonymous-remote as well",
+            args.listen
+        );
+    }
+    std::fs::create_dir_all(&data.data)
+        .with_context(|| format!("creating {}", data.data.display()))?;
+    let store = KeyStore::new(&data.data);
+    let root = kenning_server::root_key(&store, env_root()?)?;
+    let pipeline = Arc::new(ctx.pipeline()?);
+    let collections = kenning_server::open_collections(&data.data, pipeline).map_err(wire)?;
+    let mut config = ServerConfig::new(args.listen);
+    config.allow_anonymous = args.allow_anonymous;
+    config.allow_anonymous_remote = args.allow_anonymous_remote;
+    config.request_timeout = Duration::from_secs(args.request_timeout.max(1));
+    config.body_limit = args.body_limit;
+    if let Some(n) = args.max_concurrent {
+        config.max_concurrent = n.max(1);
+    }
+    let credentials = Credentials::new(store, &root);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = kenning_server::bind(config, collections, credentials).await?;
+        let addr = server.local_addr()?;
+        println!("Kenning is serving Rekognition's API at http://{addr}");
+        match &root {
+            RootKey::FromEnv { access_key_id, .. } => {
+                println!("access key id: {access_key_id} (secret from KENNING_SECRET_ACCESS_KEY)");
+            }
+            RootKey::Generated(k) => {
+                println!("root access key id:     {}", k.access_key_id);
+                println!("root secret access key: {}", k.secret_access_key);
+                println!("(the secret is shown only now; it is stored encrypted in {})", data.data.display());
+            }
+            RootKey::Stored { access_key_id } => {
+                println!("root access key id: {access_key_id} (its secret was printed on first start; `kenning keys create` issues another)");
+            }
+        }
+        if args.allow_anonymous {
+            println!("WARNING: unsigned requests are accepted (--allow-anonymous)");
+        }
+        println!("try: aws rekognition list-collections --endpoint-url http://{addr} --region us-east-1");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        server.run(kenning_server::shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(0)
+}

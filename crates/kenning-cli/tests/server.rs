@@ -1,0 +1,470 @@
+//! `kenning serve`: the Rekognition wire protocol driven by boto3 and the
+//! aws CLI (tests/python), SigV4 edge cases, keys, REST, OpenAPI, health,
+//! metrics and graceful shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::common;
+
+const KEY_ID: &str = "AKKNINTEGRATIONTEST1";
+const SECRET: &str = "integration-test-secret-0123456789";
+
+/// A running `kenning serve` with a temporary data directory.
+struct Server {
+    child: Child,
+    addr: String,
+    data: PathBuf,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let data = std::env::temp_dir().join(format!(
+            "kenning-serve-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        Self::start_in(data, extra)
+    }
+
+    fn start_in(data: PathBuf, extra: &[&str]) -> Self {
+        let mut child = Command::new(common::kenning_bin())
+            .args(["--models"])
+            .arg(common::models())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(extra)
+            .env("KENNING_ACCESS_KEY_ID", KEY_ID)
+            .env("KENNING_SECRET_ACCESS_KEY", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting kenning serve");
+        let mut first = String::new();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut first).unwrap();
+        // Keep draining stdout so the server never writes to a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let addr = first
+            .trim()
+            .rsplit("http://")
+            .next()
+            .unwrap_or_else(|| panic!("no URL in {first:?}"))
+            .to_owned();
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "unexpected first line {first:?}"
+        );
+        Self { child, addr, data }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&self.data);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw HTTP/1.1 exchange: (status, lower-cased headers, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    let mut k = if key.len() > 64 {
+        Sha256::digest(key).to_vec()
+    } else {
+        key.to_vec()
+    };
+    k.resize(64, 0);
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn amz_date(t: u64) -> String {
+    let days = (t / 86_400) as i64;
+    let secs = t % 86_400;
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// A SigV4-signed AWS JSON 1.1 request at time `t`.
+fn signed(
+    addr: &str,
+    op: &str,
+    body: &str,
+    key: (&str, &str),
+    t: u64,
+) -> (u16, Vec<(String, String)>, String) {
+    let date = amz_date(t);
+    let target = format!("RekognitionService.{op}");
+    let canonical = format!(
+        "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{addr}\nx-amz-date:{date}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{}",
+        hex(&Sha256::digest(body.as_bytes()))
+    );
+    let scope = format!("{}/eu-north-1/rekognition/aws4_request", &date[..8]);
+    let sts = format!(
+        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
+    let mut k = hmac(format!("AWS4{}", key.1).as_bytes(), &date.as_bytes()[..8]);
+    for part in ["eu-north-1", "rekognition", "aws4_request"] {
+        k = hmac(&k, part.as_bytes());
+    }
+    let sig = hex(&hmac(&k, sts.as_bytes()));
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}",
+        key.0
+    );
+    http(
+        addr,
+        "POST",
+        "/",
+        &[
+            ("content-type", "application/x-amz-json-1.1".into()),
+            ("x-amz-date", date),
+            ("x-amz-target", target),
+            ("authorization", auth),
+        ],
+        body.as_bytes(),
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn boto3_and_aws_cli_drive_every_operation() {
+    let root = common::root();
+    let python = root.join(".cache/venv-test/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-test-python.sh (scripts/test.sh does)",
+        python.display()
+    );
+    let server = Server::start(&[]);
+    let data = root.join("../shared/data");
+    if !data.is_dir() {
+        eprintln!("note: ../shared/data is absent; the photo-based Python tests will skip");
+    }
+    let out = Command::new(&python)
+        .args(["-m", "pytest", "tests/python", "-q", "-rs"])
+        .current_dir(&root)
+        .env("KENNING_ENDPOINT", server.endpoint())
+        .env("KENNING_TEST_KEY_ID", KEY_ID)
+        .env("KENNING_TEST_SECRET", SECRET)
+        .env("KENNING_TEST_DATA", &data)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // Exit 5 (no tests collected) is a failure too.
+    assert_eq!(out.status.code(), Some(0), "pytest failed:\n{stdout}");
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn sigv4_edges_keys_health_metrics_and_shutdown() {
+    let server = Server::start(&[]);
+    let addr = server.addr.clone();
+    let key = (KEY_ID, SECRET);
+
+    let (status, h, body) = http(&addr, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(header(&h, "x-amzn-requestid").is_some());
+
+    let (status, h, body) = signed(&addr, "ListCollections", "{}", key, now());
+    assert_eq!(status, 200, "{body}");
+    assert!(header(&h, "x-amzn-requestid").is_some());
+    assert_eq!(json(&body)["CollectionIds"], serde_json::json!([]));
+
+    // Unknown and unimplemented operations name themselves.
+    let (status, _, body) = signed(&addr, "DetectLabels", "{}", key, now());
+    assert_eq!(status, 400);
+    let v = json(&body);
+    assert_eq!(v["__type"], "UnknownOperationException");
+    assert!(v["message"].as_str().unwrap().contains("DetectLabels"));
+
+    // 16 minutes old, and 16 minutes in the future.
+    for t in [now() - 16 * 60, now() + 16 * 60] {
+        let (status, _, body) = signed(&addr, "ListCollections", "{}", key, t);
+        assert_eq!(status, 403, "{body}");
+        let v = json(&body);
+        assert_eq!(v["__type"], "InvalidSignatureException");
+        assert!(v["message"].as_str().unwrap().contains("expired"), "{body}");
+    }
+    // 10 minutes of skew is accepted.
+    assert_eq!(
+        signed(&addr, "ListCollections", "{}", key, now() - 600).0,
+        200
+    );
+
+    // Unsigned requests are refused.
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/",
+        &[("x-amz-target", "RekognitionService.ListCollections".into())],
+        b"{}",
+    );
+    assert_eq!(status, 403);
+    assert_eq!(json(&body)["__type"], "MissingAuthenticationTokenException");
+
+    // Keys issued by `kenning keys create` work at once and stop on revoke.
+    let created = Command::new(common::kenning_bin())
+        .args(["keys", "create", "--data"])
+        .arg(&server.data)
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    let k = json(&String::from_utf8_lossy(&created.stdout));
+    let (id, secret) = (
+        k["AccessKeyId"].as_str().unwrap(),
+        k["SecretAccessKey"].as_str().unwrap(),
+    );
+    assert_eq!(
+        signed(&addr, "ListCollections", "{}", (id, secret), now()).0,
+        200
+    );
+    let listed = Command::new(common::kenning_bin())
+        .args(["keys", "list", "--data"])
+        .arg(&server.data)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains(id) && !listed.contains(secret));
+    let keyfile = std::fs::read_to_string(server.data.join("keys.json")).unwrap();
+    assert!(!keyfile.contains(secret), "secret stored in clear");
+    // Bearer auth on the REST API.
+    let (status, _, body) = http(
+        &addr,
+        "GET",
+        "/v1/collections",
+        &[("authorization", format!("Bearer {secret}"))],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    let revoked = Command::new(common::kenning_bin())
+        .args(["keys", "revoke", id, "--data"])
+        .arg(&server.data)
+        .status()
+        .unwrap();
+    assert!(revoked.success());
+    let (status, _, body) = signed(&addr, "ListCollections", "{}", (id, secret), now());
+    assert_eq!(status, 403);
+    assert_eq!(json(&body)["__type"], "UnrecognizedClientException");
+
+    // Malformed JSON and out-of-range parameters.
+    let (status, _, body) = signed(&addr, "ListCollections", "{not json", key, now());
+    assert_eq!(
+        (status, json(&body)["__type"].as_str().unwrap()),
+        (400, "SerializationException")
+    );
+    let (status, _, body) = signed(
+        &addr,
+        "ListCollections",
+        r#"{"MaxResults": 5000}"#,
+        key,
+        now(),
+    );
+    assert_eq!(
+        (status, json(&body)["__type"].as_str().unwrap()),
+        (400, "InvalidParameterException")
+    );
+
+    let (status, _, metrics) = http(&addr, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    for m in [
+        "kenning_requests_total{operation=\"ListCollections\",status=\"200\"}",
+        "kenning_request_errors_total{operation=\"unknown\",exception=\"UnknownOperationException\"}",
+        "kenning_request_duration_seconds_bucket",
+        "kenning_faces_detected_total",
+        "kenning_faces_indexed_total",
+        "kenning_inference_seconds",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from /metrics:\n{metrics}");
+    }
+    assert!(
+        server.terminate().success(),
+        "SIGTERM should end the server cleanly"
+    );
+}
+
+#[test]
+fn every_openapi_path_answers() {
+    let server = Server::start(&[]);
+    let addr = server.addr.clone();
+    let (status, _, doc) = http(&addr, "GET", "/openapi.json", &[], b"");
+    assert_eq!(status, 200);
+    let doc = json(&doc);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let auth = [
+        ("authorization", format!("Bearer {SECRET}")),
+        ("content-type", "application/json".into()),
+    ];
+    let (status, _, body) = http(
+        &addr,
+        "POST",
+        "/v1/collections",
+        &auth,
+        br#"{"CollectionId":"rest"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let path = path
+            .replace("{CollectionId}", "rest")
+            .replace("{FaceId}", "00000000-0000-4000-8000-000000000000")
+            .replace("{UserId}", "nobody");
+        for method in item.as_object().unwrap().keys() {
+            if method == "parameters" {
+                continue;
+            }
+            if method == "delete" && path == "/v1/collections/rest" {
+                continue;
+            }
+            let body: &[u8] = if method == "post" { b"{}" } else { b"" };
+            let (status, _, text) = http(&addr, &method.to_ascii_uppercase(), &path, &auth, body);
+            // Routed and handled: a JSON answer, never a 404 for the route or 405.
+            assert_ne!(status, 405, "{method} {path}: {text}");
+            let v = json(&text);
+            if status == 404 {
+                assert_eq!(
+                    v["__type"], "ResourceNotFoundException",
+                    "{method} {path}: {text}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} operations documented");
+    let (status, _, body) = http(&addr, "GET", "/v1/collections", &[], b"");
+    assert_eq!(status, 403, "{body}");
+    drop(server);
+}
+
+#[test]
+fn anonymous_access_needs_loopback_or_an_explicit_flag() {
+    let out = Command::new(common::kenning_bin())
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--allow-anonymous",
+            "--data",
+        ])
+        .arg(std::env::temp_dir().join("kenning-anon-refused"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-anonymous-remote"));
+    let server = Server::start(&["--allow-anonymous"]);
+    let (status, _, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[("x-amz-target", "RekognitionService.ListCollections".into())],
+        b"{}",
+    );
+    assert_eq!(status, 200, "{body}");
+    let _ = Path::new(&server.data);
+}

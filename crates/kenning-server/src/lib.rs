@@ -1,0 +1,584 @@
+//! Kenning's HTTP service.
+//!
+//! * `POST /` speaks Amazon Rekognition's AWS JSON 1.1 protocol
+//!   (`X-Amz-Target: RekognitionService.<Operation>`), authenticated with AWS
+//!   Signature Version 4, so AWS SDKs and the aws CLI work by changing only
+//!   the endpoint URL.
+//! * `/v1/...` is a native REST API over the same operations (bearer secret
+//!   or SigV4), described by the OpenAPI 3 document at `/openapi.json`.
+//! * `/healthz` and Prometheus `/metrics` are unauthenticated.
+//!
+//! Inference is CPU-bound and runs on tokio's blocking pool behind a
+//! semaphore, so the async runtime never blocks and at most
+//! `max_concurrent` requests hold decoded images at once.
+
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod ops;
+mod rest;
+pub mod sigv4;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use kenning_collections::Collections;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+pub use error::ApiError;
+use keys::{KeyError, KeyStore};
+
+/// How the service runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Accept unsigned requests (signed ones are still verified).
+    pub allow_anonymous: bool,
+    /// Allow `allow_anonymous` on a non-loopback address.
+    pub allow_anonymous_remote: bool,
+    /// Longest a request may take before it is answered with 503.
+    pub request_timeout: Duration,
+    /// Largest request body in bytes.
+    pub body_limit: usize,
+    /// Requests running the pipeline at once (others wait their turn).
+    pub max_concurrent: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for `listen`: 30 s timeout, 8 MiB bodies, 2 x cores in flight.
+    pub fn new(listen: SocketAddr) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            listen,
+            allow_anonymous: false,
+            allow_anonymous_remote: false,
+            request_timeout: Duration::from_secs(30),
+            body_limit: 8 << 20,
+            max_concurrent: cores * 2,
+        }
+    }
+}
+
+/// What starting the service can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Anonymous access was asked for on a non-loopback address.
+    #[error(
+        "--allow-anonymous on the non-loopback address {0} needs --allow-anonymous-remote as well"
+    )]
+    AnonymousRemote(SocketAddr),
+    /// Binding or serving failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The key store failed.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// Saving the indexes at shutdown failed.
+    #[error("flushing collections at shutdown: {0}")]
+    Flush(String),
+}
+
+/// Where the root key came from.
+#[derive(Debug, Clone)]
+pub enum RootKey {
+    /// KENNING_ACCESS_KEY_ID / KENNING_SECRET_ACCESS_KEY.
+    FromEnv {
+        /// Access key id.
+        access_key_id: String,
+        /// Secret.
+        secret_access_key: String,
+    },
+    /// Generated now and saved: print the secret once.
+    Generated(keys::NewKey),
+    /// Generated on an earlier start.
+    Stored {
+        /// Access key id.
+        access_key_id: String,
+    },
+}
+
+/// The root key: from the environment, else the stored one, else a new one.
+pub fn root_key(store: &KeyStore, env: Option<(String, String)>) -> Result<RootKey, KeyError> {
+    if let Some((access_key_id, secret_access_key)) = env {
+        keys::validate_access_key_id(&access_key_id)?;
+        if secret_access_key.len() < 16 {
+            return Err(KeyError::Invalid(
+                "KENNING_SECRET_ACCESS_KEY must be at least 16 characters".into(),
+            ));
+        }
+        return Ok(RootKey::FromEnv {
+            access_key_id,
+            secret_access_key,
+        });
+    }
+    if let Some(access_key_id) = store.root()? {
+        return Ok(RootKey::Stored { access_key_id });
+    }
+    Ok(RootKey::Generated(store.create(true)?))
+}
+
+/// The secrets requests are checked against: the stored keys (reloaded
+/// when `keys.json` changes, so `kenning keys revoke` takes effect at once)
+/// plus a root key from the environment.
+pub struct Credentials {
+    store: KeyStore,
+    fixed: HashMap<String, String>,
+    cache: RwLock<(Option<SystemTime>, HashMap<String, String>)>,
+}
+
+impl Credentials {
+    /// Credentials from `store` plus `root` when it came from the environment.
+    pub fn new(store: KeyStore, root: &RootKey) -> Self {
+        let mut fixed = HashMap::new();
+        if let RootKey::FromEnv {
+            access_key_id,
+            secret_access_key,
+        } = root
+        {
+            fixed.insert(access_key_id.clone(), secret_access_key.clone());
+        }
+        Self {
+            store,
+            fixed,
+            cache: RwLock::new((None, HashMap::new())),
+        }
+    }
+
+    fn refresh(&self) {
+        let mtime = std::fs::metadata(self.store.path())
+            .and_then(|m| m.modified())
+            .ok();
+        if self.cache.read().unwrap_or_else(|e| e.into_inner()).0 == mtime && mtime.is_some() {
+            return;
+        }
+        match self.store.active_secrets() {
+            Ok(secrets) => {
+                *self.cache.write().unwrap_or_else(|e| e.into_inner()) = (mtime, secrets)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the key store; keeping the keys loaded before")
+            }
+        }
+    }
+
+    /// The secret of an active access key.
+    pub fn secret_of(&self, access_key_id: &str) -> Option<String> {
+        if let Some(s) = self.fixed.get(access_key_id) {
+            return Some(s.clone());
+        }
+        self.refresh();
+        self.cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .get(access_key_id)
+            .cloned()
+    }
+
+    /// The access key whose secret is `secret` (bearer authentication).
+    pub fn by_secret(&self, secret: &str) -> Option<String> {
+        self.refresh();
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        let eq = |a: &str| {
+            a.len() == secret.len()
+                && a.bytes()
+                    .zip(secret.bytes())
+                    .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                    == 0
+        };
+        self.fixed
+            .iter()
+            .chain(cache.1.iter())
+            .find(|(_, s)| eq(s))
+            .map(|(k, _)| k.clone())
+    }
+}
+
+/// Shared state of the running service.
+pub(crate) struct AppState {
+    collections: Arc<Collections>,
+    credentials: Credentials,
+    metrics: metrics::Metrics,
+    config: ServerConfig,
+    permits: Arc<Semaphore>,
+}
+
+/// What the handler did, for the access log and the metrics.
+#[derive(Clone)]
+pub(crate) struct Outcome {
+    operation: String,
+    error: Option<String>,
+    caller: Option<String>,
+}
+
+/// A bound, not yet serving, service.
+pub struct Server {
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+}
+
+/// Binds the listening socket.
+pub async fn bind(
+    config: ServerConfig,
+    collections: Collections,
+    credentials: Credentials,
+) -> Result<Server, ServerError> {
+    if config.allow_anonymous && !config.listen.ip().is_loopback() && !config.allow_anonymous_remote
+    {
+        return Err(ServerError::AnonymousRemote(config.listen));
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let state = Arc::new(AppState {
+        collections: Arc::new(collections),
+        credentials,
+        metrics: metrics::Metrics::default(),
+        permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+        config,
+    });
+    Ok(Server { state, listener })
+}
+
+impl Server {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in
+    /// flight and saves the collections' indexes.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let state = self.state.clone();
+        let app = router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        tracing::info!("requests finished; saving indexes");
+        let collections = state.collections.clone();
+        tokio::task::spawn_blocking(move || collections.flush())
+            .await
+            .map_err(|e| ServerError::Flush(e.to_string()))?
+            .map_err(|e| ServerError::Flush(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing requests in flight");
+}
+
+fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", post(aws_json))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(rest::openapi))
+        .merge(rest::routes())
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), envelope))
+        .with_state(state)
+}
+
+/// Request id, timeout, access log and metrics around every request.
+async fn envelope(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let start = Instant::now();
+    s.metrics.in_flight(1);
+    let mut resp = match tokio::time::timeout(s.config.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let e = ApiError::new(
+                503,
+                "ThrottlingException",
+                format!(
+                    "the request did not finish within {} s; the service is overloaded, retry later",
+                    s.config.request_timeout.as_secs()
+                ),
+            );
+            let mut r = json_error(&e, e.status);
+            r.extensions_mut().insert(Outcome {
+                operation: path.clone(),
+                error: Some(e.kind.to_string()),
+                caller: None,
+            });
+            r
+        }
+    };
+    s.metrics.in_flight(-1);
+    let secs = start.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    let outcome = resp.extensions().get::<Outcome>().cloned();
+    let operation = outcome
+        .as_ref()
+        .map_or_else(|| "other".to_owned(), |o| o.operation.clone());
+    let error = outcome.as_ref().and_then(|o| o.error.clone());
+    let caller = outcome.and_then(|o| o.caller);
+    if path != "/metrics" && path != "/healthz" {
+        s.metrics
+            .request(&operation, status, secs, error.as_deref());
+    }
+    tracing::info!(
+        request_id = %id,
+        %method,
+        %path,
+        operation = %operation,
+        status,
+        latency_ms = (secs * 1000.0).round(),
+        error = error.as_deref().unwrap_or(""),
+        caller = caller.as_deref().unwrap_or(""),
+        "request"
+    );
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn json_error(e: &ApiError, status: u16) -> Response {
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        e.body().to_string(),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    r
+}
+
+fn respond(
+    operation: &str,
+    caller: Option<String>,
+    result: Result<Value, ApiError>,
+    rest: bool,
+) -> Response {
+    let (mut r, error) = match result {
+        Ok(v) => {
+            let mut r = (StatusCode::OK, v.to_string()).into_response();
+            let ct = if rest {
+                "application/json"
+            } else {
+                "application/x-amz-json-1.1"
+            };
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static(ct));
+            (r, None)
+        }
+        Err(e) => {
+            let status = if rest { e.rest_status() } else { e.status };
+            let mut r = json_error(&e, status);
+            if rest {
+                r.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+            }
+            (r, Some(e.kind.to_string()))
+        }
+    };
+    r.extensions_mut().insert(Outcome {
+        operation: operation.to_owned(),
+        error,
+        caller,
+    });
+    r
+}
+
+async fn not_found(req: Request) -> Response {
+    let e = ApiError::new(
+        404,
+        "NotFoundException",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    );
+    json_error(&e, 404)
+}
+
+async fn healthz() -> Response {
+    let mut r = (StatusCode::OK, r#"{"status":"ok"}"#).into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
+    let mut r = (StatusCode::OK, s.metrics.render()).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Reads the body (bounded) and authenticates the request; `bearer`
+/// allows `Authorization: Bearer <secret>` as well as SigV4.
+pub(crate) async fn read_and_authenticate(
+    s: &AppState,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    bearer: bool,
+) -> Result<(axum::body::Bytes, Option<String>), ApiError> {
+    let bytes = axum::body::to_bytes(body, s.config.body_limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                413,
+                "ImageTooLargeException",
+                format!("the request body exceeds {} bytes", s.config.body_limit),
+            )
+        })?;
+    let header = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let caller = match header {
+        None if s.config.allow_anonymous => None,
+        Some(h) if bearer && h.starts_with("Bearer ") => {
+            let secret = h["Bearer ".len()..].trim();
+            Some(s.credentials.by_secret(secret).ok_or_else(|| {
+                ApiError::new(
+                    403,
+                    "UnrecognizedClientException",
+                    "the bearer token is not the secret of an active access key",
+                )
+            })?)
+        }
+        _ => {
+            let req = sigv4::SignedRequest {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or(""),
+                headers: &parts.headers,
+                body: &bytes,
+            };
+            Some(
+                sigv4::verify(&req, now_secs(), |k| s.credentials.secret_of(k))
+                    .map_err(|e| ApiError::new(403, e.exception(), e.to_string()))?,
+            )
+        }
+    };
+    Ok((bytes, caller))
+}
+
+/// Runs an operation on the blocking pool, holding a permit while it runs.
+pub(crate) async fn run_op(s: &Arc<AppState>, op: &str, body: Value) -> Result<Value, ApiError> {
+    let permit =
+        s.permits.clone().acquire_owned().await.map_err(|_| {
+            ApiError::new(503, "ThrottlingException", "the service is shutting down")
+        })?;
+    let state = s.clone();
+    let op_owned = op.to_owned();
+    let (result, secs) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let t = Instant::now();
+        let r = ops::dispatch(&state.collections, &op_owned, body);
+        (r, t.elapsed().as_secs_f64())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the operation failed: {e}")))?;
+    s.metrics.inference(op, secs);
+    let (v, counts) = result?;
+    s.metrics.faces_detected(counts.detected);
+    s.metrics.faces_indexed(counts.indexed);
+    Ok(v)
+}
+
+async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let op = target
+        .strip_prefix("RekognitionService.")
+        .unwrap_or(&target);
+    let label = if ops::OPERATIONS.contains(&op) {
+        op
+    } else {
+        "unknown"
+    };
+    let (bytes, caller) = match read_and_authenticate(&s, &parts, body, false).await {
+        Ok(x) => x,
+        Err(e) => return respond(label, None, Err(e), false),
+    };
+    let result = async {
+        if target.is_empty() {
+            return Err(ApiError::new(
+                400,
+                "UnknownOperationException",
+                "the X-Amz-Target header is missing; expected RekognitionService.<Operation>",
+            ));
+        }
+        if !target.starts_with("RekognitionService.") || !ops::OPERATIONS.contains(&op) {
+            return Err(ApiError::unknown_operation(op));
+        }
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::new(
+                    400,
+                    "SerializationException",
+                    format!("the request body is not valid JSON: {e}"),
+                )
+            })?
+        };
+        run_op(&s, op, value).await
+    }
+    .await;
+    respond(label, caller, result, false)
+}
+
+/// Opens the data directory's collections with `pipeline`.
+pub fn open_collections(
+    data_dir: &Path,
+    pipeline: Arc<kenning_models::Pipeline>,
+) -> Result<Collections, kenning_collections::CollectionError> {
+    let mut c = Collections::open(data_dir, pipeline)?;
+    c.set_decode_limits(kenning_image::DecodeLimits {
+        max_bytes: ops::MAX_IMAGE_BYTES,
+        ..kenning_image::DecodeLimits::default()
+    });
+    Ok(c)
+}

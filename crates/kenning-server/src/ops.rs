@@ -1,0 +1,482 @@
+//! Rekognition operations: request shapes in, response shapes out.
+//!
+//! Everything here is synchronous and CPU-bound; the HTTP layer runs it on
+//! the blocking pool.
+
+use base64::Engine as _;
+use kenning_collections::{Collections, QualityFilter};
+use kenning_core::{ErrorCode, WireError};
+use kenning_image::DecodeLimits;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+
+/// Rekognition's limit on image bytes passed in the request.
+pub const MAX_IMAGE_BYTES: usize = 5 << 20;
+
+/// The operations Kenning implements, by their Rekognition names.
+pub const OPERATIONS: &[&str] = &[
+    "DetectFaces",
+    "CompareFaces",
+    "CreateCollection",
+    "DescribeCollection",
+    "ListCollections",
+    "DeleteCollection",
+    "IndexFaces",
+    "ListFaces",
+    "DeleteFaces",
+    "SearchFaces",
+    "SearchFacesByImage",
+    "CreateUser",
+    "DeleteUser",
+    "ListUsers",
+    "AssociateFaces",
+    "DisassociateFaces",
+    "SearchUsers",
+    "SearchUsersByImage",
+];
+
+/// What an operation did besides its response, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    /// Faces found by detection.
+    pub detected: u64,
+    /// Faces stored.
+    pub indexed: u64,
+}
+
+fn wire<E: WireError>(e: E) -> ApiError {
+    ApiError::from_code(e.code(), e.to_string())
+}
+
+fn args<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| ApiError::invalid_parameter(e.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImageArg {
+    bytes: Option<String>,
+    s3_object: Option<Value>,
+}
+
+impl ImageArg {
+    fn bytes(&self, name: &str) -> Result<Vec<u8>, ApiError> {
+        if self.s3_object.is_some() {
+            return Err(ApiError::invalid_parameter(format!(
+                "{name}: S3 images are not supported; Kenning is self-hosted, pass the image as Bytes"
+            )));
+        }
+        let b64 = self
+            .bytes
+            .as_deref()
+            .ok_or_else(|| ApiError::invalid_parameter(format!("{name} must have Bytes")))?;
+        // Base64 is 4/3 the size; refuse before decoding a huge string.
+        if b64.len() > MAX_IMAGE_BYTES / 3 * 4 + 8 {
+            return Err(too_large());
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim_end())
+            .map_err(|e| {
+                ApiError::from_code(
+                    ErrorCode::InvalidImageFormatException,
+                    format!("{name}.Bytes is not valid base64: {e}"),
+                )
+            })?;
+        if bytes.len() > MAX_IMAGE_BYTES {
+            return Err(too_large());
+        }
+        if bytes.is_empty() {
+            return Err(ApiError::invalid_parameter(format!(
+                "{name}.Bytes must not be empty"
+            )));
+        }
+        Ok(bytes)
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::from_code(
+        ErrorCode::ImageTooLargeException,
+        format!("image bytes exceed the {MAX_IMAGE_BYTES}-byte limit (5 MiB)"),
+    )
+}
+
+fn quality(q: Option<&str>, default: QualityFilter) -> Result<QualityFilter, ApiError> {
+    q.map_or(Ok(default), |s| s.parse().map_err(wire))
+}
+
+fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    v: Option<T>,
+    lo: T,
+    hi: T,
+) -> Result<Option<T>, ApiError> {
+    match v {
+        Some(x) if x < lo || x > hi => Err(ApiError::invalid_parameter(format!(
+            "{name} must be between {lo} and {hi}, not {x}"
+        ))),
+        _ => Ok(v),
+    }
+}
+
+fn usize_of(v: Option<u64>) -> Option<usize> {
+    v.map(|x| usize::try_from(x).unwrap_or(usize::MAX))
+}
+
+fn u32_of(v: Option<u64>) -> Option<u32> {
+    v.map(|x| u32::try_from(x).unwrap_or(u32::MAX))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn faces_in(v: &Value, field: &str) -> u64 {
+    v.get(field)
+        .and_then(Value::as_array)
+        .map_or(0, |a| a.len() as u64)
+}
+
+/// Runs operation `op` with request body `body`.
+pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts), ApiError> {
+    let body = if body.is_null() { json!({}) } else { body };
+    if !body.is_object() {
+        return Err(ApiError::new(
+            400,
+            "SerializationException",
+            "the request body must be a JSON object",
+        ));
+    }
+    let mut counts = Counts::default();
+    let v = match op {
+        "DetectFaces" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                image: ImageArg,
+                attributes: Option<Vec<String>>,
+            }
+            let r: R = args(body)?;
+            for a in r.attributes.iter().flatten() {
+                match a.as_str() {
+                    "DEFAULT" | "ALL" => {}
+                    "BOUNDING_BOX" | "LANDMARKS" | "POSE" | "QUALITY" | "CONFIDENCE" => {}
+                    other => {
+                        return Err(ApiError::invalid_parameter(format!(
+                            "attribute {other} is not available: Kenning does not infer age, gender, emotion or other personal attributes (see docs/server.md); use DEFAULT or ALL"
+                        )))
+                    }
+                }
+            }
+            let img = decode(&r.image.bytes("Image")?)?;
+            let mut faces = c.pipeline().detect(&img).map_err(wire)?;
+            faces.truncate(100);
+            counts.detected = faces.len() as u64;
+            let details: Vec<_> = faces.into_iter().map(|f| f.detail).collect();
+            json!({ "FaceDetails": details })
+        }
+        "CompareFaces" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                source_image: ImageArg,
+                target_image: ImageArg,
+                similarity_threshold: Option<f64>,
+                quality_filter: Option<String>,
+            }
+            let r: R = args(body)?;
+            let threshold = range("SimilarityThreshold", r.similarity_threshold, 0.0, 100.0)?
+                .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
+            let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
+            let s = decode(&r.source_image.bytes("SourceImage")?)?;
+            let t = decode(&r.target_image.bytes("TargetImage")?)?;
+            let mut result =
+                kenning_models::compare::compare_faces(c.pipeline(), &s, &t, threshold, 100)
+                    .map_err(wire)?;
+            let (w, h) = t.dimensions();
+            result
+                .face_matches
+                .retain(|m| q.reasons(&m.face, w, h).is_empty());
+            result
+                .unmatched_faces
+                .retain(|f| q.reasons(f, w, h).is_empty());
+            counts.detected = 1 + (result.face_matches.len() + result.unmatched_faces.len()) as u64;
+            to_value(&result)?
+        }
+        "CreateCollection" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+            }
+            let r: R = args(body)?;
+            to_value(&c.create_collection(&r.collection_id).map_err(wire)?)?
+        }
+        "DescribeCollection" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+            }
+            let r: R = args(body)?;
+            to_value(&c.describe_collection(&r.collection_id).map_err(wire)?)?
+        }
+        "ListCollections" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                next_token: Option<String>,
+                max_results: Option<u64>,
+            }
+            let r: R = args(body)?;
+            let max = range("MaxResults", r.max_results, 0, 4096)?;
+            to_value(
+                &c.list_collections(r.next_token.as_deref(), u32_of(max))
+                    .map_err(wire)?,
+            )?
+        }
+        "DeleteCollection" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+            }
+            let r: R = args(body)?;
+            json!({ "StatusCode": c.delete_collection(&r.collection_id).map_err(wire)? })
+        }
+        "IndexFaces" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                image: ImageArg,
+                external_image_id: Option<String>,
+                max_faces: Option<u64>,
+                quality_filter: Option<String>,
+            }
+            let r: R = args(body)?;
+            let max = range("MaxFaces", r.max_faces, 1, 100)?;
+            let q = quality(r.quality_filter.as_deref(), QualityFilter::Auto)?;
+            let bytes = r.image.bytes("Image")?;
+            let resp = c
+                .index_faces(
+                    &r.collection_id,
+                    &bytes,
+                    r.external_image_id.as_deref(),
+                    usize_of(max),
+                    q,
+                )
+                .map_err(wire)?;
+            let v = to_value(&resp)?;
+            counts.indexed = faces_in(&v, "FaceRecords");
+            counts.detected = counts.indexed + faces_in(&v, "UnindexedFaces");
+            v
+        }
+        "ListFaces" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                next_token: Option<String>,
+                max_results: Option<u64>,
+                user_id: Option<String>,
+                face_ids: Option<Vec<String>>,
+            }
+            let r: R = args(body)?;
+            let max = range("MaxResults", r.max_results, 0, 4096)?;
+            let mut v = to_value(
+                &c.list_faces(
+                    &r.collection_id,
+                    r.user_id.as_deref(),
+                    r.next_token.as_deref(),
+                    u32_of(max),
+                )
+                .map_err(wire)?,
+            )?;
+            if let (Some(ids), Some(faces)) =
+                (r.face_ids, v.get_mut("Faces").and_then(Value::as_array_mut))
+            {
+                faces.retain(|f| {
+                    f.get("FaceId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| ids.iter().any(|x| x == id))
+                });
+            }
+            v
+        }
+        "DeleteFaces" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                face_ids: Vec<String>,
+            }
+            let r: R = args(body)?;
+            count_range("FaceIds", r.face_ids.len(), 4096)?;
+            to_value(
+                &c.delete_faces(&r.collection_id, &r.face_ids)
+                    .map_err(wire)?,
+            )?
+        }
+        "SearchFaces" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                face_id: String,
+                max_faces: Option<u64>,
+                face_match_threshold: Option<f64>,
+            }
+            let r: R = args(body)?;
+            let max = range("MaxFaces", r.max_faces, 1, 4096)?;
+            let t = range("FaceMatchThreshold", r.face_match_threshold, 0.0, 100.0)?;
+            to_value(
+                &c.search_faces(&r.collection_id, &r.face_id, t, usize_of(max))
+                    .map_err(wire)?,
+            )?
+        }
+        "SearchFacesByImage" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                image: ImageArg,
+                max_faces: Option<u64>,
+                face_match_threshold: Option<f64>,
+                quality_filter: Option<String>,
+            }
+            let r: R = args(body)?;
+            let max = range("MaxFaces", r.max_faces, 1, 4096)?;
+            let t = range("FaceMatchThreshold", r.face_match_threshold, 0.0, 100.0)?;
+            let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
+            let bytes = r.image.bytes("Image")?;
+            counts.detected = 1;
+            to_value(
+                &c.search_faces_by_image(&r.collection_id, &bytes, t, usize_of(max), q)
+                    .map_err(wire)?,
+            )?
+        }
+        "CreateUser" | "DeleteUser" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                user_id: String,
+            }
+            let r: R = args(body)?;
+            if op == "CreateUser" {
+                c.create_user(&r.collection_id, &r.user_id).map_err(wire)?;
+            } else {
+                c.delete_user(&r.collection_id, &r.user_id).map_err(wire)?;
+            }
+            json!({})
+        }
+        "ListUsers" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                next_token: Option<String>,
+                max_results: Option<u64>,
+            }
+            let r: R = args(body)?;
+            let max = range("MaxResults", r.max_results, 1, 500)?;
+            to_value(
+                &c.list_users(&r.collection_id, r.next_token.as_deref(), u32_of(max))
+                    .map_err(wire)?,
+            )?
+        }
+        "AssociateFaces" | "DisassociateFaces" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                user_id: String,
+                face_ids: Vec<String>,
+                user_match_threshold: Option<f64>,
+            }
+            let r: R = args(body)?;
+            count_range("FaceIds", r.face_ids.len(), 100)?;
+            range("UserMatchThreshold", r.user_match_threshold, 0.0, 100.0)?;
+            if op == "AssociateFaces" {
+                to_value(
+                    &c.associate_faces(&r.collection_id, &r.user_id, &r.face_ids)
+                        .map_err(wire)?,
+                )?
+            } else {
+                to_value(
+                    &c.disassociate_faces(&r.collection_id, &r.user_id, &r.face_ids)
+                        .map_err(wire)?,
+                )?
+            }
+        }
+        "SearchUsers" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                user_id: Option<String>,
+                face_id: Option<String>,
+                user_match_threshold: Option<f64>,
+                max_users: Option<u64>,
+            }
+            let r: R = args(body)?;
+            let max = range("MaxUsers", r.max_users, 1, 500)?;
+            let t = range("UserMatchThreshold", r.user_match_threshold, 0.0, 100.0)?;
+            to_value(
+                &c.search_users(
+                    &r.collection_id,
+                    r.user_id.as_deref(),
+                    r.face_id.as_deref(),
+                    t,
+                    usize_of(max),
+                )
+                .map_err(wire)?,
+            )?
+        }
+        "SearchUsersByImage" => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct R {
+                collection_id: String,
+                image: ImageArg,
+                user_match_threshold: Option<f64>,
+                max_users: Option<u64>,
+                quality_filter: Option<String>,
+            }
+            let r: R = args(body)?;
+            let max = range("MaxUsers", r.max_users, 1, 500)?;
+            let t = range("UserMatchThreshold", r.user_match_threshold, 0.0, 100.0)?;
+            let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
+            let bytes = r.image.bytes("Image")?;
+            counts.detected = 1;
+            to_value(
+                &c.search_users_by_image(&r.collection_id, &bytes, t, usize_of(max), q)
+                    .map_err(wire)?,
+            )?
+        }
+        other => return Err(ApiError::unknown_operation(other)),
+    };
+    Ok((v, counts))
+}
+
+fn count_range(name: &str, n: usize, max: usize) -> Result<(), ApiError> {
+    if (1..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_parameter(format!(
+            "{name} must have between 1 and {max} members, not {n}"
+        )))
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<kenning_image::RgbImage, ApiError> {
+    let limits = DecodeLimits {
+        max_bytes: MAX_IMAGE_BYTES,
+        ..DecodeLimits::default()
+    };
+    kenning_image::decode(bytes, &limits).map_err(wire)
+}
