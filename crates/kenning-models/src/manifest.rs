@@ -342,6 +342,32 @@ mod tests {
     }
 
     #[test]
+    fn default_similarity_is_fair_and_global_stays_selectable() {
+        let m = LoadedManifest::default_recogniser().unwrap();
+        assert_eq!(m.selected, CalibrationKind::Fair);
+        let fair = m.fair_calibration.as_ref().unwrap();
+        assert_eq!(fair.centroids[0].len(), m.manifest.embedding.size);
+        assert!(matches!(
+            m.similarity_calibration(),
+            Some(Calibration::Fair(_))
+        ));
+        let g = m.clone().select(CalibrationKind::Global).unwrap();
+        assert!(matches!(
+            g.similarity_calibration(),
+            Some(Calibration::Global(_))
+        ));
+        // Without a fair calibration file, asking for one is refused.
+        let text = DEFAULT_MANIFEST.replace("\"fair_calibration\": \"fair-calibration.json\",", "");
+        assert!(LoadedManifest::parse("x", &text, Some(DEFAULT_CALIBRATION), None).is_err());
+        let text = text.replace(
+            "\"similarity_calibration\": \"fair\"",
+            "\"similarity_calibration\": \"global\"",
+        );
+        let m = LoadedManifest::parse("x", &text, Some(DEFAULT_CALIBRATION), None).unwrap();
+        assert!(m.select(CalibrationKind::Fair).is_err());
+    }
+
+    #[test]
     fn distances() {
         let (a, b) = ([3.0f32, 0.0], [0.0f32, 4.0]);
         assert_eq!(Distance::Euclidean.between(&a, &b), 5.0);
