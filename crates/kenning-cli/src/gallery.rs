@@ -71,11 +71,17 @@ pub fn collection(ctx: &Context, data: &DataArgs, cmd: CollectionCommand) -> Res
     let c = data.open(ctx)?;
     match cmd {
         CollectionCommand::Create { id } => print(&c.create_collection(&id).map_err(wire)?),
-        CollectionCommand::List { max_results, next_token } => {
-            print(&c.list_collections(next_token.as_deref(), max_results).map_err(wire)?)
-        }
+        CollectionCommand::List {
+            max_results,
+            next_token,
+        } => print(
+            &c.list_collections(next_token.as_deref(), max_results)
+                .map_err(wire)?,
+        ),
         CollectionCommand::Describe { id } => print(&c.describe_collection(&id).map_err(wire)?),
-        CollectionCommand::Delete { id } => print(&json!({ "StatusCode": c.delete_collection(&id).map_err(wire)? })),
+        CollectionCommand::Delete { id } => {
+            print(&json!({ "StatusCode": c.delete_collection(&id).map_err(wire)? }))
+        }
     }
 }
 
@@ -101,13 +107,26 @@ pub struct IndexArgs {
 
 /// A file name made into a valid ExternalImageId (`[a-zA-Z0-9_.\-:]+`).
 fn external_id(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let id: String = name
         .chars()
-        .map(|ch| if ch.is_ascii_alphanumeric() || "_.-:".contains(ch) { ch } else { '_' })
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || "_.-:".contains(ch) {
+                ch
+            } else {
+                '_'
+            }
+        })
         .take(255)
         .collect();
-    if id.is_empty() { "_".into() } else { id }
+    if id.is_empty() {
+        "_".into()
+    } else {
+        id
+    }
 }
 
 pub fn index(ctx: &Context, data: &DataArgs, args: &IndexArgs) -> Result<i32> {
@@ -117,14 +136,31 @@ pub fn index(ctx: &Context, data: &DataArgs, args: &IndexArgs) -> Result<i32> {
     c.describe_collection(&args.collection).map_err(wire)?;
     let tally = Mutex::new((0usize, 0usize, BTreeMap::<String, usize>::new()));
     let failed = batch::run(&paths, |p| {
-        let ext = args.external_image_id.clone().unwrap_or_else(|| external_id(p));
-        let r = c.index_faces(&args.collection, &read_image(p)?, Some(&ext), args.max_faces, quality).map_err(wire)?;
+        let ext = args
+            .external_image_id
+            .clone()
+            .unwrap_or_else(|| external_id(p));
+        let r = c
+            .index_faces(
+                &args.collection,
+                &read_image(p)?,
+                Some(&ext),
+                args.max_faces,
+                quality,
+            )
+            .map_err(wire)?;
         let mut t = tally.lock().map_err(|_| anyhow!("poisoned"))?;
         t.0 += r.face_records.len();
         t.1 += r.unindexed_faces.len();
         for u in &r.unindexed_faces {
             for reason in &u.reasons {
-                *t.2.entry(serde_json::to_value(reason)?.as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                *t.2.entry(
+                    serde_json::to_value(reason)?
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_owned(),
+                )
+                .or_default() += 1;
             }
         }
         let mut line = serde_json::to_value(&r)?;
@@ -137,7 +173,11 @@ pub fn index(ctx: &Context, data: &DataArgs, args: &IndexArgs) -> Result<i32> {
     eprintln!(
         "kenning: {} images, {failed} failed; {indexed} faces indexed, {unindexed} not indexed{}",
         paths.len(),
-        if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
     );
     Ok(i32::from(failed > 0))
 }
@@ -168,15 +208,26 @@ pub struct SearchArgs {
 pub fn search(ctx: &Context, data: &DataArgs, args: &SearchArgs) -> Result<i32> {
     let c = data.open(ctx)?;
     match (&args.image, &args.face_id) {
-        (_, Some(face)) => print(&c.search_faces(&args.collection, face, args.threshold, args.max_faces).map_err(wire)?),
+        (_, Some(face)) => print(
+            &c.search_faces(&args.collection, face, args.threshold, args.max_faces)
+                .map_err(wire)?,
+        ),
         (Some(image), None) => {
             let quality: QualityFilter = args.quality_filter.parse().map_err(wire)?;
             let r = c
-                .search_faces_by_image(&args.collection, &read_image(image)?, args.threshold, args.max_faces, quality)
+                .search_faces_by_image(
+                    &args.collection,
+                    &read_image(image)?,
+                    args.threshold,
+                    args.max_faces,
+                    quality,
+                )
                 .map_err(wire)?;
             print(&r)
         }
-        (None, None) => Err(anyhow!("InvalidParameterException: give an image or --face-id")),
+        (None, None) => Err(anyhow!(
+            "InvalidParameterException: give an image or --face-id"
+        )),
     }
 }
 
@@ -212,10 +263,24 @@ pub enum FacesCommand {
 pub fn faces(ctx: &Context, data: &DataArgs, cmd: FacesCommand) -> Result<i32> {
     let c = data.open(ctx)?;
     match cmd {
-        FacesCommand::List { collection, user_id, max_results, next_token } => print(
-            &c.list_faces(&collection, user_id.as_deref(), next_token.as_deref(), max_results).map_err(wire)?,
+        FacesCommand::List {
+            collection,
+            user_id,
+            max_results,
+            next_token,
+        } => print(
+            &c.list_faces(
+                &collection,
+                user_id.as_deref(),
+                next_token.as_deref(),
+                max_results,
+            )
+            .map_err(wire)?,
         ),
-        FacesCommand::Delete { collection, face_ids } => {
+        FacesCommand::Delete {
+            collection,
+            face_ids,
+        } => {
             let r = c.delete_faces(&collection, &face_ids).map_err(wire)?;
             c.flush().map_err(wire)?;
             print(&r)
@@ -304,31 +369,71 @@ pub enum UsersCommand {
 pub fn users(ctx: &Context, data: &DataArgs, cmd: UsersCommand) -> Result<i32> {
     let c = data.open(ctx)?;
     match cmd {
-        UsersCommand::Create { collection, user_id } => {
+        UsersCommand::Create {
+            collection,
+            user_id,
+        } => {
             c.create_user(&collection, &user_id).map_err(wire)?;
             print(&json!({}))
         }
-        UsersCommand::Delete { collection, user_id } => {
+        UsersCommand::Delete {
+            collection,
+            user_id,
+        } => {
             c.delete_user(&collection, &user_id).map_err(wire)?;
             print(&json!({}))
         }
-        UsersCommand::List { collection, max_results, next_token } => {
-            print(&c.list_users(&collection, next_token.as_deref(), max_results).map_err(wire)?)
-        }
-        UsersCommand::Associate { collection, user_id, face_ids } => {
-            print(&c.associate_faces(&collection, &user_id, &face_ids).map_err(wire)?)
-        }
-        UsersCommand::Disassociate { collection, user_id, face_ids } => {
-            print(&c.disassociate_faces(&collection, &user_id, &face_ids).map_err(wire)?)
-        }
-        UsersCommand::Search { collection, user_id, face_id, image, threshold, max_users } => match image {
+        UsersCommand::List {
+            collection,
+            max_results,
+            next_token,
+        } => print(
+            &c.list_users(&collection, next_token.as_deref(), max_results)
+                .map_err(wire)?,
+        ),
+        UsersCommand::Associate {
+            collection,
+            user_id,
+            face_ids,
+        } => print(
+            &c.associate_faces(&collection, &user_id, &face_ids)
+                .map_err(wire)?,
+        ),
+        UsersCommand::Disassociate {
+            collection,
+            user_id,
+            face_ids,
+        } => print(
+            &c.disassociate_faces(&collection, &user_id, &face_ids)
+                .map_err(wire)?,
+        ),
+        UsersCommand::Search {
+            collection,
+            user_id,
+            face_id,
+            image,
+            threshold,
+            max_users,
+        } => match image {
             Some(img) => print(
-                &c.search_users_by_image(&collection, &read_image(&img)?, threshold, max_users, QualityFilter::None)
-                    .map_err(wire)?,
+                &c.search_users_by_image(
+                    &collection,
+                    &read_image(&img)?,
+                    threshold,
+                    max_users,
+                    QualityFilter::None,
+                )
+                .map_err(wire)?,
             ),
             None => print(
-                &c.search_users(&collection, user_id.as_deref(), face_id.as_deref(), threshold, max_users)
-                    .map_err(wire)?,
+                &c.search_users(
+                    &collection,
+                    user_id.as_deref(),
+                    face_id.as_deref(),
+                    threshold,
+                    max_users,
+                )
+                .map_err(wire)?,
             ),
         },
     }
@@ -340,7 +445,10 @@ mod tests {
 
     #[test]
     fn file_names_become_valid_external_ids() {
-        assert_eq!(external_id(Path::new("/a/b/Jane Doe (2).jpg")), "Jane_Doe__2_.jpg");
+        assert_eq!(
+            external_id(Path::new("/a/b/Jane Doe (2).jpg")),
+            "Jane_Doe__2_.jpg"
+        );
         assert_eq!(external_id(Path::new("x:y-1.png")), "x:y-1.png");
     }
 }

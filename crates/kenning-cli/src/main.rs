@@ -2,8 +2,8 @@
 
 mod batch;
 mod commands;
-mod gallery;
 mod eval;
+mod gallery;
 mod inputs;
 mod serve;
 

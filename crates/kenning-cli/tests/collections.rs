@@ -25,16 +25,24 @@ fn code<T: std::fmt::Debug>(r: kenning_collections::Result<T>) -> ErrorCode {
 fn people(data: &Path) -> BTreeMap<String, Vec<PathBuf>> {
     let dir = data.join("identity/deepface");
     let mut out: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    for line in std::fs::read_to_string(dir.join("identities.csv")).unwrap().lines().skip(1) {
+    for line in std::fs::read_to_string(dir.join("identities.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+    {
         let (file, id) = line.split_once(',').unwrap();
-        out.entry(id.trim().to_owned()).or_default().push(dir.join(file.trim()));
+        out.entry(id.trim().to_owned())
+            .or_default()
+            .push(dir.join(file.trim()));
     }
     out
 }
 
 #[test]
 fn collections_faces_and_users_behave_as_rekognition() {
-    let Some(data) = common::data("collections_faces_and_users_behave_as_rekognition") else { return };
+    let Some(data) = common::data("collections_faces_and_users_behave_as_rekognition") else {
+        return;
+    };
     let dir = temp_dir("ops");
     let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
 
@@ -42,13 +50,24 @@ fn collections_faces_and_users_behave_as_rekognition() {
     let created = c.create_collection("people").unwrap();
     assert_eq!(created.status_code, 200);
     assert_eq!(created.face_model_version, "dlib-resnet-v1");
-    assert_eq!(code(c.create_collection("people")), ErrorCode::ResourceAlreadyExistsException);
-    assert_eq!(code(c.create_collection("bad id!")), ErrorCode::InvalidParameterException);
-    assert_eq!(code(c.describe_collection("nobody")), ErrorCode::ResourceNotFoundException);
+    assert_eq!(
+        code(c.create_collection("people")),
+        ErrorCode::ResourceAlreadyExistsException
+    );
+    assert_eq!(
+        code(c.create_collection("bad id!")),
+        ErrorCode::InvalidParameterException
+    );
+    assert_eq!(
+        code(c.describe_collection("nobody")),
+        ErrorCode::ResourceNotFoundException
+    );
     c.create_collection("other").unwrap();
     let listed = c.list_collections(None, Some(1)).unwrap();
     assert_eq!(listed.collection_ids, ["other"]);
-    let rest = c.list_collections(listed.next_token.as_deref(), Some(1)).unwrap();
+    let rest = c
+        .list_collections(listed.next_token.as_deref(), Some(1))
+        .unwrap();
     assert_eq!(rest.collection_ids, ["people"]);
 
     // IndexFaces: one photo per person as the gallery.
@@ -56,7 +75,13 @@ fn collections_faces_and_users_behave_as_rekognition() {
     let mut gallery: BTreeMap<String, String> = BTreeMap::new(); // identity -> FaceId
     for (id, photos) in &people {
         let r = c
-            .index_faces("people", &std::fs::read(&photos[0]).unwrap(), Some(id), Some(1), QualityFilter::Auto)
+            .index_faces(
+                "people",
+                &std::fs::read(&photos[0]).unwrap(),
+                Some(id),
+                Some(1),
+                QualityFilter::Auto,
+            )
             .unwrap();
         assert_eq!(r.face_records.len(), 1, "{id}: {:?}", r.unindexed_faces);
         let face = &r.face_records[0].face;
@@ -65,21 +90,41 @@ fn collections_faces_and_users_behave_as_rekognition() {
         gallery.insert(id.clone(), face.face_id.clone());
     }
     let group = data.join("misc/deepface/selfie-many-people.jpg");
-    let r = c.index_faces("other", &std::fs::read(&group).unwrap(), None, Some(2), QualityFilter::None).unwrap();
+    let r = c
+        .index_faces(
+            "other",
+            &std::fs::read(&group).unwrap(),
+            None,
+            Some(2),
+            QualityFilter::None,
+        )
+        .unwrap();
     assert_eq!(r.face_records.len(), 2);
     assert!(!r.unindexed_faces.is_empty());
-    assert!(r.unindexed_faces.iter().all(|u| u.reasons == [Reason::ExceedsMaxFaces]));
+    assert!(r
+        .unindexed_faces
+        .iter()
+        .all(|u| u.reasons == [Reason::ExceedsMaxFaces]));
     let area = |b: &kenning_core::BoundingBox| b.width * b.height;
-    let smallest_kept = r.face_records.iter().map(|f| area(&f.face.bounding_box)).fold(f32::MAX, f32::min);
+    let smallest_kept = r
+        .face_records
+        .iter()
+        .map(|f| area(&f.face.bounding_box))
+        .fold(f32::MAX, f32::min);
     assert!(
-        r.unindexed_faces.iter().all(|u| area(&u.face_detail.bounding_box) <= smallest_kept),
+        r.unindexed_faces
+            .iter()
+            .all(|u| area(&u.face_detail.bounding_box) <= smallest_kept),
         "the largest are kept"
     );
     assert_eq!(
         code(c.index_faces("people", b"not an image", None, None, QualityFilter::Auto)),
         ErrorCode::InvalidImageFormatException
     );
-    assert_eq!(code(c.index_faces("people", &[], None, Some(0), QualityFilter::Auto)), ErrorCode::InvalidParameterException);
+    assert_eq!(
+        code(c.index_faces("people", &[], None, Some(0), QualityFilter::Auto)),
+        ErrorCode::InvalidParameterException
+    );
 
     // DescribeCollection reports what the default threshold means at this size.
     let d = c.describe_collection("people").unwrap();
@@ -94,31 +139,65 @@ fn collections_faces_and_users_behave_as_rekognition() {
     for (id, photos) in &people {
         for photo in photos.iter().skip(1).take(2) {
             let r = c
-                .search_faces_by_image("people", &std::fs::read(photo).unwrap(), Some(0.0), Some(3), QualityFilter::None)
+                .search_faces_by_image(
+                    "people",
+                    &std::fs::read(photo).unwrap(),
+                    Some(0.0),
+                    Some(3),
+                    QualityFilter::None,
+                )
                 .unwrap();
-            assert!(r.face_matches.windows(2).all(|w| w[0].similarity >= w[1].similarity), "sorted by Similarity");
+            assert!(
+                r.face_matches
+                    .windows(2)
+                    .all(|w| w[0].similarity >= w[1].similarity),
+                "sorted by Similarity"
+            );
             probes += 1;
-            top1 += usize::from(r.face_matches.first().map(|m| m.face.face_id.as_str()) == gallery.get(id).map(String::as_str));
+            top1 += usize::from(
+                r.face_matches.first().map(|m| m.face.face_id.as_str())
+                    == gallery.get(id).map(String::as_str),
+            );
         }
     }
     eprintln!("collections: {top1}/{probes} probes find their person first");
     assert!(top1 as f64 >= 0.8 * probes as f64, "{top1}/{probes}");
     let strict = c
-        .search_faces_by_image("people", &std::fs::read(&people.values().next().unwrap()[1]).unwrap(), Some(99.0), None, QualityFilter::None)
+        .search_faces_by_image(
+            "people",
+            &std::fs::read(&people.values().next().unwrap()[1]).unwrap(),
+            Some(99.0),
+            None,
+            QualityFilter::None,
+        )
         .unwrap();
     assert!(strict.face_matches.iter().all(|m| m.similarity >= 99.0));
     assert_eq!(
-        code(c.search_faces_by_image("people", &std::fs::read(&group).unwrap(), Some(101.0), None, QualityFilter::None)),
+        code(c.search_faces_by_image(
+            "people",
+            &std::fs::read(&group).unwrap(),
+            Some(101.0),
+            None,
+            QualityFilter::None
+        )),
         ErrorCode::InvalidParameterException
     );
     assert_eq!(
-        code(c.search_faces_by_image("people", &std::fs::read(&group).unwrap(), None, Some(4097), QualityFilter::None)),
+        code(c.search_faces_by_image(
+            "people",
+            &std::fs::read(&group).unwrap(),
+            None,
+            Some(4097),
+            QualityFilter::None
+        )),
         ErrorCode::InvalidParameterException
     );
 
     // SearchFaces by FaceId never returns the face itself.
     let any = gallery.values().next().unwrap();
-    let r = c.search_faces("people", any, Some(0.0), Some(4096)).unwrap();
+    let r = c
+        .search_faces("people", any, Some(0.0), Some(4096))
+        .unwrap();
     assert_eq!(r.face_matches.len(), people.len() - 1);
     assert!(r.face_matches.iter().all(|m| &m.face.face_id != any));
     assert_eq!(
@@ -129,7 +208,9 @@ fn collections_faces_and_users_behave_as_rekognition() {
     // ListFaces pages through everything exactly once.
     let (mut seen, mut token) = (Vec::new(), None::<String>);
     loop {
-        let page = c.list_faces("people", None, token.as_deref(), Some(5)).unwrap();
+        let page = c
+            .list_faces("people", None, token.as_deref(), Some(5))
+            .unwrap();
         assert!(page.faces.len() <= 5);
         seen.extend(page.faces.into_iter().map(|f| f.face_id));
         token = page.next_token;
@@ -148,43 +229,89 @@ fn collections_faces_and_users_behave_as_rekognition() {
     let (_, second_face) = ids.next().unwrap();
     c.create_user("people", "u1").unwrap();
     c.create_user("people", "u2").unwrap();
-    assert_eq!(code(c.create_user("people", "u1")), ErrorCode::ResourceAlreadyExistsException);
-    let a = c.associate_faces("people", "u1", std::slice::from_ref(first_face)).unwrap();
+    assert_eq!(
+        code(c.create_user("people", "u1")),
+        ErrorCode::ResourceAlreadyExistsException
+    );
+    let a = c
+        .associate_faces("people", "u1", std::slice::from_ref(first_face))
+        .unwrap();
     assert_eq!(a.associated_faces.len(), 1);
     assert_eq!(a.user_status, "ACTIVE");
-    let a = c.associate_faces("people", "u2", &[first_face.clone(), second_face.clone()]).unwrap();
+    let a = c
+        .associate_faces("people", "u2", &[first_face.clone(), second_face.clone()])
+        .unwrap();
     assert_eq!(a.associated_faces.len(), 1);
-    assert_eq!(a.unsuccessful_face_associations[0].reasons, ["ASSOCIATED_TO_A_DIFFERENT_USER"]);
+    assert_eq!(
+        a.unsuccessful_face_associations[0].reasons,
+        ["ASSOCIATED_TO_A_DIFFERENT_USER"]
+    );
     let users = c.list_users("people", None, None).unwrap();
     assert_eq!(users.users.len(), 2);
     let probe = std::fs::read(&people[first_person][1]).unwrap();
-    let found = c.search_users_by_image("people", &probe, Some(0.0), Some(2), QualityFilter::None).unwrap();
+    let found = c
+        .search_users_by_image("people", &probe, Some(0.0), Some(2), QualityFilter::None)
+        .unwrap();
     assert_eq!(found.user_matches[0].user.user_id, "u1");
-    let by_user = c.search_users("people", Some("u2"), None, Some(0.0), Some(5)).unwrap();
+    let by_user = c
+        .search_users("people", Some("u2"), None, Some(0.0), Some(5))
+        .unwrap();
     assert!(by_user.user_matches.iter().all(|m| m.user.user_id != "u2"));
-    assert_eq!(c.list_faces("people", Some("u1"), None, None).unwrap().faces.len(), 1);
+    assert_eq!(
+        c.list_faces("people", Some("u1"), None, None)
+            .unwrap()
+            .faces
+            .len(),
+        1
+    );
 
     // DeleteFaces: a face with a user is refused, an unknown one not found.
     let unknown = "00000000-0000-4000-8000-000000000000".to_string();
-    let del = c.delete_faces("people", &[first_face.clone(), unknown.clone()]).unwrap();
+    let del = c
+        .delete_faces("people", &[first_face.clone(), unknown.clone()])
+        .unwrap();
     assert!(del.deleted_faces.is_empty());
-    let reasons: Vec<&str> = del.unsuccessful_face_deletions.iter().map(|u| u.reasons[0].as_str()).collect();
-    assert_eq!(reasons, ["ASSOCIATED_TO_AN_EXISTING_USER", "FACE_NOT_FOUND"]);
-    let dis = c.disassociate_faces("people", "u1", std::slice::from_ref(first_face)).unwrap();
+    let reasons: Vec<&str> = del
+        .unsuccessful_face_deletions
+        .iter()
+        .map(|u| u.reasons[0].as_str())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["ASSOCIATED_TO_AN_EXISTING_USER", "FACE_NOT_FOUND"]
+    );
+    let dis = c
+        .disassociate_faces("people", "u1", std::slice::from_ref(first_face))
+        .unwrap();
     assert_eq!(dis.user_status, "CREATED");
-    let del = c.delete_faces("people", std::slice::from_ref(first_face)).unwrap();
+    let del = c
+        .delete_faces("people", std::slice::from_ref(first_face))
+        .unwrap();
     assert_eq!(del.deleted_faces, std::slice::from_ref(first_face));
-    let after = c.search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None).unwrap();
-    assert!(after.face_matches.iter().all(|m| &m.face.face_id != first_face), "a deleted face is never returned");
+    let after = c
+        .search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None)
+        .unwrap();
+    assert!(
+        after
+            .face_matches
+            .iter()
+            .all(|m| &m.face.face_id != first_face),
+        "a deleted face is never returned"
+    );
     c.delete_user("people", "u2").unwrap();
-    assert_eq!(code(c.delete_user("people", "u2")), ErrorCode::ResourceNotFoundException);
+    assert_eq!(
+        code(c.delete_user("people", "u2")),
+        ErrorCode::ResourceNotFoundException
+    );
 
     // The saved index is used after a reopen, and rebuilt when damaged.
     drop(c);
     let index_file = dir.join("index/people.kix");
     assert!(index_file.is_file());
     let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
-    let again = c.search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None).unwrap();
+    let again = c
+        .search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None)
+        .unwrap();
     assert_eq!(again.face_matches.len(), people.len() - 1);
     drop(c);
     let mut bytes = std::fs::read(&index_file).unwrap();
@@ -192,12 +319,17 @@ fn collections_faces_and_users_behave_as_rekognition() {
     bytes[mid] ^= 0xff;
     std::fs::write(&index_file, bytes).unwrap();
     let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
-    let rebuilt = c.search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None).unwrap();
+    let rebuilt = c
+        .search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None)
+        .unwrap();
     assert_eq!(rebuilt.face_matches.len(), people.len() - 1);
 
     // DeleteCollection removes records and the index file.
     assert_eq!(c.delete_collection("people").unwrap(), 200);
-    assert_eq!(code(c.describe_collection("people")), ErrorCode::ResourceNotFoundException);
+    assert_eq!(
+        code(c.describe_collection("people")),
+        ErrorCode::ResourceNotFoundException
+    );
     assert!(!index_file.exists());
     drop(c);
     std::fs::remove_dir_all(dir).unwrap();
@@ -205,22 +337,29 @@ fn collections_faces_and_users_behave_as_rekognition() {
 
 #[test]
 fn a_collection_refuses_another_recognisers_vectors() {
-    let Some(data) = common::data("a_collection_refuses_another_recognisers_vectors") else { return };
+    let Some(data) = common::data("a_collection_refuses_another_recognisers_vectors") else {
+        return;
+    };
     let dir = temp_dir("model");
     let photo = std::fs::read(data.join("misc/face_recognition/obama.jpg")).unwrap();
     let dlib = Collections::open(&dir, common::pipeline().clone()).unwrap();
     dlib.create_collection("made-by-dlib").unwrap();
-    dlib.index_faces("made-by-dlib", &photo, None, None, QualityFilter::Auto).unwrap();
+    dlib.index_faces("made-by-dlib", &photo, None, None, QualityFilter::Auto)
+        .unwrap();
     drop(dlib);
     let manifest = common::root().join("crates/kenning-cli/tests/manifests/faceplugin-fr.json");
     let mut config = PipelineConfig::new(common::models());
     config.recogniser = Some(LoadedManifest::from_file(&manifest).unwrap());
     config.sessions = 1;
     let other = Collections::open(&dir, Arc::new(Pipeline::load(config).unwrap())).unwrap();
-    let err = other.index_faces("made-by-dlib", &photo, None, None, QualityFilter::Auto).unwrap_err();
+    let err = other
+        .index_faces("made-by-dlib", &photo, None, None, QualityFilter::Auto)
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidParameterException);
     assert!(err.to_string().contains("dlib-resnet-v1"), "{err}");
-    let err = other.search_faces_by_image("made-by-dlib", &photo, None, None, QualityFilter::None).unwrap_err();
+    let err = other
+        .search_faces_by_image("made-by-dlib", &photo, None, None, QualityFilter::None)
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidParameterException);
     drop(other);
     std::fs::remove_dir_all(dir).unwrap();

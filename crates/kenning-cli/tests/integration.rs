@@ -8,8 +8,8 @@
 
 mod cli;
 mod collections;
-mod crash;
 mod common;
+mod crash;
 mod detection;
 mod eval;
 mod identification;

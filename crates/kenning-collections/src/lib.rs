@@ -96,9 +96,18 @@ impl Collections {
         let store = Store::open(dir)?;
         let index_dir = dir.join("index");
         std::fs::create_dir_all(&index_dir).map_err(|e| {
-            CollectionError::Index(IndexError::Io { path: index_dir.clone(), source: e })
+            CollectionError::Index(IndexError::Io {
+                path: index_dir.clone(),
+                source: e,
+            })
         })?;
-        let this = Self { store, pipeline, index_dir, live: RwLock::new(HashMap::new()), limits: DecodeLimits::default() };
+        let this = Self {
+            store,
+            pipeline,
+            index_dir,
+            live: RwLock::new(HashMap::new()),
+            limits: DecodeLimits::default(),
+        };
         this.remove_orphan_index_files();
         Ok(this)
     }
@@ -120,7 +129,10 @@ impl Collections {
 
     fn face_model(&self) -> FaceModel {
         let m = self.pipeline.recognizer().manifest();
-        FaceModel { name: m.name.clone(), version: m.version.clone() }
+        FaceModel {
+            name: m.name.clone(),
+            version: m.version.clone(),
+        }
     }
 
     fn metric(&self) -> Metric {
@@ -131,9 +143,14 @@ impl Collections {
     }
 
     fn calibration(&self) -> Result<Calibration<'_>> {
-        self.pipeline.recognizer().similarity_calibration().ok_or_else(|| {
-            CollectionError::InvalidParameter("the recogniser has no calibration table, so Similarity is undefined".into())
-        })
+        self.pipeline
+            .recognizer()
+            .similarity_calibration()
+            .ok_or_else(|| {
+                CollectionError::InvalidParameter(
+                    "the recogniser has no calibration table, so Similarity is undefined".into(),
+                )
+            })
     }
 
     fn index_path(&self, id: &str) -> PathBuf {
@@ -141,13 +158,22 @@ impl Collections {
     }
 
     fn remove_orphan_index_files(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.index_dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.index_dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".kix")) else {
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".kix"))
+            else {
                 continue;
             };
-            if matches!(self.store.describe_collection(id), Err(kenning_store::StoreError::CollectionNotFound(_))) {
+            if matches!(
+                self.store.describe_collection(id),
+                Err(kenning_store::StoreError::CollectionNotFound(_))
+            ) {
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -169,7 +195,12 @@ impl Collections {
     /// The collection's live index, loaded from its file or rebuilt from the
     /// store when the file is missing, stale or corrupt.
     fn live(&self, c: &Collection) -> Result<Arc<LiveIndex>> {
-        if let Some(l) = self.live.read().unwrap_or_else(|e| e.into_inner()).get(&c.id) {
+        if let Some(l) = self
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&c.id)
+        {
             return Ok(l.clone());
         }
         let mut map = self.live.write().unwrap_or_else(|e| e.into_inner());
@@ -187,7 +218,11 @@ impl Collections {
             Ok(index) => index,
             Err(_) => self.rebuild(&c.id, &path)?,
         };
-        let live = Arc::new(LiveIndex { index, writer: Mutex::new(()), dirty: AtomicBool::new(false) });
+        let live = Arc::new(LiveIndex {
+            index,
+            writer: Mutex::new(()),
+            dirty: AtomicBool::new(false),
+        });
         map.insert(c.id.clone(), live.clone());
         Ok(live)
     }
@@ -216,14 +251,21 @@ impl Collections {
     /// Saves every index changed since it was last saved, so the next open
     /// does not rebuild it. Call before exiting and periodically.
     pub fn flush(&self) -> Result<()> {
-        let live: Vec<(String, Arc<LiveIndex>)> =
-            self.live.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let live: Vec<(String, Arc<LiveIndex>)> = self
+            .live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (id, l) in live {
             if !l.dirty.load(Ordering::Acquire) {
                 continue;
             }
             let _guard = l.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let Ok(c) = self.store.describe_collection(&id) else { continue };
+            let Ok(c) = self.store.describe_collection(&id) else {
+                continue;
+            };
             if l.index.tombstones() > l.index.len() / 4 {
                 l.index.compact()?;
             }
@@ -243,8 +285,17 @@ impl Collections {
     pub fn create_collection(&self, id: &str) -> Result<CreateCollectionResponse> {
         let model = self.face_model();
         let dim = self.pipeline.recognizer().manifest().embedding.size as u32;
-        let c = self.store.create_collection(NewCollection { id: id.into(), face_model: model, dim, policy: "{}".into() })?;
-        Ok(CreateCollectionResponse { status_code: 200, collection_arn: c.arn, face_model_version: c.face_model.name })
+        let c = self.store.create_collection(NewCollection {
+            id: id.into(),
+            face_model: model,
+            dim,
+            policy: "{}".into(),
+        })?;
+        Ok(CreateCollectionResponse {
+            status_code: 200,
+            collection_arn: c.arn,
+            face_model_version: c.face_model.name,
+        })
     }
 
     /// DescribeCollection, with what the default threshold means at its size.
@@ -261,10 +312,18 @@ impl Collections {
     }
 
     /// ListCollections.
-    pub fn list_collections(&self, token: Option<&str>, max_results: Option<u32>) -> Result<ListCollectionsResponse> {
+    pub fn list_collections(
+        &self,
+        token: Option<&str>,
+        max_results: Option<u32>,
+    ) -> Result<ListCollectionsResponse> {
         let page = self.store.list_collections(token, max_results)?;
         Ok(ListCollectionsResponse {
-            face_model_versions: page.items.iter().map(|c| c.face_model.name.clone()).collect(),
+            face_model_versions: page
+                .items
+                .iter()
+                .map(|c| c.face_model.name.clone())
+                .collect(),
             collection_ids: page.items.into_iter().map(|c| c.id).collect(),
             next_token: page.next_token,
         })
@@ -274,7 +333,9 @@ impl Collections {
     pub fn delete_collection(&self, id: &str) -> Result<u16> {
         let mut map = self.live.write().unwrap_or_else(|e| e.into_inner());
         let live = map.remove(id);
-        let _guard = live.as_ref().map(|l| l.writer.lock().unwrap_or_else(|e| e.into_inner()));
+        let _guard = live
+            .as_ref()
+            .map(|l| l.writer.lock().unwrap_or_else(|e| e.into_inner()));
         self.store.delete_collection(id)?;
         let _ = std::fs::remove_file(self.index_path(id));
         Ok(200)
@@ -297,7 +358,9 @@ impl Collections {
         }
         let max_faces = max_faces.unwrap_or(MAX_INDEX_FACES);
         if !(1..=MAX_INDEX_FACES).contains(&max_faces) {
-            return Err(CollectionError::InvalidParameter(format!("MaxFaces must be between 1 and {MAX_INDEX_FACES}")));
+            return Err(CollectionError::InvalidParameter(format!(
+                "MaxFaces must be between 1 and {MAX_INDEX_FACES}"
+            )));
         }
         let c = self.collection(id)?;
         let img = self.decode(image)?;
@@ -308,11 +371,17 @@ impl Collections {
         for face in faces.drain(..) {
             let reasons = quality.reasons(&face.detail, w, h);
             if !reasons.is_empty() {
-                unindexed.push(UnindexedFace { reasons, face_detail: face.detail });
+                unindexed.push(UnindexedFace {
+                    reasons,
+                    face_detail: face.detail,
+                });
             } else if keep.len() < max_faces {
                 keep.push(face);
             } else {
-                unindexed.push(UnindexedFace { reasons: vec![Reason::ExceedsMaxFaces], face_detail: face.detail });
+                unindexed.push(UnindexedFace {
+                    reasons: vec![Reason::ExceedsMaxFaces],
+                    face_detail: face.detail,
+                });
             }
         }
         self.pipeline.embed_faces(&img, &mut keep)?;
@@ -348,7 +417,10 @@ impl Collections {
             face_records: stored
                 .into_iter()
                 .zip(keep)
-                .map(|(s, f)| FaceRecord { face: wire_face(&s, &version), face_detail: f.detail })
+                .map(|(s, f)| FaceRecord {
+                    face: wire_face(&s, &version),
+                    face_detail: f.detail,
+                })
                 .collect(),
             face_model_version: version,
             unindexed_faces: unindexed,
@@ -380,12 +452,21 @@ impl Collections {
 
     /// DeleteFaces with a choice for faces that belong to users (retention
     /// and erasure disassociate them instead of refusing).
-    pub fn delete_faces_with(&self, id: &str, face_ids: &[String], on: OnAssociated) -> Result<DeleteFacesResponse> {
+    pub fn delete_faces_with(
+        &self,
+        id: &str,
+        face_ids: &[String],
+        on: OnAssociated,
+    ) -> Result<DeleteFacesResponse> {
         let c = self.store.describe_collection(id)?;
         let live = self.live(&c)?;
         let _guard = live.writer.lock().unwrap_or_else(|e| e.into_inner());
         let before = self.store.get_faces(id, face_ids).unwrap_or_default();
-        let seqs: HashMap<Uuid, u64> = before.into_iter().flatten().map(|f| (f.face_id, f.seq)).collect();
+        let seqs: HashMap<Uuid, u64> = before
+            .into_iter()
+            .flatten()
+            .map(|f| (f.face_id, f.seq))
+            .collect();
         let outcome = self.store.delete_faces(id, face_ids, on)?;
         for face in &outcome.done {
             if let Some(seq) = seqs.get(face) {
@@ -403,10 +484,14 @@ impl Collections {
 
     fn check_search(threshold: f64, max: usize, limit: usize) -> Result<()> {
         if !(0.0..=100.0).contains(&threshold) {
-            return Err(CollectionError::InvalidParameter("FaceMatchThreshold must be between 0 and 100".into()));
+            return Err(CollectionError::InvalidParameter(
+                "FaceMatchThreshold must be between 0 and 100".into(),
+            ));
         }
         if !(1..=limit).contains(&max) {
-            return Err(CollectionError::InvalidParameter(format!("MaxFaces must be between 1 and {limit}")));
+            return Err(CollectionError::InvalidParameter(format!(
+                "MaxFaces must be between 1 and {limit}"
+            )));
         }
         Ok(())
     }
@@ -419,7 +504,14 @@ impl Collections {
     /// searched out to the loosest distance any region allows at `threshold`
     /// (more candidates than `k`), and the hits are then kept by their own
     /// Similarity and ranked by it.
-    fn search_vector(&self, c: &Collection, embedding: &[f32], threshold: f64, k: usize, exclude: Option<u64>) -> Result<Vec<Hit>> {
+    fn search_vector(
+        &self,
+        c: &Collection,
+        embedding: &[f32],
+        threshold: f64,
+        k: usize,
+        exclude: Option<u64>,
+    ) -> Result<Vec<Hit>> {
         let calibration = self.calibration()?;
         let live = self.live(c)?;
         let radius = calibration.search_radius(embedding, threshold);
@@ -428,20 +520,33 @@ impl Collections {
             Calibration::Global(_) => k,
             Calibration::Fair(_) => k.saturating_mul(FAIR_SEARCH_OVERFETCH).saturating_add(16),
         };
-        let hits = live.index.search(embedding, want + usize::from(exclude.is_some()), max_distance)?;
+        let hits = live.index.search(
+            embedding,
+            want + usize::from(exclude.is_some()),
+            max_distance,
+        )?;
         let hits: Vec<_> = hits.into_iter().filter(|h| Some(h.id) != exclude).collect();
         let scored: Vec<(u64, f32)> = match calibration {
             // The radius is the threshold's distance: every hit reaches it.
-            Calibration::Global(table) => {
-                hits.iter().take(k).map(|h| (h.id, table.similarity(f64::from(h.distance)) as f32)).collect()
-            }
+            Calibration::Global(table) => hits
+                .iter()
+                .take(k)
+                .map(|h| (h.id, table.similarity(f64::from(h.distance)) as f32))
+                .collect(),
             Calibration::Fair(_) => {
                 let seqs: Vec<u64> = hits.iter().map(|h| h.id).collect();
                 let vectors = self.store.embeddings_by_seq(&c.id, &seqs)?;
                 let scored = hits
                     .iter()
                     .zip(vectors)
-                    .filter_map(|(h, v)| v.map(|v| (h.id, calibration.similarity(embedding, &v, f64::from(h.distance)) as f32)))
+                    .filter_map(|(h, v)| {
+                        v.map(|v| {
+                            (
+                                h.id,
+                                calibration.similarity(embedding, &v, f64::from(h.distance)) as f32,
+                            )
+                        })
+                    })
                     .collect();
                 keep_best(scored, threshold, k)
             }
@@ -453,14 +558,26 @@ impl Collections {
             .zip(faces)
             .filter_map(|(s, f)| {
                 // A face deleted since the search began is not reported.
-                f.map(|face| Hit { face, similarity: s.1 })
+                f.map(|face| Hit {
+                    face,
+                    similarity: s.1,
+                })
             })
             .collect())
     }
 
     /// SearchFaces: faces like a stored face (which is not itself returned).
-    pub fn search_faces(&self, id: &str, face_id: &str, threshold: Option<f64>, max_faces: Option<usize>) -> Result<SearchFacesResponse> {
-        let (threshold, k) = (threshold.unwrap_or(DEFAULT_THRESHOLD), max_faces.unwrap_or(DEFAULT_SEARCH_FACES));
+    pub fn search_faces(
+        &self,
+        id: &str,
+        face_id: &str,
+        threshold: Option<f64>,
+        max_faces: Option<usize>,
+    ) -> Result<SearchFacesResponse> {
+        let (threshold, k) = (
+            threshold.unwrap_or(DEFAULT_THRESHOLD),
+            max_faces.unwrap_or(DEFAULT_SEARCH_FACES),
+        );
         Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
         let c = self.collection(id)?;
         let (face, embedding) = self.store.face_embedding(id, face_id)?;
@@ -482,7 +599,10 @@ impl Collections {
         max_faces: Option<usize>,
         quality: QualityFilter,
     ) -> Result<SearchFacesByImageResponse> {
-        let (threshold, k) = (threshold.unwrap_or(DEFAULT_THRESHOLD), max_faces.unwrap_or(DEFAULT_SEARCH_FACES));
+        let (threshold, k) = (
+            threshold.unwrap_or(DEFAULT_THRESHOLD),
+            max_faces.unwrap_or(DEFAULT_SEARCH_FACES),
+        );
         Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
         let c = self.collection(id)?;
         let face = self.largest_face(image, quality)?;
@@ -503,7 +623,9 @@ impl Collections {
         let mut faces = self.pipeline.detect(&img)?;
         faces.truncate(1);
         let Some(face) = faces.first() else {
-            return Err(CollectionError::InvalidParameter("there are no faces in the image".into()));
+            return Err(CollectionError::InvalidParameter(
+                "there are no faces in the image".into(),
+            ));
         };
         let reasons = quality.reasons(&face.detail, w, h);
         if !reasons.is_empty() {
@@ -512,11 +634,18 @@ impl Collections {
             )));
         }
         self.pipeline.embed_faces(&img, &mut faces)?;
-        faces.pop().ok_or_else(|| CollectionError::InvalidParameter("there are no faces in the image".into()))
+        faces.pop().ok_or_else(|| {
+            CollectionError::InvalidParameter("there are no faces in the image".into())
+        })
     }
 
     fn matches(&self, hits: Vec<Hit>, c: &Collection) -> Vec<FaceMatch> {
-        hits.into_iter().map(|h| FaceMatch { similarity: h.similarity, face: wire_face(&h.face, &c.face_model.name) }).collect()
+        hits.into_iter()
+            .map(|h| FaceMatch {
+                similarity: h.similarity,
+                face: wire_face(&h.face, &c.face_model.name),
+            })
+            .collect()
     }
 
     // ---- users -------------------------------------------------------
@@ -534,40 +663,83 @@ impl Collections {
     }
 
     /// ListUsers.
-    pub fn list_users(&self, id: &str, token: Option<&str>, max_results: Option<u32>) -> Result<ListUsersResponse> {
+    pub fn list_users(
+        &self,
+        id: &str,
+        token: Option<&str>,
+        max_results: Option<u32>,
+    ) -> Result<ListUsersResponse> {
         let page = self.store.list_users(id, token, max_results)?;
         Ok(ListUsersResponse {
-            users: page.items.iter().map(|u| User { user_id: u.user_id.clone(), user_status: u.status.as_str().into() }).collect(),
+            users: page
+                .items
+                .iter()
+                .map(|u| User {
+                    user_id: u.user_id.clone(),
+                    user_status: u.status.as_str().into(),
+                })
+                .collect(),
             next_token: page.next_token,
         })
     }
 
     /// AssociateFaces.
-    pub fn associate_faces(&self, id: &str, user_id: &str, face_ids: &[String]) -> Result<AssociateFacesResponse> {
+    pub fn associate_faces(
+        &self,
+        id: &str,
+        user_id: &str,
+        face_ids: &[String],
+    ) -> Result<AssociateFacesResponse> {
         let o = self.store.associate_faces(id, user_id, face_ids)?;
         Ok(AssociateFacesResponse {
-            associated_faces: o.done.iter().map(|f| FaceIdOnly { face_id: f.to_string() }).collect(),
+            associated_faces: o
+                .done
+                .iter()
+                .map(|f| FaceIdOnly {
+                    face_id: f.to_string(),
+                })
+                .collect(),
             unsuccessful_face_associations: unsuccessful(&o.unsuccessful),
             user_status: o.user_status.map_or("ACTIVE", |s| s.as_str()).into(),
         })
     }
 
     /// DisassociateFaces.
-    pub fn disassociate_faces(&self, id: &str, user_id: &str, face_ids: &[String]) -> Result<DisassociateFacesResponse> {
+    pub fn disassociate_faces(
+        &self,
+        id: &str,
+        user_id: &str,
+        face_ids: &[String],
+    ) -> Result<DisassociateFacesResponse> {
         let o = self.store.disassociate_faces(id, user_id, face_ids)?;
         Ok(DisassociateFacesResponse {
-            disassociated_faces: o.done.iter().map(|f| FaceIdOnly { face_id: f.to_string() }).collect(),
+            disassociated_faces: o
+                .done
+                .iter()
+                .map(|f| FaceIdOnly {
+                    face_id: f.to_string(),
+                })
+                .collect(),
             unsuccessful_face_disassociations: unsuccessful(&o.unsuccessful),
             user_status: o.user_status.map_or("CREATED", |s| s.as_str()).into(),
         })
     }
 
     /// The users whose best face is within `threshold` of any of `probes`.
-    fn users_near(&self, c: &Collection, probes: &[(Vec<f32>, Option<u64>)], threshold: f64, max_users: usize, skip_user: Option<&str>) -> Result<Vec<UserMatch>> {
+    fn users_near(
+        &self,
+        c: &Collection,
+        probes: &[(Vec<f32>, Option<u64>)],
+        threshold: f64,
+        max_users: usize,
+        skip_user: Option<&str>,
+    ) -> Result<Vec<UserMatch>> {
         let mut best: HashMap<String, f32> = HashMap::new();
         for (embedding, exclude) in probes {
             for hit in self.search_vector(c, embedding, threshold, MAX_SEARCH_FACES, *exclude)? {
-                let Some(user) = hit.face.user_id else { continue };
+                let Some(user) = hit.face.user_id else {
+                    continue;
+                };
                 if Some(user.as_str()) == skip_user {
                     continue;
                 }
@@ -580,18 +752,32 @@ impl Collections {
         users.truncate(max_users);
         let mut out = Vec::with_capacity(users.len());
         for (user_id, similarity) in users {
-            let status = self.store.get_user(&c.id, &user_id).map(|u| u.status.as_str()).unwrap_or("ACTIVE");
-            out.push(UserMatch { similarity, user: User { user_id, user_status: status.into() } });
+            let status = self
+                .store
+                .get_user(&c.id, &user_id)
+                .map(|u| u.status.as_str())
+                .unwrap_or("ACTIVE");
+            out.push(UserMatch {
+                similarity,
+                user: User {
+                    user_id,
+                    user_status: status.into(),
+                },
+            });
         }
         Ok(out)
     }
 
     fn check_users(threshold: f64, max_users: usize) -> Result<()> {
         if !(0.0..=100.0).contains(&threshold) {
-            return Err(CollectionError::InvalidParameter("UserMatchThreshold must be between 0 and 100".into()));
+            return Err(CollectionError::InvalidParameter(
+                "UserMatchThreshold must be between 0 and 100".into(),
+            ));
         }
         if !(1..=MAX_SEARCH_USERS).contains(&max_users) {
-            return Err(CollectionError::InvalidParameter(format!("MaxUsers must be between 1 and {MAX_SEARCH_USERS}")));
+            return Err(CollectionError::InvalidParameter(format!(
+                "MaxUsers must be between 1 and {MAX_SEARCH_USERS}"
+            )));
         }
         Ok(())
     }
@@ -606,7 +792,10 @@ impl Collections {
         threshold: Option<f64>,
         max_users: Option<usize>,
     ) -> Result<SearchUsersResponse> {
-        let (threshold, max_users) = (threshold.unwrap_or(DEFAULT_THRESHOLD), max_users.unwrap_or(1));
+        let (threshold, max_users) = (
+            threshold.unwrap_or(DEFAULT_THRESHOLD),
+            max_users.unwrap_or(1),
+        );
         Self::check_users(threshold, max_users)?;
         let c = self.collection(id)?;
         let (probes, searched_face, searched_user) = match (user_id, face_id) {
@@ -621,9 +810,17 @@ impl Collections {
             }
             (None, Some(f)) => {
                 let (face, e) = self.store.face_embedding(id, f)?;
-                (vec![(e, Some(face.seq))], Some(serde_json::json!({ "FaceId": f })), None)
+                (
+                    vec![(e, Some(face.seq))],
+                    Some(serde_json::json!({ "FaceId": f })),
+                    None,
+                )
             }
-            _ => return Err(CollectionError::InvalidParameter("give exactly one of UserId and FaceId".into())),
+            _ => {
+                return Err(CollectionError::InvalidParameter(
+                    "give exactly one of UserId and FaceId".into(),
+                ))
+            }
         };
         let user_matches = self.users_near(&c, &probes, threshold, max_users, user_id)?;
         Ok(SearchUsersResponse {
@@ -644,7 +841,10 @@ impl Collections {
         max_users: Option<usize>,
         quality: QualityFilter,
     ) -> Result<SearchUsersResponse> {
-        let (threshold, max_users) = (threshold.unwrap_or(DEFAULT_THRESHOLD), max_users.unwrap_or(1));
+        let (threshold, max_users) = (
+            threshold.unwrap_or(DEFAULT_THRESHOLD),
+            max_users.unwrap_or(1),
+        );
         Self::check_users(threshold, max_users)?;
         let c = self.collection(id)?;
         let face = self.largest_face(image, quality)?;
@@ -698,7 +898,11 @@ fn wire_face(f: &kenning_store::Face, version: &str) -> Face {
 
 fn unsuccessful(list: &[kenning_store::Unsuccessful]) -> Vec<UnsuccessfulFace> {
     list.iter()
-        .map(|u| UnsuccessfulFace { face_id: u.face_id.to_string(), user_id: u.user_id.clone(), reasons: vec![u.reason.as_str().into()] })
+        .map(|u| UnsuccessfulFace {
+            face_id: u.face_id.to_string(),
+            user_id: u.user_id.clone(),
+            reasons: vec![u.reason.as_str().into()],
+        })
         .collect()
 }
 
@@ -710,10 +914,19 @@ mod fair_search_tests {
     fn hits_are_kept_by_their_own_similarity_and_ranked_by_it() {
         // Nearest first, as the index returns them; Similarity is per pair.
         let scored = vec![(1, 85.0), (2, 79.9), (3, 92.0), (4, 80.0), (5, 81.0)];
-        assert_eq!(keep_best(scored.clone(), 80.0, 10), vec![(3, 92.0), (1, 85.0), (5, 81.0), (4, 80.0)]);
-        assert_eq!(keep_best(scored.clone(), 80.0, 2), vec![(3, 92.0), (1, 85.0)]);
+        assert_eq!(
+            keep_best(scored.clone(), 80.0, 10),
+            vec![(3, 92.0), (1, 85.0), (5, 81.0), (4, 80.0)]
+        );
+        assert_eq!(
+            keep_best(scored.clone(), 80.0, 2),
+            vec![(3, 92.0), (1, 85.0)]
+        );
         assert!(keep_best(scored, 95.0, 10).is_empty());
         // Ties keep the index order (nearest first).
-        assert_eq!(keep_best(vec![(7, 90.0), (8, 90.0)], 80.0, 1), vec![(7, 90.0)]);
+        assert_eq!(
+            keep_best(vec![(7, 90.0), (8, 90.0)], 80.0, 1),
+            vec![(7, 90.0)]
+        );
     }
 }

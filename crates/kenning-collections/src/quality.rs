@@ -72,7 +72,13 @@ struct Bar {
 
 impl QualityFilter {
     fn bar(self) -> Option<Bar> {
-        let bar = |confidence, side_px, pose_deg, brightness, sharpness| Bar { confidence, side_px, pose_deg, brightness, sharpness };
+        let bar = |confidence, side_px, pose_deg, brightness, sharpness| Bar {
+            confidence,
+            side_px,
+            pose_deg,
+            brightness,
+            sharpness,
+        };
         match self {
             Self::None => None,
             Self::Low => Some(bar(50.0, 20.0, 75.0, 10.0, 10.0)),
@@ -84,9 +90,12 @@ impl QualityFilter {
     /// The reasons `face` (in an image of `width` x `height` pixels) fails
     /// this level; empty when it passes.
     pub fn reasons(self, face: &FaceDetail, width: u32, height: u32) -> Vec<Reason> {
-        let Some(bar) = self.bar() else { return Vec::new() };
+        let Some(bar) = self.bar() else {
+            return Vec::new();
+        };
         let b = face.bounding_box;
-        let side = (f64::from(b.width) * f64::from(width)).min(f64::from(b.height) * f64::from(height));
+        let side =
+            (f64::from(b.width) * f64::from(width)).min(f64::from(b.height) * f64::from(height));
         let inside = (b.left + b.width).min(1.0) - b.left.max(0.0);
         let inside = inside.max(0.0) * ((b.top + b.height).min(1.0) - b.top.max(0.0)).max(0.0);
         let area = b.width * b.height;
@@ -94,12 +103,22 @@ impl QualityFilter {
         let checks = [
             (face.confidence < bar.confidence, Reason::LowConfidence),
             (side < bar.side_px, Reason::SmallBoundingBox),
-            (p.yaw.abs().max(p.pitch.abs()) > bar.pose_deg, Reason::ExtremePose),
-            (face.quality.brightness < bar.brightness, Reason::LowBrightness),
+            (
+                p.yaw.abs().max(p.pitch.abs()) > bar.pose_deg,
+                Reason::ExtremePose,
+            ),
+            (
+                face.quality.brightness < bar.brightness,
+                Reason::LowBrightness,
+            ),
             (face.quality.sharpness < bar.sharpness, Reason::LowSharpness),
             (area > 0.0 && inside / area < 0.75, Reason::LowFaceQuality),
         ];
-        checks.into_iter().filter(|(fails, _)| *fails).map(|(_, r)| r).collect()
+        checks
+            .into_iter()
+            .filter(|(fails, _)| *fails)
+            .map(|(_, r)| r)
+            .collect()
     }
 }
 
@@ -110,10 +129,22 @@ mod tests {
 
     fn face(confidence: f32, width: f32, yaw: f32, brightness: f32) -> FaceDetail {
         FaceDetail {
-            bounding_box: BoundingBox { width, height: width, left: 0.1, top: 0.1 },
+            bounding_box: BoundingBox {
+                width,
+                height: width,
+                left: 0.1,
+                top: 0.1,
+            },
             landmarks: Vec::new(),
-            pose: Pose { roll: 0.0, yaw, pitch: 0.0 },
-            quality: ImageQuality { brightness, sharpness: 80.0 },
+            pose: Pose {
+                roll: 0.0,
+                yaw,
+                pitch: 0.0,
+            },
+            quality: ImageQuality {
+                brightness,
+                sharpness: 80.0,
+            },
             confidence,
         }
     }
@@ -133,8 +164,14 @@ mod tests {
     fn faces_mostly_outside_the_image_are_low_quality() {
         let mut f = face(99.0, 0.4, 0.0, 50.0);
         f.bounding_box.left = 0.8;
-        assert_eq!(QualityFilter::Low.reasons(&f, 1000, 1000), vec![Reason::LowFaceQuality]);
+        assert_eq!(
+            QualityFilter::Low.reasons(&f, 1000, 1000),
+            vec![Reason::LowFaceQuality]
+        );
         assert!("BAD".parse::<QualityFilter>().is_err());
-        assert_eq!("AUTO".parse::<QualityFilter>().unwrap(), QualityFilter::Auto);
+        assert_eq!(
+            "AUTO".parse::<QualityFilter>().unwrap(),
+            QualityFilter::Auto
+        );
     }
 }

@@ -143,7 +143,7 @@ impl CalibrationTable {
         let min_log = (MIN_PAIRS_PER_POINT as f64 / n as f64).log10();
         for i in 0.. {
             // Computed from the index, not accumulated, so table keys stay exact.
-            let log_fmr = (-(i as f64) * step * 1e9).round() / 1e9;
+            let log_fmr = (-(i as f64) * step * 1e9).round() / 1e9 + 0.0;
             if log_fmr < min_log - 1e-12 {
                 break;
             }
@@ -285,16 +285,27 @@ mod tests {
             let rel = t.fmr(d) / d;
             assert!((0.97..1.03).contains(&rel), "FMR({d}) = {}", t.fmr(d));
         }
-        // FMR 1e-4 -> Similarity 80; FMR 1e-2 -> 60.
+        // FMR 1e-2 -> Similarity 60; FMR 1e-3 -> 70.
         assert!((t.similarity(0.01) - 60.0).abs() < 0.2);
-        assert!((t.distance_for_similarity(80.0) - 1e-4).abs() < 2e-5);
+        assert!((t.distance_for_similarity(70.0) - 1e-3).abs() < 2e-5);
+        // The table stops where fewer than MIN_PAIRS_PER_POINT pairs remain.
+        let last = t.points.last().unwrap().0;
+        assert!((last - (MIN_PAIRS_PER_POINT as f64 / 1e5).log10()).abs() < 1e-9);
     }
 
     #[test]
     fn similarity_is_monotone_and_clamped() {
         let t = uniform_table();
         assert_eq!(t.similarity(5.0), 40.0);
-        assert_eq!(t.similarity(0.0), 100.0);
+        // A tail where log FMR falls linearly with distance, as face
+        // distances do: FMR(d) = 10^(8 (d - 1)); extrapolated to d = 0 it
+        // passes 1e-6, where Similarity is clamped to 100.
+        let mut tail: Vec<f32> = (1..=100_000)
+            .map(|i| 1.0 + (i as f32 / 100_000.0).log10() / 8.0)
+            .collect();
+        let steep = CalibrationTable::build("test", "log-linear", &mut tail, 0.1).unwrap();
+        assert_eq!(steep.similarity(0.0), 100.0);
+        assert!((steep.log_fmr(0.75) + 2.0).abs() < 0.02);
         let mut last = 0.0;
         for i in (0..1000).rev() {
             let s = t.similarity(i as f64 / 1000.0);
@@ -307,11 +318,12 @@ mod tests {
 
     #[test]
     fn invalid_tables_are_refused() {
-        let json = uniform_table().to_json();
-        assert_eq!(
-            serde_json::from_str::<CalibrationTable>(&json).unwrap(),
-            uniform_table()
-        );
+        let table = uniform_table();
+        let back: CalibrationTable = serde_json::from_str(&table.to_json()).unwrap();
+        assert_eq!(back.points.len(), table.points.len());
+        for (a, b) in back.points.iter().zip(&table.points) {
+            assert!(a.0 == b.0 && (a.1 - b.1).abs() < 1e-15, "{a:?} vs {b:?}");
+        }
         let t = CalibrationTable {
             recogniser: "x".into(),
             source: String::new(),
