@@ -651,15 +651,7 @@ fn detect(ctx: &Context, a: &DetectArgs) -> Result<()> {
                 if a.raw_boxes {
                     d.bbox
                 } else {
-                    // dlib rectangles are inclusive of their right and bottom
-                    // rows, so the pixel box ends one further on.
-                    let r = dlib_rect(d);
-                    PixelBox {
-                        left: r.left as f64,
-                        top: r.top as f64,
-                        right: r.right as f64 + 1.0,
-                        bottom: r.bottom as f64 + 1.0,
-                    }
+                    dlib_rect(d).to_pixel_box()
                 }
             })
             .collect();

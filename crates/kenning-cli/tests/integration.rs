@@ -10,7 +10,6 @@ mod cli;
 mod collections;
 mod common;
 mod crash;
-mod detection;
 mod eval;
 mod identification;
 mod parity;

@@ -43,6 +43,18 @@ pub struct DlibRect {
     pub bottom: i64,
 }
 
+impl DlibRect {
+    /// The pixel area it covers: inclusive edges end one pixel further on.
+    pub fn to_pixel_box(&self) -> kenning_core::PixelBox {
+        kenning_core::PixelBox {
+            left: self.left as f64,
+            top: self.top as f64,
+            right: self.right as f64 + 1.0,
+            bottom: self.bottom as f64 + 1.0,
+        }
+    }
+}
+
 /// Errors from reading dlib model files.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DlibError {
