@@ -165,6 +165,11 @@ impl Pipeline {
         Ok((points, e.pop().unwrap_or_default()))
     }
 
+    /// The face cut out and aligned as the recogniser expects it.
+    pub fn align_face(&self, image: &RgbImage, face: &Face) -> RgbImage {
+        self.align(image, &face.alignment_points)
+    }
+
     fn align(&self, image: &RgbImage, points: &[Point]) -> RgbImage {
         let m = self.recognizer.manifest();
         match &m.alignment {
