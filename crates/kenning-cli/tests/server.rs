@@ -437,6 +437,26 @@ fn every_openapi_path_answers() {
         }
     }
     assert!(checked >= 15, "only {checked} operations documented");
+
+    // A multipart upload, as `curl -F image=@photo.jpg -F MaxFaces=1` sends it.
+    if let Some(data) = common::data("every_openapi_path_answers (multipart)") {
+        let photo =
+            std::fs::read(data.join("misc/face_recognition/examples/two_people.jpg")).unwrap();
+        let mut body =
+            b"--kb\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p.jpg\"\r\n\r\n"
+                .to_vec();
+        body.extend_from_slice(&photo);
+        body.extend_from_slice(b"\r\n--kb\r\nContent-Disposition: form-data; name=\"ExternalImageId\"\r\n\r\ntwo\r\n--kb--\r\n");
+        let auth = [
+            ("authorization", format!("Bearer {SECRET}")),
+            ("content-type", "multipart/form-data; boundary=kb".into()),
+        ];
+        let (status, _, text) = http(&addr, "POST", "/v1/collections/rest/faces", &auth, &body);
+        assert_eq!(status, 200, "{text}");
+        let v = json(&text);
+        assert_eq!(v["FaceRecords"].as_array().unwrap().len(), 2, "{text}");
+        assert_eq!(v["FaceRecords"][0]["Face"]["ExternalImageId"], "two");
+    }
     let (status, _, body) = http(&addr, "GET", "/v1/collections", &[], b"");
     assert_eq!(status, 403, "{body}");
     drop(server);

@@ -76,7 +76,7 @@ type Pick = fn(&Map<String, Value>) -> &'static str;
 async fn call(
     s: Arc<AppState>,
     req: Request,
-    query: HashMap<String, String>,
+    mut query: HashMap<String, String>,
     path: &[(&str, &str)],
     pick: Pick,
 ) -> Response {
@@ -97,6 +97,25 @@ async fn call(
                 "Image".into(),
                 json!({ "Bytes": base64::engine::general_purpose::STANDARD.encode(&bytes) }),
             );
+            m
+        } else if ct.starts_with("multipart/form-data") {
+            let mut m = Map::new();
+            for part in multipart_parts(ct, &bytes)? {
+                if part.file || part.name == "Image" || part.name == "image" {
+                    m.insert(
+                        "Image".into(),
+                        json!({ "Bytes": base64::engine::general_purpose::STANDARD.encode(part.body) }),
+                    );
+                } else {
+                    let text = std::str::from_utf8(part.body).map_err(|_| {
+                        ApiError::invalid_parameter(format!(
+                            "form field {} is not UTF-8 text",
+                            part.name
+                        ))
+                    })?;
+                    query.insert(part.name, text.to_owned());
+                }
+            }
             m
         } else if bytes.is_empty() {
             Map::new()
@@ -146,6 +165,68 @@ async fn call(
     let op = pick(&m);
     let result = run_op(&s, op, Value::Object(m)).await;
     respond(op, caller, result, true)
+}
+
+/// One part of a multipart/form-data body.
+struct Part<'a> {
+    name: String,
+    /// Sent as a file (has a filename): taken as the image.
+    file: bool,
+    body: &'a [u8],
+}
+
+/// Splits a multipart/form-data body (RFC 7578) into its parts: an image
+/// upload with `curl -F image=@photo.jpg -F MaxFaces=5` works like the JSON
+/// form. Other fields become parameters, as query-string values do.
+fn multipart_parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, ApiError> {
+    let bad = |why: &str| ApiError::invalid_parameter(format!("malformed multipart body: {why}"));
+    let boundary = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty() && b.len() <= 70)
+        .ok_or_else(|| bad("no boundary"))?;
+    let delimiter = format!("--{boundary}");
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let mut at = find(body, delimiter.as_bytes(), 0).ok_or_else(|| bad("no opening boundary"))?;
+    let mut parts = Vec::new();
+    loop {
+        at += delimiter.len();
+        if body.get(at..at + 2) == Some(b"--") {
+            return Ok(parts);
+        }
+        let head_start = at + 2;
+        let head_end =
+            find(body, b"\r\n\r\n", head_start).ok_or_else(|| bad("unterminated part headers"))?;
+        let headers = std::str::from_utf8(&body[head_start..head_end])
+            .map_err(|_| bad("headers are not text"))?;
+        let next = find(body, format!("\r\n{delimiter}").as_bytes(), head_end + 4)
+            .ok_or_else(|| bad("no closing boundary"))?;
+        let disposition = headers
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
+            .ok_or_else(|| bad("a part has no Content-Disposition"))?;
+        let param = |key: &str| {
+            disposition.split(';').map(str::trim).find_map(|p| {
+                p.strip_prefix(key)
+                    .and_then(|v| v.strip_prefix('='))
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        };
+        let name = param("name").ok_or_else(|| bad("a part has no name"))?;
+        parts.push(Part {
+            name,
+            file: param("filename").is_some(),
+            body: &body[head_end + 4..next],
+        });
+        at = next + 2;
+    }
 }
 
 macro_rules! fixed {
@@ -359,4 +440,32 @@ async fn call_extra(
     let op = pick(&m);
     let result = run_op(&s, op, Value::Object(m)).await;
     respond(op, caller, result, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_bodies_split_into_image_and_fields() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"MaxFaces\"\r\n\r\n5\r\n--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\r\n\xff\xd9\r\n--XyZ--\r\n";
+        let parts = multipart_parts("multipart/form-data; boundary=XyZ", body).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].file, parts[0].body),
+            ("MaxFaces", false, &b"5"[..])
+        );
+        assert_eq!((parts[1].name.as_str(), parts[1].file), ("image", true));
+        assert_eq!(
+            parts[1].body, b"\xff\xd8\r\n\xff\xd9",
+            "CRLF inside the file is kept"
+        );
+        for broken in [
+            &b"no boundary here"[..],
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated",
+        ] {
+            assert!(multipart_parts("multipart/form-data; boundary=XyZ", broken).is_err());
+        }
+        assert!(multipart_parts("multipart/form-data", body).is_err());
+    }
 }
