@@ -5,37 +5,123 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{anyhow, bail, Context as _, Result};
+use base64::Engine as _;
 use clap::{Args, Subcommand};
-use kenning_collections::{Collections, QualityFilter};
-use serde::Serialize;
-use serde_json::json;
+use kenning_accountability::keys::KeyStore;
+use kenning_accountability::{Caller, Governor, Grant, Principal};
+use kenning_collections::Collections;
+use serde_json::{json, Value};
 
 use crate::commands::{wire, Context};
 use crate::{batch, inputs};
 
-/// Where collections live.
+/// Where collections live, and who is acting on them.
 #[derive(Args, Clone)]
 pub struct DataArgs {
-    /// Data directory (collections, faces, indexes).
+    /// Data directory (collections, faces, indexes, audit trail).
     #[arg(long, global = true, env = "KENNING_DATA", default_value = "data")]
     pub data: PathBuf,
+    /// Act as this access key (its secret in KENNING_KEY_SECRET), with its
+    /// role and scope. Without it the command acts as the local user, with
+    /// the admin role (whoever can read the data directory can do anything).
+    #[arg(long, global = true, env = "KENNING_KEY_ID")]
+    pub key_id: Option<String>,
+    /// Case reference recorded with searches (required by some policies).
+    #[arg(long, global = true, env = "KENNING_CASE")]
+    pub case: Option<String>,
+    /// Purpose recorded with searches.
+    #[arg(long, global = true)]
+    pub purpose: Option<String>,
+}
+
+/// A governed data directory and the caller acting on it.
+pub struct Session {
+    gov: Governor,
+    caller: Caller,
 }
 
 impl DataArgs {
-    fn open(&self, ctx: &Context) -> Result<Collections> {
+    /// The principal the command acts as.
+    pub fn principal(&self) -> Result<Principal> {
+        let Some(id) = &self.key_id else {
+            let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            return Ok(Principal::new(&format!("local:{user}"), Grant::admin()));
+        };
+        let secret = std::env::var("KENNING_KEY_SECRET")
+            .map_err(|_| anyhow!("--key-id {id} needs its secret in KENNING_KEY_SECRET"))?;
+        let key = KeyStore::new(&self.data)
+            .active()?
+            .remove(id)
+            .ok_or_else(|| anyhow!("UnrecognizedClientException: no active access key {id}"))?;
+        let same = key.secret.len() == secret.len()
+            && key
+                .secret
+                .bytes()
+                .zip(secret.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            bail!("InvalidSignatureException: KENNING_KEY_SECRET is not the secret of {id}");
+        }
+        Ok(key.principal)
+    }
+
+    /// The caller: principal plus case and purpose.
+    pub fn caller(&self) -> Result<Caller> {
+        let mut caller = Caller::new(self.principal()?);
+        caller.case = self.case.clone();
+        caller.purpose = self.purpose.clone();
+        Ok(caller)
+    }
+
+    /// Opens the data directory behind the accountability rules.
+    pub fn open(&self, ctx: &Context) -> Result<Session> {
+        let caller = self.caller()?;
         let pipeline = Arc::new(ctx.pipeline()?);
-        Collections::open(&self.data, pipeline).map_err(wire)
+        let collections = Collections::open(&self.data, pipeline).map_err(wire)?;
+        let gov = Governor::open(&self.data, Arc::new(collections))?;
+        Ok(Session { gov, caller })
     }
 }
 
-fn print<T: Serialize>(value: &T) -> Result<i32> {
+impl Session {
+    /// Runs `op` with request `body` as the caller; errors read
+    /// `<Exception>: <message>`.
+    pub fn call(&self, op: &str, body: Value) -> Result<Value> {
+        self.call_as(&self.caller, op, body)
+    }
+
+    fn call_as(&self, caller: &Caller, op: &str, body: Value) -> Result<Value> {
+        self.gov
+            .call(caller, op, body)
+            .map(|(v, _)| v)
+            .map_err(|e| anyhow!("{}: {}", e.kind, e.message))
+    }
+
+    /// Saves changed indexes.
+    pub fn flush(&self) -> Result<()> {
+        self.gov.collections().flush().map_err(wire)
+    }
+}
+
+fn print(value: &Value) -> Result<i32> {
     println!("{}", serde_json::to_string(value)?);
     Ok(0)
 }
 
-fn read_image(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+/// An image file as a request's `{"Bytes": ...}`.
+fn image_arg(path: &Path) -> Result<Value> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(json!({ "Bytes": base64::engine::general_purpose::STANDARD.encode(bytes) }))
+}
+
+/// Drops `None` fields so the request carries only what was given.
+pub fn body(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+        other => other,
+    }
 }
 
 /// `kenning collection ...`
@@ -45,6 +131,9 @@ pub enum CollectionCommand {
     Create {
         /// Collection id.
         id: String,
+        /// Policy: a JSON document or @file (see docs/accountability.md).
+        #[arg(long)]
+        policy: Option<String>,
     },
     /// ListCollections.
     List {
@@ -67,22 +156,40 @@ pub enum CollectionCommand {
     },
 }
 
+/// A policy given as JSON text or `@file`.
+pub fn policy_arg(text: &str) -> Result<Value> {
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => text.to_owned(),
+    };
+    serde_json::from_str(&text).context("the policy is not valid JSON")
+}
+
 pub fn collection(ctx: &Context, data: &DataArgs, cmd: CollectionCommand) -> Result<i32> {
-    let c = data.open(ctx)?;
-    match cmd {
-        CollectionCommand::Create { id } => print(&c.create_collection(&id).map_err(wire)?),
+    let s = data.open(ctx)?;
+    let v = match cmd {
+        CollectionCommand::Create { id, policy } => {
+            let policy = policy.as_deref().map(policy_arg).transpose()?;
+            s.call(
+                "CreateCollection",
+                body(json!({ "CollectionId": id, "Policy": policy })),
+            )?
+        }
         CollectionCommand::List {
             max_results,
             next_token,
-        } => print(
-            &c.list_collections(next_token.as_deref(), max_results)
-                .map_err(wire)?,
-        ),
-        CollectionCommand::Describe { id } => print(&c.describe_collection(&id).map_err(wire)?),
-        CollectionCommand::Delete { id } => {
-            print(&json!({ "StatusCode": c.delete_collection(&id).map_err(wire)? }))
+        } => s.call(
+            "ListCollections",
+            body(json!({ "MaxResults": max_results, "NextToken": next_token })),
+        )?,
+        CollectionCommand::Describe { id } => {
+            s.call("DescribeCollection", json!({ "CollectionId": id }))?
         }
-    }
+        CollectionCommand::Delete { id } => {
+            s.call("DeleteCollection", json!({ "CollectionId": id }))?
+        }
+    };
+    print(&v)
 }
 
 /// Arguments of `kenning index`.
@@ -130,44 +237,45 @@ fn external_id(path: &Path) -> String {
 }
 
 pub fn index(ctx: &Context, data: &DataArgs, args: &IndexArgs) -> Result<i32> {
-    let quality: QualityFilter = args.quality_filter.parse().map_err(wire)?;
+    args.quality_filter
+        .parse::<kenning_collections::QualityFilter>()
+        .map_err(wire)?;
     let paths = inputs::expand(&args.images)?;
-    let c = data.open(ctx)?;
-    c.describe_collection(&args.collection).map_err(wire)?;
+    let s = data.open(ctx)?;
+    s.call(
+        "DescribeCollection",
+        json!({ "CollectionId": args.collection }),
+    )?;
     let tally = Mutex::new((0usize, 0usize, BTreeMap::<String, usize>::new()));
     let failed = batch::run(&paths, |p| {
         let ext = args
             .external_image_id
             .clone()
             .unwrap_or_else(|| external_id(p));
-        let r = c
-            .index_faces(
-                &args.collection,
-                &read_image(p)?,
-                Some(&ext),
-                args.max_faces,
-                quality,
-            )
-            .map_err(wire)?;
+        let mut line = s.call(
+            "IndexFaces",
+            body(json!({
+                "CollectionId": args.collection,
+                "Image": image_arg(p)?,
+                "ExternalImageId": ext,
+                "MaxFaces": args.max_faces,
+                "QualityFilter": args.quality_filter,
+            })),
+        )?;
+        let count = |k: &str| line[k].as_array().map_or(0, Vec::len);
         let mut t = tally.lock().map_err(|_| anyhow!("poisoned"))?;
-        t.0 += r.face_records.len();
-        t.1 += r.unindexed_faces.len();
-        for u in &r.unindexed_faces {
-            for reason in &u.reasons {
-                *t.2.entry(
-                    serde_json::to_value(reason)?
-                        .as_str()
-                        .unwrap_or("?")
-                        .to_owned(),
-                )
-                .or_default() += 1;
+        t.0 += count("FaceRecords");
+        t.1 += count("UnindexedFaces");
+        for u in line["UnindexedFaces"].as_array().into_iter().flatten() {
+            for reason in u["Reasons"].as_array().into_iter().flatten() {
+                *t.2.entry(reason.as_str().unwrap_or("?").to_owned())
+                    .or_default() += 1;
             }
         }
-        let mut line = serde_json::to_value(&r)?;
         line["File"] = json!(p);
         Ok(Some(line.to_string()))
     });
-    c.flush().map_err(wire)?;
+    s.flush()?;
     let (indexed, unindexed, reasons) = tally.into_inner().map_err(|_| anyhow!("poisoned"))?;
     let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
     eprintln!(
@@ -206,29 +314,27 @@ pub struct SearchArgs {
 }
 
 pub fn search(ctx: &Context, data: &DataArgs, args: &SearchArgs) -> Result<i32> {
-    let c = data.open(ctx)?;
-    match (&args.image, &args.face_id) {
-        (_, Some(face)) => print(
-            &c.search_faces(&args.collection, face, args.threshold, args.max_faces)
-                .map_err(wire)?,
-        ),
-        (Some(image), None) => {
-            let quality: QualityFilter = args.quality_filter.parse().map_err(wire)?;
-            let r = c
-                .search_faces_by_image(
-                    &args.collection,
-                    &read_image(image)?,
-                    args.threshold,
-                    args.max_faces,
-                    quality,
-                )
-                .map_err(wire)?;
-            print(&r)
+    let s = data.open(ctx)?;
+    let common = json!({
+        "CollectionId": args.collection,
+        "FaceMatchThreshold": args.threshold,
+        "MaxFaces": args.max_faces,
+    });
+    let v = match (&args.image, &args.face_id) {
+        (_, Some(face)) => {
+            let mut b = common;
+            b["FaceId"] = json!(face);
+            s.call("SearchFaces", body(b))?
         }
-        (None, None) => Err(anyhow!(
-            "InvalidParameterException: give an image or --face-id"
-        )),
-    }
+        (Some(image), None) => {
+            let mut b = common;
+            b["Image"] = image_arg(image)?;
+            b["QualityFilter"] = json!(args.quality_filter);
+            s.call("SearchFacesByImage", body(b))?
+        }
+        (None, None) => bail!("InvalidParameterException: give an image or --face-id"),
+    };
+    print(&v)
 }
 
 /// `kenning faces ...`
@@ -261,31 +367,35 @@ pub enum FacesCommand {
 }
 
 pub fn faces(ctx: &Context, data: &DataArgs, cmd: FacesCommand) -> Result<i32> {
-    let c = data.open(ctx)?;
-    match cmd {
+    let s = data.open(ctx)?;
+    let v = match cmd {
         FacesCommand::List {
             collection,
             user_id,
             max_results,
             next_token,
-        } => print(
-            &c.list_faces(
-                &collection,
-                user_id.as_deref(),
-                next_token.as_deref(),
-                max_results,
-            )
-            .map_err(wire)?,
-        ),
+        } => s.call(
+            "ListFaces",
+            body(json!({
+                "CollectionId": collection,
+                "UserId": user_id,
+                "MaxResults": max_results,
+                "NextToken": next_token,
+            })),
+        )?,
         FacesCommand::Delete {
             collection,
             face_ids,
         } => {
-            let r = c.delete_faces(&collection, &face_ids).map_err(wire)?;
-            c.flush().map_err(wire)?;
-            print(&r)
+            let v = s.call(
+                "DeleteFaces",
+                json!({ "CollectionId": collection, "FaceIds": face_ids }),
+            )?;
+            s.flush()?;
+            v
         }
-    }
+    };
+    print(&v)
 }
 
 /// `kenning users ...`
@@ -367,45 +477,45 @@ pub enum UsersCommand {
 }
 
 pub fn users(ctx: &Context, data: &DataArgs, cmd: UsersCommand) -> Result<i32> {
-    let c = data.open(ctx)?;
-    match cmd {
+    let s = data.open(ctx)?;
+    let (op, b) = match cmd {
         UsersCommand::Create {
             collection,
             user_id,
-        } => {
-            c.create_user(&collection, &user_id).map_err(wire)?;
-            print(&json!({}))
-        }
+        } => (
+            "CreateUser",
+            json!({ "CollectionId": collection, "UserId": user_id }),
+        ),
         UsersCommand::Delete {
             collection,
             user_id,
-        } => {
-            c.delete_user(&collection, &user_id).map_err(wire)?;
-            print(&json!({}))
-        }
+        } => (
+            "DeleteUser",
+            json!({ "CollectionId": collection, "UserId": user_id }),
+        ),
         UsersCommand::List {
             collection,
             max_results,
             next_token,
-        } => print(
-            &c.list_users(&collection, next_token.as_deref(), max_results)
-                .map_err(wire)?,
+        } => (
+            "ListUsers",
+            json!({ "CollectionId": collection, "MaxResults": max_results, "NextToken": next_token }),
         ),
         UsersCommand::Associate {
             collection,
             user_id,
             face_ids,
-        } => print(
-            &c.associate_faces(&collection, &user_id, &face_ids)
-                .map_err(wire)?,
+        } => (
+            "AssociateFaces",
+            json!({ "CollectionId": collection, "UserId": user_id, "FaceIds": face_ids }),
         ),
         UsersCommand::Disassociate {
             collection,
             user_id,
             face_ids,
-        } => print(
-            &c.disassociate_faces(&collection, &user_id, &face_ids)
-                .map_err(wire)?,
+        } => (
+            "DisassociateFaces",
+            json!({ "CollectionId": collection, "UserId": user_id, "FaceIds": face_ids }),
         ),
         UsersCommand::Search {
             collection,
@@ -414,29 +524,28 @@ pub fn users(ctx: &Context, data: &DataArgs, cmd: UsersCommand) -> Result<i32> {
             image,
             threshold,
             max_users,
-        } => match image {
-            Some(img) => print(
-                &c.search_users_by_image(
-                    &collection,
-                    &read_image(&img)?,
-                    threshold,
-                    max_users,
-                    QualityFilter::None,
-                )
-                .map_err(wire)?,
-            ),
-            None => print(
-                &c.search_users(
-                    &collection,
-                    user_id.as_deref(),
-                    face_id.as_deref(),
-                    threshold,
-                    max_users,
-                )
-                .map_err(wire)?,
-            ),
-        },
+        } => {
+            let mut b = json!({
+                "CollectionId": collection,
+                "UserId": user_id,
+                "FaceId": face_id,
+                "UserMatchThreshold": threshold,
+                "MaxUsers": max_users,
+            });
+            match image {
+                Some(img) => {
+                    b["Image"] = image_arg(&img)?;
+                    ("SearchUsersByImage", b)
+                }
+                None => ("SearchUsers", b),
+            }
+        }
+    };
+    let v = s.call(op, body(b))?;
+    if matches!(op, "DeleteUser" | "AssociateFaces" | "DisassociateFaces") {
+        s.flush()?;
     }
+    print(&v)
 }
 
 #[cfg(test)]

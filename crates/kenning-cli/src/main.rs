@@ -1,5 +1,6 @@
 //! `kenning`: face detection, embedding and comparison from the command line.
 
+mod accountable;
 mod batch;
 mod commands;
 mod eval;
@@ -87,9 +88,21 @@ enum Command {
     Models(commands::ModelsCommand),
     /// Serve Rekognition's API (AWS JSON 1.1 with SigV4), the REST API, /healthz and /metrics.
     Serve(serve::ServeArgs),
-    /// Issue, list or revoke access keys for `kenning serve`.
+    /// Issue, list or revoke access keys (with roles and scopes).
     #[command(subcommand)]
     Keys(serve::KeysCommand),
+    /// Show or set a collection's policy (purpose binding, review, retention).
+    #[command(subcommand)]
+    Policy(accountable::PolicyCommand),
+    /// The human review queue: list, confirm or reject candidates.
+    #[command(subcommand)]
+    Review(accountable::ReviewCommand),
+    /// Verify or export the hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(accountable::AuditCommand),
+    /// Apply the collections' retention policies now.
+    #[command(subcommand)]
+    Retention(accountable::RetentionCommand),
 }
 
 fn main() {
@@ -134,5 +147,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Models(cmd) => commands::models(&ctx, cmd),
         Command::Serve(args) => serve::serve(&ctx, &cli.data, &args),
         Command::Keys(cmd) => serve::keys(&cli.data, cmd),
+        Command::Policy(cmd) => accountable::policy(&ctx, &cli.data, cmd),
+        Command::Review(cmd) => accountable::review(&ctx, &cli.data, cmd),
+        Command::Audit(cmd) => accountable::audit(&ctx, &cli.data, cmd),
+        Command::Retention(cmd) => accountable::retention(&ctx, &cli.data, cmd),
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
-use kenning_server::keys::KeyStore;
+use kenning_accountability::keys::{KeyInfo, KeyStore};
+use kenning_accountability::{audit_path, Caller, Governor, Grant, Role};
+use kenning_audit::AuditLog;
 use kenning_server::{Credentials, RootKey, ServerConfig};
 
 use crate::commands::{wire, Context};
@@ -38,13 +40,29 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Minutes between retention passes (0: only `kenning retention run`
+    /// and the RunRetention operation).
+    #[arg(long, default_value_t = 60)]
+    retention_interval: u64,
 }
 
 /// `kenning keys ...`
 #[derive(Subcommand)]
 pub enum KeysCommand {
     /// Issue a new access key (the secret is printed once).
-    Create,
+    Create {
+        /// admin, operator, reviewer or auditor.
+        #[arg(long, default_value = "admin")]
+        role: Role,
+        /// Collections the key may use, comma-separated (a trailing * matches
+        /// a prefix); default all.
+        #[arg(long, value_delimiter = ',')]
+        collections: Option<Vec<String>>,
+        /// Operations the key may run, comma-separated, within its role;
+        /// default all of the role's.
+        #[arg(long, value_delimiter = ',')]
+        operations: Option<Vec<String>>,
+    },
     /// List access keys (never their secrets).
     List,
     /// Revoke an access key.
@@ -71,11 +89,44 @@ fn env_root() -> Result<Option<(String, String)>> {
     }
 }
 
+/// Records a key change by `caller` in the audit trail of `data`.
+fn audit_key_change(
+    data: &std::path::Path,
+    caller: &Caller,
+    op: &str,
+    details: serde_json::Value,
+) -> Result<(), String> {
+    let log = AuditLog::open(&audit_path(data)).map_err(|e| e.to_string())?;
+    let mut entry = caller.entry(op);
+    entry.details = Some(details);
+    log.append(entry).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn key_details(k: &KeyInfo) -> serde_json::Value {
+    serde_json::to_value(k).unwrap_or_default()
+}
+
 pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
     let store = KeyStore::new(&data.data);
     match cmd {
-        KeysCommand::Create => {
-            let k = store.create(false)?;
+        KeysCommand::Create {
+            role,
+            collections,
+            operations,
+        } => {
+            let caller = data.caller()?;
+            anyhow::ensure!(
+                caller.principal.role() == Role::Admin,
+                "AccessDeniedException: only an admin may issue keys"
+            );
+            let grant = Grant {
+                role,
+                collections,
+                operations,
+            };
+            let k = store.create(false, &grant, |info| {
+                audit_key_change(&data.data, &caller, "CreateAccessKey", key_details(info))
+            })?;
             println!("{}", serde_json::to_string(&k)?);
         }
         KeysCommand::List => {
@@ -84,7 +135,19 @@ pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
             }
         }
         KeysCommand::Revoke { access_key_id } => {
-            store.revoke(&access_key_id)?;
+            let caller = data.caller()?;
+            anyhow::ensure!(
+                caller.principal.role() == Role::Admin,
+                "AccessDeniedException: only an admin may revoke keys"
+            );
+            store.revoke(&access_key_id, || {
+                audit_key_change(
+                    &data.data,
+                    &caller,
+                    "RevokeAccessKey",
+                    serde_json::json!({ "AccessKeyId": access_key_id }),
+                )
+            })?;
             println!("{}", serde_json::json!({ "Revoked": access_key_id }));
         }
     }
@@ -112,9 +175,17 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     std::fs::create_dir_all(&data.data)
         .with_context(|| format!("creating {}", data.data.display()))?;
     let store = KeyStore::new(&data.data);
-    let root = kenning_server::root_key(&store, env_root()?)?;
+    let root = kenning_server::root_key(&store, env_root()?, |info| {
+        audit_key_change(
+            &data.data,
+            &Caller::system("serve"),
+            "CreateAccessKey",
+            key_details(info),
+        )
+    })?;
     let pipeline = Arc::new(ctx.pipeline()?);
     let collections = kenning_server::open_collections(&data.data, pipeline).map_err(wire)?;
+    let governor = Governor::open(&data.data, Arc::new(collections))?;
     let mut config = ServerConfig::new(args.listen);
     config.allow_anonymous = args.allow_anonymous;
     config.allow_anonymous_remote = args.allow_anonymous_remote;
@@ -123,12 +194,14 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     if let Some(n) = args.max_concurrent {
         config.max_concurrent = n.max(1);
     }
+    config.retention_interval =
+        (args.retention_interval > 0).then(|| Duration::from_secs(args.retention_interval * 60));
     let credentials = Credentials::new(store, &root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = kenning_server::bind(config, collections, credentials).await?;
+        let server = kenning_server::bind(config, governor, credentials).await?;
         let addr = server.local_addr()?;
         println!("Kenning is serving Rekognition's API at http://{addr}");
         match &root {

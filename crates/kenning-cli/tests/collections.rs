@@ -47,22 +47,22 @@ fn collections_faces_and_users_behave_as_rekognition() {
     let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
 
     // Collections.
-    let created = c.create_collection("people").unwrap();
+    let created = c.create_collection("people", "{}").unwrap();
     assert_eq!(created.status_code, 200);
     assert_eq!(created.face_model_version, "dlib-resnet-v1");
     assert_eq!(
-        code(c.create_collection("people")),
+        code(c.create_collection("people", "{}")),
         ErrorCode::ResourceAlreadyExistsException
     );
     assert_eq!(
-        code(c.create_collection("bad id!")),
+        code(c.create_collection("bad id!", "{}")),
         ErrorCode::InvalidParameterException
     );
     assert_eq!(
         code(c.describe_collection("nobody")),
         ErrorCode::ResourceNotFoundException
     );
-    c.create_collection("other").unwrap();
+    c.create_collection("other", "{}").unwrap();
     let listed = c.list_collections(None, Some(1)).unwrap();
     assert_eq!(listed.collection_ids, ["other"]);
     let rest = c
@@ -343,7 +343,7 @@ fn a_collection_refuses_another_recognisers_vectors() {
     let dir = temp_dir("model");
     let photo = std::fs::read(data.join("misc/face_recognition/obama.jpg")).unwrap();
     let dlib = Collections::open(&dir, common::pipeline().clone()).unwrap();
-    dlib.create_collection("made-by-dlib").unwrap();
+    dlib.create_collection("made-by-dlib", "{}").unwrap();
     dlib.index_faces("made-by-dlib", &photo, None, None, QualityFilter::Auto)
         .unwrap();
     drop(dlib);

@@ -109,7 +109,7 @@ fn run(name: &str, identities: Option<usize>) -> Option<Outcome> {
     let collections =
         Collections::open(&data, Arc::new(pipeline)).expect("opening the data directory");
     collections
-        .create_collection("celeba")
+        .create_collection("celeba", "{}")
         .expect("CreateCollection");
 
     // Gallery: the largest face of each person's first photo, labelled by

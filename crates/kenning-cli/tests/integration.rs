@@ -6,6 +6,7 @@
 //! photos come from ../shared/data and the tests that need them skip with a
 //! message when it is absent.
 
+mod accountability;
 mod cli;
 mod collections;
 mod common;

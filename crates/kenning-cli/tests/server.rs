@@ -188,7 +188,12 @@ fn signed(
     t: u64,
 ) -> (u16, Vec<(String, String)>, String) {
     let date = amz_date(t);
-    let target = format!("RekognitionService.{op}");
+    let service = if kenning_accountability::KENNING_OPERATIONS.contains(&op) {
+        "KenningService"
+    } else {
+        "RekognitionService"
+    };
+    let target = format!("{service}.{op}");
     let canonical = format!(
         "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{addr}\nx-amz-date:{date}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{}",
         hex(&Sha256::digest(body.as_bytes()))
@@ -232,6 +237,162 @@ fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
+/// `kenning keys create ARGS` on `data`: (access key id, secret).
+fn create_key(data: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new(common::kenning_bin())
+        .args(["keys", "create", "--data"])
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k = json(&String::from_utf8_lossy(&out.stdout));
+    (
+        k["AccessKeyId"].as_str().unwrap().to_owned(),
+        k["SecretAccessKey"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A request body for `op` that names collection `coll` and is valid enough
+/// to pass authorisation; it never changes anything that exists.
+fn harmless_body(op: &str, coll: &str, role: &str) -> String {
+    let fake_face = "11111111-2222-4333-8444-555555555555";
+    let image = serde_json::json!({ "Bytes": "bm90IGFuIGltYWdl" });
+    let v = match op {
+        "DetectFaces" => serde_json::json!({ "Image": image }),
+        "CompareFaces" => serde_json::json!({ "SourceImage": image, "TargetImage": image }),
+        "CreateCollection" => serde_json::json!({ "CollectionId": format!("new-{role}") }),
+        "DeleteCollection" => serde_json::json!({ "CollectionId": format!("gone-{role}") }),
+        "ListCollections" | "VerifyAudit" | "RunRetention" => serde_json::json!({}),
+        "ExportAudit" => serde_json::json!({ "MaxResults": 1 }),
+        "ListReviewItems" => serde_json::json!({ "CollectionId": coll }),
+        "DecideReviewItem" => {
+            serde_json::json!({ "ReviewId": fake_face, "Decision": "REJECT", "Comment": "x" })
+        }
+        "IndexFaces" | "SearchFacesByImage" | "SearchUsersByImage" => {
+            serde_json::json!({ "CollectionId": coll, "Image": image })
+        }
+        "DeleteFaces" => serde_json::json!({ "CollectionId": coll, "FaceIds": [fake_face] }),
+        "SearchFaces" => serde_json::json!({ "CollectionId": coll, "FaceId": fake_face }),
+        "SearchUsers" => serde_json::json!({ "CollectionId": coll, "UserId": "nobody" }),
+        "CreateUser" => serde_json::json!({ "CollectionId": coll, "UserId": format!("u-{role}") }),
+        "DeleteUser" => serde_json::json!({ "CollectionId": coll, "UserId": "nobody" }),
+        "AssociateFaces" | "DisassociateFaces" => {
+            serde_json::json!({ "CollectionId": coll, "UserId": "nobody", "FaceIds": [fake_face] })
+        }
+        "PutCollectionPolicy" => serde_json::json!({ "CollectionId": coll, "Policy": {} }),
+        _ => serde_json::json!({ "CollectionId": coll }),
+    };
+    v.to_string()
+}
+
+#[test]
+fn role_matrix_over_every_operation() {
+    use kenning_accountability::{Role, MATRIX};
+    let server = Server::start(&[]);
+    let addr = server.addr.clone();
+    let root = (KEY_ID, SECRET);
+    for c in ["mine", "theirs"] {
+        let body = format!(r#"{{"CollectionId":"{c}"}}"#);
+        assert_eq!(signed(&addr, "CreateCollection", &body, root, now()).0, 200);
+    }
+    let keys: Vec<(Role, (String, String))> = Role::ALL
+        .into_iter()
+        .map(|r| (r, create_key(&server.data, &["--role", r.as_str()])))
+        .collect();
+    // Every operation the service has is in the matrix, and every cell holds.
+    let served: Vec<&str> = kenning_api::OPERATIONS
+        .iter()
+        .chain(kenning_accountability::KENNING_OPERATIONS)
+        .copied()
+        .collect();
+    assert_eq!(served.len(), MATRIX.len());
+    for op in &served {
+        let allowed = MATRIX.iter().find(|(o, _)| o == op).unwrap().1;
+        for (role, key) in &keys {
+            let body = harmless_body(op, "mine", role.as_str());
+            let (status, _, text) = signed(&addr, op, &body, (&key.0, &key.1), now());
+            let denied = json(&text)["__type"] == "AccessDeniedException";
+            assert_eq!(
+                denied,
+                !allowed.contains(role),
+                "{op} as {role}: {status} {text}"
+            );
+            if denied {
+                assert_eq!(status, 403);
+                assert!(text.contains(&format!("{role} role")), "{text}");
+            }
+        }
+    }
+    // Scope: an operator key for `mine` neither sees nor touches `theirs`,
+    // and a key scoped to one operation runs only that one.
+    let scoped = create_key(
+        &server.data,
+        &["--role", "operator", "--collections", "mine"],
+    );
+    let scoped = (scoped.0.as_str(), scoped.1.as_str());
+    let (_, _, text) = signed(&addr, "ListCollections", "{}", scoped, now());
+    assert_eq!(json(&text)["CollectionIds"], serde_json::json!(["mine"]));
+    let (status, _, text) = signed(
+        &addr,
+        "DescribeCollection",
+        r#"{"CollectionId":"theirs"}"#,
+        scoped,
+        now(),
+    );
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("not scoped to collection theirs"), "{text}");
+    let one_op = create_key(
+        &server.data,
+        &["--role", "operator", "--operations", "SearchFaces"],
+    );
+    let (_, _, text) = signed(
+        &addr,
+        "DescribeCollection",
+        r#"{"CollectionId":"mine"}"#,
+        (&one_op.0, &one_op.1),
+        now(),
+    );
+    assert!(
+        text.contains("not scoped to run DescribeCollection"),
+        "{text}"
+    );
+    // A key cannot be scoped beyond its role.
+    let out = Command::new(common::kenning_bin())
+        .args([
+            "keys",
+            "create",
+            "--role",
+            "auditor",
+            "--operations",
+            "SearchFaces",
+            "--data",
+        ])
+        .arg(&server.data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // Every refusal is in the audit trail, with the key and role that asked.
+    let auditor = &keys.iter().find(|k| k.0 == Role::Auditor).unwrap().1;
+    let (_, _, text) = signed(&addr, "ExportAudit", "{}", (&auditor.0, &auditor.1), now());
+    let records = json(&text)["Records"].as_array().unwrap().clone();
+    let refused = |op: &str, role: &str| {
+        records.iter().any(|r| {
+            r["operation"] == op && r["role"] == role && r["outcome"] == "AccessDeniedException"
+        })
+    };
+    assert!(refused("SearchFacesByImage", "auditor"));
+    assert!(refused("PutCollectionPolicy", "operator"));
+    assert!(refused("ExportAudit", "admin"));
+    let (_, _, text) = signed(&addr, "VerifyAudit", "{}", (&auditor.0, &auditor.1), now());
+    assert_eq!(json(&text)["Valid"], true, "{text}");
+    assert!(server.terminate().success());
+}
+
 #[test]
 fn boto3_and_aws_cli_drive_every_operation() {
     let root = common::root();
@@ -246,6 +407,18 @@ fn boto3_and_aws_cli_drive_every_operation() {
     if !data.is_dir() {
         eprintln!("note: ../shared/data is absent; the photo-based Python tests will skip");
     }
+    let role_keys: serde_json::Map<String, serde_json::Value> = [
+        ("operator", "operator"),
+        ("reviewer", "reviewer"),
+        ("reviewer2", "reviewer"),
+        ("auditor", "auditor"),
+    ]
+    .into_iter()
+    .map(|(name, role)| {
+        let k = create_key(&server.data, &["--role", role]);
+        (name.to_owned(), serde_json::json!([k.0, k.1]))
+    })
+    .collect();
     let out = Command::new(&python)
         .args(["-m", "pytest", "tests/python", "-q", "-rs"])
         .current_dir(&root)
@@ -253,6 +426,10 @@ fn boto3_and_aws_cli_drive_every_operation() {
         .env("KENNING_TEST_KEY_ID", KEY_ID)
         .env("KENNING_TEST_SECRET", SECRET)
         .env("KENNING_TEST_DATA", &data)
+        .env(
+            "KENNING_TEST_ROLE_KEYS",
+            serde_json::Value::Object(role_keys).to_string(),
+        )
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -127,6 +127,11 @@ impl Collections {
         self.limits = limits;
     }
 
+    /// The limits applied to image bytes.
+    pub fn decode_limits(&self) -> DecodeLimits {
+        self.limits
+    }
+
     fn face_model(&self) -> FaceModel {
         let m = self.pipeline.recognizer().manifest();
         FaceModel {
@@ -275,21 +280,46 @@ impl Collections {
         Ok(())
     }
 
+    /// Physically erases deleted faces: compacts the store so the database
+    /// file no longer holds their bytes, and rebuilds and saves every index
+    /// with tombstones so no index file keeps their vectors either.
+    pub fn erase(&self) -> Result<()> {
+        self.store.compact()?;
+        let mut token = None;
+        loop {
+            let page = self.store.list_collections(token.as_deref(), None)?;
+            for c in &page.items {
+                let l = self.live(c)?;
+                let _guard = l.writer.lock().unwrap_or_else(|e| e.into_inner());
+                if l.index.tombstones() > 0 {
+                    l.index.compact()?;
+                    l.dirty.store(true, Ordering::Release);
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        self.flush()
+    }
+
     fn decode(&self, image: &[u8]) -> Result<RgbImage> {
         Ok(kenning_image::decode(image, &self.limits)?)
     }
 
     // ---- collections -------------------------------------------------
 
-    /// CreateCollection.
-    pub fn create_collection(&self, id: &str) -> Result<CreateCollectionResponse> {
+    /// CreateCollection, with `policy` (an opaque document the
+    /// accountability layer validates and enforces; `"{}"` for none).
+    pub fn create_collection(&self, id: &str, policy: &str) -> Result<CreateCollectionResponse> {
         let model = self.face_model();
         let dim = self.pipeline.recognizer().manifest().embedding.size as u32;
         let c = self.store.create_collection(NewCollection {
             id: id.into(),
             face_model: model,
             dim,
-            policy: "{}".into(),
+            policy: policy.into(),
         })?;
         Ok(CreateCollectionResponse {
             status_code: 200,

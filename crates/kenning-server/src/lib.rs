@@ -12,10 +12,7 @@
 //! semaphore, so the async runtime never blocks and at most
 //! `max_concurrent` requests hold decoded images at once.
 
-pub mod error;
-pub mod keys;
 pub mod metrics;
-pub mod ops;
 mod rest;
 pub mod sigv4;
 
@@ -33,12 +30,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use kenning_accountability::keys::{self, ActiveKey, KeyError, KeyStore};
+use kenning_accountability::{Caller, Governor, Grant, Principal, KENNING_OPERATIONS};
 use kenning_collections::Collections;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-pub use error::ApiError;
-use keys::{KeyError, KeyStore};
+use kenning_api::ops;
+pub use kenning_api::ApiError;
 
 /// How the service runs.
 #[derive(Debug, Clone)]
@@ -55,6 +54,8 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Requests running the pipeline at once (others wait their turn).
     pub max_concurrent: usize,
+    /// How often the retention pass runs (`None`: only on demand).
+    pub retention_interval: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -68,6 +69,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(30),
             body_limit: 8 << 20,
             max_concurrent: cores * 2,
+            retention_interval: Some(Duration::from_secs(3600)),
         }
     }
 }
@@ -110,8 +112,13 @@ pub enum RootKey {
     },
 }
 
-/// The root key: from the environment, else the stored one, else a new one.
-pub fn root_key(store: &KeyStore, env: Option<(String, String)>) -> Result<RootKey, KeyError> {
+/// The root key: from the environment, else the stored one, else a new one
+/// (which `audit` records before it is stored).
+pub fn root_key(
+    store: &KeyStore,
+    env: Option<(String, String)>,
+    audit: impl FnOnce(&keys::KeyInfo) -> Result<(), String>,
+) -> Result<RootKey, KeyError> {
     if let Some((access_key_id, secret_access_key)) = env {
         keys::validate_access_key_id(&access_key_id)?;
         if secret_access_key.len() < 16 {
@@ -127,16 +134,20 @@ pub fn root_key(store: &KeyStore, env: Option<(String, String)>) -> Result<RootK
     if let Some(access_key_id) = store.root()? {
         return Ok(RootKey::Stored { access_key_id });
     }
-    Ok(RootKey::Generated(store.create(true)?))
+    Ok(RootKey::Generated(store.create(
+        true,
+        &Grant::admin(),
+        audit,
+    )?))
 }
 
-/// The secrets requests are checked against: the stored keys (reloaded
-/// when `keys.json` changes, so `kenning keys revoke` takes effect at once)
-/// plus a root key from the environment.
+/// The keys requests are checked against: the stored keys (reloaded when
+/// `keys.json` changes, so `kenning keys revoke` takes effect at once) plus
+/// a root key from the environment.
 pub struct Credentials {
     store: KeyStore,
-    fixed: HashMap<String, String>,
-    cache: RwLock<(Option<SystemTime>, HashMap<String, String>)>,
+    fixed: HashMap<String, ActiveKey>,
+    cache: RwLock<(Option<SystemTime>, HashMap<String, ActiveKey>)>,
 }
 
 impl Credentials {
@@ -148,7 +159,13 @@ impl Credentials {
             secret_access_key,
         } = root
         {
-            fixed.insert(access_key_id.clone(), secret_access_key.clone());
+            fixed.insert(
+                access_key_id.clone(),
+                ActiveKey {
+                    secret: secret_access_key.clone(),
+                    principal: Principal::new(access_key_id, Grant::admin()),
+                },
+            );
         }
         Self {
             store,
@@ -164,20 +181,18 @@ impl Credentials {
         if self.cache.read().unwrap_or_else(|e| e.into_inner()).0 == mtime && mtime.is_some() {
             return;
         }
-        match self.store.active_secrets() {
-            Ok(secrets) => {
-                *self.cache.write().unwrap_or_else(|e| e.into_inner()) = (mtime, secrets)
-            }
+        match self.store.active() {
+            Ok(keys) => *self.cache.write().unwrap_or_else(|e| e.into_inner()) = (mtime, keys),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the key store; keeping the keys loaded before")
             }
         }
     }
 
-    /// The secret of an active access key.
-    pub fn secret_of(&self, access_key_id: &str) -> Option<String> {
-        if let Some(s) = self.fixed.get(access_key_id) {
-            return Some(s.clone());
+    /// The active key `access_key_id`.
+    pub fn key(&self, access_key_id: &str) -> Option<ActiveKey> {
+        if let Some(k) = self.fixed.get(access_key_id) {
+            return Some(k.clone());
         }
         self.refresh();
         self.cache
@@ -188,8 +203,8 @@ impl Credentials {
             .cloned()
     }
 
-    /// The access key whose secret is `secret` (bearer authentication).
-    pub fn by_secret(&self, secret: &str) -> Option<String> {
+    /// The active key whose secret is `secret` (bearer authentication).
+    pub fn by_secret(&self, secret: &str) -> Option<ActiveKey> {
         self.refresh();
         let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
         let eq = |a: &str| {
@@ -200,21 +215,25 @@ impl Credentials {
                     == 0
         };
         self.fixed
-            .iter()
-            .chain(cache.1.iter())
-            .find(|(_, s)| eq(s))
-            .map(|(k, _)| k.clone())
+            .values()
+            .chain(cache.1.values())
+            .find(|k| eq(&k.secret))
+            .cloned()
     }
 }
 
 /// Shared state of the running service.
 pub(crate) struct AppState {
-    collections: Arc<Collections>,
+    governor: Arc<Governor>,
     credentials: Credentials,
     metrics: metrics::Metrics,
     config: ServerConfig,
     permits: Arc<Semaphore>,
 }
+
+/// The id the envelope gave a request (it is also the audit record's).
+#[derive(Clone)]
+pub(crate) struct RequestId(String);
 
 /// What the handler did, for the access log and the metrics.
 #[derive(Clone)]
@@ -233,7 +252,7 @@ pub struct Server {
 /// Binds the listening socket.
 pub async fn bind(
     config: ServerConfig,
-    collections: Collections,
+    governor: Governor,
     credentials: Credentials,
 ) -> Result<Server, ServerError> {
     if config.allow_anonymous && !config.listen.ip().is_loopback() && !config.allow_anonymous_remote
@@ -242,7 +261,7 @@ pub async fn bind(
     }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let state = Arc::new(AppState {
-        collections: Arc::new(collections),
+        governor: Arc::new(governor),
         credentials,
         metrics: metrics::Metrics::default(),
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
@@ -264,17 +283,46 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let state = self.state.clone();
+        let retention = state.config.retention_interval.map(|every| {
+            let governor = state.governor.clone();
+            tokio::spawn(retention_schedule(governor, every))
+        });
         let app = router(self.state);
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await?;
+        if let Some(task) = retention {
+            task.abort();
+        }
         tracing::info!("requests finished; saving indexes");
-        let collections = state.collections.clone();
+        let collections = state.governor.collections().clone();
         tokio::task::spawn_blocking(move || collections.flush())
             .await
             .map_err(|e| ServerError::Flush(e.to_string()))?
             .map_err(|e| ServerError::Flush(e.to_string()))?;
         Ok(())
+    }
+}
+
+/// Runs the retention pass every `every`, starting one interval after start.
+async fn retention_schedule(governor: Arc<Governor>, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        let g = governor.clone();
+        let caller = Caller::system("retention");
+        match tokio::task::spawn_blocking(move || g.run_retention(&caller)).await {
+            Ok(Ok(done)) => {
+                let faces: u64 = done.iter().map(|r| r.faces_deleted).sum();
+                tracing::info!(
+                    faces_deleted = faces,
+                    collections = done.len(),
+                    "retention pass"
+                );
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "retention pass failed"),
+            Err(e) => tracing::error!(error = %e, "retention pass panicked"),
+        }
     }
 }
 
@@ -314,8 +362,9 @@ fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Request id, timeout, access log and metrics around every request.
-async fn envelope(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let start = Instant::now();
     s.metrics.in_flight(1);
@@ -449,6 +498,27 @@ fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Reads an optional context header (`X-Kenning-Case`, `X-Kenning-Purpose`).
+fn context_header(
+    parts: &axum::http::request::Parts,
+    name: &str,
+) -> Result<Option<String>, ApiError> {
+    let Some(v) = parts.headers.get(name) else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or_else(|| {
+            ApiError::invalid_parameter(format!(
+                "the {name} header must be 1-256 printable ASCII characters"
+            ))
+        })?;
+    Ok(Some(text.to_owned()))
+}
+
 /// Reads the body (bounded) and authenticates the request; `bearer`
 /// allows `Authorization: Bearer <secret>` as well as SigV4.
 pub(crate) async fn read_and_authenticate(
@@ -456,7 +526,7 @@ pub(crate) async fn read_and_authenticate(
     parts: &axum::http::request::Parts,
     body: Body,
     bearer: bool,
-) -> Result<(axum::body::Bytes, Option<String>), ApiError> {
+) -> Result<(axum::body::Bytes, Caller), ApiError> {
     let bytes = axum::body::to_bytes(body, s.config.body_limit)
         .await
         .map_err(|_| {
@@ -470,17 +540,20 @@ pub(crate) async fn read_and_authenticate(
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok());
-    let caller = match header {
-        None if s.config.allow_anonymous => None,
+    let principal = match header {
+        None if s.config.allow_anonymous => Principal::new("anonymous", Grant::admin()),
         Some(h) if bearer && h.starts_with("Bearer ") => {
             let secret = h["Bearer ".len()..].trim();
-            Some(s.credentials.by_secret(secret).ok_or_else(|| {
-                ApiError::new(
-                    403,
-                    "UnrecognizedClientException",
-                    "the bearer token is not the secret of an active access key",
-                )
-            })?)
+            s.credentials
+                .by_secret(secret)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        403,
+                        "UnrecognizedClientException",
+                        "the bearer token is not the secret of an active access key",
+                    )
+                })?
+                .principal
         }
         _ => {
             let req = sigv4::SignedRequest {
@@ -490,27 +563,47 @@ pub(crate) async fn read_and_authenticate(
                 headers: &parts.headers,
                 body: &bytes,
             };
-            Some(
-                sigv4::verify(&req, now_secs(), |k| s.credentials.secret_of(k))
-                    .map_err(|e| ApiError::new(403, e.exception(), e.to_string()))?,
-            )
+            let key = sigv4::verify(&req, now_secs(), |k| s.credentials.key(k).map(|k| k.secret))
+                .map_err(|e| ApiError::new(403, e.exception(), e.to_string()))?;
+            s.credentials
+                .key(&key)
+                .ok_or_else(|| {
+                    ApiError::new(403, "UnrecognizedClientException", "the key was revoked")
+                })?
+                .principal
         }
+    };
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |r| r.0.clone());
+    let caller = Caller {
+        principal,
+        request_id,
+        case: context_header(parts, "x-kenning-case")?,
+        purpose: context_header(parts, "x-kenning-purpose")?,
     };
     Ok((bytes, caller))
 }
 
 /// Runs an operation on the blocking pool, holding a permit while it runs.
-pub(crate) async fn run_op(s: &Arc<AppState>, op: &str, body: Value) -> Result<Value, ApiError> {
+pub(crate) async fn run_op(
+    s: &Arc<AppState>,
+    caller: &Caller,
+    op: &str,
+    body: Value,
+) -> Result<Value, ApiError> {
     let permit =
         s.permits.clone().acquire_owned().await.map_err(|_| {
             ApiError::new(503, "ThrottlingException", "the service is shutting down")
         })?;
     let state = s.clone();
     let op_owned = op.to_owned();
+    let caller = caller.clone();
     let (result, secs) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let t = Instant::now();
-        let r = ops::dispatch(&state.collections, &op_owned, body);
+        let r = state.governor.call(&caller, &op_owned, body);
         (r, t.elapsed().as_secs_f64())
     })
     .await
@@ -530,18 +623,17 @@ async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let op = target
-        .strip_prefix("RekognitionService.")
-        .unwrap_or(&target);
-    let label = if ops::OPERATIONS.contains(&op) {
-        op
-    } else {
-        "unknown"
+    let (op, known) = match target.split_once('.') {
+        Some(("RekognitionService", op)) => (op, ops::OPERATIONS.contains(&op)),
+        Some(("KenningService", op)) => (op, KENNING_OPERATIONS.contains(&op)),
+        _ => (target.as_str(), false),
     };
+    let label = if known { op } else { "unknown" };
     let (bytes, caller) = match read_and_authenticate(&s, &parts, body, false).await {
         Ok(x) => x,
         Err(e) => return respond(label, None, Err(e), false),
     };
+    let key = Some(caller.principal.access_key.clone());
     let result = async {
         if target.is_empty() {
             return Err(ApiError::new(
@@ -550,7 +642,7 @@ async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
                 "the X-Amz-Target header is missing; expected RekognitionService.<Operation>",
             ));
         }
-        if !target.starts_with("RekognitionService.") || !ops::OPERATIONS.contains(&op) {
+        if !known {
             return Err(ApiError::unknown_operation(op));
         }
         let value: Value = if bytes.is_empty() {
@@ -564,10 +656,10 @@ async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
                 )
             })?
         };
-        run_op(&s, op, value).await
+        run_op(&s, &caller, op, value).await
     }
     .await;
-    respond(label, caller, result, false)
+    respond(label, key, result, false)
 }
 
 /// Opens the data directory's collections with `pipeline`.

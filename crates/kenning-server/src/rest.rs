@@ -58,6 +58,15 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/v1/collections/{id}/users/{user_id}/faces",
             post(associate).delete(disassociate),
         )
+        .route(
+            "/v1/collections/{id}/policy",
+            get(get_policy).put(put_policy),
+        )
+        .route("/v1/review", get(list_review))
+        .route("/v1/review/{review_id}", post(decide_review))
+        .route("/v1/audit/verify", get(verify_audit))
+        .route("/v1/audit/export", get(export_audit))
+        .route("/v1/retention/run", post(run_retention))
 }
 
 /// Query parameters that are numbers in Rekognition's shapes.
@@ -85,6 +94,7 @@ async fn call(
         Ok(x) => x,
         Err(e) => return respond("rest", None, Err(e), true),
     };
+    let key = Some(caller.principal.access_key.clone());
     let ct = parts
         .headers
         .get("content-type")
@@ -160,11 +170,11 @@ async fn call(
     })();
     let m = match built {
         Ok(m) => m,
-        Err(e) => return respond("rest", caller, Err(e), true),
+        Err(e) => return respond("rest", key, Err(e), true),
     };
     let op = pick(&m);
-    let result = run_op(&s, op, Value::Object(m)).await;
-    respond(op, caller, result, true)
+    let result = run_op(&s, &caller, op, Value::Object(m)).await;
+    respond(op, key, result, true)
 }
 
 /// One part of a multipart/form-data body.
@@ -417,6 +427,70 @@ async fn disassociate(
     .await
 }
 
+async fn get_policy(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(
+        s,
+        req,
+        q,
+        &[("CollectionId", &id)],
+        fixed!("GetCollectionPolicy"),
+    )
+    .await
+}
+
+async fn put_policy(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(
+        s,
+        req,
+        q,
+        &[("CollectionId", &id)],
+        fixed!("PutCollectionPolicy"),
+    )
+    .await
+}
+
+async fn list_review(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("ListReviewItems")).await
+}
+
+async fn decide_review(
+    State(s): State<Arc<AppState>>,
+    Path(review_id): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(
+        s,
+        req,
+        q,
+        &[("ReviewId", &review_id)],
+        fixed!("DecideReviewItem"),
+    )
+    .await
+}
+
+async fn verify_audit(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("VerifyAudit")).await
+}
+
+async fn export_audit(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("ExportAudit")).await
+}
+
+async fn run_retention(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("RunRetention")).await
+}
+
 /// Runs an operation whose whole input is in the path (DELETE with a face id).
 async fn call_extra(
     s: Arc<AppState>,
@@ -430,6 +504,7 @@ async fn call_extra(
         Ok((_, caller)) => caller,
         Err(e) => return respond("rest", None, Err(e), true),
     };
+    let key = Some(caller.principal.access_key.clone());
     let mut m = Map::new();
     if let Value::Object(e) = extra {
         m.extend(e);
@@ -438,8 +513,8 @@ async fn call_extra(
         m.insert((*k).into(), Value::String((*v).into()));
     }
     let op = pick(&m);
-    let result = run_op(&s, op, Value::Object(m)).await;
-    respond(op, caller, result, true)
+    let result = run_op(&s, &caller, op, Value::Object(m)).await;
+    respond(op, key, result, true)
 }
 
 #[cfg(test)]

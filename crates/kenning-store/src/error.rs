@@ -101,6 +101,9 @@ pub enum StoreError {
     /// A failure inside redb (I/O, disk full, lock held by another process...).
     #[error("storage: {0}")]
     Db(#[from] redb::Error),
+    /// The commit hook (the audit trail) refused or failed: nothing was written.
+    #[error("the change was not made because its audit record could not be written: {0}")]
+    Hook(String),
     /// A file-system failure around the database file.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -146,7 +149,9 @@ impl WireError for StoreError {
                 ErrorCode::ResourceNotFoundException
             }
             CollectionExists(_) | UserExists(_) => ErrorCode::ResourceAlreadyExistsException,
-            UnsupportedFormat { .. } | Corrupt(_) | Db(_) | Io(_) => ErrorCode::InternalServerError,
+            UnsupportedFormat { .. } | Corrupt(_) | Db(_) | Io(_) | Hook(_) => {
+                ErrorCode::InternalServerError
+            }
         }
     }
 }

@@ -36,10 +36,12 @@
 #![warn(missing_docs)]
 
 mod error;
+mod hook;
 mod store;
 mod types;
 
 pub use error::{Result, StoreError};
+pub use hook::{Change, CommitHook};
 pub use store::{Embeddings, Store, DB_FILE, FORMAT_VERSION};
 pub use types::{
     parse_face_id, validate_collection_id, validate_external_image_id, validate_user_id,

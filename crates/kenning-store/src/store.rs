@@ -11,6 +11,7 @@ use redb::{
 use uuid::Uuid;
 
 use crate::error::{Result, StoreError};
+use crate::hook::{Change, CommitHook};
 use crate::types::*;
 
 /// File name of the database inside the data directory.
@@ -258,6 +259,7 @@ pub struct Store {
     current: RwLock<Arc<Handle>>,
     // One compaction at a time.
     compacting: Mutex<()>,
+    hook: RwLock<Option<Arc<dyn CommitHook>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -284,6 +286,7 @@ impl Store {
             dir,
             current: RwLock::new(Handle::new(db)),
             compacting: Mutex::new(()),
+            hook: RwLock::new(None),
         };
         store.write(|txn| {
             let mut meta = txn.open_table(META)?;
@@ -305,6 +308,21 @@ impl Store {
             Ok(())
         })?;
         Ok(store)
+    }
+
+    /// Installs the hook every later change passes through before it commits
+    /// (replacing any earlier one).
+    pub fn set_commit_hook(&self, hook: Arc<dyn CommitHook>) {
+        *self.hook.write().unwrap_or_else(|e| e.into_inner()) = Some(hook);
+    }
+
+    /// Runs the commit hook, if any, on `change`.
+    fn staged(&self, change: Change<'_>) -> Result<()> {
+        let hook = self.hook.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match hook {
+            Some(h) => h.before_commit(&change).map_err(StoreError::Hook),
+            None => Ok(()),
+        }
     }
 
     /// The data directory this store lives in.
@@ -390,6 +408,7 @@ impl Store {
             put_collection(txn, &c)?;
             // Create the tables now so readers can always open them.
             WTables::open(txn, &c.id)?;
+            self.staged(Change::CollectionCreated { collection: &c })?;
             Ok(c)
         })
     }
@@ -431,6 +450,7 @@ impl Store {
             // Keep the clock moving so a re-created collection starts above
             // every generation the old one reached.
             tick(txn)?;
+            self.staged(Change::CollectionDeleted { collection: &c })?;
             Ok(c)
         })
     }
@@ -441,6 +461,7 @@ impl Store {
             let mut c = collection_row(&txn.open_table(COLLECTIONS)?, id)?;
             c.policy = policy.into();
             put_collection(txn, &c)?;
+            self.staged(Change::PolicySet { collection: &c })?;
             Ok(c)
         })
     }
@@ -518,6 +539,10 @@ impl Store {
             c.face_count += out.len() as u64;
             c.generation = tick(txn)?;
             put_collection(txn, &c)?;
+            self.staged(Change::FacesAdded {
+                collection: &c,
+                faces: &out,
+            })?;
             Ok(out)
         })
     }
@@ -701,6 +726,10 @@ impl Store {
                 c.generation = tick(txn)?;
                 put_collection(txn, &c)?;
             }
+            self.staged(Change::FacesDeleted {
+                collection: &c,
+                outcome: &out,
+            })?;
             Ok(out)
         })
     }
@@ -776,6 +805,10 @@ impl Store {
             drop(t);
             c.user_count += 1;
             put_collection(txn, &c)?;
+            self.staged(Change::UserCreated {
+                collection: &c,
+                user_id,
+            })?;
             Ok(row.to_user(user_id))
         })
     }
@@ -809,7 +842,12 @@ impl Store {
             drop(t);
             c.user_count -= 1;
             put_collection(txn, &c)?;
-            Ok(row.to_user(user_id))
+            let user = row.to_user(user_id);
+            self.staged(Change::UserDeleted {
+                collection: &c,
+                user: &user,
+            })?;
+            Ok(user)
         })
     }
 
@@ -852,7 +890,7 @@ impl Store {
         validate_user_id(user_id)?;
         let ids = parse_face_ids(face_ids, "FaceIds", MAX_ASSOCIATE_IDS)?;
         self.write(|txn| {
-            collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
+            let c = collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
             let mut t = WTables::open(txn, collection)?;
             let mut user = user_row(&t.users, user_id)?
                 .ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
@@ -892,6 +930,12 @@ impl Store {
             }
             t.put_user(user_id, &user)?;
             out.user_status = Some(user.status());
+            drop(t);
+            self.staged(Change::FacesAssociated {
+                collection: &c,
+                user_id,
+                outcome: &out,
+            })?;
             Ok(out)
         })
     }
@@ -907,7 +951,7 @@ impl Store {
         validate_user_id(user_id)?;
         let ids = parse_face_ids(face_ids, "FaceIds", MAX_ASSOCIATE_IDS)?;
         self.write(|txn| {
-            collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
+            let c = collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
             let mut t = WTables::open(txn, collection)?;
             let mut user = user_row(&t.users, user_id)?
                 .ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
@@ -937,6 +981,12 @@ impl Store {
             }
             t.put_user(user_id, &user)?;
             out.user_status = Some(user.status());
+            drop(t);
+            self.staged(Change::FacesDisassociated {
+                collection: &c,
+                user_id,
+                outcome: &out,
+            })?;
             Ok(out)
         })
     }

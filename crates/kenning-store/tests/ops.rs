@@ -758,3 +758,88 @@ fn second_open_of_same_dir_fails_cleanly() {
     let err = Store::open(dir.path()).unwrap_err();
     assert_eq!(err.code(), ErrorCode::InternalServerError, "{err}");
 }
+
+/// Records what it sees, and refuses while `fail` is set.
+#[derive(Default)]
+struct Recorder {
+    seen: std::sync::Mutex<Vec<String>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl CommitHook for Recorder {
+    fn before_commit(&self, change: &Change<'_>) -> std::result::Result<(), String> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("audit disk full".into());
+        }
+        let c = change.collection();
+        let what = match change {
+            Change::CollectionCreated { .. } => "created".to_owned(),
+            Change::CollectionDeleted { .. } => "deleted".to_owned(),
+            Change::PolicySet { collection } => format!("policy {}", collection.policy),
+            Change::FacesAdded { faces, .. } => format!("added {}", faces.len()),
+            Change::FacesDeleted { outcome, .. } => format!("removed {}", outcome.done.len()),
+            Change::UserCreated { user_id, .. } => format!("user {user_id}"),
+            Change::UserDeleted { user, .. } => format!("unuser {}", user.user_id),
+            Change::FacesAssociated { outcome, .. } => format!("assoc {}", outcome.done.len()),
+            Change::FacesDisassociated { outcome, .. } => {
+                format!("disassoc {}", outcome.done.len())
+            }
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{} {} {what}", c.id, c.face_count));
+        Ok(())
+    }
+}
+
+#[test]
+fn commit_hook_sees_every_change_and_a_failing_hook_writes_nothing() {
+    let (_dir, s) = open();
+    let hook = Arc::new(Recorder::default());
+    s.set_commit_hook(hook.clone());
+    s.create_collection(new_coll("c")).unwrap();
+    let faces = s
+        .add_faces("c", &model(), vec![face(0.1), face(0.2)])
+        .unwrap();
+    s.set_policy("c", r#"{"RequireCase":true}"#).unwrap();
+    s.create_user("c", "u").unwrap();
+    let ids: Vec<String> = faces.iter().map(|f| f.face_id.to_string()).collect();
+    s.associate_faces("c", "u", &ids[..1]).unwrap();
+    s.disassociate_faces("c", "u", &ids[..1]).unwrap();
+    s.delete_user("c", "u").unwrap();
+    s.delete_faces("c", &ids[1..], OnAssociated::Refuse)
+        .unwrap();
+    // Touching (a search side effect) is not a change to the gallery.
+    s.touch_faces("c", &[faces[0].seq], 5).unwrap();
+    assert_eq!(
+        *hook.seen.lock().unwrap(),
+        [
+            "c 0 created",
+            "c 2 added 2",
+            r#"c 2 policy {"RequireCase":true}"#,
+            "c 2 user u",
+            "c 2 assoc 1",
+            "c 2 disassoc 1",
+            "c 2 unuser u",
+            "c 1 removed 1",
+        ]
+    );
+
+    hook.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = s.add_faces("c", &model(), vec![face(0.3)]).unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InternalServerError);
+    assert!(err.to_string().contains("audit disk full"), "{err}");
+    assert_eq!(
+        code(s.delete_collection("c")),
+        ErrorCode::InternalServerError
+    );
+    assert_eq!(
+        code(s.create_collection(new_coll("d"))),
+        ErrorCode::InternalServerError
+    );
+    let c = s.describe_collection("c").unwrap();
+    assert_eq!(c.face_count, 1, "the refused IndexFaces wrote nothing");
+    assert!(s.describe_collection("d").is_err());
+    assert_eq!(hook.seen.lock().unwrap().len(), 8);
+}

@@ -19,6 +19,8 @@ use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 
+use crate::roles::{Grant, Principal, Role};
+
 /// What the key store can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -44,6 +46,9 @@ pub enum KeyError {
     /// The access key id or secret does not have the expected form.
     #[error("{0}")]
     Invalid(String),
+    /// The audit record of the change could not be written, so it was not made.
+    #[error("the key change was not made because its audit record could not be written: {0}")]
+    Audit(String),
 }
 
 /// One stored key as kept in `keys.json`.
@@ -62,6 +67,25 @@ struct KeyRecord {
     /// The root key generated on first start.
     #[serde(default)]
     root: bool,
+    /// What the key may do; keys written before roles existed are admin keys.
+    #[serde(default)]
+    role: Role,
+    /// Collections the key may touch (`None`: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    collections: Option<Vec<String>>,
+    /// Operations the key may run, within its role (`None`: all of the role's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    operations: Option<Vec<String>>,
+}
+
+impl KeyRecord {
+    fn grant(&self) -> Grant {
+        Grant {
+            role: self.role,
+            collections: self.collections.clone(),
+            operations: self.operations.clone(),
+        }
+    }
 }
 
 /// An access key as listed (never with its secret).
@@ -77,6 +101,9 @@ pub struct KeyInfo {
     pub revoked: Option<u64>,
     /// Whether this is the generated root key.
     pub root: bool,
+    /// Role and scope.
+    #[serde(flatten)]
+    pub grant: Grant,
 }
 
 /// A newly issued key pair.
@@ -87,6 +114,15 @@ pub struct NewKey {
     pub access_key_id: String,
     /// The secret access key (shown once).
     pub secret_access_key: String,
+}
+
+/// A key that may sign requests.
+#[derive(Debug, Clone)]
+pub struct ActiveKey {
+    /// The secret access key.
+    pub secret: String,
+    /// Who the key speaks for.
+    pub principal: Principal,
 }
 
 /// The key store of one data directory.
@@ -211,7 +247,13 @@ impl KeyStore {
         write_private(&self.keys, &json)
     }
 
-    fn insert(&self, access_key_id: &str, secret: &str, root: bool) -> Result<(), KeyError> {
+    fn insert(
+        &self,
+        access_key_id: &str,
+        secret: &str,
+        root: bool,
+        grant: &Grant,
+    ) -> Result<(), KeyError> {
         let cipher = self.cipher()?;
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let ct = cipher
@@ -225,17 +267,36 @@ impl KeyStore {
             created: now(),
             revoked: None,
             root,
+            role: grant.role,
+            collections: grant.collections.clone(),
+            operations: grant.operations.clone(),
         });
         self.write(&records)
     }
 
-    /// Issues a new key pair and stores it.
-    pub fn create(&self, root: bool) -> Result<NewKey, KeyError> {
+    /// Issues a new key pair with `grant` and stores it (`root`: the key
+    /// generated on the service's first start). `audit` sees the new key
+    /// before it is stored and can veto it.
+    pub fn create(
+        &self,
+        root: bool,
+        grant: &Grant,
+        audit: impl FnOnce(&KeyInfo) -> Result<(), String>,
+    ) -> Result<NewKey, KeyError> {
+        grant.validate().map_err(KeyError::Invalid)?;
         let key = NewKey {
             access_key_id: format!("AKKN{}", random_string(ALNUM, 16)),
             secret_access_key: random_string(SECRET_CHARS, 40),
         };
-        self.insert(&key.access_key_id, &key.secret_access_key, root)?;
+        audit(&KeyInfo {
+            access_key_id: key.access_key_id.clone(),
+            created: now(),
+            revoked: None,
+            root,
+            grant: grant.clone(),
+        })
+        .map_err(KeyError::Audit)?;
+        self.insert(&key.access_key_id, &key.secret_access_key, root, grant)?;
         Ok(key)
     }
 
@@ -245,6 +306,7 @@ impl KeyStore {
             .read()?
             .into_iter()
             .map(|r| KeyInfo {
+                grant: r.grant(),
                 access_key_id: r.access_key_id,
                 created: r.created,
                 revoked: r.revoked,
@@ -254,13 +316,19 @@ impl KeyStore {
     }
 
     /// Revokes a key; requests signed with it are refused from then on.
-    pub fn revoke(&self, access_key_id: &str) -> Result<(), KeyError> {
+    /// `audit` runs before the change is stored and can veto it.
+    pub fn revoke(
+        &self,
+        access_key_id: &str,
+        audit: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), KeyError> {
         let mut records = self.read()?;
         let r = records
             .iter_mut()
             .find(|r| r.access_key_id == access_key_id && r.revoked.is_none())
             .ok_or_else(|| KeyError::NotFound(access_key_id.into()))?;
         r.revoked = Some(now());
+        audit().map_err(KeyError::Audit)?;
         self.write(&records)
     }
 
@@ -273,8 +341,8 @@ impl KeyStore {
             .map(|r| r.access_key_id))
     }
 
-    /// The secrets of every key not revoked, by access key id.
-    pub fn active_secrets(&self) -> Result<HashMap<String, String>, KeyError> {
+    /// Every key not revoked, by access key id: its secret and who it is.
+    pub fn active(&self) -> Result<HashMap<String, ActiveKey>, KeyError> {
         let records = self.read()?;
         if records.is_empty() {
             return Ok(HashMap::new());
@@ -295,7 +363,8 @@ impl KeyStore {
                 .decrypt(Nonce::from_slice(&nonce), ct.as_slice())
                 .map_err(|_| corrupt("cannot decrypt (was keys.key replaced?)"))?;
             let secret = String::from_utf8(secret).map_err(|_| corrupt("secret is not UTF-8"))?;
-            out.insert(r.access_key_id.clone(), secret);
+            let principal = Principal::new(&r.access_key_id, r.grant());
+            out.insert(r.access_key_id.clone(), ActiveKey { secret, principal });
         }
         Ok(out)
     }
@@ -309,11 +378,11 @@ mod tests {
     fn create_list_revoke_round_trip() {
         let dir = std::env::temp_dir().join(format!("kenning-keys-{}", uuid::Uuid::new_v4()));
         let store = KeyStore::new(&dir);
-        let k = store.create(false).unwrap();
+        let k = store.create(false, &Grant::admin(), |_| Ok(())).unwrap();
         validate_access_key_id(&k.access_key_id).unwrap();
         assert_eq!(k.secret_access_key.len(), 40);
-        let secrets = store.active_secrets().unwrap();
-        assert_eq!(secrets[&k.access_key_id], k.secret_access_key);
+        let secrets = store.active().unwrap();
+        assert_eq!(secrets[&k.access_key_id].secret, k.secret_access_key);
         let raw = std::fs::read_to_string(store.path()).unwrap();
         assert!(
             !raw.contains(&k.secret_access_key),
@@ -328,10 +397,19 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        store.revoke(&k.access_key_id).unwrap();
-        assert!(store.active_secrets().unwrap().is_empty());
         assert!(matches!(
-            store.revoke(&k.access_key_id),
+            store.revoke(&k.access_key_id, || Err("audit down".into())),
+            Err(KeyError::Audit(_))
+        ));
+        assert_eq!(
+            store.active().unwrap().len(),
+            1,
+            "a vetoed revocation changes nothing"
+        );
+        store.revoke(&k.access_key_id, || Ok(())).unwrap();
+        assert!(store.active().unwrap().is_empty());
+        assert!(matches!(
+            store.revoke(&k.access_key_id, || Ok(())),
             Err(KeyError::NotFound(_))
         ));
         assert_eq!(store.list().unwrap().len(), 1);

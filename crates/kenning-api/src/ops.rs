@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 
-/// Rekognition's limit on image bytes passed in the request.
+/// Rekognition's limit on image bytes passed in the request (the HTTP
+/// service sets the collections' decode limit to it; the command line keeps
+/// the larger default for local files).
 pub const MAX_IMAGE_BYTES: usize = 5 << 20;
 
 /// The operations Kenning implements, by their Rekognition names.
@@ -63,7 +65,7 @@ struct ImageArg {
 }
 
 impl ImageArg {
-    fn bytes(&self, name: &str) -> Result<Vec<u8>, ApiError> {
+    fn bytes(&self, name: &str, max: usize) -> Result<Vec<u8>, ApiError> {
         if self.s3_object.is_some() {
             return Err(ApiError::invalid_parameter(format!(
                 "{name}: S3 images are not supported; Kenning is self-hosted, pass the image as Bytes"
@@ -74,8 +76,8 @@ impl ImageArg {
             .as_deref()
             .ok_or_else(|| ApiError::invalid_parameter(format!("{name} must have Bytes")))?;
         // Base64 is 4/3 the size; refuse before decoding a huge string.
-        if b64.len() > MAX_IMAGE_BYTES / 3 * 4 + 8 {
-            return Err(too_large());
+        if b64.len() > max / 3 * 4 + 8 {
+            return Err(too_large(max));
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim_end())
@@ -85,8 +87,8 @@ impl ImageArg {
                     format!("{name}.Bytes is not valid base64: {e}"),
                 )
             })?;
-        if bytes.len() > MAX_IMAGE_BYTES {
-            return Err(too_large());
+        if bytes.len() > max {
+            return Err(too_large(max));
         }
         if bytes.is_empty() {
             return Err(ApiError::invalid_parameter(format!(
@@ -97,10 +99,13 @@ impl ImageArg {
     }
 }
 
-fn too_large() -> ApiError {
+fn too_large(max: usize) -> ApiError {
     ApiError::from_code(
         ErrorCode::ImageTooLargeException,
-        format!("image bytes exceed the {MAX_IMAGE_BYTES}-byte limit (5 MiB)"),
+        format!(
+            "image bytes exceed the {max}-byte limit ({:.0} MiB)",
+            max as f64 / f64::from(1u32 << 20)
+        ),
     )
 }
 
@@ -151,6 +156,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
         ));
     }
     let mut counts = Counts::default();
+    let limits = c.decode_limits();
     let v = match op {
         "DetectFaces" => {
             #[derive(Deserialize)]
@@ -171,7 +177,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                     }
                 }
             }
-            let img = decode(&r.image.bytes("Image")?)?;
+            let img = decode(&r.image.bytes("Image", limits.max_bytes)?, &limits)?;
             let mut faces = c.pipeline().detect(&img).map_err(wire)?;
             faces.truncate(100);
             counts.detected = faces.len() as u64;
@@ -191,8 +197,14 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
             let threshold = range("SimilarityThreshold", r.similarity_threshold, 0.0, 100.0)?
                 .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
             let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
-            let s = decode(&r.source_image.bytes("SourceImage")?)?;
-            let t = decode(&r.target_image.bytes("TargetImage")?)?;
+            let s = decode(
+                &r.source_image.bytes("SourceImage", limits.max_bytes)?,
+                &limits,
+            )?;
+            let t = decode(
+                &r.target_image.bytes("TargetImage", limits.max_bytes)?,
+                &limits,
+            )?;
             let mut result =
                 kenning_models::compare::compare_faces(c.pipeline(), &s, &t, threshold, 100)
                     .map_err(wire)?;
@@ -211,9 +223,16 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
             #[serde(rename_all = "PascalCase")]
             struct R {
                 collection_id: String,
+                /// Kenning's extension: the collection's policy document,
+                /// validated by the accountability layer before it gets here.
+                policy: Option<Value>,
             }
             let r: R = args(body)?;
-            to_value(&c.create_collection(&r.collection_id).map_err(wire)?)?
+            let policy = r.policy.map_or_else(|| "{}".to_owned(), |p| p.to_string());
+            to_value(
+                &c.create_collection(&r.collection_id, &policy)
+                    .map_err(wire)?,
+            )?
         }
         "DescribeCollection" => {
             #[derive(Deserialize)]
@@ -260,7 +279,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
             let r: R = args(body)?;
             let max = range("MaxFaces", r.max_faces, 1, 100)?;
             let q = quality(r.quality_filter.as_deref(), QualityFilter::Auto)?;
-            let bytes = r.image.bytes("Image")?;
+            let bytes = r.image.bytes("Image", limits.max_bytes)?;
             let resp = c
                 .index_faces(
                     &r.collection_id,
@@ -352,7 +371,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
             let max = range("MaxFaces", r.max_faces, 1, 4096)?;
             let t = range("FaceMatchThreshold", r.face_match_threshold, 0.0, 100.0)?;
             let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
-            let bytes = r.image.bytes("Image")?;
+            let bytes = r.image.bytes("Image", limits.max_bytes)?;
             counts.detected = 1;
             to_value(
                 &c.search_faces_by_image(&r.collection_id, &bytes, t, usize_of(max), q)
@@ -451,7 +470,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
             let max = range("MaxUsers", r.max_users, 1, 500)?;
             let t = range("UserMatchThreshold", r.user_match_threshold, 0.0, 100.0)?;
             let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
-            let bytes = r.image.bytes("Image")?;
+            let bytes = r.image.bytes("Image", limits.max_bytes)?;
             counts.detected = 1;
             to_value(
                 &c.search_users_by_image(&r.collection_id, &bytes, t, usize_of(max), q)
@@ -473,10 +492,6 @@ fn count_range(name: &str, n: usize, max: usize) -> Result<(), ApiError> {
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<kenning_image::RgbImage, ApiError> {
-    let limits = DecodeLimits {
-        max_bytes: MAX_IMAGE_BYTES,
-        ..DecodeLimits::default()
-    };
-    kenning_image::decode(bytes, &limits).map_err(wire)
+fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<kenning_image::RgbImage, ApiError> {
+    kenning_image::decode(bytes, limits).map_err(wire)
 }

@@ -1,0 +1,910 @@
+//! The accountable front of every operation: authorise the caller, apply the
+//! collection's policy, run the operation, queue its candidates for review
+//! and write the audit record as part of it.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use kenning_api::{ops, ApiError, Counts};
+use kenning_audit::{AuditLog, Candidate, Entry, Filter};
+use kenning_collections::{estimate, Collections, DEFAULT_THRESHOLD};
+use kenning_core::ErrorCode;
+use kenning_store::{Change, CommitHook, Expiry, OnAssociated};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::policy::{Policy, RetentionFrom, Violation};
+use crate::review::{ReviewError, ReviewItem, ReviewQueue, Status, Verdict};
+use crate::roles::{Grant, Principal};
+
+/// The audit trail's file, relative to the data directory.
+pub const AUDIT_FILE: &str = "audit/audit.jsonl";
+/// The review queue's file, relative to the data directory.
+pub const REVIEW_FILE: &str = "review.redb";
+/// Present while deleted faces may still have bytes on disk; the next
+/// retention pass erases them and removes it.
+const ERASURE_PENDING: &str = "erasure-pending";
+
+/// Where a data directory keeps its audit trail.
+pub fn audit_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(AUDIT_FILE)
+}
+
+/// Searches: their results are candidates, audited with what came back.
+const SEARCHES: &[&str] = &[
+    "SearchFaces",
+    "SearchFacesByImage",
+    "SearchUsers",
+    "SearchUsersByImage",
+];
+
+/// Operations audited even when they change nothing in the store.
+const AUDITED: &[&str] = &[
+    "CompareFaces",
+    "CreateCollection",
+    "DeleteCollection",
+    "IndexFaces",
+    "DeleteFaces",
+    "CreateUser",
+    "DeleteUser",
+    "AssociateFaces",
+    "DisassociateFaces",
+];
+
+/// Who is asking, and in what context.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The authenticated key.
+    pub principal: Principal,
+    /// Request id (HTTP `x-amzn-RequestId`; a fresh UUID on the CLI).
+    pub request_id: String,
+    /// Case reference (`X-Kenning-Case`, `--case`).
+    pub case: Option<String>,
+    /// Stated purpose (`X-Kenning-Purpose`, `--purpose`).
+    pub purpose: Option<String>,
+}
+
+impl Caller {
+    /// A caller with a fresh request id and no case.
+    pub fn new(principal: Principal) -> Self {
+        Self {
+            principal,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            case: None,
+            purpose: None,
+        }
+    }
+
+    /// The service itself (scheduled retention).
+    pub fn system(what: &str) -> Self {
+        Self::new(Principal::new(&format!("system:{what}"), Grant::admin()))
+    }
+
+    /// The audit record of `op` by this caller, before its details.
+    pub fn entry(&self, op: &str) -> Entry {
+        Entry {
+            request_id: Some(self.request_id.clone()),
+            access_key: Some(self.principal.access_key.clone()),
+            role: Some(self.principal.role().to_string()),
+            operation: op.into(),
+            outcome: "ok".into(),
+            case: self.case.clone(),
+            purpose: self.purpose.clone(),
+            ..Entry::default()
+        }
+    }
+}
+
+/// What the operation running on this thread has recorded so far; the store
+/// hook fills in the details of each change from it.
+struct Active {
+    entry: Entry,
+    recorded: Option<u64>,
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Option<Active>> = const { RefCell::new(None) };
+}
+
+/// Clears the thread's context even if the operation unwinds.
+struct ActiveGuard;
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| a.borrow_mut().take());
+    }
+}
+
+/// Runs `f` with `entry` as this thread's context; returns the seq of the
+/// last record the store hook wrote for it, if any.
+fn with_active<T>(entry: &Entry, f: impl FnOnce() -> T) -> (T, Option<u64>) {
+    ACTIVE.with(|a| {
+        *a.borrow_mut() = Some(Active {
+            entry: entry.clone(),
+            recorded: None,
+        })
+    });
+    let guard = ActiveGuard;
+    let out = f();
+    let recorded = ACTIVE.with(|a| a.borrow().as_ref().and_then(|a| a.recorded));
+    drop(guard);
+    (out, recorded)
+}
+
+/// Writes an audit record for every store change, inside its transaction.
+struct AuditHook {
+    log: Arc<AuditLog>,
+}
+
+fn ids(v: &[uuid::Uuid]) -> Vec<String> {
+    v.iter().map(ToString::to_string).collect()
+}
+
+fn change_details(change: &Change<'_>) -> Value {
+    match change {
+        Change::CollectionCreated { collection } => json!({
+            "Change": "CollectionCreated",
+            "FaceModel": collection.face_model.to_string(),
+            "Policy": serde_json::from_str::<Value>(&collection.policy).unwrap_or(Value::Null),
+        }),
+        Change::CollectionDeleted { collection } => json!({
+            "Change": "CollectionDeleted",
+            "FacesRemoved": collection.face_count,
+            "UsersRemoved": collection.user_count,
+        }),
+        Change::PolicySet { collection } => json!({
+            "Change": "PolicySet",
+            "Policy": serde_json::from_str::<Value>(&collection.policy).unwrap_or(Value::Null),
+        }),
+        Change::FacesAdded { faces, .. } => json!({
+            "Change": "FacesAdded",
+            "Faces": faces.iter().map(|f| json!({
+                "FaceId": f.face_id.to_string(),
+                "ImageId": f.image_id.to_string(),
+                "ExternalImageId": f.external_image_id,
+            })).collect::<Vec<_>>(),
+        }),
+        Change::FacesDeleted { outcome, .. } => json!({
+            "Change": "FacesDeleted",
+            "FaceIds": ids(&outcome.done),
+            "NotDeleted": outcome.unsuccessful.iter().map(|u| u.face_id.to_string()).collect::<Vec<_>>(),
+        }),
+        Change::UserCreated { user_id, .. } => {
+            json!({ "Change": "UserCreated", "UserId": user_id })
+        }
+        Change::UserDeleted { user, .. } => json!({
+            "Change": "UserDeleted",
+            "UserId": user.user_id,
+            "FacesDisassociated": ids(&user.face_ids),
+        }),
+        Change::FacesAssociated {
+            user_id, outcome, ..
+        } => json!({
+            "Change": "FacesAssociated",
+            "UserId": user_id,
+            "FaceIds": ids(&outcome.done),
+        }),
+        Change::FacesDisassociated {
+            user_id, outcome, ..
+        } => json!({
+            "Change": "FacesDisassociated",
+            "UserId": user_id,
+            "FaceIds": ids(&outcome.done),
+        }),
+    }
+}
+
+impl CommitHook for AuditHook {
+    fn before_commit(&self, change: &Change<'_>) -> Result<(), String> {
+        let mut entry = ACTIVE
+            .with(|a| a.borrow().as_ref().map(|a| a.entry.clone()))
+            .unwrap_or_else(|| Entry {
+                access_key: Some("internal".into()),
+                operation: "StoreChange".into(),
+                outcome: "ok".into(),
+                ..Entry::default()
+            });
+        let c = change.collection();
+        entry.collection = Some(c.id.clone());
+        entry.face_count = Some(c.face_count);
+        entry.details = Some(change_details(change));
+        let (record, _) = self.log.append(entry).map_err(|e| e.to_string())?;
+        ACTIVE.with(|a| {
+            if let Some(a) = a.borrow_mut().as_mut() {
+                a.recorded = Some(record.seq);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// What opening the accountability layer can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The audit trail cannot be opened.
+    #[error("audit trail: {0}")]
+    Audit(#[from] kenning_audit::AuditError),
+    /// The review queue cannot be opened.
+    #[error("{0}")]
+    Review(#[from] ReviewError),
+}
+
+/// Faces a retention pass deleted from one collection.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RetentionResult {
+    /// The collection.
+    pub collection_id: String,
+    /// Faces deleted.
+    pub faces_deleted: u64,
+}
+
+/// Collections, audit trail and review queue of one data directory, behind
+/// the rules: every operation from any front end goes through [`Governor::call`].
+pub struct Governor {
+    collections: Arc<Collections>,
+    audit: Arc<AuditLog>,
+    reviews: ReviewQueue,
+    data_dir: PathBuf,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn denied(message: impl Into<String>) -> ApiError {
+    ApiError::from_code(ErrorCode::AccessDeniedException, message)
+}
+
+fn audit_failed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!(
+        "the audit record could not be written, so the operation's result is withheld: {e}"
+    ))
+}
+
+fn sha256_of_image(body: &Value, field: &str) -> Option<String> {
+    let b64 = body.get(field)?.get("Bytes")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim_end())
+        .ok()?;
+    Some(hex::encode(Sha256::digest(bytes)))
+}
+
+fn str_field<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
+    body.get(field).and_then(Value::as_str)
+}
+
+/// The candidates in a search or CompareFaces response.
+fn candidates(v: &Value) -> Vec<Candidate> {
+    let face = |m: &Value| Candidate {
+        face_id: m
+            .pointer("/Face/FaceId")
+            .and_then(Value::as_str)
+            .map(Into::into),
+        user_id: m
+            .pointer("/Face/UserId")
+            .and_then(Value::as_str)
+            .map(Into::into),
+        external_image_id: m
+            .pointer("/Face/ExternalImageId")
+            .and_then(Value::as_str)
+            .map(Into::into),
+        similarity: m.get("Similarity").and_then(Value::as_f64).unwrap_or(0.0),
+    };
+    let user = |m: &Value| Candidate {
+        face_id: None,
+        user_id: m
+            .pointer("/User/UserId")
+            .and_then(Value::as_str)
+            .map(Into::into),
+        external_image_id: None,
+        similarity: m.get("Similarity").and_then(Value::as_f64).unwrap_or(0.0),
+    };
+    let list = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    list("FaceMatches")
+        .iter()
+        .map(face)
+        .chain(list("UserMatches").iter().map(user))
+        .collect()
+}
+
+impl Governor {
+    /// Puts `collections` behind the rules, with the audit trail and review
+    /// queue of `data_dir`; every later store change is audited.
+    pub fn open(data_dir: &Path, collections: Arc<Collections>) -> Result<Self, OpenError> {
+        let audit = Arc::new(AuditLog::open(&audit_path(data_dir))?);
+        let reviews = ReviewQueue::open(&data_dir.join(REVIEW_FILE))?;
+        collections
+            .store()
+            .set_commit_hook(Arc::new(AuditHook { log: audit.clone() }));
+        Ok(Self {
+            collections,
+            audit,
+            reviews,
+            data_dir: data_dir.to_owned(),
+        })
+    }
+
+    /// The collections behind the rules (for flushing at shutdown).
+    pub fn collections(&self) -> &Arc<Collections> {
+        &self.collections
+    }
+
+    /// Appends `entry`, mapping a failure to the error the caller reports.
+    fn record(&self, entry: Entry) -> Result<(), ApiError> {
+        self.audit.append(entry).map(|_| ()).map_err(audit_failed)
+    }
+
+    /// Records a refused or failed operation and returns its error (or the
+    /// audit failure, which is worse).
+    fn refuse(&self, mut entry: Entry, e: ApiError) -> ApiError {
+        entry.outcome = e.kind.to_string();
+        entry.message = Some(e.message.clone());
+        match self.record(entry) {
+            Ok(()) => e,
+            Err(audit) => audit,
+        }
+    }
+
+    /// Runs operation `op` (Rekognition's or Kenning's own) for `caller`.
+    pub fn call(
+        &self,
+        caller: &Caller,
+        op: &str,
+        body: Value,
+    ) -> Result<(Value, Counts), ApiError> {
+        let body = if body.is_null() { json!({}) } else { body };
+        let collection = str_field(&body, "CollectionId").map(str::to_owned);
+        let mut entry = caller.entry(op);
+        entry.collection = collection.clone();
+        entry.probe_sha256 =
+            sha256_of_image(&body, "Image").or_else(|| sha256_of_image(&body, "SourceImage"));
+        if let Err(d) = caller.principal.authorize(op, collection.as_deref()) {
+            return Err(self.refuse(entry, denied(d.0)));
+        }
+        match op {
+            "PutCollectionPolicy"
+            | "GetCollectionPolicy"
+            | "ListReviewItems"
+            | "DecideReviewItem"
+            | "VerifyAudit"
+            | "ExportAudit"
+            | "RunRetention" => self
+                .kenning_op(caller, op, &body, entry)
+                .map(|v| (v, Counts::default())),
+            _ if SEARCHES.contains(&op) => self.search(caller, op, body, entry),
+            _ => self.plain(caller, op, body, entry),
+        }
+    }
+
+    fn plain(
+        &self,
+        caller: &Caller,
+        op: &str,
+        mut body: Value,
+        mut entry: Entry,
+    ) -> Result<(Value, Counts), ApiError> {
+        if op == "CreateCollection" {
+            if let Some(p) = body.get("Policy") {
+                let policy = Policy::from_value(p)
+                    .map_err(|m| self.refuse(entry.clone(), ApiError::invalid_parameter(m)))?;
+                body["Policy"] = serde_json::from_str(&policy.to_json()).unwrap_or(json!({}));
+            }
+        }
+        let (result, recorded) = with_active(&entry, || {
+            ops::dispatch(&self.collections, op, body.clone())
+        });
+        let audited = AUDITED.contains(&op);
+        match (result, recorded) {
+            (Ok((mut v, counts)), recorded) => {
+                if op == "ListCollections" {
+                    self.filter_collections(&caller.principal, &mut v);
+                }
+                if matches!(op, "DeleteFaces" | "DeleteCollection" | "DeleteUser") {
+                    self.mark_erasure_pending();
+                }
+                if recorded.is_none() && audited {
+                    if op == "CompareFaces" {
+                        entry.candidates = candidates(&v);
+                        entry.threshold = Some(
+                            body.get("SimilarityThreshold")
+                                .and_then(Value::as_f64)
+                                .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD),
+                        );
+                        entry.false_match_rate = entry.threshold.map(kenning_collections::fmr_at);
+                        entry.details = sha256_of_image(&body, "TargetImage")
+                            .map(|h| json!({ "TargetSha256": h }));
+                    }
+                    self.record(entry)?;
+                }
+                Ok((v, counts))
+            }
+            (Err(e), Some(seq)) => {
+                entry.details = Some(json!({ "IncompleteChangeRecord": seq }));
+                Err(self.refuse(entry, e))
+            }
+            (Err(e), None) if audited => Err(self.refuse(entry, e)),
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    fn filter_collections(&self, p: &Principal, v: &mut Value) {
+        if p.grant.collections.is_none() {
+            return;
+        }
+        let ids: Vec<Value> = v["CollectionIds"].as_array().cloned().unwrap_or_default();
+        let models: Vec<Value> = v["FaceModelVersions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let keep: Vec<(Value, Value)> = ids
+            .into_iter()
+            .zip(models)
+            .filter(|(id, _)| id.as_str().is_some_and(|id| p.sees(id)))
+            .collect();
+        v["CollectionIds"] = keep.iter().map(|k| k.0.clone()).collect();
+        v["FaceModelVersions"] = keep.into_iter().map(|k| k.1).collect();
+    }
+
+    fn mark_erasure_pending(&self) {
+        // Losing the marker only delays erasure to the next pass that finds
+        // something else to delete, so a failure here is not fatal.
+        let _ = std::fs::write(self.data_dir.join(ERASURE_PENDING), b"");
+    }
+
+    fn policy_of(&self, collection: &str) -> Result<(Policy, u64), ApiError> {
+        let c = self
+            .collections
+            .store()
+            .describe_collection(collection)
+            .map_err(|e| ApiError::from_code(kenning_core::WireError::code(&e), e.to_string()))?;
+        let policy = Policy::parse(&c.policy).map_err(|e| {
+            ApiError::internal(format!("collection {collection}'s stored policy: {e}"))
+        })?;
+        Ok((policy, c.face_count))
+    }
+
+    fn search(
+        &self,
+        caller: &Caller,
+        op: &str,
+        mut body: Value,
+        mut entry: Entry,
+    ) -> Result<(Value, Counts), ApiError> {
+        let Some(collection) = entry.collection.clone() else {
+            return Err(self.refuse(
+                entry,
+                ApiError::invalid_parameter("CollectionId is required"),
+            ));
+        };
+        let (policy, face_count) = self
+            .policy_of(&collection)
+            .map_err(|e| self.refuse(entry.clone(), e))?;
+        let field = if op.starts_with("SearchUsers") {
+            "UserMatchThreshold"
+        } else {
+            "FaceMatchThreshold"
+        };
+        let threshold = body
+            .get(field)
+            .and_then(Value::as_f64)
+            .unwrap_or(DEFAULT_THRESHOLD);
+        let est = estimate(threshold, face_count);
+        entry.face_count = Some(face_count);
+        entry.threshold = Some(threshold);
+        entry.false_match_rate = Some(est.false_match_rate);
+        entry.expected_false_matches = Some(est.expected_false_matches);
+        if let Err(v) = policy.check_search(
+            &collection,
+            threshold,
+            est.expected_false_matches,
+            caller.case.as_deref(),
+        ) {
+            let e = match v {
+                Violation::Parameter(m) => ApiError::invalid_parameter(m),
+                Violation::Denied(m) => denied(m),
+            };
+            return Err(self.refuse(entry, e));
+        }
+        if body.get(field).is_none() {
+            body[field] = json!(threshold);
+        }
+        let (result, _) = with_active(&entry, || ops::dispatch(&self.collections, op, body));
+        let (mut v, counts) = result.map_err(|e| self.refuse(entry.clone(), e))?;
+        entry.candidates = candidates(&v);
+        self.touch(&collection, &entry.candidates)
+            .map_err(|e| self.refuse(entry.clone(), e))?;
+        if policy.required_reviewers > 0 && !entry.candidates.is_empty() {
+            let mut items = self.review_items(caller, op, &collection, threshold, &policy, &entry);
+            let ids: Vec<String> = items.iter().map(|i| i.review_id.clone()).collect();
+            let mut ids_left = ids.iter();
+            for key in ["FaceMatches", "UserMatches"] {
+                for m in v
+                    .get_mut(key)
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(id) = ids_left.next() {
+                        m["ReviewId"] = json!(id);
+                        m["ReviewStatus"] = json!("PENDING");
+                    }
+                }
+            }
+            self.reviews
+                .enqueue(&mut items)
+                .map_err(|e| self.refuse(entry.clone(), ApiError::internal(e.to_string())))?;
+            entry.details = Some(json!({
+                "ReviewIds": ids,
+                "RequiredReviewers": policy.required_reviewers,
+            }));
+        }
+        self.record(entry)?;
+        Ok((v, counts))
+    }
+
+    fn review_items(
+        &self,
+        caller: &Caller,
+        op: &str,
+        collection: &str,
+        threshold: f64,
+        policy: &Policy,
+        entry: &Entry,
+    ) -> Vec<ReviewItem> {
+        entry
+            .candidates
+            .iter()
+            .map(|c| ReviewItem {
+                review_id: uuid::Uuid::new_v4().to_string(),
+                collection_id: collection.into(),
+                operation: op.into(),
+                request_id: caller.request_id.clone(),
+                searched_by: caller.principal.access_key.clone(),
+                case: caller.case.clone(),
+                purpose: caller.purpose.clone(),
+                face_id: c.face_id.clone(),
+                user_id: c.user_id.clone(),
+                external_image_id: c.external_image_id.clone(),
+                similarity: c.similarity,
+                threshold,
+                required_reviewers: policy.required_reviewers,
+                status: Status::Pending,
+                decisions: Vec::new(),
+                created_at: 0,
+            })
+            .collect()
+    }
+
+    /// Records that the candidates' faces matched now (retention counted
+    /// from the last match needs it).
+    fn touch(&self, collection: &str, found: &[Candidate]) -> Result<(), ApiError> {
+        let store = self.collections.store();
+        let wire = |e: kenning_store::StoreError| {
+            ApiError::from_code(kenning_core::WireError::code(&e), e.to_string())
+        };
+        let mut face_ids: Vec<String> = found.iter().filter_map(|c| c.face_id.clone()).collect();
+        for c in found.iter().filter(|c| c.face_id.is_none()) {
+            if let Some(u) = &c.user_id {
+                if let Ok(user) = store.get_user(collection, u) {
+                    face_ids.extend(user.face_ids.iter().map(ToString::to_string));
+                }
+            }
+        }
+        if face_ids.is_empty() {
+            return Ok(());
+        }
+        let seqs: Vec<u64> = store
+            .get_faces(collection, &face_ids)
+            .map_err(wire)?
+            .into_iter()
+            .flatten()
+            .map(|f| f.seq)
+            .collect();
+        store
+            .touch_faces(collection, &seqs, now_ms())
+            .map_err(wire)?;
+        Ok(())
+    }
+
+    fn kenning_op(
+        &self,
+        caller: &Caller,
+        op: &str,
+        body: &Value,
+        mut entry: Entry,
+    ) -> Result<Value, ApiError> {
+        let result = match op {
+            "PutCollectionPolicy" => return self.put_policy(body, entry),
+            "DecideReviewItem" => return self.decide(caller, body, entry),
+            "RunRetention" => {
+                return self
+                    .run_retention(caller)
+                    .map(|r| json!({ "Collections": r }))
+            }
+            "GetCollectionPolicy" => {
+                let id = str_field(body, "CollectionId")
+                    .ok_or_else(|| ApiError::invalid_parameter("CollectionId is required"))?;
+                let (policy, _) = self.policy_of(id)?;
+                return Ok(json!({ "CollectionId": id, "Policy": policy }));
+            }
+            "ListReviewItems" => return self.list_reviews(&caller.principal, body),
+            "VerifyAudit" => self.verify_audit(),
+            "ExportAudit" => self.export_audit(body, &mut entry),
+            _ => Err(ApiError::unknown_operation(op)),
+        };
+        // Reading the audit trail is itself audited.
+        match result {
+            Ok(v) => {
+                self.record(entry)?;
+                Ok(v)
+            }
+            Err(e) => Err(self.refuse(entry, e)),
+        }
+    }
+
+    fn put_policy(&self, body: &Value, entry: Entry) -> Result<Value, ApiError> {
+        let id = str_field(body, "CollectionId")
+            .ok_or_else(|| ApiError::invalid_parameter("CollectionId is required"))?;
+        let policy = body
+            .get("Policy")
+            .ok_or_else(|| ApiError::invalid_parameter("Policy is required"))
+            .and_then(|p| Policy::from_value(p).map_err(ApiError::invalid_parameter))
+            .map_err(|e| self.refuse(entry.clone(), e))?;
+        let (result, _) = with_active(&entry, || {
+            self.collections.store().set_policy(id, &policy.to_json())
+        });
+        result.map_err(|e| {
+            self.refuse(
+                entry,
+                ApiError::from_code(kenning_core::WireError::code(&e), e.to_string()),
+            )
+        })?;
+        Ok(json!({ "CollectionId": id, "Policy": policy }))
+    }
+
+    fn list_reviews(&self, p: &Principal, body: &Value) -> Result<Value, ApiError> {
+        let collection = str_field(body, "CollectionId");
+        if let Some(c) = collection {
+            if !p.sees(c) {
+                return Err(denied(format!(
+                    "access key {} is not scoped to collection {c}",
+                    p.access_key
+                )));
+            }
+        }
+        let status: Option<Status> = str_field(body, "Status")
+            .map(str::parse)
+            .transpose()
+            .map_err(ApiError::invalid_parameter)?;
+        let max = body
+            .get("MaxResults")
+            .and_then(Value::as_u64)
+            .unwrap_or(100);
+        if !(1..=1000).contains(&max) {
+            return Err(ApiError::invalid_parameter(format!(
+                "MaxResults must be between 1 and 1000, not {max}"
+            )));
+        }
+        let page = self
+            .reviews
+            .list(
+                |i| {
+                    p.sees(&i.collection_id)
+                        && collection.is_none_or(|c| c == i.collection_id)
+                        && status.is_none_or(|s| s == i.status)
+                },
+                str_field(body, "NextToken"),
+                max as usize,
+            )
+            .map_err(review_error)?;
+        serde_json::to_value(&page).map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    fn decide(&self, caller: &Caller, body: &Value, mut entry: Entry) -> Result<Value, ApiError> {
+        let p = &caller.principal;
+        let parsed = (|| {
+            let id = str_field(body, "ReviewId")
+                .ok_or_else(|| ApiError::invalid_parameter("ReviewId is required"))?;
+            let verdict: Verdict = str_field(body, "Decision")
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter("Decision is required (CONFIRM or REJECT)")
+                })?
+                .parse()
+                .map_err(ApiError::invalid_parameter)?;
+            let item = self.reviews.get(id).map_err(review_error)?;
+            if !p.sees(&item.collection_id) {
+                return Err(denied(format!(
+                    "access key {} is not scoped to collection {}",
+                    p.access_key, item.collection_id
+                )));
+            }
+            Ok((id, verdict, item))
+        })();
+        let (id, verdict, item) = parsed.map_err(|e| self.refuse(entry.clone(), e))?;
+        entry.collection = Some(item.collection_id.clone());
+        entry.case = caller.case.clone().or(item.case.clone());
+        entry.candidates = vec![Candidate {
+            face_id: item.face_id.clone(),
+            user_id: item.user_id.clone(),
+            external_image_id: item.external_image_id.clone(),
+            similarity: item.similarity,
+        }];
+        let comment = str_field(body, "Comment").unwrap_or("");
+        let decided = self
+            .reviews
+            .decide(id, &p.access_key, verdict, comment, |after| {
+                let mut e = entry.clone();
+                e.details = Some(json!({
+                    "ReviewId": after.review_id,
+                    "Decision": verdict,
+                    "Comment": comment.trim(),
+                    "Status": after.status,
+                    "SearchRequestId": after.request_id,
+                }));
+                self.audit.append(e).map(|_| ()).map_err(|e| e.to_string())
+            });
+        match decided {
+            Ok(item) => serde_json::to_value(&item).map_err(|e| ApiError::internal(e.to_string())),
+            Err(ReviewError::Audit(m)) => Err(audit_failed(m)),
+            Err(e) => Err(self.refuse(entry, review_error(e))),
+        }
+    }
+
+    fn verify_audit(&self) -> Result<Value, ApiError> {
+        let r = kenning_audit::verify(self.audit.path())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(json!({
+            "Valid": r.is_ok(),
+            "Records": r.records,
+            "Head": r.head,
+            "FirstBadRecord": r.first_bad.map(|b| json!({
+                "Line": b.line, "Seq": b.seq, "Reason": b.reason,
+            })),
+        }))
+    }
+
+    fn export_audit(&self, body: &Value, entry: &mut Entry) -> Result<Value, ApiError> {
+        let time = |k: &str| {
+            str_field(body, k)
+                .map(kenning_audit::parse_time)
+                .transpose()
+                .map_err(|e| ApiError::invalid_parameter(format!("{k}: {e}")))
+        };
+        let filter = Filter {
+            from_ms: time("From")?,
+            to_ms: time("To")?,
+            case: str_field(body, "Case").map(Into::into),
+        };
+        let max = body
+            .get("MaxResults")
+            .and_then(Value::as_u64)
+            .unwrap_or(1000);
+        if !(1..=10_000).contains(&max) {
+            return Err(ApiError::invalid_parameter(format!(
+                "MaxResults must be between 1 and 10000, not {max}"
+            )));
+        }
+        let after: u64 = match str_field(body, "NextToken") {
+            Some(t) => t
+                .parse()
+                .map_err(|_| ApiError::invalid_parameter("invalid pagination token"))?,
+            None => 0,
+        };
+        let mut out = Vec::new();
+        let mut next = None;
+        for r in kenning_audit::records(self.audit.path())
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        {
+            let (record, hash) = r.map_err(|e| ApiError::internal(e.to_string()))?;
+            if record.seq <= after || !filter.matches(&record) {
+                continue;
+            }
+            if out.len() as u64 == max {
+                next = Some((record.seq - 1).to_string());
+                break;
+            }
+            let mut v =
+                serde_json::to_value(&record).map_err(|e| ApiError::internal(e.to_string()))?;
+            v["hash"] = json!(hash);
+            out.push(v);
+        }
+        entry.details = Some(json!({
+            "From": str_field(body, "From"),
+            "To": str_field(body, "To"),
+            "Case": str_field(body, "Case"),
+            "RecordsExported": out.len(),
+        }));
+        Ok(json!({ "Records": out, "NextToken": next }))
+    }
+
+    /// Deletes every face its collection's retention policy says is due,
+    /// then, if anything was deleted since the last pass, erases the bytes
+    /// (store compaction and index rebuild). Each deletion is audited as
+    /// part of the `RunRetention` operation of `caller`.
+    pub fn run_retention(&self, caller: &Caller) -> Result<Vec<RetentionResult>, ApiError> {
+        let wire = |e: kenning_collections::CollectionError| {
+            ApiError::from_code(kenning_core::WireError::code(&e), e.to_string())
+        };
+        let store = self.collections.store();
+        let entry = caller.entry("RunRetention");
+        let mut results = Vec::new();
+        let mut token = None;
+        let now = now_ms();
+        loop {
+            let page = store
+                .list_collections(token.as_deref(), None)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            for c in &page.items {
+                let Ok(policy) = Policy::parse(&c.policy) else {
+                    continue;
+                };
+                let Some(r) = policy.retention else { continue };
+                let cutoff = now.saturating_sub(u64::from(r.days) * 86_400_000);
+                let expiry = match r.after {
+                    RetentionFrom::Indexed => Expiry::IndexedBefore(cutoff),
+                    RetentionFrom::LastMatch => Expiry::LastMatchedBefore(cutoff),
+                };
+                let mut deleted = 0;
+                loop {
+                    let due = store
+                        .expired_faces(&c.id, expiry, kenning_store::MAX_DELETE_IDS)
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                    if due.is_empty() {
+                        break;
+                    }
+                    let ids: Vec<String> = due.iter().map(|f| f.face_id.to_string()).collect();
+                    let (r, _) = with_active(&entry, || {
+                        self.collections
+                            .delete_faces_with(&c.id, &ids, OnAssociated::Disassociate)
+                    });
+                    let r = r.map_err(wire)?;
+                    if r.deleted_faces.is_empty() {
+                        break;
+                    }
+                    deleted += r.deleted_faces.len() as u64;
+                }
+                if deleted > 0 {
+                    results.push(RetentionResult {
+                        collection_id: c.id.clone(),
+                        faces_deleted: deleted,
+                    });
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let marker = self.data_dir.join(ERASURE_PENDING);
+        if !results.is_empty() || marker.exists() {
+            self.collections.erase().map_err(wire)?;
+            let _ = std::fs::remove_file(marker);
+        }
+        Ok(results)
+    }
+}
+
+fn review_error(e: ReviewError) -> ApiError {
+    let code = match e {
+        ReviewError::NotFound(_) => ErrorCode::ResourceNotFoundException,
+        ReviewError::OwnSearch(_) | ReviewError::AlreadyDecided(_) => {
+            ErrorCode::AccessDeniedException
+        }
+        ReviewError::Closed { .. } | ReviewError::Invalid(_) => {
+            ErrorCode::InvalidParameterException
+        }
+        ReviewError::Audit(_) | ReviewError::Db(_) => ErrorCode::InternalServerError,
+    };
+    ApiError::from_code(code, e.to_string())
+}

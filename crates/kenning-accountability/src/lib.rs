@@ -1,0 +1,26 @@
+//! Kenning's accountability layer: what sets it apart from a bare face
+//! search API.
+//!
+//! * [`roles`]: admin, operator, reviewer and auditor keys, scoped to
+//!   collections and operations ([`keys`] stores them encrypted).
+//! * [`policy`]: per-collection purpose binding (minimum threshold, maximum
+//!   expected false matches, case reference, review, retention, video).
+//! * [`review`]: search results are candidates until reviewers confirm them.
+//! * [`Governor`]: every operation, from the HTTP service or the command
+//!   line, is authorised, checked against the policy, run, and written to the
+//!   hash-chained audit trail (`kenning-audit`) as part of the operation;
+//!   store changes are recorded inside their transaction.
+
+#![warn(missing_docs)]
+
+mod governor;
+pub mod keys;
+pub mod policy;
+pub mod review;
+pub mod roles;
+
+pub use governor::{
+    audit_path, Caller, Governor, OpenError, RetentionResult, AUDIT_FILE, REVIEW_FILE,
+};
+pub use policy::Policy;
+pub use roles::{Grant, Principal, Role, KENNING_OPERATIONS, MATRIX};

@@ -1,0 +1,437 @@
+//! Human review: search results of collections whose policy asks for review
+//! are candidates until reviewers confirm them.
+//!
+//! The queue is its own redb file (`review.redb` in the data directory); a
+//! decision is committed only after its audit record is written.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
+const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
+
+/// Where a candidate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// Waiting for reviewers.
+    Pending,
+    /// Confirmed by the required number of reviewers.
+    Confirmed,
+    /// Rejected by a reviewer.
+    Rejected,
+}
+
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "PENDING" => Ok(Status::Pending),
+            "CONFIRMED" => Ok(Status::Confirmed),
+            "REJECTED" => Ok(Status::Rejected),
+            _ => Err(format!(
+                "status {s:?} must be PENDING, CONFIRMED or REJECTED"
+            )),
+        }
+    }
+}
+
+/// A reviewer's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// The candidate is the person searched for.
+    Confirm,
+    /// It is not.
+    Reject,
+}
+
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "CONFIRM" => Ok(Verdict::Confirm),
+            "REJECT" => Ok(Verdict::Reject),
+            _ => Err(format!("decision {s:?} must be CONFIRM or REJECT")),
+        }
+    }
+}
+
+/// One reviewer's decision on a candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Decision {
+    /// The reviewer's access key.
+    pub reviewer: String,
+    /// Confirm or reject.
+    pub decision: Verdict,
+    /// Why.
+    pub comment: String,
+    /// When, ms since the epoch.
+    pub decided_at: u64,
+}
+
+/// A candidate from a search, as queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReviewItem {
+    /// Id of this candidate's review.
+    pub review_id: String,
+    /// The collection searched.
+    pub collection_id: String,
+    /// The search operation.
+    pub operation: String,
+    /// Request id of the search (it is in the audit trail under this id).
+    pub request_id: String,
+    /// Access key that ran the search; it may not review the result.
+    pub searched_by: String,
+    /// Case reference of the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+    /// Stated purpose of the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// The candidate face (face searches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_id: Option<String>,
+    /// The candidate user (user searches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The candidate face's ExternalImageId.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_image_id: Option<String>,
+    /// Its Similarity.
+    pub similarity: f64,
+    /// The threshold of the search.
+    pub threshold: f64,
+    /// Confirmations needed.
+    pub required_reviewers: u8,
+    /// Where it stands.
+    pub status: Status,
+    /// Decisions so far.
+    pub decisions: Vec<Decision>,
+    /// When it was queued, ms since the epoch.
+    pub created_at: u64,
+}
+
+/// What the queue can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// No review with that id.
+    #[error("review {0} not found")]
+    NotFound(String),
+    /// The candidate was already confirmed or rejected.
+    #[error("review {id} is already {status:?}; decisions are final")]
+    Closed {
+        /// Review id.
+        id: String,
+        /// Its status.
+        status: Status,
+    },
+    /// The reviewer ran the search.
+    #[error("access key {0} ran this search and may not review its candidates")]
+    OwnSearch(String),
+    /// The reviewer decided on this candidate before.
+    #[error("access key {0} has already decided on this candidate; the next decision must come from a different reviewer")]
+    AlreadyDecided(String),
+    /// A bad argument (comment, token...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The audit record could not be written, so nothing was.
+    #[error("the decision was not recorded because its audit record could not be written: {0}")]
+    Audit(String),
+    /// The queue's database failed.
+    #[error("review queue: {0}")]
+    Db(String),
+}
+
+fn db<E: std::fmt::Display>(e: E) -> ReviewError {
+    ReviewError::Db(e.to_string())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One page of the queue.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReviewPage {
+    /// The items, oldest first.
+    pub items: Vec<ReviewItem>,
+    /// Token for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// The review queue of one data directory.
+pub struct ReviewQueue {
+    db: Database,
+}
+
+impl ReviewQueue {
+    /// Opens (creating if needed) the queue at `path`.
+    pub fn open(path: &Path) -> Result<Self, ReviewError> {
+        let database = Database::builder().create(path).map_err(db)?;
+        let txn = database.begin_write().map_err(db)?;
+        txn.open_table(ITEMS).map_err(db)?;
+        txn.open_table(IDS).map_err(db)?;
+        txn.commit().map_err(db)?;
+        Ok(Self { db: database })
+    }
+
+    /// Queues `items` (status, decisions and creation time are set here)
+    /// in one durable transaction.
+    pub fn enqueue(&self, items: &mut [ReviewItem]) -> Result<(), ReviewError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = txn.open_table(ITEMS).map_err(db)?;
+            let mut ids = txn.open_table(IDS).map_err(db)?;
+            let first = t.last().map_err(db)?.map_or(1, |(k, _)| k.value() + 1);
+            for (next, item) in (first..).zip(items.iter_mut()) {
+                item.status = Status::Pending;
+                item.decisions.clear();
+                item.created_at = now_ms();
+                let bytes = serde_json::to_vec(item).map_err(db)?;
+                t.insert(next, bytes.as_slice()).map_err(db)?;
+                ids.insert(item.review_id.as_str(), next).map_err(db)?;
+            }
+        }
+        txn.commit().map_err(db)
+    }
+
+    /// One item by id.
+    pub fn get(&self, id: &str) -> Result<ReviewItem, ReviewError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let ids = txn.open_table(IDS).map_err(db)?;
+        let seq = ids
+            .get(id)
+            .map_err(db)?
+            .ok_or_else(|| ReviewError::NotFound(id.into()))?
+            .value();
+        let t = txn.open_table(ITEMS).map_err(db)?;
+        let v = t
+            .get(seq)
+            .map_err(db)?
+            .ok_or_else(|| ReviewError::NotFound(id.into()))?;
+        serde_json::from_slice(v.value()).map_err(db)
+    }
+
+    /// Items that `keep` accepts, oldest first, at most `max` after `token`.
+    pub fn list(
+        &self,
+        keep: impl Fn(&ReviewItem) -> bool,
+        token: Option<&str>,
+        max: usize,
+    ) -> Result<ReviewPage, ReviewError> {
+        let after = match token {
+            Some(t) => t
+                .parse::<u64>()
+                .map_err(|_| ReviewError::Invalid("invalid pagination token".into()))?,
+            None => 0,
+        };
+        let txn = self.db.begin_read().map_err(db)?;
+        let t = txn.open_table(ITEMS).map_err(db)?;
+        let mut items = Vec::new();
+        let mut next_token = None;
+        for e in t.range(after + 1..).map_err(db)? {
+            let (k, v) = e.map_err(db)?;
+            let item: ReviewItem = serde_json::from_slice(v.value()).map_err(db)?;
+            if !keep(&item) {
+                continue;
+            }
+            if items.len() == max {
+                next_token = Some((k.value() - 1).to_string());
+                break;
+            }
+            items.push(item);
+        }
+        Ok(ReviewPage { items, next_token })
+    }
+
+    /// Records `reviewer`'s decision on review `id`. A rejection closes the
+    /// review; it is confirmed once `required_reviewers` different keys,
+    /// none of them the searcher, have confirmed it. `audit` runs on the
+    /// updated item before the commit and can veto it.
+    pub fn decide(
+        &self,
+        id: &str,
+        reviewer: &str,
+        verdict: Verdict,
+        comment: &str,
+        audit: impl FnOnce(&ReviewItem) -> Result<(), String>,
+    ) -> Result<ReviewItem, ReviewError> {
+        let comment = comment.trim();
+        if comment.is_empty() || comment.chars().count() > 2000 {
+            return Err(ReviewError::Invalid(
+                "a decision needs a Comment of 1-2000 characters saying why".into(),
+            ));
+        }
+        let txn = self.db.begin_write().map_err(db)?;
+        let item = {
+            let ids = txn.open_table(IDS).map_err(db)?;
+            let seq = ids
+                .get(id)
+                .map_err(db)?
+                .ok_or_else(|| ReviewError::NotFound(id.into()))?
+                .value();
+            let mut t = txn.open_table(ITEMS).map_err(db)?;
+            let mut item: ReviewItem = {
+                let v = t
+                    .get(seq)
+                    .map_err(db)?
+                    .ok_or_else(|| ReviewError::NotFound(id.into()))?;
+                serde_json::from_slice(v.value()).map_err(db)?
+            };
+            if item.status != Status::Pending {
+                return Err(ReviewError::Closed {
+                    id: id.into(),
+                    status: item.status,
+                });
+            }
+            if item.searched_by == reviewer {
+                return Err(ReviewError::OwnSearch(reviewer.into()));
+            }
+            if item.decisions.iter().any(|d| d.reviewer == reviewer) {
+                return Err(ReviewError::AlreadyDecided(reviewer.into()));
+            }
+            item.decisions.push(Decision {
+                reviewer: reviewer.into(),
+                decision: verdict,
+                comment: comment.into(),
+                decided_at: now_ms(),
+            });
+            let confirmations = item
+                .decisions
+                .iter()
+                .filter(|d| d.decision == Verdict::Confirm)
+                .count();
+            item.status = match verdict {
+                Verdict::Reject => Status::Rejected,
+                Verdict::Confirm
+                    if confirmations >= usize::from(item.required_reviewers.max(1)) =>
+                {
+                    Status::Confirmed
+                }
+                Verdict::Confirm => Status::Pending,
+            };
+            let bytes = serde_json::to_vec(&item).map_err(db)?;
+            t.insert(seq, bytes.as_slice()).map_err(db)?;
+            item
+        };
+        if let Err(e) = audit(&item) {
+            txn.abort().map_err(db)?;
+            return Err(ReviewError::Audit(e));
+        }
+        txn.commit().map_err(db)?;
+        Ok(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, required: u8) -> ReviewItem {
+        ReviewItem {
+            review_id: id.into(),
+            collection_id: "c".into(),
+            operation: "SearchFacesByImage".into(),
+            request_id: "r".into(),
+            searched_by: "OPERATOR".into(),
+            case: Some("CASE-1".into()),
+            purpose: None,
+            face_id: Some("f".into()),
+            user_id: None,
+            external_image_id: None,
+            similarity: 97.5,
+            threshold: 90.0,
+            required_reviewers: required,
+            status: Status::Pending,
+            decisions: Vec::new(),
+            created_at: 0,
+        }
+    }
+
+    fn ok(_: &ReviewItem) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[test]
+    fn two_reviewer_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = ReviewQueue::open(&dir.path().join("review.redb")).unwrap();
+        q.enqueue(&mut [item("a", 2), item("b", 1), item("c", 2)])
+            .unwrap();
+        // The searcher cannot review, a reviewer cannot count twice.
+        assert!(matches!(
+            q.decide("a", "OPERATOR", Verdict::Confirm, "same face", ok),
+            Err(ReviewError::OwnSearch(_))
+        ));
+        let a = q
+            .decide("a", "R1", Verdict::Confirm, "same scar", ok)
+            .unwrap();
+        assert_eq!(a.status, Status::Pending);
+        assert!(matches!(
+            q.decide("a", "R1", Verdict::Confirm, "again", ok),
+            Err(ReviewError::AlreadyDecided(_))
+        ));
+        // A failed audit write leaves the item as it was.
+        assert!(matches!(
+            q.decide("a", "R2", Verdict::Confirm, "agree", |_| Err(
+                "disk full".into()
+            )),
+            Err(ReviewError::Audit(_))
+        ));
+        assert_eq!(q.get("a").unwrap().decisions.len(), 1);
+        let a = q.decide("a", "R2", Verdict::Confirm, "agree", ok).unwrap();
+        assert_eq!(a.status, Status::Confirmed);
+        assert!(matches!(
+            q.decide("a", "R3", Verdict::Reject, "late", ok),
+            Err(ReviewError::Closed { .. })
+        ));
+        // One reviewer suffices when the policy says 1; a rejection closes.
+        assert_eq!(
+            q.decide("b", "R1", Verdict::Confirm, "yes", ok)
+                .unwrap()
+                .status,
+            Status::Confirmed
+        );
+        assert_eq!(
+            q.decide("c", "R2", Verdict::Reject, "different ears", ok)
+                .unwrap()
+                .status,
+            Status::Rejected
+        );
+        assert!(matches!(
+            q.decide("c", "R1", Verdict::Confirm, "", ok),
+            Err(ReviewError::Invalid(_))
+        ));
+        assert!(matches!(
+            q.decide("zz", "R1", Verdict::Confirm, "x", ok),
+            Err(ReviewError::NotFound(_))
+        ));
+        // Paging, filtered.
+        let p = q.list(|_| true, None, 2).unwrap();
+        assert_eq!(p.items.len(), 2);
+        let rest = q.list(|_| true, p.next_token.as_deref(), 2).unwrap();
+        assert_eq!(rest.items.len(), 1);
+        assert_eq!(rest.items[0].review_id, "c");
+        assert!(rest.next_token.is_none());
+        let pending = q.list(|i| i.status == Status::Pending, None, 10).unwrap();
+        assert!(pending.items.is_empty());
+        drop(q);
+        let q = ReviewQueue::open(&dir.path().join("review.redb")).unwrap();
+        assert_eq!(q.get("a").unwrap().decisions.len(), 2, "durable");
+    }
+}

@@ -1,0 +1,539 @@
+//! Accountability on real photos: policies, review, retention with physical
+//! erasure and an audit trail that is part of every operation, through the
+//! library both front ends share and through the `kenning` command line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use kenning_accountability::{audit_path, Caller, Governor, Grant, Principal, Role};
+use kenning_collections::Collections;
+use kenning_store::NewFace;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::common;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kenning-acct-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn examples(data: &Path) -> PathBuf {
+    data.join("misc/face_recognition/examples")
+}
+
+fn image(path: &Path) -> Value {
+    let bytes = std::fs::read(path).unwrap();
+    json!({ "Bytes": base64::engine::general_purpose::STANDARD.encode(bytes) })
+}
+
+fn caller(key: &str, grant: Grant, case: Option<&str>) -> Caller {
+    let mut c = Caller::new(Principal::new(key, grant));
+    c.case = case.map(Into::into);
+    c
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A copy of `v` nudged so its bytes are unique but it still matches `v`.
+fn nudged(v: &[f32]) -> Vec<f32> {
+    let mut out: Vec<f32> = v
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x + if i % 7 == 0 { 1e-3 } else { 0.0 })
+        .collect();
+    let n = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+    out.iter_mut().for_each(|x| *x /= n);
+    out
+}
+
+fn audit_records(dir: &Path) -> Vec<Value> {
+    kenning_audit::records(&audit_path(dir))
+        .unwrap()
+        .map(|r| serde_json::to_value(r.unwrap().0).unwrap())
+        .collect()
+}
+
+#[test]
+fn policy_retention_erasure_and_audit_through_the_governor() {
+    let Some(data) = common::data("policy_retention_erasure_and_audit_through_the_governor") else {
+        return;
+    };
+    let ex = examples(&data);
+    let dir = temp_dir("gov");
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let admin = caller("ADMIN", Grant::admin(), None);
+    let operator = caller(
+        "OPERATOR",
+        Grant {
+            role: Role::Operator,
+            collections: Some(vec!["watch".into()]),
+            operations: None,
+        },
+        Some("CASE-1"),
+    );
+    let policy = json!({
+        "MaxExpectedFalseMatches": 0.001,
+        "Retention": { "Days": 1, "After": "LAST_MATCH" },
+    });
+    g.call(
+        &admin,
+        "CreateCollection",
+        json!({ "CollectionId": "watch", "Policy": policy }),
+    )
+    .unwrap();
+    // A misspelt rule is refused rather than silently ignored.
+    let e = g
+        .call(
+            &admin,
+            "CreateCollection",
+            json!({ "CollectionId": "typo", "Policy": { "MinFaceMatchTreshold": 99 } }),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, "InvalidParameterException", "{e}");
+
+    let index = |file: &str, ext: &str| {
+        let (v, _) = g
+            .call(
+                &operator,
+                "IndexFaces",
+                json!({ "CollectionId": "watch", "Image": image(&ex.join(file)), "ExternalImageId": ext, "MaxFaces": 1 }),
+            )
+            .unwrap();
+        v["FaceRecords"][0]["Face"]["FaceId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let obama = index("obama-1080p.jpg", "obama");
+    let biden = index("biden.jpg", "biden");
+
+    // Faces indexed three days ago (an import straight into the store), as
+    // near copies of the fresh ones; reopening rebuilds the index with them.
+    let ((old_obama, old_obama_vec), (old_biden, old_biden_vec)) = {
+        let store = collections.store();
+        let model = store.describe_collection("watch").unwrap().face_model;
+        let old = now_ms() - 3 * 86_400_000;
+        let copy = |face_id: &str, ext: &str| {
+            let (face, v) = store.face_embedding("watch", face_id).unwrap();
+            let v = nudged(&v);
+            let added = store
+                .add_faces(
+                    "watch",
+                    &model,
+                    vec![NewFace {
+                        image_id: face.image_id,
+                        external_image_id: Some(ext.into()),
+                        bounding_box: face.bounding_box,
+                        confidence: face.confidence,
+                        embedding: v.clone(),
+                        indexed_at_ms: Some(old),
+                    }],
+                )
+                .unwrap();
+            (added[0].face_id.to_string(), v)
+        };
+        (copy(&obama, "obama-old"), copy(&biden, "biden-old"))
+    };
+    drop(g);
+    drop(collections);
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let store = collections.store();
+
+    // Purpose binding: at threshold 60 four faces expect 0.04 false matches.
+    let probe = ex.join("obama-240p.jpg");
+    let e = g
+        .call(
+            &operator,
+            "SearchFacesByImage",
+            json!({ "CollectionId": "watch", "Image": image(&probe), "FaceMatchThreshold": 60 }),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, "InvalidParameterException");
+    assert!(
+        e.message.contains("at most 0.001 expected false matches"),
+        "{e}"
+    );
+    // Scope: the operator's key does not reach other collections.
+    let e = g
+        .call(
+            &operator,
+            "DescribeCollection",
+            json!({ "CollectionId": "typo" }),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, "AccessDeniedException");
+
+    let (found, _) = g
+        .call(
+            &operator,
+            "SearchFacesByImage",
+            json!({ "CollectionId": "watch", "Image": image(&probe) }),
+        )
+        .unwrap();
+    let mut matched: Vec<&str> = found["FaceMatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Face"]["ExternalImageId"].as_str().unwrap())
+        .collect();
+    matched.sort_unstable();
+    assert_eq!(matched, ["obama", "obama-old"]);
+
+    // Retention: the old Biden face was never matched and goes; the old Obama
+    // face matched just now and stays. Its bytes leave the files.
+    let (r, _) = g.call(&admin, "RunRetention", json!({})).unwrap();
+    assert_eq!(
+        r["Collections"],
+        json!([{ "CollectionId": "watch", "FacesDeleted": 1 }])
+    );
+    let (listed, _) = g
+        .call(&admin, "ListFaces", json!({ "CollectionId": "watch" }))
+        .unwrap();
+    let mut left: Vec<&str> = listed["Faces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["FaceId"].as_str().unwrap())
+        .collect();
+    left.sort_unstable();
+    let mut expect = vec![obama.as_str(), biden.as_str(), old_obama.as_str()];
+    expect.sort_unstable();
+    assert_eq!(left, expect);
+    let (by_face, _) = g
+        .call(
+            &operator,
+            "SearchFaces",
+            json!({ "CollectionId": "watch", "FaceId": biden }),
+        )
+        .unwrap();
+    assert!(
+        !by_face.to_string().contains(&old_biden),
+        "a deleted face was found: {by_face}"
+    );
+    collections.flush().unwrap();
+    let db = std::fs::read(dir.join(kenning_store::DB_FILE)).unwrap();
+    let kix = std::fs::read(dir.join("index/watch.kix")).unwrap();
+    assert!(
+        contains(&db, &f32_bytes(&old_obama_vec)),
+        "the check can find a vector"
+    );
+    assert!(contains(&kix, &f32_bytes(&old_obama_vec)));
+    assert!(
+        !contains(&db, &f32_bytes(&old_biden_vec)),
+        "deleted vector still in the store file"
+    );
+    assert!(
+        !contains(&kix, &f32_bytes(&old_biden_vec)),
+        "deleted vector still in the index file"
+    );
+
+    // The trail: every change and search, in order, with what it means.
+    let records = audit_records(&dir);
+    let ops: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["operation"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let ops: Vec<(&str, &str)> = ops.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(
+        ops,
+        [
+            ("CreateCollection", "ok"),
+            ("CreateCollection", "InvalidParameterException"),
+            ("IndexFaces", "ok"),
+            ("IndexFaces", "ok"),
+            ("StoreChange", "ok"),
+            ("StoreChange", "ok"),
+            ("SearchFacesByImage", "InvalidParameterException"),
+            ("DescribeCollection", "AccessDeniedException"),
+            ("SearchFacesByImage", "ok"),
+            ("RunRetention", "ok"),
+            ("SearchFaces", "ok"),
+        ]
+    );
+    let search = &records[8];
+    assert_eq!(search["access_key"], "OPERATOR");
+    assert_eq!(search["case"], "CASE-1");
+    assert_eq!(search["face_count"], 4);
+    assert_eq!(search["threshold"], 80.0);
+    assert_eq!(
+        search["probe_sha256"],
+        hex_sha256(&std::fs::read(&probe).unwrap())
+    );
+    assert_eq!(search["candidates"].as_array().unwrap().len(), 2);
+    assert_eq!(records[9]["details"]["FaceIds"], json!([old_biden]));
+    assert_eq!(records[2]["details"]["Faces"][0]["FaceId"], obama.as_str());
+    let text = std::fs::read_to_string(audit_path(&dir)).unwrap();
+    assert!(
+        !text.contains(&format!("{}", old_biden_vec[0])) || old_biden_vec[0] == 0.0,
+        "the audit trail holds ids and hashes, never vectors"
+    );
+    assert!(kenning_audit::verify(&audit_path(&dir)).unwrap().is_ok());
+    drop(g);
+
+    // If the audit record cannot be written, the operation fails and changes nothing.
+    let audit = audit_path(&dir);
+    std::fs::remove_file(&audit).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &audit).unwrap();
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let e = g
+        .call(
+            &operator,
+            "IndexFaces",
+            json!({ "CollectionId": "watch", "Image": image(&ex.join("biden.jpg")) }),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, "InternalServerError", "{e}");
+    assert!(e.message.contains("audit"), "{e}");
+    assert_eq!(store.describe_collection("watch").unwrap().face_count, 3);
+    let e = g
+        .call(
+            &operator,
+            "SearchFacesByImage",
+            json!({ "CollectionId": "watch", "Image": image(&probe) }),
+        )
+        .unwrap_err();
+    assert!(e.message.contains("result is withheld"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs `kenning ARGS --data DIR` with `env`.
+fn kenning(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(common::kenning_bin());
+    cmd.arg("--models")
+        .arg(common::models())
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .env_remove("KENNING_KEY_ID")
+        .env_remove("KENNING_CASE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn cli_policy_review_and_a_tamper_evident_trail() {
+    let Some(data) = common::data("cli_policy_review_and_a_tamper_evident_trail") else {
+        return;
+    };
+    let ex = examples(&data);
+    let dir = temp_dir("cli");
+    let path = |f: &str| ex.join(f).to_string_lossy().into_owned();
+    stdout_json(&kenning(
+        &dir,
+        &[
+            "collection",
+            "create",
+            "watch",
+            "--policy",
+            r#"{"RequireCase":true,"RequiredReviewers":1,"MinFaceMatchThreshold":85}"#,
+        ],
+        &[],
+    ));
+    let out = kenning(
+        &dir,
+        &["index", "--collection", "watch", &path("obama-1080p.jpg")],
+        &[],
+    );
+    assert!(out.status.success());
+
+    let out = kenning(
+        &dir,
+        &["search", "--collection", "watch", &path("obama-240p.jpg")],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        err.contains("AccessDeniedException") && err.contains("case reference"),
+        "{err}"
+    );
+    let found = stdout_json(&kenning(
+        &dir,
+        &[
+            "--case",
+            "CASE-7",
+            "search",
+            "--collection",
+            "watch",
+            "--threshold",
+            "90",
+            &path("obama-240p.jpg"),
+        ],
+        &[],
+    ));
+    let review_id = found["FaceMatches"][0]["ReviewId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(found["FaceMatches"][0]["ReviewStatus"], "PENDING");
+
+    // Review needs a reviewer key; the local admin cannot decide.
+    let out = kenning(
+        &dir,
+        &["review", "confirm", &review_id, "--comment", "mine"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDeniedException"));
+    let key = stdout_json(&kenning(
+        &dir,
+        &["keys", "create", "--role", "reviewer"],
+        &[],
+    ));
+    let (id, secret) = (
+        key["AccessKeyId"].as_str().unwrap(),
+        key["SecretAccessKey"].as_str().unwrap(),
+    );
+    let out = kenning(
+        &dir,
+        &[
+            "review",
+            "confirm",
+            &review_id,
+            "--comment",
+            "ears",
+            "--key-id",
+            id,
+        ],
+        &[("KENNING_KEY_SECRET", "wrong")],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidSignatureException"));
+    let decided = stdout_json(&kenning(
+        &dir,
+        &[
+            "review",
+            "confirm",
+            &review_id,
+            "--comment",
+            "same ears",
+            "--key-id",
+            id,
+        ],
+        &[("KENNING_KEY_SECRET", secret)],
+    ));
+    assert_eq!(decided["Status"], "CONFIRMED");
+    let listed = stdout_json(&kenning(
+        &dir,
+        &["review", "list", "--status", "CONFIRMED"],
+        &[],
+    ));
+    assert_eq!(listed["Items"][0]["Decisions"][0]["Reviewer"], id);
+    let ret = stdout_json(&kenning(&dir, &["retention", "run"], &[]));
+    assert_eq!(ret["Collections"], json!([]));
+
+    // Verify and export.
+    let verified = stdout_json(&kenning(&dir, &["audit", "verify"], &[]));
+    assert_eq!(verified["Valid"], true);
+    let n = verified["Records"].as_u64().unwrap();
+    assert!(n >= 6, "{verified}");
+    let out = kenning(&dir, &["--case", "CASE-7", "audit", "export"], &[]);
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ops: Vec<&str> = lines
+        .iter()
+        .map(|l| l["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["SearchFacesByImage", "DecideReviewItem"]);
+    assert_eq!(lines[0]["details"]["ReviewIds"], json!([review_id]));
+    let head = verified["Head"].as_str().unwrap();
+    assert!(
+        kenning(&dir, &["audit", "verify", "--expect-head", head], &[])
+            .status
+            .success()
+    );
+
+    // Tampering: each change is caught at the first record it breaks.
+    let file = audit_path(&dir);
+    let original = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let bad_line = |text: String| {
+        std::fs::write(&file, text).unwrap();
+        let out = kenning(&dir, &["audit", "verify"], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["FirstBadRecord"]["Line"].as_u64().unwrap(),
+            v["FirstBadRecord"]["Reason"].as_str().unwrap().to_owned(),
+        )
+    };
+    let join = |ls: &[&str]| ls.iter().map(|l| format!("{l}\n")).collect::<String>();
+    // Flip one byte of record 3 (a digit of its time).
+    let mut flipped = lines.clone();
+    let mut three = lines[2].as_bytes().to_vec();
+    let at = lines[2].find("\"time_ms\":").unwrap() + "\"time_ms\":".len() + 3;
+    three[at] = if three[at] == b'9' {
+        b'0'
+    } else {
+        three[at] + 1
+    };
+    let three = String::from_utf8(three).unwrap();
+    flipped[2] = &three;
+    let (line, reason) = bad_line(join(&flipped));
+    assert_eq!(line, 3, "{reason}");
+    assert!(reason.contains("modified"), "{reason}");
+    // Delete record 3.
+    let mut deleted = lines.clone();
+    deleted.remove(2);
+    assert_eq!(bad_line(join(&deleted)).0, 3);
+    // Reorder records 3 and 4.
+    let mut swapped = lines.clone();
+    swapped.swap(2, 3);
+    assert_eq!(bad_line(join(&swapped)).0, 3);
+    // Dropping the newest record passes the chain but not the recorded head.
+    std::fs::write(&file, join(&lines[..lines.len() - 1])).unwrap();
+    assert!(kenning(&dir, &["audit", "verify"], &[]).status.success());
+    assert_eq!(
+        kenning(&dir, &["audit", "verify", "--expect-head", head], &[])
+            .status
+            .code(),
+        Some(1)
+    );
+    std::fs::write(&file, &original).unwrap();
+    assert!(kenning(&dir, &["audit", "verify"], &[]).status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
