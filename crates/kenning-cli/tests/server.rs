@@ -591,7 +591,8 @@ fn every_openapi_path_answers() {
         let path = path
             .replace("{CollectionId}", "rest")
             .replace("{FaceId}", "00000000-0000-4000-8000-000000000000")
-            .replace("{UserId}", "nobody");
+            .replace("{UserId}", "nobody")
+            .replace("{ReviewId}", "00000000-0000-4000-8000-000000000000");
         for method in item.as_object().unwrap().keys() {
             if method == "parameters" {
                 continue;
