@@ -519,6 +519,14 @@ impl Governor {
         if body.get(field).is_none() {
             body[field] = json!(threshold);
         }
+        // What was searched for, when it is not an image (whose hash is recorded).
+        let searched: serde_json::Map<String, Value> = ["FaceId", "UserId"]
+            .iter()
+            .filter_map(|k| body.get(*k).map(|v| (format!("Searched{k}"), v.clone())))
+            .collect();
+        if !searched.is_empty() {
+            entry.details = Some(Value::Object(searched.clone()));
+        }
         let (result, _) = with_active(&entry, || ops::dispatch(&self.collections, op, body));
         let (mut v, counts) = result.map_err(|e| self.refuse(entry.clone(), e))?;
         entry.candidates = candidates(&v);
@@ -544,10 +552,10 @@ impl Governor {
             self.reviews
                 .enqueue(&mut items)
                 .map_err(|e| self.refuse(entry.clone(), ApiError::internal(e.to_string())))?;
-            entry.details = Some(json!({
-                "ReviewIds": ids,
-                "RequiredReviewers": policy.required_reviewers,
-            }));
+            let mut details = searched;
+            details.insert("ReviewIds".into(), json!(ids));
+            details.insert("RequiredReviewers".into(), json!(policy.required_reviewers));
+            entry.details = Some(Value::Object(details));
         }
         self.record(entry)?;
         Ok((v, counts))

@@ -287,6 +287,83 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
     assert_eq!(search["candidates"].as_array().unwrap().len(), 2);
     assert_eq!(records[9]["details"]["FaceIds"], json!([old_biden]));
     assert_eq!(records[2]["details"]["Faces"][0]["FaceId"], obama.as_str());
+    assert_eq!(records[10]["details"]["SearchedFaceId"], biden.as_str());
+
+    // Deleting a face, a user and then the collection: gone from searches at
+    // once, and from the files after the next retention pass.
+    let fresh_biden_vec = store.face_embedding("watch", &biden).unwrap().1;
+    g.call(
+        &operator,
+        "CreateUser",
+        json!({ "CollectionId": "watch", "UserId": "u1" }),
+    )
+    .unwrap();
+    g.call(
+        &operator,
+        "AssociateFaces",
+        json!({ "CollectionId": "watch", "UserId": "u1", "FaceIds": [obama] }),
+    )
+    .unwrap();
+    g.call(
+        &operator,
+        "DeleteUser",
+        json!({ "CollectionId": "watch", "UserId": "u1" }),
+    )
+    .unwrap();
+    assert!(store.get_user("watch", "u1").is_err());
+    let (del, _) = g
+        .call(
+            &operator,
+            "DeleteFaces",
+            json!({ "CollectionId": "watch", "FaceIds": [biden] }),
+        )
+        .unwrap();
+    assert_eq!(del["DeletedFaces"], json!([biden]));
+    let e = g
+        .call(
+            &operator,
+            "SearchFaces",
+            json!({ "CollectionId": "watch", "FaceId": biden }),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, "ResourceNotFoundException");
+    g.call(&admin, "RunRetention", json!({})).unwrap();
+    let db = std::fs::read(dir.join(kenning_store::DB_FILE)).unwrap();
+    let kix = std::fs::read(dir.join("index/watch.kix")).unwrap();
+    assert!(!contains(&db, &f32_bytes(&fresh_biden_vec)));
+    assert!(!contains(&kix, &f32_bytes(&fresh_biden_vec)));
+    assert!(contains(&db, &f32_bytes(&old_obama_vec)));
+    g.call(
+        &admin,
+        "DeleteCollection",
+        json!({ "CollectionId": "watch" }),
+    )
+    .unwrap();
+    g.call(&admin, "RunRetention", json!({})).unwrap();
+    let db = std::fs::read(dir.join(kenning_store::DB_FILE)).unwrap();
+    assert!(
+        !contains(&db, &f32_bytes(&old_obama_vec)),
+        "collection's vectors outlived it"
+    );
+    assert!(!dir.join("index/watch.kix").exists());
+    let records = audit_records(&dir);
+    let changes: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["details"]["Change"].as_str())
+        .collect();
+    for change in [
+        "UserCreated",
+        "FacesAssociated",
+        "UserDeleted",
+        "FacesDeleted",
+        "CollectionDeleted",
+    ] {
+        assert!(
+            changes.contains(&change),
+            "{change} not audited: {changes:?}"
+        );
+    }
+
     let text = std::fs::read_to_string(audit_path(&dir)).unwrap();
     assert!(
         !text.contains(&format!("{}", old_biden_vec[0])) || old_biden_vec[0] == 0.0,
@@ -300,21 +377,28 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
     std::fs::remove_file(&audit).unwrap();
     std::os::unix::fs::symlink("/dev/full", &audit).unwrap();
     let g = Governor::open(&dir, collections.clone()).unwrap();
+    assert!(store.describe_collection("watch").is_err());
     let e = g
         .call(
-            &operator,
-            "IndexFaces",
-            json!({ "CollectionId": "watch", "Image": image(&ex.join("biden.jpg")) }),
+            &admin,
+            "CreateCollection",
+            json!({ "CollectionId": "again" }),
         )
         .unwrap_err();
     assert_eq!(e.kind, "InternalServerError", "{e}");
-    assert!(e.message.contains("audit"), "{e}");
-    assert_eq!(store.describe_collection("watch").unwrap().face_count, 3);
+    assert!(
+        e.message.contains("audit record could not be written"),
+        "{e}"
+    );
+    assert!(
+        store.describe_collection("again").is_err(),
+        "an unaudited change was made"
+    );
     let e = g
         .call(
             &operator,
-            "SearchFacesByImage",
-            json!({ "CollectionId": "watch", "Image": image(&probe) }),
+            "CompareFaces",
+            json!({ "SourceImage": image(&probe), "TargetImage": image(&probe) }),
         )
         .unwrap_err();
     assert!(e.message.contains("result is withheld"), "{e}");
