@@ -467,7 +467,7 @@ impl Governor {
             .collections
             .store()
             .describe_collection(collection)
-            .map_err(|e| ApiError::from_code(kenning_core::WireError::code(&e), e.to_string()))?;
+            .map_err(|e| ApiError::from_wire(&e))?;
         let policy = Policy::parse(&c.policy).map_err(|e| {
             ApiError::internal(format!("collection {collection}'s stored policy: {e}"))
         })?;
@@ -598,9 +598,7 @@ impl Governor {
     /// from the last match needs it).
     fn touch(&self, collection: &str, found: &[Candidate]) -> Result<(), ApiError> {
         let store = self.collections.store();
-        let wire = |e: kenning_store::StoreError| {
-            ApiError::from_code(kenning_core::WireError::code(&e), e.to_string())
-        };
+        let wire = |e: kenning_store::StoreError| ApiError::from_wire(&e);
         let mut face_ids: Vec<String> = found.iter().filter_map(|c| c.face_id.clone()).collect();
         for c in found.iter().filter(|c| c.face_id.is_none()) {
             if let Some(u) = &c.user_id {
@@ -672,12 +670,7 @@ impl Governor {
         let (result, _) = with_active(&entry, || {
             self.collections.store().set_policy(id, &policy.to_json())
         });
-        result.map_err(|e| {
-            self.refuse(
-                entry,
-                ApiError::from_code(kenning_core::WireError::code(&e), e.to_string()),
-            )
-        })?;
+        result.map_err(|e| self.refuse(entry, ApiError::from_wire(&e)))?;
         Ok(json!({ "CollectionId": id, "Policy": policy }))
     }
 
@@ -695,15 +688,7 @@ impl Governor {
             .map(str::parse)
             .transpose()
             .map_err(ApiError::invalid_parameter)?;
-        let max = body
-            .get("MaxResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(100);
-        if !(1..=1000).contains(&max) {
-            return Err(ApiError::invalid_parameter(format!(
-                "MaxResults must be between 1 and 1000, not {max}"
-            )));
-        }
+        let max = max_results(body, 100, 1000)?;
         let page = self
             .reviews
             .list(
@@ -794,15 +779,7 @@ impl Governor {
             to_ms: time("To")?,
             case: str_field(body, "Case").map(Into::into),
         };
-        let max = body
-            .get("MaxResults")
-            .and_then(Value::as_u64)
-            .unwrap_or(1000);
-        if !(1..=10_000).contains(&max) {
-            return Err(ApiError::invalid_parameter(format!(
-                "MaxResults must be between 1 and 10000, not {max}"
-            )));
-        }
+        let max = max_results(body, 1000, 10_000)?;
         let after: u64 = match str_field(body, "NextToken") {
             Some(t) => t
                 .parse()
@@ -841,9 +818,7 @@ impl Governor {
     /// (store compaction and index rebuild). Each deletion is audited as
     /// part of the `RunRetention` operation of `caller`.
     pub fn run_retention(&self, caller: &Caller) -> Result<Vec<RetentionResult>, ApiError> {
-        let wire = |e: kenning_collections::CollectionError| {
-            ApiError::from_code(kenning_core::WireError::code(&e), e.to_string())
-        };
+        let wire = |e: kenning_collections::CollectionError| ApiError::from_wire(&e);
         let store = self.collections.store();
         let entry = caller.entry("RunRetention");
         let mut results = Vec::new();
@@ -900,6 +875,21 @@ impl Governor {
             let _ = std::fs::remove_file(marker);
         }
         Ok(results)
+    }
+}
+
+/// A request's MaxResults: `default` when absent, else 1-`most`.
+fn max_results(body: &Value, default: u64, most: u64) -> Result<u64, ApiError> {
+    let max = body
+        .get("MaxResults")
+        .and_then(Value::as_u64)
+        .unwrap_or(default);
+    if (1..=most).contains(&max) {
+        Ok(max)
+    } else {
+        Err(ApiError::invalid_parameter(format!(
+            "MaxResults must be between 1 and {most}, not {max}"
+        )))
     }
 }
 

@@ -63,6 +63,11 @@ impl ApiError {
         Self::new(status, code.as_str(), message)
     }
 
+    /// The error for a library error that knows its Rekognition code.
+    pub fn from_wire<E: kenning_core::WireError>(e: &E) -> Self {
+        Self::from_code(e.code(), e.to_string())
+    }
+
     /// InvalidParameterException.
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
         Self::from_code(ErrorCode::InvalidParameterException, message)

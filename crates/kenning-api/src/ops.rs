@@ -50,7 +50,7 @@ pub struct Counts {
 }
 
 fn wire<E: WireError>(e: E) -> ApiError {
-    ApiError::from_code(e.code(), e.to_string())
+    ApiError::from_wire(&e)
 }
 
 fn args<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
