@@ -146,6 +146,10 @@ def test_policy_review_roles_and_audit():
     assert (status, r["__type"]) == (403, "AccessDeniedException"), r
     status, r = kenning(KEYS["operator"], "DecideReviewItem", {"ReviewId": rid, "Decision": "CONFIRM", "Comment": "mine"})
     assert (status, r["__type"]) == (403, "AccessDeniedException"), r
+    # The second reviewer verifies separately: the first verdict is not shown.
+    status, view = kenning(KEYS["reviewer2"], "ListReviewItems", {"CollectionId": coll})
+    assert status == 200, view
+    assert view["Items"][0]["Decisions"] == [] and view["Items"][0]["OtherDecisions"] == 1, view
     status, r = kenning(KEYS["reviewer2"], "DecideReviewItem", {"ReviewId": rid, "Decision": "CONFIRM", "Comment": "agree"})
     assert (status, r["Status"]) == (200, "CONFIRMED"), r
 

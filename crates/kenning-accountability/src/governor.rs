@@ -372,6 +372,19 @@ impl Governor {
         if let Err(d) = caller.principal.authorize(op, collection.as_deref()) {
             return Err(self.refuse(entry, denied(d.0)));
         }
+        for (name, v) in [
+            ("case reference", &caller.case),
+            ("purpose", &caller.purpose),
+        ] {
+            if v.as_ref()
+                .is_some_and(|v| v.trim().is_empty() || v.len() > 256)
+            {
+                return Err(self.refuse(
+                    entry,
+                    ApiError::invalid_parameter(format!("the {name} must be 1-256 characters")),
+                ));
+            }
+        }
         match op {
             "PutCollectionPolicy"
             | "GetCollectionPolicy"
@@ -589,6 +602,7 @@ impl Governor {
                 required_reviewers: policy.required_reviewers,
                 status: Status::Pending,
                 decisions: Vec::new(),
+                other_decisions: 0,
                 created_at: 0,
             })
             .collect()
@@ -646,7 +660,7 @@ impl Governor {
             }
             "ListReviewItems" => return self.list_reviews(&caller.principal, body),
             "VerifyAudit" => self.verify_audit(),
-            "ExportAudit" => self.export_audit(body, &mut entry),
+            "ExportAudit" => self.export_audit(&caller.principal, body, &mut entry),
             _ => Err(ApiError::unknown_operation(op)),
         };
         // Reading the audit trail is itself audited.
@@ -701,6 +715,20 @@ impl Governor {
                 max as usize,
             )
             .map_err(review_error)?;
+        let mut page = page;
+        if p.role() == crate::roles::Role::Reviewer {
+            // Each reviewer verifies separately: earlier verdicts on an open
+            // candidate are not shown (the count of decisions still is).
+            for item in page
+                .items
+                .iter_mut()
+                .filter(|i| i.status == Status::Pending)
+            {
+                let n = item.decisions.len();
+                item.decisions.retain(|d| d.reviewer == p.access_key);
+                item.other_decisions = n - item.decisions.len();
+            }
+        }
         serde_json::to_value(&page).map_err(|e| ApiError::internal(e.to_string()))
     }
 
@@ -767,7 +795,14 @@ impl Governor {
         }))
     }
 
-    fn export_audit(&self, body: &Value, entry: &mut Entry) -> Result<Value, ApiError> {
+    /// Records in the caller's collection scope (a scoped key sees no
+    /// records that name no collection).
+    fn export_audit(
+        &self,
+        p: &Principal,
+        body: &Value,
+        entry: &mut Entry,
+    ) -> Result<Value, ApiError> {
         let time = |k: &str| {
             str_field(body, k)
                 .map(kenning_audit::parse_time)
@@ -792,7 +827,11 @@ impl Governor {
             .map_err(|e| ApiError::internal(e.to_string()))?
         {
             let (record, hash) = r.map_err(|e| ApiError::internal(e.to_string()))?;
-            if record.seq <= after || !filter.matches(&record) {
+            let in_scope = match &record.entry.collection {
+                Some(c) => p.sees(c),
+                None => p.grant.collections.is_none(),
+            };
+            if record.seq <= after || !filter.matches(&record) || !in_scope {
                 continue;
             }
             if out.len() as u64 == max {

@@ -25,6 +25,16 @@ pub enum Status {
     Rejected,
 }
 
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Pending => "PENDING",
+            Status::Confirmed => "CONFIRMED",
+            Status::Rejected => "REJECTED",
+        })
+    }
+}
+
 impl std::str::FromStr for Status {
     type Err = String;
 
@@ -115,6 +125,10 @@ pub struct ReviewItem {
     pub status: Status,
     /// Decisions so far.
     pub decisions: Vec<Decision>,
+    /// In a reviewer's view of an open candidate: how many decisions by
+    /// other reviewers are not shown (so each verifies separately).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub other_decisions: usize,
     /// When it was queued, ms since the epoch.
     pub created_at: u64,
 }
@@ -126,7 +140,7 @@ pub enum ReviewError {
     #[error("review {0} not found")]
     NotFound(String),
     /// The candidate was already confirmed or rejected.
-    #[error("review {id} is already {status:?}; decisions are final")]
+    #[error("review {id} is already {status}; decisions are final")]
     Closed {
         /// Review id.
         id: String,
@@ -148,6 +162,10 @@ pub enum ReviewError {
     /// The queue's database failed.
     #[error("review queue: {0}")]
     Db(String),
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn db<E: std::fmt::Display>(e: E) -> ReviewError {
@@ -359,6 +377,7 @@ mod tests {
             required_reviewers: required,
             status: Status::Pending,
             decisions: Vec::new(),
+            other_decisions: 0,
             created_at: 0,
         }
     }

@@ -172,8 +172,16 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
             args.listen
         );
     }
-    std::fs::create_dir_all(&data.data)
-        .with_context(|| format!("creating {}", data.data.display()))?;
+    if !data.data.exists() {
+        std::fs::create_dir_all(&data.data)
+            .with_context(|| format!("creating {}", data.data.display()))?;
+        // Faces, vectors and the audit trail: readable by the service's user only.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&data.data, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
     let store = KeyStore::new(&data.data);
     let root = kenning_server::root_key(&store, env_root()?, |info| {
         audit_key_change(

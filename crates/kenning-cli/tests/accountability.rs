@@ -570,6 +570,24 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
             .status
             .success()
     );
+    // A head noted earlier still verifies after more records are appended.
+    stdout_json(&kenning(&dir, &["collection", "create", "later"], &[]));
+    assert!(
+        kenning(&dir, &["audit", "verify", "--expect-head", head], &[])
+            .status
+            .success()
+    );
+    let long_case = "C".repeat(300);
+    let out = kenning(
+        &dir,
+        &["--case", &long_case, "collection", "delete", "later"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1-256 characters"));
+    let latest = stdout_json(&kenning(&dir, &["audit", "verify"], &[]))["Head"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Tampering: each change is caught at the first record it breaks.
     let file = audit_path(&dir);
@@ -612,7 +630,7 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     std::fs::write(&file, join(&lines[..lines.len() - 1])).unwrap();
     assert!(kenning(&dir, &["audit", "verify"], &[]).status.success());
     assert_eq!(
-        kenning(&dir, &["audit", "verify", "--expect-head", head], &[])
+        kenning(&dir, &["audit", "verify", "--expect-head", &latest], &[])
             .status
             .code(),
         Some(1)

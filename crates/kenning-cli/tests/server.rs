@@ -388,6 +388,15 @@ fn role_matrix_over_every_operation() {
     assert!(refused("SearchFacesByImage", "auditor"));
     assert!(refused("PutCollectionPolicy", "operator"));
     assert!(refused("ExportAudit", "admin"));
+    // A scoped auditor reads only its collections' records.
+    let narrow = create_key(
+        &server.data,
+        &["--role", "auditor", "--collections", "theirs"],
+    );
+    let (_, _, text) = signed(&addr, "ExportAudit", "{}", (&narrow.0, &narrow.1), now());
+    let seen = json(&text)["Records"].as_array().unwrap().clone();
+    assert!(!seen.is_empty(), "{text}");
+    assert!(seen.iter().all(|r| r["collection"] == "theirs"), "{text}");
     let (_, _, text) = signed(&addr, "VerifyAudit", "{}", (&auditor.0, &auditor.1), now());
     assert_eq!(json(&text)["Valid"], true, "{text}");
     assert!(server.terminate().success());

@@ -304,9 +304,10 @@ impl Server {
     }
 }
 
-/// Runs the retention pass every `every`, starting one interval after start.
+/// Runs the retention pass at start and then every `every` (so frequent
+/// restarts cannot postpone it forever).
 async fn retention_schedule(governor: Arc<Governor>, every: Duration) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let g = governor.clone();
