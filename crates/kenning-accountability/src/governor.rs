@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::policy::{Policy, RetentionFrom, Violation};
 use crate::review::{ReviewError, ReviewItem, ReviewQueue, Status, Verdict};
-use crate::roles::{Grant, Principal};
+use crate::roles::{Grant, Principal, KENNING_OPERATIONS};
 
 /// The audit trail's file, relative to the data directory.
 pub const AUDIT_FILE: &str = "audit/audit.jsonl";
@@ -386,13 +386,7 @@ impl Governor {
             }
         }
         match op {
-            "PutCollectionPolicy"
-            | "GetCollectionPolicy"
-            | "ListReviewItems"
-            | "DecideReviewItem"
-            | "VerifyAudit"
-            | "ExportAudit"
-            | "RunRetention" => self
+            _ if KENNING_OPERATIONS.contains(&op) => self
                 .kenning_op(caller, op, &body, entry)
                 .map(|v| (v, Counts::default())),
             _ if SEARCHES.contains(&op) => self.search(caller, op, body, entry),
