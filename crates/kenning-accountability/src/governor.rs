@@ -33,6 +33,20 @@ pub fn audit_path(data_dir: &Path) -> PathBuf {
     data_dir.join(AUDIT_FILE)
 }
 
+/// Verifies the audit trail at `path`: VerifyAudit's response
+/// (`Valid`, `Records`, `Head`, `FirstBadRecord` with `Line`, `Seq`, `Reason`).
+pub fn verify_audit(path: &Path) -> Result<Value, kenning_audit::AuditError> {
+    let r = kenning_audit::verify(path)?;
+    Ok(json!({
+        "Valid": r.is_ok(),
+        "Records": r.records,
+        "Head": r.head,
+        "FirstBadRecord": r.first_bad.map(|b| json!({
+            "Line": b.line, "Seq": b.seq, "Reason": b.reason,
+        })),
+    }))
+}
+
 /// Searches: their results are candidates, audited with what came back.
 const SEARCHES: &[&str] = &[
     "SearchFaces",
@@ -251,7 +265,8 @@ pub struct Governor {
     data_dir: PathBuf,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -405,12 +420,21 @@ impl Governor {
             if let Some(p) = body.get("Policy") {
                 let policy = Policy::from_value(p)
                     .map_err(|m| self.refuse(entry.clone(), ApiError::invalid_parameter(m)))?;
-                body["Policy"] = serde_json::from_str(&policy.to_json()).unwrap_or(json!({}));
+                body["Policy"] = serde_json::to_value(&policy).unwrap_or(json!({}));
             }
         }
-        let (result, recorded) = with_active(&entry, || {
-            ops::dispatch(&self.collections, op, body.clone())
-        });
+        if op == "CompareFaces" {
+            // Read from the request before it is consumed.
+            let threshold = body
+                .get("SimilarityThreshold")
+                .and_then(Value::as_f64)
+                .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
+            entry.threshold = Some(threshold);
+            entry.false_match_rate = Some(kenning_collections::fmr_at(threshold));
+            entry.details =
+                sha256_of_image(&body, "TargetImage").map(|h| json!({ "TargetSha256": h }));
+        }
+        let (result, recorded) = with_active(&entry, || ops::dispatch(&self.collections, op, body));
         let audited = AUDITED.contains(&op);
         match (result, recorded) {
             (Ok((mut v, counts)), recorded) => {
@@ -421,17 +445,7 @@ impl Governor {
                     self.mark_erasure_pending();
                 }
                 if recorded.is_none() && audited {
-                    if op == "CompareFaces" {
-                        entry.candidates = candidates(&v);
-                        entry.threshold = Some(
-                            body.get("SimilarityThreshold")
-                                .and_then(Value::as_f64)
-                                .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD),
-                        );
-                        entry.false_match_rate = entry.threshold.map(kenning_collections::fmr_at);
-                        entry.details = sha256_of_image(&body, "TargetImage")
-                            .map(|h| json!({ "TargetSha256": h }));
-                    }
+                    entry.candidates = candidates(&v);
                     self.record(entry)?;
                 }
                 Ok((v, counts))
@@ -777,16 +791,7 @@ impl Governor {
     }
 
     fn verify_audit(&self) -> Result<Value, ApiError> {
-        let r = kenning_audit::verify(self.audit.path())
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Ok(json!({
-            "Valid": r.is_ok(),
-            "Records": r.records,
-            "Head": r.head,
-            "FirstBadRecord": r.first_bad.map(|b| json!({
-                "Line": b.line, "Seq": b.seq, "Reason": b.reason,
-            })),
-        }))
+        verify_audit(self.audit.path()).map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// Records in the caller's collection scope (a scoped key sees no

@@ -116,6 +116,16 @@ pub struct NewKey {
     pub secret_access_key: String,
 }
 
+/// Whether `a` and `b` are the same secret, in time that does not depend on
+/// where they differ (so a caller cannot find a secret byte by byte).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// A key that may sign requests.
 #[derive(Debug, Clone)]
 pub struct ActiveKey {

@@ -20,7 +20,7 @@ pub mod review;
 pub mod roles;
 
 pub use governor::{
-    audit_path, Caller, Governor, OpenError, RetentionResult, AUDIT_FILE, REVIEW_FILE,
+    audit_path, verify_audit, Caller, Governor, OpenError, RetentionResult, AUDIT_FILE, REVIEW_FILE,
 };
 pub use policy::Policy;
 pub use roles::{Grant, Principal, Role, KENNING_OPERATIONS, MATRIX};

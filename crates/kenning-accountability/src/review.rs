@@ -5,10 +5,11 @@
 //! decision is committed only after its audit record is written.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+
+use crate::governor::now_ms;
 
 const ITEMS: TableDefinition<u64, &[u8]> = TableDefinition::new("items");
 const IDS: TableDefinition<&str, u64> = TableDefinition::new("ids");
@@ -170,12 +171,6 @@ fn is_zero(n: &usize) -> bool {
 
 fn db<E: std::fmt::Display>(e: E) -> ReviewError {
     ReviewError::Db(e.to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One page of the queue.

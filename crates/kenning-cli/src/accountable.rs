@@ -148,15 +148,7 @@ pub fn audit(ctx: &Context, data: &DataArgs, cmd: AuditCommand) -> Result<i32> {
             let v = if data.key_id.is_some() {
                 data.open(ctx)?.call("VerifyAudit", json!({}))?
             } else {
-                let r = kenning_audit::verify(&path)?;
-                json!({
-                    "Valid": r.is_ok(),
-                    "Records": r.records,
-                    "Head": r.head,
-                    "FirstBadRecord": r.first_bad.map(|b| json!({
-                        "Line": b.line, "Seq": b.seq, "Reason": b.reason,
-                    })),
-                })
+                kenning_accountability::verify_audit(&path)?
             };
             print(&v)?;
             if let Some(bad) = v.get("FirstBadRecord").filter(|b| !b.is_null()) {

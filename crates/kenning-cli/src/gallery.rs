@@ -54,14 +54,7 @@ impl DataArgs {
             .active()?
             .remove(id)
             .ok_or_else(|| anyhow!("UnrecognizedClientException: no active access key {id}"))?;
-        let same = key.secret.len() == secret.len()
-            && key
-                .secret
-                .bytes()
-                .zip(secret.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !same {
+        if !kenning_accountability::keys::same_secret(&key.secret, &secret) {
             bail!("InvalidSignatureException: KENNING_KEY_SECRET is not the secret of {id}");
         }
         Ok(key.principal)
