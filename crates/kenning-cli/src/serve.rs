@@ -106,6 +106,16 @@ fn key_details(k: &KeyInfo) -> serde_json::Value {
     serde_json::to_value(k).unwrap_or_default()
 }
 
+/// The caller, who must be an admin to change keys.
+fn admin(data: &DataArgs) -> Result<Caller> {
+    let caller = data.caller()?;
+    anyhow::ensure!(
+        caller.principal.role() == Role::Admin,
+        "AccessDeniedException: only an admin may issue or revoke keys"
+    );
+    Ok(caller)
+}
+
 pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
     let store = KeyStore::new(&data.data);
     match cmd {
@@ -114,11 +124,7 @@ pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
             collections,
             operations,
         } => {
-            let caller = data.caller()?;
-            anyhow::ensure!(
-                caller.principal.role() == Role::Admin,
-                "AccessDeniedException: only an admin may issue keys"
-            );
+            let caller = admin(data)?;
             let grant = Grant {
                 role,
                 collections,
@@ -135,11 +141,7 @@ pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
             }
         }
         KeysCommand::Revoke { access_key_id } => {
-            let caller = data.caller()?;
-            anyhow::ensure!(
-                caller.principal.role() == Role::Admin,
-                "AccessDeniedException: only an admin may revoke keys"
-            );
+            let caller = admin(data)?;
             store.revoke(&access_key_id, || {
                 audit_key_change(
                     &data.data,
