@@ -45,6 +45,26 @@ pub(crate) const NO_ENTRY: u64 = u64::MAX;
 /// Vectors used to fit the quantiser before the graph is built.
 pub(crate) const TRAIN_SIZE: usize = 1024;
 const MAX_LEVEL: usize = 16;
+/// Upper bound on links per node at any level (`2 * m` with m <= 128).
+const MAX_LINKS: usize = 256;
+
+/// Hint the CPU to bring every cache line overlapping `items` closer. Only a
+/// hint: it never faults and changes no result.
+#[inline(always)]
+pub(crate) fn prefetch_words<T>(items: &[T]) {
+    let start = items.as_ptr() as usize;
+    let end = start + std::mem::size_of_val(items);
+    let mut line = start & !63;
+    while line < end {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetch never dereferences architecturally, so any address
+        // is allowed; SSE is part of the x86_64 baseline.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line as *const i8)
+        };
+        line += 64;
+    }
+}
 
 /// A candidate: approximate or exact squared distance and node number.
 #[derive(Clone, Copy, Debug)]
@@ -82,8 +102,12 @@ impl Shape {
     pub fn code_words(&self) -> usize {
         self.dim.div_ceil(4)
     }
+    /// Where a node's code starts, right after its links.
+    pub fn code_offset(&self) -> usize {
+        LINKS0 + self.m0
+    }
     pub fn node_words(&self) -> usize {
-        LINKS0 + self.m0 + self.code_words()
+        self.code_offset() + self.code_words()
     }
     pub fn upper_words(&self) -> usize {
         1 + self.m
@@ -195,7 +219,7 @@ impl Graph {
     }
     #[inline]
     fn code(&self, n: u32) -> &[i8] {
-        as_i8(&self.node(n)[LINKS0 + self.shape.m0..], self.shape.dim)
+        as_i8(&self.node(n)[self.shape.code_offset()..], self.shape.dim)
     }
     #[inline]
     pub fn external_id(&self, n: u32) -> u64 {
@@ -222,6 +246,13 @@ impl Graph {
             let b = self.upper.item(first + level - 1);
             (&b[0], &b[1..])
         }
+    }
+
+    /// Ask the CPU to start loading node `n`'s int8 code into cache.
+    #[inline]
+    fn prefetch_code(&self, n: u32) {
+        let at = self.shape.code_offset();
+        prefetch_words(&self.node(n)[at..at + self.shape.code_words()]);
     }
 
     #[inline]
@@ -317,7 +348,7 @@ impl Graph {
         let words = code
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8]));
-        store_words(&self.node(n)[LINKS0 + self.shape.m0..], words);
+        store_words(&self.node(n)[self.shape.code_offset()..], words);
     }
 
     /// Fit the quantiser on the nodes published so far and link them all.
@@ -534,13 +565,27 @@ impl Graph {
                 if best.len() >= ef && c.d > best.peek().map_or(f32::INFINITY, |b| b.d) {
                     break;
                 }
+                // The next node to expand is most likely the current runner-up:
+                // start loading its neighbour list while this one is worked on.
+                if let Some(Reverse(next)) = todo.peek() {
+                    prefetch_words(self.links(next.id, level).1);
+                }
                 let (count, links) = self.links(c.id, level);
                 let n = (count.load(Ordering::Acquire) as usize).min(links.len());
+                // Gather the unvisited neighbours and prefetch all their codes
+                // before computing any distance: each code is a likely cache
+                // (and TLB) miss, and issuing them together overlaps the waits.
+                let mut fresh = [0u32; MAX_LINKS];
+                let mut k = 0;
                 for w in &links[..n] {
                     let id = w.load(Ordering::Relaxed);
-                    if id >= bound || !visited.insert(id) {
-                        continue;
+                    if id < bound && visited.insert(id) {
+                        self.prefetch_code(id);
+                        fresh[k] = id;
+                        k += 1;
                     }
+                }
+                for &id in &fresh[..k] {
                     let d = self.dist(p, id);
                     if best.len() < ef || d < best.peek().map_or(f32::INFINITY, |b| b.d) {
                         todo.push(Reverse(Cand { d, id }));

@@ -377,16 +377,23 @@ impl Index {
         {
             g.exact(&q, k, max_sq)
         } else {
-            let mut exact: Vec<Cand> = g
-                .ann_candidates(&q, ef.max(k))
-                .into_iter()
-                .filter(|c| !g.is_deleted(c.id))
-                .map(|c| Cand {
-                    d: distance::l2_sq(&q, g.vector(c.id)),
-                    id: c.id,
-                })
-                .filter(|c| c.d <= max_sq)
-                .collect();
+            let cands = g.ann_candidates(&q, ef.max(k));
+            // Each full vector is a likely cache miss: keep a few loads in
+            // flight ahead of the one being compared.
+            const AHEAD: usize = 8;
+            let mut exact: Vec<Cand> = Vec::with_capacity(cands.len());
+            for (i, c) in cands.iter().enumerate() {
+                if let Some(a) = cands.get(i + AHEAD) {
+                    graph::prefetch_words(g.vector(a.id));
+                }
+                if g.is_deleted(c.id) {
+                    continue;
+                }
+                let d = distance::l2_sq(&q, g.vector(c.id));
+                if d <= max_sq {
+                    exact.push(Cand { d, id: c.id });
+                }
+            }
             exact.sort_unstable();
             exact.truncate(k);
             exact
