@@ -374,6 +374,7 @@ fn search(a: &Args) {
     let open_s = t.elapsed().as_secs_f64();
     let (rss1, anon1, file1) = rss();
     let n = index.len();
+    let default_ef = index.default_ef();
     let efs: Vec<usize> =
         a.0.get("ef")
             .map_or("16,32,64,128,256".into(), |s| s.clone())
@@ -412,7 +413,7 @@ fn search(a: &Args) {
         record(
             &dir,
             format!(
-                r#"{{"system":"{system}","phase":"search","n":{n},"ef":{ef},"queries":{count},"open_s":{open_s:.3},"p50_ms":{:.3},"p99_ms":{:.3},"cpu_p50_ms":{:.3},"cpu_p99_ms":{:.3},"recall1":{:.4},"recall10":{:.4},"rss_load_bytes_per_face":{:.1},"anon_load_per_face":{:.1},"file_load_per_face":{:.1},"rss_after_queries_per_face":{:.1},"anon_after_per_face":{:.1},"file_after_per_face":{:.1}}}"#,
+                r#"{{"system":"{system}","phase":"search","n":{n},"ef":{ef},"default_ef":{default_ef},"queries":{count},"open_s":{open_s:.3},"p50_ms":{:.3},"p99_ms":{:.3},"cpu_p50_ms":{:.3},"cpu_p99_ms":{:.3},"recall1":{:.4},"recall10":{:.4},"rss_load_bytes_per_face":{:.1},"anon_load_per_face":{:.1},"file_load_per_face":{:.1},"rss_after_queries_per_face":{:.1},"anon_after_per_face":{:.1},"file_after_per_face":{:.1}}}"#,
                 percentile(&lat, 0.5),
                 percentile(&lat, 0.99),
                 percentile(&cpu, 0.5),

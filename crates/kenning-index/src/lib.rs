@@ -101,10 +101,12 @@ pub struct IndexConfig {
     pub m: usize,
     /// Beam width while inserting; higher builds a better graph, slower.
     pub ef_construction: usize,
-    /// Default beam width while searching (raised to `k` when `k` is larger);
-    /// all candidates found are re-ranked exactly. 256 gives recall@1 0.995
-    /// and recall@10 0.97 at 1M face-like vectors in about 1 ms; 1024 gives
-    /// recall@10 0.997 in about 4 ms (docs/benchmarks.md).
+    /// Default beam width while searching up to 1M live vectors (raised to
+    /// `k` when `k` is larger); all candidates found are re-ranked exactly.
+    /// Beyond 1M the default grows in proportion to the size, up to 4x at 4M,
+    /// because a bigger graph needs a wider beam for the same recall. 256
+    /// gives recall@1 0.995 and recall@10 0.97 at 1M face-like vectors; 1024
+    /// gives recall@1 0.99 at 10M (docs/benchmarks.md).
     pub ef_search: usize,
     /// Seed for level assignment.
     pub seed: u64,
@@ -354,7 +356,13 @@ impl Index {
     /// The `k` nearest live vectors to `query`, ascending by exact distance,
     /// optionally only those within `max_distance`.
     pub fn search(&self, query: &[f32], k: usize, max_distance: Option<f32>) -> Result<Vec<Hit>> {
-        self.search_with(query, k, max_distance, self.config.ef_search)
+        self.search_with(query, k, max_distance, self.default_ef())
+    }
+
+    /// The beam width [`Index::search`] uses at the current size.
+    pub fn default_ef(&self) -> usize {
+        let millions = self.len() as f64 / 1e6;
+        (self.config.ef_search as f64 * millions.clamp(1.0, 4.0)) as usize
     }
 
     /// As [`Index::search`] with an explicit beam width `ef` (raised to `k`).
