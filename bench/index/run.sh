@@ -2,7 +2,8 @@
 # 1:N search index benchmark: kenning-index vs FAISS on the same vectors.
 # Usage: bench/index/run.sh N [QUERIES]   (e.g. 1000000, 10000000)
 # Env: BENCH_DIR (default .cache/bench-index/N), EF (sweep, default
-# 16,32,64,128,256,512,1024), CROSSOVER=1 to also measure exact-vs-HNSW at small sizes.
+# 16,32,64,128,256,512,1024; the 10M run adds 2048,2304,2560,3072,4096), CROSSOVER=1
+# to also measure exact-vs-HNSW at small sizes.
 # Search phases are pinned to one core with taskset; builds use both cores.
 set -euo pipefail
 N=${1:?usage: run.sh N [QUERIES]}
