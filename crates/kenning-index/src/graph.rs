@@ -561,6 +561,7 @@ impl Graph {
             while best.len() > ef {
                 best.pop();
             }
+            let mut fresh = [0u32; MAX_LINKS];
             while let Some(Reverse(c)) = todo.pop() {
                 if best.len() >= ef && c.d > best.peek().map_or(f32::INFINITY, |b| b.d) {
                     break;
@@ -575,7 +576,6 @@ impl Graph {
                 // Gather the unvisited neighbours and prefetch all their codes
                 // before computing any distance: each code is a likely cache
                 // (and TLB) miss, and issuing them together overlaps the waits.
-                let mut fresh = [0u32; MAX_LINKS];
                 let mut k = 0;
                 for w in &links[..n] {
                     let id = w.load(Ordering::Relaxed);
