@@ -42,8 +42,10 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
+    /// A random point between `lo` and `hi` (fractions) of `whole`.
+    fn within(&mut self, whole: Duration, lo: f64, hi: f64) -> Duration {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        whole.mul_f64(lo + u * (hi - lo))
     }
 
     fn shuffle<T>(&mut self, v: &mut [T]) {
@@ -361,6 +363,9 @@ fn acknowledged_writes_survive_sigkill() {
     let mut acked = Acked::default();
     let mut damage = Damage::default();
     let (mut kills, mut delete_kills, mut cursor, mut face_count) = (0, 0, 0, 0);
+    // Kill points are drawn within the time the last uninterrupted run of
+    // the same kind took, so they land however fast or slow the machine is.
+    let (mut index_time, mut delete_time) = (None, None);
     for round in 0..ROUNDS {
         let delete_round = round % 4 == 3 && !acked.live.is_empty();
         if delete_round {
@@ -377,10 +382,16 @@ fn acknowledged_writes_survive_sigkill() {
                 .map(String::from)
                 .to_vec();
             args.extend(ids.iter().cloned());
-            // Every other DeleteFaces runs to the end, so some deletions are
-            // acknowledged however slow the machine is.
-            let kill_at = (round / 4 % 2 == 0).then(|| rng.millis(100, 650));
+            // Every other DeleteFaces (the first included) runs to the end,
+            // so some deletions are acknowledged and the run is timed.
+            let kill_at = delete_time
+                .filter(|_| round / 4 % 2 == 1)
+                .map(|t| rng.within(t, 0.2, 0.95));
+            let t = Instant::now();
             let (lines, killed) = run_maybe_killed(&data, &args, kill_at);
+            if !killed {
+                delete_time = Some(t.elapsed());
+            }
             kills += usize::from(killed);
             delete_kills += usize::from(killed);
             for id in &ids {
@@ -404,9 +415,15 @@ fn acknowledged_writes_survive_sigkill() {
                 .to_vec();
             args.extend(chunk.iter().map(|p| p.to_string_lossy().into_owned()));
             // Most runs are killed somewhere between model loading and the
-            // end of the chunk; every fifth runs to completion.
-            let kill_after = (round % 5 != 4).then(|| rng.millis(300, 2800));
+            // end of the chunk; the first and every fifth run to completion.
+            let kill_after = index_time
+                .filter(|_| round % 5 != 4 && chunk.len() == CHUNK)
+                .map(|t| rng.within(t, 0.1, 0.95));
+            let t = Instant::now();
             let (lines, killed) = run_maybe_killed(&data, &args, kill_after);
+            if !killed && chunk.len() == CHUNK {
+                index_time = Some(t.elapsed());
+            }
             kills += usize::from(killed);
             // Lines come in input order, so the acknowledged photos are a prefix.
             for (line, photo) in lines.iter().zip(chunk) {
