@@ -1,24 +1,195 @@
-"""numpy port of Kenning's fair calibration (crates/kenning-core/src/fair.rs,
-crates/kenning-eval/src/calibrate.rs, fairness.rs) plus an ensemble-of-clusterings variant.
+"""Shared code of the ensemble study: a numpy port of Kenning's fair calibration
+(crates/kenning-core/src/fair.rs; fitting in crates/kenning-eval/src/calibrate.rs,
+evaluation in crates/kenning-eval/src/fairness.rs, the global table in
+crates/kenning-models/src/calibration.rs), the ensemble-of-clusterings variant, and
+the loading of embeddings, split lists and labels.
 
-Inputs come from the environment (see README.md):
-  KENNING_CACHE  embedding cache written by `kenning eval/calibrate --cache` (required)
-  SHARED_DATA    the shared data folder (default: ../shared/data beside the repository)
-  SWEEP_DIR      output folder of fair-sweep.sh, for its A1.txt / A2.txt (A1A2 runs only)
+Not run directly; run_ens.py, bootstrap.py and validate.py import it. Inputs (all
+command-line options, see add_input_args):
+  --cache FILE        embedding cache (JSON lines, "file" and "embedding" per photo)
+                      written by any `kenning ... --cache FILE` run over UTKFace,
+                      CelebA and AT&T/ORL (fair-sweep.sh with KENNING_CACHE=FILE).
+  --shared-data DIR   the shared data folder (default $KENNING_SHARED_DATA, else
+                      ../shared/data beside the repository).
+  --split-a/--split-b UTKFace halves (default: the lists in recognisers/dlib-resnet-v1).
+  --sweep-dir DIR     output folder of fair-sweep.sh, for its A1.txt and A2.txt.
+Photos are matched to cache entries by their path below the shared data folder, so
+a cache made on another machine (other absolute paths) works.
 """
-import json, csv, os
+import os
+
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")  # single-threaded BLAS, as the study was run
+
+import csv
+import json
+import sys
+
 import numpy as np
 
 MASK64 = (1 << 64) - 1
 FLOOR = -15.0
-HERE = os.path.dirname(os.path.abspath(__file__))
-SPLITS = os.path.dirname(HERE)
-SHARED = os.environ.get("SHARED_DATA") or os.path.join(SPLITS, "..", "..", "..", "shared", "data")
-UTK = os.path.join(SHARED, "demographics", "utkface")
-SWEEP_DIR = os.environ.get("SWEEP_DIR", "")
 DEFAULT_SEED = 0x6B6D6561
+HERE = os.path.dirname(os.path.abspath(__file__))
+RECOGNISER_DIR = os.path.dirname(HERE)  # recognisers/dlib-resnet-v1
+REPO = os.path.dirname(os.path.dirname(RECOGNISER_DIR))
+UTK = "demographics/utkface"  # below the shared data folder
+GENUINE = ("identity/celeba", "identity/att_orl")
 
 
+# ---------------------------------------------------------------- inputs
+def add_input_args(p, split=True):
+    """Options every script takes. With split, also the positional AB | A1A2."""
+    if split:
+        p.add_argument("split", choices=("AB", "A1A2"),
+                       help="AB: fit on UTKFace half A, evaluate on half B; "
+                            "A1A2: fit on A1, evaluate on A2 (the halves of A that fair-sweep.sh writes)")
+    p.add_argument("--cache", required=True, metavar="FILE",
+                   help="embedding cache written by `kenning ... --cache FILE`")
+    p.add_argument("--shared-data", metavar="DIR",
+                   default=os.environ.get("KENNING_SHARED_DATA") or os.path.join(REPO, "..", "shared", "data"),
+                   help="shared data folder (default: $KENNING_SHARED_DATA or ../shared/data beside the repository)")
+    p.add_argument("--split-a", metavar="FILE", default=os.path.join(RECOGNISER_DIR, "utkface-split-a.txt"),
+                   help="UTKFace half A (default: recognisers/dlib-resnet-v1/utkface-split-a.txt)")
+    p.add_argument("--split-b", metavar="FILE", default=os.path.join(RECOGNISER_DIR, "utkface-split-b.txt"),
+                   help="UTKFace half B (default: recognisers/dlib-resnet-v1/utkface-split-b.txt)")
+    p.add_argument("--sweep-dir", metavar="DIR",
+                   help="output folder of fair-sweep.sh (A1.txt, A2.txt); needed for A1A2")
+    p.add_argument("--recogniser", default="dlib-resnet-v1",
+                   help="use only cache entries of this recogniser (default %(default)s)")
+
+
+def split_lists(args, split=None):
+    """(calibration list, evaluation list) file names for the split."""
+    split = split or args.split
+    if split == "AB":
+        return args.split_a, args.split_b
+    if not args.sweep_dir:
+        sys.exit("A1A2 needs --sweep-dir (the output folder of recognisers/dlib-resnet-v1/fair-sweep.sh)")
+    return os.path.join(args.sweep_dir, "A1.txt"), os.path.join(args.sweep_dir, "A2.txt")
+
+
+def read_list(path):
+    return [l.strip() for l in open(path) if l.strip() and not l.startswith("#")]
+
+
+def _norm(path):
+    return os.path.normpath(path).replace("\\", "/")
+
+
+class EmbeddingCache:
+    """A `kenning --cache` file, looked up by path below the shared data folder.
+
+    A photo whose entry has "embedding": null had no face (failure to enrol) and is
+    left out, as Kenning does; a photo with no entry at all is an error (the cache was
+    made from other photos), not silently dropped. When a photo has several entries
+    the last one with an embedding wins."""
+
+    def __init__(self, path, shared, recogniser=None):
+        self.shared = _norm(os.path.abspath(shared))
+        self.emb = {}
+        self.settings = {}
+        for line in open(path):
+            if not line.strip():
+                continue
+            j = json.loads(line)
+            if recogniser and j.get("recogniser", recogniser) != recogniser:
+                continue
+            f = _norm(j["file"])
+            e = j.get("embedding")
+            if e is None:
+                self.emb.setdefault(f, None)
+            else:
+                self.emb[f] = np.asarray(e, dtype=np.float32)
+                self.settings[f] = (j.get("recogniser_version"), j.get("working_size"), j.get("min_confidence"))
+        # Every trailing part of every path -> full path (None when two paths share it).
+        self.by_suffix = {}
+        for f in self.emb:
+            parts = f.split("/")
+            for i in range(1, len(parts)):
+                s = "/".join(parts[i:])
+                self.by_suffix[s] = f if self.by_suffix.get(s, f) == f else None
+        self.used = set()
+
+    def lookup(self, rel):
+        """(found, embedding or None) for a photo given relative to the shared data folder."""
+        rel = _norm(rel)
+        f = f"{self.shared}/{rel}"
+        if f not in self.emb:
+            f = self.by_suffix.get(rel, False)
+            if f is None:
+                sys.exit(f"cache: several entries end in {rel}; cannot tell which is meant")
+            if f is False:
+                return False, None
+        self.used.add(f)
+        return True, self.emb[f]
+
+    def embed(self, rels, what):
+        """Indices (into rels) of the photos with an embedding, and their embeddings."""
+        keep, rows, missing = [], [], []
+        for i, r in enumerate(rels):
+            found, e = self.lookup(r)
+            if not found:
+                missing.append(r)
+            elif e is not None:
+                keep.append(i); rows.append(e)
+        if missing:
+            sys.exit(f"cache: {len(missing)} of {len(rels)} {what} photos are not in the cache "
+                     f"(first: {missing[0]}); make it with fair-sweep.sh and KENNING_CACHE (README.md)")
+        print(f"{what}: {len(keep)} of {len(rels)} photos enrolled", file=sys.stderr)
+        return keep, np.stack(rows)
+
+    def check_settings(self):
+        s = {self.settings[f] for f in self.used if f in self.settings}
+        if len(s) > 1:
+            print(f"warning: the embeddings used come from several settings {sorted(s, key=str)}", file=sys.stderr)
+
+
+def utk_set(cache, labels, names, what):
+    """Embeddings (enrolled only, list order) and gender|race group per row."""
+    keep, X = cache.embed([f"{UTK}/{n}" for n in names], what)
+    groups = [f"{labels[names[i]]['gender']}|{labels[names[i]]['race']}" for i in keep]
+    return [names[i] for i in keep], X, groups
+
+
+def genuine_sets(cache, shared):
+    """Embeddings and identity per row for CelebA + AT&T/ORL (enrolled), and the genuine pairs."""
+    rels, ids = [], []
+    for d in GENUINE:
+        for r in csv.DictReader(open(os.path.join(shared, d, "identities.csv"))):
+            rels.append(f"{d}/{r['file']}"); ids.append(f"{d.split('/')[-1]}:{r['identity']}")
+    keep, X = cache.embed(rels, "genuine (CelebA + AT&T/ORL)")
+    ids = [ids[i] for i in keep]
+    by = {}
+    for i, s in enumerate(ids):
+        by.setdefault(s, []).append(i)
+    I, J = [], []
+    for v in by.values():
+        for a in range(len(v)):
+            for b in range(a + 1, len(v)):
+                I.append(v[a]); J.append(v[b])
+    return X, np.array(I), np.array(J)
+
+
+class Study:
+    """Everything a run needs: calibration half XA, evaluation half XB with its groups,
+    their distance matrices and pair indices, and the genuine pairs."""
+
+    def __init__(self, args, split=None):
+        cal_list, eval_list = split_lists(args, split)
+        cache = EmbeddingCache(args.cache, args.shared_data, args.recogniser)
+        labels = {r["file"]: r for r in csv.DictReader(open(os.path.join(args.shared_data, UTK, "labels.csv")))}
+        _, self.XA, _ = utk_set(cache, labels, read_list(cal_list), "calibration half")
+        _, self.XB, self.gB = utk_set(cache, labels, read_list(eval_list), "evaluation half")
+        self.XG, self.GI, self.GJ = genuine_sets(cache, args.shared_data)
+        cache.check_settings()
+        self.DA, self.DB = dist_matrix(self.XA), dist_matrix(self.XB)
+        self.iuA, self.iuB = np.triu_indices(len(self.XA), 1), np.triu_indices(len(self.XB), 1)
+        self.dG = dist_matrix(self.XG)[self.GI, self.GJ].astype(np.float64)
+        self.evB = EvalSet(self.gB, self.iuB)
+
+
+# ---------------------------------------------------------------- numerics
 class SplitMix64:
     def __init__(self, seed):
         self.s = seed & MASK64
@@ -42,67 +213,6 @@ class SplitMix64:
         g.next()
         return g
 
-
-# ---------------------------------------------------------------- data
-_cache = None
-
-
-def cache():
-    global _cache
-    if _cache is None:
-        _cache = {}
-        # Keyed by the path below the shared data folder, so a cache made on
-        # another machine (other absolute paths) still matches.
-        for l in open(os.environ["KENNING_CACHE"]):
-            j = json.loads(l)
-            if j.get("embedding") is not None:
-                _cache[shared_key(j["file"])] = np.asarray(j["embedding"], dtype=np.float32)
-    return _cache
-
-
-def shared_key(path):
-    """`path` relative to the shared data folder (cut after its last "/data/")."""
-    p = path.replace(os.sep, "/")
-    i = p.rfind("/data/")
-    return p[i + 6:] if i >= 0 else p
-
-
-def read_list(path):
-    return [l.strip() for l in open(path) if l.strip() and not l.startswith("#")]
-
-
-def utk_set(names, labels=None):
-    """Embeddings (enrolled only, list order) and group label per row."""
-    c = cache()
-    if labels is None:
-        labels = {r["file"]: r for r in csv.DictReader(open(f"{UTK}/labels.csv"))}
-    key = lambda n: f"demographics/utkface/{n}"
-    keep = [n for n in names if key(n) in c]
-    X = np.stack([c[key(n)] for n in keep])
-    groups = [f"{labels[n]['gender']}|{labels[n]['race']}" for n in keep]
-    return keep, X, groups
-
-
-def genuine_sets():
-    """Embeddings and identity per row for CelebA + ORL (enrolled), and genuine pair indices."""
-    c = cache()
-    X, ids = [], []
-    for d in ("celeba", "att_orl"):
-        root = os.path.join(SHARED, "identity", d)
-        for r in csv.DictReader(open(f"{root}/identities.csv")):
-            p = f"identity/{d}/{r['file']}"
-            if p in c:
-                X.append(c[p]); ids.append(f"{d}:{r['identity']}")
-    X = np.stack(X)
-    by = {}
-    for i, s in enumerate(ids):
-        by.setdefault(s, []).append(i)
-    I, J = [], []
-    for v in by.values():
-        for a in range(len(v)):
-            for b in range(a + 1, len(v)):
-                I.append(v[a]); J.append(v[b])
-    return X, np.array(I), np.array(J)
 
 
 def unit(X):
@@ -250,6 +360,16 @@ class Member:
                 m = (ci == c) | (cj == c)
             t = hist_table(d[m], 0.0, self.hi, 8192)
             self.tables.append(t if len(t) >= 2 else None)
+
+    @classmethod
+    def from_kenning(cls, j):
+        """A member made from a fair calibration file written by `kenning calibrate --fair`."""
+        m = cls.__new__(cls)
+        m.k, m.seed = j["config"]["k"], j["config"]["seed"]
+        m.C = np.array(j["centroids"], np.float32)
+        m.glob = np.array(j["global"]["points"], np.float64)
+        m.tables = [np.array(c["table"]["points"], np.float64) if c["table"] else None for c in j["clusters"]]
+        return m
 
     def face_logfmr(self, D, cl_rows):
         """F[i, j] = table_{cl_rows[i]}(D[i, j])."""
