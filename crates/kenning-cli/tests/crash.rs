@@ -10,7 +10,7 @@
 //! committed, `kenning faces delete` prints DeletedFaces after the commit.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,8 +20,9 @@ use serde_json::Value;
 use crate::common;
 
 const COLLECTION: &str = "crash";
-/// Photos used (a shuffled subset of CelebA).
-const PHOTOS: usize = 320;
+/// Photos used (a shuffled subset of CelebA): enough for every round to
+/// index a full chunk, so the rounds, and the kills, never run out.
+const PHOTOS: usize = 600;
 /// Photos per `kenning index` run.
 const CHUNK: usize = 40;
 const ROUNDS: usize = 20;
@@ -87,14 +88,31 @@ fn run_json(data: &Path, args: &[&str]) -> Value {
     })
 }
 
-/// Starts a command and, when `kill_after` is given, SIGKILLs it then if it
-/// is still running. Returns the stdout lines printed in full and whether the
-/// kill landed.
-fn run_maybe_killed(
-    data: &Path,
-    args: &[String],
-    kill_after: Option<Duration>,
-) -> (Vec<Value>, bool) {
+/// When to SIGKILL a run.
+#[derive(Clone, Copy)]
+enum Kill {
+    Never,
+    /// This long after the start, if it is still running.
+    After(Duration),
+    /// This long after its `n`th acknowledgement line, if still running:
+    /// tied to progress rather than to a guess of how long the run takes,
+    /// so the kill lands on a fast machine and a loaded one alike.
+    AfterLine(usize, Duration),
+}
+
+/// What a run printed and how it went.
+struct Run {
+    /// The stdout lines printed in full.
+    lines: Vec<Value>,
+    killed: bool,
+    elapsed: Duration,
+    /// From the start to the first line printed.
+    first_line: Option<Duration>,
+}
+
+/// Starts a command and kills it as `kill` says.
+fn run_maybe_killed(data: &Path, args: &[String], kill: Kill) -> Run {
+    let started = Instant::now();
     let mut child = kenning(data)
         .args(args)
         .stdin(Stdio::null())
@@ -102,20 +120,38 @@ fn run_maybe_killed(
         .stderr(Stdio::null())
         .spawn()
         .expect("spawning kenning");
-    let mut stdout = child.stdout.take().expect("piped stdout");
+    let stdout = child.stdout.take().expect("piped stdout");
+    // Lines are passed on as they arrive, so a kill can follow one; a line
+    // cut off by the kill has no newline and is dropped.
+    let (tx, rx) = std::sync::mpsc::channel::<(String, Instant)>();
     let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let mut killed = false;
-    if let Some(after) = kill_after {
-        let deadline = Instant::now() + after;
-        while Instant::now() < deadline {
-            if child.try_wait().expect("polling kenning").is_some() {
+        let mut stdout = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        while matches!(stdout.read_line(&mut line), Ok(n) if n > 0) {
+            if line.ends_with('\n') && tx.send((line.clone(), Instant::now())).is_err() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            line.clear();
+        }
+    });
+    let mut received = Vec::new();
+    let deadline = match kill {
+        Kill::Never => None,
+        Kill::After(after) => Some(started + after),
+        Kill::AfterLine(n, after) => {
+            while received.len() < n {
+                match rx.recv() {
+                    Ok(line) => received.push(line),
+                    Err(_) => break, // exited first
+                }
+            }
+            Some(received.last().map_or(started, |(_, at)| *at) + after)
+        }
+    };
+    let mut killed = false;
+    if let Some(deadline) = deadline {
+        while Instant::now() < deadline && child.try_wait().expect("polling kenning").is_none() {
+            std::thread::sleep(Duration::from_millis(2));
         }
         if child.try_wait().expect("polling kenning").is_none() {
             child.kill().expect("SIGKILL"); // SIGKILL on Unix
@@ -123,23 +159,26 @@ fn run_maybe_killed(
         }
     }
     let status = child.wait().expect("waiting for kenning");
-    let out = reader.join().expect("stdout reader");
+    let elapsed = started.elapsed();
+    reader.join().expect("stdout reader");
+    received.extend(rx.try_iter());
     if !killed {
         assert!(
             status.success(),
             "kenning {args:?} failed without being killed: {status}"
         );
     }
-    let text = String::from_utf8_lossy(&out);
-    // Only lines ending in a newline were printed in full before the kill.
-    let lines = text
-        .split_inclusive('\n')
-        .filter(|l| l.ends_with('\n'))
-        .map(|l| {
-            serde_json::from_str(l.trim_end()).unwrap_or_else(|e| panic!("bad line ({e}): {l}"))
-        })
-        .collect();
-    (lines, killed)
+    Run {
+        first_line: received.first().map(|(_, at)| *at - started),
+        lines: received
+            .iter()
+            .map(|(l, _)| {
+                serde_json::from_str(l.trim_end()).unwrap_or_else(|e| panic!("bad line ({e}): {l}"))
+            })
+            .collect(),
+        killed,
+        elapsed,
+    }
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -363,9 +402,10 @@ fn acknowledged_writes_survive_sigkill() {
     let mut acked = Acked::default();
     let mut damage = Damage::default();
     let (mut kills, mut delete_kills, mut cursor, mut face_count) = (0, 0, 0, 0);
-    // Kill points are drawn within the time the last uninterrupted run of
-    // the same kind took, so they land however fast or slow the machine is.
-    let (mut index_time, mut delete_time) = (None, None);
+    // Timings of the last uninterrupted runs, which scale the kill points:
+    // DeleteFaces' whole run, and `kenning index`'s time to its first line
+    // (model loading and one photo) and per further photo.
+    let (mut index_time, mut delete_time) = (None::<(Duration, Duration)>, None);
     for round in 0..ROUNDS {
         let delete_round = round % 4 == 3 && !acked.live.is_empty();
         if delete_round {
@@ -384,13 +424,18 @@ fn acknowledged_writes_survive_sigkill() {
             args.extend(ids.iter().cloned());
             // Every other DeleteFaces (the first included) runs to the end,
             // so some deletions are acknowledged and the run is timed.
-            let kill_at = delete_time
-                .filter(|_| round / 4 % 2 == 1)
-                .map(|t| rng.within(t, 0.2, 0.95));
-            let t = Instant::now();
-            let (lines, killed) = run_maybe_killed(&data, &args, kill_at);
+            let kill = match delete_time {
+                Some(t) if round / 4 % 2 == 1 => Kill::After(rng.within(t, 0.2, 0.95)),
+                _ => Kill::Never,
+            };
+            let Run {
+                lines,
+                killed,
+                elapsed,
+                ..
+            } = run_maybe_killed(&data, &args, kill);
             if !killed {
-                delete_time = Some(t.elapsed());
+                delete_time = Some(elapsed);
             }
             kills += usize::from(killed);
             delete_kills += usize::from(killed);
@@ -414,15 +459,27 @@ fn acknowledged_writes_survive_sigkill() {
                 .map(String::from)
                 .to_vec();
             args.extend(chunk.iter().map(|p| p.to_string_lossy().into_owned()));
-            // Most runs are killed somewhere between model loading and the
-            // end of the chunk; the first and every fifth run to completion.
-            let kill_after = index_time
-                .filter(|_| round % 5 != 4 && chunk.len() == CHUNK)
-                .map(|t| rng.within(t, 0.1, 0.95));
-            let t = Instant::now();
-            let (lines, killed) = run_maybe_killed(&data, &args, kill_after);
-            if !killed && chunk.len() == CHUNK {
-                index_time = Some(t.elapsed());
+            // Most runs are killed, during model loading or part-way through
+            // a photo after some were acknowledged (at least two are left,
+            // so the kill lands); the first and every fifth run to the end.
+            let kill = match index_time {
+                Some((first, per_photo)) if round % 5 != 4 && chunk.len() > 2 => {
+                    match rng.below(chunk.len() - 1) {
+                        0 => Kill::After(rng.within(first, 0.1, 0.95)),
+                        n => Kill::AfterLine(n, rng.within(per_photo, 0.0, 0.95)),
+                    }
+                }
+                _ => Kill::Never,
+            };
+            let Run {
+                lines,
+                killed,
+                elapsed,
+                first_line,
+            } = run_maybe_killed(&data, &args, kill);
+            if let (false, Some(first)) = (killed, first_line) {
+                let rest = (elapsed - first) / (chunk.len().max(2) - 1) as u32;
+                index_time = Some((first, rest));
             }
             kills += usize::from(killed);
             // Lines come in input order, so the acknowledged photos are a prefix.
@@ -470,7 +527,9 @@ fn acknowledged_writes_survive_sigkill() {
         damage.removed,
         started.elapsed().as_secs_f64()
     );
-    assert!(kills >= 8, "only {kills} kills landed");
+    // 11 of the 15 `kenning index` runs are killed with photos still to go,
+    // and some DeleteFaces runs.
+    assert!(kills >= 11, "only {kills} kills landed");
     assert!(
         acked.indexed > 0 && !acked.deleted.is_empty(),
         "the test acknowledged too little to mean anything"
