@@ -1173,6 +1173,7 @@ fn calibrate_fair(
             FairPairs::Within => ClusterPairs::Within,
             FairPairs::Involving => ClusterPairs::Involving,
         },
+        exclude_below: f64::from(args.exclude_below),
         ..Default::default()
     };
     let mut fc = FairCalibration::fit_with(
@@ -1184,8 +1185,8 @@ fn calibrate_fair(
     fc.recogniser = recognizer.manifest().name.clone();
     fc.source = if args.source.is_empty() {
         format!(
-            "{photos} photos, {failed} without a face, {} impostor pairs",
-            fc.impostor_pairs
+            "{photos} photos, {failed} without a face, {} impostor pairs (pairs closer than {} left out as copies)",
+            fc.impostor_pairs, args.exclude_below
         )
     } else {
         args.source.clone()

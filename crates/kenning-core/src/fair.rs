@@ -186,6 +186,10 @@ pub struct FairCalibrationConfig {
     pub min_count: u64,
     /// Which pairs calibrate a cluster.
     pub pairs: ClusterPairs,
+    /// Pairs closer than this are left out: copies of one photo in the set,
+    /// which are not comparisons of different people.
+    #[serde(default)]
+    pub exclude_below: f64,
 }
 
 impl Default for FairCalibrationConfig {
@@ -197,6 +201,7 @@ impl Default for FairCalibrationConfig {
             per_decade: 10,
             min_count: 10,
             pairs: ClusterPairs::Within,
+            exclude_below: 0.0,
         }
     }
 }

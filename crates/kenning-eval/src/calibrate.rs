@@ -409,6 +409,9 @@ impl FairCalibrationFit for FairCalibration {
                     return;
                 }
                 let d = f64::from(embeddings.distance(i, j, distance));
+                if d < config.exclude_below {
+                    return;
+                }
                 g.add(d);
                 let (a, b) = (cl[i], cl[j]);
                 match config.pairs {
@@ -468,8 +471,11 @@ impl FairCalibrationFit for FairCalibration {
             n,
             || Hist::new(FLOOR_LOG_FMR, 0.0, bins),
             |h, i, j| {
-                if subject[i] != subject[j] {
-                    let d = embeddings.distance(i, j, distance);
+                if subject[i] == subject[j] {
+                    return;
+                }
+                let d = embeddings.distance(i, j, distance);
+                if f64::from(d) >= config.exclude_below {
                     h.add(fc.raw_score(cl[i], cl[j], d));
                 }
             },

@@ -213,6 +213,30 @@ fn fair_calibration_equalises_group_fmr() {
 }
 
 #[test]
+fn fair_calibration_leaves_out_copies() {
+    // Five photos present twice: their five zero-distance pairs are copies,
+    // not comparisons of different people.
+    let (mut rows, _) = two_groups(100, 5);
+    rows.extend(rows[..5].to_vec());
+    let n = rows.len() as u64;
+    let emb = Embeddings::new(&rows).unwrap();
+    let fit = |exclude_below| {
+        let cfg = FairCalibrationConfig {
+            k: 2,
+            exclude_below,
+            ..Default::default()
+        };
+        FairCalibration::fit_with::<&str>(&emb, None, Distance::Euclidean, cfg).unwrap()
+    };
+    assert_eq!(fit(0.0).impostor_pairs, n * (n - 1) / 2);
+    let fair = fit(1e-6);
+    assert_eq!(fair.impostor_pairs, n * (n - 1) / 2 - 5);
+    assert_eq!(fair.global.pairs, fair.impostor_pairs);
+    let back = FairCalibration::from_json(&fair.to_json().unwrap()).unwrap();
+    assert_eq!(back.config.exclude_below, 1e-6);
+}
+
+#[test]
 fn calibration_check_and_points() {
     // Impostor distances uniform on (0, 1]: FMR(d) = d exactly.
     let imp: Vec<f32> = (1..=10_000).map(|k| k as f32 / 10_000.0).collect();
