@@ -203,14 +203,6 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<i32> {
     Ok(0)
 }
 
-/// kenning-eval keeps its own copy of the metric so it needs no model runtime.
-fn eval_distance(d: kenning_models::manifest::Distance) -> kenning_eval::Distance {
-    match d {
-        kenning_models::manifest::Distance::Euclidean => kenning_eval::Distance::Euclidean,
-        kenning_models::manifest::Distance::Cosine => kenning_eval::Distance::Cosine,
-    }
-}
-
 /// The command line as run, so every report says how to reproduce it.
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -408,7 +400,7 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     let embedder = Embedder::new(ctx, a.cache.cache.clone())?;
     let enrolment = embedder.embed(&files, &paths)?;
     let (keep, emb) = enrolled(&enrolment.embeddings)?;
-    let distance = eval_distance(embedder.pipeline.recognizer().manifest().embedding.distance);
+    let distance = embedder.pipeline.recognizer().manifest().embedding.distance;
     let row_of: HashMap<&str, usize> = keep
         .iter()
         .enumerate()
@@ -553,7 +545,7 @@ fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
         None => split_gallery(&files, &ids, a.unenrolled, a.seed)?,
         Some(list) => gallery_from_list(list, &files, &ids)?,
     };
-    let distance = eval_distance(embedder.pipeline.recognizer().manifest().embedding.distance);
+    let distance = embedder.pipeline.recognizer().manifest().embedding.distance;
     let config = IdentifyConfig {
         fpir_targets: a.fpir.clone(),
         candidate_list_length: a.candidates,
@@ -813,9 +805,7 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
     };
     let scoring = match &fair {
         Some(f) => Scoring::Fair(f),
-        None => Scoring::Distance(eval_distance(
-            embedder.pipeline.recognizer().manifest().embedding.distance,
-        )),
+        None => Scoring::Distance(embedder.pipeline.recognizer().manifest().embedding.distance),
     };
     let mut thresholds: Vec<ThresholdRule> = a
         .fmr
@@ -937,7 +927,7 @@ pub struct CalibrateArgs {
     /// Leave out pairs closer than this: copies of one photo in the set,
     /// which are not comparisons of different people.
     #[arg(long, default_value_t = 0.0)]
-    exclude_below: f32,
+    exclude_below: f64,
     /// Build a fair (per-region) calibration with this many k-means clusters
     /// instead of a global table; written to --out as JSON.
     #[arg(long, value_name = "K", conflicts_with = "check")]
@@ -1009,7 +999,7 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
                 let (id_a, a) = &embeddings[i];
                 embeddings[i + 1..].iter().filter_map(move |(id_b, b)| {
                     let d = recognizer.distance(a, b) as f32;
-                    (id_a != id_b && d >= args.exclude_below).then_some(d)
+                    (id_a != id_b && f64::from(d) >= args.exclude_below).then_some(d)
                 })
             })
             .collect()
@@ -1034,7 +1024,7 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
                             .enumerate()
                             .filter_map(move |(j, (id_b, b))| {
                                 let d = recognizer.distance(a, b) as f32;
-                                (id_a != id_b && d >= args.exclude_below).then(|| {
+                                (id_a != id_b && f64::from(d) >= args.exclude_below).then(|| {
                                     10f64.powf(fc.log_fmr_for_clusters(
                                         clusters[i],
                                         clusters[i + 1 + j],
@@ -1173,13 +1163,13 @@ fn calibrate_fair(
             FairPairs::Within => ClusterPairs::Within,
             FairPairs::Involving => ClusterPairs::Involving,
         },
-        exclude_below: f64::from(args.exclude_below),
+        exclude_below: args.exclude_below,
         ..Default::default()
     };
     let mut fc = FairCalibration::fit_with(
         &emb,
         Some(&subjects),
-        eval_distance(recognizer.manifest().embedding.distance),
+        recognizer.manifest().embedding.distance,
         config,
     )?;
     fc.recogniser = recognizer.manifest().name.clone();

@@ -32,6 +32,34 @@ impl Distance {
         self.combine(dot(a, b), dot(a, a), dot(b, b))
     }
 
+    /// The same, accumulated in f64: the distance a single comparison is
+    /// scored by, where speed matters less than matching the calibration
+    /// to the last digit.
+    pub fn precise(self, a: &[f32], b: &[f32]) -> f64 {
+        match self {
+            Self::Euclidean => a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(x - y).powi(2))
+                .sum::<f64>()
+                .sqrt(),
+            Self::Cosine => {
+                let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+                for (&x, &y) in a.iter().zip(b) {
+                    let (x, y) = (f64::from(x), f64::from(y));
+                    ab += x * y;
+                    aa += x * x;
+                    bb += y * y;
+                }
+                if aa == 0.0 || bb == 0.0 {
+                    1.0
+                } else {
+                    1.0 - ab / (aa.sqrt() * bb.sqrt())
+                }
+            }
+        }
+    }
+
     /// Distance from the dot product and the two squared norms (one dot
     /// product per pair in all-pairs loops).
     #[inline]

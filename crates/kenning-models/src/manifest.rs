@@ -112,15 +112,8 @@ impl Alignment {
     }
 }
 
-/// How embeddings are compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Distance {
-    /// Euclidean distance between raw vectors.
-    Euclidean,
-    /// 1 - cosine similarity (vectors are L2-normalised first).
-    Cosine,
-}
+/// How embeddings are compared (one definition, shared with calibration).
+pub use kenning_core::fair::Distance;
 
 /// The recogniser's output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,34 +123,6 @@ pub struct EmbeddingSpec {
     pub size: usize,
     /// Metric.
     pub distance: Distance,
-}
-
-impl Distance {
-    /// The distance between two embeddings of equal length.
-    pub fn between(self, a: &[f32], b: &[f32]) -> f64 {
-        match self {
-            Self::Euclidean => a
-                .iter()
-                .zip(b)
-                .map(|(x, y)| f64::from(x - y).powi(2))
-                .sum::<f64>()
-                .sqrt(),
-            Self::Cosine => {
-                let (mut dot, mut na, mut nb) = (0.0, 0.0, 0.0);
-                for (&x, &y) in a.iter().zip(b) {
-                    let (x, y) = (f64::from(x), f64::from(y));
-                    dot += x * y;
-                    na += x * x;
-                    nb += y * y;
-                }
-                if na == 0.0 || nb == 0.0 {
-                    1.0
-                } else {
-                    1.0 - dot / (na.sqrt() * nb.sqrt())
-                }
-            }
-        }
-    }
 }
 
 /// The default recogniser's manifest, built into the binary.
@@ -264,12 +229,9 @@ impl LoadedManifest {
                         f.recogniser, manifest.name
                     )));
                 }
-                let same_metric = matches!(
-                    (f.distance, manifest.embedding.distance),
-                    (kenning_core::fair::Distance::Euclidean, Distance::Euclidean)
-                        | (kenning_core::fair::Distance::Cosine, Distance::Cosine)
-                );
-                if !same_metric || f.centroids[0].len() != manifest.embedding.size {
+                if f.distance != manifest.embedding.distance
+                    || f.centroids[0].len() != manifest.embedding.size
+                {
                     return Err(bad(format!(
                         "fair calibration is for {}-value {:?} embeddings",
                         f.centroids[0].len(),
@@ -370,9 +332,9 @@ mod tests {
     #[test]
     fn distances() {
         let (a, b) = ([3.0f32, 0.0], [0.0f32, 4.0]);
-        assert_eq!(Distance::Euclidean.between(&a, &b), 5.0);
-        assert!((Distance::Cosine.between(&a, &b) - 1.0).abs() < 1e-12);
-        assert!(Distance::Cosine.between(&a, &a).abs() < 1e-12);
+        assert_eq!(Distance::Euclidean.precise(&a, &b), 5.0);
+        assert!((Distance::Cosine.precise(&a, &b) - 1.0).abs() < 1e-12);
+        assert!(Distance::Cosine.precise(&a, &a).abs() < 1e-12);
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl Recognizer {
 
     /// Distance between two of this recogniser's embeddings.
     pub fn distance(&self, a: &[f32], b: &[f32]) -> f64 {
-        self.loaded.manifest.embedding.distance.between(a, b)
+        self.loaded.manifest.embedding.distance.precise(a, b)
     }
 
     /// Embeds aligned face crops (each exactly the input size) in one batch.
