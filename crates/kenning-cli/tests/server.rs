@@ -463,6 +463,21 @@ fn sigv4_edges_keys_health_metrics_and_shutdown() {
     assert!(header(&h, "x-amzn-requestid").is_some());
     assert_eq!(json(&body)["CollectionIds"], serde_json::json!([]));
 
+    // The CLI cannot open the store the server holds, and says why.
+    let out = Command::new(common::kenning_bin())
+        .arg("--models")
+        .arg(common::models())
+        .arg("--data")
+        .arg(&server.data)
+        .args(["collection", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("in use by another process"),
+        "{stderr}"
+    );
+
     // Unknown and unimplemented operations name themselves.
     let (status, _, body) = signed(&addr, "DetectLabels", "{}", key, now());
     assert_eq!(status, 400);

@@ -98,7 +98,14 @@ pub enum StoreError {
     /// A record that does not decode or tables that disagree: a bug or tampering.
     #[error("store corrupt: {0}")]
     Corrupt(String),
-    /// A failure inside redb (I/O, disk full, lock held by another process...).
+    /// Another process (a running `kenning serve`, say) has the data
+    /// directory open; redb allows one process at a time.
+    #[error(
+        "the data directory {0} is in use by another process (a running `kenning serve`?): \
+         stop it, or send the request to that server"
+    )]
+    InUse(std::path::PathBuf),
+    /// A failure inside redb (I/O, disk full...).
     #[error("storage: {0}")]
     Db(#[from] redb::Error),
     /// The commit hook (the audit trail) refused or failed: nothing was written.
@@ -149,7 +156,7 @@ impl WireError for StoreError {
                 ErrorCode::ResourceNotFoundException
             }
             CollectionExists(_) | UserExists(_) => ErrorCode::ResourceAlreadyExistsException,
-            UnsupportedFormat { .. } | Corrupt(_) | Db(_) | Io(_) | Hook(_) => {
+            UnsupportedFormat { .. } | Corrupt(_) | InUse(_) | Db(_) | Io(_) | Hook(_) => {
                 ErrorCode::InternalServerError
             }
         }

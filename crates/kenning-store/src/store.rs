@@ -281,7 +281,10 @@ impl Store {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
-        let db = Database::builder().create(dir.join(DB_FILE))?;
+        let db = match Database::builder().create(dir.join(DB_FILE)) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::InUse(dir)),
+            other => other?,
+        };
         let store = Store {
             dir,
             current: RwLock::new(Handle::new(db)),

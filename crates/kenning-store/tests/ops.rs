@@ -843,3 +843,11 @@ fn commit_hook_sees_every_change_and_a_failing_hook_writes_nothing() {
     assert!(s.describe_collection("d").is_err());
     assert_eq!(hook.seen.lock().unwrap().len(), 8);
 }
+
+#[test]
+fn a_directory_open_elsewhere_is_refused_clearly() {
+    let (dir, _store) = open();
+    let err = Store::open(dir.path()).err().expect("second open refused");
+    assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
+    assert!(err.to_string().contains("in use by another process"));
+}
