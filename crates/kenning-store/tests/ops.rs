@@ -847,7 +847,9 @@ fn commit_hook_sees_every_change_and_a_failing_hook_writes_nothing() {
 #[test]
 fn a_directory_open_elsewhere_is_refused_clearly() {
     let (dir, _store) = open();
-    let err = Store::open(dir.path()).err().expect("second open refused");
+    let Err(err) = Store::open(dir.path()) else {
+        panic!("a second open of one directory succeeded");
+    };
     assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
     assert!(err.to_string().contains("in use by another process"));
 }
