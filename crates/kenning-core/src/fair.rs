@@ -411,6 +411,14 @@ impl FairCalibration {
 mod tests {
     use super::*;
 
+    #[test]
+    fn precise_distances() {
+        let (a, b) = ([3.0f32, 0.0], [0.0f32, 4.0]);
+        assert_eq!(Distance::Euclidean.precise(&a, &b), 5.0);
+        assert!((Distance::Cosine.precise(&a, &b) - 1.0).abs() < 1e-12);
+        assert!(Distance::Cosine.precise(&a, &a).abs() < 1e-12);
+    }
+
     fn table(points: &[(f64, f64)]) -> LogFmrTable {
         LogFmrTable {
             pairs: 1000,

@@ -395,6 +395,13 @@ impl FairCalibrationFit for FairCalibration {
                     .fold(0.0, f64::max)
             }
         };
+        // The distance of a pair that counts as an impostor pair: different
+        // subjects, and not so close as to be copies of one photo.
+        let impostor = |i: usize, j: usize| {
+            (subject[i] != subject[j])
+                .then(|| embeddings.distance(i, j, distance))
+                .filter(|&d| f64::from(d) >= config.exclude_below)
+        };
         // Pass 1: per-cluster and global distance histograms.
         let (hists, global) = pairwise_fold(
             n,
@@ -405,13 +412,9 @@ impl FairCalibrationFit for FairCalibration {
                 )
             },
             |(h, g), i, j| {
-                if subject[i] == subject[j] {
+                let Some(d) = impostor(i, j).map(f64::from) else {
                     return;
-                }
-                let d = f64::from(embeddings.distance(i, j, distance));
-                if d < config.exclude_below {
-                    return;
-                }
+                };
                 g.add(d);
                 let (a, b) = (cl[i], cl[j]);
                 match config.pairs {
@@ -471,11 +474,7 @@ impl FairCalibrationFit for FairCalibration {
             n,
             || Hist::new(FLOOR_LOG_FMR, 0.0, bins),
             |h, i, j| {
-                if subject[i] == subject[j] {
-                    return;
-                }
-                let d = embeddings.distance(i, j, distance);
-                if f64::from(d) >= config.exclude_below {
+                if let Some(d) = impostor(i, j) {
                     h.add(fc.raw_score(cl[i], cl[j], d));
                 }
             },

@@ -330,14 +330,6 @@ mod tests {
     }
 
     #[test]
-    fn distances() {
-        let (a, b) = ([3.0f32, 0.0], [0.0f32, 4.0]);
-        assert_eq!(Distance::Euclidean.precise(&a, &b), 5.0);
-        assert!((Distance::Cosine.precise(&a, &b) - 1.0).abs() < 1e-12);
-        assert!(Distance::Cosine.precise(&a, &a).abs() < 1e-12);
-    }
-
-    #[test]
     fn unknown_fields_are_refused() {
         let text = DEFAULT_MANIFEST.replacen('{', "{\"bogus\": 1,", 1);
         assert!(LoadedManifest::parse("x", &text, None, None).is_err());
