@@ -360,6 +360,20 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
     let id = uuid::Uuid::new_v4().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    // SigV4 signs the normalised path, so a request on a path with `.`,
+    // `..` or empty segments must not reach a route by its raw spelling.
+    if sigv4::normalize_path(&path) != path {
+        let e = ApiError::new(
+            404,
+            "NotFoundException",
+            format!("{path:?} is not a normalised path (no '.', '..' or empty segments)"),
+        );
+        let mut r = json_error(&e, 404);
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            r.headers_mut().insert("x-amzn-requestid", v);
+        }
+        return r;
+    }
     let start = Instant::now();
     s.metrics.in_flight(1);
     let mut resp = match tokio::time::timeout(s.config.request_timeout, next.run(req)).await {
@@ -550,11 +564,12 @@ pub(crate) async fn read_and_authenticate(
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
                 query: parts.uri.query().unwrap_or(""),
+                authority: parts.uri.authority().map(|a| a.as_str()),
                 headers: &parts.headers,
                 body: &bytes,
             };
             let key = sigv4::verify(&req, now_secs(), |k| s.credentials.key(k).map(|k| k.secret))
-                .map_err(|e| ApiError::new(403, e.exception(), e.to_string()))?;
+                .map_err(|e| ApiError::new(e.status(), e.exception(), e.to_string()))?;
             s.credentials
                 .key(&key)
                 .ok_or_else(|| {

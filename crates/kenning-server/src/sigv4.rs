@@ -1,16 +1,38 @@
 //! AWS Signature Version 4 verification (the `Authorization` header form).
+//!
+//! Nothing the client says about its own request is taken on trust: the
+//! payload hash signed over is the SHA-256 of the body as received (an
+//! `x-amz-content-sha256` header must agree with it), a header named in
+//! `SignedHeaders` must be present, and the headers the service acts on
+//! (`host`, the date, every `x-amz-*` and `x-kenning-*` header and
+//! `content-type`) must be among the signed ones, so none of them can be
+//! changed in a captured request.
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
+use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// How far X-Amz-Date may be from the server's clock, in seconds.
+/// How far the request time may be from the server's clock, in seconds.
 pub const MAX_SKEW_SECS: i64 = 15 * 60;
 
 /// The service name a signature's scope must name.
 pub const SERVICE: &str = "rekognition";
+
+/// Bytes SigV4 leaves as they are: `A-Z a-z 0-9 - _ . ~`.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// As [`UNRESERVED`], keeping the `/` between path segments.
+const UNRESERVED_AND_SLASH: &AsciiSet = &UNRESERVED.remove(b'/');
+
+/// The SigV4 form of a timestamp (`X-Amz-Date`).
+const AMZ_DATE: &str = "%Y%m%dT%H%M%SZ";
 
 /// Why a request's signature was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -18,7 +40,8 @@ pub enum AuthError {
     /// No Authorization header.
     #[error("Missing Authentication Token")]
     Missing,
-    /// The Authorization header or X-Amz-Date is malformed.
+    /// The Authorization header, the date or the set of signed headers is
+    /// malformed or incomplete.
     #[error("{0}")]
     Malformed(String),
     /// The access key id is unknown or revoked.
@@ -27,19 +50,36 @@ pub enum AuthError {
     /// The signature does not match.
     #[error("The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")]
     BadSignature,
-    /// X-Amz-Date is more than 15 minutes from now.
+    /// The request time is more than 15 minutes from now.
     #[error("Signature expired: {0} is more than 15 minutes from the server's time")]
     Expired(String),
+    /// `x-amz-content-sha256` is not the hash of the body received.
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed (XAmzContentSHA256Mismatch): the body received hashes to {computed}")]
+    PayloadMismatch {
+        /// The SHA-256 of the body as received, hex.
+        computed: String,
+    },
 }
 
 impl AuthError {
-    /// The Rekognition-shaped exception name (all are HTTP 403).
+    /// The Rekognition-shaped exception name.
     pub fn exception(&self) -> &'static str {
         match self {
             Self::Missing => "MissingAuthenticationTokenException",
             Self::Malformed(_) => "IncompleteSignatureException",
             Self::UnknownKey(_) => "UnrecognizedClientException",
-            Self::BadSignature | Self::Expired(_) => "InvalidSignatureException",
+            Self::BadSignature | Self::Expired(_) | Self::PayloadMismatch { .. } => {
+                "InvalidSignatureException"
+            }
+        }
+    }
+
+    /// The HTTP status: 400 for a body that is not the one signed (as AWS
+    /// answers a content hash mismatch), 403 for everything else.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::PayloadMismatch { .. } => 400,
+            _ => 403,
         }
     }
 }
@@ -52,9 +92,12 @@ pub struct SignedRequest<'a> {
     pub path: &'a str,
     /// Query string as received, without `?`.
     pub query: &'a str,
+    /// The URI's authority, which stands for `host` when the request has no
+    /// Host header (HTTP/2 carries it as `:authority`).
+    pub authority: Option<&'a str>,
     /// Headers.
     pub headers: &'a HeaderMap,
-    /// The body.
+    /// The body as received.
     pub body: &'a [u8],
 }
 
@@ -64,180 +107,306 @@ struct Authorization<'a> {
     region: &'a str,
     service: &'a str,
     signed_headers: Vec<&'a str>,
-    signature: &'a str,
+    signature: [u8; 32],
+}
+
+fn malformed(why: impl Into<String>) -> AuthError {
+    AuthError::Malformed(why.into())
 }
 
 fn parse_authorization(value: &str) -> Result<Authorization<'_>, AuthError> {
-    let rest = value.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| {
-        AuthError::Malformed("Authorization header must use AWS4-HMAC-SHA256".into())
-    })?;
+    let rest = value
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .ok_or_else(|| malformed("Authorization header must use AWS4-HMAC-SHA256"))?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for part in rest.split(',') {
-        let (k, v) = part.trim().split_once('=').ok_or_else(|| {
-            AuthError::Malformed(format!("malformed Authorization part {part:?}"))
-        })?;
-        match k {
-            "Credential" => credential = Some(v),
-            "SignedHeaders" => signed = Some(v),
-            "Signature" => signature = Some(v),
-            _ => {}
+        let (k, v) = part
+            .trim_matches(' ')
+            .split_once('=')
+            .ok_or_else(|| malformed(format!("malformed Authorization part {part:?}")))?;
+        let slot = match k {
+            "Credential" => &mut credential,
+            "SignedHeaders" => &mut signed,
+            "Signature" => &mut signature,
+            _ => return Err(malformed(format!("unknown Authorization part {k:?}"))),
+        };
+        if slot.replace(v).is_some() {
+            return Err(malformed(format!("Authorization names {k} twice")));
         }
     }
-    let missing = |what: &str| AuthError::Malformed(format!("Authorization header lacks {what}"));
+    let missing = |what: &str| malformed(format!("Authorization header lacks {what}"));
     let credential = credential.ok_or_else(|| missing("Credential"))?;
     let signed = signed.ok_or_else(|| missing("SignedHeaders"))?;
     let signature = signature.ok_or_else(|| missing("Signature"))?;
     let parts: Vec<&str> = credential.split('/').collect();
     let [access_key_id, date, region, service, "aws4_request"] = parts[..] else {
-        return Err(AuthError::Malformed(format!(
+        return Err(malformed(format!(
             "Credential {credential:?} must be KEY/DATE/REGION/SERVICE/aws4_request"
         )));
     };
+    if access_key_id.is_empty() || region.is_empty() {
+        return Err(malformed(format!(
+            "Credential {credential:?} has an empty key id or region"
+        )));
+    }
+    let signed_headers: Vec<&str> = signed.split(';').collect();
+    let well_formed = signed_headers.iter().all(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    });
+    if !well_formed || !signed_headers.windows(2).all(|w| w[0] < w[1]) {
+        return Err(malformed(format!(
+            "SignedHeaders {signed:?} must be lower-case header names, sorted, each once"
+        )));
+    }
+    // Lower-case hex only, so that no other spelling of a signature passes.
+    let mut sig = [0u8; 32];
+    if signature.len() != 64
+        || signature.bytes().any(|b| b.is_ascii_uppercase())
+        || hex::decode_to_slice(signature, &mut sig).is_err()
+    {
+        return Err(malformed("Signature must be 64 lower-case hex digits"));
+    }
     Ok(Authorization {
         access_key_id,
         date,
         region,
         service,
-        signed_headers: signed.split(';').collect(),
-        signature,
+        signed_headers,
+        signature: sig,
     })
 }
 
 /// Seconds since the epoch of a `YYYYMMDDTHHMMSSZ` timestamp.
 pub fn parse_amz_date(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    let t = jiff::civil::DateTime::strptime(AMZ_DATE, s).ok()?;
+    let secs = t
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()?
+        .timestamp()
+        .as_second();
+    // Only the one spelling: no signs, no short fields.
+    (format_amz_date(secs).as_deref() == Some(s)).then_some(secs)
 }
 
-/// Percent-encodes as SigV4 does: everything but `A-Za-z0-9-_.~`
-/// (and `/` when `keep_slash`).
-fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+/// `secs` since the epoch as a `YYYYMMDDTHHMMSSZ` timestamp.
+pub fn format_amz_date(secs: i64) -> Option<String> {
+    Some(
+        jiff::Timestamp::from_second(secs)
+            .ok()?
+            .strftime(AMZ_DATE)
+            .to_string(),
+    )
+}
+
+/// The request's time: `X-Amz-Date`, else the `Date` header (RFC 7231,
+/// as botocore writes it when a request already has one). Returns seconds
+/// since the epoch, the SigV4 form signed over, and the header's name.
+fn request_time(headers: &HeaderMap) -> Result<(i64, String, &'static str), AuthError> {
+    if let Some(v) = headers.get("x-amz-date") {
+        let s = v
+            .to_str()
+            .map_err(|_| malformed("X-Amz-Date is not ASCII"))?;
+        let t = parse_amz_date(s)
+            .ok_or_else(|| malformed(format!("X-Amz-Date {s:?} is not YYYYMMDDTHHMMSSZ")))?;
+        return Ok((t, s.to_owned(), "x-amz-date"));
+    }
+    let v = headers
+        .get("date")
+        .ok_or_else(|| malformed("the request has neither an X-Amz-Date nor a Date header"))?;
+    let s = v.to_str().map_err(|_| malformed("Date is not ASCII"))?;
+    let t = jiff::fmt::rfc2822::parse(s)
+        .map_err(|e| malformed(format!("Date {s:?} is not an HTTP date: {e}")))?
+        .timestamp()
+        .as_second();
+    let amz = format_amz_date(t).ok_or_else(|| malformed(format!("Date {s:?} is out of range")))?;
+    Ok((t, amz, "date"))
+}
+
+/// The path with `.` and `..` segments and repeated slashes removed, as
+/// AWS normalises it before signing (for every service but S3).
+pub fn normalize_path(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
         }
     }
-    out
+    let mut s = format!("/{}", out.join("/"));
+    if path.len() > 1 && path.ends_with('/') && !out.is_empty() {
+        s.push('/');
+    }
+    s
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes (and `+` as a space, as the query parser does);
+/// `None` for a `%` not followed by two hex digits.
+fn decode_query_part(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(v);
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                let mut v = [0u8];
+                hex::decode_to_slice(hex, &mut v).ok()?;
+                out.push(v[0]);
                 i += 3;
-                continue;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
             }
         }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Some(out)
 }
 
-fn canonical_query(query: &str) -> String {
-    let mut pairs: Vec<(String, String)> = query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                uri_encode(&percent_decode(k), false),
-                uri_encode(&percent_decode(v), false),
-            )
-        })
-        .collect();
+/// Each name and value decoded and re-encoded the SigV4 way, sorted.
+fn canonical_query(query: &str) -> Result<String, AuthError> {
+    let mut pairs = Vec::new();
+    for p in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        let enc = |s: &str| {
+            decode_query_part(s)
+                .map(|d| percent_encode(&d, UNRESERVED).to_string())
+                .ok_or_else(|| malformed(format!("the query string has a bad %-escape in {p:?}")))
+        };
+        pairs.push((enc(k)?, enc(v)?));
+    }
     pairs.sort();
-    pairs
+    Ok(pairs
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
-        .join("&")
+        .join("&"))
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+/// Appends a header value with leading, trailing and repeated spaces and
+/// tabs reduced as SigV4's Trimall does (bytes, so no two values collide).
+fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
+    let mut words = value
+        .split(|b| *b == b' ' || *b == b'\t')
+        .filter(|w| !w.is_empty());
+    if let Some(w) = words.next() {
+        out.extend_from_slice(w);
+        for w in words {
+            out.push(b' ');
+            out.extend_from_slice(w);
+        }
+    }
+}
+
+/// The canonical request over `signed_headers` with the body's real hash.
+fn canonical_request(
+    req: &SignedRequest<'_>,
+    signed_headers: &[&str],
+    payload_hash: &str,
+) -> Result<Vec<u8>, AuthError> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(req.method.as_bytes());
+    out.push(b'\n');
+    let path = normalize_path(req.path);
+    out.extend(percent_encode(path.as_bytes(), UNRESERVED_AND_SLASH).flat_map(str::bytes));
+    out.push(b'\n');
+    out.extend_from_slice(canonical_query(req.query)?.as_bytes());
+    out.push(b'\n');
+    for name in signed_headers {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
+        let mut values = req.headers.get_all(*name).iter().peekable();
+        if values.peek().is_none() {
+            match (*name, req.authority) {
+                ("host", Some(authority)) => push_trimmed(&mut out, authority.as_bytes()),
+                _ => {
+                    return Err(malformed(format!(
+                        "the signed header {name} is not in the request"
+                    )))
+                }
+            }
+        }
+        let mut first = true;
+        for v in values {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            push_trimmed(&mut out, v.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out.extend_from_slice(signed_headers.join(";").as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload_hash.as_bytes());
+    Ok(out)
+}
+
+/// Checks that the headers the service acts on are signed.
+fn check_signed_set(
+    req: &SignedRequest<'_>,
+    signed: &[&str],
+    date_header: &str,
+) -> Result<(), AuthError> {
+    let need = |name: &str| -> Result<(), AuthError> {
+        if signed.contains(&name) {
+            Ok(())
+        } else {
+            Err(malformed(format!(
+                "the {name} header must be signed (listed in SignedHeaders)"
+            )))
+        }
+    };
+    need("host")?;
+    need(date_header)?;
+    for name in req.headers.keys() {
+        let n = name.as_str();
+        if n.starts_with("x-amz-") || n.starts_with("x-kenning-") || n == "content-type" {
+            need(n)?;
+        }
+    }
+    if signed.contains(&"authorization") {
+        return Err(malformed("the Authorization header cannot sign itself"));
+    }
+    Ok(())
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
-    mac.finalize().into_bytes().to_vec()
+    mac
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The signature of `req` under `secret` for the scope in its Authorization
-/// header (used by tests and clients).
-fn signature(
-    req: &SignedRequest<'_>,
-    auth: &Authorization<'_>,
-    amz_date: &str,
-    secret: &str,
-) -> String {
-    let mut canonical_headers = String::new();
-    for name in &auth.signed_headers {
-        let values: Vec<String> = req
-            .headers
-            .get_all(*name)
-            .iter()
-            .map(|v| {
-                String::from_utf8_lossy(v.as_bytes())
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+/// The SigV4 signing key for one day, region and service.
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
+    let mut k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes())
+        .finalize()
+        .into_bytes()
+        .to_vec();
+    for part in [region, service, "aws4_request"] {
+        k = hmac(&k, part.as_bytes()).finalize().into_bytes().to_vec();
     }
-    let payload_hash = match req.headers.get("x-amz-content-sha256") {
-        Some(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-        None => hex::encode(Sha256::digest(req.body)),
-    };
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method,
-        uri_encode(if req.path.is_empty() { "/" } else { req.path }, true),
-        canonical_query(req.query),
-        canonical_headers,
-        auth.signed_headers.join(";"),
-        payload_hash
-    );
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), auth.date.as_bytes());
-    let k_region = hmac(&k_date, auth.region.as_bytes());
-    let k_service = hmac(&k_region, auth.service.as_bytes());
-    let k_signing = hmac(&k_service, b"aws4_request");
-    hex::encode(hmac(&k_signing, string_to_sign.as_bytes()))
+    k
+}
+
+fn string_to_sign(amz_date: &str, auth: &Authorization<'_>, canonical: &[u8]) -> String {
+    format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{}/{}/{}/aws4_request\n{}",
+        auth.date,
+        auth.region,
+        auth.service,
+        hex::encode(Sha256::digest(canonical))
+    )
 }
 
 /// Verifies `req`'s SigV4 signature at time `now` (seconds since the epoch),
@@ -252,40 +421,44 @@ pub fn verify(
         .get("authorization")
         .ok_or(AuthError::Missing)?
         .to_str()
-        .map_err(|_| AuthError::Malformed("Authorization header is not ASCII".into()))?;
+        .map_err(|_| malformed("Authorization header is not ASCII"))?;
     let auth = parse_authorization(header)?;
     if auth.service != SERVICE {
-        return Err(AuthError::Malformed(format!(
+        return Err(malformed(format!(
             "Credential should be scoped to correct service: '{SERVICE}', not '{}'",
             auth.service
         )));
     }
-    let amz_date = req
-        .headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| AuthError::Malformed("X-Amz-Date header is missing".into()))?;
-    let when = parse_amz_date(amz_date)
-        .ok_or_else(|| AuthError::Malformed(format!("X-Amz-Date {amz_date:?} is malformed")))?;
-    if !amz_date.starts_with(auth.date) {
-        return Err(AuthError::Malformed(
-            "Credential date does not match X-Amz-Date".into(),
-        ));
+    let (when, amz_date, date_header) = request_time(req.headers)?;
+    if !amz_date.starts_with(auth.date) || auth.date.len() != 8 {
+        return Err(malformed(format!(
+            "Credential date {} does not match the request date {amz_date}",
+            auth.date
+        )));
     }
+    check_signed_set(req, &auth.signed_headers, date_header)?;
+    let payload_hash = hex::encode(Sha256::digest(req.body));
+    if let Some(claimed) = req.headers.get("x-amz-content-sha256") {
+        if claimed.as_bytes() != payload_hash.as_bytes() {
+            return Err(AuthError::PayloadMismatch {
+                computed: payload_hash,
+            });
+        }
+    }
+    let canonical = canonical_request(req, &auth.signed_headers, &payload_hash)?;
     let secret = secret_of(auth.access_key_id)
         .ok_or_else(|| AuthError::UnknownKey(auth.access_key_id.into()))?;
     if (now - when).abs() > MAX_SKEW_SECS {
-        return Err(AuthError::Expired(amz_date.into()));
+        return Err(AuthError::Expired(amz_date));
     }
-    let expected = signature(req, &auth, amz_date, &secret);
-    if constant_time_eq(
-        expected.as_bytes(),
-        auth.signature.to_ascii_lowercase().as_bytes(),
-    ) {
-        Ok(auth.access_key_id.to_owned())
-    } else {
-        Err(AuthError::BadSignature)
-    }
+    let key = signing_key(&secret, auth.date, auth.region, auth.service);
+    hmac(
+        &key,
+        string_to_sign(&amz_date, &auth, &canonical).as_bytes(),
+    )
+    .verify_slice(&auth.signature)
+    .map_err(|_| AuthError::BadSignature)?;
+    Ok(auth.access_key_id.to_owned())
 }
 
 #[cfg(test)]
@@ -293,8 +466,10 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    /// AWS's published get-vanilla example (service "service"), re-scoped to
-    /// check the algorithm itself.
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+    /// AWS's published get-vanilla example (service "service"), to check the
+    /// algorithm itself.
     #[test]
     fn matches_the_aws_test_suite_vanilla_get() {
         let mut headers = HeaderMap::new();
@@ -304,6 +479,7 @@ mod tests {
             method: "GET",
             path: "/",
             query: "",
+            authority: None,
             headers: &headers,
             body: b"",
         };
@@ -313,28 +489,67 @@ mod tests {
             region: "us-east-1",
             service: "service",
             signed_headers: vec!["host", "x-amz-date"],
-            signature: "",
+            signature: [0; 32],
         };
+        let canonical = canonical_request(
+            &req,
+            &auth.signed_headers,
+            &hex::encode(Sha256::digest(b"")),
+        )
+        .unwrap();
+        let key = signing_key(SECRET, "20150830", "us-east-1", "service");
+        let sig = hmac(
+            &key,
+            string_to_sign("20150830T123600Z", &auth, &canonical).as_bytes(),
+        )
+        .finalize()
+        .into_bytes();
         assert_eq!(
-            signature(
-                &req,
-                &auth,
-                "20150830T123600Z",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-            ),
+            hex::encode(sig),
             "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
         );
     }
 
     #[test]
-    fn parses_amz_dates() {
+    fn parses_and_formats_amz_dates() {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
+        assert_eq!(parse_amz_date("20150830T123600"), None);
+        assert_eq!(parse_amz_date("20151330T123600Z"), None);
         assert_eq!(parse_amz_date("2015-08-30"), None);
+        assert_eq!(
+            format_amz_date(1_440_938_160).as_deref(),
+            Some("20150830T123600Z")
+        );
     }
 
     #[test]
-    fn query_is_sorted_and_encoded() {
-        assert_eq!(canonical_query("b=2&a=x%20y"), "a=x%20y&b=2");
+    fn query_is_decoded_sorted_and_reencoded() {
+        assert_eq!(canonical_query("b=2&a=x%20y").unwrap(), "a=x%20y&b=2");
+        assert_eq!(canonical_query("a=x+y&c=%7e&b").unwrap(), "a=x%20y&b=&c=~");
+        assert!(canonical_query("a=%zz").is_err());
+        assert!(canonical_query("a=%4").is_err());
+    }
+
+    #[test]
+    fn paths_are_normalised_as_aws_does() {
+        for (raw, normal) in [
+            ("", "/"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/a//b/", "/a/b/"),
+            ("/a/./b/../c", "/a/c"),
+            ("/..", "/"),
+            ("/a/b/..", "/a"),
+        ] {
+            assert_eq!(normalize_path(raw), normal, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn header_values_are_trimmed_without_merging_bytes() {
+        let mut out = Vec::new();
+        push_trimmed(&mut out, b"  a \t b  \xff ");
+        assert_eq!(out, b"a b \xff");
     }
 }
