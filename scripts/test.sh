@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need (models, ONNX Runtime, test-only models)
 # and runs the whole test suite: formatting, lints, unit and integration tests.
+# Tests that need ../shared/data skip without it (each with one line, and a
+# count by reason at the end), and fail instead under CI=true or
+# KENNING_REQUIRE_DATA=1 (crates/kenning-testdata).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -10,4 +13,21 @@ bash scripts/setup-test-python.sh
 export KENNING_MODELS="${KENNING_MODELS:-$root/models}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings
+
+# Every skip in every test binary appends "test<TAB>reason" here.
+target="${CARGO_TARGET_DIR:-$root/target}"
+mkdir -p "$target"
+export KENNING_SKIP_LOG="$target/test-skips.log"
+: > "$KENNING_SKIP_LOG"
+skips() {
+  local n
+  n=$(wc -l < "$KENNING_SKIP_LOG")
+  if [ "$n" -eq 0 ]; then
+    echo "test suite: no tests skipped"
+  else
+    echo "test suite: $n tests skipped (list: $KENNING_SKIP_LOG):"
+    cut -f2 "$KENNING_SKIP_LOG" | sort | uniq -c | sort -rn
+  fi
+}
+trap skips EXIT
 cargo test --workspace --release

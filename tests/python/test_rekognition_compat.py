@@ -4,7 +4,8 @@ endpoint URL: every implemented operation on real photos, and the error paths.
 Started by the Rust integration test (crates/kenning-cli/tests/server.rs),
 which runs the server and passes:
   KENNING_ENDPOINT, KENNING_TEST_KEY_ID, KENNING_TEST_SECRET,
-  KENNING_TEST_DATA (../shared/data; tests needing photos skip without it).
+  KENNING_TEST_DATA (../shared/data) and KENNING_REQUIRE_DATA: tests needing
+  photos skip without them, or fail under CI (conftest.py).
 """
 
 import json
@@ -33,9 +34,7 @@ if not (ENDPOINT and KEY_ID and SECRET):
         pytrace=False,
     )
 
-needs_photos = pytest.mark.skipif(
-    not EXAMPLES.is_dir(), reason=f"skipping: photos not present at {EXAMPLES}"
-)
+needs_photos = pytest.mark.usefixtures("examples")
 
 
 def client(key_id=KEY_ID, secret=SECRET):

@@ -3,8 +3,9 @@
 //! recogniser plugged in through a manifest.
 //!
 //! Models come from scripts/setup-models.sh (the test command runs it);
-//! photos come from ../shared/data and the tests that need them skip with a
-//! message when it is absent.
+//! photos come from ../shared/data, and the tests that need them skip with
+//! one line when it is absent, or fail under CI (`common::data`, from
+//! kenning-testdata).
 
 mod accountability;
 mod cli;

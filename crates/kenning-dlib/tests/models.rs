@@ -1,31 +1,22 @@
-//! Tests on the real model files. They are skipped (with a message) when
-//! the models are not installed: set KENNING_MODELS or run
-//! scripts/setup-models.sh to populate <workspace>/models.
-
-use std::path::PathBuf;
+//! Tests on the real model files (KENNING_MODELS or <workspace>/models, set
+//! up by scripts/setup-models.sh): skipped with a line when they are not
+//! installed, a failure under CI (kenning-testdata).
 
 use kenning_dlib::{resnet, ShapePredictor};
 
-fn model(name: &str) -> Option<Vec<u8>> {
-    let dir = std::env::var_os("KENNING_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let path = dir.join(name);
-    match std::fs::read(&path) {
-        Ok(b) => Some(b),
-        Err(_) => {
-            eprintln!(
-                "skipping: {} not found (set KENNING_MODELS or run scripts/setup-models.sh)",
-                path.display()
-            );
-            None
-        }
-    }
+/// The bytes of model file `name` for `test`, or None once the skip is
+/// recorded (a failure under CI).
+fn model(test: &str, name: &str) -> Option<Vec<u8>> {
+    let path = kenning_testdata::model(test, name)?;
+    Some(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
 }
 
 #[test]
 fn shape_predictor_parses_to_15_cascades_of_500_trees() {
-    let Some(bytes) = model("shape_predictor_5_face_landmarks.dat") else {
+    let Some(bytes) = model(
+        "models::shape_predictor_parses_to_15_cascades_of_500_trees",
+        "shape_predictor_5_face_landmarks.dat",
+    ) else {
         return;
     };
     let sp = ShapePredictor::from_bytes(&bytes).unwrap();
@@ -46,7 +37,10 @@ fn shape_predictor_parses_to_15_cascades_of_500_trees() {
 
 #[test]
 fn resnet_parses_and_converts_to_a_decodable_onnx_model() {
-    let Some(bytes) = model("dlib_face_recognition_resnet_model_v1.dat") else {
+    let Some(bytes) = model(
+        "models::resnet_parses_and_converts_to_a_decodable_onnx_model",
+        "dlib_face_recognition_resnet_model_v1.dat",
+    ) else {
         return;
     };
     let net = resnet::parse(&bytes).unwrap();

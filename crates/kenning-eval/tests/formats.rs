@@ -119,12 +119,10 @@ fn labels_and_boxes() {
 }
 
 #[test]
-fn real_files_parse_when_present() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if !root.exists() {
-        eprintln!("skipping: {} not found", root.display());
+fn real_data_files_parse() {
+    let Some(root) = kenning_testdata::data("formats::real_data_files_parse") else {
         return;
-    }
+    };
     let ids = kenning_eval::formats::read_identities(&root.join("identity/celeba/identities.csv"))
         .unwrap();
     assert_eq!(ids.len(), 1715);

@@ -451,14 +451,14 @@ fn pgm_and_ppm() {
 
 #[test]
 fn real_images_decode() {
-    let Some(data) = shared_data() else { return };
+    let Some(data) = kenning_testdata::data("decode::real_images_decode") else {
+        return;
+    };
     let pgm = data.join("identity/att_orl/images/s1/1.pgm");
-    if pgm.is_file() {
-        assert_eq!(
-            decode_file(&pgm, &limits()).unwrap().dimensions(),
-            (92, 112)
-        );
-    }
+    assert_eq!(
+        decode_file(&pgm, &limits()).unwrap().dimensions(),
+        (92, 112)
+    );
     let png = data.join("misc/face_recognition/32bit.png");
     assert_eq!(
         decode_file(&png, &limits()).unwrap().dimensions(),

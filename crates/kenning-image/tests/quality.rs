@@ -97,7 +97,7 @@ fn flat_region_has_zero_sharpness() {
 
 #[test]
 fn sharp_portrait_beats_blurred_copy() {
-    let Some(data) = common::shared_data() else {
+    let Some(data) = kenning_testdata::data("quality::sharp_portrait_beats_blurred_copy") else {
         return;
     };
     let img = decode_file(

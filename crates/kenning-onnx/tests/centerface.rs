@@ -1,24 +1,15 @@
-//! make_dynamic_input on the real CenterFace model (skipped with a message
-//! when models are not installed: set KENNING_MODELS or run
-//! scripts/setup-models.sh).
-
-use std::path::PathBuf;
+//! make_dynamic_input on the real CenterFace model (skipped with a line when
+//! the models are not installed, a failure under CI: kenning-testdata).
 
 use kenning_onnx::{inspect, make_dynamic_input, Dim};
 
-fn centerface() -> Option<Vec<u8>> {
-    let dir = std::env::var_os("KENNING_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let path = dir.join("centerface.onnx");
-    std::fs::read(&path)
-        .map_err(|_| eprintln!("skipping: {} not found", path.display()))
-        .ok()
-}
-
 #[test]
 fn centerface_becomes_dynamic_and_keeps_its_graph() {
-    let Some(raw) = centerface() else { return };
+    let test = "centerface::centerface_becomes_dynamic_and_keeps_its_graph";
+    let Some(path) = kenning_testdata::model(test, "centerface.onnx") else {
+        return;
+    };
+    let raw = std::fs::read(&path).unwrap();
     let before = inspect(&raw).unwrap();
     assert_eq!(before.inputs.len(), 195);
     let patched = make_dynamic_input(&raw).unwrap();

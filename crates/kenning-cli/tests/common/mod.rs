@@ -7,30 +7,18 @@ use std::sync::{Arc, OnceLock};
 use kenning_image::{DecodeLimits, RgbImage};
 use kenning_models::{Pipeline, PipelineConfig};
 
+/// ../shared/data for a test, or None once its skip is recorded (a failure
+/// under CI): see kenning-testdata.
+pub use kenning_testdata::data;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-/// ../shared/data, or None (with a message) when this clone has none.
-pub fn data(test: &str) -> Option<PathBuf> {
-    let dir = root().join("../shared/data");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping {test}: ../shared/data is not present beside this clone");
-        None
-    }
+    kenning_testdata::workspace()
 }
 
 /// The models folder ($KENNING_MODELS or <root>/models).
 pub fn models() -> PathBuf {
-    std::env::var_os("KENNING_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("models"))
+    kenning_testdata::models_dir()
 }
 
 /// The default pipeline, loaded once.

@@ -1,20 +1,7 @@
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use image::codecs::jpeg::JpegEncoder;
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
-
-/// `<workspace>/../shared/data`, or `None` (with a note) when absent.
-pub fn shared_data() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("skipping: shared test data not found at {}", dir.display());
-        None
-    }
-}
 
 /// A smooth, colourful test picture.
 pub fn pattern(width: u32, height: u32) -> RgbImage {
