@@ -224,8 +224,9 @@ fn request_time(headers: &HeaderMap) -> Result<(i64, String, &'static str), Auth
     Ok((t, amz, "date"))
 }
 
-/// The path with `.` and `..` segments and repeated slashes removed, as
-/// AWS normalises it before signing (for every service but S3).
+/// The path with `.` and `..` segments and repeated slashes removed
+/// (RFC 3986 section 5.2.4), as AWS normalises it before signing for every
+/// service but S3.
 pub fn normalize_path(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for seg in path.split('/') {
@@ -238,7 +239,8 @@ pub fn normalize_path(path: &str) -> String {
         }
     }
     let mut s = format!("/{}", out.join("/"));
-    if path.len() > 1 && path.ends_with('/') && !out.is_empty() {
+    let trailing = ["/", "/.", "/.."].iter().any(|e| path.ends_with(e));
+    if trailing && !out.is_empty() {
         s.push('/');
     }
     s
@@ -292,12 +294,11 @@ fn canonical_query(query: &str) -> Result<String, AuthError> {
         .join("&"))
 }
 
-/// Appends a header value with leading, trailing and repeated spaces and
-/// tabs reduced as SigV4's Trimall does (bytes, so no two values collide).
+/// Appends a header value with leading, trailing and repeated spaces
+/// reduced as SigV4's Trimall does. Spaces only, as AWS's own signers trim
+/// (a tab is a byte of the value), and on bytes, so no two values collide.
 fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
-    let mut words = value
-        .split(|b| *b == b' ' || *b == b'\t')
-        .filter(|w| !w.is_empty());
+    let mut words = value.split(|b| *b == b' ').filter(|w| !w.is_empty());
     if let Some(w) = words.next() {
         out.extend_from_slice(w);
         for w in words {
@@ -540,7 +541,9 @@ mod tests {
             ("/a//b/", "/a/b/"),
             ("/a/./b/../c", "/a/c"),
             ("/..", "/"),
-            ("/a/b/..", "/a"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/a/.b/..c", "/a/.b/..c"),
         ] {
             assert_eq!(normalize_path(raw), normal, "{raw:?}");
         }
@@ -550,6 +553,6 @@ mod tests {
     fn header_values_are_trimmed_without_merging_bytes() {
         let mut out = Vec::new();
         push_trimmed(&mut out, b"  a \t b  \xff ");
-        assert_eq!(out, b"a b \xff");
+        assert_eq!(out, b"a \t b \xff");
     }
 }
