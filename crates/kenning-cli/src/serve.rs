@@ -1,6 +1,7 @@
 //! `kenning serve` and `kenning keys`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +45,60 @@ pub struct ServeArgs {
     /// and the RunRetention operation).
     #[arg(long, default_value_t = 60)]
     retention_interval: u64,
+    /// Serve HTTPS with this PEM certificate chain (re-read on SIGHUP).
+    #[arg(long, env = "KENNING_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "KENNING_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds a client may take to send a request's headers or finish the
+    /// TLS handshake before the connection is closed.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+}
+
+/// `kenning tls ...`
+#[derive(Subcommand)]
+pub enum TlsCommand {
+    /// Write a self-signed certificate and key for development (cert.pem,
+    /// key.pem with mode 0600). Clients must be told to trust cert.pem
+    /// (boto3 `verify=`, aws `--ca-bundle`, curl `--cacert`).
+    DevCert {
+        /// Folder to write cert.pem and key.pem into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Host names and IP addresses the certificate is for.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        names: Vec<String>,
+    },
+}
+
+pub fn tls(cmd: TlsCommand) -> Result<i32> {
+    let TlsCommand::DevCert { out, names } = cmd;
+    let generated = rcgen::generate_simple_self_signed(names.clone())
+        .context("generating a self-signed certificate")?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let cert = out.join("cert.pem");
+    let key = out.join("key.pem");
+    std::fs::write(&cert, generated.cert.pem())
+        .with_context(|| format!("writing {}", cert.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write as _;
+    options
+        .open(&key)
+        .and_then(|mut f| f.write_all(generated.key_pair.serialize_pem().as_bytes()))
+        .with_context(|| format!("writing {}", key.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({ "Certificate": cert, "Key": key, "Names": names })
+    );
+    Ok(0)
 }
 
 /// `kenning keys ...`
@@ -174,6 +229,18 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
             args.listen
         );
     }
+    let tls_files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = kenning_server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            // Before the models load, so a bad pair fails at once.
+            files.load()?;
+            Some(files)
+        }
+        _ => None,
+    };
     if !data.data.exists() {
         std::fs::create_dir_all(&data.data)
             .with_context(|| format!("creating {}", data.data.display()))?;
@@ -206,6 +273,13 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     }
     config.retention_interval =
         (args.retention_interval > 0).then(|| Duration::from_secs(args.retention_interval * 60));
+    config.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+    config.tls = tls_files;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let credentials = Credentials::new(store, &root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -213,7 +287,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     runtime.block_on(async move {
         let server = kenning_server::bind(config, governor, credentials).await?;
         let addr = server.local_addr()?;
-        println!("Kenning is serving Rekognition's API at http://{addr}");
+        println!("Kenning is serving Rekognition's API at {scheme}://{addr}");
         match &root {
             RootKey::FromEnv { access_key_id, .. } => {
                 println!("access key id: {access_key_id} (secret from KENNING_SECRET_ACCESS_KEY)");
@@ -230,7 +304,15 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         if args.allow_anonymous {
             println!("WARNING: unsigned requests are accepted (--allow-anonymous)");
         }
-        println!("try: aws rekognition list-collections --endpoint-url http://{addr} --region us-east-1");
+        if scheme == "http" && !addr.ip().is_loopback() {
+            let warning = format!(
+                "WARNING: serving plain HTTP on the non-loopback address {addr}: access keys' \
+                 signatures, bearer tokens and face images travel in clear; use --tls-cert and --tls-key"
+            );
+            println!("{warning}");
+            eprintln!("{warning}");
+        }
+        println!("try: aws rekognition list-collections --endpoint-url {scheme}://{addr} --region us-east-1");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         server.run(kenning_server::shutdown_signal()).await?;

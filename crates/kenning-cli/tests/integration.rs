@@ -16,3 +16,4 @@ mod identification;
 mod parity;
 mod recognisers;
 mod server;
+mod tls;

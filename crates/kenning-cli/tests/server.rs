@@ -12,18 +12,18 @@ use sha2::{Digest, Sha256};
 
 use crate::common;
 
-const KEY_ID: &str = "AKKNINTEGRATIONTEST1";
-const SECRET: &str = "integration-test-secret-0123456789";
+pub(crate) const KEY_ID: &str = "AKKNINTEGRATIONTEST1";
+pub(crate) const SECRET: &str = "integration-test-secret-0123456789";
 
 /// A running `kenning serve` with a temporary data directory.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
-    data: PathBuf,
+    pub(crate) addr: String,
+    pub(crate) data: PathBuf,
 }
 
 impl Server {
-    fn start(extra: &[&str]) -> Self {
+    pub(crate) fn start(extra: &[&str]) -> Self {
         let data = std::env::temp_dir().join(format!(
             "kenning-serve-{}-{}",
             std::process::id(),
@@ -56,7 +56,7 @@ impl Server {
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let addr = first
             .trim()
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .unwrap_or_else(|| panic!("no URL in {first:?}"))
             .to_owned();
@@ -71,8 +71,13 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// The server's process id (for signals).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -91,7 +96,7 @@ impl Drop for Server {
 }
 
 /// A raw HTTP/1.1 exchange: (status, lower-cased headers, body).
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -130,7 +135,7 @@ fn http(
     (status, headers, body.to_owned())
 }
 
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -180,7 +185,7 @@ fn amz_date(t: u64) -> String {
 }
 
 /// A SigV4-signed AWS JSON 1.1 request at time `t`.
-fn signed(
+pub(crate) fn signed(
     addr: &str,
     op: &str,
     body: &str,
@@ -226,19 +231,19 @@ fn signed(
     )
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn json(body: &str) -> serde_json::Value {
+pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// `kenning keys create ARGS` on `data`: (access key id, secret).
-fn create_key(data: &Path, args: &[&str]) -> (String, String) {
+pub(crate) fn create_key(data: &Path, args: &[&str]) -> (String, String) {
     let out = Command::new(common::kenning_bin())
         .args(["keys", "create", "--data"])
         .arg(data)

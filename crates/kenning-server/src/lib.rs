@@ -15,6 +15,7 @@
 pub mod metrics;
 mod rest;
 pub mod sigv4;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -56,6 +57,11 @@ pub struct ServerConfig {
     pub max_concurrent: usize,
     /// How often the retention pass runs (`None`: only on demand).
     pub retention_interval: Option<Duration>,
+    /// Serve HTTPS with this certificate and key (re-read on SIGHUP).
+    pub tls: Option<tls::TlsFiles>,
+    /// Longest a client may take to send a request's headers (and a TLS
+    /// handshake), so slow clients cannot hold connections open.
+    pub header_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -70,6 +76,8 @@ impl ServerConfig {
             body_limit: 8 << 20,
             max_concurrent: cores * 2,
             retention_interval: Some(Duration::from_secs(3600)),
+            tls: None,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -91,6 +99,9 @@ pub enum ServerError {
     /// Saving the indexes at shutdown failed.
     #[error("flushing collections at shutdown: {0}")]
     Flush(String),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Where the root key came from.
@@ -240,6 +251,7 @@ pub(crate) struct Outcome {
 pub struct Server {
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    tls: Option<tls::Tls>,
 }
 
 /// Binds the listening socket.
@@ -252,6 +264,7 @@ pub async fn bind(
     {
         return Err(ServerError::AnonymousRemote(config.listen));
     }
+    let tls = config.tls.clone().map(tls::Tls::new).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let state = Arc::new(AppState {
         governor: Arc::new(governor),
@@ -260,7 +273,11 @@ pub async fn bind(
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
         config,
     });
-    Ok(Server { state, listener })
+    Ok(Server {
+        state,
+        listener,
+        tls,
+    })
 }
 
 impl Server {
@@ -280,10 +297,19 @@ impl Server {
             let governor = state.governor.clone();
             tokio::spawn(retention_schedule(governor, every))
         });
+        let reload = self.tls.clone().map(|t| tokio::spawn(reload_on_sighup(t)));
         let app = router(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve_connections(
+            self.listener,
+            app,
+            self.tls,
+            state.config.header_timeout,
+            shutdown,
+        )
+        .await;
+        if let Some(task) = reload {
+            task.abort();
+        }
         if let Some(task) = retention {
             task.abort();
         }
@@ -295,6 +321,101 @@ impl Server {
             .map_err(|e| ServerError::Flush(e.to_string()))?;
         Ok(())
     }
+}
+
+/// Accepts connections until `shutdown`, serving HTTP/1.1 and HTTP/2 (over
+/// TLS when configured), then waits for the connections' requests to end.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<tls::Tls>,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (builder, app, tls, watcher) = (
+            builder.clone(),
+            app.clone(),
+            tls.clone(),
+            graceful.watcher(),
+        );
+        tokio::spawn(async move {
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let result =
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                        watcher.watch(conn).await
+                    }
+                    Some(tls) => {
+                        let stream =
+                            match tokio::time::timeout(header_timeout, tls.acceptor().accept(tcp))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Re-reads the TLS certificate and key on every SIGHUP.
+async fn reload_on_sighup(tls: tls::Tls) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; keeping the one in use")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Runs the retention pass at start and then every `every` (so frequent
