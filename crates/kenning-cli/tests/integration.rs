@@ -17,3 +17,4 @@ mod parity;
 mod recognisers;
 mod server;
 mod tls;
+mod wire;

@@ -262,6 +262,27 @@ pub(crate) fn create_key(data: &Path, args: &[&str]) -> (String, String) {
     )
 }
 
+/// `kenning keys token create KEY_ID` on `data` (the root key from the
+/// environment included): the token.
+pub(crate) fn create_token(data: &Path, access_key_id: &str) -> String {
+    let out = Command::new(common::kenning_bin())
+        .args(["keys", "token", "create", access_key_id, "--data"])
+        .arg(data)
+        .env("KENNING_ACCESS_KEY_ID", KEY_ID)
+        .env("KENNING_SECRET_ACCESS_KEY", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))["Token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// A request body for `op` that names collection `coll` and is valid enough
 /// to pass authorisation; it never changes anything that exists.
 fn harmless_body(op: &str, coll: &str, role: &str) -> String {
@@ -540,14 +561,20 @@ fn sigv4_edges_keys_health_metrics_and_shutdown() {
     assert!(listed.contains(id) && !listed.contains(secret));
     let keyfile = std::fs::read_to_string(server.data.join("keys.json")).unwrap();
     assert!(!keyfile.contains(secret), "secret stored in clear");
-    // Bearer auth on the REST API.
-    let (status, _, body) = http(
-        &addr,
-        "GET",
-        "/v1/collections",
-        &[("authorization", format!("Bearer {secret}"))],
-        b"",
-    );
+    // Bearer auth on the REST API takes an API token, never the secret.
+    let bearer = |t: &str| {
+        http(
+            &addr,
+            "GET",
+            "/v1/collections",
+            &[("authorization", format!("Bearer {t}"))],
+            b"",
+        )
+    };
+    let (status, _, body) = bearer(secret);
+    assert_eq!(status, 403, "{body}");
+    let token = create_token(&server.data, id);
+    let (status, _, body) = bearer(&token);
     assert_eq!(status, 200, "{body}");
     let revoked = Command::new(common::kenning_bin())
         .args(["keys", "revoke", id, "--data"])
@@ -558,6 +585,7 @@ fn sigv4_edges_keys_health_metrics_and_shutdown() {
     let (status, _, body) = signed(&addr, "ListCollections", "{}", (id, secret), now());
     assert_eq!(status, 403);
     assert_eq!(json(&body)["__type"], "UnrecognizedClientException");
+    assert_eq!(bearer(&token).0, 403, "a revoked key's tokens stop too");
 
     // Malformed JSON and out-of-range parameters.
     let (status, _, body) = signed(&addr, "ListCollections", "{not json", key, now());
@@ -603,8 +631,9 @@ fn every_openapi_path_answers() {
     assert_eq!(status, 200);
     let doc = json(&doc);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let token = create_token(&server.data, KEY_ID);
     let auth = [
-        ("authorization", format!("Bearer {SECRET}")),
+        ("authorization", format!("Bearer {token}")),
         ("content-type", "application/json".into()),
     ];
     let (status, _, body) = http(
@@ -655,7 +684,7 @@ fn every_openapi_path_answers() {
         body.extend_from_slice(&photo);
         body.extend_from_slice(b"\r\n--kb\r\nContent-Disposition: form-data; name=\"ExternalImageId\"\r\n\r\ntwo\r\n--kb--\r\n");
         let auth = [
-            ("authorization", format!("Bearer {SECRET}")),
+            ("authorization", format!("Bearer {token}")),
             ("content-type", "multipart/form-data; boundary=kb".into()),
         ];
         let (status, _, text) = http(&addr, "POST", "/v1/collections/rest/faces", &auth, &body);

@@ -34,6 +34,7 @@ use axum::Router;
 use kenning_accountability::keys::{self, ActiveKey, KeyError, KeyStore};
 use kenning_accountability::{Caller, Governor, Grant, Principal, KENNING_OPERATIONS};
 use kenning_collections::Collections;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -112,7 +113,7 @@ pub enum RootKey {
         /// Access key id.
         access_key_id: String,
         /// Secret.
-        secret_access_key: String,
+        secret_access_key: SecretString,
     },
     /// Generated now and saved: print the secret once.
     Generated(keys::NewKey),
@@ -127,12 +128,12 @@ pub enum RootKey {
 /// (which `audit` records before it is stored).
 pub fn root_key(
     store: &KeyStore,
-    env: Option<(String, String)>,
+    env: Option<(String, SecretString)>,
     audit: impl FnOnce(&keys::KeyInfo) -> Result<(), String>,
 ) -> Result<RootKey, KeyError> {
     if let Some((access_key_id, secret_access_key)) = env {
         keys::validate_access_key_id(&access_key_id)?;
-        if secret_access_key.len() < 16 {
+        if secret_access_key.expose_secret().len() < 16 {
             return Err(KeyError::Invalid(
                 "KENNING_SECRET_ACCESS_KEY must be at least 16 characters".into(),
             ));
@@ -154,11 +155,16 @@ pub fn root_key(
 
 /// The keys requests are checked against: the stored keys (reloaded when
 /// `keys.json` changes, so `kenning keys revoke` takes effect at once) plus
-/// a root key from the environment.
+/// a root key from the environment, and the API tokens issued for them.
 pub struct Credentials {
     store: KeyStore,
     fixed: HashMap<String, ActiveKey>,
     cache: RwLock<(Option<SystemTime>, HashMap<String, ActiveKey>)>,
+    tokens: RwLock<(Option<SystemTime>, Option<Arc<keys::TokenSet>>)>,
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 impl Credentials {
@@ -182,13 +188,12 @@ impl Credentials {
             store,
             fixed,
             cache: RwLock::new((None, HashMap::new())),
+            tokens: RwLock::new((None, None)),
         }
     }
 
     fn refresh(&self) {
-        let mtime = std::fs::metadata(self.store.path())
-            .and_then(|m| m.modified())
-            .ok();
+        let mtime = mtime(self.store.path());
         if self.cache.read().unwrap_or_else(|e| e.into_inner()).0 == mtime && mtime.is_some() {
             return;
         }
@@ -214,15 +219,34 @@ impl Credentials {
             .cloned()
     }
 
-    /// The active key whose secret is `secret` (bearer authentication).
-    pub fn by_secret(&self, secret: &str) -> Option<ActiveKey> {
-        self.refresh();
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        self.fixed
-            .values()
-            .chain(cache.1.values())
-            .find(|k| keys::same_secret(&k.secret, secret))
-            .cloned()
+    /// The key an API token speaks for (bearer authentication), if the
+    /// token is valid and its key active. `tokens.json` is re-read when it
+    /// changes, so a revoked token stops at once.
+    pub fn by_token(&self, token: &str) -> Option<ActiveKey> {
+        let mtime = mtime(self.store.tokens_path());
+        let cached = {
+            let t = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+            (t.0 == mtime && mtime.is_some())
+                .then(|| t.1.clone())
+                .flatten()
+        };
+        let set = match cached {
+            Some(set) => set,
+            None => match self.store.tokens() {
+                Ok(set) => {
+                    let set = Arc::new(set);
+                    *self.tokens.write().unwrap_or_else(|e| e.into_inner()) =
+                        (mtime, Some(set.clone()));
+                    set
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the API tokens");
+                    return None;
+                }
+            },
+        };
+        let info = set.verify(token, now_secs().max(0) as u64).ok()?;
+        self.key(&info.access_key_id)
     }
 }
 
@@ -668,14 +692,15 @@ pub(crate) async fn read_and_authenticate(
     let principal = match header {
         None if s.config.allow_anonymous => Principal::new("anonymous", Grant::admin()),
         Some(h) if bearer && h.starts_with("Bearer ") => {
-            let secret = h["Bearer ".len()..].trim();
+            let token = h["Bearer ".len()..].trim();
             s.credentials
-                .by_secret(secret)
+                .by_token(token)
                 .ok_or_else(|| {
                     ApiError::new(
                         403,
                         "UnrecognizedClientException",
-                        "the bearer token is not the secret of an active access key",
+                        "the bearer token is not a valid API token of an active access key \
+                         (`kenning keys token create` issues one; a secret access key is not a token)",
                     )
                 })?
                 .principal

@@ -11,7 +11,9 @@
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -389,13 +391,21 @@ fn hmac(key: &[u8], data: &[u8]) -> HmacSha256 {
 }
 
 /// The SigV4 signing key for one day, region and service.
-fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
-    let mut k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes())
-        .finalize()
-        .into_bytes()
-        .to_vec();
+fn signing_key(
+    secret: &SecretString,
+    date: &str,
+    region: &str,
+    service: &str,
+) -> Zeroizing<Vec<u8>> {
+    let first = Zeroizing::new(format!("AWS4{}", secret.expose_secret()));
+    let mut k = Zeroizing::new(
+        hmac(first.as_bytes(), date.as_bytes())
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+    );
     for part in [region, service, "aws4_request"] {
-        k = hmac(&k, part.as_bytes()).finalize().into_bytes().to_vec();
+        k = Zeroizing::new(hmac(&k, part.as_bytes()).finalize().into_bytes().to_vec());
     }
     k
 }
@@ -415,7 +425,7 @@ fn string_to_sign(amz_date: &str, auth: &Authorization<'_>, canonical: &[u8]) ->
 pub fn verify(
     req: &SignedRequest<'_>,
     now: i64,
-    secret_of: impl Fn(&str) -> Option<String>,
+    secret_of: impl Fn(&str) -> Option<SecretString>,
 ) -> Result<String, AuthError> {
     let header = req
         .headers
@@ -498,7 +508,7 @@ mod tests {
             &hex::encode(Sha256::digest(b"")),
         )
         .unwrap();
-        let key = signing_key(SECRET, "20150830", "us-east-1", "service");
+        let key = signing_key(&SECRET.into(), "20150830", "us-east-1", "service");
         let sig = hmac(
             &key,
             string_to_sign("20150830T123600Z", &auth, &canonical).as_bytes(),

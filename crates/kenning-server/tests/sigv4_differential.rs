@@ -184,7 +184,7 @@ fn kenning(w: &Wire, now: i64) -> Result<String, AuthError> {
             body: &w.body,
         },
         now,
-        |k| (k == KEY_ID).then(|| SECRET.to_owned()),
+        |k| (k == KEY_ID).then(|| SECRET.into()),
     )
 }
 
