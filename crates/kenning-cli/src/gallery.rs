@@ -54,7 +54,10 @@ impl DataArgs {
             .active()?
             .remove(id)
             .ok_or_else(|| anyhow!("UnrecognizedClientException: no active access key {id}"))?;
-        if !kenning_accountability::keys::same_secret(&key.secret, &secret) {
+        if !kenning_accountability::keys::same_secret(
+            secrecy::ExposeSecret::expose_secret(&key.secret),
+            &secret,
+        ) {
             bail!("InvalidSignatureException: KENNING_KEY_SECRET is not the secret of {id}");
         }
         Ok(key.principal)

@@ -91,6 +91,9 @@ enum Command {
     /// Issue, list or revoke access keys (with roles and scopes).
     #[command(subcommand)]
     Keys(serve::KeysCommand),
+    /// TLS helpers: a self-signed certificate for development.
+    #[command(subcommand)]
+    Tls(serve::TlsCommand),
     /// Show or set a collection's policy (purpose binding, review, retention).
     #[command(subcommand)]
     Policy(accountable::PolicyCommand),
@@ -147,6 +150,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Models(cmd) => commands::models(&ctx, cmd),
         Command::Serve(args) => serve::serve(&ctx, &cli.data, &args),
         Command::Keys(cmd) => serve::keys(&cli.data, cmd),
+        Command::Tls(cmd) => serve::tls(cmd),
         Command::Policy(cmd) => accountable::policy(&ctx, &cli.data, cmd),
         Command::Review(cmd) => accountable::review(&ctx, &cli.data, cmd),
         Command::Audit(cmd) => accountable::audit(&ctx, &cli.data, cmd),

@@ -1,6 +1,7 @@
 //! `kenning serve` and `kenning keys`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +45,60 @@ pub struct ServeArgs {
     /// and the RunRetention operation).
     #[arg(long, default_value_t = 60)]
     retention_interval: u64,
+    /// Serve HTTPS with this PEM certificate chain (re-read on SIGHUP).
+    #[arg(long, env = "KENNING_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "KENNING_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds a client may take to send a request's headers or finish the
+    /// TLS handshake before the connection is closed.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
+}
+
+/// `kenning tls ...`
+#[derive(Subcommand)]
+pub enum TlsCommand {
+    /// Write a self-signed certificate and key for development (cert.pem,
+    /// key.pem with mode 0600). Clients must be told to trust cert.pem
+    /// (boto3 `verify=`, aws `--ca-bundle`, curl `--cacert`).
+    DevCert {
+        /// Folder to write cert.pem and key.pem into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Host names and IP addresses the certificate is for.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        names: Vec<String>,
+    },
+}
+
+pub fn tls(cmd: TlsCommand) -> Result<i32> {
+    let TlsCommand::DevCert { out, names } = cmd;
+    let generated = rcgen::generate_simple_self_signed(names.clone())
+        .context("generating a self-signed certificate")?;
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let cert = out.join("cert.pem");
+    let key = out.join("key.pem");
+    std::fs::write(&cert, generated.cert.pem())
+        .with_context(|| format!("writing {}", cert.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write as _;
+    options
+        .open(&key)
+        .and_then(|mut f| f.write_all(generated.key_pair.serialize_pem().as_bytes()))
+        .with_context(|| format!("writing {}", key.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({ "Certificate": cert, "Key": key, "Names": names })
+    );
+    Ok(0)
 }
 
 /// `kenning keys ...`
@@ -65,14 +120,42 @@ pub enum KeysCommand {
     },
     /// List access keys (never their secrets).
     List,
-    /// Revoke an access key.
+    /// Revoke an access key (and with it every API token issued for it).
     Revoke {
         /// The access key id.
         access_key_id: String,
     },
+    /// API tokens: bearer credentials for the REST API and the console,
+    /// separate from SigV4 secrets.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
-fn env_root() -> Result<Option<(String, String)>> {
+/// `kenning keys token ...`
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Issue an API token for an access key; it carries the key's role and
+    /// scope and is printed once (only its keyed hash is stored).
+    Create {
+        /// The access key the token speaks for.
+        access_key_id: String,
+        /// A label to tell tokens apart in `list`.
+        #[arg(long)]
+        name: Option<String>,
+        /// Days until the token expires (default: until revoked).
+        #[arg(long)]
+        expires_days: Option<u64>,
+    },
+    /// List API tokens (never the tokens themselves).
+    List,
+    /// Revoke an API token.
+    Revoke {
+        /// The token's id (the part after `kntk_`).
+        token_id: String,
+    },
+}
+
+fn env_root() -> Result<Option<(String, secrecy::SecretString)>> {
     match (
         std::env::var("KENNING_ACCESS_KEY_ID")
             .ok()
@@ -81,7 +164,7 @@ fn env_root() -> Result<Option<(String, String)>> {
             .ok()
             .filter(|s| !s.is_empty()),
     ) {
-        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        (Some(id), Some(secret)) => Ok(Some((id, secret.into()))),
         (None, None) => Ok(None),
         _ => anyhow::bail!(
             "set both KENNING_ACCESS_KEY_ID and KENNING_SECRET_ACCESS_KEY, or neither"
@@ -133,7 +216,7 @@ pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
             let k = store.create(false, &grant, |info| {
                 audit_key_change(&data.data, &caller, "CreateAccessKey", key_details(info))
             })?;
-            println!("{}", serde_json::to_string(&k)?);
+            println!("{}", k.reveal());
         }
         KeysCommand::List => {
             for k in store.list()? {
@@ -152,8 +235,98 @@ pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
             })?;
             println!("{}", serde_json::json!({ "Revoked": access_key_id }));
         }
+        KeysCommand::Token(cmd) => token(data, &store, cmd)?,
     }
     Ok(0)
+}
+
+fn token(data: &DataArgs, store: &KeyStore, cmd: TokenCommand) -> Result<()> {
+    match cmd {
+        TokenCommand::Create {
+            access_key_id,
+            name,
+            expires_days,
+        } => {
+            let caller = admin(data)?;
+            // A stored active key, or the root key the server takes from
+            // the environment.
+            let env_root = env_root()?.map(|(id, _)| id);
+            anyhow::ensure!(
+                store.active()?.contains_key(&access_key_id)
+                    || env_root.as_deref() == Some(access_key_id.as_str()),
+                "UnrecognizedClientException: no active access key {access_key_id}"
+            );
+            let t = store.create_token(
+                &access_key_id,
+                name,
+                expires_days.map(|d| d.saturating_mul(86_400)),
+                |info| {
+                    audit_key_change(
+                        &data.data,
+                        &caller,
+                        "CreateApiToken",
+                        serde_json::to_value(info).unwrap_or_default(),
+                    )
+                },
+            )?;
+            println!("{}", t.reveal());
+        }
+        TokenCommand::List => {
+            for t in store.list_tokens()? {
+                println!("{}", serde_json::to_string(&t)?);
+            }
+        }
+        TokenCommand::Revoke { token_id } => {
+            let caller = admin(data)?;
+            store.revoke_token(&token_id, |info| {
+                audit_key_change(
+                    &data.data,
+                    &caller,
+                    "RevokeApiToken",
+                    serde_json::to_value(info).unwrap_or_default(),
+                )
+            })?;
+            println!("{}", serde_json::json!({ "Revoked": token_id }));
+        }
+    }
+    Ok(())
+}
+
+/// Shows a newly generated root secret once: on the terminal, or, when
+/// stdout is not one (a service manager's log, a pipe), in a file only the
+/// service's user can read, so the secret never lands in a log.
+fn reveal_root(k: &kenning_accountability::keys::NewKey, data: &std::path::Path) -> Result<()> {
+    use secrecy::ExposeSecret as _;
+    println!("root access key id:     {}", k.access_key_id);
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        println!(
+            "root secret access key: {}",
+            k.secret_access_key.expose_secret()
+        );
+        println!(
+            "(the secret is shown only now; it is stored encrypted in {})",
+            data.display()
+        );
+        return Ok(());
+    }
+    let path = data.join("root-credentials.json");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write as _;
+    options
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{}\n", k.reveal()).as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "root secret access key: written to {} (mode 0600; stdout is not a terminal, so it is not printed); delete the file once the secret is kept elsewhere",
+        path.display()
+    );
+    Ok(())
 }
 
 pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
@@ -174,6 +347,18 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
             args.listen
         );
     }
+    let tls_files = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = kenning_server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            // Before the models load, so a bad pair fails at once.
+            files.load()?;
+            Some(files)
+        }
+        _ => None,
+    };
     if !data.data.exists() {
         std::fs::create_dir_all(&data.data)
             .with_context(|| format!("creating {}", data.data.display()))?;
@@ -206,6 +391,13 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     }
     config.retention_interval =
         (args.retention_interval > 0).then(|| Duration::from_secs(args.retention_interval * 60));
+    config.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+    config.tls = tls_files;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let credentials = Credentials::new(store, &root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -213,16 +405,12 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     runtime.block_on(async move {
         let server = kenning_server::bind(config, governor, credentials).await?;
         let addr = server.local_addr()?;
-        println!("Kenning is serving Rekognition's API at http://{addr}");
+        println!("Kenning is serving Rekognition's API at {scheme}://{addr}");
         match &root {
             RootKey::FromEnv { access_key_id, .. } => {
                 println!("access key id: {access_key_id} (secret from KENNING_SECRET_ACCESS_KEY)");
             }
-            RootKey::Generated(k) => {
-                println!("root access key id:     {}", k.access_key_id);
-                println!("root secret access key: {}", k.secret_access_key);
-                println!("(the secret is shown only now; it is stored encrypted in {})", data.data.display());
-            }
+            RootKey::Generated(k) => reveal_root(k, &data.data)?,
             RootKey::Stored { access_key_id } => {
                 println!("root access key id: {access_key_id} (its secret was printed on first start; `kenning keys create` issues another)");
             }
@@ -230,7 +418,15 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         if args.allow_anonymous {
             println!("WARNING: unsigned requests are accepted (--allow-anonymous)");
         }
-        println!("try: aws rekognition list-collections --endpoint-url http://{addr} --region us-east-1");
+        if scheme == "http" && !addr.ip().is_loopback() {
+            let warning = format!(
+                "WARNING: serving plain HTTP on the non-loopback address {addr}: access keys' \
+                 signatures, bearer tokens and face images travel in clear; use --tls-cert and --tls-key"
+            );
+            println!("{warning}");
+            eprintln!("{warning}");
+        }
+        println!("try: aws rekognition list-collections --endpoint-url {scheme}://{addr} --region us-east-1");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         server.run(kenning_server::shutdown_signal()).await?;

@@ -17,3 +17,5 @@ mod identification;
 mod parity;
 mod recognisers;
 mod server;
+mod tls;
+mod wire;

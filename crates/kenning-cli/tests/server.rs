@@ -12,18 +12,18 @@ use sha2::{Digest, Sha256};
 
 use crate::common;
 
-const KEY_ID: &str = "AKKNINTEGRATIONTEST1";
-const SECRET: &str = "integration-test-secret-0123456789";
+pub(crate) const KEY_ID: &str = "AKKNINTEGRATIONTEST1";
+pub(crate) const SECRET: &str = "integration-test-secret-0123456789";
 
 /// A running `kenning serve` with a temporary data directory.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    addr: String,
-    data: PathBuf,
+    pub(crate) addr: String,
+    pub(crate) data: PathBuf,
 }
 
 impl Server {
-    fn start(extra: &[&str]) -> Self {
+    pub(crate) fn start(extra: &[&str]) -> Self {
         let data = std::env::temp_dir().join(format!(
             "kenning-serve-{}-{}",
             std::process::id(),
@@ -56,7 +56,7 @@ impl Server {
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let addr = first
             .trim()
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .unwrap_or_else(|| panic!("no URL in {first:?}"))
             .to_owned();
@@ -71,8 +71,13 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// The server's process id (for signals).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -91,7 +96,7 @@ impl Drop for Server {
 }
 
 /// A raw HTTP/1.1 exchange: (status, lower-cased headers, body).
-fn http(
+pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
@@ -130,7 +135,7 @@ fn http(
     (status, headers, body.to_owned())
 }
 
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -180,7 +185,7 @@ fn amz_date(t: u64) -> String {
 }
 
 /// A SigV4-signed AWS JSON 1.1 request at time `t`.
-fn signed(
+pub(crate) fn signed(
     addr: &str,
     op: &str,
     body: &str,
@@ -226,19 +231,19 @@ fn signed(
     )
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
 }
 
-fn json(body: &str) -> serde_json::Value {
+pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// `kenning keys create ARGS` on `data`: (access key id, secret).
-fn create_key(data: &Path, args: &[&str]) -> (String, String) {
+pub(crate) fn create_key(data: &Path, args: &[&str]) -> (String, String) {
     let out = Command::new(common::kenning_bin())
         .args(["keys", "create", "--data"])
         .arg(data)
@@ -255,6 +260,27 @@ fn create_key(data: &Path, args: &[&str]) -> (String, String) {
         k["AccessKeyId"].as_str().unwrap().to_owned(),
         k["SecretAccessKey"].as_str().unwrap().to_owned(),
     )
+}
+
+/// `kenning keys token create KEY_ID` on `data` (the root key from the
+/// environment included): the token.
+pub(crate) fn create_token(data: &Path, access_key_id: &str) -> String {
+    let out = Command::new(common::kenning_bin())
+        .args(["keys", "token", "create", access_key_id, "--data"])
+        .arg(data)
+        .env("KENNING_ACCESS_KEY_ID", KEY_ID)
+        .env("KENNING_SECRET_ACCESS_KEY", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(&String::from_utf8_lossy(&out.stdout))["Token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// A request body for `op` that names collection `coll` and is valid enough
@@ -555,14 +581,20 @@ fn sigv4_edges_keys_health_metrics_and_shutdown() {
     assert!(listed.contains(id) && !listed.contains(secret));
     let keyfile = std::fs::read_to_string(server.data.join("keys.json")).unwrap();
     assert!(!keyfile.contains(secret), "secret stored in clear");
-    // Bearer auth on the REST API.
-    let (status, _, body) = http(
-        &addr,
-        "GET",
-        "/v1/collections",
-        &[("authorization", format!("Bearer {secret}"))],
-        b"",
-    );
+    // Bearer auth on the REST API takes an API token, never the secret.
+    let bearer = |t: &str| {
+        http(
+            &addr,
+            "GET",
+            "/v1/collections",
+            &[("authorization", format!("Bearer {t}"))],
+            b"",
+        )
+    };
+    let (status, _, body) = bearer(secret);
+    assert_eq!(status, 403, "{body}");
+    let token = create_token(&server.data, id);
+    let (status, _, body) = bearer(&token);
     assert_eq!(status, 200, "{body}");
     let revoked = Command::new(common::kenning_bin())
         .args(["keys", "revoke", id, "--data"])
@@ -573,6 +605,7 @@ fn sigv4_edges_keys_health_metrics_and_shutdown() {
     let (status, _, body) = signed(&addr, "ListCollections", "{}", (id, secret), now());
     assert_eq!(status, 403);
     assert_eq!(json(&body)["__type"], "UnrecognizedClientException");
+    assert_eq!(bearer(&token).0, 403, "a revoked key's tokens stop too");
 
     // Malformed JSON and out-of-range parameters.
     let (status, _, body) = signed(&addr, "ListCollections", "{not json", key, now());
@@ -618,8 +651,9 @@ fn every_openapi_path_answers() {
     assert_eq!(status, 200);
     let doc = json(&doc);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let token = create_token(&server.data, KEY_ID);
     let auth = [
-        ("authorization", format!("Bearer {SECRET}")),
+        ("authorization", format!("Bearer {token}")),
         ("content-type", "application/json".into()),
     ];
     let (status, _, body) = http(
@@ -670,7 +704,7 @@ fn every_openapi_path_answers() {
         body.extend_from_slice(&photo);
         body.extend_from_slice(b"\r\n--kb\r\nContent-Disposition: form-data; name=\"ExternalImageId\"\r\n\r\ntwo\r\n--kb--\r\n");
         let auth = [
-            ("authorization", format!("Bearer {SECRET}")),
+            ("authorization", format!("Bearer {token}")),
             ("content-type", "multipart/form-data; boundary=kb".into()),
         ];
         let (status, _, text) = http(&addr, "POST", "/v1/collections/rest/faces", &auth, &body);

@@ -15,6 +15,7 @@
 pub mod metrics;
 mod rest;
 pub mod sigv4;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +34,7 @@ use axum::Router;
 use kenning_accountability::keys::{self, ActiveKey, KeyError, KeyStore};
 use kenning_accountability::{Caller, Governor, Grant, Principal, KENNING_OPERATIONS};
 use kenning_collections::Collections;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -56,6 +58,11 @@ pub struct ServerConfig {
     pub max_concurrent: usize,
     /// How often the retention pass runs (`None`: only on demand).
     pub retention_interval: Option<Duration>,
+    /// Serve HTTPS with this certificate and key (re-read on SIGHUP).
+    pub tls: Option<tls::TlsFiles>,
+    /// Longest a client may take to send a request's headers (and a TLS
+    /// handshake), so slow clients cannot hold connections open.
+    pub header_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -70,6 +77,8 @@ impl ServerConfig {
             body_limit: 8 << 20,
             max_concurrent: cores * 2,
             retention_interval: Some(Duration::from_secs(3600)),
+            tls: None,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -91,6 +100,9 @@ pub enum ServerError {
     /// Saving the indexes at shutdown failed.
     #[error("flushing collections at shutdown: {0}")]
     Flush(String),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// Where the root key came from.
@@ -101,7 +113,7 @@ pub enum RootKey {
         /// Access key id.
         access_key_id: String,
         /// Secret.
-        secret_access_key: String,
+        secret_access_key: SecretString,
     },
     /// Generated now and saved: print the secret once.
     Generated(keys::NewKey),
@@ -116,12 +128,12 @@ pub enum RootKey {
 /// (which `audit` records before it is stored).
 pub fn root_key(
     store: &KeyStore,
-    env: Option<(String, String)>,
+    env: Option<(String, SecretString)>,
     audit: impl FnOnce(&keys::KeyInfo) -> Result<(), String>,
 ) -> Result<RootKey, KeyError> {
     if let Some((access_key_id, secret_access_key)) = env {
         keys::validate_access_key_id(&access_key_id)?;
-        if secret_access_key.len() < 16 {
+        if secret_access_key.expose_secret().len() < 16 {
             return Err(KeyError::Invalid(
                 "KENNING_SECRET_ACCESS_KEY must be at least 16 characters".into(),
             ));
@@ -143,11 +155,16 @@ pub fn root_key(
 
 /// The keys requests are checked against: the stored keys (reloaded when
 /// `keys.json` changes, so `kenning keys revoke` takes effect at once) plus
-/// a root key from the environment.
+/// a root key from the environment, and the API tokens issued for them.
 pub struct Credentials {
     store: KeyStore,
     fixed: HashMap<String, ActiveKey>,
     cache: RwLock<(Option<SystemTime>, HashMap<String, ActiveKey>)>,
+    tokens: RwLock<(Option<SystemTime>, Option<Arc<keys::TokenSet>>)>,
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 impl Credentials {
@@ -171,13 +188,12 @@ impl Credentials {
             store,
             fixed,
             cache: RwLock::new((None, HashMap::new())),
+            tokens: RwLock::new((None, None)),
         }
     }
 
     fn refresh(&self) {
-        let mtime = std::fs::metadata(self.store.path())
-            .and_then(|m| m.modified())
-            .ok();
+        let mtime = mtime(self.store.path());
         if self.cache.read().unwrap_or_else(|e| e.into_inner()).0 == mtime && mtime.is_some() {
             return;
         }
@@ -203,15 +219,34 @@ impl Credentials {
             .cloned()
     }
 
-    /// The active key whose secret is `secret` (bearer authentication).
-    pub fn by_secret(&self, secret: &str) -> Option<ActiveKey> {
-        self.refresh();
-        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
-        self.fixed
-            .values()
-            .chain(cache.1.values())
-            .find(|k| keys::same_secret(&k.secret, secret))
-            .cloned()
+    /// The key an API token speaks for (bearer authentication), if the
+    /// token is valid and its key active. `tokens.json` is re-read when it
+    /// changes, so a revoked token stops at once.
+    pub fn by_token(&self, token: &str) -> Option<ActiveKey> {
+        let mtime = mtime(self.store.tokens_path());
+        let cached = {
+            let t = self.tokens.read().unwrap_or_else(|e| e.into_inner());
+            (t.0 == mtime && mtime.is_some())
+                .then(|| t.1.clone())
+                .flatten()
+        };
+        let set = match cached {
+            Some(set) => set,
+            None => match self.store.tokens() {
+                Ok(set) => {
+                    let set = Arc::new(set);
+                    *self.tokens.write().unwrap_or_else(|e| e.into_inner()) =
+                        (mtime, Some(set.clone()));
+                    set
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the API tokens");
+                    return None;
+                }
+            },
+        };
+        let info = set.verify(token, now_secs().max(0) as u64).ok()?;
+        self.key(&info.access_key_id)
     }
 }
 
@@ -240,6 +275,7 @@ pub(crate) struct Outcome {
 pub struct Server {
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    tls: Option<tls::Tls>,
 }
 
 /// Binds the listening socket.
@@ -252,6 +288,7 @@ pub async fn bind(
     {
         return Err(ServerError::AnonymousRemote(config.listen));
     }
+    let tls = config.tls.clone().map(tls::Tls::new).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let state = Arc::new(AppState {
         governor: Arc::new(governor),
@@ -260,7 +297,11 @@ pub async fn bind(
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
         config,
     });
-    Ok(Server { state, listener })
+    Ok(Server {
+        state,
+        listener,
+        tls,
+    })
 }
 
 impl Server {
@@ -280,10 +321,19 @@ impl Server {
             let governor = state.governor.clone();
             tokio::spawn(retention_schedule(governor, every))
         });
+        let reload = self.tls.clone().map(|t| tokio::spawn(reload_on_sighup(t)));
         let app = router(self.state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve_connections(
+            self.listener,
+            app,
+            self.tls,
+            state.config.header_timeout,
+            shutdown,
+        )
+        .await;
+        if let Some(task) = reload {
+            task.abort();
+        }
         if let Some(task) = retention {
             task.abort();
         }
@@ -295,6 +345,101 @@ impl Server {
             .map_err(|e| ServerError::Flush(e.to_string()))?;
         Ok(())
     }
+}
+
+/// Accepts connections until `shutdown`, serving HTTP/1.1 and HTTP/2 (over
+/// TLS when configured), then waits for the connections' requests to end.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<tls::Tls>,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (builder, app, tls, watcher) = (
+            builder.clone(),
+            app.clone(),
+            tls.clone(),
+            graceful.watcher(),
+        );
+        tokio::spawn(async move {
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let result =
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                        watcher.watch(conn).await
+                    }
+                    Some(tls) => {
+                        let stream =
+                            match tokio::time::timeout(header_timeout, tls.acceptor().accept(tcp))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Re-reads the TLS certificate and key on every SIGHUP.
+async fn reload_on_sighup(tls: tls::Tls) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; keeping the one in use")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Runs the retention pass at start and then every `every` (so frequent
@@ -547,14 +692,15 @@ pub(crate) async fn read_and_authenticate(
     let principal = match header {
         None if s.config.allow_anonymous => Principal::new("anonymous", Grant::admin()),
         Some(h) if bearer && h.starts_with("Bearer ") => {
-            let secret = h["Bearer ".len()..].trim();
+            let token = h["Bearer ".len()..].trim();
             s.credentials
-                .by_secret(secret)
+                .by_token(token)
                 .ok_or_else(|| {
                     ApiError::new(
                         403,
                         "UnrecognizedClientException",
-                        "the bearer token is not the secret of an active access key",
+                        "the bearer token is not a valid API token of an active access key \
+                         (`kenning keys token create` issues one; a secret access key is not a token)",
                     )
                 })?
                 .principal

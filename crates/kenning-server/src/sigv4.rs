@@ -11,7 +11,9 @@
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -224,8 +226,9 @@ fn request_time(headers: &HeaderMap) -> Result<(i64, String, &'static str), Auth
     Ok((t, amz, "date"))
 }
 
-/// The path with `.` and `..` segments and repeated slashes removed, as
-/// AWS normalises it before signing (for every service but S3).
+/// The path with `.` and `..` segments and repeated slashes removed
+/// (RFC 3986 section 5.2.4), as AWS normalises it before signing for every
+/// service but S3.
 pub fn normalize_path(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for seg in path.split('/') {
@@ -238,7 +241,8 @@ pub fn normalize_path(path: &str) -> String {
         }
     }
     let mut s = format!("/{}", out.join("/"));
-    if path.len() > 1 && path.ends_with('/') && !out.is_empty() {
+    let trailing = ["/", "/.", "/.."].iter().any(|e| path.ends_with(e));
+    if trailing && !out.is_empty() {
         s.push('/');
     }
     s
@@ -292,12 +296,11 @@ fn canonical_query(query: &str) -> Result<String, AuthError> {
         .join("&"))
 }
 
-/// Appends a header value with leading, trailing and repeated spaces and
-/// tabs reduced as SigV4's Trimall does (bytes, so no two values collide).
+/// Appends a header value with leading, trailing and repeated spaces
+/// reduced as SigV4's Trimall does. Spaces only, as AWS's own signers trim
+/// (a tab is a byte of the value), and on bytes, so no two values collide.
 fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
-    let mut words = value
-        .split(|b| *b == b' ' || *b == b'\t')
-        .filter(|w| !w.is_empty());
+    let mut words = value.split(|b| *b == b' ').filter(|w| !w.is_empty());
     if let Some(w) = words.next() {
         out.extend_from_slice(w);
         for w in words {
@@ -388,13 +391,21 @@ fn hmac(key: &[u8], data: &[u8]) -> HmacSha256 {
 }
 
 /// The SigV4 signing key for one day, region and service.
-fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> Vec<u8> {
-    let mut k = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes())
-        .finalize()
-        .into_bytes()
-        .to_vec();
+fn signing_key(
+    secret: &SecretString,
+    date: &str,
+    region: &str,
+    service: &str,
+) -> Zeroizing<Vec<u8>> {
+    let first = Zeroizing::new(format!("AWS4{}", secret.expose_secret()));
+    let mut k = Zeroizing::new(
+        hmac(first.as_bytes(), date.as_bytes())
+            .finalize()
+            .into_bytes()
+            .to_vec(),
+    );
     for part in [region, service, "aws4_request"] {
-        k = hmac(&k, part.as_bytes()).finalize().into_bytes().to_vec();
+        k = Zeroizing::new(hmac(&k, part.as_bytes()).finalize().into_bytes().to_vec());
     }
     k
 }
@@ -414,7 +425,7 @@ fn string_to_sign(amz_date: &str, auth: &Authorization<'_>, canonical: &[u8]) ->
 pub fn verify(
     req: &SignedRequest<'_>,
     now: i64,
-    secret_of: impl Fn(&str) -> Option<String>,
+    secret_of: impl Fn(&str) -> Option<SecretString>,
 ) -> Result<String, AuthError> {
     let header = req
         .headers
@@ -497,7 +508,7 @@ mod tests {
             &hex::encode(Sha256::digest(b"")),
         )
         .unwrap();
-        let key = signing_key(SECRET, "20150830", "us-east-1", "service");
+        let key = signing_key(&SECRET.into(), "20150830", "us-east-1", "service");
         let sig = hmac(
             &key,
             string_to_sign("20150830T123600Z", &auth, &canonical).as_bytes(),
@@ -540,7 +551,9 @@ mod tests {
             ("/a//b/", "/a/b/"),
             ("/a/./b/../c", "/a/c"),
             ("/..", "/"),
-            ("/a/b/..", "/a"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/a/.b/..c", "/a/.b/..c"),
         ] {
             assert_eq!(normalize_path(raw), normal, "{raw:?}");
         }
@@ -550,6 +563,6 @@ mod tests {
     fn header_values_are_trimmed_without_merging_bytes() {
         let mut out = Vec::new();
         push_trimmed(&mut out, b"  a \t b  \xff ");
-        assert_eq!(out, b"a b \xff");
+        assert_eq!(out, b"a \t b \xff");
     }
 }
