@@ -379,12 +379,32 @@ impl Governor {
         body: Value,
     ) -> Result<(Value, Counts), ApiError> {
         let body = if body.is_null() { json!({}) } else { body };
-        let collection = str_field(&body, "CollectionId").map(str::to_owned);
         let mut entry = caller.entry(op);
-        entry.collection = collection.clone();
         entry.probe_sha256 =
             sha256_of_image(&body, "Image").or_else(|| sha256_of_image(&body, "SourceImage"));
-        if let Err(d) = caller.principal.authorize(op, collection.as_deref()) {
+        let entry = self.authorize(caller, entry, str_field(&body, "CollectionId"))?;
+        match op {
+            _ if KENNING_OPERATIONS.contains(&op) => self
+                .kenning_op(caller, op, &body, entry)
+                .map(|v| (v, Counts::default())),
+            _ if SEARCHES.contains(&op) => self.search(caller, op, body, entry),
+            _ => self.plain(caller, op, body, entry),
+        }
+    }
+
+    /// Checks that `caller` may run `entry`'s operation (on `collection`,
+    /// when it names one) and that its case reference and purpose are
+    /// well-formed; a refusal is recorded. Returns the entry with the
+    /// collection filled in. [`Governor::call`] starts with this; front ends
+    /// that run an operation elsewhere (stored video) call it themselves.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        mut entry: Entry,
+        collection: Option<&str>,
+    ) -> Result<Entry, ApiError> {
+        entry.collection = collection.map(str::to_owned);
+        if let Err(d) = caller.principal.authorize(&entry.operation, collection) {
             return Err(self.refuse(entry, denied(d.0)));
         }
         for (name, v) in [
@@ -400,13 +420,106 @@ impl Governor {
                 ));
             }
         }
-        match op {
-            _ if KENNING_OPERATIONS.contains(&op) => self
-                .kenning_op(caller, op, &body, entry)
-                .map(|v| (v, Counts::default())),
-            _ if SEARCHES.contains(&op) => self.search(caller, op, body, entry),
-            _ => self.plain(caller, op, body, entry),
+        Ok(entry)
+    }
+
+    /// Appends `entry` to the audit trail.
+    pub fn audit(&self, entry: Entry) -> Result<(), ApiError> {
+        self.record(entry)
+    }
+
+    /// Records `entry` as refused or failed with `e`, and returns `e` (or
+    /// the audit failure, which is worse).
+    pub fn audit_failure(&self, entry: Entry, e: ApiError) -> ApiError {
+        self.refuse(entry, e)
+    }
+
+    /// Checks a search of `entry`'s collection at `threshold` against the
+    /// collection's policy, exactly as every photo search is checked, and,
+    /// for `video`, against its AllowVideo rule. Fills in the entry's face
+    /// count, threshold and false-match figures; a refusal is recorded.
+    pub fn check_search(
+        &self,
+        caller: &Caller,
+        entry: &mut Entry,
+        threshold: f64,
+        video: bool,
+    ) -> Result<Policy, ApiError> {
+        let Some(collection) = entry.collection.clone() else {
+            return Err(self.refuse(
+                entry.clone(),
+                ApiError::invalid_parameter("CollectionId is required"),
+            ));
+        };
+        let (policy, face_count) = self
+            .policy_of(&collection)
+            .map_err(|e| self.refuse(entry.clone(), e))?;
+        let est = estimate(threshold, face_count);
+        entry.face_count = Some(face_count);
+        entry.threshold = Some(threshold);
+        entry.false_match_rate = Some(est.false_match_rate);
+        entry.expected_false_matches = Some(est.expected_false_matches);
+        let checked = if video {
+            policy.check_video(&collection, false)
+        } else {
+            Ok(())
         }
+        .and_then(|()| {
+            policy.check_search(
+                &collection,
+                threshold,
+                est.expected_false_matches,
+                caller.case.as_deref(),
+            )
+        });
+        if let Err(v) = checked {
+            let e = match v {
+                Violation::Parameter(m) => ApiError::invalid_parameter(m),
+                Violation::Denied(m) => denied(m),
+            };
+            return Err(self.refuse(entry.clone(), e));
+        }
+        Ok(policy)
+    }
+
+    /// Completes a search whose candidates are in `entry`: records when the
+    /// matched faces last matched (for retention), queues the candidates for
+    /// review when `policy` asks for it and writes the audit record with
+    /// `details`. Returns one ReviewId per candidate, in order, when they
+    /// were queued (none otherwise).
+    pub fn complete_search(
+        &self,
+        caller: &Caller,
+        policy: &Policy,
+        mut entry: Entry,
+        mut details: serde_json::Map<String, Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        let collection = entry.collection.clone().unwrap_or_default();
+        let threshold = entry.threshold.unwrap_or(DEFAULT_THRESHOLD);
+        self.touch(&collection, &entry.candidates)
+            .map_err(|e| self.refuse(entry.clone(), e))?;
+        let mut ids = Vec::new();
+        if policy.required_reviewers > 0 && !entry.candidates.is_empty() {
+            let mut items = self.review_items(
+                caller,
+                &entry.operation,
+                &collection,
+                threshold,
+                policy,
+                &entry,
+            );
+            ids = items.iter().map(|i| i.review_id.clone()).collect();
+            self.reviews
+                .enqueue(&mut items)
+                .map_err(|e| self.refuse(entry.clone(), ApiError::internal(e.to_string())))?;
+            details.insert("ReviewIds".into(), json!(ids));
+            details.insert("RequiredReviewers".into(), json!(policy.required_reviewers));
+        }
+        if !details.is_empty() {
+            entry.details = Some(Value::Object(details));
+        }
+        self.record(entry)?;
+        Ok(ids)
     }
 
     fn plain(
@@ -502,15 +615,6 @@ impl Governor {
         mut body: Value,
         mut entry: Entry,
     ) -> Result<(Value, Counts), ApiError> {
-        let Some(collection) = entry.collection.clone() else {
-            return Err(self.refuse(
-                entry,
-                ApiError::invalid_parameter("CollectionId is required"),
-            ));
-        };
-        let (policy, face_count) = self
-            .policy_of(&collection)
-            .map_err(|e| self.refuse(entry.clone(), e))?;
         let field = if op.starts_with("SearchUsers") {
             "UserMatchThreshold"
         } else {
@@ -520,23 +624,7 @@ impl Governor {
             .get(field)
             .and_then(Value::as_f64)
             .unwrap_or(DEFAULT_THRESHOLD);
-        let est = estimate(threshold, face_count);
-        entry.face_count = Some(face_count);
-        entry.threshold = Some(threshold);
-        entry.false_match_rate = Some(est.false_match_rate);
-        entry.expected_false_matches = Some(est.expected_false_matches);
-        if let Err(v) = policy.check_search(
-            &collection,
-            threshold,
-            est.expected_false_matches,
-            caller.case.as_deref(),
-        ) {
-            let e = match v {
-                Violation::Parameter(m) => ApiError::invalid_parameter(m),
-                Violation::Denied(m) => denied(m),
-            };
-            return Err(self.refuse(entry, e));
-        }
+        let policy = self.check_search(caller, &mut entry, threshold, false)?;
         if body.get(field).is_none() {
             body[field] = json!(threshold);
         }
@@ -551,34 +639,21 @@ impl Governor {
         let (result, _) = with_active(&entry, || ops::dispatch(&self.collections, op, body));
         let (mut v, counts) = result.map_err(|e| self.refuse(entry.clone(), e))?;
         entry.candidates = candidates(&v);
-        self.touch(&collection, &entry.candidates)
-            .map_err(|e| self.refuse(entry.clone(), e))?;
-        if policy.required_reviewers > 0 && !entry.candidates.is_empty() {
-            let mut items = self.review_items(caller, op, &collection, threshold, &policy, &entry);
-            let ids: Vec<String> = items.iter().map(|i| i.review_id.clone()).collect();
-            let mut ids_left = ids.iter();
-            for key in ["FaceMatches", "UserMatches"] {
-                for m in v
-                    .get_mut(key)
-                    .and_then(Value::as_array_mut)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(id) = ids_left.next() {
-                        m["ReviewId"] = json!(id);
-                        m["ReviewStatus"] = json!("PENDING");
-                    }
+        let ids = self.complete_search(caller, &policy, entry, searched)?;
+        let mut ids_left = ids.iter();
+        for key in ["FaceMatches", "UserMatches"] {
+            for m in v
+                .get_mut(key)
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = ids_left.next() {
+                    m["ReviewId"] = json!(id);
+                    m["ReviewStatus"] = json!("PENDING");
                 }
             }
-            self.reviews
-                .enqueue(&mut items)
-                .map_err(|e| self.refuse(entry.clone(), ApiError::internal(e.to_string())))?;
-            let mut details = searched;
-            details.insert("ReviewIds".into(), json!(ids));
-            details.insert("RequiredReviewers".into(), json!(policy.required_reviewers));
-            entry.details = Some(Value::Object(details));
         }
-        self.record(entry)?;
         Ok((v, counts))
     }
 
@@ -667,6 +742,11 @@ impl Governor {
                 return Ok(json!({ "CollectionId": id, "Policy": policy }));
             }
             "ListReviewItems" => return self.list_reviews(&caller.principal, body),
+            "UploadVideo" => {
+                return Err(ApiError::invalid_parameter(
+                    "videos are uploaded with PUT /v1/buckets/{Bucket}/{Key} (the body is the file)",
+                ))
+            }
             "VerifyAudit" => self.verify_audit(),
             "ExportAudit" => self.export_audit(&caller.principal, body, &mut entry),
             _ => Err(ApiError::unknown_operation(op)),

@@ -86,6 +86,11 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("DisassociateFaces", &[A, O]),
     ("SearchUsers", &[A, O]),
     ("SearchUsersByImage", &[A, O]),
+    ("StartFaceDetection", &[A, O]),
+    ("GetFaceDetection", &[A, O]),
+    ("StartFaceSearch", &[A, O]),
+    ("GetFaceSearch", &[A, O]),
+    ("UploadVideo", &[A, O]),
     ("PutCollectionPolicy", &[A]),
     ("GetCollectionPolicy", &[A, O, R, U]),
     ("ListReviewItems", &[A, O, R, U]),
@@ -105,6 +110,7 @@ pub const KENNING_OPERATIONS: &[&str] = &[
     "VerifyAudit",
     "ExportAudit",
     "RunRetention",
+    "UploadVideo",
 ];
 
 /// A key's role and scope, as stored with the key.

@@ -13,10 +13,6 @@ const NOT_FACES: &[&str] = &[
     "DetectCustomLabels",
     "RecognizeCelebrities",
     "GetCelebrityInfo",
-    "StartFaceDetection",
-    "GetFaceDetection",
-    "StartFaceSearch",
-    "GetFaceSearch",
     "CreateStreamProcessor",
     "StartStreamProcessor",
     "CreateFaceLivenessSession",
@@ -80,7 +76,9 @@ impl ApiError {
 
     /// UnknownOperationException naming the operation.
     pub fn unknown_operation(op: &str) -> Self {
-        let message = if NOT_FACES.contains(&op) {
+        let message = if matches!(op, "StartPersonTracking" | "GetPersonTracking") {
+            format!("{op} is not implemented: Amazon Rekognition ended People Pathing in 2025; use StartFaceSearch or StartFaceDetection")
+        } else if NOT_FACES.contains(&op) {
             format!("{op} is an Amazon Rekognition operation that Kenning does not implement (Kenning implements the face operations only)")
         } else {
             format!("Kenning does not implement the operation {op:?}")
@@ -93,7 +91,8 @@ impl ApiError {
     pub fn rest_status(&self) -> u16 {
         match self.kind.as_ref() {
             "ResourceNotFoundException" => 404,
-            "ResourceAlreadyExistsException" => 409,
+            "ResourceAlreadyExistsException" | "IdempotentParameterMismatchException" => 409,
+            "LimitExceededException" => 429,
             _ => self.status,
         }
     }

@@ -12,4 +12,4 @@ pub mod error;
 pub mod ops;
 
 pub use error::ApiError;
-pub use ops::{dispatch, Counts, MAX_IMAGE_BYTES, OPERATIONS};
+pub use ops::{dispatch, Counts, MAX_IMAGE_BYTES, OPERATIONS, VIDEO_OPERATIONS};

@@ -38,6 +38,19 @@ pub const OPERATIONS: &[&str] = &[
     "DisassociateFaces",
     "SearchUsers",
     "SearchUsersByImage",
+    "StartFaceDetection",
+    "GetFaceDetection",
+    "StartFaceSearch",
+    "GetFaceSearch",
+];
+
+/// The stored-video operations among [`OPERATIONS`]: they run as jobs in
+/// the video service (`kenning-video`), not through [`dispatch`].
+pub const VIDEO_OPERATIONS: &[&str] = &[
+    "StartFaceDetection",
+    "GetFaceDetection",
+    "StartFaceSearch",
+    "GetFaceSearch",
 ];
 
 /// What an operation did besides its response, for the metrics.
@@ -476,6 +489,13 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 &c.search_users_by_image(&r.collection_id, &bytes, t, usize_of(max), q)
                     .map_err(wire)?,
             )?
+        }
+        other if VIDEO_OPERATIONS.contains(&other) => {
+            return Err(ApiError::new(
+                400,
+                "UnknownOperationException",
+                format!("{other} runs as a job of the video service, which this front end has not started"),
+            ))
         }
         other => return Err(ApiError::unknown_operation(other)),
     };

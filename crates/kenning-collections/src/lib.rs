@@ -6,6 +6,7 @@
 pub mod api;
 mod error;
 pub mod quality;
+mod searcher;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 pub use error::{CollectionError, Result};
 pub use quality::{QualityFilter, Reason};
+pub use searcher::FaceSearcher;
 
 use api::*;
 

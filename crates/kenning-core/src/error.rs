@@ -20,6 +20,17 @@ pub enum ErrorCode {
     ThrottlingException,
     /// A fault inside Kenning (model missing, storage failure).
     InternalServerError,
+    /// A stored video cannot be read: unknown bucket, missing file, or a
+    /// name that leaves its bucket.
+    InvalidS3ObjectException,
+    /// A stored video is bigger or longer than the service accepts.
+    VideoTooLargeException,
+    /// Too many video jobs are in progress.
+    LimitExceededException,
+    /// A ClientRequestToken was reused with different parameters.
+    IdempotentParameterMismatchException,
+    /// A NextToken is malformed, altered, expired or for another request.
+    InvalidPaginationTokenException,
 }
 
 impl ErrorCode {
@@ -34,6 +45,11 @@ impl ErrorCode {
             Self::AccessDeniedException => "AccessDeniedException",
             Self::ThrottlingException => "ThrottlingException",
             Self::InternalServerError => "InternalServerError",
+            Self::InvalidS3ObjectException => "InvalidS3ObjectException",
+            Self::VideoTooLargeException => "VideoTooLargeException",
+            Self::LimitExceededException => "LimitExceededException",
+            Self::IdempotentParameterMismatchException => "IdempotentParameterMismatchException",
+            Self::InvalidPaginationTokenException => "InvalidPaginationTokenException",
         }
     }
 }

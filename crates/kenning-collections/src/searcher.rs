@@ -1,0 +1,86 @@
+//! Searching a collection with faces that did not arrive as a client's image:
+//! the faces of video frames, aligned and embedded with the collection's own
+//! recogniser and matched exactly as SearchFacesByImage matches.
+
+use kenning_image::RgbImage;
+use kenning_store::Collection;
+
+use crate::api::{FaceMatch, FalseMatchEstimate};
+use crate::{estimate, CollectionError, Collections, Result, MAX_SEARCH_FACES};
+
+/// One collection, ready to be searched with faces found elsewhere (video
+/// frames, streams). Crops and embeddings it makes are returned to the
+/// caller and never stored.
+pub struct FaceSearcher<'a> {
+    collections: &'a Collections,
+    collection: Collection,
+}
+
+impl Collections {
+    /// A searcher for collection `id`, which must hold vectors of a
+    /// recogniser this service runs.
+    pub fn searcher(&self, id: &str) -> Result<FaceSearcher<'_>> {
+        Ok(FaceSearcher {
+            collection: self.collection(id)?,
+            collections: self,
+        })
+    }
+}
+
+impl FaceSearcher<'_> {
+    /// The collection's id.
+    pub fn collection_id(&self) -> &str {
+        &self.collection.id
+    }
+
+    /// The recogniser whose vectors the collection holds.
+    pub fn face_model_version(&self) -> &str {
+        &self.collection.face_model.name
+    }
+
+    /// What `threshold` means at the collection's size when the searcher was made.
+    pub fn estimate(&self, threshold: f64) -> FalseMatchEstimate {
+        estimate(threshold, self.collection.face_count)
+    }
+
+    /// The face cut out of `image` and aligned as the collection's recogniser
+    /// expects it.
+    pub fn align(&self, image: &RgbImage, face: &kenning_models::Face) -> RgbImage {
+        self.collections.pipeline.align_face(image, face)
+    }
+
+    /// Embeds aligned crops (from [`FaceSearcher::align`]) in one batch.
+    pub fn embed(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.collections.pipeline.recognizer().embed(crops)?)
+    }
+
+    /// The calibrated Similarity (0-100) of two of the recogniser's embeddings.
+    pub fn similarity(&self, a: &[f32], b: &[f32]) -> Result<f64> {
+        let distance = self.collections.pipeline.recognizer().distance(a, b);
+        Ok(self.collections.calibration()?.similarity(a, b, distance))
+    }
+
+    /// The collection's faces at or above `threshold` Similarity to
+    /// `embedding`, best first, at most `max_faces`: the matches
+    /// SearchFacesByImage would return for a face with this embedding.
+    pub fn search(
+        &self,
+        embedding: &[f32],
+        threshold: f64,
+        max_faces: usize,
+    ) -> Result<Vec<FaceMatch>> {
+        Collections::check_search(threshold, max_faces, MAX_SEARCH_FACES)?;
+        if embedding.len() != self.collection.dim as usize {
+            return Err(CollectionError::InvalidParameter(format!(
+                "a {}-d embedding for collection {} of {}-d vectors",
+                embedding.len(),
+                self.collection.id,
+                self.collection.dim
+            )));
+        }
+        let hits =
+            self.collections
+                .search_vector(&self.collection, embedding, threshold, max_faces, None)?;
+        Ok(self.collections.matches(hits, &self.collection))
+    }
+}
