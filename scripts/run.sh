@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up the default models and starts the service (`kenning serve` on
+# Sets up the default models and ffmpeg and starts the service (`kenning serve` on
 # 127.0.0.1:8470 with ./data, printing the URL and credentials); with
 # arguments it runs the kenning CLI instead, e.g. `scripts/run.sh compare a.jpg b.jpg`.
 # KENNING_TLS=dev serves HTTPS with a self-signed development certificate made
@@ -7,6 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-models.sh"
+bash "$root/scripts/setup-ffmpeg.sh"
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p kenning-cli
 export KENNING_MODELS="${KENNING_MODELS:-$root/models}"
 kenning="$root/target/release/kenning"

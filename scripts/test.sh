@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need (models, ONNX Runtime, test-only models)
+# Sets up everything the tests need (models, ONNX Runtime, ffmpeg, test-only models)
 # and runs the whole test suite: formatting, lints, unit and integration tests.
 # Tests that need ../shared/data skip without it (each with one line, and a
 # count by reason at the end), and fail instead under CI=true or
@@ -8,6 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup-models.sh
+bash scripts/setup-ffmpeg.sh
 bash scripts/setup-test-models.sh
 bash scripts/setup-test-python.sh
 export KENNING_MODELS="${KENNING_MODELS:-$root/models}"

@@ -21,8 +21,13 @@ pub struct Context {
 
 impl Context {
     pub(crate) fn pipeline(&self) -> Result<Pipeline> {
+        self.pipeline_with_sessions(self.threads.max(1))
+    }
+
+    /// The pipeline with `sessions` ONNX sessions per model.
+    pub(crate) fn pipeline_with_sessions(&self, sessions: usize) -> Result<Pipeline> {
         let mut config = PipelineConfig::new(&self.models);
-        config.sessions = self.threads.max(1);
+        config.sessions = sessions.max(1);
         config.detector.max_side = self.working_size;
         config.detector.min_score = self.min_confidence / 100.0;
         if let Some(m) = &self.manifest {

@@ -7,6 +7,7 @@ mod eval;
 mod gallery;
 mod inputs;
 mod serve;
+mod video;
 
 use std::path::PathBuf;
 
@@ -106,6 +107,9 @@ enum Command {
     /// Apply the collections' retention policies now.
     #[command(subcommand)]
     Retention(accountable::RetentionCommand),
+    /// Stored video: detect faces, or search a collection for the people in a video.
+    #[command(subcommand)]
+    Video(video::VideoCommand),
 }
 
 fn main() {
@@ -155,5 +159,6 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Review(cmd) => accountable::review(&ctx, &cli.data, cmd),
         Command::Audit(cmd) => accountable::audit(&ctx, &cli.data, cmd),
         Command::Retention(cmd) => accountable::retention(&ctx, &cli.data, cmd),
+        Command::Video(cmd) => video::run(&ctx, &cli.data, cmd),
     }
 }

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
 use kenning_accountability::keys::{KeyInfo, KeyStore};
 use kenning_accountability::{audit_path, Caller, Governor, Grant, Role};
 use kenning_audit::AuditLog;
@@ -55,6 +59,8 @@ pub struct ServeArgs {
     /// TLS handshake before the connection is closed.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    #[command(flatten)]
+    video: VideoServeArgs,
 }
 
 /// `kenning tls ...`
@@ -99,6 +105,80 @@ pub fn tls(cmd: TlsCommand) -> Result<i32> {
         serde_json::json!({ "Certificate": cert, "Key": key, "Names": names })
     );
     Ok(0)
+
+/// Stored-video options of `kenning serve`.
+#[derive(Args)]
+struct VideoServeArgs {
+    /// A bucket videos are read from: NAME=DIR (repeatable; also
+    /// KENNING_BUCKETS=NAME=DIR,...). Files are read in place.
+    #[arg(long = "bucket", value_name = "NAME=DIR")]
+    buckets: Vec<String>,
+    /// Where a NotificationChannel's SNS topic is delivered: ARN=URL, an
+    /// http:// webhook receiving Rekognition's completion JSON signed with
+    /// HMAC-SHA-256 (repeatable).
+    #[arg(long = "notify", value_name = "ARN=URL")]
+    notify: Vec<String>,
+    /// The webhooks' signing key (default: one made and kept in the data
+    /// directory, printed at start when a webhook is configured).
+    #[arg(long, env = "KENNING_NOTIFY_SECRET", hide_env_values = true)]
+    notify_secret: Option<String>,
+    /// Video jobs analysed at once.
+    #[arg(long, default_value_t = 1)]
+    video_workers: usize,
+    /// Video jobs in progress beyond which a Start is refused (LimitExceededException).
+    #[arg(long, default_value_t = 20)]
+    video_max_jobs: usize,
+    /// Frames analysed per second of video.
+    #[arg(long, default_value_t = 5.0)]
+    video_fps: f64,
+    /// Largest video accepted, in bytes.
+    #[arg(long, default_value_t = 10_000_000_000)]
+    video_max_bytes: u64,
+    /// Longest video accepted, in seconds.
+    #[arg(long, default_value_t = 6 * 3600)]
+    video_max_seconds: u64,
+    /// Days a video job and its results are kept.
+    #[arg(long, default_value_t = 7)]
+    video_retention_days: u64,
+}
+
+impl VideoServeArgs {
+    fn service(
+        &self,
+        data: &std::path::Path,
+        governor: Arc<Governor>,
+        threads: usize,
+    ) -> Result<Arc<kenning_video::VideoService>> {
+        let mut buckets = kenning_video::Buckets::new();
+        if let Ok(list) = std::env::var("KENNING_BUCKETS") {
+            buckets.add_list(&list).map_err(wire)?;
+        }
+        for spec in &self.buckets {
+            let (name, dir) = kenning_video::bucket::parse_spec(spec).map_err(wire)?;
+            buckets.add(&name, &dir).map_err(wire)?;
+        }
+        let mut notify = kenning_video::Notify::default();
+        for spec in &self.notify {
+            let (arn, hook) = kenning_video::notify::parse_route(spec).map_err(wire)?;
+            notify.routes.insert(arn, hook);
+        }
+        notify.secret = self.notify_secret.as_ref().map(|s| s.as_bytes().to_vec());
+        anyhow::ensure!(
+            self.video_fps > 0.0 && self.video_fps <= 60.0,
+            "--video-fps must be between 0 and 60"
+        );
+        let mut config = kenning_video::VideoConfig::default();
+        config.workers = self.video_workers.max(1);
+        config.max_jobs = self.video_max_jobs.max(1);
+        config.sampling.fps = self.video_fps;
+        config.analysis.threads = threads.max(1);
+        config.limits.max_bytes = self.video_max_bytes;
+        config.limits.max_duration_ms = self.video_max_seconds.saturating_mul(1000);
+        config.retention = Duration::from_secs(self.video_retention_days.max(1) * 86_400);
+        let service = kenning_video::VideoService::open(data, governor, buckets, notify, config)
+            .map_err(wire)?;
+        Ok(service)
+    }
 }
 
 /// `kenning keys ...`
@@ -378,9 +458,14 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
             key_details(info),
         )
     })?;
-    let pipeline = Arc::new(ctx.pipeline()?);
+    // Video jobs run their own detector sessions beside the requests', so a
+    // long job never holds the sessions a photo request waits for.
+    let pipeline = Arc::new(ctx.pipeline_with_sessions(ctx.threads.max(1) * 2)?);
     let collections = kenning_server::open_collections(&data.data, pipeline).map_err(wire)?;
-    let governor = Governor::open(&data.data, Arc::new(collections))?;
+    let governor = Arc::new(Governor::open(&data.data, Arc::new(collections))?);
+    let video = args
+        .video
+        .service(&data.data, governor.clone(), ctx.threads)?;
     let mut config = ServerConfig::new(args.listen);
     config.allow_anonymous = args.allow_anonymous;
     config.allow_anonymous_remote = args.allow_anonymous_remote;
@@ -403,7 +488,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = kenning_server::bind(config, governor, credentials).await?;
+        let server = kenning_server::bind(config, governor, credentials, Some(video.clone())).await?;
         let addr = server.local_addr()?;
         println!("Kenning is serving Rekognition's API at {scheme}://{addr}");
         match &root {
@@ -417,6 +502,16 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         }
         if args.allow_anonymous {
             println!("WARNING: unsigned requests are accepted (--allow-anonymous)");
+        }
+        let buckets: Vec<&str> = video.buckets().names().collect();
+        if !buckets.is_empty() {
+            println!("video buckets: {}", buckets.join(", "));
+        }
+        if !args.video.notify.is_empty() && args.video.notify_secret.is_none() {
+            println!(
+                "webhook signing key (set KENNING_NOTIFY_SECRET to choose your own): {}",
+                hex_string(video.notification_secret())
+            );
         }
         if scheme == "http" && !addr.ip().is_loopback() {
             let warning = format!(

@@ -18,4 +18,5 @@ mod parity;
 mod recognisers;
 mod server;
 mod tls;
+mod video;
 mod wire;

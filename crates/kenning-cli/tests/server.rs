@@ -35,7 +35,7 @@ impl Server {
         Self::start_in(data, extra)
     }
 
-    fn start_in(data: PathBuf, extra: &[&str]) -> Self {
+    pub(crate) fn start_in(data: PathBuf, extra: &[&str]) -> Self {
         let mut child = Command::new(common::kenning_bin())
             .args(["--models"])
             .arg(common::models())
@@ -67,7 +67,7 @@ impl Server {
         Self { child, addr, data }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -139,7 +139,7 @@ pub(crate) fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a st
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
+pub(crate) fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
     let mut k = if key.len() > 64 {
         Sha256::digest(key).to_vec()
     } else {
@@ -159,7 +159,7 @@ fn hmac(key: &[u8], msg: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

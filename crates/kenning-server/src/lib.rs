@@ -34,6 +34,7 @@ use axum::Router;
 use kenning_accountability::keys::{self, ActiveKey, KeyError, KeyStore};
 use kenning_accountability::{Caller, Governor, Grant, Principal, KENNING_OPERATIONS};
 use kenning_collections::Collections;
+use kenning_video::VideoService;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Semaphore;
@@ -253,6 +254,7 @@ impl Credentials {
 /// Shared state of the running service.
 pub(crate) struct AppState {
     governor: Arc<Governor>,
+    video: Option<Arc<VideoService>>,
     credentials: Credentials,
     metrics: metrics::Metrics,
     config: ServerConfig,
@@ -278,11 +280,13 @@ pub struct Server {
     tls: Option<tls::Tls>,
 }
 
-/// Binds the listening socket.
+/// Binds the listening socket; `video` serves the stored-video operations
+/// (without it they are refused).
 pub async fn bind(
     config: ServerConfig,
-    governor: Governor,
+    governor: impl Into<Arc<Governor>>,
     credentials: Credentials,
+    video: Option<Arc<VideoService>>,
 ) -> Result<Server, ServerError> {
     if config.allow_anonymous && !config.listen.ip().is_loopback() && !config.allow_anonymous_remote
     {
@@ -291,7 +295,8 @@ pub async fn bind(
     let tls = config.tls.clone().map(tls::Tls::new).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let state = Arc::new(AppState {
-        governor: Arc::new(governor),
+        governor: governor.into(),
+        video,
         credentials,
         metrics: metrics::Metrics::default(),
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
@@ -336,6 +341,10 @@ impl Server {
         }
         if let Some(task) = retention {
             task.abort();
+        }
+        if let Some(video) = state.video.clone() {
+            // Running jobs stay IN_PROGRESS and resume at the next start.
+            let _ = tokio::task::spawn_blocking(move || video.shutdown()).await;
         }
         tracing::info!("requests finished; saving indexes");
         let collections = state.governor.collections().clone();
@@ -521,7 +530,13 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
     }
     let start = Instant::now();
     s.metrics.in_flight(1);
-    let mut resp = match tokio::time::timeout(s.config.request_timeout, next.run(req)).await {
+    // Uploads of videos take as long as the bytes take to arrive.
+    let limit = if path.starts_with(rest::UPLOAD_PREFIX) {
+        s.config.request_timeout.max(Duration::from_secs(24 * 3600))
+    } else {
+        s.config.request_timeout
+    };
+    let mut resp = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
             let e = ApiError::new(
@@ -685,6 +700,17 @@ pub(crate) async fn read_and_authenticate(
                 format!("the request body exceeds {} bytes", s.config.body_limit),
             )
         })?;
+    let caller = authenticate(s, parts, &bytes, bearer)?;
+    Ok((bytes, caller))
+}
+
+/// Authenticates a request whose body is `bytes`.
+pub(crate) fn authenticate(
+    s: &AppState,
+    parts: &axum::http::request::Parts,
+    bytes: &[u8],
+    bearer: bool,
+) -> Result<Caller, ApiError> {
     let header = parts
         .headers
         .get("authorization")
@@ -712,7 +738,7 @@ pub(crate) async fn read_and_authenticate(
                 query: parts.uri.query().unwrap_or(""),
                 authority: parts.uri.authority().map(|a| a.as_str()),
                 headers: &parts.headers,
-                body: &bytes,
+                body: bytes,
             };
             let key = sigv4::verify(&req, now_secs(), |k| s.credentials.key(k).map(|k| k.secret))
                 .map_err(|e| ApiError::new(e.status(), e.exception(), e.to_string()))?;
@@ -728,13 +754,12 @@ pub(crate) async fn read_and_authenticate(
         .extensions
         .get::<RequestId>()
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), |r| r.0.clone());
-    let caller = Caller {
+    Ok(Caller {
         principal,
         request_id,
         case: context_header(parts, "x-kenning-case")?,
         purpose: context_header(parts, "x-kenning-purpose")?,
-    };
-    Ok((bytes, caller))
+    })
 }
 
 /// Runs an operation on the blocking pool, holding a permit while it runs.
@@ -754,7 +779,12 @@ pub(crate) async fn run_op(
     let (result, secs) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let t = Instant::now();
-        let r = state.governor.call(&caller, &op_owned, body);
+        let r = match &state.video {
+            Some(video) if kenning_video::OPERATIONS.contains(&op_owned.as_str()) => video
+                .call(&caller, &op_owned, body)
+                .map(|v| (v, ops::Counts::default())),
+            _ => state.governor.call(&caller, &op_owned, body),
+        };
         (r, t.elapsed().as_secs_f64())
     })
     .await

@@ -11,12 +11,15 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::{read_and_authenticate, respond, run_op, ApiError, AppState};
+use crate::{authenticate, read_and_authenticate, respond, run_op, ApiError, AppState};
+
+/// Where videos are uploaded: `PUT /v1/buckets/{Bucket}/{Key}`.
+pub(crate) const UPLOAD_PREFIX: &str = "/v1/buckets/";
 
 /// The OpenAPI 3 document.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -67,6 +70,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/audit/export", get(export_audit))
         .route("/v1/retention/run", post(run_retention))
+        .route("/v1/video/face-detection", post(start_face_detection))
+        .route("/v1/video/face-detection/{job_id}", get(get_face_detection))
+        .route("/v1/video/face-search", post(start_face_search))
+        .route("/v1/video/face-search/{job_id}", get(get_face_search))
+        .route("/v1/buckets/{bucket}/{*key}", put(upload_video))
 }
 
 /// Query parameters that are numbers in Rekognition's shapes.
@@ -489,6 +497,104 @@ async fn export_audit(State(s): State<Arc<AppState>>, Query(q): Q, req: Request)
 
 async fn run_retention(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
     call(s, req, q, &[], fixed!("RunRetention")).await
+}
+
+async fn start_face_detection(
+    State(s): State<Arc<AppState>>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(s, req, q, &[], fixed!("StartFaceDetection")).await
+}
+
+async fn get_face_detection(
+    State(s): State<Arc<AppState>>,
+    Path(job_id): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(s, req, q, &[("JobId", &job_id)], fixed!("GetFaceDetection")).await
+}
+
+async fn start_face_search(
+    State(s): State<Arc<AppState>>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(s, req, q, &[], fixed!("StartFaceSearch")).await
+}
+
+async fn get_face_search(
+    State(s): State<Arc<AppState>>,
+    Path(job_id): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(s, req, q, &[("JobId", &job_id)], fixed!("GetFaceSearch")).await
+}
+
+/// `PUT /v1/buckets/{Bucket}/{Key}`: the body is the video, streamed into
+/// the bucket directory (never held in memory). A SigV4-signed upload must
+/// declare its SHA-256 in `x-amz-content-sha256`, as S3 clients do; the
+/// signature covers it and the bytes received are checked against it.
+async fn upload_video(
+    State(s): State<Arc<AppState>>,
+    Path((bucket, key)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    use http_body_util::BodyExt as _;
+    let (parts, mut body) = req.into_parts();
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
+    let bearer = header("authorization").is_some_and(|h| h.starts_with("Bearer "));
+    let declared = header("x-amz-content-sha256")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase);
+    let signed = header("authorization").is_some() && !bearer;
+    if signed && declared.is_none() {
+        let e = ApiError::invalid_parameter(
+            "a SigV4-signed upload must send its SHA-256 in x-amz-content-sha256 (or use Bearer authentication)",
+        );
+        return respond("UploadVideo", None, Err(e), true);
+    }
+    let caller = match authenticate(&s, &parts, b"", true) {
+        Ok(c) => c,
+        Err(e) => return respond("UploadVideo", None, Err(e), true),
+    };
+    let key_id = Some(caller.principal.access_key.clone());
+    let Some(video) = s.video.clone() else {
+        let e = ApiError::invalid_parameter("this service was started without video support");
+        return respond("UploadVideo", key_id, Err(e), true);
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, String>>(4);
+    let task = tokio::task::spawn_blocking(move || {
+        video.upload(&caller, &bucket, &key, declared.as_deref(), |write| {
+            while let Some(chunk) = rx.blocking_recv() {
+                let chunk = chunk.map_err(kenning_video::VideoError::InvalidParameter)?;
+                write(&chunk)?;
+            }
+            Ok(())
+        })
+    });
+    loop {
+        let next = match body.frame().await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => Ok(data),
+                Err(_) => continue,
+            },
+            Some(Err(e)) => Err(format!("the upload was cut off: {e}")),
+            None => break,
+        };
+        let failed = next.is_err();
+        // The writer stops taking chunks once it refuses the upload.
+        if tx.send(next).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    let result = task
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("the upload failed: {e}"))));
+    respond("UploadVideo", key_id, result, true)
 }
 
 /// Runs an operation whose whole input is in the path (DELETE with a face id).

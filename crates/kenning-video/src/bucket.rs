@@ -110,14 +110,17 @@ impl Buckets {
         Ok(path)
     }
 
-    /// Writes `bytes` from `source` as object `name` of `bucket`: into a
+    /// Writes the bytes `source` gives as object `name` of `bucket`: into a
     /// temporary file beside it, synced, then renamed over it, so a reader
-    /// never sees half a file. Returns the byte count and SHA-256 (hex).
+    /// never sees half a file. With `expected_sha256`, bytes of another hash
+    /// are refused and nothing is written. Returns the byte count and
+    /// SHA-256 (hex).
     pub fn put(
         &self,
         bucket: &str,
         name: &str,
         max_bytes: u64,
+        expected_sha256: Option<&str>,
         mut source: impl FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
     ) -> Result<(u64, String)> {
         use sha2::{Digest, Sha256};
@@ -163,16 +166,23 @@ impl Buckets {
             hash.update(chunk);
             file.write_all(chunk).map_err(io)
         })
-        .and_then(|()| file.sync_all().map_err(io))
-        .and_then(|()| std::fs::rename(&tmp, &path).map_err(io));
+        .map(|()| hex::encode(hash.finalize()))
+        .and_then(|sha| match expected_sha256 {
+            Some(e) if !e.eq_ignore_ascii_case(&sha) => Err(VideoError::InvalidParameter(format!(
+                "the body's SHA-256 is {sha}, not the {e} the request declared"
+            ))),
+            _ => Ok(sha),
+        })
+        .and_then(|sha| file.sync_all().map_err(io).map(|()| sha))
+        .and_then(|sha| std::fs::rename(&tmp, &path).map_err(io).map(|()| sha));
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        result?;
+        let sha = result?;
         if let Ok(d) = File::open(path.parent().unwrap_or(dir)) {
             let _ = d.sync_all();
         }
-        Ok((written, hex::encode(hash.finalize())))
+        Ok((written, sha))
     }
 }
 
@@ -263,7 +273,7 @@ mod tests {
         let mut b = Buckets::new();
         b.add("up-loads", root.path()).unwrap();
         let (n, sha) = b
-            .put("up-loads", "day1/clip.mp4", 100, |w| {
+            .put("up-loads", "day1/clip.mp4", 100, None, |w| {
                 w(b"hello ")?;
                 w(b"world")
             })
@@ -278,7 +288,7 @@ mod tests {
             b"hello world"
         );
         let e = b
-            .put("up-loads", "big.mp4", 4, |w| w(b"too big"))
+            .put("up-loads", "big.mp4", 4, None, |w| w(b"too big"))
             .unwrap_err();
         assert!(matches!(e, VideoError::TooLarge(_)));
         assert!(!root.path().join("big.mp4").exists());
@@ -293,6 +303,11 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0, "a failed upload leaves no temporary file");
-        assert!(b.put("up-loads", "../x.mp4", 100, |w| w(b"x")).is_err());
+        assert!(b.put("up-loads", "../x.mp4", 100, None, |w| w(b"x")).is_err());
+        let e = b
+            .put("up-loads", "claimed.mp4", 100, Some(&"0".repeat(64)), |w| w(b"x"))
+            .unwrap_err();
+        assert!(e.to_string().contains("declared"), "{e}");
+        assert!(!root.path().join("claimed.mp4").exists());
     }
 }

@@ -39,5 +39,5 @@ pub use error::{Result, VideoError};
 pub use jobs::{JobStore, RedbJobStore};
 pub use notify::Notifier;
 pub use probe::{Limits, VideoMetadata};
-pub use service::{VideoConfig, VideoService, OPERATIONS};
+pub use service::{Notify, VideoConfig, VideoService, OPERATIONS};
 pub use source::{FfmpegSource, Frame, FrameSource, SamplingConfig};

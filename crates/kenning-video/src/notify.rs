@@ -128,6 +128,7 @@ struct Delivery {
 /// Sends completion notifications to the webhooks topics are mapped to.
 pub struct Notifier {
     routes: BTreeMap<String, Webhook>,
+    secret: Vec<u8>,
     queue: Mutex<Option<Sender<Delivery>>>,
 }
 
@@ -135,6 +136,7 @@ impl Notifier {
     /// A notifier for `routes`, signing with `secret`.
     pub fn new(routes: BTreeMap<String, Webhook>, secret: Vec<u8>) -> Self {
         let (tx, rx) = mpsc::channel::<Delivery>();
+        let key = secret.clone();
         std::thread::Builder::new()
             .name("kenning-notify".into())
             .spawn(move || {
@@ -144,7 +146,7 @@ impl Notifier {
                         let now = SystemTime::now()
                             .duration_since(UNIX_EPOCH)
                             .map_or(0, |d| d.as_secs());
-                        match d.hook.post(&d.body, &secret, now) {
+                        match d.hook.post(&d.body, &key, now) {
                             Ok(_) => break,
                             Err(e) if attempt == 4 => {
                                 eprintln!(
@@ -163,8 +165,14 @@ impl Notifier {
             .expect("spawning the notification thread");
         Self {
             routes,
+            secret,
             queue: Mutex::new(Some(tx)),
         }
+    }
+
+    /// The signing key.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
     }
 
     /// Whether `arn` has a webhook.

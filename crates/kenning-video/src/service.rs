@@ -35,6 +35,16 @@ pub const MAX_RESULTS: u64 = 1000;
 /// The job store's file, relative to the data directory.
 pub const JOBS_FILE: &str = "video/jobs.redb";
 
+/// Where completion notifications go.
+#[derive(Debug, Clone, Default)]
+pub struct Notify {
+    /// SNS topic ARN to webhook.
+    pub routes: BTreeMap<String, crate::notify::Webhook>,
+    /// The HMAC key webhooks are signed with (default: one the job store
+    /// makes and keeps, see [`VideoService::notification_secret`]).
+    pub secret: Option<Vec<u8>>,
+}
+
 /// How the service runs jobs.
 #[derive(Debug, Clone)]
 pub struct VideoConfig {
@@ -184,7 +194,7 @@ impl VideoService {
         data_dir: &Path,
         governor: Arc<Governor>,
         buckets: Buckets,
-        notifier: Notifier,
+        notify: Notify,
         config: VideoConfig,
     ) -> Result<Arc<Self>> {
         let path = data_dir.join(JOBS_FILE);
@@ -195,7 +205,7 @@ impl VideoService {
             )),
             other => other,
         })?;
-        Self::with_store(Arc::new(store), governor, buckets, notifier, config)
+        Self::with_store(Arc::new(store), governor, buckets, notify, config)
     }
 
     /// As [`VideoService::open`], with another job store.
@@ -203,10 +213,15 @@ impl VideoService {
         store: Arc<dyn JobStore>,
         governor: Arc<Governor>,
         buckets: Buckets,
-        notifier: Notifier,
+        notify: Notify,
         config: VideoConfig,
     ) -> Result<Arc<Self>> {
         let token_key = store.secret("pagination")?;
+        let secret = match notify.secret {
+            Some(s) => s,
+            None => store.secret("notification")?,
+        };
+        let notifier = Notifier::new(notify.routes, secret);
         let service = Arc::new(Self {
             governor,
             store,
@@ -245,6 +260,11 @@ impl VideoService {
     /// The buckets videos are read from.
     pub fn buckets(&self) -> &Buckets {
         &self.buckets
+    }
+
+    /// The HMAC key completion webhooks are signed with.
+    pub fn notification_secret(&self) -> &[u8] {
+        self.notifier.secret()
     }
 
     /// The limits videos are held to.
@@ -296,12 +316,17 @@ impl VideoService {
         caller: &Caller,
         bucket: &str,
         name: &str,
+        expected_sha256: Option<&str>,
         source: impl FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
     ) -> std::result::Result<Value, ApiError> {
         let mut entry = self.governor.authorize(caller, caller.entry("UploadVideo"), None)?;
-        let put = self
-            .buckets
-            .put(bucket, name, self.config.limits.max_bytes, source);
+        let put = self.buckets.put(
+            bucket,
+            name,
+            self.config.limits.max_bytes,
+            expected_sha256,
+            source,
+        );
         entry.details = Some(json!({ "Bucket": bucket, "Name": name }));
         match put {
             Ok((bytes, sha)) => {
