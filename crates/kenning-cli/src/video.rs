@@ -131,6 +131,7 @@ fn run_job(
     };
     start["Video"] = json!({ "S3Object": { "Bucket": BUCKET, "Name": name } });
     let began = Instant::now();
+    let cpu = kenning_video::analyze::process_cpu_seconds();
     let job_id = call(service, caller, start_op, start)?["JobId"]
         .as_str()
         .unwrap_or_default()
@@ -158,6 +159,7 @@ fn run_job(
     }
     bar.finish_and_clear();
     let wall = began.elapsed();
+    let cpu = kenning_video::analyze::process_cpu_seconds() - cpu;
     let mut items = Vec::new();
     let mut token: Option<String> = None;
     let mut merged = loop {
@@ -195,6 +197,7 @@ fn run_job(
                 "VideoSeconds": video_s,
                 "WallSeconds": secs,
                 "RealTimeFactor": if secs > 0.0 { video_s / secs } else { 0.0 },
+                "CpuSeconds": cpu,
                 "Stages": job.and_then(|j| j.stage_times),
             })
         );

@@ -54,6 +54,32 @@ impl FaceSearcher<'_> {
         Ok(self.collections.pipeline.recognizer().embed(crops)?)
     }
 
+    /// The mean of several embeddings of one face (a template), in the
+    /// recogniser's space: unit length again for a cosine recogniser.
+    pub fn mean(&self, embeddings: &[Vec<f32>]) -> Vec<f32> {
+        let dim = embeddings.first().map_or(0, Vec::len);
+        let mut m = vec![0f32; dim];
+        for e in embeddings {
+            for (a, x) in m.iter_mut().zip(e) {
+                *a += x / embeddings.len() as f32;
+            }
+        }
+        let cosine = matches!(
+            self.collections
+                .pipeline
+                .recognizer()
+                .manifest()
+                .embedding
+                .distance,
+            kenning_models::manifest::Distance::Cosine
+        );
+        let norm = m.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if cosine && norm > 0.0 {
+            m.iter_mut().for_each(|x| *x /= norm);
+        }
+        m
+    }
+
     /// The calibrated Similarity (0-100) of two of the recogniser's embeddings.
     pub fn similarity(&self, a: &[f32], b: &[f32]) -> Result<f64> {
         let distance = self.collections.pipeline.recognizer().distance(a, b);

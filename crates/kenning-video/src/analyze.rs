@@ -31,9 +31,12 @@ pub struct AnalysisConfig {
     pub max_sightings: usize,
     /// Most collection faces reported per person.
     pub max_matches: usize,
-    /// Tracks that never share a frame are one person when two of their
-    /// crops are at least this Similar (calibrated, 0-100).
+    /// Tracks that never share a frame are one person when every pair of
+    /// their crops' embeddings is at least this Similar (calibrated, 0-100).
     pub merge_similarity: f64,
+    /// Tracks of faces never wider than this (pixels) are not joined to
+    /// others: embeddings of tiny faces resemble each other.
+    pub merge_min_width: f64,
 }
 
 impl Default for AnalysisConfig {
@@ -43,7 +46,8 @@ impl Default for AnalysisConfig {
             tracker: TrackerConfig::default(),
             max_sightings: 2_000_000,
             max_matches: kenning_collections::DEFAULT_SEARCH_FACES,
-            merge_similarity: 85.0,
+            merge_similarity: 90.0,
+            merge_min_width: 48.0,
         }
     }
 }
@@ -66,6 +70,21 @@ pub struct StageTimes {
     pub frames: u64,
     /// Timestamp of the last frame analysed.
     pub last_frame_ms: u64,
+}
+
+/// CPU seconds this process and its waited-for children (ffmpeg) have used:
+/// on a shared machine, a fairer measure of a job's cost than wall time.
+pub fn process_cpu_seconds() -> f64 {
+    let used = |who| {
+        // SAFETY: getrusage writes into the zeroed struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut u) } != 0 {
+            return 0.0;
+        }
+        let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+        t(u.ru_utime) + t(u.ru_stime)
+    };
+    used(libc::RUSAGE_SELF) + used(libc::RUSAGE_CHILDREN)
 }
 
 fn ms(d: Duration) -> u64 {
@@ -215,7 +234,12 @@ fn embed_and_search(
                         .map(|mut track| {
                             let crops: Vec<RgbImage> =
                                 track.crops.drain(..).map(|(_, c)| c).collect();
-                            let e = searcher.embed(&crops)?;
+                            let mut e = searcher.embed(&crops)?;
+                            // The track's template: the mean of its crops'
+                            // embeddings, steadier than any one of them.
+                            if e.len() > 1 {
+                                e.push(searcher.mean(&e));
+                            }
                             Ok((track, e))
                         })
                         .collect::<Result<Vec<_>>>()
@@ -326,62 +350,77 @@ pub fn search_faces(
 }
 
 /// Joins tracks of one person: pairs of tracks that never share a frame,
-/// most similar first, while a crop of each is at least
-/// `merge_similarity` Similar. Persons are numbered by first appearance.
+/// most similar first, when every embedding of the one is at least
+/// `merge_similarity` Similar to every embedding of the other (complete
+/// linkage, so a chain of look-alikes never joins two people). Persons are
+/// numbered by first appearance.
 fn join_tracks(
     searcher: &FaceSearcher<'_>,
     tracks: Vec<Embedded>,
     config: &AnalysisConfig,
 ) -> Result<Vec<Person>> {
     let n = tracks.len();
-    let mut pairs = Vec::new();
+    // The least Similarity between the two tracks' embeddings, for pairs
+    // that may join.
+    let mut least: BTreeMap<(usize, usize), f64> = BTreeMap::new();
     for i in 0..n {
         for j in i + 1..n {
-            // Very long videos: only tracks within ten minutes of each other.
-            let (a, b) = (&tracks[i].track, &tracks[j].track);
-            if n > 2000 && a.first_ms().abs_diff(b.first_ms()) > 600_000 {
+            let (a, b) = (&tracks[i], &tracks[j]);
+            if a.track.max_width < config.merge_min_width
+                || b.track.max_width < config.merge_min_width
+                || a.embeddings.is_empty()
+                || b.embeddings.is_empty()
+                // Very long videos: only tracks within ten minutes of each other.
+                || (n > 2000 && a.track.first_ms().abs_diff(b.track.first_ms()) > 600_000)
+            {
                 continue;
             }
-            let mut best = f64::MIN;
-            for x in &tracks[i].embeddings {
-                for y in &tracks[j].embeddings {
-                    best = best.max(searcher.similarity(x, y)?);
+            let mut worst = f64::MAX;
+            for x in &a.embeddings {
+                for y in &b.embeddings {
+                    worst = worst.min(searcher.similarity(x, y)?);
                 }
             }
-            if best >= config.merge_similarity {
-                pairs.push((best, i, j));
+            if worst >= config.merge_similarity {
+                least.insert((i, j), worst);
             }
         }
     }
+    let mut pairs: Vec<(f64, usize, usize)> =
+        least.iter().map(|(&(i, j), &s)| (s, i, j)).collect();
     pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut members: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
     let mut cluster: Vec<usize> = (0..n).collect();
     let mut times: Vec<Vec<u64>> = tracks
         .iter()
         .map(|t| t.track.sightings.iter().map(|s| s.timestamp_ms).collect())
         .collect();
-    fn root(c: &mut [usize], mut i: usize) -> usize {
-        while c[i] != i {
-            c[i] = c[c[i]];
-            i = c[i];
-        }
-        i
-    }
     for (_, i, j) in pairs {
-        let (ri, rj) = (root(&mut cluster, i), root(&mut cluster, j));
+        let (ri, rj) = (cluster[i], cluster[j]);
         if ri == rj || shares_a_frame(&times[ri], &times[rj]) {
             continue;
         }
-        let moved = std::mem::take(&mut times[rj]);
+        let linked = members[ri].iter().all(|&a| {
+            members[rj]
+                .iter()
+                .all(|&b| least.contains_key(&(a.min(b), a.max(b))))
+        });
+        if !linked {
+            continue;
+        }
+        let moved = std::mem::take(&mut members[rj]);
+        for &m in &moved {
+            cluster[m] = ri;
+        }
+        members[ri].extend(moved);
         let mut merged = std::mem::take(&mut times[ri]);
-        merged.extend(moved);
+        merged.extend(std::mem::take(&mut times[rj]));
         merged.sort_unstable();
         times[ri] = merged;
-        cluster[rj] = ri;
     }
     let mut groups: BTreeMap<usize, Vec<Embedded>> = BTreeMap::new();
     for (i, t) in tracks.into_iter().enumerate() {
-        let r = root(&mut cluster, i);
-        groups.entry(r).or_default().push(t);
+        groups.entry(cluster[i]).or_default().push(t);
     }
     let mut persons: Vec<Person> = groups
         .into_values()

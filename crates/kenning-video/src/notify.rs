@@ -43,7 +43,7 @@ impl Webhook {
             None => (rest, "/"),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && !p.contains(']') => (
+            Some((h, p)) if !p.contains(']') => (
                 h,
                 p.parse::<u16>().map_err(|_| {
                     VideoError::InvalidParameter(format!("webhook {url:?} has a bad port"))

@@ -52,6 +52,8 @@ pub struct Track {
     pub sightings: Vec<Sighting>,
     /// The best-quality aligned crops, best first, with their quality.
     pub crops: Vec<(f32, RgbImage)>,
+    /// The widest the face was, in pixels.
+    pub max_width: f64,
     last_box: PixelBox,
 }
 
@@ -208,6 +210,7 @@ impl Tracker {
                         id: self.next_id,
                         sightings: Vec::new(),
                         crops: Vec::new(),
+                        max_width: 0.0,
                         last_box: f.pixel_box,
                     });
                     self.next_id += 1;
@@ -217,6 +220,7 @@ impl Tracker {
             let keep = self.config.best_crops;
             let t = &mut self.active[ti];
             t.last_box = f.pixel_box;
+            t.max_width = t.max_width.max(f.pixel_box.width());
             t.sightings.push(Sighting {
                 timestamp_ms,
                 detail: f.detail.clone(),
