@@ -742,11 +742,9 @@ impl Governor {
                 return Ok(json!({ "CollectionId": id, "Policy": policy }));
             }
             "ListReviewItems" => return self.list_reviews(&caller.principal, body),
-            "UploadVideo" => {
-                return Err(ApiError::invalid_parameter(
-                    "videos are uploaded with PUT /v1/buckets/{Bucket}/{Key} (the body is the file)",
-                ))
-            }
+            "UploadVideo" => return Err(ApiError::invalid_parameter(
+                "videos are uploaded with PUT /v1/buckets/{Bucket}/{Key} (the body is the file)",
+            )),
             "VerifyAudit" => self.verify_audit(),
             "ExportAudit" => self.export_audit(&caller.principal, body, &mut entry),
             _ => Err(ApiError::unknown_operation(op)),

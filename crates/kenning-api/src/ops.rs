@@ -494,7 +494,9 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
             return Err(ApiError::new(
                 400,
                 "UnknownOperationException",
-                format!("{other} runs as a job of the video service, which this front end has not started"),
+                format!(
+                "{other} runs as a job of the video service, which this front end has not started"
+            ),
             ))
         }
         other => return Err(ApiError::unknown_operation(other)),

@@ -94,8 +94,8 @@ pub fn run(ctx: &Context, data: &DataArgs, cmd: VideoCommand) -> Result<i32> {
     config.analysis.tracker.best_crops = config.analysis.tracker.best_crops.max(1);
     // In the foreground nothing competes with the job.
     config.niceness = 0;
-    let service =
-        VideoService::open(&data.data, governor, buckets, Notify::default(), config).map_err(wire)?;
+    let service = VideoService::open(&data.data, governor, buckets, Notify::default(), config)
+        .map_err(wire)?;
     let result = run_job(&service, &caller, search, start, name, args.stats);
     service.shutdown();
     let merged = result?;

@@ -104,9 +104,13 @@ impl FaceSearcher<'_> {
                 self.collection.dim
             )));
         }
-        let hits =
-            self.collections
-                .search_vector(&self.collection, embedding, threshold, max_faces, None)?;
+        let hits = self.collections.search_vector(
+            &self.collection,
+            embedding,
+            threshold,
+            max_faces,
+            None,
+        )?;
         Ok(self.collections.matches(hits, &self.collection))
     }
 }

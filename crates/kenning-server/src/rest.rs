@@ -516,11 +516,7 @@ async fn get_face_detection(
     call(s, req, q, &[("JobId", &job_id)], fixed!("GetFaceDetection")).await
 }
 
-async fn start_face_search(
-    State(s): State<Arc<AppState>>,
-    Query(q): Q,
-    req: Request,
-) -> Response {
+async fn start_face_search(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
     call(s, req, q, &[], fixed!("StartFaceSearch")).await
 }
 

@@ -150,9 +150,8 @@ fn detect_batch(
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(VideoError::Tool("face detection panicked".into()))
-                })
+                h.join()
+                    .unwrap_or_else(|_| Err(VideoError::Tool("face detection panicked".into())))
             })
             .collect()
     });
@@ -178,7 +177,10 @@ pub fn detect_faces(
         if batch.is_empty() {
             break;
         }
-        for (frame, faces) in batch.iter().zip(detect_batch(pipeline, &batch, &mut times)?) {
+        for (frame, faces) in batch
+            .iter()
+            .zip(detect_batch(pipeline, &batch, &mut times)?)
+        {
             out.extend(faces.into_iter().map(|f| FaceDetection {
                 timestamp: frame.timestamp_ms,
                 face: f.detail,
@@ -386,8 +388,7 @@ fn join_tracks(
             }
         }
     }
-    let mut pairs: Vec<(f64, usize, usize)> =
-        least.iter().map(|(&(i, j), &s)| (s, i, j)).collect();
+    let mut pairs: Vec<(f64, usize, usize)> = least.iter().map(|(&(i, j), &s)| (s, i, j)).collect();
     pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut members: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
     let mut cluster: Vec<usize> = (0..n).collect();

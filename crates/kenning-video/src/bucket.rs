@@ -93,7 +93,9 @@ impl Buckets {
         for (i, part) in parts.iter().enumerate() {
             path.push(part);
             let meta = std::fs::symlink_metadata(&path).map_err(|_| {
-                VideoError::InvalidObject(format!("object {name:?} does not exist in bucket {bucket}"))
+                VideoError::InvalidObject(format!(
+                    "object {name:?} does not exist in bucket {bucket}"
+                ))
             })?;
             if meta.file_type().is_symlink() {
                 return Err(VideoError::InvalidObject(format!(
@@ -188,9 +190,9 @@ impl Buckets {
 
 /// `NAME=DIR`.
 pub fn parse_spec(spec: &str) -> Result<(String, PathBuf)> {
-    let (name, dir) = spec.split_once('=').ok_or_else(|| {
-        VideoError::InvalidParameter(format!("bucket {spec:?} must be NAME=DIR"))
-    })?;
+    let (name, dir) = spec
+        .split_once('=')
+        .ok_or_else(|| VideoError::InvalidParameter(format!("bucket {spec:?} must be NAME=DIR")))?;
     Ok((name.trim().to_owned(), PathBuf::from(dir.trim())))
 }
 
@@ -215,7 +217,10 @@ fn components(name: &str) -> Result<Vec<&str>> {
             _ => return Err(bad("must be a plain relative path")),
         }
     }
-    if name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+    if name
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
         return Err(bad("has an empty, '.' or '..' part"));
     }
     if parts.is_empty() {
@@ -303,9 +308,13 @@ mod tests {
             })
             .count();
         assert_eq!(leftovers, 0, "a failed upload leaves no temporary file");
-        assert!(b.put("up-loads", "../x.mp4", 100, None, |w| w(b"x")).is_err());
+        assert!(b
+            .put("up-loads", "../x.mp4", 100, None, |w| w(b"x"))
+            .is_err());
         let e = b
-            .put("up-loads", "claimed.mp4", 100, Some(&"0".repeat(64)), |w| w(b"x"))
+            .put("up-loads", "claimed.mp4", 100, Some(&"0".repeat(64)), |w| {
+                w(b"x")
+            })
             .unwrap_err();
         assert!(e.to_string().contains("declared"), "{e}");
         assert!(!root.path().join("claimed.mp4").exists());

@@ -93,7 +93,9 @@ impl Webhook {
         if (200..300).contains(&status) {
             Ok(status)
         } else {
-            Err(std::io::Error::other(format!("the webhook answered {status}")))
+            Err(std::io::Error::other(format!(
+                "the webhook answered {status}"
+            )))
         }
     }
 }
@@ -216,7 +218,10 @@ mod tests {
         assert_eq!(Webhook::parse("http://example").unwrap().port, 80);
         assert!(Webhook::parse("https://example/x").is_err());
         assert!(Webhook::parse("http://:80/").is_err());
-        assert!(parse_route("arn:aws:sns:us-east-1:123456789012:AmazonRekognitionDone=http://127.0.0.1:1/").is_ok());
+        assert!(parse_route(
+            "arn:aws:sns:us-east-1:123456789012:AmazonRekognitionDone=http://127.0.0.1:1/"
+        )
+        .is_ok());
         assert!(parse_route("not-an-arn=http://127.0.0.1:1/").is_err());
     }
 

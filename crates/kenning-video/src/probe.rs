@@ -92,7 +92,10 @@ pub(crate) fn run_tool(mut cmd: Command, deadline: Duration) -> Result<(bool, Ve
     });
     let start = Instant::now();
     let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| VideoError::Tool(e.to_string()))? {
+        if let Some(s) = child
+            .try_wait()
+            .map_err(|e| VideoError::Tool(e.to_string()))?
+        {
             break s;
         }
         if start.elapsed() > deadline {
@@ -116,15 +119,43 @@ pub(crate) fn missing_tool(name: &str, e: &std::io::Error) -> VideoError {
     ))
 }
 
-/// The last meaningful line of a tool's error output.
-pub(crate) fn last_error(stderr: &str) -> String {
-    stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
-        .unwrap_or("no message")
-        .to_owned()
+/// What a tool's error output says: its distinct lines, without ffmpeg's
+/// `[component @ 0x...]` prefixes, and with `path` (a server path the client
+/// need not see) shortened to the file's name.
+pub(crate) fn tool_errors(stderr: &str, path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let full = path.to_string_lossy();
+    let mut lines: Vec<String> = Vec::new();
+    for line in stderr.lines() {
+        let mut l = line.trim();
+        while l.starts_with('[') {
+            match l.find("] ") {
+                Some(i) => l = l[i + 2..].trim_start(),
+                None => break,
+            }
+        }
+        let l = l.replace(full.as_ref(), &name);
+        if !l.is_empty() && !lines.contains(&l) {
+            lines.push(l);
+        }
+    }
+    let mut text = lines.join("; ");
+    if text.len() > 400 {
+        let mut cut = 400;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    if text.is_empty() {
+        "no message".into()
+    } else {
+        text
+    }
 }
 
 /// Probes `path` with ffprobe and checks it against `limits`.
@@ -150,7 +181,7 @@ pub fn probe(path: &Path, limits: &Limits) -> Result<Probe> {
     if !ok {
         return Err(VideoError::Unreadable(format!(
             "the file is not a video ffmpeg can read: {}",
-            last_error(&stderr)
+            tool_errors(&stderr, path)
         )));
     }
     let v: Value = serde_json::from_slice(&stdout)
@@ -349,6 +380,16 @@ mod tests {
             (1080, 1920, "MOV")
         );
         assert_eq!(p.metadata.color_range, "FULL");
+    }
+
+    #[test]
+    fn tool_errors_are_short_and_name_no_server_path() {
+        let stderr = "[IMGUTILS @ 0x7ffc] Picture size 60000x60000 is invalid\n/srv/cams/huge.y4m: Device or resource busy\n/srv/cams/huge.y4m: Device or resource busy\n";
+        assert_eq!(
+            tool_errors(stderr, Path::new("/srv/cams/huge.y4m")),
+            "Picture size 60000x60000 is invalid; huge.y4m: Device or resource busy"
+        );
+        assert_eq!(tool_errors("", Path::new("/x")), "no message");
     }
 
     #[test]

@@ -290,7 +290,10 @@ impl VideoService {
     /// service opens the data directory again.
     pub fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).stopping = true;
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopping = true;
         self.wake.notify_all();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
@@ -299,7 +302,12 @@ impl VideoService {
     }
 
     /// Runs a video operation for `caller`.
-    pub fn call(&self, caller: &Caller, op: &str, body: Value) -> std::result::Result<Value, ApiError> {
+    pub fn call(
+        &self,
+        caller: &Caller,
+        op: &str,
+        body: Value,
+    ) -> std::result::Result<Value, ApiError> {
         match op {
             "StartFaceDetection" => self.start(caller, Api::FaceDetection, body),
             "StartFaceSearch" => self.start(caller, Api::FaceSearch, body),
@@ -319,7 +327,9 @@ impl VideoService {
         expected_sha256: Option<&str>,
         source: impl FnMut(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
     ) -> std::result::Result<Value, ApiError> {
-        let mut entry = self.governor.authorize(caller, caller.entry("UploadVideo"), None)?;
+        let mut entry = self
+            .governor
+            .authorize(caller, caller.entry("UploadVideo"), None)?;
         let put = self.buckets.put(
             bucket,
             name,
@@ -341,7 +351,12 @@ impl VideoService {
 
     // ---- Start -------------------------------------------------------
 
-    fn start(&self, caller: &Caller, api: Api, body: Value) -> std::result::Result<Value, ApiError> {
+    fn start(
+        &self,
+        caller: &Caller,
+        api: Api,
+        body: Value,
+    ) -> std::result::Result<Value, ApiError> {
         let op = api.start_operation();
         let collection = body.get("CollectionId").and_then(Value::as_str);
         let mut entry = self
@@ -372,7 +387,15 @@ impl VideoService {
             .as_ref()
             .map(|t| format!("{}/{op}/{t}", caller.principal.access_key));
         let job_id = self
-            .create(caller, api, &args, video, threshold, request_hash, idempotency_key)
+            .create(
+                caller,
+                api,
+                &args,
+                video,
+                threshold,
+                request_hash,
+                idempotency_key,
+            )
             .map_err(|e| api_error(&e))?;
         Ok(json!({ "JobId": job_id }))
     }
@@ -540,7 +563,8 @@ impl VideoService {
             Inserted::New => {
                 queue.pending.push_back(job.job_id.clone());
                 drop(queue);
-                self.wake.notify_one();
+                // Workers and the expiry thread share the condition: wake all.
+                self.wake.notify_all();
                 Ok(job.job_id)
             }
         }
@@ -590,7 +614,8 @@ impl VideoService {
                 return Err(invalid("SortBy belongs to GetFaceSearch"))
             }
         };
-        let gone = || VideoError::NotFound(format!("job {id} does not exist, or its results expired"));
+        let gone =
+            || VideoError::NotFound(format!("job {id} does not exist, or its results expired"));
         let job = self.store.get(&id)?.ok_or_else(gone)?;
         if self.expired(&job, now_ms()) {
             let _ = self.store.delete(&id);
@@ -681,7 +706,10 @@ impl VideoService {
         for b in items {
             let mut v: Value =
                 serde_json::from_slice(b).map_err(|e| VideoError::Store(e.to_string()))?;
-            let index = v.pointer("/Person/Index").and_then(Value::as_u64).unwrap_or(0);
+            let index = v
+                .pointer("/Person/Index")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             if !cache.contains_key(&index) {
                 let m = self
                     .store

@@ -142,6 +142,7 @@ impl FfmpegSource {
         std::thread::spawn(move || read_log(stderr, &ts_tx, &log_writer));
         let (tx, rx) = mpsc::sync_channel(2);
         let facts = Facts {
+            path: path.to_path_buf(),
             width: w,
             height: h,
             start_secs: probe.start_secs,
@@ -164,6 +165,7 @@ impl FfmpegSource {
 }
 
 struct Facts {
+    path: std::path::PathBuf,
     width: u32,
     height: u32,
     start_secs: f64,
@@ -209,7 +211,7 @@ fn read_frames(
             Ok(0) => break,
             Ok(n) if n == size => {}
             Ok(_) | Err(_) => {
-                let _ = tx.send(Err(damaged(log, "the last frame was cut short")));
+                let _ = tx.send(Err(damaged(log, facts, "the last frame was cut short")));
                 return;
             }
         }
@@ -235,11 +237,12 @@ fn read_frames(
         index += 1;
     }
     let end = match (last_secs, facts.end_secs) {
-        (None, _) => Err(damaged(log, "no frame could be decoded")),
+        (None, _) => Err(damaged(log, facts, "no frame could be decoded")),
         // Decoding stopped well before the end the file declares: truncated.
         (Some(last), Some(end)) if last + (1.0f64).max(0.05 * (end - facts.start_secs)) < end => {
             Err(damaged(
                 log,
+                facts,
                 &format!(
                     "the video stops at {:.1} s but declares {:.1} s: the file is truncated or damaged",
                     last - facts.start_secs,
@@ -254,12 +257,13 @@ fn read_frames(
     }
 }
 
-fn damaged(log: &Mutex<Log>, what: &str) -> VideoError {
+fn damaged(log: &Mutex<Log>, facts: &Facts, what: &str) -> VideoError {
     let log = log.lock().unwrap_or_else(|e| e.into_inner());
-    match log.errors.last() {
-        Some(e) => VideoError::Unreadable(format!("{what} (ffmpeg: {e})")),
-        None => VideoError::Unreadable(what.to_owned()),
+    if log.errors.is_empty() {
+        return VideoError::Unreadable(what.to_owned());
     }
+    let said = crate::probe::tool_errors(&log.errors.join("\n"), &facts.path);
+    VideoError::Unreadable(format!("{what} (ffmpeg: {said})"))
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
@@ -289,7 +293,10 @@ impl FrameSource for FfmpegSource {
             }
             Err(RecvTimeoutError::Disconnected) => {
                 self.done = true;
-                let status = self.child.wait().map_err(|e| VideoError::Tool(e.to_string()))?;
+                let status = self
+                    .child
+                    .wait()
+                    .map_err(|e| VideoError::Tool(e.to_string()))?;
                 if status.success() {
                     Ok(None)
                 } else {

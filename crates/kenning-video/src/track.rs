@@ -73,8 +73,8 @@ impl Track {
 /// frontal face scores highest.
 pub fn quality(detail: &FaceDetail, pixel_box: &PixelBox) -> f32 {
     let size = (pixel_box.width().min(pixel_box.height()) / 80.0).min(1.0) as f32;
-    let frontal = detail.pose.yaw.to_radians().cos().max(0.0)
-        * detail.pose.pitch.to_radians().cos().max(0.0);
+    let frontal =
+        detail.pose.yaw.to_radians().cos().max(0.0) * detail.pose.pitch.to_radians().cos().max(0.0);
     let sharp = 0.5 + detail.quality.sharpness / 200.0;
     detail.confidence / 100.0 * size * frontal * sharp
 }
