@@ -700,15 +700,23 @@ pub(crate) async fn read_and_authenticate(
                 format!("the request body exceeds {} bytes", s.config.body_limit),
             )
         })?;
-    let caller = authenticate(s, parts, &bytes, bearer)?;
+    let caller = authenticate(s, parts, Payload::Body(&bytes), bearer)?;
     Ok((bytes, caller))
 }
 
-/// Authenticates a request whose body is `bytes`.
+/// What a request's SigV4 signature is checked over.
+pub(crate) enum Payload<'a> {
+    /// The body, read whole.
+    Body(&'a [u8]),
+    /// The SHA-256 (hex) the client declared for a body still to be read.
+    Declared(&'a str),
+}
+
+/// Authenticates a request whose body is `payload`.
 pub(crate) fn authenticate(
     s: &AppState,
     parts: &axum::http::request::Parts,
-    bytes: &[u8],
+    payload: Payload<'_>,
     bearer: bool,
 ) -> Result<Caller, ApiError> {
     let header = parts
@@ -738,10 +746,20 @@ pub(crate) fn authenticate(
                 query: parts.uri.query().unwrap_or(""),
                 authority: parts.uri.authority().map(|a| a.as_str()),
                 headers: &parts.headers,
-                body: bytes,
+                body: match payload {
+                    Payload::Body(b) => b,
+                    Payload::Declared(_) => b"",
+                },
             };
-            let key = sigv4::verify(&req, now_secs(), |k| s.credentials.key(k).map(|k| k.secret))
-                .map_err(|e| ApiError::new(e.status(), e.exception(), e.to_string()))?;
+            let secret_of = |k: &str| s.credentials.key(k).map(|k| k.secret);
+            let verified = match payload {
+                Payload::Body(_) => sigv4::verify(&req, now_secs(), secret_of),
+                Payload::Declared(hash) => {
+                    sigv4::verify_declared(&req, hash, now_secs(), secret_of)
+                }
+            };
+            let key =
+                verified.map_err(|e| ApiError::new(e.status(), e.exception(), e.to_string()))?;
             s.credentials
                 .key(&key)
                 .ok_or_else(|| {

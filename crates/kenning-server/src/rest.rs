@@ -16,7 +16,7 @@ use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::{authenticate, read_and_authenticate, respond, run_op, ApiError, AppState};
+use crate::{authenticate, read_and_authenticate, respond, run_op, ApiError, AppState, Payload};
 
 /// Where videos are uploaded: `PUT /v1/buckets/{Bucket}/{Key}`.
 pub(crate) const UPLOAD_PREFIX: &str = "/v1/buckets/";
@@ -552,7 +552,11 @@ async fn upload_video(
         );
         return respond("UploadVideo", None, Err(e), true);
     }
-    let caller = match authenticate(&s, &parts, b"", true) {
+    let payload = match &declared {
+        Some(hash) if signed => Payload::Declared(hash),
+        _ => Payload::Body(b""),
+    };
+    let caller = match authenticate(&s, &parts, payload, true) {
         Ok(c) => c,
         Err(e) => return respond("UploadVideo", None, Err(e), true),
     };

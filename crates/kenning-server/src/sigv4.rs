@@ -427,6 +427,36 @@ pub fn verify(
     now: i64,
     secret_of: impl Fn(&str) -> Option<SecretString>,
 ) -> Result<String, AuthError> {
+    let payload_hash = hex::encode(Sha256::digest(req.body));
+    if let Some(claimed) = req.headers.get("x-amz-content-sha256") {
+        if claimed.as_bytes() != payload_hash.as_bytes() {
+            return Err(AuthError::PayloadMismatch {
+                computed: payload_hash,
+            });
+        }
+    }
+    verify_over(req, &payload_hash, now, secret_of)
+}
+
+/// Verifies the signature of a request whose body is streamed and not yet
+/// read (a video upload), over `declared`, the SHA-256 (hex) the client sent
+/// in `x-amz-content-sha256`. The caller hashes the body as it reads it and
+/// must refuse it when the hashes differ.
+pub fn verify_declared(
+    req: &SignedRequest<'_>,
+    declared: &str,
+    now: i64,
+    secret_of: impl Fn(&str) -> Option<String>,
+) -> Result<String, AuthError> {
+    verify_over(req, declared, now, secret_of)
+}
+
+fn verify_over(
+    req: &SignedRequest<'_>,
+    payload_hash: &str,
+    now: i64,
+    secret_of: impl Fn(&str) -> Option<String>,
+) -> Result<String, AuthError> {
     let header = req
         .headers
         .get("authorization")
@@ -448,15 +478,7 @@ pub fn verify(
         )));
     }
     check_signed_set(req, &auth.signed_headers, date_header)?;
-    let payload_hash = hex::encode(Sha256::digest(req.body));
-    if let Some(claimed) = req.headers.get("x-amz-content-sha256") {
-        if claimed.as_bytes() != payload_hash.as_bytes() {
-            return Err(AuthError::PayloadMismatch {
-                computed: payload_hash,
-            });
-        }
-    }
-    let canonical = canonical_request(req, &auth.signed_headers, &payload_hash)?;
+    let canonical = canonical_request(req, &auth.signed_headers, payload_hash)?;
     let secret = secret_of(auth.access_key_id)
         .ok_or_else(|| AuthError::UnknownKey(auth.access_key_id.into()))?;
     if (now - when).abs() > MAX_SKEW_SECS {
