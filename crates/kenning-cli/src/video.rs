@@ -92,8 +92,10 @@ pub fn run(ctx: &Context, data: &DataArgs, cmd: VideoCommand) -> Result<i32> {
     config.sampling.fps = args.fps;
     config.analysis.threads = ctx.threads.max(1);
     config.analysis.tracker.best_crops = config.analysis.tracker.best_crops.max(1);
-    // In the foreground nothing competes with the job.
+    // In the foreground nothing competes with the job; jobs the service
+    // left unfinished in this data directory are the service's to resume.
     config.niceness = 0;
+    config.resume = false;
     let service = VideoService::open(&data.data, governor, buckets, Notify::default(), config)
         .map_err(wire)?;
     let result = run_job(&service, &caller, search, start, name, args.stats);

@@ -200,6 +200,8 @@ pub trait JobStore: Send + Sync {
     fn insert(&self, job: &Job) -> Result<Inserted>;
     /// The job `id`.
     fn get(&self, id: &str) -> Result<Option<Job>>;
+    /// The job started with idempotency key `key`, if any.
+    fn by_idempotency_key(&self, key: &str) -> Result<Option<Job>>;
     /// Replaces the stored job (status, metadata, counts).
     fn update(&self, job: &Job) -> Result<()>;
     /// Every job (for recovery and expiry).
@@ -294,6 +296,19 @@ impl JobStore for RedbJobStore {
         let jobs = r.open_table(JOBS)?;
         let found = jobs.get(id)?;
         found.map(|v| decode(v.value())).transpose()
+    }
+
+    fn by_idempotency_key(&self, key: &str) -> Result<Option<Job>> {
+        let id = {
+            let r = self.db.begin_read()?;
+            let t = r.open_table(TOKENS)?;
+            let found = t.get(key)?;
+            found.map(|v| v.value().to_owned())
+        };
+        match id {
+            Some(id) => self.get(&id),
+            None => Ok(None),
+        }
     }
 
     fn update(&self, job: &Job) -> Result<()> {
@@ -409,5 +424,87 @@ impl JobStore for RedbJobStore {
         };
         w.commit()?;
         Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, key: Option<&str>) -> Job {
+        Job {
+            job_id: id.into(),
+            api: Api::FaceSearch,
+            video: S3Object {
+                bucket: "cams".into(),
+                name: "a.mp4".into(),
+                version: None,
+            },
+            job_tag: None,
+            notification_channel: None,
+            face_attributes: None,
+            collection_id: Some("c".into()),
+            face_match_threshold: Some(80.0),
+            idempotency_key: key.map(Into::into),
+            request_hash: "h".into(),
+            starter: Starter {
+                access_key: "K".into(),
+                grant: kenning_accountability::Grant::admin(),
+                request_id: "r".into(),
+                case: None,
+                purpose: None,
+            },
+            status: JobStatus::InProgress,
+            status_message: None,
+            video_metadata: None,
+            file: FileStamp {
+                size: 1,
+                modified_ns: 2,
+            },
+            sha256: None,
+            fps: 5.0,
+            created_ms: 0,
+            finished_ms: None,
+            attempts: 0,
+            results: 0,
+            stage_times: None,
+        }
+    }
+
+    #[test]
+    fn jobs_results_tokens_and_secrets_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("video/jobs.redb");
+        {
+            let s = RedbJobStore::open(&path).unwrap();
+            assert_eq!(s.insert(&job("a", Some("K/op/t"))).unwrap(), Inserted::New);
+            // The same key names the first job, whatever the second says.
+            match s.insert(&job("b", Some("K/op/t"))).unwrap() {
+                Inserted::Existing(j) => assert_eq!(j.job_id, "a"),
+                other => panic!("{other:?}"),
+            }
+            assert!(s.get("b").unwrap().is_none());
+            let items: Vec<Vec<u8>> = (0..2500u32).map(|i| i.to_be_bytes().to_vec()).collect();
+            s.write_results("a", Order::Index, 0, &items).unwrap();
+            s.write_persons("a", &[(3, b"m".to_vec())]).unwrap();
+            let page = s.results("a", Order::Index, 1000, 1000).unwrap();
+            assert_eq!(page.len(), 1000);
+            assert_eq!(page[0], 1000u32.to_be_bytes());
+            assert!(s.results("a", Order::Timestamp, 0, 10).unwrap().is_empty());
+            assert_eq!(s.secret("k").unwrap(), s.secret("k").unwrap());
+            assert_eq!(s.secret("k").unwrap().len(), 32);
+        }
+        // Reopened: everything is there; clearing and deleting remove it all.
+        let s = RedbJobStore::open(&path).unwrap();
+        assert_eq!(s.by_idempotency_key("K/op/t").unwrap().unwrap().job_id, "a");
+        assert_eq!(s.results("a", Order::Index, 2400, 1000).unwrap().len(), 100);
+        assert_eq!(s.person("a", 3).unwrap().unwrap(), b"m");
+        s.clear_results("a").unwrap();
+        assert!(s.results("a", Order::Index, 0, 10).unwrap().is_empty());
+        assert!(s.person("a", 3).unwrap().is_none());
+        s.delete("a").unwrap();
+        assert!(s.get("a").unwrap().is_none());
+        assert!(s.by_idempotency_key("K/op/t").unwrap().is_none());
+        assert_eq!(s.insert(&job("c", Some("K/op/t"))).unwrap(), Inserted::New);
     }
 }

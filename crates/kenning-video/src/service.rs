@@ -4,7 +4,7 @@
 //! as every photo search.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -64,6 +64,10 @@ pub struct VideoConfig {
     /// Scheduling niceness of the worker threads and their ffmpeg (0-19):
     /// photo requests, at the default priority, go first.
     pub niceness: i32,
+    /// Run jobs an earlier process left unfinished. The service does; a
+    /// command-line run, which has only its own file's bucket, leaves them
+    /// for the service.
+    pub resume: bool,
 }
 
 impl Default for VideoConfig {
@@ -76,6 +80,7 @@ impl Default for VideoConfig {
             max_jobs: 20,
             retention: Duration::from_secs(7 * 86_400),
             niceness: 10,
+            resume: true,
         }
     }
 }
@@ -491,7 +496,7 @@ impl VideoService {
             }
         };
         if let Some(key) = &idempotency_key {
-            if let Some(existing) = self.by_token(key)? {
+            if let Some(existing) = self.store.by_idempotency_key(key)? {
                 return same_request(&existing);
             }
         }
@@ -568,16 +573,6 @@ impl VideoService {
                 Ok(job.job_id)
             }
         }
-    }
-
-    fn by_token(&self, key: &str) -> Result<Option<Job>> {
-        // Tokens are few (kept as long as their jobs); a scan keeps the
-        // store interface small.
-        Ok(self
-            .store
-            .all()?
-            .into_iter()
-            .find(|j| j.idempotency_key.as_deref() == Some(key)))
     }
 
     // ---- Get ---------------------------------------------------------
@@ -745,7 +740,7 @@ impl VideoService {
         for mut job in jobs {
             if self.expired(&job, now) {
                 self.store.delete(&job.job_id)?;
-            } else if job.status == JobStatus::InProgress {
+            } else if job.status == JobStatus::InProgress && self.config.resume {
                 if job.attempts >= 3 {
                     self.store.clear_results(&job.job_id)?;
                     let why = VideoError::Unreadable(format!(
@@ -1061,7 +1056,7 @@ fn sorted(v: &Value) -> Value {
 }
 
 /// SHA-256 of a file (hex), unless `stop` is raised first.
-fn sha256_file(path: &PathBuf, stop: &AtomicBool) -> Option<String> {
+fn sha256_file(path: &Path, stop: &AtomicBool) -> Option<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).ok()?;
     let mut h = Sha256::new();
