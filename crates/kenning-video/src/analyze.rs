@@ -226,7 +226,8 @@ fn embed_and_search(
     for (i, track) in tracks.into_iter().enumerate() {
         groups[i % threads].push(track);
     }
-    let embedded: Vec<Result<Vec<(Track, Vec<Vec<f32>>)>>> = std::thread::scope(|s| {
+    type Group = Vec<(Track, Vec<Vec<f32>>)>;
+    let embedded: Vec<Result<Group>> = std::thread::scope(|s| {
         let handles: Vec<_> = groups
             .into_iter()
             .map(|group| {

@@ -705,16 +705,17 @@ impl VideoService {
                 .pointer("/Person/Index")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
-            if !cache.contains_key(&index) {
-                let m = self
-                    .store
-                    .person(id, index)?
-                    .map(|b| serde_json::from_slice::<Value>(&b))
-                    .transpose()
-                    .map_err(|e| VideoError::Store(e.to_string()))?;
-                cache.insert(index, m);
-            }
-            if let Some(Some(m)) = cache.get(&index) {
+            let matches = match cache.entry(index) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    self.store
+                        .person(id, index)?
+                        .map(|b| serde_json::from_slice::<Value>(&b))
+                        .transpose()
+                        .map_err(|e| VideoError::Store(e.to_string()))?,
+                ),
+            };
+            if let Some(m) = matches {
                 v["FaceMatches"] = m.clone();
             }
             out.push(v);
