@@ -167,14 +167,16 @@ impl VideoServeArgs {
             self.video_fps > 0.0 && self.video_fps <= 60.0,
             "--video-fps must be between 0 and 60"
         );
-        let mut config = kenning_video::VideoConfig::default();
-        config.workers = self.video_workers.max(1);
-        config.max_jobs = self.video_max_jobs.max(1);
+        let mut config = kenning_video::VideoConfig {
+            workers: self.video_workers.max(1),
+            max_jobs: self.video_max_jobs.max(1),
+            retention: Duration::from_secs(self.video_retention_days.max(1) * 86_400),
+            ..Default::default()
+        };
         config.sampling.fps = self.video_fps;
         config.analysis.threads = threads.max(1);
         config.limits.max_bytes = self.video_max_bytes;
         config.limits.max_duration_ms = self.video_max_seconds.saturating_mul(1000);
-        config.retention = Duration::from_secs(self.video_retention_days.max(1) * 86_400);
         let service = kenning_video::VideoService::open(data, governor, buckets, notify, config)
             .map_err(wire)?;
         Ok(service)

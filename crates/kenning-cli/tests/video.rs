@@ -362,10 +362,13 @@ fn bucket(video: &Path) -> PathBuf {
     dir
 }
 
-/// A webhook receiver: every request's headers and body.
+/// One request a webhook received: lower-cased headers and the body.
+type Delivery = (Vec<(String, String)>, String);
+
+/// A webhook receiver: every request it got.
 struct Hook {
     url: String,
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, String)>>>,
+    got: Arc<Mutex<Vec<Delivery>>>,
 }
 
 fn hook() -> Hook {
