@@ -105,6 +105,7 @@ pub fn tls(cmd: TlsCommand) -> Result<i32> {
         serde_json::json!({ "Certificate": cert, "Key": key, "Names": names })
     );
     Ok(0)
+}
 
 /// Stored-video options of `kenning serve`.
 #[derive(Args)]

@@ -443,13 +443,16 @@ fn boto3_drives_video_jobs_errors_and_webhooks() {
         "--video-max-seconds",
         "60",
     ]);
+    // Each role: [access key id, secret, API token for the REST API].
     let role_keys: serde_json::Map<String, Value> = ["operator", "reviewer", "auditor"]
         .into_iter()
         .map(|role| {
             let k = server::create_key(&server.data, &["--role", role]);
-            (role.to_owned(), json!([k.0, k.1]))
+            let token = server::create_token(&server.data, &k.0);
+            (role.to_owned(), json!([k.0, k.1, token]))
         })
         .collect();
+    let root_token = server::create_token(&server.data, KEY_ID);
     let clip = video.join("short_hamilton_clip.mp4");
     let sha = hex(&Sha256::digest(std::fs::read(&clip).unwrap()));
     let out = Command::new(&python)
@@ -511,7 +514,10 @@ fn a_server_killed_mid_job_resumes_it_after_restart() {
     let server = Server::start_in(data.clone(), &["--bucket", &bucket_arg]);
     let addr = server.addr.clone();
     let auth = [
-        ("authorization", format!("Bearer {SECRET}")),
+        (
+            "authorization",
+            format!("Bearer {}", server::create_token(&data, KEY_ID)),
+        ),
         ("content-type", "application/json".to_owned()),
     ];
     let start = |addr: &str| {

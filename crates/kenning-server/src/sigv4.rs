@@ -446,7 +446,7 @@ pub fn verify_declared(
     req: &SignedRequest<'_>,
     declared: &str,
     now: i64,
-    secret_of: impl Fn(&str) -> Option<String>,
+    secret_of: impl Fn(&str) -> Option<SecretString>,
 ) -> Result<String, AuthError> {
     verify_over(req, declared, now, secret_of)
 }
@@ -455,7 +455,7 @@ fn verify_over(
     req: &SignedRequest<'_>,
     payload_hash: &str,
     now: i64,
-    secret_of: impl Fn(&str) -> Option<String>,
+    secret_of: impl Fn(&str) -> Option<SecretString>,
 ) -> Result<String, AuthError> {
     let header = req
         .headers
