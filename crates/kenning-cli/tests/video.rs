@@ -461,6 +461,7 @@ fn boto3_drives_video_jobs_errors_and_webhooks() {
         .env("KENNING_ENDPOINT", server.endpoint())
         .env("KENNING_TEST_KEY_ID", KEY_ID)
         .env("KENNING_TEST_SECRET", SECRET)
+        .env("KENNING_TEST_TOKEN", &root_token)
         .env(
             "KENNING_TEST_ROLE_KEYS",
             Value::Object(role_keys).to_string(),
