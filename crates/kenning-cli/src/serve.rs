@@ -55,6 +55,17 @@ pub struct ServeArgs {
     /// TLS handshake before the connection is closed.
     #[arg(long, default_value_t = 10)]
     header_timeout: u64,
+    /// Requests per second each access key may make, sustained (0: no
+    /// limit); over it: ThrottlingException with Retry-After.
+    #[arg(long, default_value_t = 200.0)]
+    key_rate: f64,
+    /// Requests each access key may make at once above --key-rate.
+    #[arg(long, default_value_t = 400.0)]
+    key_burst: f64,
+    /// Requests of one access key served at once (default 4 x cores; 0: no
+    /// limit); over it: ProvisionedThroughputExceededException.
+    #[arg(long)]
+    key_concurrency: Option<usize>,
 }
 
 /// `kenning tls ...`
@@ -392,6 +403,11 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     config.retention_interval =
         (args.retention_interval > 0).then(|| Duration::from_secs(args.retention_interval * 60));
     config.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+    config.limits.rate = args.key_rate.max(0.0);
+    config.limits.burst = args.key_burst.max(1.0);
+    if let Some(n) = args.key_concurrency {
+        config.limits.concurrency = n;
+    }
     config.tls = tls_files;
     let scheme = if config.tls.is_some() {
         "https"

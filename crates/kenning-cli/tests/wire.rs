@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use crate::common;
-use crate::server::{create_token, http, json};
+use crate::server::{create_token, http, json, Server, KEY_ID, SECRET};
 
 #[test]
 fn a_generated_root_secret_never_reaches_a_log() {
@@ -90,4 +90,68 @@ fn a_generated_root_secret_never_reaches_a_log() {
     assert!(!stderr.contains(&secret), "the secret reached the log");
     assert!(!stderr.contains(&token), "a token reached the log");
     let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn per_key_throttling_is_retried_by_botocore_and_slow_headers_are_cut_off() {
+    use std::io::{Read, Write};
+    let root = common::root();
+    let server = Server::start(&[
+        "--key-rate",
+        "2",
+        "--key-burst",
+        "2",
+        "--header-timeout",
+        "1",
+    ]);
+    let out = Command::new(root.join(".cache/venv-test/bin/python"))
+        .arg(root.join("tests/python/throttle_retry.py"))
+        .env("KENNING_ENDPOINT", format!("http://{}", server.addr))
+        .env("KENNING_TEST_KEY_ID", KEY_ID)
+        .env("KENNING_TEST_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    // A client that never finishes its headers is disconnected.
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "the connection stayed open {:?}",
+        start.elapsed()
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn metrics_stay_parseable_and_bounded_under_hostile_traffic() {
+    let root = common::root();
+    let server = Server::start(&["--key-rate", "0"]);
+    let token = create_token(&server.data, KEY_ID);
+    let out = Command::new(root.join(".cache/venv-test/bin/python"))
+        .arg(root.join("tests/python/metrics_check.py"))
+        .env("KENNING_ENDPOINT", format!("http://{}", server.addr))
+        .env("KENNING_TEST_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(server.terminate().success());
 }

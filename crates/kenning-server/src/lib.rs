@@ -15,8 +15,10 @@
 pub mod metrics;
 mod rest;
 pub mod sigv4;
+pub mod throttle;
 pub mod tls;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -63,10 +65,14 @@ pub struct ServerConfig {
     /// Longest a client may take to send a request's headers (and a TLS
     /// handshake), so slow clients cannot hold connections open.
     pub header_timeout: Duration,
+    /// Per-key request rate and concurrency limits.
+    pub limits: throttle::Limits,
 }
 
 impl ServerConfig {
-    /// Defaults for `listen`: 30 s timeout, 8 MiB bodies, 2 x cores in flight.
+    /// Defaults for `listen`: 30 s timeout, 8 MiB bodies, 2 x cores in the
+    /// pipeline, 10 s for headers; per key 200 requests/s (bursts of 400)
+    /// and 4 x cores at once.
     pub fn new(listen: SocketAddr) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
@@ -79,6 +85,11 @@ impl ServerConfig {
             retention_interval: Some(Duration::from_secs(3600)),
             tls: None,
             header_timeout: Duration::from_secs(10),
+            limits: throttle::Limits {
+                rate: 200.0,
+                burst: 400.0,
+                concurrency: cores * 4,
+            },
         }
     }
 }
@@ -257,6 +268,7 @@ pub(crate) struct AppState {
     metrics: metrics::Metrics,
     config: ServerConfig,
     permits: Arc<Semaphore>,
+    throttle: throttle::Throttle,
 }
 
 /// The id the envelope gave a request (it is also the audit record's).
@@ -266,9 +278,33 @@ pub(crate) struct RequestId(String);
 /// What the handler did, for the access log and the metrics.
 #[derive(Clone)]
 pub(crate) struct Outcome {
-    operation: String,
-    error: Option<String>,
+    operation: &'static str,
+    error: Option<Cow<'static, str>>,
     caller: Option<String>,
+}
+
+/// The metrics label of an operation name: one the service implements,
+/// "unknown" or "rest", else "other" (never a client's string).
+fn operation_label(op: &str) -> &'static str {
+    static KNOWN: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        ops::OPERATIONS
+            .iter()
+            .chain(KENNING_OPERATIONS)
+            .copied()
+            .chain(["unknown", "rest"])
+            .collect()
+    });
+    metrics::operation_label(op, known)
+}
+
+/// The metrics label of an exception: the names the service's code raises
+/// are static strings; anything built at run time is "other".
+fn exception_label(kind: &Cow<'static, str>) -> &'static str {
+    match kind {
+        Cow::Borrowed(s) => s,
+        Cow::Owned(_) => "other",
+    }
 }
 
 /// A bound, not yet serving, service.
@@ -295,6 +331,7 @@ pub async fn bind(
         credentials,
         metrics: metrics::Metrics::default(),
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+        throttle: throttle::Throttle::new(config.limits),
         config,
     });
     Ok(Server {
@@ -520,7 +557,7 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
         return r;
     }
     let start = Instant::now();
-    s.metrics.in_flight(1);
+    let in_flight = s.metrics.in_flight();
     let mut resp = match tokio::time::timeout(s.config.request_timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
@@ -534,25 +571,23 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
             );
             let mut r = json_error(&e, e.status);
             r.extensions_mut().insert(Outcome {
-                operation: path.clone(),
-                error: Some(e.kind.to_string()),
+                operation: "other",
+                error: Some(e.kind.clone()),
                 caller: None,
             });
             r
         }
     };
-    s.metrics.in_flight(-1);
+    drop(in_flight);
     let secs = start.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
     let outcome = resp.extensions().get::<Outcome>().cloned();
-    let operation = outcome
-        .as_ref()
-        .map_or_else(|| "other".to_owned(), |o| o.operation.clone());
+    let operation = outcome.as_ref().map_or("other", |o| o.operation);
     let error = outcome.as_ref().and_then(|o| o.error.clone());
     let caller = outcome.and_then(|o| o.caller);
     if path != "/metrics" && path != "/healthz" {
         s.metrics
-            .request(&operation, status, secs, error.as_deref());
+            .request(operation, status, secs, error.as_ref().map(exception_label));
     }
     tracing::info!(
         request_id = %id,
@@ -567,6 +602,14 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
     );
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    if matches!(
+        error.as_deref(),
+        Some("ThrottlingException" | "ProvisionedThroughputExceededException")
+    ) && !resp.headers().contains_key("retry-after")
+    {
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
     }
     resp
 }
@@ -609,11 +652,11 @@ fn respond(
                 r.headers_mut()
                     .insert("content-type", HeaderValue::from_static("application/json"));
             }
-            (r, Some(e.kind.to_string()))
+            (r, Some(e.kind.clone()))
         }
     };
     r.extensions_mut().insert(Outcome {
-        operation: operation.to_owned(),
+        operation: operation_label(operation),
         error,
         caller,
     });
@@ -640,7 +683,7 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     let mut r = (StatusCode::OK, s.metrics.render()).into_response();
     r.headers_mut().insert(
         "content-type",
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
 }
@@ -668,14 +711,23 @@ fn context_header(
     Ok(Some(text.trim().to_owned()))
 }
 
-/// Reads the body (bounded) and authenticates the request; `bearer`
-/// allows `Authorization: Bearer <secret>` as well as SigV4.
+/// An authenticated request: its body, who sent it, and the key's
+/// concurrency slot (held until the request is answered).
+pub(crate) struct Authenticated {
+    pub(crate) bytes: axum::body::Bytes,
+    pub(crate) caller: Caller,
+    pub(crate) _permit: throttle::Permit,
+}
+
+/// Reads the body (bounded), authenticates the request and applies the
+/// key's limits; `bearer` allows `Authorization: Bearer <API token>` as well
+/// as SigV4.
 pub(crate) async fn read_and_authenticate(
     s: &AppState,
     parts: &axum::http::request::Parts,
     body: Body,
     bearer: bool,
-) -> Result<(axum::body::Bytes, Caller), ApiError> {
+) -> Result<Authenticated, ApiError> {
     let bytes = axum::body::to_bytes(body, s.config.body_limit)
         .await
         .map_err(|_| {
@@ -724,6 +776,27 @@ pub(crate) async fn read_and_authenticate(
                 .principal
         }
     };
+    let permit = s
+        .throttle
+        .admit(&principal.access_key, Instant::now())
+        .map_err(|refusal| match refusal {
+            throttle::Refusal::Rate(secs) => ApiError::new(
+                400,
+                "ThrottlingException",
+                format!(
+                    "access key {} is over its rate of {} requests per second; retry in {secs} s",
+                    principal.access_key, s.config.limits.rate
+                ),
+            ),
+            throttle::Refusal::Concurrency => ApiError::new(
+                400,
+                "ProvisionedThroughputExceededException",
+                format!(
+                    "access key {} has {} requests in progress, its limit; retry when one finishes",
+                    principal.access_key, s.config.limits.concurrency
+                ),
+            ),
+        })?;
     let request_id = parts
         .extensions
         .get::<RequestId>()
@@ -734,7 +807,11 @@ pub(crate) async fn read_and_authenticate(
         case: context_header(parts, "x-kenning-case")?,
         purpose: context_header(parts, "x-kenning-purpose")?,
     };
-    Ok((bytes, caller))
+    Ok(Authenticated {
+        bytes,
+        caller,
+        _permit: permit,
+    })
 }
 
 /// Runs an operation on the blocking pool, holding a permit while it runs.
@@ -759,7 +836,7 @@ pub(crate) async fn run_op(
     })
     .await
     .map_err(|e| ApiError::internal(format!("the operation failed: {e}")))?;
-    s.metrics.inference(op, secs);
+    s.metrics.inference(operation_label(op), secs);
     let (v, counts) = result?;
     s.metrics.faces_detected(counts.detected);
     s.metrics.faces_indexed(counts.indexed);
@@ -780,7 +857,11 @@ async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
         _ => (target.as_str(), false),
     };
     let label = if known { op } else { "unknown" };
-    let (bytes, caller) = match read_and_authenticate(&s, &parts, body, false).await {
+    let Authenticated {
+        bytes,
+        caller,
+        _permit,
+    } = match read_and_authenticate(&s, &parts, body, false).await {
         Ok(x) => x,
         Err(e) => return respond(label, None, Err(e), false),
     };

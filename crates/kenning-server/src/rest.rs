@@ -16,7 +16,7 @@ use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::{read_and_authenticate, respond, run_op, ApiError, AppState};
+use crate::{read_and_authenticate, respond, run_op, ApiError, AppState, Authenticated};
 
 /// The OpenAPI 3 document.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -90,7 +90,11 @@ async fn call(
     pick: Pick,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let (bytes, caller) = match read_and_authenticate(&s, &parts, body, true).await {
+    let Authenticated {
+        bytes,
+        caller,
+        _permit,
+    } = match read_and_authenticate(&s, &parts, body, true).await {
         Ok(x) => x,
         Err(e) => return respond("rest", None, Err(e), true),
     };
@@ -500,8 +504,10 @@ async fn call_extra(
     pick: Pick,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let caller = match read_and_authenticate(&s, &parts, body, true).await {
-        Ok((_, caller)) => caller,
+    let Authenticated {
+        caller, _permit, ..
+    } = match read_and_authenticate(&s, &parts, body, true).await {
+        Ok(x) => x,
         Err(e) => return respond("rest", None, Err(e), true),
     };
     let key = Some(caller.principal.access_key.clone());
