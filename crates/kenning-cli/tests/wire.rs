@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use crate::common;
-use crate::server::{create_token, http, json, Server, KEY_ID, SECRET};
+use crate::server::{create_token, http, json, now, signed, Server, KEY_ID, SECRET};
 
 #[test]
 fn a_generated_root_secret_never_reaches_a_log() {
@@ -153,5 +153,19 @@ fn metrics_stay_parseable_and_bounded_under_hostile_traffic() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn collection_arns_start_with_arn_as_aws_writes_them() {
+    let server = Server::start(&[]);
+    let key = (KEY_ID, SECRET);
+    let body = r#"{"CollectionId":"arn-check"}"#;
+    let (status, _, text) = signed(&server.addr, "CreateCollection", body, key, now());
+    assert_eq!(status, 200, "{text}");
+    let want = "arn:aws:rekognition:local:000000000000:collection/arn-check";
+    assert_eq!(json(&text)["CollectionArn"], want);
+    let (_, _, text) = signed(&server.addr, "DescribeCollection", body, key, now());
+    assert_eq!(json(&text)["CollectionArn"], want);
     assert!(server.terminate().success());
 }
