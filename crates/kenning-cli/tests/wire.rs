@@ -7,6 +7,24 @@ use std::process::{Command, Stdio};
 use crate::common;
 use crate::server::{create_token, http, json, now, signed, Server, KEY_ID, SECRET};
 
+/// Runs `tests/python/<script>` from the test venv with `env`; its stdout.
+pub(crate) fn python_script(script: &str, env: &[(&str, &str)]) -> String {
+    let root = common::root();
+    let out = Command::new(root.join(".cache/venv-test/bin/python"))
+        .arg(root.join("tests/python").join(script))
+        .envs(env.iter().copied())
+        .output()
+        .expect("the test venv: run scripts/setup-test-python.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprint!("{stdout}");
+    stdout
+}
+
 #[test]
 fn a_generated_root_secret_never_reaches_a_log() {
     let data = std::env::temp_dir().join(format!("kenning-root-{}", std::process::id()));
@@ -95,7 +113,6 @@ fn a_generated_root_secret_never_reaches_a_log() {
 #[test]
 fn per_key_throttling_is_retried_by_botocore_and_slow_headers_are_cut_off() {
     use std::io::{Read, Write};
-    let root = common::root();
     let server = Server::start(&[
         "--key-rate",
         "2",
@@ -104,20 +121,15 @@ fn per_key_throttling_is_retried_by_botocore_and_slow_headers_are_cut_off() {
         "--header-timeout",
         "1",
     ]);
-    let out = Command::new(root.join(".cache/venv-test/bin/python"))
-        .arg(root.join("tests/python/throttle_retry.py"))
-        .env("KENNING_ENDPOINT", format!("http://{}", server.addr))
-        .env("KENNING_TEST_KEY_ID", KEY_ID)
-        .env("KENNING_TEST_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let endpoint = format!("http://{}", server.addr);
+    python_script(
+        "throttle_retry.py",
+        &[
+            ("KENNING_ENDPOINT", &endpoint),
+            ("KENNING_TEST_KEY_ID", KEY_ID),
+            ("KENNING_TEST_SECRET", SECRET),
+        ],
     );
-    eprint!("{}", String::from_utf8_lossy(&out.stdout));
     // A client that never finishes its headers is disconnected.
     let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
@@ -137,22 +149,16 @@ fn per_key_throttling_is_retried_by_botocore_and_slow_headers_are_cut_off() {
 
 #[test]
 fn metrics_stay_parseable_and_bounded_under_hostile_traffic() {
-    let root = common::root();
     let server = Server::start(&["--key-rate", "0"]);
     let token = create_token(&server.data, KEY_ID);
-    let out = Command::new(root.join(".cache/venv-test/bin/python"))
-        .arg(root.join("tests/python/metrics_check.py"))
-        .env("KENNING_ENDPOINT", format!("http://{}", server.addr))
-        .env("KENNING_TEST_TOKEN", &token)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let endpoint = format!("http://{}", server.addr);
+    python_script(
+        "metrics_check.py",
+        &[
+            ("KENNING_ENDPOINT", &endpoint),
+            ("KENNING_TEST_TOKEN", &token),
+        ],
     );
-    eprint!("{}", String::from_utf8_lossy(&out.stdout));
     assert!(server.terminate().success());
 }
 
