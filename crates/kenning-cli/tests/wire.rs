@@ -171,7 +171,8 @@ fn collection_arns_start_with_arn_as_aws_writes_them() {
     assert_eq!(status, 200, "{text}");
     let want = "arn:aws:rekognition:local:000000000000:collection/arn-check";
     assert_eq!(json(&text)["CollectionArn"], want);
+    // DescribeCollection spells the field CollectionARN, as botocore's model does.
     let (_, _, text) = signed(&server.addr, "DescribeCollection", body, key, now());
-    assert_eq!(json(&text)["CollectionArn"], want);
+    assert_eq!(json(&text)["CollectionARN"], want, "{text}");
     assert!(server.terminate().success());
 }
