@@ -5,12 +5,12 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.cache/venv-test"
-want="awscli==1.46.2 boto3==1.44.5 botocore==1.44.5 pytest==9.2.0"
+want="awscli==1.46.2 boto3==1.44.5 botocore==1.44.5 pytest==9.2.0 prometheus-client==0.26.0"
 stamp="$venv/.kenning-requirements"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 python3 -m venv "$venv"
 # shellcheck disable=SC2086
-"$venv/bin/pip" install --quiet --disable-pip-version-check $want
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check $want
 echo "$want" > "$stamp"

@@ -331,6 +331,30 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// The records of a key file (none when it does not exist yet).
+fn read_list<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, KeyError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(KeyError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+/// Replaces a key file's records (callers hold the store's lock).
+fn write_list<T: Serialize>(path: &Path, records: &[T]) -> Result<(), KeyError> {
+    let json = serde_json::to_vec_pretty(records).map_err(|e| KeyError::Corrupt {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_private(path, &json)
+}
+
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const SECRET_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -425,25 +449,11 @@ impl KeyStore {
     }
 
     fn read(&self) -> Result<Vec<KeyRecord>, KeyError> {
-        match std::fs::read(&self.keys) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
-                path: self.keys.clone(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(KeyError::Io {
-                path: self.keys.clone(),
-                source: e,
-            }),
-        }
+        read_list(&self.keys)
     }
 
     fn write(&self, records: &[KeyRecord]) -> Result<(), KeyError> {
-        let json = serde_json::to_vec_pretty(records).map_err(|e| KeyError::Corrupt {
-            path: self.keys.clone(),
-            message: e.to_string(),
-        })?;
-        write_private(&self.keys, &json)
+        write_list(&self.keys, records)
     }
 
     fn insert(
@@ -608,25 +618,11 @@ impl KeyStore {
 
 impl KeyStore {
     fn read_tokens(&self) -> Result<Vec<TokenRecord>, KeyError> {
-        match std::fs::read(&self.tokens) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
-                path: self.tokens.clone(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(KeyError::Io {
-                path: self.tokens.clone(),
-                source: e,
-            }),
-        }
+        read_list(&self.tokens)
     }
 
     fn write_tokens(&self, records: &[TokenRecord]) -> Result<(), KeyError> {
-        let json = serde_json::to_vec_pretty(records).map_err(|e| KeyError::Corrupt {
-            path: self.tokens.clone(),
-            message: e.to_string(),
-        })?;
-        write_private(&self.tokens, &json)
+        write_list(&self.tokens, records)
     }
 
     /// Path of `tokens.json`, whose modification time tells a server to reload.

@@ -11,6 +11,7 @@
 //!   hash-chained audit trail (`kenning-audit`) as part of the operation;
 //!   store changes are recorded inside their transaction.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod governor;

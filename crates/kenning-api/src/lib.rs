@@ -6,6 +6,7 @@
 //! same request means the same thing (and is checked the same way) wherever
 //! it comes from.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod error;

@@ -43,6 +43,7 @@
 //! can leave a final line without its newline; that record was never
 //! acknowledged, and [`AuditLog::open`] cuts it off.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;

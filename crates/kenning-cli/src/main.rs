@@ -1,5 +1,7 @@
 //! `kenning`: face detection, embedding and comparison from the command line.
 
+#![forbid(unsafe_code)]
+
 mod accountable;
 mod batch;
 mod commands;

@@ -61,6 +61,17 @@ pub struct ServeArgs {
     header_timeout: u64,
     #[command(flatten)]
     video: VideoServeArgs,
+    /// Requests per second each access key may make, sustained (0: no
+    /// limit); over it: ThrottlingException with Retry-After.
+    #[arg(long, default_value_t = 200.0)]
+    key_rate: f64,
+    /// Requests each access key may make at once above --key-rate.
+    #[arg(long, default_value_t = 400.0)]
+    key_burst: f64,
+    /// Requests of one access key served at once (default 4 x cores; 0: no
+    /// limit); over it: ProvisionedThroughputExceededException.
+    #[arg(long)]
+    key_concurrency: Option<usize>,
 }
 
 /// `kenning tls ...`
@@ -88,18 +99,7 @@ pub fn tls(cmd: TlsCommand) -> Result<i32> {
     let key = out.join("key.pem");
     std::fs::write(&cert, generated.cert.pem())
         .with_context(|| format!("writing {}", cert.display()))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    use std::io::Write as _;
-    options
-        .open(&key)
-        .and_then(|mut f| f.write_all(generated.key_pair.serialize_pem().as_bytes()))
-        .with_context(|| format!("writing {}", key.display()))?;
+    write_owner_only(&key, generated.key_pair.serialize_pem().as_bytes(), false)?;
     println!(
         "{}",
         serde_json::json!({ "Certificate": cert, "Key": key, "Names": names })
@@ -375,6 +375,28 @@ fn token(data: &DataArgs, store: &KeyStore, cmd: TokenCommand) -> Result<()> {
     Ok(())
 }
 
+/// Writes a file only its owner can read (mode 0600 from the start, so no
+/// other user can open it in between); `new`: refuse to replace one.
+fn write_owner_only(path: &std::path::Path, bytes: &[u8], new: bool) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write as _;
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// Shows a newly generated root secret once: on the terminal, or, when
 /// stdout is not one (a service manager's log, a pipe), in a file only the
 /// service's user can read, so the secret never lands in a log.
@@ -393,18 +415,7 @@ fn reveal_root(k: &kenning_accountability::keys::NewKey, data: &std::path::Path)
         return Ok(());
     }
     let path = data.join("root-credentials.json");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    use std::io::Write as _;
-    options
-        .open(&path)
-        .and_then(|mut f| f.write_all(format!("{}\n", k.reveal()).as_bytes()))
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_owner_only(&path, format!("{}\n", k.reveal()).as_bytes(), true)?;
     println!(
         "root secret access key: written to {} (mode 0600; stdout is not a terminal, so it is not printed); delete the file once the secret is kept elsewhere",
         path.display()
@@ -480,6 +491,11 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     config.retention_interval =
         (args.retention_interval > 0).then(|| Duration::from_secs(args.retention_interval * 60));
     config.header_timeout = Duration::from_secs(args.header_timeout.max(1));
+    config.limits.rate = args.key_rate.max(0.0);
+    config.limits.burst = args.key_burst.max(1.0);
+    if let Some(n) = args.key_concurrency {
+        config.limits.concurrency = n;
+    }
     config.tls = tls_files;
     let scheme = if config.tls.is_some() {
         "https"

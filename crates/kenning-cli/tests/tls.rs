@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 
 use crate::common;
 use crate::server::{Server, KEY_ID, SECRET};
+use crate::wire::python_script;
 
 /// `kenning tls dev-cert --out DIR`: (cert.pem, key.pem).
 fn dev_cert(dir: &Path) -> (PathBuf, PathBuf) {
@@ -99,19 +100,15 @@ fn tls_serves_boto3_aws_cli_and_http2_and_reloads_on_sighup() {
     ]);
     let addr = server.addr.clone();
 
-    let out = Command::new(&python)
-        .arg(root.join("tests/python/tls_clients.py"))
-        .env("KENNING_ENDPOINT", format!("https://{addr}"))
-        .env("KENNING_TEST_KEY_ID", KEY_ID)
-        .env("KENNING_TEST_SECRET", SECRET)
-        .env("KENNING_TEST_CA", &cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let endpoint = format!("https://{addr}");
+    python_script(
+        "tls_clients.py",
+        &[
+            ("KENNING_ENDPOINT", &endpoint),
+            ("KENNING_TEST_KEY_ID", KEY_ID),
+            ("KENNING_TEST_SECRET", SECRET),
+            ("KENNING_TEST_CA", cert.to_str().unwrap()),
+        ],
     );
 
     // SigV4 over HTTP/2, where the host is the :authority pseudo-header.

@@ -5,7 +5,25 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use crate::common;
-use crate::server::{create_token, http, json};
+use crate::server::{create_token, http, json, now, signed, Server, KEY_ID, SECRET};
+
+/// Runs `tests/python/<script>` from the test venv with `env`; its stdout.
+pub(crate) fn python_script(script: &str, env: &[(&str, &str)]) -> String {
+    let root = common::root();
+    let out = Command::new(root.join(".cache/venv-test/bin/python"))
+        .arg(root.join("tests/python").join(script))
+        .envs(env.iter().copied())
+        .output()
+        .expect("the test venv: run scripts/setup-test-python.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprint!("{stdout}");
+    stdout
+}
 
 #[test]
 fn a_generated_root_secret_never_reaches_a_log() {
@@ -90,4 +108,71 @@ fn a_generated_root_secret_never_reaches_a_log() {
     assert!(!stderr.contains(&secret), "the secret reached the log");
     assert!(!stderr.contains(&token), "a token reached the log");
     let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn per_key_throttling_is_retried_by_botocore_and_slow_headers_are_cut_off() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[
+        "--key-rate",
+        "2",
+        "--key-burst",
+        "2",
+        "--header-timeout",
+        "1",
+    ]);
+    let endpoint = format!("http://{}", server.addr);
+    python_script(
+        "throttle_retry.py",
+        &[
+            ("KENNING_ENDPOINT", &endpoint),
+            ("KENNING_TEST_KEY_ID", KEY_ID),
+            ("KENNING_TEST_SECRET", SECRET),
+        ],
+    );
+    // A client that never finishes its headers is disconnected.
+    let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "the connection stayed open {:?}",
+        start.elapsed()
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn metrics_stay_parseable_and_bounded_under_hostile_traffic() {
+    let server = Server::start(&["--key-rate", "0"]);
+    let token = create_token(&server.data, KEY_ID);
+    let endpoint = format!("http://{}", server.addr);
+    python_script(
+        "metrics_check.py",
+        &[
+            ("KENNING_ENDPOINT", &endpoint),
+            ("KENNING_TEST_TOKEN", &token),
+        ],
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn collection_arns_start_with_arn_as_aws_writes_them() {
+    let server = Server::start(&[]);
+    let key = (KEY_ID, SECRET);
+    let body = r#"{"CollectionId":"arn-check"}"#;
+    let (status, _, text) = signed(&server.addr, "CreateCollection", body, key, now());
+    assert_eq!(status, 200, "{text}");
+    let want = "arn:aws:rekognition:local:000000000000:collection/arn-check";
+    assert_eq!(json(&text)["CollectionArn"], want);
+    // DescribeCollection spells the field CollectionARN, as botocore's model does.
+    let (_, _, text) = signed(&server.addr, "DescribeCollection", body, key, now());
+    assert_eq!(json(&text)["CollectionARN"], want, "{text}");
+    assert!(server.terminate().success());
 }

@@ -3,6 +3,8 @@
 //! source of truth) and searched through `kenning-index`, whose saved file is
 //! only a cache: missing, stale or corrupt, it is rebuilt from the store.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 mod error;
 pub mod quality;
@@ -325,7 +327,7 @@ impl Collections {
         })?;
         Ok(CreateCollectionResponse {
             status_code: 200,
-            collection_arn: c.arn,
+            collection_arn: wire_arn(&c.arn),
             face_model_version: c.face_model.name,
         })
     }
@@ -336,7 +338,7 @@ impl Collections {
         Ok(DescribeCollectionResponse {
             face_count: c.face_count,
             face_model_version: c.face_model.name.clone(),
-            collection_arn: c.arn.clone(),
+            collection_arn: wire_arn(&c.arn),
             creation_timestamp: c.created_at_ms as f64 / 1000.0,
             user_count: c.user_count,
             false_match_estimate: estimate(DEFAULT_THRESHOLD, c.face_count),
@@ -936,6 +938,16 @@ fn unsuccessful(list: &[kenning_store::Unsuccessful]) -> Vec<UnsuccessfulFace> {
             reasons: vec![u.reason.as_str().into()],
         })
         .collect()
+}
+
+/// A stored ARN as AWS writes it: `arn:aws:rekognition:...` (collections
+/// stored before the `arn:` prefix was added get it here).
+fn wire_arn(stored: &str) -> String {
+    if stored.starts_with("arn:") {
+        stored.to_owned()
+    } else {
+        format!("arn:{stored}")
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Types shared by every Kenning crate: face geometry in Rekognition's shapes
 //! and the stable error codes that each layer's typed errors map to.
 
+#![forbid(unsafe_code)]
+
 mod error;
 pub mod fair;
 mod geometry;

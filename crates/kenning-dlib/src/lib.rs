@@ -6,6 +6,7 @@
 //! rectangle: the same integer landmarks, the same chip bytes, and an ONNX
 //! network whose embedding is within 1e-6 of dlib's.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod chip;

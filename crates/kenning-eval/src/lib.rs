@@ -7,6 +7,8 @@
 //! are "smaller is more similar" throughout: a pair matches when its score
 //! is at or below the threshold.
 
+#![forbid(unsafe_code)]
+
 pub mod calibrate;
 pub mod detect;
 pub mod distance;

@@ -2,6 +2,8 @@
 //! recognisers described by manifests, calibration from distance to
 //! false-match rate, and the face pipeline that ties them together.
 
+#![forbid(unsafe_code)]
+
 pub mod calibration;
 pub mod compare;
 pub mod detector;

@@ -10,6 +10,7 @@
 //! Kenning builds the dlib ResNet as ONNX at load time and patches
 //! CenterFace, so neither needs Python's `onnx` package.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod dynamic;

@@ -12,11 +12,15 @@
 //! semaphore, so the async runtime never blocks and at most
 //! `max_concurrent` requests hold decoded images at once.
 
+#![forbid(unsafe_code)]
+
 pub mod metrics;
 mod rest;
 pub mod sigv4;
+pub mod throttle;
 pub mod tls;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,10 +68,14 @@ pub struct ServerConfig {
     /// Longest a client may take to send a request's headers (and a TLS
     /// handshake), so slow clients cannot hold connections open.
     pub header_timeout: Duration,
+    /// Per-key request rate and concurrency limits.
+    pub limits: throttle::Limits,
 }
 
 impl ServerConfig {
-    /// Defaults for `listen`: 30 s timeout, 8 MiB bodies, 2 x cores in flight.
+    /// Defaults for `listen`: 30 s timeout, 8 MiB bodies, 2 x cores in the
+    /// pipeline, 10 s for headers; per key 200 requests/s (bursts of 400)
+    /// and 4 x cores at once.
     pub fn new(listen: SocketAddr) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
@@ -80,6 +88,11 @@ impl ServerConfig {
             retention_interval: Some(Duration::from_secs(3600)),
             tls: None,
             header_timeout: Duration::from_secs(10),
+            limits: throttle::Limits {
+                rate: 200.0,
+                burst: 400.0,
+                concurrency: cores * 4,
+            },
         }
     }
 }
@@ -259,6 +272,7 @@ pub(crate) struct AppState {
     metrics: metrics::Metrics,
     config: ServerConfig,
     permits: Arc<Semaphore>,
+    throttle: throttle::Throttle,
 }
 
 /// The id the envelope gave a request (it is also the audit record's).
@@ -268,9 +282,34 @@ pub(crate) struct RequestId(String);
 /// What the handler did, for the access log and the metrics.
 #[derive(Clone)]
 pub(crate) struct Outcome {
-    operation: String,
-    error: Option<String>,
+    operation: &'static str,
+    error: Option<Cow<'static, str>>,
     caller: Option<String>,
+}
+
+/// The metrics label of an operation name: one the service implements,
+/// "unknown" or "rest", else "other" (never a client's string).
+fn operation_label(op: &str) -> &'static str {
+    static KNOWN: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        ops::OPERATIONS
+            .iter()
+            .chain(KENNING_OPERATIONS)
+            .copied()
+            .chain(["unknown", "rest"])
+            .collect()
+    });
+    metrics::operation_label(op, known)
+}
+
+/// The metrics label of an exception: the names the service's code raises
+/// are static strings; anything built at run time is "other".
+#[allow(clippy::ptr_arg)] // the Cow's variant is what tells the two apart
+fn exception_label(kind: &Cow<'static, str>) -> &'static str {
+    match kind {
+        Cow::Borrowed(s) => s,
+        Cow::Owned(_) => "other",
+    }
 }
 
 /// A bound, not yet serving, service.
@@ -300,6 +339,7 @@ pub async fn bind(
         credentials,
         metrics: metrics::Metrics::default(),
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+        throttle: throttle::Throttle::new(config.limits),
         config,
     });
     Ok(Server {
@@ -529,7 +569,7 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
         return r;
     }
     let start = Instant::now();
-    s.metrics.in_flight(1);
+    let in_flight = s.metrics.in_flight();
     // Uploads of videos take as long as the bytes take to arrive.
     let limit = if path.starts_with(rest::UPLOAD_PREFIX) {
         s.config.request_timeout.max(Duration::from_secs(24 * 3600))
@@ -549,25 +589,23 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
             );
             let mut r = json_error(&e, e.status);
             r.extensions_mut().insert(Outcome {
-                operation: path.clone(),
-                error: Some(e.kind.to_string()),
+                operation: "other",
+                error: Some(e.kind.clone()),
                 caller: None,
             });
             r
         }
     };
-    s.metrics.in_flight(-1);
+    drop(in_flight);
     let secs = start.elapsed().as_secs_f64();
     let status = resp.status().as_u16();
     let outcome = resp.extensions().get::<Outcome>().cloned();
-    let operation = outcome
-        .as_ref()
-        .map_or_else(|| "other".to_owned(), |o| o.operation.clone());
+    let operation = outcome.as_ref().map_or("other", |o| o.operation);
     let error = outcome.as_ref().and_then(|o| o.error.clone());
     let caller = outcome.and_then(|o| o.caller);
     if path != "/metrics" && path != "/healthz" {
         s.metrics
-            .request(&operation, status, secs, error.as_deref());
+            .request(operation, status, secs, error.as_ref().map(exception_label));
     }
     tracing::info!(
         request_id = %id,
@@ -582,6 +620,14 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
     );
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    if matches!(
+        error.as_deref(),
+        Some("ThrottlingException" | "ProvisionedThroughputExceededException")
+    ) && !resp.headers().contains_key("retry-after")
+    {
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
     }
     resp
 }
@@ -624,11 +670,11 @@ fn respond(
                 r.headers_mut()
                     .insert("content-type", HeaderValue::from_static("application/json"));
             }
-            (r, Some(e.kind.to_string()))
+            (r, Some(e.kind.clone()))
         }
     };
     r.extensions_mut().insert(Outcome {
-        operation: operation.to_owned(),
+        operation: operation_label(operation),
         error,
         caller,
     });
@@ -655,7 +701,7 @@ async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
     let mut r = (StatusCode::OK, s.metrics.render()).into_response();
     r.headers_mut().insert(
         "content-type",
-        HeaderValue::from_static("text/plain; version=0.0.4"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
 }
@@ -683,14 +729,23 @@ fn context_header(
     Ok(Some(text.trim().to_owned()))
 }
 
-/// Reads the body (bounded) and authenticates the request; `bearer`
-/// allows `Authorization: Bearer <secret>` as well as SigV4.
+/// An authenticated request: its body, who sent it, and the key's
+/// concurrency slot (held until the request is answered).
+pub(crate) struct Authenticated {
+    pub(crate) bytes: axum::body::Bytes,
+    pub(crate) caller: Caller,
+    pub(crate) _permit: throttle::Permit,
+}
+
+/// Reads the body (bounded), authenticates the request and applies the
+/// key's limits; `bearer` allows `Authorization: Bearer <API token>` as well
+/// as SigV4.
 pub(crate) async fn read_and_authenticate(
     s: &AppState,
     parts: &axum::http::request::Parts,
     body: Body,
     bearer: bool,
-) -> Result<(axum::body::Bytes, Caller), ApiError> {
+) -> Result<Authenticated, ApiError> {
     let bytes = axum::body::to_bytes(body, s.config.body_limit)
         .await
         .map_err(|_| {
@@ -700,8 +755,12 @@ pub(crate) async fn read_and_authenticate(
                 format!("the request body exceeds {} bytes", s.config.body_limit),
             )
         })?;
-    let caller = authenticate(s, parts, Payload::Body(&bytes), bearer)?;
-    Ok((bytes, caller))
+    let (caller, permit) = authenticate(s, parts, Payload::Body(&bytes), bearer)?;
+    Ok(Authenticated {
+        bytes,
+        caller,
+        _permit: permit,
+    })
 }
 
 /// What a request's SigV4 signature is checked over.
@@ -712,13 +771,14 @@ pub(crate) enum Payload<'a> {
     Declared(&'a str),
 }
 
-/// Authenticates a request whose body is `payload`.
+/// Authenticates a request whose body is `payload` and takes a slot of the
+/// key's concurrency (held until the request is answered).
 pub(crate) fn authenticate(
     s: &AppState,
     parts: &axum::http::request::Parts,
     payload: Payload<'_>,
     bearer: bool,
-) -> Result<Caller, ApiError> {
+) -> Result<(Caller, throttle::Permit), ApiError> {
     let header = parts
         .headers
         .get("authorization")
@@ -768,16 +828,40 @@ pub(crate) fn authenticate(
                 .principal
         }
     };
+    let permit = s
+        .throttle
+        .admit(&principal.access_key, Instant::now())
+        .map_err(|refusal| match refusal {
+            throttle::Refusal::Rate(secs) => ApiError::new(
+                400,
+                "ThrottlingException",
+                format!(
+                    "access key {} is over its rate of {} requests per second; retry in {secs} s",
+                    principal.access_key, s.config.limits.rate
+                ),
+            ),
+            throttle::Refusal::Concurrency => ApiError::new(
+                400,
+                "ProvisionedThroughputExceededException",
+                format!(
+                    "access key {} has {} requests in progress, its limit; retry when one finishes",
+                    principal.access_key, s.config.limits.concurrency
+                ),
+            ),
+        })?;
     let request_id = parts
         .extensions
         .get::<RequestId>()
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), |r| r.0.clone());
-    Ok(Caller {
-        principal,
-        request_id,
-        case: context_header(parts, "x-kenning-case")?,
-        purpose: context_header(parts, "x-kenning-purpose")?,
-    })
+    Ok((
+        Caller {
+            principal,
+            request_id,
+            case: context_header(parts, "x-kenning-case")?,
+            purpose: context_header(parts, "x-kenning-purpose")?,
+        },
+        permit,
+    ))
 }
 
 /// Runs an operation on the blocking pool, holding a permit while it runs.
@@ -807,7 +891,7 @@ pub(crate) async fn run_op(
     })
     .await
     .map_err(|e| ApiError::internal(format!("the operation failed: {e}")))?;
-    s.metrics.inference(op, secs);
+    s.metrics.inference(operation_label(op), secs);
     let (v, counts) = result?;
     s.metrics.faces_detected(counts.detected);
     s.metrics.faces_indexed(counts.indexed);
@@ -828,7 +912,11 @@ async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
         _ => (target.as_str(), false),
     };
     let label = if known { op } else { "unknown" };
-    let (bytes, caller) = match read_and_authenticate(&s, &parts, body, false).await {
+    let Authenticated {
+        bytes,
+        caller,
+        _permit,
+    } = match read_and_authenticate(&s, &parts, body, false).await {
         Ok(x) => x,
         Err(e) => return respond(label, None, Err(e), false),
     };

@@ -1,133 +1,222 @@
-//! A small Prometheus registry: requests, latencies, errors by operation,
-//! faces detected and indexed, inference time.
+//! The service's Prometheus metrics (the `prometheus-client` crate, so the
+//! exposition is escaped and well-formed): requests, latencies and errors
+//! by operation, faces detected and indexed, inference time, requests in
+//! flight.
+//!
+//! Every label value comes from a fixed set — operation names the service
+//! implements, HTTP status classes, exception names the service itself
+//! raises — never from the request, so a client cannot grow the series or
+//! break the format with the paths or targets it sends.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Histogram bucket upper bounds, in seconds.
 const BOUNDS: [f64; 13] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; BOUNDS.len()],
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: &'static str,
+    status: &'static str,
 }
 
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        for (c, b) in self.counts.iter_mut().zip(BOUNDS) {
-            if secs <= b {
-                *c += 1;
-            }
-        }
-        self.sum += secs;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, label: &str) {
-        for (c, b) in self.counts.iter().zip(BOUNDS) {
-            let _ = writeln!(out, "{name}_bucket{{{label},le=\"{b}\"}} {c}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{label},le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum{{{label}}} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{{{label}}} {}", self.count);
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    operation: &'static str,
+    exception: &'static str,
 }
 
-#[derive(Default)]
-struct Inner {
-    requests: BTreeMap<(String, u16), u64>,
-    errors: BTreeMap<(String, String), u64>,
-    latency: BTreeMap<String, Histogram>,
-    inference: BTreeMap<String, Histogram>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+type Latency = Family<OperationLabels, Histogram, fn() -> Histogram>;
+
+fn histogram() -> Histogram {
+    Histogram::new(BOUNDS)
 }
 
 /// The service's metrics.
-#[derive(Default)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
-    in_flight: AtomicI64,
-    faces_detected: AtomicU64,
-    faces_indexed: AtomicU64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    latency: Latency,
+    inference: Latency,
+    faces_detected: Counter<u64, AtomicU64>,
+    faces_indexed: Counter<u64, AtomicU64>,
+    in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let latency: Latency = Family::new_with_constructor(histogram);
+        let inference: Latency = Family::new_with_constructor(histogram);
+        let faces_detected = Counter::default();
+        let faces_indexed = Counter::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "kenning_requests",
+            "Requests by operation and HTTP status class",
+            requests.clone(),
+        );
+        registry.register(
+            "kenning_request_errors",
+            "Failed requests by operation and exception",
+            errors.clone(),
+        );
+        registry.register(
+            "kenning_request_duration_seconds",
+            "Request latency by operation",
+            latency.clone(),
+        );
+        registry.register(
+            "kenning_inference_seconds",
+            "Time in the face pipeline and store by operation",
+            inference.clone(),
+        );
+        registry.register(
+            "kenning_faces_detected",
+            "Faces found by detection",
+            faces_detected.clone(),
+        );
+        registry.register(
+            "kenning_faces_indexed",
+            "Faces stored by IndexFaces",
+            faces_indexed.clone(),
+        );
+        registry.register(
+            "kenning_requests_in_flight",
+            "Requests being served",
+            in_flight.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            errors,
+            latency,
+            inference,
+            faces_detected,
+            faces_indexed,
+            in_flight,
+        }
+    }
+}
+
+/// The label for `operation`: one of `known`, else "other".
+pub fn operation_label(operation: &str, known: &[&'static str]) -> &'static str {
+    known
+        .iter()
+        .find(|k| **k == operation)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Counts a request in flight from creation to drop, so the gauge comes
+/// back down also when a client goes away and the request is cancelled.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
-    /// Records one finished request.
-    pub fn request(&self, operation: &str, status: u16, secs: f64, error: Option<&str>) {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *m.requests.entry((operation.into(), status)).or_default() += 1;
-        m.latency.entry(operation.into()).or_default().observe(secs);
-        if let Some(e) = error {
-            *m.errors.entry((operation.into(), e.into())).or_default() += 1;
+    /// Records one finished request (labels from fixed sets only).
+    pub fn request(
+        &self,
+        operation: &'static str,
+        status: u16,
+        secs: f64,
+        error: Option<&'static str>,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation,
+                status: status_class(status),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&OperationLabels { operation })
+            .observe(secs);
+        if let Some(exception) = error {
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    operation,
+                    exception,
+                })
+                .inc();
         }
     }
 
     /// Records time spent in the face pipeline for one request.
-    pub fn inference(&self, operation: &str, secs: f64) {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        m.inference
-            .entry(operation.into())
-            .or_default()
+    pub fn inference(&self, operation: &'static str, secs: f64) {
+        self.inference
+            .get_or_create(&OperationLabels { operation })
             .observe(secs);
     }
 
     /// Counts faces found by detection.
     pub fn faces_detected(&self, n: u64) {
-        self.faces_detected.fetch_add(n, Ordering::Relaxed);
+        self.faces_detected.inc_by(n);
     }
 
     /// Counts faces stored by IndexFaces.
     pub fn faces_indexed(&self, n: u64) {
-        self.faces_indexed.fetch_add(n, Ordering::Relaxed);
+        self.faces_indexed.inc_by(n);
     }
 
-    /// Adjusts the in-flight gauge.
-    pub fn in_flight(&self, delta: i64) {
-        self.in_flight.fetch_add(delta, Ordering::Relaxed);
+    /// One more request in flight until the returned guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
-    /// The Prometheus text exposition.
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        out.push_str("# HELP kenning_requests_total Requests by operation and HTTP status.\n# TYPE kenning_requests_total counter\n");
-        for ((op, status), n) in &m.requests {
-            let _ = writeln!(
-                out,
-                "kenning_requests_total{{operation=\"{op}\",status=\"{status}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP kenning_request_errors_total Failed requests by operation and exception.\n# TYPE kenning_request_errors_total counter\n");
-        for ((op, e), n) in &m.errors {
-            let _ = writeln!(
-                out,
-                "kenning_request_errors_total{{operation=\"{op}\",exception=\"{e}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP kenning_request_duration_seconds Request latency by operation.\n# TYPE kenning_request_duration_seconds histogram\n");
-        for (op, h) in &m.latency {
-            h.render(
-                &mut out,
-                "kenning_request_duration_seconds",
-                &format!("operation=\"{op}\""),
-            );
-        }
-        out.push_str("# HELP kenning_inference_seconds Time in the face pipeline and store by operation.\n# TYPE kenning_inference_seconds histogram\n");
-        for (op, h) in &m.inference {
-            h.render(
-                &mut out,
-                "kenning_inference_seconds",
-                &format!("operation=\"{op}\""),
-            );
-        }
-        let _ = writeln!(out, "# HELP kenning_faces_detected_total Faces found by detection.\n# TYPE kenning_faces_detected_total counter\nkenning_faces_detected_total {}", self.faces_detected.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP kenning_faces_indexed_total Faces stored by IndexFaces.\n# TYPE kenning_faces_indexed_total counter\nkenning_faces_indexed_total {}", self.faces_indexed.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP kenning_requests_in_flight Requests being served.\n# TYPE kenning_requests_in_flight gauge\nkenning_requests_in_flight {}", self.in_flight.load(Ordering::Relaxed));
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gauge_comes_down_when_a_guard_is_dropped_early() {
+        let m = Metrics::default();
+        let a = m.in_flight();
+        let b = m.in_flight();
+        assert!(m.render().contains("kenning_requests_in_flight 2"));
+        drop((a, b));
+        assert!(m.render().contains("kenning_requests_in_flight 0"));
+        assert_eq!(operation_label("Evil\"\n", &["ListFaces"]), "other");
     }
 }

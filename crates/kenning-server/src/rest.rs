@@ -16,7 +16,10 @@ use axum::Router;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use crate::{authenticate, read_and_authenticate, respond, run_op, ApiError, AppState, Payload};
+use crate::{
+    authenticate, read_and_authenticate, respond, run_op, ApiError, AppState, Authenticated,
+    Payload,
+};
 
 /// Where videos are uploaded: `PUT /v1/buckets/{Bucket}/{Key}`.
 pub(crate) const UPLOAD_PREFIX: &str = "/v1/buckets/";
@@ -98,7 +101,11 @@ async fn call(
     pick: Pick,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let (bytes, caller) = match read_and_authenticate(&s, &parts, body, true).await {
+    let Authenticated {
+        bytes,
+        caller,
+        _permit,
+    } = match read_and_authenticate(&s, &parts, body, true).await {
         Ok(x) => x,
         Err(e) => return respond("rest", None, Err(e), true),
     };
@@ -556,7 +563,8 @@ async fn upload_video(
         Some(hash) if signed => Payload::Declared(hash),
         _ => Payload::Body(b""),
     };
-    let caller = match authenticate(&s, &parts, payload, true) {
+    // The permit holds one of the key's concurrency slots for the whole upload.
+    let (caller, _permit) = match authenticate(&s, &parts, payload, true) {
         Ok(c) => c,
         Err(e) => return respond("UploadVideo", None, Err(e), true),
     };
@@ -606,8 +614,10 @@ async fn call_extra(
     pick: Pick,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let caller = match read_and_authenticate(&s, &parts, body, true).await {
-        Ok((_, caller)) => caller,
+    let Authenticated {
+        caller, _permit, ..
+    } = match read_and_authenticate(&s, &parts, body, true).await {
+        Ok(x) => x,
         Err(e) => return respond("rest", None, Err(e), true),
     };
     let key = Some(caller.principal.access_key.clone());

@@ -33,6 +33,7 @@
 //! rebuild; open in ~10 ms; compaction ~15 us per face, during which
 //! writers wait and readers do not.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;

@@ -397,7 +397,10 @@ impl Store {
                 return Err(StoreError::CollectionExists(new.id.clone()));
             }
             let c = Collection {
-                arn: format!("aws:rekognition:local:000000000000:collection/{}", new.id),
+                arn: format!(
+                    "arn:aws:rekognition:local:000000000000:collection/{}",
+                    new.id
+                ),
                 created_at_ms: now_ms(),
                 face_model: new.face_model.clone(),
                 dim: new.dim,

@@ -53,7 +53,9 @@ pub struct NewCollection {
 pub struct Collection {
     /// Collection id.
     pub id: String,
-    /// Rekognition-style ARN (`aws:rekognition:local:000000000000:collection/<id>`).
+    /// Rekognition-style ARN (`arn:aws:rekognition:local:000000000000:collection/<id>`;
+    /// collections created before 0.1 lack the leading `arn:`, which the
+    /// collections layer adds on the way out).
     pub arn: String,
     /// Creation time, ms since the Unix epoch.
     pub created_at_ms: u64,

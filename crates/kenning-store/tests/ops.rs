@@ -85,7 +85,10 @@ fn store_is_send_sync_and_shareable() {
 fn collections_create_describe_list_delete() {
     let (_d, store) = open();
     let c = store.create_collection(new_coll("alpha")).unwrap();
-    assert_eq!(c.arn, "aws:rekognition:local:000000000000:collection/alpha");
+    assert_eq!(
+        c.arn,
+        "arn:aws:rekognition:local:000000000000:collection/alpha"
+    );
     assert_eq!(
         (c.face_count, c.user_count, c.dim, c.next_seq),
         (0, 0, DIM, 1)
