@@ -36,34 +36,49 @@ impl Server {
     }
 
     pub(crate) fn start_in(data: PathBuf, extra: &[&str]) -> Self {
-        let mut child = Command::new(common::kenning_bin())
-            .args(["--models"])
+        Self::start_with(data, extra, |_| {})
+    }
+
+    /// Starts `kenning serve --data DATA EXTRA` (on 127.0.0.1:0 unless EXTRA
+    /// has --listen), with `configure` applied to the command last.
+    pub(crate) fn start_with(
+        data: PathBuf,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
+        let mut cmd = Command::new(common::kenning_bin());
+        cmd.args(["--models"])
             .arg(common::models())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--data"])
             .arg(&data)
             .args(extra)
             .env("KENNING_ACCESS_KEY_ID", KEY_ID)
             .env("KENNING_SECRET_ACCESS_KEY", SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting kenning serve");
+            .stderr(Stdio::inherit());
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("starting kenning serve");
         let mut first = String::new();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         out.read_line(&mut first).unwrap();
         // Keep draining stdout so the server never writes to a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let addr = first
+        let mut addr: std::net::SocketAddr = first
             .trim()
             .rsplit("://")
             .next()
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .to_owned();
-        assert!(
-            addr.starts_with("127.0.0.1:"),
-            "unexpected first line {first:?}"
-        );
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no URL in {first:?}"));
+        // Listening on every address: reach it over loopback.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        assert!(addr.ip().is_loopback(), "unexpected first line {first:?}");
+        let addr = addr.to_string();
         Self { child, addr, data }
     }
 
@@ -76,14 +91,25 @@ impl Server {
         self.child.id()
     }
 
-    /// SIGTERM, then the exit status.
-    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+    /// SIGTERM, then the exit status; the data directory stays.
+    pub(crate) fn stop(self) -> std::process::ExitStatus {
         Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
-        let status = self.child.wait().unwrap();
-        let _ = std::fs::remove_dir_all(&self.data);
+        self.wait()
+    }
+
+    /// Waits for the server to exit (after a signal sent elsewhere).
+    pub(crate) fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, then the exit status; the data directory is removed.
+    pub(crate) fn terminate(self) -> std::process::ExitStatus {
+        let data = self.data.clone();
+        let status = self.stop();
+        let _ = std::fs::remove_dir_all(&data);
         status
     }
 }
@@ -162,6 +188,18 @@ pub(crate) fn signed(
     key: (&str, &str),
     t: u64,
 ) -> (u16, Vec<(String, String)>, String) {
+    signed_with(addr, op, body, key, t, &[])
+}
+
+/// [`signed`] with more headers (lower-case names), signed like the rest.
+pub(crate) fn signed_with(
+    addr: &str,
+    op: &str,
+    body: &str,
+    key: (&str, &str),
+    t: u64,
+    extra: &[(&str, String)],
+) -> (u16, Vec<(String, String)>, String) {
     let date = amz_date(t);
     let service = if kenning_accountability::KENNING_OPERATIONS.contains(&op) {
         "KenningService"
@@ -169,8 +207,20 @@ pub(crate) fn signed(
         "RekognitionService"
     };
     let target = format!("{service}.{op}");
+    // Canonical headers are sorted by name; every header sent is signed.
+    let mut headers: Vec<(&str, String)> = vec![
+        ("content-type", "application/x-amz-json-1.1".into()),
+        ("host", addr.to_owned()),
+        ("x-amz-date", date.clone()),
+        ("x-amz-target", target),
+    ];
+    headers.extend(extra.iter().cloned());
+    headers.sort();
+    let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
+    let names = names.join(";");
+    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
     let canonical = format!(
-        "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{addr}\nx-amz-date:{date}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{}",
+        "POST\n/\n\n{canonical_headers}\n{names}\n{}",
         hex(&Sha256::digest(body.as_bytes()))
     );
     let scope = format!("{}/eu-north-1/rekognition/aws4_request", &date[..8]);
@@ -184,21 +234,13 @@ pub(crate) fn signed(
     }
     let sig = hex(&hmac(&k, sts.as_bytes()));
     let auth = format!(
-        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}",
+        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={names}, Signature={sig}",
         key.0
     );
-    http(
-        addr,
-        "POST",
-        "/",
-        &[
-            ("content-type", "application/x-amz-json-1.1".into()),
-            ("x-amz-date", date),
-            ("x-amz-target", target),
-            ("authorization", auth),
-        ],
-        body.as_bytes(),
-    )
+    // http() sends host itself.
+    headers.retain(|(k, _)| *k != "host");
+    headers.push(("authorization", auth));
+    http(addr, "POST", "/", &headers, body.as_bytes())
 }
 
 pub(crate) fn now() -> u64 {
