@@ -328,6 +328,19 @@ fn harmless_body(op: &str, coll: &str, role: &str) -> String {
     v.to_string()
 }
 
+/// What a role allowed to run `op` gets for [`harmless_body`]: (status,
+/// __type, empty on success). Made-up images are not images, made-up ids
+/// name nothing.
+fn role_answer(op: &str) -> (u16, &'static str) {
+    match op {
+        "DetectFaces" | "CompareFaces" | "IndexFaces" | "SearchFacesByImage"
+        | "SearchUsersByImage" => (400, "InvalidImageFormatException"),
+        "DeleteCollection" | "DecideReviewItem" | "SearchFaces" | "SearchUsers" | "DeleteUser"
+        | "AssociateFaces" | "DisassociateFaces" => (400, "ResourceNotFoundException"),
+        _ => (200, ""),
+    }
+}
+
 #[test]
 fn role_matrix_over_every_operation() {
     use kenning_accountability::{Role, MATRIX};
@@ -354,14 +367,20 @@ fn role_matrix_over_every_operation() {
         for (role, key) in &keys {
             let body = harmless_body(op, "mine", role.as_str());
             let (status, _, text) = signed(&addr, op, &body, (&key.0, &key.1), now());
-            let denied = json(&text)["__type"] == "AccessDeniedException";
-            assert_eq!(
-                denied,
-                !allowed.contains(role),
-                "{op} as {role}: {status} {text}"
-            );
-            if denied {
-                assert_eq!(status, 403);
+            let kind = json(&text)["__type"].as_str().unwrap_or("").to_owned();
+            if allowed.contains(role) {
+                // Allowed: exactly what the harmless request earns.
+                assert_eq!(
+                    (status, kind.as_str()),
+                    role_answer(op),
+                    "{op} as {role}: {text}"
+                );
+            } else {
+                assert_eq!(
+                    (status, kind.as_str()),
+                    (403, "AccessDeniedException"),
+                    "{op} as {role}: {text}"
+                );
                 assert!(text.contains(&format!("{role} role")), "{text}");
             }
         }
@@ -655,6 +674,24 @@ fn sigv4_edges_keys_health_metrics_and_shutdown() {
     );
 }
 
+/// What an admin's bearer token gets from each REST route with an empty
+/// body ({} for POST) and made-up ids: (status, __type, empty on success).
+fn rest_answer(method: &str, path: &str) -> (u16, &'static str) {
+    const BAD: (u16, &str) = (400, "InvalidParameterException");
+    const MISSING: (u16, &str) = (404, "ResourceNotFoundException");
+    const DENIED: (u16, &str) = (403, "AccessDeniedException");
+    match (method, path) {
+        // Parameters are checked before anything is looked up.
+        (_, p) if p.ends_with("/users/nobody/faces") => BAD,
+        ("DELETE", p) if p.ends_with("/users/nobody") => MISSING,
+        // Reviewers decide and auditors read the trail; an admin does neither.
+        (_, "/v1/audit/verify" | "/v1/audit/export") => DENIED,
+        ("POST", p) if p.starts_with("/v1/review/") => DENIED,
+        ("GET" | "DELETE", _) | ("POST", "/v1/retention/run") => (200, ""),
+        _ => BAD,
+    }
+}
+
 #[test]
 fn every_openapi_path_answers() {
     let server = Server::start(&[]);
@@ -676,7 +713,7 @@ fn every_openapi_path_answers() {
         br#"{"CollectionId":"rest"}"#,
     );
     assert_eq!(status, 200, "{body}");
-    let mut checked = 0;
+    let (mut checked, mut wrong) = (0, Vec::new());
     for (path, item) in doc["paths"].as_object().unwrap() {
         let path = path
             .replace("{CollectionId}", "rest")
@@ -690,21 +727,25 @@ fn every_openapi_path_answers() {
             if method == "delete" && path == "/v1/collections/rest" {
                 continue;
             }
-            let body: &[u8] = if method == "post" { b"{}" } else { b"" };
-            let (status, _, text) = http(&addr, &method.to_ascii_uppercase(), &path, &auth, body);
-            // Routed and handled: a JSON answer, never a 404 for the route or 405.
-            assert_ne!(status, 405, "{method} {path}: {text}");
+            let method = method.to_ascii_uppercase();
+            let body: &[u8] = if method == "POST" { b"{}" } else { b"" };
+            let (status, _, text) = http(&addr, &method, &path, &auth, body);
+            // Routed and handled as the operation it documents: what an
+            // admin gets with an empty body and made-up ids.
             let v = json(&text);
-            if status == 404 {
-                assert_eq!(
-                    v["__type"], "ResourceNotFoundException",
-                    "{method} {path}: {text}"
-                );
+            let got = (status, v["__type"].as_str().unwrap_or(""));
+            if got != rest_answer(&method, &path) {
+                wrong.push(format!("{method} {path}: {text}"));
             }
             checked += 1;
         }
     }
-    assert!(checked >= 15, "only {checked} operations documented");
+    assert!(
+        wrong.is_empty(),
+        "unexpected answers:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(checked, 22, "operations documented in /openapi.json");
 
     // A multipart upload, as `curl -F image=@photo.jpg -F MaxFaces=1` sends it.
     if let Some(data) = common::data("every_openapi_path_answers (multipart)") {
@@ -754,5 +795,48 @@ fn anonymous_access_needs_loopback_or_an_explicit_flag() {
         b"{}",
     );
     assert_eq!(status, 200, "{body}");
-    let _ = Path::new(&server.data);
+    // Signed requests are still verified: a wrong secret or an unknown key
+    // is refused, not let through as anonymous.
+    let (status, _, body) = signed(
+        &server.addr,
+        "ListCollections",
+        "{}",
+        (KEY_ID, "wrong-secret"),
+        now(),
+    );
+    assert_eq!(
+        (status, json(&body)["__type"].clone()),
+        (403, serde_json::json!("InvalidSignatureException")),
+        "{body}"
+    );
+    let (status, _, body) = signed(
+        &server.addr,
+        "ListCollections",
+        "{}",
+        ("AKKNNOSUCHKEY0000000", SECRET),
+        now(),
+    );
+    assert_eq!(
+        (status, json(&body)["__type"].clone()),
+        (403, serde_json::json!("UnrecognizedClientException")),
+        "{body}"
+    );
+    assert!(server.terminate().success());
+    // With --allow-anonymous-remote it serves unsigned requests on every
+    // address.
+    let server = Server::start(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-anonymous",
+        "--allow-anonymous-remote",
+    ]);
+    let (status, _, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[("x-amz-target", "RekognitionService.CreateCollection".into())],
+        br#"{"CollectionId":"open"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(server.terminate().success());
 }
