@@ -693,3 +693,107 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     assert!(kenning(&dir, &["audit", "verify"], &[]).status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without photos (faces imported into the store): a search that gives no
+/// threshold is held to the policy's MinFaceMatchThreshold at Rekognition's
+/// default of 80; search responses carry the FalseMatchEstimate; the purpose
+/// is recorded; and a search whose audit record cannot be written returns
+/// nothing of its result.
+#[test]
+fn default_threshold_estimate_purpose_and_a_withheld_search() {
+    let dir = temp_dir("withheld");
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let admin = caller("ADMIN", Grant::admin(), None);
+    g.call(
+        &admin,
+        "CreateCollection",
+        json!({ "CollectionId": "strict", "Policy": { "MinFaceMatchThreshold": 90 } }),
+    )
+    .unwrap();
+    drop(g);
+    let dim = collections
+        .store()
+        .describe_collection("strict")
+        .unwrap()
+        .dim as usize;
+    let v = common::unit_vector(dim, 7);
+    let ids = common::import_faces(
+        collections.store(),
+        "strict",
+        &[v.clone(), nudged(&v), common::unit_vector(dim, 8)],
+        None,
+    );
+    drop(collections);
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let mut operator = caller("OPERATOR", Grant::admin(), None);
+    operator.purpose = Some("find the owner of a lost passport".into());
+
+    // No FaceMatchThreshold: Rekognition's default 80, below the policy's 90.
+    let search = |threshold: Option<f64>| {
+        let mut body = json!({ "CollectionId": "strict", "FaceId": ids[0] });
+        if let Some(t) = threshold {
+            body["FaceMatchThreshold"] = json!(t);
+        }
+        g.call(&operator, "SearchFaces", body)
+    };
+    let e = search(None).unwrap_err();
+    assert_eq!(e.kind, "InvalidParameterException", "{e}");
+    assert!(e.message.contains("90") && e.message.contains("80"), "{e}");
+    let (found, _) = search(Some(90.0)).unwrap();
+    let matches: Vec<&str> = found["FaceMatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Face"]["FaceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(matches, [ids[1].as_str()], "{found}");
+    assert_eq!(
+        found["FalseMatchEstimate"],
+        json!({
+            "Threshold": 90.0,
+            "FalseMatchRate": kenning_collections::fmr_at(90.0),
+            "FaceCount": 3,
+            "ExpectedFalseMatches": 3.0 * kenning_collections::fmr_at(90.0),
+        })
+    );
+    let records = audit_records(&dir);
+    let searches: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["operation"] == "SearchFaces")
+        .collect();
+    assert_eq!(searches.len(), 2);
+    assert_eq!(
+        (&searches[0]["outcome"], &searches[0]["threshold"]),
+        (&json!("InvalidParameterException"), &json!(80.0))
+    );
+    assert_eq!(
+        (&searches[1]["outcome"], &searches[1]["threshold"]),
+        (&json!("ok"), &json!(90.0))
+    );
+    for s in &searches {
+        assert_eq!(s["purpose"], "find the owner of a lost passport");
+    }
+    drop(g);
+
+    // The trail cannot be written: the search runs, but its result is
+    // withheld, and the error names no face.
+    let audit = audit_path(&dir);
+    std::fs::remove_file(&audit).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &audit).unwrap();
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let e = g
+        .call(
+            &operator,
+            "SearchFaces",
+            json!({ "CollectionId": "strict", "FaceId": ids[0], "FaceMatchThreshold": 90 }),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, "InternalServerError", "{e}");
+    assert!(e.message.contains("result is withheld"), "{e}");
+    assert!(!e.message.contains(&ids[1]), "{e}");
+    drop(g);
+    drop(collections);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -492,3 +492,73 @@ fn a_damaged_missing_or_stale_index_is_rebuilt_to_the_same_results() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// At most 100 faces come out of an image, the largest ones: a mosaic of 48
+/// large and 84 small copies of one face gives 100 detections, every large
+/// one among them, and IndexFaces indexes 100 and refuses MaxFaces 101.
+#[test]
+fn at_most_the_100_largest_faces_of_an_image() {
+    let Some(data) = common::data("collections::at_most_the_100_largest_faces_of_an_image") else {
+        return;
+    };
+    let portrait = common::load(&data.join("misc/face_recognition/obama.jpg"));
+    // The face with some margin (measured on this 910x1137 portrait).
+    let face = image::imageops::crop_imm(&portrait, 300, 100, 390, 390).to_image();
+    let (big, small) = (
+        kenning_image::resize_bilinear(&face, 110, 110),
+        kenning_image::resize_bilinear(&face, 80, 80),
+    );
+    let mut mosaic = kenning_image::RgbImage::from_pixel(1320, 1000, image::Rgb([128, 128, 128]));
+    for i in 0..48u32 {
+        image::imageops::replace(
+            &mut mosaic,
+            &big,
+            i64::from(i % 12 * 110),
+            i64::from(i / 12 * 110),
+        );
+    }
+    for i in 0..84u32 {
+        image::imageops::replace(
+            &mut mosaic,
+            &small,
+            i64::from(i % 12 * 80),
+            i64::from(440 + i / 12 * 80),
+        );
+    }
+    let mut config = kenning_models::PipelineConfig::new(common::models());
+    config.detector.max_side = 1344; // the mosaic at its own size
+    let pipeline = Arc::new(Pipeline::load(config).unwrap());
+
+    // All 132 are findable: the small ones alone give 84.
+    let lower = image::imageops::crop_imm(&mosaic, 0, 440, 1320, 560).to_image();
+    assert_eq!(pipeline.detect(&lower).unwrap().len(), 84);
+    let faces = pipeline.detect(&mosaic).unwrap();
+    assert_eq!(faces.len(), 100);
+    let mut widths: Vec<f32> = faces
+        .iter()
+        .map(|f| f.detail.bounding_box.width * 1320.0)
+        .collect();
+    widths.sort_by(f32::total_cmp);
+    // Faces of the large tiles are ~66 px wide, of the small ones ~49.
+    let large = widths.iter().filter(|w| **w > 58.0).count();
+    assert_eq!(large, 48, "the largest faces are kept: {widths:?}");
+
+    let dir = temp_dir("cap");
+    let c = Collections::open(&dir, pipeline).unwrap();
+    c.create_collection("crowd", "{}").unwrap();
+    let mut png = Vec::new();
+    mosaic
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    assert_eq!(
+        code(c.index_faces("crowd", &png, None, Some(101), QualityFilter::None)),
+        ErrorCode::InvalidParameterException
+    );
+    let r = c
+        .index_faces("crowd", &png, None, None, QualityFilter::None)
+        .unwrap();
+    assert_eq!(r.face_records.len(), 100);
+    assert_eq!(c.describe_collection("crowd").unwrap().face_count, 100);
+    drop(c);
+    std::fs::remove_dir_all(dir).unwrap();
+}

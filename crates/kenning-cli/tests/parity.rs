@@ -21,7 +21,7 @@ fn landmarks_and_embeddings_match_dlib() {
     let text = std::fs::read_to_string(common::root().join("tests/fixtures/parity/reference.json"))
         .unwrap();
     let reference: Value = serde_json::from_str(&text).unwrap();
-    let pipeline = common::pipeline();
+    let pipeline = common::dlib_pipeline();
     let (mut faces, mut worst_px, mut worst_l2) = (0, 0.0f64, 0.0f64);
     for image in reference["images"].as_array().unwrap() {
         let path = image["path"].as_str().unwrap();

@@ -32,6 +32,25 @@ pub fn pipeline() -> &'static Arc<Pipeline> {
     })
 }
 
+/// The dlib ResNet's manifest: tests whose bounds were measured with that
+/// recogniser name it, so they keep it when the default recogniser changes.
+pub fn dlib_manifest() -> PathBuf {
+    root().join("recognisers/dlib-resnet-v1/manifest.json")
+}
+
+/// A pipeline with the dlib ResNet named explicitly, loaded once.
+pub fn dlib_pipeline() -> &'static Arc<Pipeline> {
+    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
+    PIPELINE.get_or_init(|| {
+        let mut config = PipelineConfig::new(models());
+        config.recogniser = Some(
+            kenning_models::LoadedManifest::from_file(&dlib_manifest())
+                .expect("the dlib manifest loads"),
+        );
+        Arc::new(Pipeline::load(config).expect("loading the dlib pipeline"))
+    })
+}
+
 /// Decodes an image file with the product's decoder.
 pub fn load(path: &Path) -> RgbImage {
     kenning_image::decode_file(path, &DecodeLimits::default())
