@@ -254,6 +254,24 @@ pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
+/// Counts each skip pytest reported (run with -rs: "SKIPPED [n] place:
+/// reason") as a skip of the suite, which fails it under CI.
+pub(crate) fn pytest_skips(stdout: &str) {
+    for line in stdout.lines() {
+        let Some((count, place, why)) = line
+            .strip_prefix("SKIPPED [")
+            .and_then(|rest| rest.split_once("] "))
+            .and_then(|(count, rest)| Some((count, rest.split_once(": ")?)))
+            .map(|(count, (place, why))| (count, place, why))
+        else {
+            continue;
+        };
+        for _ in 0..count.parse().unwrap_or(1) {
+            kenning_testdata::skip(&format!("pytest {place}"), why);
+        }
+    }
+}
+
 /// `kenning keys create ARGS` on `data`: (access key id, secret).
 pub(crate) fn create_key(data: &Path, args: &[&str]) -> (String, String) {
     let out = Command::new(common::kenning_bin())
@@ -505,21 +523,7 @@ fn boto3_and_aws_cli_drive_every_operation() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    // Each skip pytest reports (-rs: "SKIPPED [n] place: reason") counts as
-    // a skip of the suite, and fails it under CI.
-    for line in stdout.lines() {
-        let Some((count, place, why)) = line
-            .strip_prefix("SKIPPED [")
-            .and_then(|rest| rest.split_once("] "))
-            .and_then(|(count, rest)| Some((count, rest.split_once(": ")?)))
-            .map(|(count, (place, why))| (count, place, why))
-        else {
-            continue;
-        };
-        for _ in 0..count.parse().unwrap_or(1) {
-            kenning_testdata::skip(&format!("pytest {place}"), why);
-        }
-    }
+    pytest_skips(&stdout);
     // Exit 5 (no tests collected) is a failure too.
     assert_eq!(out.status.code(), Some(0), "pytest failed:\n{stdout}");
     assert!(server.terminate().success());
