@@ -109,7 +109,7 @@ fn child(dir: &str) -> ! {
             break;
         }
     }
-    // Leading newline: libtest has just printed "test crash_child ... " unterminated.
+    // Leading newline: libtest has just printed "test <name> ... " unterminated.
     writeln!(out, "\nopened {}", live.len()).unwrap();
     loop {
         match rng.below(100) {
