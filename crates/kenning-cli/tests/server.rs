@@ -318,6 +318,7 @@ pub(crate) fn create_token(data: &Path, access_key_id: &str) -> String {
 fn harmless_body(op: &str, coll: &str, role: &str) -> String {
     let fake_face = "11111111-2222-4333-8444-555555555555";
     let image = serde_json::json!({ "Bytes": "bm90IGFuIGltYWdl" });
+    let video = serde_json::json!({ "S3Object": { "Bucket": "nobucket", "Name": "v.mp4" } });
     let v = match op {
         "DetectFaces" => serde_json::json!({ "Image": image }),
         "CompareFaces" => serde_json::json!({ "SourceImage": image, "TargetImage": image }),
@@ -341,6 +342,9 @@ fn harmless_body(op: &str, coll: &str, role: &str) -> String {
             serde_json::json!({ "CollectionId": coll, "UserId": "nobody", "FaceIds": [fake_face] })
         }
         "PutCollectionPolicy" => serde_json::json!({ "CollectionId": coll, "Policy": {} }),
+        "StartFaceDetection" => serde_json::json!({ "Video": video }),
+        "StartFaceSearch" => serde_json::json!({ "Video": video, "CollectionId": coll }),
+        "GetFaceDetection" | "GetFaceSearch" => serde_json::json!({ "JobId": "nojob" }),
         _ => serde_json::json!({ "CollectionId": coll }),
     };
     v.to_string()
@@ -348,13 +352,18 @@ fn harmless_body(op: &str, coll: &str, role: &str) -> String {
 
 /// What a role allowed to run `op` gets for [`harmless_body`]: (status,
 /// __type, empty on success). Made-up images are not images, made-up ids
-/// name nothing.
+/// name nothing, and the server has no buckets for videos.
 fn role_answer(op: &str) -> (u16, &'static str) {
     match op {
         "DetectFaces" | "CompareFaces" | "IndexFaces" | "SearchFacesByImage"
         | "SearchUsersByImage" => (400, "InvalidImageFormatException"),
         "DeleteCollection" | "DecideReviewItem" | "SearchFaces" | "SearchUsers" | "DeleteUser"
-        | "AssociateFaces" | "DisassociateFaces" => (400, "ResourceNotFoundException"),
+        | "AssociateFaces" | "DisassociateFaces" | "GetFaceDetection" | "GetFaceSearch" => {
+            (400, "ResourceNotFoundException")
+        }
+        "StartFaceDetection" | "StartFaceSearch" => (400, "InvalidS3ObjectException"),
+        // Over JSON it only says where videos go: PUT /v1/buckets/...
+        "UploadVideo" => (400, "InvalidParameterException"),
         _ => (200, ""),
     }
 }
@@ -688,6 +697,9 @@ fn rest_answer(method: &str, path: &str) -> (u16, &'static str) {
         // Parameters are checked before anything is looked up.
         (_, p) if p.ends_with("/users/nobody/faces") => BAD,
         ("DELETE", p) if p.ends_with("/users/nobody") => MISSING,
+        ("GET", p) if p.starts_with("/v1/video/") => MISSING,
+        // The server has no buckets to upload a video into.
+        ("PUT", p) if p.starts_with("/v1/buckets/") => (400, "InvalidS3ObjectException"),
         // Reviewers decide and auditors read the trail; an admin does neither.
         (_, "/v1/audit/verify" | "/v1/audit/export") => DENIED,
         ("POST", p) if p.starts_with("/v1/review/") => DENIED,
@@ -723,7 +735,10 @@ fn every_openapi_path_answers() {
             .replace("{CollectionId}", "rest")
             .replace("{FaceId}", "00000000-0000-4000-8000-000000000000")
             .replace("{UserId}", "nobody")
-            .replace("{ReviewId}", "00000000-0000-4000-8000-000000000000");
+            .replace("{ReviewId}", "00000000-0000-4000-8000-000000000000")
+            .replace("{JobId}", "nojob")
+            .replace("{Bucket}", "nobucket")
+            .replace("{Key}", "clip.mp4");
         for method in item.as_object().unwrap().keys() {
             if method == "parameters" {
                 continue;
@@ -749,7 +764,7 @@ fn every_openapi_path_answers() {
         "unexpected answers:\n{}",
         wrong.join("\n")
     );
-    assert_eq!(checked, 22, "operations documented in /openapi.json");
+    assert_eq!(checked, 27, "operations documented in /openapi.json");
 
     // A multipart upload, as `curl -F image=@photo.jpg -F MaxFaces=1` sends it.
     if let Some(data) = common::data("every_openapi_path_answers (multipart)") {
