@@ -56,6 +56,13 @@ def error_code(excinfo):
     return excinfo.value.response["Error"]["Code"]
 
 
+def source_box(rek, name):
+    """The box DetectFaces gives the one face of photo `name`."""
+    faces = rek.detect_faces(Image={"Bytes": photo(name)})["FaceDetails"]
+    assert len(faces) == 1
+    return faces[0]["BoundingBox"]
+
+
 @pytest.fixture(scope="module")
 def rek():
     return client()
@@ -68,12 +75,28 @@ def rek():
 def test_detect_faces(rek):
     r = rek.detect_faces(Image={"Bytes": photo("two_people.jpg")}, Attributes=["ALL"])
     assert len(r["FaceDetails"]) == 2
-    f = r["FaceDetails"][0]
-    for key in ("BoundingBox", "Landmarks", "Pose", "Quality", "Confidence"):
-        assert key in f
-    assert 0 <= f["BoundingBox"]["Left"] <= 1
-    assert {l["Type"] for l in f["Landmarks"]} >= {"eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"}
-    assert r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    boxes = []
+    for f in r["FaceDetails"]:
+        b = f["BoundingBox"]
+        assert 0 < b["Width"] < 1 and 0 < b["Height"] < 1 and 0 <= b["Left"] and 0 <= b["Top"], b
+        assert b["Left"] + b["Width"] <= 1.001 and b["Top"] + b["Height"] <= 1.001, b
+        boxes.append(b)
+        # Every landmark lies in its face's box (with a little margin).
+        marks = {l["Type"]: (l["X"], l["Y"]) for l in f["Landmarks"]}
+        assert set(marks) == {"eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"}
+        for x, y in marks.values():
+            assert b["Left"] - 0.02 <= x <= b["Left"] + b["Width"] + 0.02, (marks, b)
+            assert b["Top"] - 0.02 <= y <= b["Top"] + b["Height"] + 0.02, (marks, b)
+        # eyeLeft is the eye on the image's left, above the mouth.
+        assert marks["eyeLeft"][0] < marks["eyeRight"][0]
+        assert max(marks["eyeLeft"][1], marks["eyeRight"][1]) < min(marks["mouthLeft"][1], marks["mouthRight"][1])
+        assert all(abs(f["Pose"][k]) < 45 for k in ("Roll", "Yaw", "Pitch")), f["Pose"]
+        assert 0 < f["Quality"]["Brightness"] < 100 and 0 < f["Quality"]["Sharpness"] <= 100, f["Quality"]
+        assert 50 < f["Confidence"] <= 100
+    # Two people side by side: the boxes do not overlap.
+    a, b = sorted(boxes, key=lambda b: b["Left"])
+    assert a["Left"] + a["Width"] <= b["Left"], boxes
+    assert len(r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]) == 36
 
 
 @needs_photos
@@ -92,7 +115,8 @@ def test_compare_faces(rek):
         QualityFilter="NONE",
     )
     assert len(r["FaceMatches"]) == 1 and r["FaceMatches"][0]["Similarity"] >= 80
-    assert "BoundingBox" in r["SourceImageFace"]
+    # The source face is the one DetectFaces finds.
+    assert r["SourceImageFace"]["BoundingBox"] == source_box(rek, "obama-240p.jpg")
     r = rek.compare_faces(
         SourceImage={"Bytes": photo("obama-240p.jpg")},
         TargetImage={"Bytes": photo("biden.jpg")},
@@ -104,17 +128,22 @@ def test_compare_faces(rek):
 def test_collections_faces_and_users(rek):
     cid = f"boto3-{uuid.uuid4().hex[:8]}"
     r = rek.create_collection(CollectionId=cid)
-    assert r["StatusCode"] == 200 and r["CollectionArn"] and r["FaceModelVersion"]
+    assert r["StatusCode"] == 200
+    # As AWS writes it: arn:aws:rekognition:<region>:<account>:collection/<id>.
+    assert r["CollectionArn"].startswith("arn:aws:rekognition:") and r["CollectionArn"].endswith(f":collection/{cid}"), r
+    model = r["FaceModelVersion"]
     with pytest.raises(ClientError) as e:
         rek.create_collection(CollectionId=cid)
     assert error_code(e) == "ResourceAlreadyExistsException"
     assert cid in rek.list_collections()["CollectionIds"]
-    assert rek.describe_collection(CollectionId=cid)["FaceCount"] == 0
+    described = rek.describe_collection(CollectionId=cid)
+    assert described["FaceCount"] == 0
+    assert described["CollectionARN"] == r["CollectionArn"] and described["FaceModelVersion"] == model
 
     obama = rek.index_faces(
         CollectionId=cid, Image={"Bytes": photo("obama-1080p.jpg")}, ExternalImageId="obama", MaxFaces=1
     )
-    assert len(obama["FaceRecords"]) == 1
+    assert len(obama["FaceRecords"]) == 1 and obama["FaceModelVersion"] == model
     obama_id = obama["FaceRecords"][0]["Face"]["FaceId"]
     assert obama["FaceRecords"][0]["Face"]["ExternalImageId"] == "obama"
     biden = rek.index_faces(
@@ -131,7 +160,7 @@ def test_collections_faces_and_users(rek):
 
     r = rek.search_faces_by_image(CollectionId=cid, Image={"Bytes": photo("obama-240p.jpg")}, FaceMatchThreshold=80)
     assert r["FaceMatches"][0]["Face"]["FaceId"] == obama_id
-    assert "SearchedFaceBoundingBox" in r
+    assert r["SearchedFaceBoundingBox"] == source_box(rek, "obama-240p.jpg")
     r = rek.search_faces(CollectionId=cid, FaceId=biden_id, MaxFaces=5)
     assert r["SearchedFaceId"] == biden_id
     assert all(m["Face"]["FaceId"] != biden_id for m in r["FaceMatches"])
@@ -144,8 +173,12 @@ def test_collections_faces_and_users(rek):
     rek.associate_faces(CollectionId=cid, UserId="joe", FaceIds=[biden_id])
     r = rek.search_users_by_image(CollectionId=cid, Image={"Bytes": photo("obama-240p.jpg")})
     assert r["UserMatches"][0]["User"]["UserId"] == "barack"
-    r = rek.search_users(CollectionId=cid, FaceId=obama_id)
-    assert "UserMatches" in r
+    # By Obama's face (left out as the probe): Joe is the only other user,
+    # and far below the default threshold.
+    assert rek.search_users(CollectionId=cid, FaceId=obama_id)["UserMatches"] == []
+    r = rek.search_users(CollectionId=cid, FaceId=obama_id, UserMatchThreshold=0)
+    assert [m["User"]["UserId"] for m in r["UserMatches"]] == ["joe"]
+    assert r["UserMatches"][0]["Similarity"] < 50 and r["SearchedFace"]["FaceId"] == obama_id
     r = rek.disassociate_faces(CollectionId=cid, UserId="joe", FaceIds=[biden_id])
     assert [f["FaceId"] for f in r["DisassociatedFaces"]] == [biden_id]
     rek.delete_user(CollectionId=cid, UserId="joe")
@@ -286,8 +319,9 @@ def test_aws_cli_every_operation():
     assert aws("list-users", "--collection-id", cid)["Users"][0]["UserId"] == "barack"
     r = aws("associate-faces", "--collection-id", cid, "--user-id", "barack", "--face-ids", face_id)
     assert r["AssociatedFaces"] == [{"FaceId": face_id}]
-    r = aws("search-users", "--collection-id", cid, "--user-id", "barack")
-    assert "UserMatches" in r
+    # The user searched for is left out, and there is no other.
+    r = aws("search-users", "--collection-id", cid, "--user-id", "barack", "--user-match-threshold", "0")
+    assert r["UserMatches"] == [] and r["SearchedUser"] == {"UserId": "barack"}
     r = aws("search-users-by-image", "--collection-id", cid, "--image-bytes", f"fileb://{ex / 'obama-240p.jpg'}")
     assert r["UserMatches"][0]["User"]["UserId"] == "barack"
     r = aws("disassociate-faces", "--collection-id", cid, "--user-id", "barack", "--face-ids", face_id)

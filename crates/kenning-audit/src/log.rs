@@ -19,11 +19,23 @@ const TAIL_CHUNK: usize = 64 << 10;
 /// Share one handle between threads (it is `Send + Sync`); handles in other
 /// processes, or other handles in this one, may append to the same file at
 /// the same time and the chain stays intact.
-#[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
     file: File,
     tail: Mutex<Tail>,
+    clock: Clock,
+}
+
+/// Where a record's time comes from: milliseconds since 1970.
+type Clock = Box<dyn Fn() -> Result<u64, AuditError> + Send + Sync>;
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .field("tail", &self.tail)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the chain ends, as this handle last saw it.
@@ -96,7 +108,15 @@ impl AuditLog {
             path: path.to_path_buf(),
             file,
             tail: Mutex::new(tail),
+            clock: Box::new(now_ms),
         })
+    }
+
+    /// Stamps records with `clock`'s time (milliseconds since 1970) instead
+    /// of the system clock's: for tests that need known times.
+    pub fn with_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> AuditLog {
+        self.clock = Box::new(move || Ok(clock()));
+        self
     }
 
     /// The file this log writes to.
@@ -126,7 +146,7 @@ impl AuditLog {
             path: self.path.clone(),
             reason: "the last record's seq is the largest possible".into(),
         })?;
-        let time_ms = now_ms()?;
+        let time_ms = (self.clock)()?;
         let record = Record {
             seq,
             time: format_time(time_ms),

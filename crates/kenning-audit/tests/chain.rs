@@ -629,7 +629,13 @@ fn a_failed_write_is_an_error() {
 fn export_selects_by_time_and_case() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let log = AuditLog::open(&path).unwrap();
+    // A clock that moves 5 ms between records, so time bounds fall between them.
+    let start = 1_767_225_600_000u64; // 2026-01-01T00:00:00Z
+    let tick = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(start));
+    let clock = tick.clone();
+    let log = AuditLog::open(&path)
+        .unwrap()
+        .with_clock(move || clock.fetch_add(5, std::sync::atomic::Ordering::Relaxed));
     for i in 1..=10u64 {
         let case = match i {
             2 | 5 | 8 => Some("C-1".to_string()),
@@ -641,12 +647,11 @@ fn export_selects_by_time_and_case() {
             ..entry(i as usize)
         })
         .unwrap();
-        // Distinct milliseconds, so time bounds fall between records.
-        std::thread::sleep(std::time::Duration::from_millis(3));
     }
     let all = all_records(&path);
     let t: Vec<u64> = all.iter().map(|(r, _)| r.time_ms).collect();
-    assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+    assert_eq!(t, (0..10).map(|i| start + 5 * i).collect::<Vec<_>>());
+    assert_eq!(all[0].0.time, "2026-01-01T00:00:00.000Z");
 
     let run = |filter: Filter| {
         let mut out = Vec::new();

@@ -52,6 +52,46 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Fails if `hay` holds vector `v`: its little- or big-endian bytes, their
+/// base64, or any element's text as f32 or widened to f64 (long enough that
+/// a match cannot be chance: 7 or more characters).
+fn assert_no_vector(hay: &[u8], v: &[f32], what: &str) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let le = f32_bytes(v);
+    let be: Vec<u8> = v.iter().flat_map(|x| x.to_be_bytes()).collect();
+    for (form, needle) in [
+        ("bytes", le.clone()),
+        ("big-endian bytes", be),
+        ("base64", b64.encode(&le).into_bytes()),
+        ("base64 of 16 elements", b64.encode(&le[..64]).into_bytes()),
+    ] {
+        assert!(
+            !contains(hay, &needle),
+            "{what}'s vector is in the trail as {form}"
+        );
+    }
+    let mut checked = 0;
+    for x in v {
+        for text in [
+            format!("{x}"),
+            format!("{}", f64::from(*x)),
+            format!("{x:e}"),
+        ] {
+            if text.len() >= 7 {
+                checked += 1;
+                assert!(
+                    !contains(hay, text.as_bytes()),
+                    "{what}'s vector element {text} is in the trail"
+                );
+            }
+        }
+    }
+    assert!(
+        checked > v.len(),
+        "{what}: only {checked} text forms were long enough to check"
+    );
+}
+
 /// A copy of `v` nudged so its bytes are unique but it still matches `v`.
 fn nudged(v: &[f32]) -> Vec<f32> {
     let mut out: Vec<f32> = v
@@ -292,6 +332,7 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
     // Deleting a face, a user and then the collection: gone from searches at
     // once, and from the files after the next retention pass.
     let fresh_biden_vec = store.face_embedding("watch", &biden).unwrap().1;
+    let obama_vec = store.face_embedding("watch", &obama).unwrap().1;
     g.call(
         &operator,
         "CreateUser",
@@ -364,11 +405,24 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
         );
     }
 
-    let text = std::fs::read_to_string(audit_path(&dir)).unwrap();
-    assert!(
-        !text.contains(&format!("{}", old_biden_vec[0])) || old_biden_vec[0] == 0.0,
-        "the audit trail holds ids and hashes, never vectors"
-    );
+    // The trail holds ids and hashes, never a vector: none of the stored
+    // ones nor the probe's, in any form a serialiser would write.
+    let trail = std::fs::read(audit_path(&dir)).unwrap();
+    let probe_vec = common::pipeline()
+        .analyze(&common::load(&probe), true)
+        .unwrap()
+        .remove(0)
+        .embedding
+        .unwrap();
+    for (what, v) in [
+        ("obama", &obama_vec),
+        ("biden", &fresh_biden_vec),
+        ("obama-old", &old_obama_vec),
+        ("biden-old", &old_biden_vec),
+        ("the probe", &probe_vec),
+    ] {
+        assert_no_vector(&trail, v, what);
+    }
     assert!(kenning_audit::verify(&audit_path(&dir)).unwrap().is_ok());
     drop(g);
 
@@ -637,5 +691,109 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     );
     std::fs::write(&file, &original).unwrap();
     assert!(kenning(&dir, &["audit", "verify"], &[]).status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without photos (faces imported into the store): a search that gives no
+/// threshold is held to the policy's MinFaceMatchThreshold at Rekognition's
+/// default of 80; search responses carry the FalseMatchEstimate; the purpose
+/// is recorded; and a search whose audit record cannot be written returns
+/// nothing of its result.
+#[test]
+fn default_threshold_estimate_purpose_and_a_withheld_search() {
+    let dir = temp_dir("withheld");
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let admin = caller("ADMIN", Grant::admin(), None);
+    g.call(
+        &admin,
+        "CreateCollection",
+        json!({ "CollectionId": "strict", "Policy": { "MinFaceMatchThreshold": 90 } }),
+    )
+    .unwrap();
+    drop(g);
+    let dim = collections
+        .store()
+        .describe_collection("strict")
+        .unwrap()
+        .dim as usize;
+    let v = common::unit_vector(dim, 7);
+    let ids = common::import_faces(
+        collections.store(),
+        "strict",
+        &[v.clone(), nudged(&v), common::unit_vector(dim, 8)],
+        None,
+    );
+    drop(collections);
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let mut operator = caller("OPERATOR", Grant::admin(), None);
+    operator.purpose = Some("find the owner of a lost passport".into());
+
+    // No FaceMatchThreshold: Rekognition's default 80, below the policy's 90.
+    let search = |threshold: Option<f64>| {
+        let mut body = json!({ "CollectionId": "strict", "FaceId": ids[0] });
+        if let Some(t) = threshold {
+            body["FaceMatchThreshold"] = json!(t);
+        }
+        g.call(&operator, "SearchFaces", body)
+    };
+    let e = search(None).unwrap_err();
+    assert_eq!(e.kind, "InvalidParameterException", "{e}");
+    assert!(e.message.contains("90") && e.message.contains("80"), "{e}");
+    let (found, _) = search(Some(90.0)).unwrap();
+    let matches: Vec<&str> = found["FaceMatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["Face"]["FaceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(matches, [ids[1].as_str()], "{found}");
+    assert_eq!(
+        found["FalseMatchEstimate"],
+        json!({
+            "Threshold": 90.0,
+            "FalseMatchRate": kenning_collections::fmr_at(90.0),
+            "FaceCount": 3,
+            "ExpectedFalseMatches": 3.0 * kenning_collections::fmr_at(90.0),
+        })
+    );
+    let records = audit_records(&dir);
+    let searches: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["operation"] == "SearchFaces")
+        .collect();
+    assert_eq!(searches.len(), 2);
+    assert_eq!(
+        (&searches[0]["outcome"], &searches[0]["threshold"]),
+        (&json!("InvalidParameterException"), &json!(80.0))
+    );
+    assert_eq!(
+        (&searches[1]["outcome"], &searches[1]["threshold"]),
+        (&json!("ok"), &json!(90.0))
+    );
+    for s in &searches {
+        assert_eq!(s["purpose"], "find the owner of a lost passport");
+    }
+    drop(g);
+
+    // The trail cannot be written: the search runs, but its result is
+    // withheld, and the error names no face.
+    let audit = audit_path(&dir);
+    std::fs::remove_file(&audit).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &audit).unwrap();
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let e = g
+        .call(
+            &operator,
+            "SearchFaces",
+            json!({ "CollectionId": "strict", "FaceId": ids[0], "FaceMatchThreshold": 90 }),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, "InternalServerError", "{e}");
+    assert!(e.message.contains("result is withheld"), "{e}");
+    assert!(!e.message.contains(&ids[1]), "{e}");
+    drop(g);
+    drop(collections);
     let _ = std::fs::remove_dir_all(&dir);
 }

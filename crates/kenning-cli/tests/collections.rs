@@ -308,21 +308,38 @@ fn collections_faces_and_users_behave_as_rekognition() {
     drop(c);
     let index_file = dir.join("index/people.kix");
     assert!(index_file.is_file());
+    let hits = |c: &Collections| -> Vec<(String, f32)> {
+        c.search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None)
+            .unwrap()
+            .face_matches
+            .into_iter()
+            .map(|m| (m.face.face_id, m.similarity))
+            .collect()
+    };
+    let saved = std::fs::read(&index_file).unwrap();
     let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
-    let again = c
-        .search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None)
-        .unwrap();
-    assert_eq!(again.face_matches.len(), people.len() - 1);
+    let again = hits(&c);
+    assert_eq!(again.len(), people.len() - 1);
+    assert!(
+        std::fs::read(&index_file).unwrap() == saved,
+        "a sound index is used as saved"
+    );
+    let stored = c.store().face_embedding("people", second_face).unwrap().1;
     drop(c);
-    let mut bytes = std::fs::read(&index_file).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(&index_file, bytes).unwrap();
+    let mut bytes = saved.clone();
+    common::corrupt_vector(&mut bytes, &stored);
+    std::fs::write(&index_file, &bytes).unwrap();
     let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
-    let rebuilt = c
-        .search_faces_by_image("people", &probe, Some(0.0), Some(4096), QualityFilter::None)
-        .unwrap();
-    assert_eq!(rebuilt.face_matches.len(), people.len() - 1);
+    assert_eq!(
+        hits(&c),
+        again,
+        "the rebuilt index finds the same faces, as similar"
+    );
+    assert!(
+        std::fs::read(&index_file).unwrap() != bytes,
+        "the damaged file was not rewritten"
+    );
+    assert!(loads_as_current(&c, "people", &index_file));
 
     // DeleteCollection removes records and the index file.
     assert_eq!(c.delete_collection("people").unwrap(), 200);
@@ -362,5 +379,186 @@ fn a_collection_refuses_another_recognisers_vectors() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidParameterException);
     drop(other);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Every search's (FaceId, Similarity) list, for exact comparison.
+fn results(c: &Collections, collection: &str, probes: &[String]) -> Vec<Vec<(String, f32)>> {
+    probes
+        .iter()
+        .map(|p| {
+            c.search_faces(collection, p, Some(0.0), Some(4096))
+                .unwrap()
+                .face_matches
+                .into_iter()
+                .map(|m| (m.face.face_id, m.similarity))
+                .collect()
+        })
+        .collect()
+}
+
+/// The index file loads as the current one: it matches the store's
+/// generation and face count, so the next open uses it as it is.
+fn loads_as_current(c: &Collections, collection: &str, path: &Path) -> bool {
+    let d = c.store().describe_collection(collection).unwrap();
+    let expect = kenning_index::Expect {
+        dim: Some(d.dim as usize),
+        metric: None,
+        count: Some(d.face_count as usize),
+        generation: Some(d.generation),
+    };
+    kenning_index::Index::load(path, &expect).is_ok()
+}
+
+/// The saved index is a cache: truncated, corrupted, removed or left from
+/// an older generation, it is rebuilt from the store and saved again, and
+/// every search gives exactly what it gave before (no photos needed).
+#[test]
+fn a_damaged_missing_or_stale_index_is_rebuilt_to_the_same_results() {
+    let dir = temp_dir("rebuild");
+    let path = dir.join("index/synthetic.kix");
+    let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
+    c.create_collection("synthetic", "{}").unwrap();
+    let dim = c.store().describe_collection("synthetic").unwrap().dim as usize;
+    // 300 people, each a second time slightly moved, so searches find
+    // someone near and the rest far.
+    let vectors: Vec<Vec<f32>> = (0..300u64)
+        .flat_map(|i| {
+            let v = common::unit_vector(dim, i);
+            let mut w = v.clone();
+            w[(i as usize) % dim] += 0.05;
+            [v, w]
+        })
+        .collect();
+    let ids = common::import_faces(c.store(), "synthetic", &vectors, None);
+    drop(c);
+    let probes: Vec<String> = ids.iter().step_by(37).cloned().collect();
+    let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
+    results(&c, "synthetic", &probes);
+    drop(c);
+    // The index as saved before the store moved on by one more face.
+    let stale = std::fs::read(&path).expect("the first search saves the index");
+    let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
+    common::import_faces(
+        c.store(),
+        "synthetic",
+        &[common::unit_vector(dim, 999)],
+        None,
+    );
+    drop(c);
+    let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
+    let before = results(&c, "synthetic", &probes);
+    assert!(
+        before.iter().all(|r| r.len() == ids.len()),
+        "every other face"
+    );
+    // The nearly-same copy comes first, far above everyone else.
+    for (probe, r) in probes.iter().zip(&before) {
+        let i = ids.iter().position(|id| id == probe).unwrap();
+        assert_eq!(r[0].0, ids[i ^ 1], "{probe}");
+        assert!(r[0].1 > 90.0 && r[1].1 < 50.0, "{:?}", &r[..2]);
+    }
+    drop(c);
+    let good = std::fs::read(&path).unwrap();
+    assert!(good != stale);
+
+    for what in ["truncated", "corrupted", "removed", "stale"] {
+        match what {
+            "truncated" => std::fs::write(&path, &good[..good.len() / 2]).unwrap(),
+            "corrupted" => {
+                let mut b = good.clone();
+                common::corrupt_vector(&mut b, &vectors[42]);
+                std::fs::write(&path, b).unwrap();
+            }
+            "removed" => std::fs::remove_file(&path).unwrap(),
+            _ => std::fs::write(&path, &stale).unwrap(),
+        }
+        let damaged = std::fs::read(&path).ok();
+        let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
+        assert_eq!(
+            results(&c, "synthetic", &probes),
+            before,
+            "{what}: results changed"
+        );
+        assert!(
+            std::fs::read(&path).ok() != damaged,
+            "{what}: index file not rewritten"
+        );
+        assert!(
+            loads_as_current(&c, "synthetic", &path),
+            "{what}: the rebuilt file does not load"
+        );
+        drop(c);
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// At most 100 faces come out of an image, the largest ones: a mosaic of 48
+/// large and 84 small copies of one face gives 100 detections, every large
+/// one among them, and IndexFaces indexes 100 and refuses MaxFaces 101.
+#[test]
+fn at_most_the_100_largest_faces_of_an_image() {
+    let Some(data) = common::data("collections::at_most_the_100_largest_faces_of_an_image") else {
+        return;
+    };
+    let portrait = common::load(&data.join("misc/face_recognition/obama.jpg"));
+    // The face with some margin (measured on this 910x1137 portrait).
+    let face = image::imageops::crop_imm(&portrait, 300, 100, 390, 390).to_image();
+    let (big, small) = (
+        kenning_image::resize_bilinear(&face, 110, 110),
+        kenning_image::resize_bilinear(&face, 80, 80),
+    );
+    let mut mosaic = kenning_image::RgbImage::from_pixel(1320, 1000, image::Rgb([128, 128, 128]));
+    for i in 0..48u32 {
+        image::imageops::replace(
+            &mut mosaic,
+            &big,
+            i64::from(i % 12 * 110),
+            i64::from(i / 12 * 110),
+        );
+    }
+    for i in 0..84u32 {
+        image::imageops::replace(
+            &mut mosaic,
+            &small,
+            i64::from(i % 12 * 80),
+            i64::from(440 + i / 12 * 80),
+        );
+    }
+    let mut config = kenning_models::PipelineConfig::new(common::models());
+    config.detector.max_side = 1344; // the mosaic at its own size
+    let pipeline = Arc::new(Pipeline::load(config).unwrap());
+
+    // All 132 are findable: the small ones alone give 84.
+    let lower = image::imageops::crop_imm(&mosaic, 0, 440, 1320, 560).to_image();
+    assert_eq!(pipeline.detect(&lower).unwrap().len(), 84);
+    let faces = pipeline.detect(&mosaic).unwrap();
+    assert_eq!(faces.len(), 100);
+    let mut widths: Vec<f32> = faces
+        .iter()
+        .map(|f| f.detail.bounding_box.width * 1320.0)
+        .collect();
+    widths.sort_by(f32::total_cmp);
+    // Faces of the large tiles are ~66 px wide, of the small ones ~49.
+    let large = widths.iter().filter(|w| **w > 58.0).count();
+    assert_eq!(large, 48, "the largest faces are kept: {widths:?}");
+
+    let dir = temp_dir("cap");
+    let c = Collections::open(&dir, pipeline).unwrap();
+    c.create_collection("crowd", "{}").unwrap();
+    let mut png = Vec::new();
+    mosaic
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    assert_eq!(
+        code(c.index_faces("crowd", &png, None, Some(101), QualityFilter::None)),
+        ErrorCode::InvalidParameterException
+    );
+    let r = c
+        .index_faces("crowd", &png, None, None, QualityFilter::None)
+        .unwrap();
+    assert_eq!(r.face_records.len(), 100);
+    assert_eq!(c.describe_collection("crowd").unwrap().face_count, 100);
+    drop(c);
     std::fs::remove_dir_all(dir).unwrap();
 }

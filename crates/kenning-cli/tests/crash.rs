@@ -1,9 +1,19 @@
 //! Crash safety of the collection store through the CLI: `kenning index`
-//! and `kenning faces delete` are killed with SIGKILL at random moments
-//! (seeded; set KENNING_CRASH_SEED to replay a run), the saved index file is
-//! truncated, corrupted or deleted now and then, and after every round the
-//! data directory must open cleanly with every acknowledged face present
-//! and searchable and every acknowledged deletion gone.
+//! and `kenning faces delete` are killed with SIGKILL at seeded moments, the
+//! saved index file is truncated, corrupted or deleted now and then, and
+//! after every round the data directory must open cleanly with every
+//! acknowledged face present and searchable and every acknowledged deletion
+//! gone.
+//!
+//! KENNING_CRASH_SEED=N replays a run: the seed fixes every choice (photos,
+//! how many acknowledgements a kill follows, which faces are deleted and
+//! searched, the damage), and faces are picked in acknowledgement order,
+//! never by their random FaceIds. `kenning index` runs on one thread and is
+//! killed the moment a seeded acknowledgement arrives (or a seeded fraction,
+//! at most 0.8, into model loading, before any), and DeleteFaces at most 0.8
+//! into its run, before its one line: so a replay acknowledges the same
+//! photos and deletions. Each round prints its counts to compare. Kills
+//! inside a commit are the kenning-store crash test's.
 //!
 //! An acknowledgement is a stdout line printed in full before the kill:
 //! `kenning index` prints an image's line only after its faces are
@@ -94,10 +104,11 @@ enum Kill {
     Never,
     /// This long after the start, if it is still running.
     After(Duration),
-    /// This long after its `n`th acknowledgement line, if still running:
-    /// tied to progress rather than to a guess of how long the run takes,
-    /// so the kill lands on a fast machine and a loaded one alike.
-    AfterLine(usize, Duration),
+    /// As soon as its `n`th acknowledgement line arrives: tied to progress
+    /// rather than to time, so the kill lands after the same photos on a
+    /// fast machine and a loaded one alike (the next photo takes tens of
+    /// milliseconds, a kill microseconds).
+    AfterLine(usize),
 }
 
 /// What a run printed and how it went.
@@ -117,10 +128,16 @@ fn run_maybe_killed(data: &Path, args: &[String], kill: Kill) -> Run {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawning kenning");
     let stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     // Lines are passed on as they arrive, so a kill can follow one; a line
     // cut off by the kill has no newline and is dropped.
     let (tx, rx) = std::sync::mpsc::channel::<(String, Instant)>();
@@ -138,36 +155,35 @@ fn run_maybe_killed(data: &Path, args: &[String], kill: Kill) -> Run {
     let deadline = match kill {
         Kill::Never => None,
         Kill::After(after) => Some(started + after),
-        Kill::AfterLine(n, after) => {
+        Kill::AfterLine(n) => {
             while received.len() < n {
                 match rx.recv() {
                     Ok(line) => received.push(line),
                     Err(_) => break, // exited first
                 }
             }
-            Some(received.last().map_or(started, |(_, at)| *at) + after)
+            Some(Instant::now())
         }
     };
-    let mut killed = false;
     if let Some(deadline) = deadline {
         while Instant::now() < deadline && child.try_wait().expect("polling kenning").is_none() {
             std::thread::sleep(Duration::from_millis(2));
         }
+        // SIGKILL on Unix; a run that has just ended is left as it ended.
         if child.try_wait().expect("polling kenning").is_none() {
-            child.kill().expect("SIGKILL"); // SIGKILL on Unix
-            killed = true;
+            child.kill().expect("SIGKILL");
         }
     }
     let status = child.wait().expect("waiting for kenning");
     let elapsed = started.elapsed();
     reader.join().expect("stdout reader");
     received.extend(rx.try_iter());
-    if !killed {
-        assert!(
-            status.success(),
-            "kenning {args:?} failed without being killed: {status}"
-        );
-    }
+    let stderr = stderr.join().expect("stderr reader");
+    let killed = std::os::unix::process::ExitStatusExt::signal(&status) == Some(9);
+    assert!(
+        killed || status.success(),
+        "kenning {args:?} failed without being killed: {status}\n{stderr}"
+    );
     Run {
         first_line: received.first().map(|(_, at)| *at - started),
         lines: received
@@ -188,8 +204,9 @@ fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
 /// What the test knows from acknowledgements.
 #[derive(Default)]
 struct Acked {
-    /// Acknowledged and not (possibly) deleted: FaceId -> photo.
-    live: BTreeMap<String, PathBuf>,
+    /// Acknowledged and not (possibly) deleted: (FaceId, photo), in the
+    /// order acknowledged, so seeded picks replay.
+    live: Vec<(String, PathBuf)>,
     /// Acknowledged deletions.
     deleted: BTreeSet<String>,
     /// Deletions attempted but not acknowledged: present or absent.
@@ -198,6 +215,12 @@ struct Acked {
     /// their faces may or may not be in the store.
     unacked_photos: BTreeSet<String>,
     indexed: usize,
+}
+
+impl Acked {
+    fn is_live(&self, id: &str) -> bool {
+        self.live.iter().any(|(live, _)| live == id)
+    }
 }
 
 /// Checks the data directory against the acknowledgements; returns the
@@ -246,7 +269,7 @@ fn verify(data: &Path, acked: &Acked, rng: &mut Rng, round: usize) -> usize {
         "round {round}: {face_count} faces but {} acknowledged",
         acked.live.len()
     );
-    for id in acked.live.keys() {
+    for (id, _) in &acked.live {
         assert!(
             listed.contains_key(id),
             "round {round}: acknowledged face {id} lost"
@@ -261,7 +284,7 @@ fn verify(data: &Path, acked: &Acked, rng: &mut Rng, round: usize) -> usize {
     // No phantoms: a face nobody acknowledged comes from a photo whose
     // indexing was cut off, or from a deletion cut off.
     for (id, ext) in &listed {
-        if !acked.live.contains_key(id) && !acked.uncertain.contains(id) {
+        if !acked.is_live(id) && !acked.uncertain.contains(id) {
             assert!(
                 acked.unacked_photos.contains(ext),
                 "round {round}: face {id} of {ext} was never indexed"
@@ -271,8 +294,7 @@ fn verify(data: &Path, acked: &Acked, rng: &mut Rng, round: usize) -> usize {
 
     // Every acknowledged face is searchable: SearchFaces at threshold 0
     // returns every other face of this small collection.
-    let live: Vec<(&String, &PathBuf)> = acked.live.iter().collect();
-    for (n, (id, _)) in rng.sample(&live, 3).into_iter().enumerate() {
+    for (n, (id, _)) in rng.sample(&acked.live, 3).into_iter().enumerate() {
         let r = run_json(
             data,
             &[
@@ -295,7 +317,7 @@ fn verify(data: &Path, acked: &Acked, rng: &mut Rng, round: usize) -> usize {
                 .iter()
                 .map(|m| str_field(&m["Face"], "FaceId"))
                 .collect();
-            for other in listed.keys().filter(|f| *f != *id) {
+            for other in listed.keys().filter(|f| *f != id) {
                 assert!(
                     found.contains(other.as_str()),
                     "round {round}: face {other} is stored but not searchable"
@@ -309,7 +331,7 @@ fn verify(data: &Path, acked: &Acked, rng: &mut Rng, round: usize) -> usize {
         }
     }
     // And found by its own photo.
-    for (id, photo) in rng.sample(&live, 2) {
+    for (id, photo) in rng.sample(&acked.live, 2) {
         let r = run_json(
             data,
             &[
@@ -377,10 +399,14 @@ fn acknowledged_writes_survive_sigkill() {
         return;
     };
     let celeba = shared.join("identity/celeba");
-    let seed = std::env::var("KENNING_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x6b656e6e696e67u64);
+    // Decimal, or hex as the summary line prints it.
+    let seed = std::env::var("KENNING_CRASH_SEED").map_or(0x6b656e6e696e67u64, |s| {
+        let parsed = match s.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => s.parse(),
+        };
+        parsed.unwrap_or_else(|e| panic!("KENNING_CRASH_SEED={s}: {e}"))
+    });
     let mut rng = Rng(seed);
     let list = std::fs::read_to_string(celeba.join("identities.csv")).expect("identities.csv");
     let mut photos: Vec<PathBuf> = list
@@ -402,21 +428,21 @@ fn acknowledged_writes_survive_sigkill() {
     let mut acked = Acked::default();
     let mut damage = Damage::default();
     let (mut kills, mut delete_kills, mut cursor, mut face_count) = (0, 0, 0, 0);
-    // Timings of the last uninterrupted runs, which scale the kill points:
-    // DeleteFaces' whole run, and `kenning index`'s time to its first line
-    // (model loading and one photo) and per further photo.
-    let (mut index_time, mut delete_time) = (None::<(Duration, Duration)>, None);
+    // Timings of the last uninterrupted runs, which scale the kills timed
+    // before any acknowledgement: DeleteFaces' whole run (its one line comes
+    // at the end) and `kenning index`'s time to its first line (model
+    // loading and one photo).
+    let (mut index_time, mut delete_time) = (None::<Duration>, None);
     for round in 0..ROUNDS {
         let delete_round = round % 4 == 3 && !acked.live.is_empty();
         if delete_round {
             // DeleteFaces of a few acknowledged faces (the process needs
             // ~0.5 s, most of it loading the models).
-            let live: Vec<&String> = acked.live.keys().collect();
             let n = 1 + rng.below(5);
             let ids: Vec<String> = rng
-                .sample(&live, n)
+                .sample(&acked.live, n)
                 .into_iter()
-                .map(|s| (*s).clone())
+                .map(|(id, _)| id.clone())
                 .collect();
             let mut args: Vec<String> = ["faces", "delete", "--collection", COLLECTION]
                 .map(String::from)
@@ -425,7 +451,7 @@ fn acknowledged_writes_survive_sigkill() {
             // Every other DeleteFaces (the first included) runs to the end,
             // so some deletions are acknowledged and the run is timed.
             let kill = match delete_time {
-                Some(t) if round / 4 % 2 == 1 => Kill::After(rng.within(t, 0.2, 0.95)),
+                Some(t) if round / 4 % 2 == 1 => Kill::After(rng.within(t, 0.2, 0.8)),
                 _ => Kill::Never,
             };
             let Run {
@@ -439,10 +465,8 @@ fn acknowledged_writes_survive_sigkill() {
             }
             kills += usize::from(killed);
             delete_kills += usize::from(killed);
-            for id in &ids {
-                acked.live.remove(id);
-                acked.uncertain.insert(id.clone());
-            }
+            acked.live.retain(|(id, _)| !ids.contains(id));
+            acked.uncertain.extend(ids.iter().cloned());
             for line in &lines {
                 for id in line["DeletedFaces"].as_array().expect("DeletedFaces") {
                     let id = id.as_str().expect("FaceId");
@@ -455,18 +479,20 @@ fn acknowledged_writes_survive_sigkill() {
                 break;
             }
             let chunk = &photos[cursor..(cursor + CHUNK).min(photos.len())];
-            let mut args: Vec<String> = ["index", "--collection", COLLECTION]
+            // One thread: photos finish one at a time, so a kill that follows
+            // an acknowledgement lands before the next one.
+            let mut args: Vec<String> = ["--threads", "1", "index", "--collection", COLLECTION]
                 .map(String::from)
                 .to_vec();
             args.extend(chunk.iter().map(|p| p.to_string_lossy().into_owned()));
-            // Most runs are killed, during model loading or part-way through
-            // a photo after some were acknowledged (at least two are left,
-            // so the kill lands); the first and every fifth run to the end.
+            // Most runs are killed, during model loading or in the photo after
+            // some were acknowledged (at least one is left, so the kill
+            // lands); the first and every fifth run to the end.
             let kill = match index_time {
-                Some((first, per_photo)) if round % 5 != 4 && chunk.len() > 2 => {
+                Some(first) if round % 5 != 4 && chunk.len() > 2 => {
                     match rng.below(chunk.len() - 1) {
-                        0 => Kill::After(rng.within(first, 0.1, 0.95)),
-                        n => Kill::AfterLine(n, rng.within(per_photo, 0.0, 0.95)),
+                        0 => Kill::After(rng.within(first, 0.1, 0.8)),
+                        n => Kill::AfterLine(n),
                     }
                 }
                 _ => Kill::Never,
@@ -474,12 +500,11 @@ fn acknowledged_writes_survive_sigkill() {
             let Run {
                 lines,
                 killed,
-                elapsed,
                 first_line,
+                ..
             } = run_maybe_killed(&data, &args, kill);
-            if let (false, Some(first)) = (killed, first_line) {
-                let rest = (elapsed - first) / (chunk.len().max(2) - 1) as u32;
-                index_time = Some((first, rest));
+            if !killed {
+                index_time = first_line;
             }
             kills += usize::from(killed);
             // Lines come in input order, so the acknowledged photos are a prefix.
@@ -488,7 +513,7 @@ fn acknowledged_writes_survive_sigkill() {
                 for rec in line["FaceRecords"].as_array().expect("FaceRecords") {
                     acked
                         .live
-                        .insert(str_field(&rec["Face"], "FaceId").to_owned(), photo.clone());
+                        .push((str_field(&rec["Face"], "FaceId").to_owned(), photo.clone()));
                     acked.indexed += 1;
                 }
             }

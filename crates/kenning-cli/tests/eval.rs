@@ -8,13 +8,21 @@ use serde_json::Value;
 
 use crate::common;
 
-/// Runs kenning, expects success, returns the JSON written to stdout.
-fn kenning_json(args: &[&str]) -> Value {
-    let out = Command::new(common::kenning_bin())
+/// `kenning --manifest <dlib> ARGS`: the numbers below were measured with
+/// the dlib ResNet, so it is named rather than left to the default.
+fn kenning(args: &[&str]) -> Command {
+    let mut cmd = Command::new(common::kenning_bin());
+    cmd.arg("--manifest")
+        .arg(common::dlib_manifest())
         .args(args)
         .env("KENNING_MODELS", common::models())
-        .output()
-        .expect("running kenning");
+        .env_remove("KENNING_CALIBRATION");
+    cmd
+}
+
+/// Runs kenning, expects success, returns the JSON written to stdout.
+fn kenning_json(args: &[&str]) -> Value {
+    let out = kenning(args).output().expect("running kenning");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "kenning {args:?} failed: {stderr}");
     serde_json::from_slice(&out.stdout)
@@ -60,35 +68,40 @@ fn att_orl_verify_identify_and_calibration_check() {
         "--plots",
         s(&plots),
     ]);
+    // Measured (dlib ResNet): every photo enrolled, 1,800 genuine and
+    // 78,000 impostor pairs, 10-fold accuracy 99.25%, EER 0.83%, FNMR 0.61%,
+    // 2.33% and 4.22% at FMR 1e-2, 1e-3 and 1e-4; the bounds allow a little
+    // drift, not a different result.
     assert_eq!(v["enrolment"]["photos"], 400);
-    let enrolled = v["enrolment"]["enrolled"].as_u64().unwrap();
-    assert!(enrolled >= 390, "{enrolled} of 400 enrolled");
+    assert_eq!(v["enrolment"]["enrolled"], 400);
     let r = &v["verification"];
-    let genuine = r["genuine_pairs"].as_u64().unwrap();
-    assert!(genuine > 1700 && genuine <= 1800, "{genuine} genuine pairs");
-    assert!(r["impostor_pairs"].as_u64().unwrap() > 70_000);
+    assert_eq!(
+        (&r["genuine_pairs"], &r["impostor_pairs"]),
+        (&1800.into(), &78_000.into())
+    );
     let acc = r["kfold"]["mean"].as_f64().unwrap();
-    assert!(acc > 0.9, "10-fold accuracy {acc}");
+    assert!(acc >= 0.985, "10-fold accuracy {acc}");
     assert_eq!(r["kfold"]["folds"].as_array().unwrap().len(), 10);
     let rows = r["fnmr_at_fmr"].as_array().unwrap();
     assert_eq!(rows.len(), 5);
-    for row in &rows[..3] {
+    for (row, most) in rows[..3].iter().zip([0.01, 0.03, 0.05]) {
         assert!(row["threshold"].is_number(), "{row}");
-        rate(&row["fnmr"]);
+        assert!(rate(&row["fnmr"]) <= most, "{row}");
         assert!(rate(&row["fmr"]) <= row["target_fmr"].as_f64().unwrap());
     }
     // About 78,000 impostor pairs cannot show an FMR of 1e-5 or 1e-6.
     for row in &rows[3..] {
         assert!(row["threshold"].is_null() && row["fnmr"].is_null(), "{row}");
     }
-    rate(&r["eer"]["eer"]);
+    assert!(rate(&r["eer"]["eer"]) <= 0.012, "{}", r["eer"]);
+    // At Similarity 80, 90 and 99 (fair calibration): FNMR 49.4%, 70.9% and
+    // 90.2%, and not one false match among the 78,000 impostor pairs.
     let sim = v["similarity"].as_array().unwrap();
     assert_eq!(sim.len(), 3);
-    let fnmr: Vec<f64> = sim.iter().map(|x| rate(&x["fnmr"])).collect();
-    assert!(
-        fnmr[0] <= fnmr[1] && fnmr[1] <= fnmr[2],
-        "FNMR must not fall as Similarity rises: {fnmr:?}"
-    );
+    for (row, measured) in sim.iter().zip([0.494, 0.709, 0.902]) {
+        assert!((rate(&row["fnmr"]) - measured).abs() <= 0.02, "{row}");
+        assert_eq!(row["false_matches"], 0, "{row}");
+    }
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(
         text.contains("## Verification") && text.contains("not measurable"),
@@ -112,31 +125,45 @@ fn att_orl_verify_identify_and_calibration_check() {
     );
     let r = &id["identification"];
     assert_eq!(r["gallery_identities"], 32, "40 identities, 20% left out");
-    let rank1 = rate(&r["rank1"]);
-    assert!(rank1 > 0.9, "rank-1 {rank1}");
-    assert!(rate(&r["rank10"]) >= rank1);
+    // Measured: every mate first (rank-1 100%), FNIR 1.04% at FPIR 0.01
+    // and 0.003.
+    assert!(rate(&r["rank1"]) >= 0.99, "rank-1 {}", r["rank1"]);
     for row in r["fnir_at_fpir"].as_array().unwrap() {
-        rate(&row["fnir"]);
+        assert!(rate(&row["fnir"]) <= 0.02, "{row}");
     }
 
-    // A table built on this set predicts its own FMR well (in-sample).
+    // Out of sample: a table built on the first 20 people predicts the FMR
+    // among the other 20, whom it never saw (19,000 impostor pairs each).
+    let half = |people: std::ops::RangeInclusive<u32>| {
+        let dir = &dir;
+        let list: String = people
+            .flat_map(|i| {
+                (1..=10).map(move |n| {
+                    format!("{}\n", dir.join(format!("images/s{i}/{n}.pgm")).display())
+                })
+            })
+            .collect();
+        let path = tmp.join(format!("half-{}.txt", list.len()));
+        std::fs::write(&path, list).unwrap();
+        path
+    };
+    let (a, b) = (half(1..=20), half(21..=40));
     let table = tmp.join("table.json");
-    let images = dir.join("images");
     let ids = dir.join("identities.csv");
-    let built = Command::new(common::kenning_bin())
-        .args([
-            "calibrate",
-            s(&images),
-            "--identities",
-            s(&ids),
-            "--cache",
-            s(&cache),
-            "--out",
-            s(&table),
-        ])
-        .env("KENNING_MODELS", common::models())
-        .output()
-        .unwrap();
+    let built = kenning(&[
+        "calibrate",
+        s(&dir),
+        "--identities",
+        s(&ids),
+        "--list",
+        s(&a),
+        "--cache",
+        s(&cache),
+        "--out",
+        s(&table),
+    ])
+    .output()
+    .unwrap();
     assert!(
         built.status.success(),
         "{}",
@@ -144,25 +171,30 @@ fn att_orl_verify_identify_and_calibration_check() {
     );
     let c = kenning_json(&[
         "calibrate",
-        s(&images),
+        s(&dir),
         "--identities",
         s(&ids),
+        "--list",
+        s(&b),
         "--cache",
         s(&cache),
         "--check",
         s(&table),
     ]);
+    assert_eq!(c["check"]["impostor_pairs"], 19_000);
     let rows = c["check"]["rows"].as_array().unwrap();
     let measurable: Vec<bool> = rows.iter().map(|r| r["measurable"] == true).collect();
-    assert_eq!(
-        measurable,
-        [true, true, true, false, false],
-        "~78,000 pairs measure down to 1e-4: {rows:?}"
-    );
-    // The table has measured points down to 100 pairs (FMR ~1.3e-3) and
-    // extrapolates below, so only 1e-2 and 1e-3 must hold.
-    for r in &rows[..2] {
-        assert_eq!(r["within_factor"], true, "{r}");
+    assert_eq!(measurable, [true, true, true, false, false], "{rows:?}");
+    // Measured: 74 false matches where the table predicts 190 at FMR 1e-2
+    // (ratio 0.39), none where it predicts 19 and 1.9: conservative on
+    // people it has not seen, and never worse than promised.
+    let ratio = rows[0]["ratio"].as_f64().unwrap();
+    assert!((0.3..=0.5).contains(&ratio), "{}", rows[0]);
+    for r in &rows[1..3] {
+        assert!(
+            r["observed_fmr"].as_f64().unwrap() <= r["predicted_fmr"].as_f64().unwrap(),
+            "{r}"
+        );
     }
     let _ = std::fs::remove_dir_all(tmp);
 }
@@ -227,8 +259,10 @@ fn utkface_subset_fairness() {
     ]);
     assert_eq!(v["enrolment"]["photos"], 600);
     let f = &v["fairness"];
-    assert!(f["impostor_pairs"].as_u64().unwrap() > 170_000);
-    assert!(f["genuine_pairs"].as_u64().unwrap() > 50);
+    assert_eq!(
+        (&f["impostor_pairs"], &f["genuine_pairs"]),
+        (&179_101.into(), &140.into())
+    );
     let t = f["thresholds"].as_array().unwrap();
     assert_eq!(t.len(), 2, "FMR 1e-4 and 1e-5 by default");
     for at in t {
@@ -249,18 +283,28 @@ fn utkface_subset_fairness() {
         assert_eq!(g["pairs"].as_u64(), Some(n * (n - 1) / 2));
         rate(&g["rate"]);
     }
+    // Measured at FMR 1e-4 (the dlib ResNet's distance): overall FMR
+    // 9.5e-5 and FNMR 94.3% on deepface's 140 genuine pairs; Asian men have
+    // the most same-group false matches while some groups have none, so
+    // the max/min ratio is undefined and bounded below at 2.0 (the rule of
+    // three on the cleanest group).
+    assert!(
+        (5e-5..=1e-4).contains(&rate(&t[0]["overall_fmr"])),
+        "{}",
+        t[0]
+    );
+    assert!(
+        (0.9..=0.98).contains(&rate(&t[0]["overall_fnmr"])),
+        "{}",
+        t[0]
+    );
     let ratio = &t[0]["fmr_ratio"];
-    assert!(
-        ratio["max_group"].is_string() && ratio["min_group"].is_string(),
-        "{ratio}"
-    );
-    assert!(
-        ratio["ratio"]
-            .as_f64()
-            .or(ratio["lower_bound"].as_f64())
-            .unwrap()
-            >= 1.0
-    );
+    assert_eq!(ratio["max_group"], "male|asian", "{ratio}");
+    assert!(ratio["ratio"].is_null(), "{ratio}");
+    let lower = ratio["lower_bound"].as_f64().unwrap();
+    assert!((1.5..=2.5).contains(&lower), "{ratio}");
+    let worst = groups.iter().find(|g| g["group"] == "male|asian").unwrap();
+    assert!(worst["errors"].as_u64().unwrap() >= 5, "{worst}");
     assert!(
         t[0]["fnmr_by_group"].as_array().unwrap().is_empty(),
         "deepface has no labels"
@@ -307,10 +351,8 @@ fn utkface_subset_fair_calibration() {
     std::fs::write(&list, calibration).unwrap();
     std::fs::write(&labels, held_out).unwrap();
     let (fc, cache) = (tmp.join("fair.json"), tmp.join("cache.jsonl"));
-    let out = Command::new(common::kenning_bin())
-        .args(["calibrate", s(&utk), "--list", s(&list), "--fair", "4"])
+    let out = kenning(&["calibrate", s(&utk), "--list", s(&list), "--fair", "4"])
         .args(["--cache", s(&cache), "--out", s(&fc)])
-        .env("KENNING_MODELS", common::models())
         .output()
         .expect("running kenning");
     assert!(
@@ -346,8 +388,10 @@ fn utkface_subset_fair_calibration() {
     };
     let global = worst(&[]);
     let fair = worst(&["--fair-calibration", s(&fc)]);
+    // Measured: the worst group's same-group FMR is 6.9% with the global
+    // distance and 2.5% with the fair calibration.
     assert!(
-        fair < 0.5 * global,
+        (0.05..=0.09).contains(&global) && fair <= 0.03,
         "worst same-group FMR: fair {fair}, global {global}"
     );
     let _ = std::fs::remove_dir_all(&tmp);

@@ -17,6 +17,7 @@ mod identification;
 mod parity;
 mod recognisers;
 mod server;
+mod service;
 mod tls;
 mod video;
 mod wire;

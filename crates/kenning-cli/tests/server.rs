@@ -36,34 +36,49 @@ impl Server {
     }
 
     pub(crate) fn start_in(data: PathBuf, extra: &[&str]) -> Self {
-        let mut child = Command::new(common::kenning_bin())
-            .args(["--models"])
+        Self::start_with(data, extra, |_| {})
+    }
+
+    /// Starts `kenning serve --data DATA EXTRA` (on 127.0.0.1:0 unless EXTRA
+    /// has --listen), with `configure` applied to the command last.
+    pub(crate) fn start_with(
+        data: PathBuf,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
+        let mut cmd = Command::new(common::kenning_bin());
+        cmd.args(["--models"])
             .arg(common::models())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--data"])
             .arg(&data)
             .args(extra)
             .env("KENNING_ACCESS_KEY_ID", KEY_ID)
             .env("KENNING_SECRET_ACCESS_KEY", SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting kenning serve");
+            .stderr(Stdio::inherit());
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("starting kenning serve");
         let mut first = String::new();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         out.read_line(&mut first).unwrap();
         // Keep draining stdout so the server never writes to a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let addr = first
+        let mut addr: std::net::SocketAddr = first
             .trim()
             .rsplit("://")
             .next()
-            .unwrap_or_else(|| panic!("no URL in {first:?}"))
-            .to_owned();
-        assert!(
-            addr.starts_with("127.0.0.1:"),
-            "unexpected first line {first:?}"
-        );
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no URL in {first:?}"));
+        // Listening on every address: reach it over loopback.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        assert!(addr.ip().is_loopback(), "unexpected first line {first:?}");
+        let addr = addr.to_string();
         Self { child, addr, data }
     }
 
@@ -76,14 +91,25 @@ impl Server {
         self.child.id()
     }
 
-    /// SIGTERM, then the exit status.
-    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+    /// SIGTERM, then the exit status; the data directory stays.
+    pub(crate) fn stop(self) -> std::process::ExitStatus {
         Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.pid().to_string()])
             .status()
             .unwrap();
-        let status = self.child.wait().unwrap();
-        let _ = std::fs::remove_dir_all(&self.data);
+        self.wait()
+    }
+
+    /// Waits for the server to exit (after a signal sent elsewhere).
+    pub(crate) fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, then the exit status; the data directory is removed.
+    pub(crate) fn terminate(self) -> std::process::ExitStatus {
+        let data = self.data.clone();
+        let status = self.stop();
+        let _ = std::fs::remove_dir_all(&data);
         status
     }
 }
@@ -162,6 +188,18 @@ pub(crate) fn signed(
     key: (&str, &str),
     t: u64,
 ) -> (u16, Vec<(String, String)>, String) {
+    signed_with(addr, op, body, key, t, &[])
+}
+
+/// [`signed`] with more headers (lower-case names), signed like the rest.
+pub(crate) fn signed_with(
+    addr: &str,
+    op: &str,
+    body: &str,
+    key: (&str, &str),
+    t: u64,
+    extra: &[(&str, String)],
+) -> (u16, Vec<(String, String)>, String) {
     let date = amz_date(t);
     let service = if kenning_accountability::KENNING_OPERATIONS.contains(&op) {
         "KenningService"
@@ -169,8 +207,20 @@ pub(crate) fn signed(
         "RekognitionService"
     };
     let target = format!("{service}.{op}");
+    // Canonical headers are sorted by name; every header sent is signed.
+    let mut headers: Vec<(&str, String)> = vec![
+        ("content-type", "application/x-amz-json-1.1".into()),
+        ("host", addr.to_owned()),
+        ("x-amz-date", date.clone()),
+        ("x-amz-target", target),
+    ];
+    headers.extend(extra.iter().cloned());
+    headers.sort();
+    let names: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
+    let names = names.join(";");
+    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
     let canonical = format!(
-        "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:{addr}\nx-amz-date:{date}\nx-amz-target:{target}\n\ncontent-type;host;x-amz-date;x-amz-target\n{}",
+        "POST\n/\n\n{canonical_headers}\n{names}\n{}",
         hex(&Sha256::digest(body.as_bytes()))
     );
     let scope = format!("{}/eu-north-1/rekognition/aws4_request", &date[..8]);
@@ -184,21 +234,13 @@ pub(crate) fn signed(
     }
     let sig = hex(&hmac(&k, sts.as_bytes()));
     let auth = format!(
-        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}",
+        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={names}, Signature={sig}",
         key.0
     );
-    http(
-        addr,
-        "POST",
-        "/",
-        &[
-            ("content-type", "application/x-amz-json-1.1".into()),
-            ("x-amz-date", date),
-            ("x-amz-target", target),
-            ("authorization", auth),
-        ],
-        body.as_bytes(),
-    )
+    // http() sends host itself.
+    headers.retain(|(k, _)| *k != "host");
+    headers.push(("authorization", auth));
+    http(addr, "POST", "/", &headers, body.as_bytes())
 }
 
 pub(crate) fn now() -> u64 {
@@ -210,6 +252,24 @@ pub(crate) fn now() -> u64 {
 
 pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Counts each skip pytest reported (run with -rs: "SKIPPED [n] place:
+/// reason") as a skip of the suite, which fails it under CI.
+pub(crate) fn pytest_skips(stdout: &str) {
+    for line in stdout.lines() {
+        let Some((count, place, why)) = line
+            .strip_prefix("SKIPPED [")
+            .and_then(|rest| rest.split_once("] "))
+            .and_then(|(count, rest)| Some((count, rest.split_once(": ")?)))
+            .map(|(count, (place, why))| (count, place, why))
+        else {
+            continue;
+        };
+        for _ in 0..count.parse().unwrap_or(1) {
+            kenning_testdata::skip(&format!("pytest {place}"), why);
+        }
+    }
 }
 
 /// `kenning keys create ARGS` on `data`: (access key id, secret).
@@ -258,6 +318,7 @@ pub(crate) fn create_token(data: &Path, access_key_id: &str) -> String {
 fn harmless_body(op: &str, coll: &str, role: &str) -> String {
     let fake_face = "11111111-2222-4333-8444-555555555555";
     let image = serde_json::json!({ "Bytes": "bm90IGFuIGltYWdl" });
+    let video = serde_json::json!({ "S3Object": { "Bucket": "nobucket", "Name": "v.mp4" } });
     let v = match op {
         "DetectFaces" => serde_json::json!({ "Image": image }),
         "CompareFaces" => serde_json::json!({ "SourceImage": image, "TargetImage": image }),
@@ -281,9 +342,30 @@ fn harmless_body(op: &str, coll: &str, role: &str) -> String {
             serde_json::json!({ "CollectionId": coll, "UserId": "nobody", "FaceIds": [fake_face] })
         }
         "PutCollectionPolicy" => serde_json::json!({ "CollectionId": coll, "Policy": {} }),
+        "StartFaceDetection" => serde_json::json!({ "Video": video }),
+        "StartFaceSearch" => serde_json::json!({ "Video": video, "CollectionId": coll }),
+        "GetFaceDetection" | "GetFaceSearch" => serde_json::json!({ "JobId": "nojob" }),
         _ => serde_json::json!({ "CollectionId": coll }),
     };
     v.to_string()
+}
+
+/// What a role allowed to run `op` gets for [`harmless_body`]: (status,
+/// __type, empty on success). Made-up images are not images, made-up ids
+/// name nothing, and the server has no buckets for videos.
+fn role_answer(op: &str) -> (u16, &'static str) {
+    match op {
+        "DetectFaces" | "CompareFaces" | "IndexFaces" | "SearchFacesByImage"
+        | "SearchUsersByImage" => (400, "InvalidImageFormatException"),
+        "DeleteCollection" | "DecideReviewItem" | "SearchFaces" | "SearchUsers" | "DeleteUser"
+        | "AssociateFaces" | "DisassociateFaces" | "GetFaceDetection" | "GetFaceSearch" => {
+            (400, "ResourceNotFoundException")
+        }
+        "StartFaceDetection" | "StartFaceSearch" => (400, "InvalidS3ObjectException"),
+        // Over JSON it only says where videos go: PUT /v1/buckets/...
+        "UploadVideo" => (400, "InvalidParameterException"),
+        _ => (200, ""),
+    }
 }
 
 #[test]
@@ -312,14 +394,20 @@ fn role_matrix_over_every_operation() {
         for (role, key) in &keys {
             let body = harmless_body(op, "mine", role.as_str());
             let (status, _, text) = signed(&addr, op, &body, (&key.0, &key.1), now());
-            let denied = json(&text)["__type"] == "AccessDeniedException";
-            assert_eq!(
-                denied,
-                !allowed.contains(role),
-                "{op} as {role}: {status} {text}"
-            );
-            if denied {
-                assert_eq!(status, 403);
+            let kind = json(&text)["__type"].as_str().unwrap_or("").to_owned();
+            if allowed.contains(role) {
+                // Allowed: exactly what the harmless request earns.
+                assert_eq!(
+                    (status, kind.as_str()),
+                    role_answer(op),
+                    "{op} as {role}: {text}"
+                );
+            } else {
+                assert_eq!(
+                    (status, kind.as_str()),
+                    (403, "AccessDeniedException"),
+                    "{op} as {role}: {text}"
+                );
                 assert!(text.contains(&format!("{role} role")), "{text}");
             }
         }
@@ -444,21 +532,7 @@ fn boto3_and_aws_cli_drive_every_operation() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    // Each skip pytest reports (-rs: "SKIPPED [n] place: reason") counts as
-    // a skip of the suite, and fails it under CI.
-    for line in stdout.lines() {
-        let Some((count, place, why)) = line
-            .strip_prefix("SKIPPED [")
-            .and_then(|rest| rest.split_once("] "))
-            .and_then(|(count, rest)| Some((count, rest.split_once(": ")?)))
-            .map(|(count, (place, why))| (count, place, why))
-        else {
-            continue;
-        };
-        for _ in 0..count.parse().unwrap_or(1) {
-            kenning_testdata::skip(&format!("pytest {place}"), why);
-        }
-    }
+    pytest_skips(&stdout);
     // Exit 5 (no tests collected) is a failure too.
     assert_eq!(out.status.code(), Some(0), "pytest failed:\n{stdout}");
     assert!(server.terminate().success());
@@ -613,6 +687,27 @@ fn sigv4_edges_keys_health_metrics_and_shutdown() {
     );
 }
 
+/// What an admin's bearer token gets from each REST route with an empty
+/// body ({} for POST) and made-up ids: (status, __type, empty on success).
+fn rest_answer(method: &str, path: &str) -> (u16, &'static str) {
+    const BAD: (u16, &str) = (400, "InvalidParameterException");
+    const MISSING: (u16, &str) = (404, "ResourceNotFoundException");
+    const DENIED: (u16, &str) = (403, "AccessDeniedException");
+    match (method, path) {
+        // Parameters are checked before anything is looked up.
+        (_, p) if p.ends_with("/users/nobody/faces") => BAD,
+        ("DELETE", p) if p.ends_with("/users/nobody") => MISSING,
+        ("GET", p) if p.starts_with("/v1/video/") => MISSING,
+        // The server has no buckets to upload a video into.
+        ("PUT", p) if p.starts_with("/v1/buckets/") => (400, "InvalidS3ObjectException"),
+        // Reviewers decide and auditors read the trail; an admin does neither.
+        (_, "/v1/audit/verify" | "/v1/audit/export") => DENIED,
+        ("POST", p) if p.starts_with("/v1/review/") => DENIED,
+        ("GET" | "DELETE", _) | ("POST", "/v1/retention/run") => (200, ""),
+        _ => BAD,
+    }
+}
+
 #[test]
 fn every_openapi_path_answers() {
     let server = Server::start(&[]);
@@ -634,13 +729,16 @@ fn every_openapi_path_answers() {
         br#"{"CollectionId":"rest"}"#,
     );
     assert_eq!(status, 200, "{body}");
-    let mut checked = 0;
+    let (mut checked, mut wrong) = (0, Vec::new());
     for (path, item) in doc["paths"].as_object().unwrap() {
         let path = path
             .replace("{CollectionId}", "rest")
             .replace("{FaceId}", "00000000-0000-4000-8000-000000000000")
             .replace("{UserId}", "nobody")
-            .replace("{ReviewId}", "00000000-0000-4000-8000-000000000000");
+            .replace("{ReviewId}", "00000000-0000-4000-8000-000000000000")
+            .replace("{JobId}", "nojob")
+            .replace("{Bucket}", "nobucket")
+            .replace("{Key}", "clip.mp4");
         for method in item.as_object().unwrap().keys() {
             if method == "parameters" {
                 continue;
@@ -648,21 +746,25 @@ fn every_openapi_path_answers() {
             if method == "delete" && path == "/v1/collections/rest" {
                 continue;
             }
-            let body: &[u8] = if method == "post" { b"{}" } else { b"" };
-            let (status, _, text) = http(&addr, &method.to_ascii_uppercase(), &path, &auth, body);
-            // Routed and handled: a JSON answer, never a 404 for the route or 405.
-            assert_ne!(status, 405, "{method} {path}: {text}");
+            let method = method.to_ascii_uppercase();
+            let body: &[u8] = if method == "POST" { b"{}" } else { b"" };
+            let (status, _, text) = http(&addr, &method, &path, &auth, body);
+            // Routed and handled as the operation it documents: what an
+            // admin gets with an empty body and made-up ids.
             let v = json(&text);
-            if status == 404 {
-                assert_eq!(
-                    v["__type"], "ResourceNotFoundException",
-                    "{method} {path}: {text}"
-                );
+            let got = (status, v["__type"].as_str().unwrap_or(""));
+            if got != rest_answer(&method, &path) {
+                wrong.push(format!("{method} {path}: {text}"));
             }
             checked += 1;
         }
     }
-    assert!(checked >= 15, "only {checked} operations documented");
+    assert!(
+        wrong.is_empty(),
+        "unexpected answers:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(checked, 27, "operations documented in /openapi.json");
 
     // A multipart upload, as `curl -F image=@photo.jpg -F MaxFaces=1` sends it.
     if let Some(data) = common::data("every_openapi_path_answers (multipart)") {
@@ -712,5 +814,48 @@ fn anonymous_access_needs_loopback_or_an_explicit_flag() {
         b"{}",
     );
     assert_eq!(status, 200, "{body}");
-    let _ = Path::new(&server.data);
+    // Signed requests are still verified: a wrong secret or an unknown key
+    // is refused, not let through as anonymous.
+    let (status, _, body) = signed(
+        &server.addr,
+        "ListCollections",
+        "{}",
+        (KEY_ID, "wrong-secret"),
+        now(),
+    );
+    assert_eq!(
+        (status, json(&body)["__type"].clone()),
+        (403, serde_json::json!("InvalidSignatureException")),
+        "{body}"
+    );
+    let (status, _, body) = signed(
+        &server.addr,
+        "ListCollections",
+        "{}",
+        ("AKKNNOSUCHKEY0000000", SECRET),
+        now(),
+    );
+    assert_eq!(
+        (status, json(&body)["__type"].clone()),
+        (403, serde_json::json!("UnrecognizedClientException")),
+        "{body}"
+    );
+    assert!(server.terminate().success());
+    // With --allow-anonymous-remote it serves unsigned requests on every
+    // address.
+    let server = Server::start(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--allow-anonymous",
+        "--allow-anonymous-remote",
+    ]);
+    let (status, _, body) = http(
+        &server.addr,
+        "POST",
+        "/",
+        &[("x-amz-target", "RekognitionService.CreateCollection".into())],
+        br#"{"CollectionId":"open"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(server.terminate().success());
 }

@@ -469,6 +469,7 @@ fn corrupt_truncated_and_foreign_files_are_detected() {
 
 #[test]
 fn readers_see_consistent_results_while_a_writer_inserts() {
+    use std::sync::atomic::AtomicU64;
     let dim = 32;
     let (base, queries) = face_like(12_000, 64, dim, 13);
     let base = Arc::new(base);
@@ -476,15 +477,34 @@ fn readers_see_consistent_results_while_a_writer_inserts() {
     cfg.exact_below = 3000; // readers cross from exact to HNSW mid-run
     let index = Arc::new(Index::new(cfg).unwrap());
     let done = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..2)
+    // Chunks inserted so far, and per reader the count as it stood when its
+    // last finished search began: after each chunk the writer waits until
+    // every reader has searched the index with it, so readers search every
+    // state the index passes through (by construction, not by luck of
+    // scheduling), while searches and inserts still overlap.
+    let chunks = Arc::new(AtomicU64::new(0));
+    let seen: Arc<Vec<AtomicU64>> = Arc::new((0..2).map(|_| AtomicU64::new(0)).collect());
+    let mut readers: Vec<_> = (0..2)
         .map(|t| {
-            let (index, base, done, queries) =
-                (index.clone(), base.clone(), done.clone(), queries.clone());
+            let (index, base, done, queries, chunks, seen) = (
+                index.clone(),
+                base.clone(),
+                done.clone(),
+                queries.clone(),
+                chunks.clone(),
+                seen.clone(),
+            );
             std::thread::spawn(move || {
                 let mut searches = 0;
-                while !done.load(Ordering::Acquire) || searches < 50 {
+                while !done.load(Ordering::Acquire) {
                     let q = &queries[(searches + t) % queries.len()];
+                    let inserted = chunks.load(Ordering::Acquire);
                     let before = index.len();
+                    // Every chunk the writer has finished is visible.
+                    assert!(
+                        before as u64 >= inserted * 100,
+                        "{before} < {inserted} chunks"
+                    );
                     let hits = index.search(q, 10, None).unwrap();
                     assert!(hits.len() <= 10);
                     assert!(
@@ -510,8 +530,8 @@ fn readers_see_consistent_results_while_a_writer_inserts() {
                         assert!((d - h.distance).abs() < 1e-4, "distance not exact");
                     }
                     searches += 1;
+                    seen[t].store(inserted, Ordering::Release);
                 }
-                searches
             })
         })
         .collect();
@@ -530,10 +550,20 @@ fn readers_see_consistent_results_while_a_writer_inserts() {
                 index.insert((b * 100 + i) as u64, v).unwrap();
             }
         }
+        let n = b as u64 + 1;
+        chunks.store(n, Ordering::Release);
+        while seen.iter().any(|s| s.load(Ordering::Acquire) < n) {
+            // A reader ends early only by failing: pass its panic on.
+            if let Some(i) = readers.iter().position(|r| r.is_finished()) {
+                std::panic::resume_unwind(readers.remove(i).join().unwrap_err());
+            }
+            std::thread::yield_now();
+        }
     }
     done.store(true, Ordering::Release);
-    let searches: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
-    assert!(searches >= 100);
+    for r in readers {
+        r.join().unwrap();
+    }
     assert_eq!(index.len(), 12_000);
     // Everything inserted is findable afterwards.
     for i in (0..12_000).step_by(500) {

@@ -32,6 +32,25 @@ pub fn pipeline() -> &'static Arc<Pipeline> {
     })
 }
 
+/// The dlib ResNet's manifest: tests whose bounds were measured with that
+/// recogniser name it, so they keep it when the default recogniser changes.
+pub fn dlib_manifest() -> PathBuf {
+    root().join("recognisers/dlib-resnet-v1/manifest.json")
+}
+
+/// A pipeline with the dlib ResNet named explicitly, loaded once.
+pub fn dlib_pipeline() -> &'static Arc<Pipeline> {
+    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
+    PIPELINE.get_or_init(|| {
+        let mut config = PipelineConfig::new(models());
+        config.recogniser = Some(
+            kenning_models::LoadedManifest::from_file(&dlib_manifest())
+                .expect("the dlib manifest loads"),
+        );
+        Arc::new(Pipeline::load(config).expect("loading the dlib pipeline"))
+    })
+}
+
 /// Decodes an image file with the product's decoder.
 pub fn load(path: &Path) -> RgbImage {
     kenning_image::decode_file(path, &DecodeLimits::default())
@@ -41,4 +60,65 @@ pub fn load(path: &Path) -> RgbImage {
 /// Path of the built `kenning` binary.
 pub fn kenning_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kenning"))
+}
+
+/// A unit vector of `dim` pseudo-random components from `seed` (splitmix64),
+/// to stand in for a face's embedding where no photo is needed.
+pub fn unit_vector(dim: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    let mut v: Vec<f32> = (0..dim)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+/// Adds faces with `vectors` to `collection` straight through the store (an
+/// import, as a test needs when it has no photos), indexed at `indexed_at_ms`
+/// (None: now). Returns their FaceIds. Collections opened before this do
+/// not see them: reopen.
+pub fn import_faces(
+    store: &kenning_store::Store,
+    collection: &str,
+    vectors: &[Vec<f32>],
+    indexed_at_ms: Option<u64>,
+) -> Vec<String> {
+    let model = store.describe_collection(collection).unwrap().face_model;
+    let faces = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| kenning_store::NewFace {
+            image_id: kenning_store::Uuid::new_v4(),
+            external_image_id: Some(format!("import-{i}")),
+            bounding_box: kenning_core::BoundingBox::default(),
+            confidence: 99.0,
+            embedding: v.clone(),
+            indexed_at_ms,
+        })
+        .collect();
+    store
+        .add_faces(collection, &model, faces)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.face_id.to_string())
+        .collect()
+}
+
+/// Flips a byte inside the stored copy of vector `v` in an index file's
+/// bytes: inside a checksummed section, unlike a byte picked blindly, which
+/// may fall in the padding between sections.
+pub fn corrupt_vector(index_file: &mut [u8], v: &[f32]) {
+    let needle: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let at = index_file
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the vector is in the index file");
+    index_file[at + needle.len() / 2] ^= 0x5a;
 }
