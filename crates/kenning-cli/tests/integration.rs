@@ -14,6 +14,7 @@ mod common;
 mod crash;
 mod eval;
 mod identification;
+mod model_lookup;
 mod parity;
 mod recognisers;
 mod server;
