@@ -140,5 +140,8 @@ fn models_are_found_from_any_working_directory() {
         &["--models", explicit.to_str().unwrap(), "models", "path"],
         None,
     );
-    assert_eq!(String::from_utf8_lossy(&flag.stdout).trim(), explicit.to_str().unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&flag.stdout).trim(),
+        explicit.to_str().unwrap()
+    );
 }

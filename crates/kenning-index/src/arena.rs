@@ -101,7 +101,10 @@ impl Arena {
 
     /// Install chunk `c` as heap memory initialised from `words`.
     pub fn install_copied(&self, c: usize, words: &[u32]) {
-        assert!(words.len() <= self.stride * CHUNK_ITEMS, "more words than a chunk");
+        assert!(
+            words.len() <= self.stride * CHUNK_ITEMS,
+            "more words than a chunk"
+        );
         let chunk = self.heap_chunk();
         // SAFETY: the chunk is fresh and unshared, and holds
         // `stride * CHUNK_ITEMS` words, no fewer than `words.len()` (asserted).
