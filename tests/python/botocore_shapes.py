@@ -42,18 +42,23 @@ PROTOCOL_ERRORS = {
 # Fields AWS puts in every JSON 1.1 error body besides the shape's members.
 ERROR_FIELDS = {"__type", "message", "Message", "Code", "Logref"}
 
-# Kenning's documented additions to Rekognition's responses (docs/server.md,
-# "Differences from Rekognition"), by the shape that carries them: SDKs
-# ignore them. Anything else outside the model is a problem.
+# Kenning's documented additions to Rekognition's responses, by the shape
+# that carries them (SDKs ignore them): the false-match estimate of a search
+# (docs/server.md, "Deliberate differences") and a candidate's review
+# (docs/accountability.md). Anything else outside the model is a problem.
 EXTENSIONS = {
-    shape: {"FalseMatchEstimate"}
-    for shape in (
-        "DescribeCollectionResponse",
-        "SearchFacesResponse",
-        "SearchFacesByImageResponse",
-        "SearchUsersResponse",
-        "SearchUsersByImageResponse",
-    )
+    **{
+        shape: {"FalseMatchEstimate"}
+        for shape in (
+            "DescribeCollectionResponse",
+            "SearchFacesResponse",
+            "SearchFacesByImageResponse",
+            "SearchUsersResponse",
+            "SearchUsersByImageResponse",
+        )
+    },
+    "FaceMatch": {"ReviewId", "ReviewStatus"},
+    "UserMatch": {"ReviewId", "ReviewStatus"},
 }
 # Known departures from the model, each documented in docs/server.md: the
 # face's IndexFacesModelVersion is the recogniser's name (e.g.
