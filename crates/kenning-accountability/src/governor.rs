@@ -451,6 +451,8 @@ impl Governor {
                 ApiError::invalid_parameter("CollectionId is required"),
             ));
         };
+        ops::percent("FaceMatchThreshold", Some(threshold))
+            .map_err(|e| self.refuse(entry.clone(), e))?;
         let (policy, face_count) = self
             .policy_of(&collection)
             .map_err(|e| self.refuse(entry.clone(), e))?;
@@ -538,10 +540,12 @@ impl Governor {
         }
         if op == "CompareFaces" {
             // Read from the request before it is consumed.
-            let threshold = body
-                .get("SimilarityThreshold")
-                .and_then(Value::as_f64)
-                .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
+            let threshold = ops::percent(
+                "SimilarityThreshold",
+                body.get("SimilarityThreshold").and_then(Value::as_f64),
+            )
+            .map_err(|e| self.refuse(entry.clone(), e))?
+            .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
             entry.threshold = Some(threshold);
             entry.false_match_rate = Some(kenning_collections::fmr_at(threshold));
             entry.details =
@@ -620,9 +624,8 @@ impl Governor {
         } else {
             "FaceMatchThreshold"
         };
-        let threshold = body
-            .get(field)
-            .and_then(Value::as_f64)
+        let threshold = ops::percent(field, body.get(field).and_then(Value::as_f64))
+            .map_err(|e| self.refuse(entry.clone(), e))?
             .unwrap_or(DEFAULT_THRESHOLD);
         let policy = self.check_search(caller, &mut entry, threshold, false)?;
         if body.get(field).is_none() {

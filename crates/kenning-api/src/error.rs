@@ -91,7 +91,9 @@ impl ApiError {
     pub fn rest_status(&self) -> u16 {
         match self.kind.as_ref() {
             "ResourceNotFoundException" => 404,
-            "ResourceAlreadyExistsException" | "IdempotentParameterMismatchException" => 409,
+            "ResourceAlreadyExistsException"
+            | "ConflictException"
+            | "IdempotentParameterMismatchException" => 409,
             "LimitExceededException" => 429,
             _ => self.status,
         }

@@ -140,6 +140,14 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(
     }
 }
 
+/// A threshold in Rekognition's Percent range (0-100), if given: callers
+/// that compute with it before the operation runs (the governor's false-match
+/// estimate) check it first, so that -1e308 is a bad parameter, not an
+/// infinite false-match rate.
+pub fn percent(name: &str, v: Option<f64>) -> Result<Option<f64>, ApiError> {
+    range(name, v, 0.0, 100.0)
+}
+
 fn usize_of(v: Option<u64>) -> Option<usize> {
     v.map(|x| usize::try_from(x).unwrap_or(usize::MAX))
 }

@@ -8,6 +8,7 @@ mod commands;
 mod eval;
 mod gallery;
 mod inputs;
+mod model_dirs;
 mod serve;
 mod video;
 
@@ -20,9 +21,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "kenning", version, about)]
 struct Cli {
-    /// Folder with the model files and ONNX Runtime (installed by scripts/setup-models.sh).
-    #[arg(long, global = true, env = "KENNING_MODELS", default_value = "models")]
-    models: PathBuf,
+    /// Folder with the model files and ONNX Runtime (installed by
+    /// scripts/setup-models.sh). Default: `models/` next to the executable, then
+    /// the per-user data directory's `kenning/models`, then `./models`.
+    #[arg(long, global = true, env = "KENNING_MODELS")]
+    models: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,

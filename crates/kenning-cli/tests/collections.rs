@@ -231,7 +231,7 @@ fn collections_faces_and_users_behave_as_rekognition() {
     c.create_user("people", "u2").unwrap();
     assert_eq!(
         code(c.create_user("people", "u1")),
-        ErrorCode::ResourceAlreadyExistsException
+        ErrorCode::ConflictException
     );
     let a = c
         .associate_faces("people", "u1", std::slice::from_ref(first_face))

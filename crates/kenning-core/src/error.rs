@@ -14,6 +14,9 @@ pub enum ErrorCode {
     ResourceNotFoundException,
     /// A resource with that id already exists.
     ResourceAlreadyExistsException,
+    /// A user with that id already exists in the collection (Rekognition's
+    /// name for that fault of CreateUser).
+    ConflictException,
     /// The caller may not do this.
     AccessDeniedException,
     /// Too many requests at once.
@@ -42,6 +45,7 @@ impl ErrorCode {
             Self::ImageTooLargeException => "ImageTooLargeException",
             Self::ResourceNotFoundException => "ResourceNotFoundException",
             Self::ResourceAlreadyExistsException => "ResourceAlreadyExistsException",
+            Self::ConflictException => "ConflictException",
             Self::AccessDeniedException => "AccessDeniedException",
             Self::ThrottlingException => "ThrottlingException",
             Self::InternalServerError => "InternalServerError",

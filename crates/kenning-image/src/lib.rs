@@ -7,9 +7,12 @@
 //! pipelines saw.
 
 #![warn(missing_docs)]
+// Only the libjpeg FFI calls are unsafe.
+#![deny(unsafe_code)]
 
 mod decode;
 mod error;
+#[allow(unsafe_code)]
 mod jpeg;
 mod quality;
 mod resize;

@@ -155,7 +155,8 @@ impl WireError for StoreError {
             CollectionNotFound(_) | FaceNotFound(_) | UserNotFound(_) => {
                 ErrorCode::ResourceNotFoundException
             }
-            CollectionExists(_) | UserExists(_) => ErrorCode::ResourceAlreadyExistsException,
+            CollectionExists(_) => ErrorCode::ResourceAlreadyExistsException,
+            UserExists(_) => ErrorCode::ConflictException,
             UnsupportedFormat { .. } | Corrupt(_) | InUse(_) | Db(_) | Io(_) | Hook(_) => {
                 ErrorCode::InternalServerError
             }

@@ -74,6 +74,7 @@ pub struct StageTimes {
 
 /// CPU seconds this process and its waited-for children (ffmpeg) have used:
 /// on a shared machine, a fairer measure of a job's cost than wall time.
+#[allow(unsafe_code)]
 pub fn process_cpu_seconds() -> f64 {
     let used = |who| {
         // SAFETY: getrusage writes into the zeroed struct it is given.

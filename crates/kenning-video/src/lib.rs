@@ -21,6 +21,8 @@
 //! only their geometry and timestamps are kept, and expire with the job.
 
 #![warn(missing_docs)]
+// Only two libc calls (getrusage, setpriority) are unsafe, each allowed where it is.
+#![deny(unsafe_code)]
 
 pub mod analyze;
 pub mod bucket;
