@@ -23,13 +23,18 @@ impl Recognizer {
         loaded: LoadedManifest,
         sessions: usize,
     ) -> Result<Self, ModelError> {
-        let model = match &loaded.manifest.model {
-            ModelSource::Onnx { file } => read_model_file(&models_dir.join(file))?,
-            ModelSource::DlibDat { file } => {
-                let dat = read_model_file(&models_dir.join(file))?;
-                kenning_dlib::resnet::to_onnx(&dat)?.model
-            }
-        };
+        let model = onnx_model(models_dir, &loaded.manifest.model)?;
+        Self::from_onnx(loaded, model, sessions)
+    }
+
+    /// A recogniser running the given ONNX bytes as they are (no conversion)
+    /// for the manifest, e.g. to compare a model file with its converted
+    /// form.
+    pub fn from_onnx(
+        loaded: LoadedManifest,
+        model: Vec<u8>,
+        sessions: usize,
+    ) -> Result<Self, ModelError> {
         Ok(Self {
             pool: SessionPool::new(model, sessions, 1)?,
             loaded,
@@ -117,6 +122,24 @@ impl Recognizer {
             })
             .collect())
     }
+}
+
+/// The ONNX bytes Kenning runs for a recogniser's weights: a dlib `.dat`
+/// converted to ONNX, or an ONNX file with its constant-weight
+/// `DequantizeLinear` nodes folded into fp32 weights, only its real inputs
+/// kept and `PRelu` rewritten into operators ONNX Runtime fuses
+/// ([`kenning_onnx::fold_for_cpu`]; a model without them is unchanged but for
+/// its `value_info`).
+pub fn onnx_model(models_dir: &Path, source: &ModelSource) -> Result<Vec<u8>, ModelError> {
+    Ok(match source {
+        ModelSource::Onnx { file } => {
+            kenning_onnx::fold_for_cpu(&read_model_file(&models_dir.join(file))?)?.0
+        }
+        ModelSource::DlibDat { file } => {
+            let dat = read_model_file(&models_dir.join(file))?;
+            kenning_dlib::resnet::to_onnx(&dat)?.model
+        }
+    })
 }
 
 fn l2_normalised(v: &[f32]) -> Vec<f32> {
