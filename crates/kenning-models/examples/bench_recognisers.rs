@@ -48,7 +48,11 @@ fn main() {
     let first = Pipeline::load(config).expect("loading models");
     let pipelines: Vec<Pipeline> = BUILTIN
         .iter()
-        .map(|b| first.with_recogniser(LoadedManifest::builtin(b.name).unwrap()).unwrap())
+        .map(|b| {
+            first
+                .with_recogniser(LoadedManifest::builtin(b.name).unwrap())
+                .unwrap()
+        })
         .collect();
     let images: Vec<_> = photos
         .iter()
@@ -76,7 +80,10 @@ fn main() {
             cpu[i].push((thread_cpu() - c) * 1e3 / n as f64);
         }
     }
-    let dlib = BUILTIN.iter().position(|b| b.name == "dlib-resnet-v1").unwrap();
+    let dlib = BUILTIN
+        .iter()
+        .position(|b| b.name == "dlib-resnet-v1")
+        .unwrap();
     let (dw, dc) = (median(wall[dlib].clone()), median(cpu[dlib].clone()));
     println!("| recogniser | faces | wall ms/face | CPU ms/face | CPU ratio to dlib |");
     println!("|---|---|---|---|---|");

@@ -175,21 +175,25 @@ pub const DLIB_RESNET_V1: Builtin = Builtin {
     )),
 };
 
-/// OpenCV Zoo's SFace (2021dec, block-quantized); uncalibrated until its
-/// calibrations are fitted.
+/// OpenCV Zoo's SFace (2021dec, block-quantized), the default recogniser
+/// (recognisers/sface-2021dec/README.md).
 pub const SFACE_2021DEC: Builtin = Builtin {
     name: "sface-2021dec",
     manifest: include_str!("../../../recognisers/sface-2021dec/manifest.json"),
-    calibration: None,
-    fair_calibration: None,
+    calibration: Some(include_str!(
+        "../../../recognisers/sface-2021dec/calibration.json"
+    )),
+    fair_calibration: Some(include_str!(
+        "../../../recognisers/sface-2021dec/fair-calibration.json"
+    )),
 };
 
 /// The built-in recognisers, the default first.
-pub const BUILTIN: [Builtin; 2] = [DLIB_RESNET_V1, SFACE_2021DEC];
+pub const BUILTIN: [Builtin; 2] = [SFACE_2021DEC, DLIB_RESNET_V1];
 
 /// The recogniser new collections and one-off commands use unless told
 /// otherwise.
-pub const DEFAULT_RECOGNISER: &str = DLIB_RESNET_V1.name;
+pub const DEFAULT_RECOGNISER: &str = SFACE_2021DEC.name;
 
 /// A manifest with its calibration tables read.
 #[derive(Debug, Clone)]
