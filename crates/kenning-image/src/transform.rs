@@ -200,8 +200,11 @@ pub(crate) fn warp(img: &RgbImage, map: Affine, out_width: u32, out_height: u32)
 /// points (in output pixel coordinates) land on the face's `landmarks`
 /// (in image pixel coordinates), as ArcFace-style recognisers expect.
 ///
-/// Fits the [`Similarity`] template -> image and samples every output pixel
-/// bilinearly, integer coordinates being pixel centres on both sides (the
+/// Fits the [`Similarity`] image -> template by least squares (the direction
+/// OpenCV's `FaceRecognizerSF::alignCrop` and insightface's `norm_crop` fit,
+/// which differs from fitting template -> image when the five points do not
+/// fit the template exactly, e.g. a turned face), inverts it and samples
+/// every output pixel bilinearly, integer coordinates being pixel centres on both sides (the
 /// convention of `cv2.warpAffine`); outside the image is black. When the
 /// face is more than twice the crop's size, each output pixel averages a grid
 /// of samples over its footprint instead of aliasing.
@@ -212,7 +215,7 @@ pub fn align(
     out_width: u32,
     out_height: u32,
 ) -> RgbImage {
-    let s = Similarity::fit(template, landmarks);
+    let s = Similarity::fit(landmarks, template).inverse();
     warp(
         img,
         Affine([s.a, -s.b, s.tx, s.b, s.a, s.ty]),
