@@ -571,6 +571,17 @@ impl Collections {
         Ok(())
     }
 
+    /// The calibration that gives Similarity for collection `c`, whose
+    /// recogniser is `p`.
+    fn calibration<'p>(c: &Collection, p: &'p Pipeline) -> Result<Calibration<'p>> {
+        p.recognizer().similarity_calibration().ok_or_else(|| {
+            CollectionError::InvalidParameter(format!(
+                "recogniser {} has no calibration table, so Similarity is undefined",
+                c.face_model.name
+            ))
+        })
+    }
+
     /// The faces within `threshold` of `embedding`, best first, at most `k`,
     /// leaving out the face with seq `exclude`.
     ///
@@ -588,12 +599,7 @@ impl Collections {
         k: usize,
         exclude: Option<u64>,
     ) -> Result<Vec<Hit>> {
-        let calibration = p.recognizer().similarity_calibration().ok_or_else(|| {
-            CollectionError::InvalidParameter(format!(
-                "recogniser {} has no calibration table, so Similarity is undefined",
-                c.face_model.name
-            ))
-        })?;
+        let calibration = Self::calibration(c, p)?;
         let live = self.live(c)?;
         let radius = calibration.search_radius(embedding, threshold);
         let max_distance = radius.is_finite().then_some(radius as f32);
