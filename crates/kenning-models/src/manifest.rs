@@ -102,7 +102,37 @@ pub enum Alignment {
         /// Where the five points come from (default: the detector).
         #[serde(default, skip_serializing_if = "LandmarkSource::is_detector")]
         landmarks: LandmarkSource,
+        /// How the image is sampled (default: prefiltered).
+        #[serde(default, skip_serializing_if = "TemplateSampling::is_default")]
+        sampling: TemplateSampling,
     },
+}
+
+/// How a template alignment samples the image (see
+/// [`kenning_image::Sampling`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TemplateSampling {
+    /// Bilinear, averaged over each output pixel's footprint for large faces.
+    #[default]
+    Prefiltered,
+    /// Exactly OpenCV's `warpAffine` (for recognisers whose reference is
+    /// OpenCV's `FaceRecognizerSF::alignCrop`, such as SFace).
+    Opencv,
+}
+
+impl TemplateSampling {
+    fn is_default(&self) -> bool {
+        *self == Self::Prefiltered
+    }
+
+    /// The image crate's sampling mode.
+    pub fn to_image(self) -> kenning_image::Sampling {
+        match self {
+            Self::Prefiltered => kenning_image::Sampling::Prefiltered,
+            Self::Opencv => kenning_image::Sampling::OpenCv,
+        }
+    }
 }
 
 /// Which landmarks a template alignment maps onto its template.

@@ -262,9 +262,16 @@ impl Pipeline {
                     std::array::from_fn(|i| points.get(i).copied().unwrap_or_default());
                 kenning_dlib::chip::extract(image, &five, m.input.width, *padding)
             }
-            Alignment::Template { .. } => {
+            Alignment::Template { sampling, .. } => {
                 let template = m.alignment.template_points().unwrap_or_default();
-                kenning_image::align(image, points, &template, m.input.width, m.input.height)
+                kenning_image::align_with(
+                    image,
+                    points,
+                    &template,
+                    m.input.width,
+                    m.input.height,
+                    sampling.to_image(),
+                )
             }
         }
     }
