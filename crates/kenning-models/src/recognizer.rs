@@ -13,6 +13,9 @@ use crate::ModelError;
 pub struct Recognizer {
     loaded: LoadedManifest,
     pool: SessionPool,
+    /// The most faces one run takes: 1 for a model exported with a batch
+    /// of exactly one (SFace), else unbounded.
+    max_batch: usize,
 }
 
 impl Recognizer {
@@ -35,9 +38,18 @@ impl Recognizer {
         model: Vec<u8>,
         sessions: usize,
     ) -> Result<Self, ModelError> {
+        let fixed_batch = kenning_onnx::inspect(&model)?
+            .inputs
+            .first()
+            .and_then(|i| i.dims.as_ref()?.first().cloned());
+        let max_batch = match fixed_batch {
+            Some(kenning_onnx::Dim::Fixed(1)) => 1,
+            _ => usize::MAX,
+        };
         Ok(Self {
             pool: SessionPool::new(model, sessions, 1)?,
             loaded,
+            max_batch,
         })
     }
 
@@ -67,11 +79,18 @@ impl Recognizer {
         self.loaded.manifest.embedding.distance.precise(a, b)
     }
 
-    /// Embeds aligned face crops (each exactly the input size) in one batch.
+    /// Embeds aligned face crops (each exactly the input size), in one batch
+    /// or, for a model exported with a batch of one, one at a time.
     pub fn embed(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, ModelError> {
-        if crops.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(self.max_batch) {
+            out.extend(self.embed_batch(chunk)?);
         }
+        Ok(out)
+    }
+
+    /// Embeds crops in one run of the model.
+    fn embed_batch(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, ModelError> {
         let m = &self.loaded.manifest;
         let (w, h) = (m.input.width as usize, m.input.height as usize);
         let plane = w * h;
