@@ -219,10 +219,10 @@ fn opencv_weights(fx: usize, fy: usize) -> [i32; 4] {
     let ky = [1.0 - y, y];
     let mut w = [0i32; 4];
     let (mut sum, mut min_k, mut max_k) = (0, 0, 0);
-    for i in 0..2 {
-        for j in 0..2 {
+    for (i, wy) in ky.iter().enumerate() {
+        for (j, wx) in kx.iter().enumerate() {
             let k = i * 2 + j;
-            w[k] = (ky[i] * kx[j] * 32768.0).round_ties_even() as i32;
+            w[k] = (wy * wx * 32768.0).round_ties_even() as i32;
             sum += w[k];
             if w[k] < w[min_k] {
                 min_k = k;
@@ -270,11 +270,16 @@ fn warp_opencv(img: &RgbImage, map: Affine, out_width: u32, out_height: u32) -> 
                 continue;
             }
             let wt = opencv_weights((x & 31) as usize, (y & 31) as usize);
-            let p = [pixel(sx, sy), pixel(sx + 1, sy), pixel(sx, sy + 1), pixel(sx + 1, sy + 1)];
+            let p = [
+                pixel(sx, sy),
+                pixel(sx + 1, sy),
+                pixel(sx, sy + 1),
+                pixel(sx + 1, sy + 1),
+            ];
             let px = out.get_pixel_mut(u, v);
-            for c in 0..3 {
-                let acc: i32 = (0..4).map(|k| p[k][c] * wt[k]).sum();
-                px.0[c] = ((acc + (1 << 14)) >> 15).clamp(0, 255) as u8;
+            for (c, channel) in px.0.iter_mut().enumerate() {
+                let acc: i32 = p.iter().zip(wt).map(|(q, w)| q[c] * w).sum();
+                *channel = ((acc + (1 << 14)) >> 15).clamp(0, 255) as u8;
             }
         }
     }
@@ -300,7 +305,14 @@ pub fn align(
     out_width: u32,
     out_height: u32,
 ) -> RgbImage {
-    align_with(img, landmarks, template, out_width, out_height, Sampling::Prefiltered)
+    align_with(
+        img,
+        landmarks,
+        template,
+        out_width,
+        out_height,
+        Sampling::Prefiltered,
+    )
 }
 
 /// [`align`] with a choice of [`Sampling`].
