@@ -194,10 +194,16 @@ fn cli_search_finds_both_hamilton_people_once_per_appearance() {
         record["details"]["Video"]["Name"],
         "short_hamilton_clip.mp4"
     );
-    assert_eq!(
-        record["candidates"].as_array().unwrap().len(),
-        by_name.len()
-    );
+    // One candidate per matched person (track), named as in the results.
+    let candidates = record["candidates"].as_array().unwrap();
+    let matched: std::collections::BTreeSet<u64> = by_name
+        .values()
+        .flat_map(|seen| seen.iter().map(|s| s.0))
+        .collect();
+    assert_eq!(candidates.len(), matched.len(), "{candidates:?}");
+    assert!(candidates
+        .iter()
+        .all(|c| by_name.contains_key(c["external_image_id"].as_str().unwrap())));
     // --tracks: one line per person.
     let (code, out, err) = kenning(
         &data,
