@@ -213,8 +213,16 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 target_image: ImageArg,
                 similarity_threshold: Option<f64>,
                 quality_filter: Option<String>,
+                /// Kenning's extension: compare with this recogniser
+                /// (default: the service's default).
+                recogniser: Option<String>,
             }
             let r: R = args(body)?;
+            let pipeline = match &r.recogniser {
+                Some(name) => Some(c.recognisers().get(name).map_err(wire)?),
+                None => None,
+            };
+            let pipeline = pipeline.as_deref().unwrap_or(c.pipeline());
             let threshold = range("SimilarityThreshold", r.similarity_threshold, 0.0, 100.0)?
                 .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
             let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
@@ -227,7 +235,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 &limits,
             )?;
             let mut result =
-                kenning_models::compare::compare_faces(c.pipeline(), &s, &t, threshold, 100)
+                kenning_models::compare::compare_faces(pipeline, &s, &t, threshold, 100)
                     .map_err(wire)?;
             let (w, h) = t.dimensions();
             result
@@ -247,11 +255,15 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 /// Kenning's extension: the collection's policy document,
                 /// validated by the accountability layer before it gets here.
                 policy: Option<Value>,
+                /// Kenning's extension: the recogniser that makes the
+                /// collection's vectors, for its whole life (default: the
+                /// service's default).
+                recogniser: Option<String>,
             }
             let r: R = args(body)?;
             let policy = r.policy.map_or_else(|| "{}".to_owned(), |p| p.to_string());
             to_value(
-                &c.create_collection(&r.collection_id, &policy)
+                &c.create_collection_with(&r.collection_id, &policy, r.recogniser.as_deref())
                     .map_err(wire)?,
             )?
         }

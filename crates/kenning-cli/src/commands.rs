@@ -19,6 +19,8 @@ pub struct Context {
     pub working_size: u32,
     pub min_confidence: f32,
     pub manifest: Option<PathBuf>,
+    /// A built-in recogniser chosen by name (--recogniser).
+    pub recogniser: Option<String>,
 }
 
 impl Context {
@@ -40,6 +42,8 @@ impl Context {
         config.detector.min_score = self.min_confidence / 100.0;
         if let Some(m) = &self.manifest {
             config.recogniser = Some(LoadedManifest::from_file(m).map_err(wire)?);
+        } else if let Some(name) = &self.recogniser {
+            config.recogniser = Some(LoadedManifest::builtin(name).map_err(wire)?);
         }
         // KENNING_CALIBRATION=global|fair overrides the manifest's choice of
         // calibration for Similarity.
@@ -120,7 +124,8 @@ pub enum ModelsCommand {
     /// working directory: next to the executable, the per-user data
     /// directory, ./models; --models or KENNING_MODELS override).
     Path,
-    /// Write the ONNX files Kenning runs (converted dlib ResNet, size-free CenterFace).
+    /// Write the ONNX files Kenning runs (converted dlib ResNet, SFace with
+    /// its weights dequantized, size-free CenterFace).
     Export {
         /// Output folder.
         #[arg(long)]
@@ -142,12 +147,19 @@ pub fn models(ctx: &Context, cmd: ModelsCommand) -> Result<i32> {
             let resnet =
                 kenning_dlib::resnet::to_onnx(&read("dlib_face_recognition_resnet_model_v1.dat")?)?;
             std::fs::write(out.join("dlib_resnet_v1.onnx"), resnet.model)?;
+            let sface = kenning_models::LoadedManifest::builtin(
+                kenning_models::manifest::SFACE_2021DEC.name,
+            )
+            .map_err(wire)?;
+            let sface = kenning_models::recognizer::onnx_model(&ctx.models, &sface.manifest.model)
+                .map_err(wire)?;
+            std::fs::write(out.join("sface_2021dec.onnx"), sface)?;
             let centerface = kenning_onnx::make_dynamic_input(&read(
                 kenning_models::detector::CENTERFACE_FILE,
             )?)?;
             std::fs::write(out.join("centerface_dynamic.onnx"), centerface)?;
             eprintln!(
-                "kenning: wrote dlib_resnet_v1.onnx and centerface_dynamic.onnx to {}",
+                "kenning: wrote dlib_resnet_v1.onnx, sface_2021dec.onnx and centerface_dynamic.onnx to {}",
                 out.display()
             );
             Ok(0)

@@ -37,9 +37,14 @@ struct Cli {
     min_confidence: f32,
     #[command(flatten)]
     data: gallery::DataArgs,
-    /// Recogniser manifest (default: the built-in dlib ResNet).
+    /// Recogniser manifest file (overrides --recogniser).
     #[arg(long, global = true)]
     manifest: Option<PathBuf>,
+    /// Built-in recogniser for new collections and for detect, embed,
+    /// compare, calibrate and eval: sface-2021dec (default) or
+    /// dlib-resnet-v1. Existing collections always use their own.
+    #[arg(long, global = true, env = "KENNING_RECOGNISER")]
+    recogniser: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,6 +145,7 @@ fn run(cli: Cli) -> Result<i32> {
         working_size: cli.working_size,
         min_confidence: cli.min_confidence,
         manifest: cli.manifest,
+        recogniser: cli.recogniser,
     };
     match cli.command {
         Command::Detect { images } => commands::detect(&ctx, &images),

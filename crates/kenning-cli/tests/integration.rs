@@ -21,6 +21,7 @@ mod recognisers;
 mod serve_crash;
 mod server;
 mod service;
+mod sface;
 mod tls;
 mod video;
 mod wire;

@@ -2,6 +2,13 @@
 //! and embedded by the pipeline, stored durably by `kenning-store` (the
 //! source of truth) and searched through `kenning-index`, whose saved file is
 //! only a cache: missing, stale or corrupt, it is rebuilt from the store.
+//!
+//! Each collection records the recogniser that made its vectors (its
+//! FaceModel) and is always served by that recogniser's pipeline and
+//! calibration ([`Collections::recogniser`]), so collections made by
+//! different recognisers live side by side in one data directory and never
+//! mix vectors. New collections get the default recogniser unless
+//! CreateCollection names another.
 
 #![forbid(unsafe_code)]
 
@@ -17,8 +24,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use kenning_image::{DecodeLimits, RgbImage};
 use kenning_index::{Expect, Index, IndexConfig, IndexError, Metric};
-use kenning_models::manifest::Distance;
-use kenning_models::{Calibration, CalibrationTable, Pipeline};
+use kenning_models::manifest::{Distance, Manifest};
+use kenning_models::{Calibration, CalibrationTable, Pipeline, Recognisers};
 use kenning_store::{Collection, FaceModel, NewCollection, NewFace, OnAssociated, Store};
 use uuid::Uuid;
 
@@ -79,10 +86,11 @@ struct LiveIndex {
     dirty: AtomicBool,
 }
 
-/// The collection service: one data directory, one pipeline.
+/// The collection service: one data directory, served by the recognisers
+/// its collections were made with.
 pub struct Collections {
     store: Store,
-    pipeline: Arc<Pipeline>,
+    recognisers: Recognisers,
     index_dir: PathBuf,
     live: RwLock<HashMap<String, Arc<LiveIndex>>>,
     limits: DecodeLimits,
@@ -95,8 +103,11 @@ struct Hit {
 }
 
 impl Collections {
-    /// Opens (or creates) the data directory `dir` and serves it with `pipeline`.
-    pub fn open(dir: &Path, pipeline: Arc<Pipeline>) -> Result<Self> {
+    /// Opens (or creates) the data directory `dir`. `recognisers` is the
+    /// set of recognisers it may use, or a single pipeline: that one is the
+    /// default for new collections, and the built-in recognisers serve
+    /// collections made with them.
+    pub fn open(dir: &Path, recognisers: impl Into<Recognisers>) -> Result<Self> {
         let store = Store::open(dir)?;
         let index_dir = dir.join("index");
         std::fs::create_dir_all(&index_dir).map_err(|e| {
@@ -107,7 +118,7 @@ impl Collections {
         })?;
         let this = Self {
             store,
-            pipeline,
+            recognisers: recognisers.into(),
             index_dir,
             live: RwLock::new(HashMap::new()),
             limits: DecodeLimits::default(),
@@ -121,9 +132,24 @@ impl Collections {
         &self.store
     }
 
-    /// The pipeline.
+    /// The default recogniser's pipeline (new collections, DetectFaces and
+    /// CompareFaces).
     pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+        self.recognisers.default_pipeline()
+    }
+
+    /// Every recogniser this service can run.
+    pub fn recognisers(&self) -> &Recognisers {
+        &self.recognisers
+    }
+
+    /// The recogniser of collection `id`: the pipeline (detector, alignment,
+    /// embedding model) that made its vectors, with the calibration that
+    /// gives its Similarity. Embed faces with it before searching the
+    /// collection with their vectors; another recogniser's vectors are not
+    /// comparable.
+    pub fn recogniser(&self, id: &str) -> Result<Arc<Pipeline>> {
+        Ok(self.collection(id)?.1)
     }
 
     /// Limits applied to image bytes.
@@ -136,30 +162,15 @@ impl Collections {
         self.limits
     }
 
-    fn face_model(&self) -> FaceModel {
-        let m = self.pipeline.recognizer().manifest();
-        FaceModel {
-            name: m.name.clone(),
-            version: m.version.clone(),
-        }
-    }
-
-    fn metric(&self) -> Metric {
-        match self.pipeline.recognizer().manifest().embedding.distance {
+    /// The index metric of a collection's vectors, from its recogniser's
+    /// manifest (no model is loaded for it); None when this service does
+    /// not know the recogniser.
+    fn metric(&self, c: &Collection) -> Option<Metric> {
+        let m = self.recognisers.manifest(&c.face_model.name)?;
+        Some(match m.embedding.distance {
             Distance::Euclidean => Metric::Euclidean,
             Distance::Cosine => Metric::Cosine,
-        }
-    }
-
-    fn calibration(&self) -> Result<Calibration<'_>> {
-        self.pipeline
-            .recognizer()
-            .similarity_calibration()
-            .ok_or_else(|| {
-                CollectionError::InvalidParameter(
-                    "the recogniser has no calibration table, so Similarity is undefined".into(),
-                )
-            })
+        })
     }
 
     fn index_path(&self, id: &str) -> PathBuf {
@@ -188,17 +199,24 @@ impl Collections {
         }
     }
 
-    /// The collection, checked to hold this pipeline's vectors.
-    fn collection(&self, id: &str) -> Result<Collection> {
+    /// The collection and the pipeline of the recogniser that made its
+    /// vectors (same name and version).
+    fn collection(&self, id: &str) -> Result<(Collection, Arc<Pipeline>)> {
         let c = self.store.describe_collection(id)?;
-        let mine = self.face_model();
-        if c.face_model.name != mine.name {
+        let p = self.recognisers.get(&c.face_model.name).map_err(|e| {
+            CollectionError::InvalidParameter(format!(
+                "collection {id} holds vectors of recogniser {}, which this service cannot run ({e}); vectors of other recognisers are not comparable",
+                c.face_model
+            ))
+        })?;
+        let version = &p.recognizer().manifest().version;
+        if &c.face_model.version != version {
             return Err(CollectionError::InvalidParameter(format!(
-                "collection {id} holds vectors of recogniser {}; this service runs {}, whose vectors are not comparable",
-                c.face_model.name, mine.name
+                "collection {id} holds vectors of {}; this service runs version {version} of it, whose vectors are not comparable",
+                c.face_model
             )));
         }
-        Ok(c)
+        Ok((c, p))
     }
 
     /// The collection's live index, loaded from its file or rebuilt from the
@@ -217,15 +235,16 @@ impl Collections {
             return Ok(l.clone());
         }
         let path = self.index_path(&c.id);
+        let metric = self.metric(c);
         let expect = Expect {
             dim: Some(c.dim as usize),
-            metric: Some(self.metric()),
+            metric,
             count: Some(c.face_count as usize),
             generation: Some(c.generation),
         };
         let index = match Index::load(&path, &expect) {
             Ok(index) => index,
-            Err(_) => self.rebuild(&c.id, &path)?,
+            Err(_) => self.rebuild(c, &path)?,
         };
         let live = Arc::new(LiveIndex {
             index,
@@ -236,10 +255,16 @@ impl Collections {
         Ok(live)
     }
 
-    fn rebuild(&self, id: &str, path: &Path) -> Result<Index> {
-        let embeddings = self.store.embeddings(id)?;
+    fn rebuild(&self, c: &Collection, path: &Path) -> Result<Index> {
+        let metric = self.metric(c).ok_or_else(|| {
+            CollectionError::InvalidParameter(format!(
+                "the index of collection {} must be rebuilt, and this service does not know its recogniser {}",
+                c.id, c.face_model
+            ))
+        })?;
+        let embeddings = self.store.embeddings(&c.id)?;
         let generation = embeddings.generation();
-        let index = Index::new(IndexConfig::new(embeddings.dim() as usize, self.metric()))?;
+        let index = Index::new(IndexConfig::new(embeddings.dim() as usize, metric))?;
         let mut batch: Vec<(u64, Vec<f32>)> = Vec::new();
         let flush = |batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
             index.insert_many(batch.iter().map(|(id, v)| (*id, v.as_slice())))?;
@@ -314,15 +339,30 @@ impl Collections {
 
     // ---- collections -------------------------------------------------
 
-    /// CreateCollection, with `policy` (an opaque document the
-    /// accountability layer validates and enforces; `"{}"` for none).
+    /// CreateCollection with the default recogniser, and `policy` (an
+    /// opaque document the accountability layer validates and enforces;
+    /// `"{}"` for none).
     pub fn create_collection(&self, id: &str, policy: &str) -> Result<CreateCollectionResponse> {
-        let model = self.face_model();
-        let dim = self.pipeline.recognizer().manifest().embedding.size as u32;
+        self.create_collection_with(id, policy, None)
+    }
+
+    /// CreateCollection with the named recogniser (Kenning's `Recogniser`
+    /// extension; None: the default). The collection keeps it for life.
+    pub fn create_collection_with(
+        &self,
+        id: &str,
+        policy: &str,
+        recogniser: Option<&str>,
+    ) -> Result<CreateCollectionResponse> {
+        let name = recogniser.unwrap_or(self.recognisers.default_name());
+        // Loaded now, so a recogniser whose model is missing fails here and
+        // not at the first IndexFaces.
+        let p = self.recognisers.get(name)?;
+        let m = p.recognizer().manifest();
         let c = self.store.create_collection(NewCollection {
             id: id.into(),
-            face_model: model,
-            dim,
+            face_model: face_model(m),
+            dim: m.embedding.size as u32,
             policy: policy.into(),
         })?;
         Ok(CreateCollectionResponse {
@@ -396,10 +436,10 @@ impl Collections {
                 "MaxFaces must be between 1 and {MAX_INDEX_FACES}"
             )));
         }
-        let c = self.collection(id)?;
+        let (c, p) = self.collection(id)?;
         let img = self.decode(image)?;
         let (w, h) = img.dimensions();
-        let mut faces = self.pipeline.detect(&img)?;
+        let mut faces = p.detect(&img)?;
         let mut unindexed = Vec::new();
         let mut keep = Vec::new();
         for face in faces.drain(..) {
@@ -418,7 +458,7 @@ impl Collections {
                 });
             }
         }
-        self.pipeline.embed_faces(&img, &mut keep)?;
+        p.embed_faces(&img, &mut keep)?;
         let image_id = Uuid::new_v4();
         let new: Vec<NewFace> = keep
             .iter()
@@ -436,7 +476,8 @@ impl Collections {
         } else {
             let live = self.live(&c)?;
             let _guard = live.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let stored = self.store.add_faces(id, &self.face_model(), new)?;
+            let model = face_model(p.recognizer().manifest());
+            let stored = self.store.add_faces(id, &model, new)?;
             let vectors: Vec<(u64, &[f32])> = stored
                 .iter()
                 .zip(&keep)
@@ -530,6 +571,17 @@ impl Collections {
         Ok(())
     }
 
+    /// The calibration that gives Similarity for collection `c`, whose
+    /// recogniser is `p`.
+    fn calibration<'p>(c: &Collection, p: &'p Pipeline) -> Result<Calibration<'p>> {
+        p.recognizer().similarity_calibration().ok_or_else(|| {
+            CollectionError::InvalidParameter(format!(
+                "recogniser {} has no calibration table, so Similarity is undefined",
+                c.face_model.name
+            ))
+        })
+    }
+
     /// The faces within `threshold` of `embedding`, best first, at most `k`,
     /// leaving out the face with seq `exclude`.
     ///
@@ -541,12 +593,13 @@ impl Collections {
     fn search_vector(
         &self,
         c: &Collection,
+        p: &Pipeline,
         embedding: &[f32],
         threshold: f64,
         k: usize,
         exclude: Option<u64>,
     ) -> Result<Vec<Hit>> {
-        let calibration = self.calibration()?;
+        let calibration = Self::calibration(c, p)?;
         let live = self.live(c)?;
         let radius = calibration.search_radius(embedding, threshold);
         let max_distance = radius.is_finite().then_some(radius as f32);
@@ -613,9 +666,9 @@ impl Collections {
             max_faces.unwrap_or(DEFAULT_SEARCH_FACES),
         );
         Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
-        let c = self.collection(id)?;
+        let (c, p) = self.collection(id)?;
         let (face, embedding) = self.store.face_embedding(id, face_id)?;
-        let hits = self.search_vector(&c, &embedding, threshold, k, Some(face.seq))?;
+        let hits = self.search_vector(&c, &p, &embedding, threshold, k, Some(face.seq))?;
         Ok(SearchFacesResponse {
             searched_face_id: face.face_id.to_string(),
             face_matches: self.matches(hits, &c),
@@ -638,10 +691,10 @@ impl Collections {
             max_faces.unwrap_or(DEFAULT_SEARCH_FACES),
         );
         Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
-        let c = self.collection(id)?;
-        let face = self.largest_face(image, quality)?;
+        let (c, p) = self.collection(id)?;
+        let face = self.largest_face(&p, image, quality)?;
         let embedding = face.embedding.as_deref().unwrap_or_default();
-        let hits = self.search_vector(&c, embedding, threshold, k, None)?;
+        let hits = self.search_vector(&c, &p, embedding, threshold, k, None)?;
         Ok(SearchFacesByImageResponse {
             searched_face_bounding_box: face.detail.bounding_box,
             searched_face_confidence: face.detail.confidence,
@@ -651,10 +704,15 @@ impl Collections {
         })
     }
 
-    fn largest_face(&self, image: &[u8], quality: QualityFilter) -> Result<kenning_models::Face> {
+    fn largest_face(
+        &self,
+        p: &Pipeline,
+        image: &[u8],
+        quality: QualityFilter,
+    ) -> Result<kenning_models::Face> {
         let img = self.decode(image)?;
         let (w, h) = img.dimensions();
-        let mut faces = self.pipeline.detect(&img)?;
+        let mut faces = p.detect(&img)?;
         faces.truncate(1);
         let Some(face) = faces.first() else {
             return Err(CollectionError::InvalidParameter(
@@ -667,7 +725,7 @@ impl Collections {
                 "the largest face in the image does not pass the quality filter: {reasons:?}"
             )));
         }
-        self.pipeline.embed_faces(&img, &mut faces)?;
+        p.embed_faces(&img, &mut faces)?;
         faces.pop().ok_or_else(|| {
             CollectionError::InvalidParameter("there are no faces in the image".into())
         })
@@ -763,6 +821,7 @@ impl Collections {
     fn users_near(
         &self,
         c: &Collection,
+        p: &Pipeline,
         probes: &[(Vec<f32>, Option<u64>)],
         threshold: f64,
         max_users: usize,
@@ -770,7 +829,7 @@ impl Collections {
     ) -> Result<Vec<UserMatch>> {
         let mut best: HashMap<String, f32> = HashMap::new();
         for (embedding, exclude) in probes {
-            for hit in self.search_vector(c, embedding, threshold, MAX_SEARCH_FACES, *exclude)? {
+            for hit in self.search_vector(c, p, embedding, threshold, MAX_SEARCH_FACES, *exclude)? {
                 let Some(user) = hit.face.user_id else {
                     continue;
                 };
@@ -831,7 +890,7 @@ impl Collections {
             max_users.unwrap_or(1),
         );
         Self::check_users(threshold, max_users)?;
-        let c = self.collection(id)?;
+        let (c, p) = self.collection(id)?;
         let (probes, searched_face, searched_user) = match (user_id, face_id) {
             (Some(u), None) => {
                 let user = self.store.get_user(id, u)?;
@@ -856,7 +915,7 @@ impl Collections {
                 ))
             }
         };
-        let user_matches = self.users_near(&c, &probes, threshold, max_users, user_id)?;
+        let user_matches = self.users_near(&c, &p, &probes, threshold, max_users, user_id)?;
         Ok(SearchUsersResponse {
             user_matches,
             face_model_version: c.face_model.name.clone(),
@@ -880,10 +939,10 @@ impl Collections {
             max_users.unwrap_or(1),
         );
         Self::check_users(threshold, max_users)?;
-        let c = self.collection(id)?;
-        let face = self.largest_face(image, quality)?;
+        let (c, p) = self.collection(id)?;
+        let face = self.largest_face(&p, image, quality)?;
         let probes = vec![(face.embedding.clone().unwrap_or_default(), None)];
-        let user_matches = self.users_near(&c, &probes, threshold, max_users, None)?;
+        let user_matches = self.users_near(&c, &p, &probes, threshold, max_users, None)?;
         Ok(SearchUsersResponse {
             user_matches,
             face_model_version: c.face_model.name.clone(),
@@ -915,6 +974,14 @@ fn insert_ignoring_duplicates(index: &Index, vectors: &[(u64, &[f32])]) -> Resul
             Ok(())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// What the store records of the recogniser that made a collection's vectors.
+fn face_model(m: &Manifest) -> FaceModel {
+    FaceModel {
+        name: m.name.clone(),
+        version: m.version.clone(),
     }
 }
 

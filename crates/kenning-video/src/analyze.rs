@@ -290,9 +290,10 @@ fn keep_better(best: &mut BTreeMap<String, FaceMatch>, m: FaceMatch) {
 }
 
 /// Face search: persons (tracks joined by identity) with their matches.
+/// Frames are detected, aligned, embedded and scored with the collection's
+/// own recogniser (the searcher's), whatever the service's default.
 pub fn search_faces(
     source: &mut dyn FrameSource,
-    pipeline: &Pipeline,
     searcher: &FaceSearcher<'_>,
     threshold: f64,
     config: &AnalysisConfig,
@@ -310,7 +311,7 @@ pub fn search_faces(
         if batch.is_empty() {
             break;
         }
-        let faces = detect_batch(pipeline, &batch, &mut times)?;
+        let faces = detect_batch(searcher.pipeline(), &batch, &mut times)?;
         for (frame, faces) in batch.iter().zip(&faces) {
             let t = Instant::now();
             let detected: Vec<Detected<'_>> = faces

@@ -909,19 +909,20 @@ impl VideoService {
                 .insert(id.clone(), (t as f64 / duration).min(1.0));
             !self.stopping.load(Ordering::SeqCst)
         };
-        let pipeline = self.governor.collections().pipeline();
         let mut source = FfmpegSource::open(&path, &probe, &sampling)?;
         let analysed = match job.api {
-            Api::FaceDetection => {
-                analyze::detect_faces(&mut source, pipeline, &self.config.analysis, &progress)
-                    .map(|(faces, times)| (Results::Faces(faces), times))
-            }
+            Api::FaceDetection => analyze::detect_faces(
+                &mut source,
+                self.governor.collections().pipeline(),
+                &self.config.analysis,
+                &progress,
+            )
+            .map(|(faces, times)| (Results::Faces(faces), times)),
             Api::FaceSearch => {
                 let collection = job.collection_id.clone().unwrap_or_default();
                 let searcher = self.governor.collections().searcher(&collection)?;
                 analyze::search_faces(
                     &mut source,
-                    pipeline,
                     &searcher,
                     job.face_match_threshold
                         .unwrap_or(kenning_collections::DEFAULT_THRESHOLD),
