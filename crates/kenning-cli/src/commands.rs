@@ -151,7 +151,7 @@ pub fn models(ctx: &Context, cmd: ModelsCommand) -> Result<i32> {
                 kenning_models::manifest::SFACE_2021DEC.name,
             )
             .map_err(wire)?;
-            let sface = kenning_models::recognizer::onnx_model(&ctx.models, &sface.manifest.model)
+            let sface = kenning_models::recognizer::onnx_model(&models, &sface.manifest.model)
                 .map_err(wire)?;
             std::fs::write(out.join("sface_2021dec.onnx"), sface)?;
             let centerface = kenning_onnx::make_dynamic_input(&read(
