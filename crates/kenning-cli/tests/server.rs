@@ -371,7 +371,8 @@ fn role_answer(op: &str) -> (u16, &'static str) {
 #[test]
 fn role_matrix_over_every_operation() {
     use kenning_accountability::{Role, MATRIX};
-    let server = Server::start(&[]);
+    // Streams on, so their operations answer by role too.
+    let server = Server::start(&["--enable-streams"]);
     let addr = server.addr.clone();
     let root = (KEY_ID, SECRET);
     for c in ["mine", "theirs"] {

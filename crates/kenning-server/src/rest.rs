@@ -91,9 +91,9 @@ const NUMERIC: &[&str] = &[
 ];
 
 /// Which operation a request runs, given its assembled body.
-type Pick = fn(&Map<String, Value>) -> &'static str;
+pub(crate) type Pick = fn(&Map<String, Value>) -> &'static str;
 
-async fn call(
+pub(crate) async fn call(
     s: Arc<AppState>,
     req: Request,
     mut query: HashMap<String, String>,
