@@ -197,14 +197,22 @@ struct StreamServeArgs {
     /// its stream name: NAME=URL with an rtsp://, rtsps://, http(s)://
     /// (MPEG-TS, HLS, MJPEG) URL, or a video file inside a --bucket
     /// directory played in real time (`#loop` at the end: again and again).
-    #[arg(long = "stream-source", value_name = "NAME=URL", requires = "enable_streams")]
+    #[arg(
+        long = "stream-source",
+        value_name = "NAME=URL",
+        requires = "enable_streams"
+    )]
     sources: Vec<String>,
     /// Where records for Output.KinesisDataStream.Arn's stream name go:
     /// NAME=sse (GET /v1/stream-outputs/NAME/events), NAME=http://... (an
     /// HMAC-signed webhook, signed with the --notify-secret key) or
     /// NAME=FILE (rotating JSON lines, matched faces only); repeatable,
     /// several sinks per name.
-    #[arg(long = "stream-output", value_name = "NAME=sse|URL|FILE", requires = "enable_streams")]
+    #[arg(
+        long = "stream-output",
+        value_name = "NAME=sse|URL|FILE",
+        requires = "enable_streams"
+    )]
     outputs: Vec<String>,
     /// Frames analysed per second of a live stream.
     #[arg(long, default_value_t = 5.0)]

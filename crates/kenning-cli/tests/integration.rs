@@ -18,6 +18,7 @@ mod parity;
 mod recognisers;
 mod server;
 mod service;
+mod streams;
 mod tls;
 mod video;
 mod wire;

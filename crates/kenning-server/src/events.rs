@@ -66,19 +66,39 @@ async fn named(s: Arc<AppState>, name: String, q: Q, req: Request, pick: Pick) -
     call(s, req, q.0, &[("Name", &name)], pick).await
 }
 
-async fn describe(State(s): State<Arc<AppState>>, Path(n): Path<String>, q: Q, r: Request) -> Response {
+async fn describe(
+    State(s): State<Arc<AppState>>,
+    Path(n): Path<String>,
+    q: Q,
+    r: Request,
+) -> Response {
     named(s, n, q, r, op!("DescribeStreamProcessor")).await
 }
 
-async fn delete(State(s): State<Arc<AppState>>, Path(n): Path<String>, q: Q, r: Request) -> Response {
+async fn delete(
+    State(s): State<Arc<AppState>>,
+    Path(n): Path<String>,
+    q: Q,
+    r: Request,
+) -> Response {
     named(s, n, q, r, op!("DeleteStreamProcessor")).await
 }
 
-async fn update(State(s): State<Arc<AppState>>, Path(n): Path<String>, q: Q, r: Request) -> Response {
+async fn update(
+    State(s): State<Arc<AppState>>,
+    Path(n): Path<String>,
+    q: Q,
+    r: Request,
+) -> Response {
     named(s, n, q, r, op!("UpdateStreamProcessor")).await
 }
 
-async fn start(State(s): State<Arc<AppState>>, Path(n): Path<String>, q: Q, r: Request) -> Response {
+async fn start(
+    State(s): State<Arc<AppState>>,
+    Path(n): Path<String>,
+    q: Q,
+    r: Request,
+) -> Response {
     named(s, n, q, r, op!("StartStreamProcessor")).await
 }
 
@@ -86,7 +106,11 @@ async fn stop(State(s): State<Arc<AppState>>, Path(n): Path<String>, q: Q, r: Re
     named(s, n, q, r, op!("StopStreamProcessor")).await
 }
 
-async fn output_events(State(s): State<Arc<AppState>>, Path(n): Path<String>, r: Request) -> Response {
+async fn output_events(
+    State(s): State<Arc<AppState>>,
+    Path(n): Path<String>,
+    r: Request,
+) -> Response {
     feed(s, n, r, true).await
 }
 
@@ -108,7 +132,12 @@ async fn feed(s: Arc<AppState>, name: String, req: Request, output: bool) -> Res
     drop(permit);
     let key = Some(caller.principal.access_key.clone());
     let Some(streams) = s.streams.clone() else {
-        return respond("ReadStreamOutput", key, Err(disabled("ReadStreamOutput")), true);
+        return respond(
+            "ReadStreamOutput",
+            key,
+            Err(disabled("ReadStreamOutput")),
+            true,
+        );
     };
     let last = parts
         .headers
@@ -131,8 +160,16 @@ async fn feed(s: Arc<AppState>, name: String, req: Request, output: bool) -> Res
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(pump(hub, last, tx, s.closing.subscribe()));
     let mut r = (StatusCode::OK, Body::new(Feed(rx))).into_response();
+    r.extensions_mut().insert(crate::Outcome {
+        operation: "ReadStreamOutput",
+        error: None,
+        caller: key,
+    });
     let h = r.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
@@ -175,7 +212,9 @@ async fn pump(
             chunk.push_str("retry: 1000\n\n");
             if resuming && since.missed != Some(0) {
                 let n = since.missed.map_or("null".to_owned(), |n| n.to_string());
-                chunk.push_str(&format!("event: missed\ndata: {{\"MissedEvents\":{n}}}\n\n"));
+                chunk.push_str(&format!(
+                    "event: missed\ndata: {{\"MissedEvents\":{n}}}\n\n"
+                ));
             }
         }
         let more = since.events.len() == BATCH;

@@ -143,13 +143,31 @@ fn stream_registry(streams: &kenning_streams::StreamService) -> Registry {
     let status = Family::<StatusLabels, Gauge>::default();
     let lag = Family::<ProcessorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
     let counters: Vec<(&str, &str, Family<ProcessorLabels, Counter>)> = [
-        ("kenning_stream_frames_in", "Frames a processor's source delivered"),
-        ("kenning_stream_frames_analysed", "Frames a processor analysed"),
-        ("kenning_stream_frames_skipped", "Frames skipped because analysis was behind live"),
+        (
+            "kenning_stream_frames_in",
+            "Frames a processor's source delivered",
+        ),
+        (
+            "kenning_stream_frames_analysed",
+            "Frames a processor analysed",
+        ),
+        (
+            "kenning_stream_frames_skipped",
+            "Frames skipped because analysis was behind live",
+        ),
         ("kenning_stream_faces", "Faces detected in live frames"),
-        ("kenning_stream_matches", "New matches of a followed face to a collection face"),
-        ("kenning_stream_reconnects", "Reconnections to a processor's source"),
-        ("kenning_stream_records", "Records sent to a processor's output"),
+        (
+            "kenning_stream_matches",
+            "New matches of a followed face to a collection face",
+        ),
+        (
+            "kenning_stream_reconnects",
+            "Reconnections to a processor's source",
+        ),
+        (
+            "kenning_stream_records",
+            "Records sent to a processor's output",
+        ),
     ]
     .into_iter()
     .map(|(n, h)| (n, h, Family::default()))

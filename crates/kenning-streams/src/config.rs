@@ -204,8 +204,8 @@ pub struct StreamConfig {
     pub file_keep: usize,
     /// Collection faces reported per detected face in a record.
     pub max_matches: usize,
-    /// A track is embedded again only when its face is this much better
-    /// (quality ratio) than the best it was embedded at.
+    /// Once a track has its few templates, a sighting is embedded only when
+    /// its quality is this much better than the worst of them.
     pub reembed_gain: f32,
 }
 
@@ -276,7 +276,10 @@ mod tests {
         let b = Buckets::new();
         assert_eq!(
             parse_source("cam1=rtsp://u:p@10.0.0.2/s", &b).unwrap(),
-            ("cam1".into(), LiveInput::Url("rtsp://u:p@10.0.0.2/s".into()))
+            (
+                "cam1".into(),
+                LiveInput::Url("rtsp://u:p@10.0.0.2/s".into())
+            )
         );
         let e = parse_source("cam1=ftp://u:secret@h/x", &b).unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");

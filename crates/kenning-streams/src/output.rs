@@ -86,10 +86,7 @@ impl EventHub {
         let now = Instant::now();
         while let Some(front) = ring.events.front() {
             let old = now.duration_since(front.at) > self.limits.max_age;
-            if !(old
-                || ring.events.len() > self.limits.events
-                || ring.bytes > self.limits.bytes)
-            {
+            if !(old || ring.events.len() > self.limits.events || ring.bytes > self.limits.bytes) {
                 break;
             }
             ring.bytes -= front.data.len();
@@ -326,10 +323,7 @@ impl QueuedSink {
             match file.append(line) {
                 Ok(()) => true,
                 Err(e) => {
-                    eprintln!(
-                        "kenning: stream output file {}: {e}",
-                        file.path.display()
-                    );
+                    eprintln!("kenning: stream output file {}: {e}", file.path.display());
                     false
                 }
             }
@@ -339,12 +333,7 @@ impl QueuedSink {
     /// Stops the worker (records still queued are dropped).
     pub fn close(&self) {
         self.queue.close();
-        if let Some(t) = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
     }
@@ -513,7 +502,9 @@ mod tests {
     #[test]
     fn a_hub_replays_what_it_still_holds() {
         let hub = EventHub::new(replay(3));
-        let ids: Vec<u64> = (0..5).map(|i| hub.publish(format!("{{\"n\":{i}}}"))).collect();
+        let ids: Vec<u64> = (0..5)
+            .map(|i| hub.publish(format!("{{\"n\":{i}}}")))
+            .collect();
         assert!(ids.windows(2).all(|w| w[1] == w[0] + 1));
         // Only the last three are held.
         let all = hub.since(None, 10);
@@ -562,7 +553,10 @@ mod tests {
         assert_eq!(q.pop(), Some(4));
         q.close();
         assert_eq!(q.pop(), None);
-        assert!(!q.sleep(Duration::from_secs(5)), "a closed queue does not sleep");
+        assert!(
+            !q.sleep(Duration::from_secs(5)),
+            "a closed queue does not sleep"
+        );
     }
 
     #[test]

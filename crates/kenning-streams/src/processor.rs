@@ -109,7 +109,10 @@ impl Live {
 
     /// Status and StatusMessage now.
     pub fn status(&self) -> (Status, Option<String>) {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set_status(&self, status: Status, message: Option<String>) {
@@ -214,14 +217,34 @@ struct LiveTrack {
     first: SystemTime,
     last: SystemTime,
     sightings: u64,
-    /// The quality of the best sighting embedded so far.
-    embedded_quality: Option<f32>,
+    /// The embeddings of its best sightings (quality, embedding), best
+    /// first, at most [`TEMPLATES`]; in memory only.
+    templates: Vec<(f32, Vec<f32>)>,
     best: BTreeMap<String, FaceMatch>,
     /// Faces whose match is audited, with the match's ReviewId if queued.
     announced: BTreeMap<String, Option<String>>,
 }
 
+/// Sightings of a track whose embeddings are kept: each new one is searched
+/// alone and in the mean of all kept, a steadier template than any one
+/// (as stored video does with a track's best crops).
+const TEMPLATES: usize = 3;
+
 impl LiveTrack {
+    /// Whether a sighting of quality `q` is worth embedding: while the
+    /// track has fewer than [`TEMPLATES`], or when it beats the worst kept
+    /// by the factor `gain`.
+    fn wants(&self, q: f32, gain: f32) -> bool {
+        self.templates.len() < TEMPLATES || self.templates.last().is_some_and(|w| q > w.0 * gain)
+    }
+
+    /// Keeps `embedding` among the best [`TEMPLATES`].
+    fn keep(&mut self, q: f32, embedding: Vec<f32>) {
+        let at = self.templates.partition_point(|t| t.0 >= q);
+        self.templates.insert(at, (q, embedding));
+        self.templates.truncate(TEMPLATES);
+    }
+
     /// Matches, best first, at most `max`.
     fn matches(&self, max: usize) -> Vec<&FaceMatch> {
         let mut m: Vec<&FaceMatch> = self.best.values().collect();
@@ -357,9 +380,7 @@ impl Run {
         let collections = self.ctx.governor.collections().clone();
         let searcher = match collections.searcher(&self.def.collection_id) {
             Ok(s) => s,
-            Err(e) => {
-                return ConnEnd::Fatal(format!("collection {}: {e}", self.def.collection_id))
-            }
+            Err(e) => return ConnEnd::Fatal(format!("collection {}: {e}", self.def.collection_id)),
         };
         let mut source = match LiveSource::open(&self.input, &self.ctx.config.live) {
             Ok(s) => s,
@@ -382,7 +403,7 @@ impl Run {
             counted: (0, 0),
         };
         let mut tracker = Tracker::new(TrackerConfig {
-            best_crops: 1,
+            best_crops: TEMPLATES,
             ..TrackerConfig::default()
         });
         let end = loop {
@@ -413,8 +434,7 @@ impl Run {
                             }),
                         );
                     }
-                    if let Err(m) = self.analyse(&searcher, &mut tracker, &conn, &frame, &starter)
-                    {
+                    if let Err(m) = self.analyse(&searcher, &mut tracker, &conn, &frame, &starter) {
                         break ConnEnd::Fatal(m);
                     }
                 }
@@ -442,7 +462,12 @@ impl Run {
         for t in tracker.finish() {
             self.end_track(&t);
         }
-        self.track_base += self.tracks.keys().map(|&k| u64::from(k) + 1).max().unwrap_or(0);
+        self.track_base += self
+            .tracks
+            .keys()
+            .map(|&k| u64::from(k) + 1)
+            .max()
+            .unwrap_or(0);
         self.tracks.clear();
         end
     }
@@ -488,16 +513,11 @@ impl Run {
             })
             .collect();
         let mut crops: Vec<(usize, RgbImage)> = Vec::new();
-        let ended = tracker.update(
-            frame.frame.timestamp_ms,
-            thumbnail(image),
-            &detected,
-            |i| {
-                let c = searcher.align(image, &faces[i]);
-                crops.push((i, c.clone()));
-                c
-            },
-        );
+        let ended = tracker.update(frame.frame.timestamp_ms, thumbnail(image), &detected, |i| {
+            let c = searcher.align(image, &faces[i]);
+            crops.push((i, c.clone()));
+            c
+        });
         for t in &ended {
             self.end_track(t);
             self.tracks.remove(&t.id);
@@ -513,7 +533,7 @@ impl Run {
                     first: frame.received,
                     last: frame.received,
                     sightings: 0,
-                    embedded_quality: None,
+                    templates: Vec::new(),
                     best: BTreeMap::new(),
                     announced: BTreeMap::new(),
                 };
@@ -523,30 +543,37 @@ impl Run {
             t.last = frame.received;
             t.sightings += 1;
         }
-        // Embed a face when its track is new or it is seen markedly better.
+        // Embed a face while its track has few templates or when it is seen
+        // markedly better than the worst of them.
         let gain = self.ctx.config.reembed_gain;
-        let mut wanted: Vec<(usize, RgbImage)> = Vec::new();
+        let mut wanted: Vec<(usize, f32, RgbImage)> = Vec::new();
         for (i, crop) in crops {
             let q = quality(&faces[i].detail, &faces[i].detection.bbox);
-            if let Some(t) = self.tracks.get_mut(&ids[i]) {
-                if t.embedded_quality.is_none_or(|e| q > e * gain) {
-                    t.embedded_quality = Some(q);
-                    wanted.push((i, crop));
-                }
+            if self.tracks.get(&ids[i]).is_some_and(|t| t.wants(q, gain)) {
+                wanted.push((i, q, crop));
             }
         }
         let threshold = self.def.face_match_threshold;
         let max = self.ctx.config.max_matches;
         if !wanted.is_empty() {
-            let images: Vec<RgbImage> = wanted.iter().map(|w| w.1.clone()).collect();
+            let images: Vec<RgbImage> = wanted.iter().map(|w| w.2.clone()).collect();
             let embeddings = searcher
                 .embed(&images)
                 .map_err(|e| format!("embedding: {e}"))?;
-            for ((i, _), e) in wanted.iter().zip(&embeddings) {
-                let found = searcher
-                    .search(e, threshold, max)
-                    .map_err(|e| format!("searching collection {}: {e}", self.def.collection_id))?;
-                if let Some(t) = self.tracks.get_mut(&ids[*i]) {
+            for ((i, q, _), e) in wanted.iter().zip(embeddings) {
+                let Some(t) = self.tracks.get_mut(&ids[*i]) else {
+                    continue;
+                };
+                let mut probes = vec![e.clone()];
+                t.keep(*q, e);
+                if t.templates.len() > 1 {
+                    let kept: Vec<Vec<f32>> = t.templates.iter().map(|k| k.1.clone()).collect();
+                    probes.push(searcher.mean(&kept));
+                }
+                for probe in &probes {
+                    let found = searcher.search(probe, threshold, max).map_err(|e| {
+                        format!("searching collection {}: {e}", self.def.collection_id)
+                    })?;
                     for m in found {
                         keep_better(&mut t.best, m);
                     }

@@ -18,7 +18,7 @@ use kenning_video::live::LiveInput;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::config::{data_stream_name, video_stream_name, StreamConfig};
+use crate::config::{data_stream_name, validate_stream_name, video_stream_name, StreamConfig};
 use crate::error::{Result, StreamError};
 use crate::output::{EventHub, Output};
 use crate::processor::{now_ms, Context, KeyCheck, Live, StopSignal, Worker};
@@ -45,17 +45,8 @@ pub fn processor_arn(name: &str) -> String {
 
 fn check_name(name: Option<&str>) -> Result<&str> {
     let name = name.ok_or_else(|| invalid("Name is required"))?;
-    if (1..=128).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    {
-        Ok(name)
-    } else {
-        Err(invalid(format!(
-            "Name {name:?} must be 1-128 letters, digits, '_', '.' or '-'"
-        )))
-    }
+    validate_stream_name("stream processor", name, 128)?;
+    Ok(name)
 }
 
 fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
@@ -184,10 +175,10 @@ struct ListArgs {
 fn data_sharing(d: Option<DataSharingArg>, member: &str) -> Result<Option<bool>> {
     match d {
         None => Ok(None),
-        Some(DataSharingArg { opt_in: None }) => Err(invalid(format!("{member}.OptIn is required"))),
-        Some(DataSharingArg {
-            opt_in: Some(true),
-        }) => Err(invalid(format!(
+        Some(DataSharingArg { opt_in: None }) => {
+            Err(invalid(format!("{member}.OptIn is required")))
+        }
+        Some(DataSharingArg { opt_in: Some(true) }) => Err(invalid(format!(
             "{member}.OptIn must be false: Kenning is self-hosted and shares no data with anyone"
         ))),
         Some(DataSharingArg {
@@ -271,7 +262,12 @@ impl StreamService {
             }
             match service.connect(&def) {
                 Ok((input, output)) => {
-                    let w = service.worker(&def, input, output, Some("resumed when the service started"));
+                    let w = service.worker(
+                        &def,
+                        input,
+                        output,
+                        Some("resumed when the service started"),
+                    );
                     service.workers_lock().insert(def.name.clone(), w);
                 }
                 Err(e) => {
@@ -487,7 +483,9 @@ impl StreamService {
             })
         });
         let collection = found.as_ref().ok().map(|d| d.collection_id.as_str());
-        let entry = self.governor.authorize(caller, caller.entry(op), collection)?;
+        let entry = self
+            .governor
+            .authorize(caller, caller.entry(op), collection)?;
         Ok((entry, found))
     }
 
@@ -521,12 +519,8 @@ impl StreamService {
         };
         // The collection's policy applies as to every search, with its rule
         // on live streams; a refusal is audited.
-        self.governor.check_search(
-            caller,
-            &mut entry,
-            def.face_match_threshold,
-            Medium::Stream,
-        )?;
+        self.governor
+            .check_search(caller, &mut entry, def.face_match_threshold, Medium::Stream)?;
         let arn = def.arn.clone();
         let outcome = self.store.put(&def).map(|()| {
             self.tracks_of(&def.name);
@@ -578,7 +572,9 @@ impl StreamService {
         let output = data_stream_name(&output_arn)?;
         let role_arn = a.role_arn.ok_or_else(|| invalid("RoleArn is required"))?;
         if !kenning_video::service::valid_role_arn(&role_arn) {
-            return Err(invalid(format!("RoleArn {role_arn:?} is not an IAM role ARN")));
+            return Err(invalid(format!(
+                "RoleArn {role_arn:?} is not an IAM role ARN"
+            )));
         }
         if a.notification_channel.is_some() {
             return Err(label_detection_only("NotificationChannel"));
@@ -830,9 +826,7 @@ impl StreamService {
         let args: std::result::Result<StartArgs, _> = parse(body);
         let name = body.get("Name").and_then(Value::as_str);
         let (_, found) = self.lookup(caller, "DescribeStreamProcessor", name)?;
-        let def = args
-            .and(found)
-            .map_err(|e| ApiError::from_wire(&e))?;
+        let def = args.and(found).map_err(|e| ApiError::from_wire(&e))?;
         let (status, message) = self.status_of(&def);
         let secs = |ms: u64| ms as f64 / 1000.0;
         let mut v = json!({
@@ -905,8 +899,9 @@ impl StreamService {
         let mut v = json!({ "StreamProcessors": items });
         if more {
             if let Some(last) = defs.last() {
-                v["NextToken"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(last.name.as_bytes()));
+                v["NextToken"] =
+                    json!(base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(last.name.as_bytes()));
             }
         }
         Ok(v)
@@ -960,9 +955,9 @@ impl StreamService {
         missing: impl FnOnce() -> String,
     ) -> std::result::Result<Arc<EventHub>, ApiError> {
         let collection = def.map(|d| d.collection_id.as_str());
-        let mut entry = self
-            .governor
-            .authorize(caller, caller.entry("ReadStreamOutput"), collection)?;
+        let mut entry =
+            self.governor
+                .authorize(caller, caller.entry("ReadStreamOutput"), collection)?;
         entry.details = Some(json!({ member: name }));
         if collection.is_none() && caller.principal.grant.collections.is_some() {
             let e = ApiError::from_code(
@@ -979,9 +974,10 @@ impl StreamService {
                 self.governor.audit(entry)?;
                 Ok(h)
             }
-            None => Err(self
-                .governor
-                .audit_failure(entry, ApiError::from_wire(&StreamError::NotFound(missing())))),
+            None => Err(self.governor.audit_failure(
+                entry,
+                ApiError::from_wire(&StreamError::NotFound(missing())),
+            )),
         }
     }
 }

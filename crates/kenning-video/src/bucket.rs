@@ -116,9 +116,8 @@ impl Buckets {
     /// directory (relative paths are taken from the working directory),
     /// checked as [`Buckets::resolve`] checks names.
     pub fn locate(&self, path: &Path) -> Result<(String, String)> {
-        let absolute = std::path::absolute(path).map_err(|e| {
-            VideoError::InvalidObject(format!("{}: {e}", path.display()))
-        })?;
+        let absolute = std::path::absolute(path)
+            .map_err(|e| VideoError::InvalidObject(format!("{}: {e}", path.display())))?;
         for (bucket, dir) in &self.dirs {
             let Ok(rest) = absolute.strip_prefix(dir) else {
                 continue;

@@ -461,7 +461,11 @@ fn failed(log: &Mutex<Log>, facts: &Facts, what: &str) -> VideoError {
     }
     let said = crate::probe::tool_errors(&log.errors.join("\n"), std::path::Path::new(""));
     let said = said.replace(&facts.url, &facts.described);
-    let said = match facts.url.split_once("://").and_then(|(_, r)| r.split_once('@')) {
+    let said = match facts
+        .url
+        .split_once("://")
+        .and_then(|(_, r)| r.split_once('@'))
+    {
         Some((userinfo, _)) if !userinfo.contains('/') => said.replace(userinfo, "***"),
         _ => said,
     };

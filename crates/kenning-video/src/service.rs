@@ -373,13 +373,12 @@ impl VideoService {
         if api == Api::FaceSearch {
             // The collection's policy applies exactly as to a photo search,
             // plus its rule on video; a refusal is audited.
-            self.governor
-                .check_search(
-                    caller,
-                    &mut entry,
-                    threshold.unwrap_or_default(),
-                    Medium::Video,
-                )?;
+            self.governor.check_search(
+                caller,
+                &mut entry,
+                threshold.unwrap_or_default(),
+                Medium::Video,
+            )?;
             let id = args.collection_id.as_deref().unwrap_or_default();
             self.governor
                 .collections()
