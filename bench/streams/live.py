@@ -114,20 +114,24 @@ def run(args):
             check=True,
         )
         env = dict(os.environ, KENNING_ACCESS_KEY_ID=KEY, KENNING_SECRET_ACCESS_KEY=SECRET)
-        data = work / "data"
-        subprocess.run([kenning, "--data", data, "collection", "create", "refs"], check=True,
-                       env=env, capture_output=True)
-        subprocess.run([kenning, "--data", data, "index", "--collection", "refs", "--max-faces", "1",
-                        shared / "reference"], check=True, env=env, capture_output=True)
+        # The server's data directory, and one for `kenning video search`
+        # beside it (a running server holds its directory's lock).
+        data, vdata = work / "data", work / "vdata"
+        for d in (data, vdata):
+            subprocess.run([kenning, "--data", d, "collection", "create", "refs"], check=True,
+                           env=env, capture_output=True)
+            subprocess.run([kenning, "--data", d, "index", "--collection", "refs", "--max-faces",
+                            "1", shared / "reference"], check=True, env=env, capture_output=True)
         rows = []
-        idle_rtf = video_rtf(kenning, data, shared / "short_hamilton_clip.mp4", env)
+        idle_rtf = video_rtf(kenning, vdata, shared / "short_hamilton_clip.mp4", env)
         loaded_rtf = None
         for n in args.streams:
             ports = [free_port() for _ in range(n)]
             cams = [
                 subprocess.Popen(
                     ["ffmpeg", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(cam),
-                     "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{p}/cam.ts"])
+                     "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{p}/cam.ts"],
+                    stderr=subprocess.DEVNULL)
                 for p in ports
             ]
             procs += cams
@@ -164,7 +168,7 @@ def run(args):
             for f in feeds:
                 f.latencies.clear()
             if n == max(args.streams) and args.video:
-                loaded_rtf = video_rtf(kenning, data, shared / "short_hamilton_clip.mp4", env)
+                loaded_rtf = video_rtf(kenning, vdata, shared / "short_hamilton_clip.mp4", env)
                 time.sleep(max(0, args.seconds - 10))
             else:
                 time.sleep(args.seconds)

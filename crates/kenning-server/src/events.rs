@@ -22,9 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use kenning_streams::EventHub;
-use serde_json::{Map, Value};
 
-use crate::rest::{call, Pick};
+use crate::rest::{call, fixed, Pick};
 use crate::{authenticate, respond, ApiError, AppState, Payload};
 
 /// Events sent per wake-up, so one slow client cannot hold the lock long.
@@ -48,18 +47,12 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
 
 type Q = Query<HashMap<String, String>>;
 
-macro_rules! op {
-    ($name:literal) => {
-        (|_: &Map<String, Value>| $name) as Pick
-    };
-}
-
 async fn list(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
-    call(s, req, q, &[], op!("ListStreamProcessors")).await
+    call(s, req, q, &[], fixed!("ListStreamProcessors")).await
 }
 
 async fn create(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
-    call(s, req, q, &[], op!("CreateStreamProcessor")).await
+    call(s, req, q, &[], fixed!("CreateStreamProcessor")).await
 }
 
 async fn named(s: Arc<AppState>, name: String, q: Q, req: Request, pick: Pick) -> Response {
@@ -72,7 +65,7 @@ async fn describe(
     q: Q,
     r: Request,
 ) -> Response {
-    named(s, n, q, r, op!("DescribeStreamProcessor")).await
+    named(s, n, q, r, fixed!("DescribeStreamProcessor")).await
 }
 
 async fn delete(
@@ -81,7 +74,7 @@ async fn delete(
     q: Q,
     r: Request,
 ) -> Response {
-    named(s, n, q, r, op!("DeleteStreamProcessor")).await
+    named(s, n, q, r, fixed!("DeleteStreamProcessor")).await
 }
 
 async fn update(
@@ -90,7 +83,7 @@ async fn update(
     q: Q,
     r: Request,
 ) -> Response {
-    named(s, n, q, r, op!("UpdateStreamProcessor")).await
+    named(s, n, q, r, fixed!("UpdateStreamProcessor")).await
 }
 
 async fn start(
@@ -99,11 +92,11 @@ async fn start(
     q: Q,
     r: Request,
 ) -> Response {
-    named(s, n, q, r, op!("StartStreamProcessor")).await
+    named(s, n, q, r, fixed!("StartStreamProcessor")).await
 }
 
 async fn stop(State(s): State<Arc<AppState>>, Path(n): Path<String>, q: Q, r: Request) -> Response {
-    named(s, n, q, r, op!("StopStreamProcessor")).await
+    named(s, n, q, r, fixed!("StopStreamProcessor")).await
 }
 
 async fn output_events(

@@ -256,9 +256,10 @@ fn multipart_parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a
 
 macro_rules! fixed {
     ($name:literal) => {
-        (|_: &Map<String, Value>| $name) as Pick
+        (|_: &serde_json::Map<String, serde_json::Value>| $name) as $crate::rest::Pick
     };
 }
+pub(crate) use fixed;
 
 async fn detect(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
     call(s, req, q, &[], fixed!("DetectFaces")).await

@@ -410,7 +410,7 @@ impl Run {
             if self.live.stop.is_set() {
                 break ConnEnd::Stopped;
             }
-            let next = source.next();
+            let next = source.next_live();
             self.count_source(&source, &mut conn);
             match next {
                 Ok(Some(frame)) => {

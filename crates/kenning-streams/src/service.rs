@@ -469,6 +469,20 @@ impl StreamService {
         }
     }
 
+    /// Records the outcome of a change to processor `name` (an empty
+    /// answer, as Rekognition's Stop, Delete and Update give).
+    fn changed(
+        &self,
+        entry: Entry,
+        name: Option<&str>,
+        outcome: Result<ProcessorDef>,
+    ) -> std::result::Result<Value, ApiError> {
+        match outcome {
+            Ok(def) => self.audited(entry, Self::details(&def), Ok(json!({}))),
+            Err(e) => self.audited(entry, json!({ "StreamProcessor": name }), Err(e)),
+        }
+    }
+
     /// Authorises `op` on the processor named in `body` (its collection
     /// decides the scope), and audits a refusal.
     fn lookup(
@@ -732,10 +746,7 @@ impl StreamService {
             self.store.put(&def)?;
             Ok(def)
         });
-        match outcome {
-            Ok(def) => self.audited(entry, Self::details(&def), Ok(json!({}))),
-            Err(e) => self.audited(entry, json!({ "StreamProcessor": name }), Err(e)),
-        }
+        self.changed(entry, name, outcome)
     }
 
     // ---- Delete / Update ---------------------------------------------
@@ -763,10 +774,7 @@ impl StreamService {
             self.tracks_lock().remove(&def.name);
             Ok(def)
         });
-        match outcome {
-            Ok(def) => self.audited(entry, Self::details(&def), Ok(json!({}))),
-            Err(e) => self.audited(entry, json!({ "StreamProcessor": name }), Err(e)),
-        }
+        self.changed(entry, name, outcome)
     }
 
     fn update(&self, caller: &Caller, body: &Value) -> std::result::Result<Value, ApiError> {
@@ -814,10 +822,7 @@ impl StreamService {
             self.store.put(&def)?;
             Ok(def)
         });
-        match outcome {
-            Ok(def) => self.audited(entry, Self::details(&def), Ok(json!({}))),
-            Err(e) => self.audited(entry, json!({ "StreamProcessor": name }), Err(e)),
-        }
+        self.changed(entry, name, outcome)
     }
 
     // ---- Describe / List ---------------------------------------------

@@ -134,7 +134,7 @@ pub struct LiveSource {
 
 impl LiveSource {
     /// Starts ffmpeg on `input`. Connection failures show up as an error
-    /// from [`LiveSource::next`], with what ffmpeg said.
+    /// from [`LiveSource::next_live`], with what ffmpeg said.
     pub fn open(input: &LiveInput, config: &LiveConfig) -> Result<Self> {
         let mut cmd = Command::new("ffmpeg");
         cmd.args([
@@ -240,7 +240,7 @@ impl LiveSource {
     /// source ended cleanly (a file that is not looped, a stream the sender
     /// closed). An error ends the connection: it failed, stalled or sent
     /// nothing ffmpeg could decode.
-    pub fn next(&mut self) -> Result<Option<LiveFrame>> {
+    pub fn next_live(&mut self) -> Result<Option<LiveFrame>> {
         if self.done {
             return Ok(None);
         }
@@ -288,14 +288,14 @@ impl LiveSource {
         }
     }
 
-    /// A handle that makes a [`LiveSource::next`] waiting on another thread
+    /// A handle that makes a [`LiveSource::next_live`] waiting on another thread
     /// return at once with [`VideoError::Interrupted`].
     pub fn interrupter(&self) -> Interrupter {
         Interrupter(self.shared.clone())
     }
 
     /// Frames ffmpeg has delivered on this connection, and how many of them
-    /// were replaced by a newer one before [`LiveSource::next`] took them.
+    /// were replaced by a newer one before [`LiveSource::next_live`] took them.
     pub fn counts(&self) -> (u64, u64) {
         let s = self.shared.lock();
         (s.received, s.skipped)
@@ -320,7 +320,7 @@ impl Interrupter {
 
 impl FrameSource for LiveSource {
     fn next_frame(&mut self) -> Result<Option<Frame>> {
-        Ok(self.next()?.map(|f| f.frame))
+        Ok(self.next_live()?.map(|f| f.frame))
     }
 }
 
