@@ -68,6 +68,17 @@ const AUDITED: &[&str] = &[
     "DisassociateFaces",
 ];
 
+/// What a search looks at, for the policy rules that depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    /// A photo (SearchFaces, SearchFacesByImage, ...).
+    Photo,
+    /// A stored video (StartFaceSearch): the AllowVideo rule applies.
+    Video,
+    /// A live stream (stream processors): the AllowStreams rule applies.
+    Stream,
+}
+
 /// Who is asking, and in what context.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -436,14 +447,15 @@ impl Governor {
 
     /// Checks a search of `entry`'s collection at `threshold` against the
     /// collection's policy, exactly as every photo search is checked, and,
-    /// for `video`, against its AllowVideo rule. Fills in the entry's face
-    /// count, threshold and false-match figures; a refusal is recorded.
+    /// for video and live streams, against its AllowVideo / AllowStreams
+    /// rule. Fills in the entry's face count, threshold and false-match
+    /// figures; a refusal is recorded.
     pub fn check_search(
         &self,
         caller: &Caller,
         entry: &mut Entry,
         threshold: f64,
-        video: bool,
+        medium: Medium,
     ) -> Result<Policy, ApiError> {
         let Some(collection) = entry.collection.clone() else {
             return Err(self.refuse(
@@ -461,10 +473,10 @@ impl Governor {
         entry.threshold = Some(threshold);
         entry.false_match_rate = Some(est.false_match_rate);
         entry.expected_false_matches = Some(est.expected_false_matches);
-        let checked = if video {
-            policy.check_video(&collection, false)
-        } else {
-            Ok(())
+        let checked = match medium {
+            Medium::Photo => Ok(()),
+            Medium::Video => policy.check_video(&collection, false),
+            Medium::Stream => policy.check_video(&collection, true),
         }
         .and_then(|()| {
             policy.check_search(
@@ -627,7 +639,7 @@ impl Governor {
         let threshold = ops::percent(field, body.get(field).and_then(Value::as_f64))
             .map_err(|e| self.refuse(entry.clone(), e))?
             .unwrap_or(DEFAULT_THRESHOLD);
-        let policy = self.check_search(caller, &mut entry, threshold, false)?;
+        let policy = self.check_search(caller, &mut entry, threshold, Medium::Photo)?;
         if body.get(field).is_none() {
             body[field] = json!(threshold);
         }
@@ -747,6 +759,10 @@ impl Governor {
             "ListReviewItems" => return self.list_reviews(&caller.principal, body),
             "UploadVideo" => return Err(ApiError::invalid_parameter(
                 "videos are uploaded with PUT /v1/buckets/{Bucket}/{Key} (the body is the file)",
+            )),
+            "ReadStreamOutput" => return Err(ApiError::invalid_parameter(
+                "stream outputs are read as Server-Sent Events: GET /v1/stream-outputs/{Name}/events \
+                 and GET /v1/stream-processors/{Name}/tracks",
             )),
             "VerifyAudit" => self.verify_audit(),
             "ExportAudit" => self.export_audit(&caller.principal, body, &mut entry),

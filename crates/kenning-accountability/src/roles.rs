@@ -91,6 +91,14 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("StartFaceSearch", &[A, O]),
     ("GetFaceSearch", &[A, O]),
     ("UploadVideo", &[A, O]),
+    ("CreateStreamProcessor", &[A]),
+    ("UpdateStreamProcessor", &[A]),
+    ("DeleteStreamProcessor", &[A]),
+    ("StartStreamProcessor", &[A, O]),
+    ("StopStreamProcessor", &[A, O]),
+    ("DescribeStreamProcessor", &[A, O, U]),
+    ("ListStreamProcessors", &[A, O, U]),
+    ("ReadStreamOutput", &[A, O]),
     ("PutCollectionPolicy", &[A]),
     ("GetCollectionPolicy", &[A, O, R, U]),
     ("ListReviewItems", &[A, O, R, U]),
@@ -111,6 +119,7 @@ pub const KENNING_OPERATIONS: &[&str] = &[
     "ExportAudit",
     "RunRetention",
     "UploadVideo",
+    "ReadStreamOutput",
 ];
 
 /// A key's role and scope, as stored with the key.

@@ -13,8 +13,6 @@ const NOT_FACES: &[&str] = &[
     "DetectCustomLabels",
     "RecognizeCelebrities",
     "GetCelebrityInfo",
-    "CreateStreamProcessor",
-    "StartStreamProcessor",
     "CreateFaceLivenessSession",
 ];
 
@@ -93,7 +91,8 @@ impl ApiError {
             "ResourceNotFoundException" => 404,
             "ResourceAlreadyExistsException"
             | "ConflictException"
-            | "IdempotentParameterMismatchException" => 409,
+            | "IdempotentParameterMismatchException"
+            | "ResourceInUseException" => 409,
             "LimitExceededException" => 429,
             _ => self.status,
         }

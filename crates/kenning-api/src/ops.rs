@@ -42,6 +42,13 @@ pub const OPERATIONS: &[&str] = &[
     "GetFaceDetection",
     "StartFaceSearch",
     "GetFaceSearch",
+    "CreateStreamProcessor",
+    "StartStreamProcessor",
+    "StopStreamProcessor",
+    "DescribeStreamProcessor",
+    "ListStreamProcessors",
+    "DeleteStreamProcessor",
+    "UpdateStreamProcessor",
 ];
 
 /// The stored-video operations among [`OPERATIONS`]: they run as jobs in
@@ -51,6 +58,19 @@ pub const VIDEO_OPERATIONS: &[&str] = &[
     "GetFaceDetection",
     "StartFaceSearch",
     "GetFaceSearch",
+];
+
+/// The stream-processor operations among [`OPERATIONS`]: they run in the
+/// stream service (`kenning-streams`), which is off unless the server is
+/// started with `--enable-streams`.
+pub const STREAM_OPERATIONS: &[&str] = &[
+    "CreateStreamProcessor",
+    "StartStreamProcessor",
+    "StopStreamProcessor",
+    "DescribeStreamProcessor",
+    "ListStreamProcessors",
+    "DeleteStreamProcessor",
+    "UpdateStreamProcessor",
 ];
 
 /// What an operation did besides its response, for the metrics.
@@ -517,6 +537,13 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 format!(
                 "{other} runs as a job of the video service, which this front end has not started"
             ),
+            ))
+        }
+        other if STREAM_OPERATIONS.contains(&other) => {
+            return Err(ApiError::new(
+                400,
+                "UnknownOperationException",
+                format!("{other} runs in the stream service, which this front end has not started"),
             ))
         }
         other => return Err(ApiError::unknown_operation(other)),

@@ -22,6 +22,7 @@ mod serve_crash;
 mod server;
 mod service;
 mod sface;
+mod streams;
 mod tls;
 mod video;
 mod wire;

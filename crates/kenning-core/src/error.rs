@@ -34,6 +34,9 @@ pub enum ErrorCode {
     IdempotentParameterMismatchException,
     /// A NextToken is malformed, altered, expired or for another request.
     InvalidPaginationTokenException,
+    /// The resource is in a state that does not allow this (a running stream
+    /// processor, a stream input or output another processor uses).
+    ResourceInUseException,
 }
 
 impl ErrorCode {
@@ -54,6 +57,7 @@ impl ErrorCode {
             Self::LimitExceededException => "LimitExceededException",
             Self::IdempotentParameterMismatchException => "IdempotentParameterMismatchException",
             Self::InvalidPaginationTokenException => "InvalidPaginationTokenException",
+            Self::ResourceInUseException => "ResourceInUseException",
         }
     }
 }

@@ -93,9 +93,9 @@ const NUMERIC: &[&str] = &[
 ];
 
 /// Which operation a request runs, given its assembled body.
-type Pick = fn(&Map<String, Value>) -> &'static str;
+pub(crate) type Pick = fn(&Map<String, Value>) -> &'static str;
 
-async fn call(
+pub(crate) async fn call(
     s: Arc<AppState>,
     req: Request,
     mut query: HashMap<String, String>,
@@ -241,9 +241,10 @@ async fn multipart_parts(content_type: &str, body: Bytes) -> Result<Vec<Part>, A
 
 macro_rules! fixed {
     ($name:literal) => {
-        (|_: &Map<String, Value>| $name) as Pick
+        (|_: &serde_json::Map<String, serde_json::Value>| $name) as $crate::rest::Pick
     };
 }
+pub(crate) use fixed;
 
 async fn detect(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
     call(s, req, q, &[], fixed!("DetectFaces")).await

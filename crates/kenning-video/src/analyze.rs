@@ -280,7 +280,9 @@ fn embed_and_search(
     Ok(out)
 }
 
-fn keep_better(best: &mut BTreeMap<String, FaceMatch>, m: FaceMatch) {
+/// Keeps `m` in `best` (by FaceId) unless a match of that face at least as
+/// similar is already there.
+pub fn keep_better(best: &mut BTreeMap<String, FaceMatch>, m: FaceMatch) {
     match best.get(&m.face.face_id) {
         Some(old) if old.similarity >= m.similarity => {}
         _ => {

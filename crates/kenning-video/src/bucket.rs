@@ -112,6 +112,44 @@ impl Buckets {
         Ok(path)
     }
 
+    /// The bucket and object name of a file `path` inside a bucket
+    /// directory (relative paths are taken from the working directory),
+    /// checked as [`Buckets::resolve`] checks names.
+    pub fn locate(&self, path: &Path) -> Result<(String, String)> {
+        let absolute = std::path::absolute(path)
+            .map_err(|e| VideoError::InvalidObject(format!("{}: {e}", path.display())))?;
+        for (bucket, dir) in &self.dirs {
+            let Ok(rest) = absolute.strip_prefix(dir) else {
+                continue;
+            };
+            let name = rest
+                .to_str()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    VideoError::InvalidObject(format!(
+                        "{} is not a file name inside bucket {bucket}",
+                        path.display()
+                    ))
+                })?
+                .to_owned();
+            self.resolve(bucket, &name)?;
+            return Ok((bucket.clone(), name));
+        }
+        Err(VideoError::InvalidObject(format!(
+            "{} is not inside a bucket directory ({}); add one with --bucket NAME=DIR",
+            path.display(),
+            if self.dirs.is_empty() {
+                "this service has none".to_owned()
+            } else {
+                self.dirs
+                    .iter()
+                    .map(|(n, d)| format!("{n}={}", d.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )))
+    }
+
     /// Writes the bytes `source` gives as object `name` of `bucket`: into a
     /// temporary file beside it, synced, then renamed over it, so a reader
     /// never sees half a file. With `expected_sha256`, bytes of another hash
@@ -268,6 +306,21 @@ mod tests {
             b.resolve("nope", "a.mp4"),
             Err(VideoError::InvalidObject(_))
         ));
+        // A path inside the bucket directory names its object; others don't.
+        let dir = bucket.canonicalize().unwrap();
+        assert_eq!(
+            b.locate(&dir.join("cams/door/a.mp4")).unwrap(),
+            ("cctv".to_owned(), "cams/door/a.mp4".to_owned())
+        );
+        for bad in [
+            dir.join("link.mp4"),
+            dir.join("cams/../../secret.mp4"),
+            root.path().join("secret.mp4"),
+            dir.clone(),
+        ] {
+            let e = b.locate(&bad).unwrap_err();
+            assert!(matches!(e, VideoError::InvalidObject(_)), "{bad:?}: {e}");
+        }
         assert!(b.add("x", &bucket).is_err(), "name too short");
         assert!(b.add("cctv", &bucket).is_err(), "twice");
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kenning_accountability::{Caller, Governor, Principal};
+use kenning_accountability::{Caller, Governor, Medium};
 use kenning_api::ApiError;
 use kenning_audit::Candidate;
 use serde::Deserialize;
@@ -130,7 +130,8 @@ pub fn valid_topic_arn(arn: &str) -> bool {
             && !name.is_empty())
 }
 
-fn valid_role_arn(arn: &str) -> bool {
+/// Whether `arn` has the form of an IAM role ARN (RoleArn's pattern).
+pub fn valid_role_arn(arn: &str) -> bool {
     let Some(rest) = arn.strip_prefix("arn:aws:iam::") else {
         return false;
     };
@@ -372,8 +373,12 @@ impl VideoService {
         if api == Api::FaceSearch {
             // The collection's policy applies exactly as to a photo search,
             // plus its rule on video; a refusal is audited.
-            self.governor
-                .check_search(caller, &mut entry, threshold.unwrap_or_default(), true)?;
+            self.governor.check_search(
+                caller,
+                &mut entry,
+                threshold.unwrap_or_default(),
+                Medium::Video,
+            )?;
             let id = args.collection_id.as_deref().unwrap_or_default();
             self.governor
                 .collections()
@@ -544,13 +549,7 @@ impl VideoService {
             face_match_threshold: threshold,
             idempotency_key,
             request_hash: request_hash.clone(),
-            starter: Starter {
-                access_key: caller.principal.access_key.clone(),
-                grant: caller.principal.grant.clone(),
-                request_id: caller.request_id.clone(),
-                case: caller.case.clone(),
-                purpose: caller.purpose.clone(),
-            },
+            starter: Starter::of(caller),
             status: JobStatus::InProgress,
             status_message: None,
             video_metadata: metadata,
@@ -863,13 +862,7 @@ impl VideoService {
     }
 
     fn audit_entry(&self, job: &Job) -> (Caller, kenning_audit::Entry) {
-        let s = &job.starter;
-        let caller = Caller {
-            principal: Principal::new(&s.access_key, s.grant.clone()),
-            request_id: s.request_id.clone(),
-            case: s.case.clone(),
-            purpose: s.purpose.clone(),
-        };
+        let caller = job.starter.caller();
         let mut entry = caller.entry(job.api.start_operation());
         entry.collection = job.collection_id.clone();
         entry.probe_sha256 = job.sha256.clone();
@@ -975,7 +968,7 @@ impl VideoService {
             .unwrap_or(kenning_collections::DEFAULT_THRESHOLD);
         let policy = self
             .governor
-            .check_search(&caller, &mut entry, threshold, true)
+            .check_search(&caller, &mut entry, threshold, Medium::Video)
             .map_err(|e| VideoError::Unreadable(format!("{}: {}", e.kind, e.message)))?;
         for p in &persons {
             for m in &p.matches {
