@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Creates .cache/venv-test with the pinned Python clients the server's
-# compatibility tests drive (boto3, the aws CLI, pytest) and the PIL the
-# decoder's parity test compares with. Runs once; a second run only checks
-# the versions.
+# compatibility tests drive (boto3, the aws CLI, pytest), the PIL the
+# decoder's parity test compares with, and what the console's browser tests
+# drive Chromium with (selenium). Runs once; a second run only checks the
+# versions.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.cache/venv-test"
-want="awscli==1.46.2 boto3==1.44.5 botocore==1.44.5 pytest==9.2.0 prometheus-client==0.26.0 pillow==12.0.0"
+want="awscli==1.46.2 boto3==1.44.5 botocore==1.44.5 pytest==9.2.0 prometheus-client==0.26.0 pillow==12.0.0 selenium==4.50.0"
 stamp="$venv/.kenning-requirements"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0

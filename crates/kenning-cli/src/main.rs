@@ -8,6 +8,7 @@ mod commands;
 mod eval;
 mod gallery;
 mod inputs;
+mod report;
 mod serve;
 mod video;
 
@@ -112,6 +113,8 @@ enum Command {
     /// Stored video: detect faces, or search a collection for the people in a video.
     #[command(subcommand)]
     Video(video::VideoCommand),
+    /// The accountability report for a period, from the audit trail.
+    Report(report::ReportArgs),
 }
 
 fn main() {
@@ -162,5 +165,6 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Audit(cmd) => accountable::audit(&ctx, &cli.data, cmd),
         Command::Retention(cmd) => accountable::retention(&ctx, &cli.data, cmd),
         Command::Video(cmd) => video::run(&ctx, &cli.data, cmd),
+        Command::Report(args) => report::report(&ctx, &cli.data, &args),
     }
 }
