@@ -29,6 +29,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -82,7 +83,9 @@ def resize(d, size):
 
 
 def wait(d, cond, timeout=120):
-    return WebDriverWait(d, timeout).until(cond)
+    # Pages change under the condition while a form is being answered.
+    ignored = [StaleElementReferenceException, NoSuchElementException]
+    return WebDriverWait(d, timeout, ignored_exceptions=ignored).until(cond)
 
 
 def h1(d):

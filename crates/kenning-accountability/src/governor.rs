@@ -1448,3 +1448,36 @@ fn review_error(e: ReviewError) -> ApiError {
     };
     ApiError::from_code(code, e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrolment_photos_are_read_only_from_inside_the_image_source() {
+        let root = std::env::temp_dir().join(format!("kenning-src-{}", uuid::Uuid::new_v4()));
+        let src = root.join("photos");
+        std::fs::create_dir_all(&src).unwrap();
+        let png = b"\x89PNG\r\n\x1a\n rest of a png";
+        std::fs::write(src.join("a.png"), png).unwrap();
+        std::fs::write(src.join("notes.txt"), b"not an image").unwrap();
+        std::fs::write(root.join("secret.png"), png).unwrap();
+        assert_eq!(read_enrolment_photo(&src, "a.png").unwrap(), png);
+        assert_eq!(image_type(png), "image/png");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(root.join("secret.png"), src.join("link.png")).unwrap();
+        for (name, kind) in [
+            ("../secret.png", "ResourceNotFoundException"),
+            ("..", "ResourceNotFoundException"),
+            ("", "ResourceNotFoundException"),
+            ("missing.png", "ResourceNotFoundException"),
+            ("notes.txt", "InvalidParameterException"),
+            #[cfg(unix)]
+            ("link.png", "ResourceNotFoundException"),
+        ] {
+            let e = read_enrolment_photo(&src, name).unwrap_err();
+            assert_eq!(e.kind, kind, "{name}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
+}

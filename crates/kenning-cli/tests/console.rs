@@ -4,13 +4,13 @@
 //! chromium-driver, installed by scripts/setup-browser.sh), and `kenning
 //! report` on the trail the browser left.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::common;
+use crate::server::header;
 
 const KEY_ID: &str = "AKKNCONSOLETEST00001";
 const SECRET: &str = "console-test-secret-0123456789";
@@ -77,7 +77,20 @@ impl Drop for Serve {
     }
 }
 
-/// One HTTP/1.1 exchange: (status, lower-cased headers, body).
+/// Headers for `server::http` from string pairs.
+fn h<'a>(pairs: &[(&'a str, &str)]) -> Vec<(&'a str, String)> {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+/// Every Set-Cookie header.
+fn set_cookies(h: &[(String, String)]) -> Vec<&str> {
+    h.iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// One HTTP exchange (the server tests' client): (status, headers, body).
 fn http(
     addr: &str,
     method: &str,
@@ -85,43 +98,7 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
-}
-
-fn header<'a>(h: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-    h.iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-        .collect()
+    crate::server::http(addr, method, path, &h(headers), body)
 }
 
 /// The value of a hidden input in a page.
@@ -135,7 +112,7 @@ fn hidden(page: &str, name: &str) -> String {
 
 /// The `name=value` of a Set-Cookie header for `name`.
 fn cookie(h: &[(String, String)], name: &str) -> String {
-    header(h, "set-cookie")
+    set_cookies(h)
         .into_iter()
         .find(|c| c.starts_with(&format!("{name}=")))
         .unwrap_or_else(|| panic!("no {name} cookie in {h:?}"))
@@ -180,7 +157,7 @@ fn console_http_contract() {
     let addr = s.addr.as_str();
     // A browser's GET / goes to the console; POST / is still AWS JSON.
     let (status, h, _) = http(addr, "GET", "/", &[], b"");
-    assert_eq!((status, header(&h, "location")), (303, vec!["/console/"]));
+    assert_eq!((status, header(&h, "location")), (303, Some("/console/")));
     let (status, _, body) = http(
         addr,
         "POST",
@@ -201,7 +178,7 @@ fn console_http_contract() {
     assert_eq!(status, 303);
     assert_eq!(
         header(&h, "location"),
-        vec!["/console/signin?next=%2Fconsole%2Fkeys"]
+        Some("/console/signin?next=%2Fconsole%2Fkeys")
     );
     for path in [
         "/console/signin",
@@ -211,9 +188,9 @@ fn console_http_contract() {
     ] {
         let (_, h, body) = http(addr, "GET", path, &[], b"");
         let csp = header(&h, "content-security-policy");
-        assert_eq!(csp, vec![kenning_console::CSP], "{path}");
-        assert!(!csp[0].contains("unsafe"), "{path}");
-        assert_eq!(header(&h, "x-frame-options"), vec!["DENY"]);
+        assert_eq!(csp, Some(kenning_console::CSP), "{path}");
+        assert!(!kenning_console::CSP.contains("unsafe"), "{path}");
+        assert_eq!(header(&h, "x-frame-options"), Some("DENY"));
         // Everything the console loads is its own: no other host named.
         for scheme in ["http://", "https://", "//fonts", "@import"] {
             assert!(!body.contains(scheme), "{path} names {scheme}");
@@ -227,7 +204,7 @@ fn console_http_contract() {
     // A wrong secret: refused, recorded without the secret.
     let (status, h) = sign_in(addr, KEY_ID, "not-the-secret-at-all");
     assert_eq!(status, 401);
-    assert!(header(&h, "set-cookie")
+    assert!(set_cookies(&h)
         .iter()
         .all(|c| !c.starts_with("kenning_session=")));
     let (status, _) = sign_in(addr, "not-the-secret-at-all", SECRET);
@@ -246,8 +223,8 @@ fn console_http_contract() {
         .contains("not-the-secret"));
     // The right one: a session cookie that scripts cannot read, recorded.
     let (status, h) = sign_in(addr, KEY_ID, SECRET);
-    assert_eq!((status, header(&h, "location")), (303, vec!["/console/"]));
-    let set = header(&h, "set-cookie")
+    assert_eq!((status, header(&h, "location")), (303, Some("/console/")));
+    let set = set_cookies(&h)
         .into_iter()
         .find(|c| c.starts_with("kenning_session="))
         .unwrap()
@@ -310,7 +287,7 @@ fn console_http_contract() {
     );
     assert_eq!(
         (status, header(&h, "location")),
-        (303, vec!["/console/collections/c1"])
+        (303, Some("/console/collections/c1"))
     );
     let created = audit(&s.data);
     let created = created.last().unwrap();
@@ -330,7 +307,10 @@ fn console_http_contract() {
         b"",
     );
     assert_eq!(status, 303);
-    assert!(header(&h, "location")[0].ends_with("&expired=1"), "{h:?}");
+    assert!(
+        header(&h, "location").unwrap().ends_with("&expired=1"),
+        "{h:?}"
+    );
 }
 
 #[test]
@@ -435,4 +415,128 @@ fn console_in_a_browser() {
     let pdf = report("pdf", &[]);
     assert!(pdf.starts_with(b"%PDF-1.4"));
     assert!(String::from_utf8_lossy(&pdf).contains(&head));
+}
+
+/// A principal of `role` acting through the Governor directly.
+fn as_role(key: &str, role: kenning_accountability::Role) -> kenning_accountability::Caller {
+    kenning_accountability::Caller::new(kenning_accountability::Principal::new(
+        key,
+        kenning_accountability::Grant::role(role),
+    ))
+}
+
+#[test]
+fn probe_photos_live_only_while_their_review_is_open() {
+    use base64::Engine as _;
+    use kenning_accountability::{Governor, Role};
+    use serde_json::json;
+    let Some(data) = common::data("probe_photos_live_only_while_their_review_is_open") else {
+        return;
+    };
+    let examples = data.join("misc/face_recognition/examples");
+    let dir = std::env::temp_dir().join(format!("kenning-console-probes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let open = || {
+        let c = kenning_collections::Collections::open(&dir, common::pipeline().clone()).unwrap();
+        Governor::open(&dir, std::sync::Arc::new(c)).unwrap()
+    };
+    let bytes = |f: &str| std::fs::read(examples.join(f)).unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let admin = as_role("ADMIN", Role::Admin);
+    let operator = as_role("OPERATOR", Role::Operator);
+    let reviewer = as_role("REVIEWER", Role::Reviewer);
+    let g = open();
+    let policy = json!({ "RequiredReviewers": 1, "ImageSource": { "Directory": examples } });
+    g.call(
+        &admin,
+        "CreateCollection",
+        json!({ "CollectionId": "c", "Policy": policy }),
+    )
+    .unwrap();
+    let (v, _) = g
+        .call(
+            &operator,
+            "IndexFaces",
+            json!({ "CollectionId": "c", "Image": { "Bytes": b64(&bytes("obama-240p.jpg")) }, "ExternalImageId": "obama-240p.jpg", "MaxFaces": 1 }),
+        )
+        .unwrap();
+    let face = v["FaceRecords"][0]["Face"]["FaceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let probe = bytes("obama-1080p.jpg");
+    let (v, _) = g
+        .call(
+            &operator,
+            "SearchFacesByImage",
+            json!({ "CollectionId": "c", "Image": { "Bytes": b64(&probe) } }),
+        )
+        .unwrap();
+    let review = v["FaceMatches"][0]["ReviewId"].as_str().unwrap().to_owned();
+    let kept = |dir: &Path| std::fs::read_dir(dir.join("probes")).unwrap().count();
+    assert_eq!(kept(&dir), 1);
+    // Reviewers (and admins) see the probe and the enrolment photo; the
+    // operator who searched sees neither through these operations.
+    let (v, _) = g
+        .call(&reviewer, "GetReviewProbe", json!({ "ReviewId": review }))
+        .unwrap();
+    assert_eq!(v["Image"]["Bytes"], b64(&probe));
+    assert_eq!(v["ContentType"], "image/jpeg");
+    assert!(v["BoundingBox"]["Width"].as_f64().unwrap() > 0.0);
+    let (v, _) = g
+        .call(
+            &reviewer,
+            "GetEnrolmentImage",
+            json!({ "CollectionId": "c", "FaceId": face }),
+        )
+        .unwrap();
+    assert_eq!(v["Image"]["Bytes"], b64(&bytes("obama-240p.jpg")));
+    for (op, body) in [
+        ("GetReviewProbe", json!({ "ReviewId": review })),
+        (
+            "GetEnrolmentImage",
+            json!({ "CollectionId": "c", "FaceId": face }),
+        ),
+    ] {
+        let e = g.call(&operator, op, body).unwrap_err();
+        assert_eq!(e.kind, "AccessDeniedException", "{op}: {e}");
+    }
+    // A probe whose review closed before a crash could erase it goes at
+    // the next start; one still under review stays.
+    let stray = dir.join("probes/00000000-0000-4000-8000-000000000000.img");
+    std::fs::write(&stray, b"left behind").unwrap();
+    drop(g);
+    let g = open();
+    assert!(!stray.exists());
+    assert_eq!(kept(&dir), 1);
+    // The decision that closes the review erases the probe.
+    g.call(
+        &reviewer,
+        "DecideReviewItem",
+        json!({ "ReviewId": review, "Decision": "CONFIRM", "Comment": "same person" }),
+    )
+    .unwrap();
+    assert_eq!(kept(&dir), 0);
+    let e = g
+        .call(&reviewer, "GetReviewProbe", json!({ "ReviewId": review }))
+        .unwrap_err();
+    assert_eq!(e.kind, "ResourceNotFoundException", "{e}");
+    // Every look at a photo is in the trail.
+    let looked: Vec<String> = audit(&dir)
+        .into_iter()
+        .filter(|r| r["operation"] == "GetReviewProbe" || r["operation"] == "GetEnrolmentImage")
+        .map(|r| format!("{} {} {}", r["operation"], r["access_key"], r["outcome"]))
+        .collect();
+    assert_eq!(
+        looked,
+        [
+            "\"GetReviewProbe\" \"REVIEWER\" \"ok\"",
+            "\"GetEnrolmentImage\" \"REVIEWER\" \"ok\"",
+            "\"GetReviewProbe\" \"OPERATOR\" \"AccessDeniedException\"",
+            "\"GetEnrolmentImage\" \"OPERATOR\" \"AccessDeniedException\"",
+            "\"GetReviewProbe\" \"REVIEWER\" \"ResourceNotFoundException\"",
+        ]
+    );
+    drop(g);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -22,7 +22,7 @@ pub(crate) struct Ctx {
     pub token: String,
     pub request_id: String,
     pub flash: Option<String>,
-    /// Path and query of this request (where to come back to).
+    /// Path and query of this request.
     pub here: String,
 }
 
@@ -35,26 +35,28 @@ impl FromRequestParts<Arc<App>> for Ctx {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        // After a POST, come back to the page the form was on.
-        let here = if parts.method == Method::GET {
-            parts
-                .uri
-                .path_and_query()
-                .map_or("/console/".to_owned(), |p| p.to_string())
+        let here = parts
+            .uri
+            .path_and_query()
+            .map_or("/console/".to_owned(), |p| p.to_string());
+        // After signing in again, come back here (to the form's page only
+        // for a GET: a form is never re-sent).
+        let back = if parts.method == Method::GET {
+            here.as_str()
         } else {
-            "/console/".to_owned()
+            "/console/"
         };
         let Some(token) = session::cookie(&parts.headers, session::COOKIE) else {
-            return Err(to_signin(&here, ""));
+            return Err(to_signin(back, ""));
         };
         let s = match app.sessions.touch(token) {
             Ok(s) => s,
-            Err(Missing::Expired) => return Err(to_signin(&here, "&expired=1")),
-            Err(Missing::Unknown) => return Err(to_signin(&here, "")),
+            Err(Missing::Expired) => return Err(to_signin(back, "&expired=1")),
+            Err(Missing::Unknown) => return Err(to_signin(back, "")),
         };
         let Some(principal) = app.backend.principal(&s.key_id) else {
             app.sessions.end(token);
-            return Err(to_signin(&here, "&revoked=1"));
+            return Err(to_signin(back, "&revoked=1"));
         };
         let request_id = app
             .backend
@@ -110,6 +112,23 @@ impl Ctx {
     /// Leaves a message for the next page.
     pub fn flash(&self, message: impl Into<String>) {
         self.app.sessions.flash(&self.token, message.into());
+    }
+
+    /// What a form that changed something answers: the refusal as a page,
+    /// or what `message` makes of the result, shown on the page at `to`.
+    pub fn done(
+        &self,
+        result: Result<Value, ApiError>,
+        to: &str,
+        message: impl FnOnce(&Value) -> String,
+    ) -> Response {
+        match result {
+            Ok(v) => {
+                self.flash(message(&v));
+                Redirect::to(to).into_response()
+            }
+            Err(e) => ui::error_page(self, &e),
+        }
     }
 }
 

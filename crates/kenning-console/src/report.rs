@@ -1,7 +1,7 @@
 //! The accountability report as a page, a standalone HTML file and a PDF,
 //! from the counts `kenning_accountability::report` takes from the trail.
 
-use kenning_accountability::report::{AccountabilityReport, Tally};
+use kenning_accountability::report::{AccountabilityReport, GroupSection, Tally};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::accuracy::{differentials, Differential, EvalReport};
@@ -64,6 +64,14 @@ const GROUP_COLUMNS: [&str; 7] = [
     "Refused by policy",
 ];
 
+/// The purposes or cases with something in the columns shown.
+fn shown(groups: &[GroupSection]) -> Vec<&GroupSection> {
+    groups
+        .iter()
+        .filter(|g| group_row(&g.name, &g.tally)[1..].iter().any(|v| v != "0"))
+        .collect()
+}
+
 fn group_row(name: &str, t: &Tally) -> Vec<String> {
     vec![
         name.to_owned(),
@@ -79,7 +87,10 @@ fn group_row(name: &str, t: &Tally) -> Vec<String> {
 fn ratio_words(d: &Differential) -> String {
     match (d.ratio, d.at_least) {
         (Some(r), _) => format!("{r:.1}x"),
-        (None, Some(l)) => format!("at least {l:.1}x (lowest group had no false match)"),
+        (None, Some(l)) if l >= 1.0 => {
+            format!("at least {l:.1}x (lowest group had no false match)")
+        }
+        (None, Some(_)) => "not measurable: the lowest group had no false match".into(),
         _ => "-".into(),
     }
 }
@@ -205,12 +216,12 @@ pub fn body(r: &AccountabilityReport, evals: &[EvalReport]) -> Markup {
                     }
                 }
             }
-            @for (title, groups) in [("Per purpose", &r.purposes), ("Per case", &r.cases)] {
+            @for (title, first, groups) in [("Per purpose", "Purpose", shown(&r.purposes)), ("Per case", "Case", shown(&r.cases))] {
                 section {
                     h2 { (title) }
                     @if groups.is_empty() { p { "Nothing in this period." } } @else {
                         div.table-wrap { table {
-                            thead { tr { @for (i, c) in GROUP_COLUMNS.iter().enumerate() { th class=[(i > 0).then_some("num")] { (if i == 0 { title.trim_start_matches("Per ") } else { c }) } } } }
+                            thead { tr { @for (i, c) in GROUP_COLUMNS.iter().enumerate() { th class=[(i > 0).then_some("num")] { (if i == 0 { first } else { c }) } } } }
                             tbody { @for g in groups { tr { @for (i, v) in group_row(&g.name, &g.tally).iter().enumerate() {
                                 @if i == 0 { th scope="row" { (v) } } @else { td.num { (v) } }
                             } } } }
@@ -383,7 +394,10 @@ pub fn pdf(r: &AccountabilityReport, evals: &[EvalReport]) -> Vec<u8> {
             }
         }
     }
-    for (title, groups) in [("Per purpose", &r.purposes), ("Per case", &r.cases)] {
+    for (title, first, groups) in [
+        ("Per purpose", "Purpose", shown(&r.purposes)),
+        ("Per case", "Case", shown(&r.cases)),
+    ] {
         d.heading(title, 13.0);
         if groups.is_empty() {
             d.text("Nothing in this period.", Font::Regular, 10.0);
@@ -394,7 +408,7 @@ pub fn pdf(r: &AccountabilityReport, evals: &[EvalReport]) -> Vec<u8> {
             .map(|g| group_row(&g.name, &g.tally))
             .collect();
         let mut header = GROUP_COLUMNS;
-        header[0] = title.trim_start_matches("Per ");
+        header[0] = first;
         d.table(&header, &rows, &[2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.2]);
     }
     d.heading("How this was counted", 13.0);

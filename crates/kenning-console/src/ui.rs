@@ -140,7 +140,7 @@ pub fn int(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -194,6 +194,29 @@ pub fn expected_words(expected: f64, faces: u64) -> String {
             "matches"
         }
     )
+}
+
+/// What `expected` false matches per search at a candidate's Similarity
+/// mean for a gallery of `faces`.
+pub fn gallery_words(expected: f64, faces: u64) -> String {
+    if expected <= 0.0 {
+        format!(
+            "In this gallery of {} faces, no different person is expected to score this high.",
+            int(faces)
+        )
+    } else if expected < 1.0 {
+        format!(
+            "In this gallery of {} faces, a different person would score this high about once in {} searches.",
+            int(faces),
+            sig2(1.0 / expected)
+        )
+    } else {
+        format!(
+            "In this gallery of {} faces, about {} different people would score this high in every search.",
+            int(faces),
+            sig2(expected)
+        )
+    }
 }
 
 /// A time in ms since the epoch, as people read it (UTC).

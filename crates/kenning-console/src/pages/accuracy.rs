@@ -58,7 +58,8 @@ fn section(n: usize, r: &EvalReport, in_force: &str) -> Markup {
                         " Highest same-group FMR: " (x.max_group.replace('|', ", ")) "; lowest: " (x.min_group.replace('|', ", ")) "; "
                         @match (x.ratio, x.lower_bound) {
                             (Some(q), _) => { (format!("{q:.1}")) " times as high." },
-                            (None, Some(l)) => { "at least " (format!("{l:.1}")) " times as high (the lowest group had no false match)." },
+                            (None, Some(l)) if l >= 1.0 => { "at least " (format!("{l:.1}")) " times as high (the lowest group had no false match)." },
+                            (None, Some(_)) => { "the ratio is not measurable: the lowest group had no false match." },
                             _ => {},
                         }
                     }

@@ -174,15 +174,9 @@ async fn create(s: Submitted) -> Response {
         .await
     }
     .await;
-    match r {
-        Ok(_) => {
-            ctx.flash(format!(
-                "Collection {id} created. Now index photos of the people it should find."
-            ));
-            Redirect::to(&collection_url(&id)).into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+    ctx.done(r, &collection_url(&id), |_| {
+        format!("Collection {id} created. Now index photos of the people it should find.")
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -325,13 +319,7 @@ async fn set_policy(Path(id): Path<String>, s: Submitted) -> Response {
         .await
     }
     .await;
-    match r {
-        Ok(_) => {
-            ctx.flash("Policy saved.");
-            Redirect::to(&collection_url(&id)).into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+    ctx.done(r, &collection_url(&id), |_| "Policy saved.".into())
 }
 
 /// An ExternalImageId from an upload's file name (Rekognition allows
@@ -431,34 +419,26 @@ async fn confirm_delete_face(ctx: Ctx, Path((id, face)): Path<(String, String)>)
 
 async fn delete_face(Path((id, face)): Path<(String, String)>, s: Submitted) -> Response {
     let ctx = s.ctx;
-    match ctx
-        .call(
+    ctx.done(
+        ctx.call(
             "DeleteFaces",
             json!({ "CollectionId": id, "FaceIds": [face] }),
         )
-        .await
-    {
-        Ok(_) => {
-            ctx.flash(format!("Face {face} deleted."));
-            Redirect::to(&collection_url(&id)).into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+        .await,
+        &collection_url(&id),
+        |_| format!("Face {face} deleted."),
+    )
 }
 
 async fn create_user(Path(id): Path<String>, s: Submitted) -> Response {
     let (ctx, f) = (s.ctx, s.fields);
     let user = f.get("user").unwrap_or("").to_owned();
-    match ctx
-        .call("CreateUser", json!({ "CollectionId": id, "UserId": user }))
-        .await
-    {
-        Ok(_) => {
-            ctx.flash(format!("User {user} created."));
-            Redirect::to(&collection_url(&id)).into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+    ctx.done(
+        ctx.call("CreateUser", json!({ "CollectionId": id, "UserId": user }))
+            .await,
+        &collection_url(&id),
+        |_| format!("User {user} created."),
+    )
 }
 
 async fn associate(Path((id, user)): Path<(String, String)>, s: Submitted) -> Response {
@@ -470,22 +450,20 @@ async fn associate(Path((id, user)): Path<(String, String)>, s: Submitted) -> Re
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
-    match ctx
-        .call(
+    ctx.done(
+        ctx.call(
             "AssociateFaces",
             json!({ "CollectionId": id, "UserId": user, "FaceIds": faces }),
         )
-        .await
-    {
-        Ok(v) => {
-            ctx.flash(format!(
+        .await,
+        &collection_url(&id),
+        |v| {
+            format!(
                 "{} faces associated with {user}.",
                 v["AssociatedFaces"].as_array().map_or(0, Vec::len)
-            ));
-            Redirect::to(&collection_url(&id)).into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+            )
+        },
+    )
 }
 
 async fn confirm_delete_user(ctx: Ctx, Path((id, user)): Path<(String, String)>) -> Response {
@@ -502,16 +480,12 @@ async fn confirm_delete_user(ctx: Ctx, Path((id, user)): Path<(String, String)>)
 
 async fn delete_user(Path((id, user)): Path<(String, String)>, s: Submitted) -> Response {
     let ctx = s.ctx;
-    match ctx
-        .call("DeleteUser", json!({ "CollectionId": id, "UserId": user }))
-        .await
-    {
-        Ok(_) => {
-            ctx.flash(format!("User {user} deleted."));
-            Redirect::to(&collection_url(&id)).into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+    ctx.done(
+        ctx.call("DeleteUser", json!({ "CollectionId": id, "UserId": user }))
+            .await,
+        &collection_url(&id),
+        |_| format!("User {user} deleted."),
+    )
 }
 
 async fn confirm_delete_collection(ctx: Ctx, Path(id): Path<String>) -> Response {
@@ -534,16 +508,12 @@ async fn delete_collection(Path(id): Path<String>, s: Submitted) -> Response {
             &ApiError::invalid_parameter("type the collection's id to confirm its deletion"),
         );
     }
-    match ctx
-        .call("DeleteCollection", json!({ "CollectionId": id }))
-        .await
-    {
-        Ok(_) => {
-            ctx.flash(format!("Collection {id} deleted."));
-            Redirect::to("/console/collections").into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+    ctx.done(
+        ctx.call("DeleteCollection", json!({ "CollectionId": id }))
+            .await,
+        "/console/collections",
+        |_| format!("Collection {id} deleted."),
+    )
 }
 
 async fn retention(ctx: Ctx) -> Response {
@@ -587,16 +557,16 @@ async fn retention(ctx: Ctx) -> Response {
 
 async fn run_retention(s: Submitted) -> Response {
     let ctx = s.ctx;
-    match ctx.call("RunRetention", json!({})).await {
-        Ok(v) => {
+    ctx.done(
+        ctx.call("RunRetention", json!({})).await,
+        "/console/retention",
+        |v| {
             let done = v["Collections"].as_array().cloned().unwrap_or_default();
             let n: u64 = done.iter().filter_map(|c| c["FacesDeleted"].as_u64()).sum();
-            ctx.flash(format!(
+            format!(
                 "Retention pass done: {n} faces deleted from {} collections.",
                 done.len()
-            ));
-            Redirect::to("/console/retention").into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+            )
+        },
+    )
 }

@@ -48,46 +48,50 @@ fn set(v: &Option<String>) -> Option<&str> {
 }
 
 impl AuditQuery {
-    /// ExportAudit's request for these filters.
-    fn body(&self) -> Value {
-        let mut m = Map::new();
-        for (k, v) in [
-            ("From", &self.from),
-            ("To", &self.to),
-            ("Case", &self.case),
-            ("Purpose", &self.purpose),
-            ("CollectionId", &self.collection),
-            ("AccessKey", &self.caller),
-            ("Operation", &self.operation),
-            ("Outcome", &self.outcome),
-            ("NextToken", &self.token),
-        ] {
-            if let Some(v) = set(v) {
-                m.insert(k.into(), json!(v));
-            }
-        }
-        Value::Object(m)
+    /// (request field, query parameter, value) of each filter.
+    fn fields(&self) -> [(&'static str, &'static str, &Option<String>); 8] {
+        [
+            ("From", "from", &self.from),
+            ("To", "to", &self.to),
+            ("Case", "case", &self.case),
+            ("Purpose", "purpose", &self.purpose),
+            ("CollectionId", "collection", &self.collection),
+            ("AccessKey", "caller", &self.caller),
+            ("Operation", "operation", &self.operation),
+            ("Outcome", "outcome", &self.outcome),
+        ]
     }
 
-    /// The query string of these filters (without the page token).
-    fn query(&self) -> String {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("from", &self.from),
-            ("to", &self.to),
-            ("case", &self.case),
-            ("purpose", &self.purpose),
-            ("collection", &self.collection),
-            ("caller", &self.caller),
-            ("operation", &self.operation),
-            ("outcome", &self.outcome),
-        ] {
-            if let Some(v) = set(v) {
-                s.append_pair(k, v);
-            }
+    /// ExportAudit's request for these filters and page.
+    fn body(&self) -> Value {
+        let mut v = body(&self.fields());
+        if let Some(t) = set(&self.token) {
+            v["NextToken"] = json!(t);
         }
-        s.finish()
+        v
     }
+}
+
+/// An operation's request from filters that are set.
+fn body(fields: &[(&str, &str, &Option<String>)]) -> Value {
+    let mut m = Map::new();
+    for (k, _, v) in fields {
+        if let Some(v) = set(v) {
+            m.insert((*k).into(), json!(v));
+        }
+    }
+    Value::Object(m)
+}
+
+/// The query string of filters that are set.
+fn query(fields: &[(&str, &str, &Option<String>)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (_, k, v) in fields {
+        if let Some(v) = set(v) {
+            s.append_pair(k, v);
+        }
+    }
+    s.finish()
 }
 
 /// Operations and events that appear in the trail.
@@ -142,7 +146,7 @@ async fn browse(ctx: Ctx, Query(q): Query<AuditQuery>) -> Response {
                     }
                 }
                 button type="submit" { "Show" }
-                a.button.secondary href=(format!("/console/audit/export?{}", q.query())) { "Export these records (JSON lines)" }
+                a.button.secondary href=(format!("/console/audit/export?{}", query(&q.fields()))) { "Export these records (JSON lines)" }
             }
             @match &result {
                 Err(e) => (ui::error_box(e)),
@@ -167,7 +171,7 @@ async fn browse(ctx: Ctx, Query(q): Query<AuditQuery>) -> Response {
                         }
                     } }
                     @if let Some(t) = v["NextToken"].as_str() {
-                        a.button.secondary href=(format!("/console/audit?{}&token={}", q.query(), urlenc(t))) { "Next records" }
+                        a.button.secondary href=(format!("/console/audit?{}&token={}", query(&q.fields()), urlenc(t))) { "Next records" }
                     }
                 }
             }
@@ -270,41 +274,22 @@ impl ReportQuery {
         self
     }
 
-    fn body(&self) -> Value {
-        let mut m = Map::new();
-        for (k, v) in [
-            ("From", &self.from),
-            ("To", &self.to),
-            ("CollectionId", &self.collection),
-            ("Purpose", &self.purpose),
-            ("Case", &self.case),
-        ] {
-            if let Some(v) = set(v) {
-                m.insert(k.into(), json!(v));
-            }
-        }
-        Value::Object(m)
-    }
-
-    fn query(&self) -> String {
-        let mut s = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("from", &self.from),
-            ("to", &self.to),
-            ("collection", &self.collection),
-            ("purpose", &self.purpose),
-            ("case", &self.case),
-        ] {
-            if let Some(v) = set(v) {
-                s.append_pair(k, v);
-            }
-        }
-        s.finish()
+    /// (request field, query parameter, value) of each filter.
+    fn fields(&self) -> [(&'static str, &'static str, &Option<String>); 5] {
+        [
+            ("From", "from", &self.from),
+            ("To", "to", &self.to),
+            ("CollectionId", "collection", &self.collection),
+            ("Purpose", "purpose", &self.purpose),
+            ("Case", "case", &self.case),
+        ]
     }
 }
 
 async fn make_report(ctx: &Ctx, q: &ReportQuery) -> Result<AccountabilityReport, ApiError> {
-    let v = ctx.call("GetAccountabilityReport", q.body()).await?;
+    let v = ctx
+        .call("GetAccountabilityReport", body(&q.fields()))
+        .await?;
     serde_json::from_value(v).map_err(|e| ApiError::internal(e.to_string()))
 }
 
@@ -329,8 +314,8 @@ async fn report_page(ctx: Ctx, Query(q): Query<ReportQuery>) -> Response {
                 }
                 button type="submit" { "Make the report" }
                 button.secondary type="button" data-print hidden { "Print" }
-                a.button.secondary href=(format!("/console/report.pdf?{}", q.query())) { "PDF" }
-                a.button.secondary href=(format!("/console/report.json?{}", q.query())) { "JSON" }
+                a.button.secondary href=(format!("/console/report.pdf?{}", query(&q.fields()))) { "PDF" }
+                a.button.secondary href=(format!("/console/report.json?{}", query(&q.fields()))) { "JSON" }
             }
             @match &r {
                 Ok(r) => (report::body(r, &evals)),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::Path;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use kenning_accountability::{Role, MATRIX};
@@ -142,14 +142,10 @@ async fn confirm_revoke(ctx: Ctx, Path(id): Path<String>) -> Response {
 
 async fn revoke(Path(id): Path<String>, s: Submitted) -> Response {
     let ctx = s.ctx;
-    match ctx
-        .call("RevokeAccessKey", json!({ "AccessKeyId": id }))
-        .await
-    {
-        Ok(_) => {
-            ctx.flash(format!("Key {id} revoked."));
-            Redirect::to("/console/keys").into_response()
-        }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+    ctx.done(
+        ctx.call("RevokeAccessKey", json!({ "AccessKeyId": id }))
+            .await,
+        "/console/keys",
+        |_| format!("Key {id} revoked."),
+    )
 }

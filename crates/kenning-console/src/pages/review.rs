@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
@@ -94,7 +94,7 @@ async fn queue(ctx: Ctx, Query(q): Query<Filter>) -> Response {
                     @let mine = i["Decisions"].as_array().is_some_and(|d| d.iter().any(|d| d["Reviewer"] == me));
                     li.card {
                         h3 { a href=(format!("/console/review/{id}")) { "Candidate " (i["ExternalImageId"].as_str().or(i["FaceId"].as_str()).unwrap_or("?")) } }
-                        p { (badge(i["Status"].as_str().unwrap_or(""))) " " (decisions(i)) " of " (i["RequiredReviewers"].as_u64().unwrap_or(1)) " confirmations needed"
+                        p { (badge(i["Status"].as_str().unwrap_or(""))) " " (decisions(i)) " of " (i["RequiredReviewers"].as_u64().unwrap_or(1)) " confirmations so far"
                             @if mine { " · you have decided" } }
                         dl.facts {
                             dt { "Similarity" } dd { (format!("{:.1}", i["Similarity"].as_f64().unwrap_or(0.0))) }
@@ -152,7 +152,7 @@ async fn item_page(ctx: Ctx, Path(id): Path<String>) -> Response {
         "Review a candidate",
         html! {
             h1 { "Review a candidate" }
-            p { (badge(st)) " " (decisions(&item)) " of " (item["RequiredReviewers"].as_u64().unwrap_or(1)) " confirmations needed" }
+            p { (badge(st)) " " (decisions(&item)) " of " (item["RequiredReviewers"].as_u64().unwrap_or(1)) " confirmations so far" }
             div.side {
                 section {
                     h2 { "Probe (the photo searched with)" }
@@ -225,21 +225,16 @@ async fn decide(Path(id): Path<String>, s: Submitted) -> Response {
             }),
         )
         .await;
-    match r {
-        Ok(v) => {
-            let st = v["Status"].as_str().unwrap_or("");
-            ctx.flash(match st {
-                "CONFIRMED" => "Recorded. The candidate is now CONFIRMED.".to_owned(),
-                "REJECTED" => "Recorded. The candidate is now REJECTED.".to_owned(),
-                _ => format!(
-                    "Recorded. The candidate still needs {} more confirmation from a different reviewer.",
-                    v["RequiredReviewers"].as_u64().unwrap_or(1) as usize - decisions(&v)
-                ),
-            });
-            Redirect::to("/console/review").into_response()
+    ctx.done(r, "/console/review", |v| {
+        match v["Status"].as_str().unwrap_or("") {
+            "CONFIRMED" => "Recorded. The candidate is now CONFIRMED.".to_owned(),
+            "REJECTED" => "Recorded. The candidate is now REJECTED.".to_owned(),
+            _ => format!(
+            "Recorded. The candidate still needs {} more confirmation from a different reviewer.",
+            v["RequiredReviewers"].as_u64().unwrap_or(1) as usize - decisions(v)
+        ),
         }
-        Err(e) => ui::error_page(&ctx, &e),
-    }
+    })
 }
 
 /// An image from an operation's `Image.Bytes`, never cached.

@@ -280,8 +280,8 @@ fn candidate_card(m: &Value, faces: u64) -> Markup {
         li.card {
             h3 { (name) }
             p { span.big { (format!("{sim:.1}")) } " Similarity" }
-            p { "False-match rate at this Similarity: 1 in " (ui::sig2(1.0 / fmr)) ". " (ui::fmr_words(fmr)) "." }
-            p { "In a gallery of " (ui::int(faces)) " faces, about " (ui::sig2(fmr * faces as f64)) " different people would be expected to score this high." }
+            p { "At this Similarity, " (ui::fmr_words(fmr)) " (false-match rate 1 in " (ui::sig2(1.0 / fmr)) ")." }
+            p { (ui::gallery_words(fmr * faces as f64, faces)) }
             @match m["ReviewStatus"].as_str() {
                 Some(st) => p { span class=(format!("badge {}", st.to_lowercase())) {
                     @if st == "PENDING" { "Candidate, not an identification: needs review" } @else { (st) } } },
