@@ -1168,13 +1168,11 @@ impl Governor {
                 KeyError::Audit(m) => audit_failed(m),
                 e => refuse(key_error(e)),
             })?;
-        Ok(json!({
-            "AccessKeyId": k.access_key_id,
-            "SecretAccessKey": k.secret_access_key,
-            "Role": grant.role,
-            "Collections": grant.collections,
-            "Operations": grant.operations,
-        }))
+        let mut v = k.reveal();
+        v["Role"] = json!(grant.role);
+        v["Collections"] = json!(grant.collections);
+        v["Operations"] = json!(grant.operations);
+        Ok(v)
     }
 
     fn verify_audit(&self) -> Result<Value, ApiError> {

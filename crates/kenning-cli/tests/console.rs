@@ -297,6 +297,74 @@ fn console_http_contract() {
         created["details"]["Policy"],
         serde_json::json!({"RequireCase": true, "RequiredReviewers": 1})
     );
+    // An API token signs in as its key; revoking the token ends the session.
+    let kenning = |args: &[&str]| {
+        let out = Command::new(common::kenning_bin())
+            .args(args)
+            .arg("--data")
+            .arg(&s.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let operator = kenning(&["keys", "create", "--role", "operator"]);
+    let operator = operator["AccessKeyId"].as_str().unwrap();
+    let t = kenning(&["keys", "token", "create", operator]);
+    let (_, h, page) = http(addr, "GET", "/console/signin", &[], b"");
+    let bound = cookie(&h, "kenning_signin");
+    let form = format!(
+        "signin={}&next=%2Fconsole%2Fsearch&token={}",
+        hidden(&page, "signin"),
+        t["Token"].as_str().unwrap()
+    );
+    let (status, h, _) = http(
+        addr,
+        "POST",
+        "/console/signin",
+        &[
+            ("cookie", &bound),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        form.as_bytes(),
+    );
+    assert_eq!(
+        (status, header(&h, "location")),
+        (303, Some("/console/search"))
+    );
+    let by_token = cookie(&h, "kenning_session");
+    let signed_in = audit(&s.data).last().unwrap().clone();
+    assert_eq!(signed_in["access_key"], operator);
+    assert_eq!(signed_in["details"]["With"], "ApiToken");
+    let (status, _, page) = http(
+        addr,
+        "GET",
+        "/console/search",
+        &[("cookie", &by_token)],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(operator) && page.contains("operator"),
+        "{page}"
+    );
+    kenning(&["keys", "token", "revoke", t["TokenId"].as_str().unwrap()]);
+    let (status, h, _) = http(
+        addr,
+        "GET",
+        "/console/search",
+        &[("cookie", &by_token)],
+        b"",
+    );
+    assert_eq!(status, 303);
+    assert!(
+        header(&h, "location").unwrap().ends_with("&revoked=1"),
+        "{h:?}"
+    );
     // Idle for longer than the timeout: the session is gone.
     std::thread::sleep(Duration::from_millis(3500));
     let (status, h, _) = http(

@@ -54,7 +54,11 @@ impl FromRequestParts<Arc<App>> for Ctx {
             Err(Missing::Expired) => return Err(to_signin(back, "&expired=1")),
             Err(Missing::Unknown) => return Err(to_signin(back, "")),
         };
-        let Some(principal) = app.backend.principal(&s.key_id) else {
+        let principal = match &s.token {
+            Some(t) => app.backend.token(t),
+            None => app.backend.principal(&s.key_id),
+        };
+        let Some(principal) = principal else {
             app.sessions.end(token);
             return Err(to_signin(back, "&revoked=1"));
         };

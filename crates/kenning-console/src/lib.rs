@@ -46,6 +46,9 @@ pub use session::Sessions;
 pub trait Backend: Send + Sync + 'static {
     /// The principal of the active key `key_id` if `secret` is its secret.
     fn sign_in(&self, key_id: &str, secret: &str) -> Option<Principal>;
+    /// The principal an API token speaks for, while the token is valid and
+    /// its key active.
+    fn token(&self, token: &str) -> Option<Principal>;
     /// The principal of the active key `key_id` (`None` once revoked).
     fn principal(&self, key_id: &str) -> Option<Principal>;
     /// The id the service gave this request (its audit records carry it).

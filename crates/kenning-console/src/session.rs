@@ -31,8 +31,11 @@ pub fn same(a: &str, b: &str) -> bool {
 /// One signed-in browser.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// The access key it signed in with.
+    /// The access key it acts as.
     pub key_id: String,
+    /// The API token it signed in with, if it did: checked again on every
+    /// request, so revoking the token ends the session. Held only here.
+    pub token: Option<String>,
     /// The token every form that changes something must carry.
     pub csrf: String,
     /// A one-shot message for the next page.
@@ -81,8 +84,9 @@ impl Sessions {
         now.duration_since(s.last_seen) < self.idle && now.duration_since(s.created) < self.lifetime
     }
 
-    /// Starts a session for `key_id`; returns the cookie's token.
-    pub fn start(&self, key_id: &str) -> String {
+    /// Starts a session for `key_id` (signed in with `api_token`, if
+    /// given); returns the cookie's value.
+    pub fn start(&self, key_id: &str, api_token: Option<&str>) -> String {
         let token = random_token();
         let now = Instant::now();
         let mut t = self.lock();
@@ -96,6 +100,7 @@ impl Sessions {
             key(&token),
             Session {
                 key_id: key_id.into(),
+                token: api_token.map(Into::into),
                 csrf: random_token(),
                 flash: None,
                 created: now,
@@ -164,13 +169,16 @@ mod tests {
     #[test]
     fn sessions_expire_when_idle_and_end_on_sign_out() {
         let s = Sessions::new(Duration::from_millis(200), Duration::from_secs(60));
-        let a = s.start("AKKNA");
-        let b = s.start("AKKNB");
+        let a = s.start("AKKNA", None);
+        let b = s.start("AKKNB", Some("kntk_x_y"));
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
         let got = s.touch(&a).unwrap();
         assert_eq!(got.key_id, "AKKNA");
-        assert_ne!(got.csrf, s.touch(&b).unwrap().csrf);
+        assert_eq!(got.token, None);
+        let other = s.touch(&b).unwrap();
+        assert_ne!(got.csrf, other.csrf);
+        assert_eq!(other.token.as_deref(), Some("kntk_x_y"));
         s.flash(&a, "saved".into());
         assert_eq!(s.touch(&a).unwrap().flash.as_deref(), Some("saved"));
         assert_eq!(s.touch(&a).unwrap().flash, None, "a flash shows once");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use kenning_accountability::{keys, Caller, Governor, Principal};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::{run_op, ApiError, AppState, RequestId};
@@ -16,7 +17,11 @@ struct Backend(Arc<AppState>);
 impl kenning_console::Backend for Backend {
     fn sign_in(&self, key_id: &str, secret: &str) -> Option<Principal> {
         let k = self.0.credentials.key(key_id)?;
-        keys::same_secret(&k.secret, secret).then_some(k.principal)
+        keys::same_secret(k.secret.expose_secret(), secret).then_some(k.principal)
+    }
+
+    fn token(&self, token: &str) -> Option<Principal> {
+        self.0.credentials.by_token(token).map(|k| k.principal)
     }
 
     fn principal(&self, key_id: &str) -> Option<Principal> {

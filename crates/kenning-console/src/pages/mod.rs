@@ -91,6 +91,16 @@ fn signin_page(app: &App, next: &str, notice: Option<&str>, error: Option<&str>)
                 input #secret type="password" name="secret" autocomplete="current-password" required;
                 div { button type="submit" { "Sign in" } }
             }
+            details {
+                summary { "Sign in with an API token instead" }
+                form method="post" action="/console/signin" {
+                    input type="hidden" name="signin" value=(token);
+                    input type="hidden" name="next" value=(next);
+                    label for="api-token" { "API token" span.hint { "From " code { "kenning keys token create" } "; it starts with " code { "kntk_" } "." } }
+                    input #api-token type="password" name="token" autocomplete="off" spellcheck="false" required;
+                    div { button type="submit" { "Sign in with the token" } }
+                }
+            }
             p.hint { "You stay signed in until you sign out or do nothing for "
                 (if idle >= 120 { format!("{} minutes", idle / 60) } else { format!("{idle} seconds") })
                 ". Nothing secret is kept in the browser." }
@@ -110,7 +120,7 @@ async fn signin_form(State(app): State<Arc<App>>, Query(q): Query<SigninQuery>) 
     let notice = if q.expired.is_some() {
         Some("Your session ended because it was idle too long. Sign in again.")
     } else if q.revoked.is_some() {
-        Some("The key this session used was revoked. Sign in with another key.")
+        Some("The key or API token this session used was revoked. Sign in with another.")
     } else if q.out.is_some() {
         Some("You are signed out.")
     } else {
@@ -152,17 +162,23 @@ async fn signin(State(app): State<Arc<App>>, req: Request) -> Response {
             ),
         ),
     }
+    let token = f.get("token");
     let key_id = f.get("key_id").unwrap_or("").to_owned();
-    let secret = f.get("secret").unwrap_or("").to_owned();
     let request_id = app
         .backend
         .request_id(&parts.extensions)
         .unwrap_or_else(session::random_token);
-    let principal = app.backend.sign_in(&key_id, &secret);
+    let principal = match token {
+        Some(t) => app.backend.token(t),
+        None => app.backend.sign_in(&key_id, f.get("secret").unwrap_or("")),
+    };
     let Some(principal) = principal else {
         // A secret typed into the id field must not land in the trail:
-        // name the key only when it exists.
-        let known = app.backend.principal(&key_id);
+        // name the key only when it exists (never a token).
+        let known = token
+            .is_none()
+            .then(|| app.backend.principal(&key_id))
+            .flatten();
         let entry = kenning_audit::Entry {
             request_id: Some(request_id),
             access_key: Some(known.as_ref().map_or("unknown", |_| key_id.as_str()).into()),
@@ -180,23 +196,35 @@ async fn signin(State(app): State<Arc<App>>, req: Request) -> Response {
             &app,
             &next,
             None,
-            Some("That access key id and secret do not match an active key."),
+            Some(if token.is_some() {
+                "That is not a valid API token of an active key."
+            } else {
+                "That access key id and secret do not match an active key."
+            }),
         );
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     };
+    let key_id = principal.access_key.clone();
     let caller = Caller {
         principal,
         request_id,
         case: None,
         purpose: None,
     };
-    if !record(&app, caller.entry("ConsoleSignIn"), None).await {
+    let mut entry = caller.entry("ConsoleSignIn");
+    let with = if token.is_some() {
+        "ApiToken"
+    } else {
+        "SecretAccessKey"
+    };
+    entry.details = Some(json!({ "With": with }));
+    if !record(&app, entry, None).await {
         return forbidden(
             "The sign-in could not be recorded in the audit trail, so it was refused.",
         );
     }
-    let token = app.sessions.start(&key_id);
+    let token = app.sessions.start(&key_id, token);
     let mut r = Redirect::to(&next).into_response();
     let secure = app.config.secure_cookies;
     for c in [
