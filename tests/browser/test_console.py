@@ -239,6 +239,16 @@ def test_operator_searches_from_a_phone_with_a_case_reference():
     STATE["operator_browser"] = d
     sign_in(d, STATE["operator"])
     check_page(d, "operator-home")
+    # The console installs on the phone as a field app: its manifest has no
+    # errors, opens on the search page, and its icons are served.
+    m = d.execute_cdp_cmd("Page.getAppManifest", {})
+    assert m["url"] == URL + "/console/manifest.webmanifest" and m["errors"] == [], m
+    manifest = json.loads(m["data"])
+    assert manifest["start_url"] == "/console/search" and manifest["display"] == "standalone"
+    for icon in manifest["icons"]:
+        status, headers, _ = fetch(d, icon["src"])
+        kind = {k.lower(): v for k, v in headers.items()}["content-type"]
+        assert status == 200 and kind == icon["type"], (icon, kind)
     go(d, "/console/search")
     # One collection: it is chosen; the photo inputs stay closed until the
     # case reference the policy requires is given.
@@ -487,6 +497,94 @@ def test_sessions_expire_when_idle_and_keep_nothing_in_the_browser():
         raise AssertionError("a signed-out session still works")
     except urllib.error.HTTPError as e:
         assert e.code == 303 and "/console/signin" in e.headers["Location"]
+
+
+def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
+    # The admin enrols the two people of the Hamilton clip in a collection
+    # under review.
+    a = STATE["admin"]
+    go(a, "/console/collections")
+    a.find_element(By.ID, "id").send_keys("hamilton")
+    Select(a.find_element(By.ID, "reviewers")).select_by_value("1")
+    a.find_element(By.XPATH, "//button[.='Create collection']").click()
+    wait(a, lambda d: h1(d) == "Collection hamilton")
+    refs = sorted((DATA / "video/reference").glob("*.png"))
+    a.find_element(By.ID, "photos").send_keys("\n".join(str(p.resolve()) for p in refs))
+    a.find_element(By.XPATH, "//button[.='Index']").click()
+    wait(a, lambda d: "Indexed" in d.find_element(By.TAG_NAME, "main").text)
+    assert f"Indexed {len(refs)} faces" in a.find_element(By.CLASS_NAME, "flash").text
+    # The operator, on the phone, picks the clip from the service's bucket.
+    d = STATE["operator_browser"]
+    go(d, "/console/video")
+    assert h1(d) == "Video" and "No jobs yet" in d.find_element(By.TAG_NAME, "main").text
+    assert small_targets(d) == []
+    check_page(d, "operator-video")
+    Select(d.find_element(By.ID, "video")).select_by_value("cams/short_hamilton_clip.mp4")
+    Select(d.find_element(By.ID, "collection")).select_by_value("hamilton")
+    d.find_element(By.ID, "case").send_keys("CASE-2026-0043")
+    d.find_element(By.ID, "purpose").send_keys("stage door incident")
+    d.find_element(By.XPATH, "//button[.='Start the search']").click()
+    wait(d, lambda d: h1(d) == "Video job")
+    job_url = d.current_url
+    # The page follows the job by itself until it is done.
+    wait(d, lambda d: d.find_elements(By.XPATH, "//h2[.='Who was seen when']"), timeout=600)
+    main = d.find_element(By.TAG_NAME, "main").text
+    assert "Done" in main and "CASE-2026-0043" in main, main
+    matched = d.find_elements(By.CSS_SELECTOR, "ul.timeline li.matched")
+    assert matched and "lin-manuel-miranda.png" in matched[0].text, main
+    # Lin is on screen at 0.8-1.5 s and 3.6-7.9 s: the lane says so.
+    lin = next(m.text for m in matched if "lin-manuel-miranda.png" in m.text)
+    for stretch in re.findall(r"(\d+):(\d+\.\d)(?:–(\d+):(\d+\.\d))?", lin.split(" seen ")[1]):
+        start = int(stretch[0]) * 60 + float(stretch[1])
+        assert 0.8 <= start <= 7.9, lin
+    bars = d.find_elements(By.CSS_SELECTOR, "ul.timeline li svg.lane rect")
+    assert len(bars) >= len(matched)
+    assert d.find_elements(By.CSS_SELECTOR, "ul.timeline li:not(.matched)"), "strangers are on the timeline too"
+    cards = d.find_elements(By.CSS_SELECTOR, "ol.cards li.card")
+    assert any("Candidate, not an identification: needs review" in c.text for c in cards), main
+    assert small_targets(d) == []
+    check_page(d, "operator-video-job")
+    # One audit record of the search, with the video, its hash and the case.
+    rec = [r["record"] for r in audit_records() if r["record"]["operation"] == "StartFaceSearch"]
+    done = [r for r in rec if r.get("candidates") is not None]
+    assert done and done[-1]["case"] == "CASE-2026-0043", rec
+    clip = DATA / "video/short_hamilton_clip.mp4"
+    assert done[-1]["probe_sha256"] == hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert done[-1]["details"]["Video"]["Name"] == "short_hamilton_clip.mp4"
+    # The admin sees every job, and forbids video searches of the collection.
+    go(a, "/console/video")
+    assert "short_hamilton_clip.mp4" in a.find_element(By.TAG_NAME, "tbody").text
+    check_page(a, "admin-video")
+    go(a, "/console/collections/hamilton")
+    a.find_element(By.XPATH, "//summary[.='Change the policy']").click()
+    box = a.find_element(By.NAME, "allow_video")
+    assert box.is_selected()
+    box.click()
+    a.find_element(By.XPATH, "//button[.='Save policy']").click()
+    wait(a, lambda d: d.find_elements(By.CLASS_NAME, "flash"))
+    assert "Stored video may not be searched" in a.find_element(By.TAG_NAME, "main").text
+    go(d, "/console/video")
+    Select(d.find_element(By.ID, "video")).select_by_value("cams/short_hamilton_clip.mp4")
+    Select(d.find_element(By.ID, "collection")).select_by_value("hamilton")
+    d.find_element(By.ID, "case").send_keys("CASE-2026-0043")
+    d.find_element(By.XPATH, "//button[.='Start the search']").click()
+    wait(d, lambda d: h1(d) == "The search was not started")
+    assert "forbids video searches" in d.find_element(By.CLASS_NAME, "error").text
+    last = audit_records()[-1]["record"]
+    assert last["operation"] == "StartFaceSearch" and last["details"]["PolicyRule"] == "AllowVideo", last
+    r = new_browser(PHONE)
+    sign_in(r, STATE["reviewer1"])
+    assert not r.find_elements(By.LINK_TEXT, "Video")
+    # The reviewer gets the video's candidates, told there is no probe photo.
+    go(r, "/console/review")
+    r.find_element(By.PARTIAL_LINK_TEXT, "Candidate lin-manuel-miranda.png").click()
+    wait(r, lambda d: h1(d) == "Review a candidate")
+    assert "Found by a search of stored video" in r.find_element(By.TAG_NAME, "main").text
+    check_page(r, "reviewer-video-item")
+    status, _, _ = fetch(r, "/console/video")
+    assert status == 403
+    status, _, _ = fetch(r, job_url.replace(URL, ""))
+    assert status == 403
 
 
 def test_every_page_was_checked():

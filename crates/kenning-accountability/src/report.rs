@@ -13,12 +13,14 @@ use kenning_audit::{AuditError, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Operations whose results are candidates.
+/// Operations whose results are candidates (a stored-video search is
+/// audited once, when its job completes).
 const SEARCHES: &[&str] = &[
     "SearchFaces",
     "SearchFacesByImage",
     "SearchUsers",
     "SearchUsersByImage",
+    "StartFaceSearch",
 ];
 
 /// What a report covers.
@@ -41,7 +43,7 @@ pub struct ReportQuery {
 #[serde(rename_all = "PascalCase")]
 pub struct Tally {
     /// Searches that ran (SearchFaces, SearchFacesByImage, SearchUsers,
-    /// SearchUsersByImage).
+    /// SearchUsersByImage, and StartFaceSearch jobs that completed).
     pub searches: u64,
     /// Of those, searches that returned at least one candidate.
     pub searches_with_candidates: u64,

@@ -46,10 +46,17 @@ impl Serve {
             .spawn()
             .expect("starting kenning serve");
         let mut out = BufReader::new(child.stdout.take().unwrap());
+        // The banner: the address first, the console's last.
         let mut lines = Vec::new();
-        for _ in 0..3 {
+        while lines.len() < 10
+            && !lines
+                .last()
+                .is_some_and(|l: &String| l.starts_with("console: "))
+        {
             let mut line = String::new();
-            out.read_line(&mut line).unwrap();
+            if out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
             lines.push(line);
         }
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
@@ -265,7 +272,8 @@ fn console_http_contract() {
         );
         assert_eq!(status, 403, "{body}");
     }
-    let body = format!("id=c1&require_case=1&reviewers=1&csrf={csrf}");
+    // The form's boxes: video left unticked forbids video searches.
+    let body = format!("id=c1&require_case=1&reviewers=1&allow_streams=1&csrf={csrf}");
     let (status, _, _) = http(
         addr,
         "POST",
@@ -295,7 +303,7 @@ fn console_http_contract() {
     assert_eq!(created["access_key"], KEY_ID);
     assert_eq!(
         created["details"]["Policy"],
-        serde_json::json!({"RequireCase": true, "RequiredReviewers": 1})
+        serde_json::json!({"RequireCase": true, "RequiredReviewers": 1, "AllowVideo": false})
     );
     // An API token signs in as its key; revoking the token ends the session.
     let kenning = |args: &[&str]| {
@@ -410,7 +418,9 @@ fn console_in_a_browser() {
             p.display()
         );
     }
-    let main = Serve::start(&[]);
+    // The shared data's video folder is the bucket the video page searches.
+    let cams = format!("cams={}", data.join("video").display());
+    let main = Serve::start(&["--bucket", &cams]);
     let short = Serve::start(&["--console-idle-timeout", "3"]);
     let shots = root.join("target/console-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
@@ -469,14 +479,38 @@ fn console_in_a_browser() {
     assert_eq!(r["Totals"]["Searches"], 1, "{r}");
     assert_eq!(r["Totals"]["CandidatesConfirmed"], 1, "{r}");
     assert_eq!(r["Totals"]["CandidatesPending"], 0, "{r}");
-    assert_eq!(r["Collections"][0]["CollectionId"], "watchlist");
+    let collection = |r: &serde_json::Value, id: &str| {
+        r["Collections"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["CollectionId"] == id).cloned())
+            .unwrap_or_else(|| panic!("no collection {id} in {r}"))
+    };
+    let watchlist = collection(&r, "watchlist");
+    assert_eq!(watchlist["Tally"]["Searches"], 1, "{r}");
     assert_eq!(
-        r["Collections"][0]["Calibrations"],
+        watchlist["Calibrations"],
         serde_json::json!(["dlib-resnet-v1 (fair)"])
     );
     let all: serde_json::Value = serde_json::from_slice(&report("json", &[])).unwrap();
     assert_eq!(all["RefusalsByRule"]["RequireCase"], 1, "{all}");
-    assert_eq!(all["Totals"]["SearchesRefusedByPolicy"], 1, "{all}");
+    assert_eq!(all["RefusalsByRule"]["AllowVideo"], 1, "{all}");
+    assert_eq!(all["Totals"]["SearchesRefusedByPolicy"], 2, "{all}");
+    // The stored-video search counts as the search it is, with its candidates.
+    let video: serde_json::Value =
+        serde_json::from_slice(&report("json", &["--case", "CASE-2026-0043"])).unwrap();
+    assert_eq!(video["Totals"]["Searches"], 1, "{video}");
+    let returned = video["Totals"]["CandidatesReturned"].as_u64().unwrap();
+    assert!(returned >= 1, "{video}");
+    assert_eq!(
+        video["Totals"]["CandidatesQueuedForReview"], returned,
+        "{video}"
+    );
+    assert_eq!(
+        collection(&video, "hamilton")["Tally"]["Searches"],
+        1,
+        "{video}"
+    );
+    assert_eq!(all["Totals"]["Searches"], 2, "{all}");
     let head = all["Chain"]["Head"].as_str().unwrap().to_owned();
     let html = String::from_utf8(report("html", &[])).unwrap();
     assert!(html.contains(&head) && html.contains("Accountability report"));

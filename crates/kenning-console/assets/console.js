@@ -89,3 +89,9 @@ document.querySelectorAll("[data-print]").forEach(function (b) {
   b.hidden = false;
   b.addEventListener("click", function () { window.print(); });
 });
+
+// A page that follows a running job reloads itself until the job is done.
+document.querySelectorAll("[data-reload]").forEach(function (el) {
+  var seconds = parseInt(el.getAttribute("data-reload"), 10) || 5;
+  setTimeout(function () { window.location.reload(); }, seconds * 1000);
+});

@@ -62,6 +62,8 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = Result<Value, ApiError>> + Send>>;
     /// The rules every operation goes through.
     fn governor(&self) -> &Governor;
+    /// The stored-video jobs, when the service analyses video.
+    fn video(&self) -> Option<Arc<kenning_video::VideoService>>;
 }
 
 /// How the console runs.
@@ -101,10 +103,11 @@ pub(crate) struct App {
 
 /// The Content-Security-Policy of every console response: nothing inline,
 /// nothing from elsewhere; images may also be the page's own blobs (photo
-/// previews) and data URLs (the probe shown with its results).
+/// previews) and data URLs (the probe shown with its results); the web app
+/// manifest comes from the service too.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    img-src 'self' blob: data:; connect-src 'self'; form-action 'self'; \
-    frame-ancestors 'none'; base-uri 'none'";
+    img-src 'self' blob: data:; connect-src 'self'; manifest-src 'self'; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The console's routes under `/console`, for the service to merge.
 pub fn router(backend: Arc<dyn Backend>, config: ConsoleConfig) -> Router {

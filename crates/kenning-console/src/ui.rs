@@ -14,6 +14,10 @@ fn head(title: &str) -> Markup {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) " · Kenning" }
+            meta name="theme-color" content="#10243a";
+            link rel="manifest" href="/console/manifest.webmanifest";
+            link rel="icon" href="/console/assets/icon.svg" type="image/svg+xml";
+            link rel="apple-touch-icon" href="/console/assets/icon-192.png";
             link rel="stylesheet" href="/console/assets/console.css";
             script src="/console/assets/console.js" defer {}
         }
@@ -43,13 +47,14 @@ pub fn bare_page(title: &str, body: Markup) -> Response {
     })
 }
 
-/// The links of a role's navigation.
-fn nav(role: Role) -> Vec<(&'static str, &'static str)> {
+/// The links of a role's navigation (video jobs when the service has them).
+fn nav(role: Role, video: bool) -> Vec<(&'static str, &'static str)> {
     let mut links = vec![("/console/", "Home")];
     match role {
         Role::Admin => links.extend([
             ("/console/search", "Search"),
             ("/console/collections", "Collections"),
+            ("/console/video", "Video"),
             ("/console/review", "Review"),
             ("/console/keys", "Keys"),
             ("/console/retention", "Retention"),
@@ -59,6 +64,7 @@ fn nav(role: Role) -> Vec<(&'static str, &'static str)> {
             ("/console/search", "Search"),
             ("/console/searches", "My searches"),
             ("/console/collections", "Collections"),
+            ("/console/video", "Video"),
         ]),
         Role::Reviewer => links.push(("/console/review", "Review queue")),
         Role::Auditor => links.extend([
@@ -66,6 +72,9 @@ fn nav(role: Role) -> Vec<(&'static str, &'static str)> {
             ("/console/report", "Report"),
             ("/console/review", "Reviews"),
         ]),
+    }
+    if !video {
+        links.retain(|l| l.0 != "/console/video");
     }
     links.push(("/console/accuracy", "Accuracy"));
     links
@@ -84,7 +93,7 @@ pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Response {
                     a.brand href="/console/" { "Kenning" }
                     nav aria-label="Main" {
                         ul {
-                            @for (href, label) in nav(ctx.role()) {
+                            @for (href, label) in nav(ctx.role(), ctx.app.backend.video().is_some()) {
                                 @let current = path == href || (href != "/console/" && path.starts_with(href));
                                 li { a href=(href) aria-current=[current.then_some("page")] { (label) } }
                             }

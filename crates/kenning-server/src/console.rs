@@ -45,6 +45,10 @@ impl kenning_console::Backend for Backend {
     fn governor(&self) -> &Governor {
         &self.0.governor
     }
+
+    fn video(&self) -> Option<Arc<kenning_video::VideoService>> {
+        self.0.video.clone()
+    }
 }
 
 /// The console's routes, served with this service's keys and operations.

@@ -74,6 +74,10 @@ fn policy_fields(p: &Value) -> Markup {
                 option value="INDEXED" selected[after == "INDEXED"] { "when the face was indexed" }
                 option value="LAST_MATCH" selected[after == "LAST_MATCH"] { "when a search last matched it" }
             }
+            label.choice { input type="checkbox" name="allow_video" value="1" checked[p["AllowVideo"] != false];
+                "Stored video may be searched against it" }
+            label.choice { input type="checkbox" name="allow_streams" value="1" checked[p["AllowStreams"] != false];
+                "Live streams may be searched against it" }
             label for="image_source" { "Folder of enrolment photos on the server (optional)"
                 span.hint { "An absolute path in which each face's ExternalImageId (the file name it was indexed from) is a photo. Only reviewers and admins see these photos, beside the candidates they review." } }
             input #image_source type="text" name="image_source" value=[p["ImageSource"]["Directory"].as_str()] spellcheck="false";
@@ -110,6 +114,15 @@ fn policy_from(f: &Fields) -> Result<Value, ApiError> {
             "Retention".into(),
             json!({ "Days": d as u64, "After": f.get("retention_after").unwrap_or("INDEXED") }),
         );
+    }
+    // Unticked boxes are absent from the form: absent means forbidden.
+    for (field, rule) in [
+        ("allow_video", "AllowVideo"),
+        ("allow_streams", "AllowStreams"),
+    ] {
+        if f.get(field).is_none() {
+            p.insert(rule.into(), json!(false));
+        }
     }
     if let Some(dir) = f.get("image_source") {
         p.insert("ImageSource".into(), json!({ "Directory": dir }));

@@ -6,6 +6,7 @@ mod audit;
 mod keys;
 mod review;
 mod search;
+mod video;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .merge(keys::routes())
         .merge(audit::routes())
         .merge(accuracy::routes())
+        .merge(video::routes())
         .route("/console/{*rest}", get(not_found))
 }
 

@@ -156,7 +156,10 @@ async fn item_page(ctx: Ctx, Path(id): Path<String>) -> Response {
             div.side {
                 section {
                     h2 { "Probe (the photo searched with)" }
-                    @if st == "PENDING" && ctx.may("GetReviewProbe") {
+                    @if item["Operation"] == "StartFaceSearch" {
+                        p.note { "Found by a search of stored video. Kenning keeps no frames of a video: compare the candidate with the video itself. "
+                            "The search's audit record names the video, and its job page shows when this person was on screen." }
+                    } @else if st == "PENDING" && ctx.may("GetReviewProbe") {
                         (boxed_photo(&format!("/console/review/{}/probe", urlenc(&id)), "The probe photo", &item["ProbeFace"]))
                     } @else if st != "PENDING" {
                         p.note { "The probe photo was erased when this review closed." }

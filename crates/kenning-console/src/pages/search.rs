@@ -61,6 +61,8 @@ pub(super) fn policy_words(p: &Value) -> Markup {
                 li { "Faces are deleted " (days) " days after "
                     (if p["Retention"]["After"] == "LAST_MATCH" { "they last matched a search" } else { "they were indexed" }) "." }
             }
+            @if p["AllowVideo"] == false { li { "Stored video may not be searched against it." } }
+            @if p["AllowStreams"] == false { li { "Live streams may not be searched against it." } }
             @if p["ImageSource"]["Directory"].is_string() {
                 li { "Reviewers see the enrolment photo beside each candidate." }
             }
@@ -268,7 +270,8 @@ async fn search(s: Submitted) -> Response {
     )
 }
 
-fn candidate_card(m: &Value, faces: u64) -> Markup {
+/// A candidate with its Similarity, what it means, and its review state.
+pub(super) fn candidate_card(m: &Value, faces: u64) -> Markup {
     let sim = m["Similarity"].as_f64().unwrap_or(0.0);
     let fmr = kenning_collections::fmr_at(sim);
     let face = &m["Face"];
