@@ -106,6 +106,12 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("VerifyAudit", &[U]),
     ("ExportAudit", &[U]),
     ("RunRetention", &[A]),
+    ("GetReviewProbe", &[A, R]),
+    ("GetEnrolmentImage", &[A, R]),
+    ("GetAccountabilityReport", &[A, U]),
+    ("CreateAccessKey", &[A]),
+    ("ListAccessKeys", &[A]),
+    ("RevokeAccessKey", &[A]),
 ];
 
 /// Kenning's own operations (beyond Rekognition's), served under the
@@ -120,6 +126,12 @@ pub const KENNING_OPERATIONS: &[&str] = &[
     "RunRetention",
     "UploadVideo",
     "ReadStreamOutput",
+    "GetReviewProbe",
+    "GetEnrolmentImage",
+    "GetAccountabilityReport",
+    "CreateAccessKey",
+    "ListAccessKeys",
+    "RevokeAccessKey",
 ];
 
 /// A key's role and scope, as stored with the key.

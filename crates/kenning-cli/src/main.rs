@@ -9,6 +9,7 @@ mod eval;
 mod gallery;
 mod inputs;
 mod model_dirs;
+mod report;
 mod serve;
 mod video;
 
@@ -120,6 +121,8 @@ enum Command {
     /// Stored video: detect faces, or search a collection for the people in a video.
     #[command(subcommand)]
     Video(video::VideoCommand),
+    /// The accountability report for a period, from the audit trail.
+    Report(report::ReportArgs),
 }
 
 fn main() {
@@ -171,5 +174,6 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Audit(cmd) => accountable::audit(&ctx, &cli.data, cmd),
         Command::Retention(cmd) => accountable::retention(&ctx, &cli.data, cmd),
         Command::Video(cmd) => video::run(&ctx, &cli.data, cmd),
+        Command::Report(args) => report::report(&ctx, &cli.data, &args),
     }
 }

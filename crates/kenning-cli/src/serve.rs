@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// limit); over it: ProvisionedThroughputExceededException.
     #[arg(long)]
     key_concurrency: Option<usize>,
+    /// Seconds without a request after which a console session ends.
+    #[arg(long, default_value_t = 900)]
+    console_idle_timeout: u64,
+    /// Do not serve the web console at /console/.
+    #[arg(long)]
+    no_console: bool,
 }
 
 /// `kenning tls ...`
@@ -595,6 +601,13 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     } else {
         "http"
     };
+    if !args.no_console {
+        let mut console = kenning_console::ConsoleConfig::new(data.data.clone());
+        console.idle_timeout = Duration::from_secs(args.console_idle_timeout.max(1));
+        console.body_limit = args.body_limit;
+        console.secure_cookies = config.tls.is_some();
+        config.console = Some(console);
+    }
     let credentials = Credentials::new(store, &root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -649,6 +662,9 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
             );
             println!("{warning}");
             eprintln!("{warning}");
+        }
+        if !args.no_console {
+            println!("console: {scheme}://{addr}/console/ (sign in with an access key id and its secret, or an API token)");
         }
         println!("try: aws rekognition list-collections --endpoint-url {scheme}://{addr} --region us-east-1");
         use std::io::Write as _;

@@ -11,6 +11,7 @@ mod accountability;
 mod cli;
 mod collections;
 mod common;
+mod console;
 mod crash;
 mod eval;
 mod fuzz;

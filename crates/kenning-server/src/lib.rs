@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod console;
 mod events;
 pub mod metrics;
 mod rest;
@@ -72,6 +73,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Per-key request rate and concurrency limits.
     pub limits: throttle::Limits,
+    /// The web console at `/console/` (`None`: not served).
+    pub console: Option<kenning_console::ConsoleConfig>,
 }
 
 impl ServerConfig {
@@ -95,6 +98,7 @@ impl ServerConfig {
                 burst: 400.0,
                 concurrency: cores * 4,
             },
+            console: None,
         }
     }
 }
@@ -566,16 +570,19 @@ pub async fn shutdown_signal() {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/", post(aws_json))
+    let mut app = Router::new()
+        .route("/", post(aws_json).get(kenning_console::root_redirect))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(rest::openapi))
         .merge(rest::routes())
         .merge(events::routes())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), envelope))
-        .with_state(state)
+        .with_state(state.clone());
+    if let Some(c) = &state.config.console {
+        app = app.merge(console::router(state.clone(), c.clone()));
+    }
+    app.layer(middleware::from_fn_with_state(state, envelope))
 }
 
 /// Request id, timeout, access log and metrics around every request.

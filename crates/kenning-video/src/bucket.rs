@@ -31,6 +31,19 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
     }
 }
 
+/// File name endings of the containers ffmpeg reads that cameras and
+/// recorders write (what [`Buckets::list`] offers; any file may be named
+/// in a request).
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "3gp", "avi", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "mts", "mxf", "ogv",
+    "ts", "webm", "wmv",
+];
+
+fn named_as_video(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(ext)))
+}
+
 impl Buckets {
     /// No buckets.
     pub fn new() -> Self {
@@ -69,6 +82,44 @@ impl Buckets {
     /// The bucket names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.dirs.keys().map(String::as_str)
+    }
+
+    /// Up to `max` object names of `bucket`, sorted, for a person to pick a
+    /// video from: regular files named as videos ([`VIDEO_EXTENSIONS`]),
+    /// reached without following a link, hidden entries (uploads in
+    /// progress among them) left out.
+    pub fn list(&self, bucket: &str, max: usize) -> Result<Vec<String>> {
+        let dir = self.dir(bucket)?;
+        let mut out = Vec::new();
+        // Depth-first over sorted entries, so the first `max` are stable.
+        let mut stack = vec![(dir.to_path_buf(), String::new(), 0usize)];
+        while let Some((path, prefix, depth)) = stack.pop() {
+            let Ok(read) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            let mut entries: Vec<(String, std::fs::FileType)> = read
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    Some((e.file_name().into_string().ok()?, e.file_type().ok()?))
+                })
+                .filter(|(n, _)| !n.starts_with('.'))
+                .collect();
+            entries.sort_by(|a, b| b.0.cmp(&a.0));
+            for (name, kind) in entries {
+                let object = format!("{prefix}{name}");
+                if kind.is_dir() && depth < 16 {
+                    stack.push((path.join(&name), format!("{object}/"), depth + 1));
+                } else if kind.is_file() && named_as_video(&name) {
+                    out.push(object);
+                }
+            }
+            if out.len() >= max {
+                break;
+            }
+        }
+        out.sort();
+        out.truncate(max);
+        Ok(out)
     }
 
     fn dir(&self, bucket: &str) -> Result<&Path> {
@@ -323,6 +374,20 @@ mod tests {
         }
         assert!(b.add("x", &bucket).is_err(), "name too short");
         assert!(b.add("cctv", &bucket).is_err(), "twice");
+        // The listing offers exactly what resolves: no links, nothing
+        // outside, no hidden files (uploads in progress).
+        std::fs::write(bucket.join(".a.mp4.upload-1"), b"x").unwrap();
+        std::fs::write(bucket.join("z.MP4"), b"x").unwrap();
+        std::fs::write(bucket.join("notes.txt"), b"x").unwrap();
+        assert_eq!(b.list("cctv", 10).unwrap(), ["cams/door/a.mp4", "z.MP4"]);
+        assert_eq!(b.list("cctv", 1).unwrap().len(), 1);
+        for name in b.list("cctv", 10).unwrap() {
+            b.resolve("cctv", &name).unwrap();
+        }
+        assert!(matches!(
+            b.list("nope", 10),
+            Err(VideoError::InvalidObject(_))
+        ));
     }
 
     #[test]

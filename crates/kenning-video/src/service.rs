@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kenning_accountability::{Caller, Governor, Medium};
+use kenning_accountability::{Caller, Governor, Medium, Principal};
 use kenning_api::ApiError;
 use kenning_audit::Candidate;
 use serde::Deserialize;
@@ -111,6 +111,15 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether `principal` may follow job `job` (see [`VideoService::jobs_of`]).
+pub fn follows(principal: &Principal, job: &Job) -> bool {
+    job.collection_id
+        .as_deref()
+        .is_none_or(|c| principal.sees(c))
+        && (principal.role() == kenning_accountability::Role::Admin
+            || job.starter.access_key == principal.access_key)
 }
 
 fn api_error(e: &VideoError) -> ApiError {
@@ -290,6 +299,20 @@ impl VideoService {
     /// The stored job `id` (for tools that report on it).
     pub fn job(&self, id: &str) -> Result<Option<Job>> {
         self.store.get(id)
+    }
+
+    /// The unexpired jobs `principal` may follow, newest first: within its
+    /// key's scope, and only the ones it started unless it is an admin.
+    pub fn jobs_of(&self, principal: &Principal) -> Result<Vec<Job>> {
+        let now = now_ms();
+        let mut jobs: Vec<Job> = self
+            .store
+            .all()?
+            .into_iter()
+            .filter(|j| !self.expired(j, now) && follows(principal, j))
+            .collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.created_ms));
+        Ok(jobs)
     }
 
     /// Stops the workers; running jobs stay IN_PROGRESS and resume when the
