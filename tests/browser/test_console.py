@@ -391,7 +391,7 @@ def test_auditor_report_counts_exactly_that_search_and_confirmation():
     assert total("Faces enrolled") == str(STATE["faces"])
     case_row = d.find_element(By.XPATH, f"//section[h2='Per case']//tr[th='{CASE}']")
     assert [td.text for td in case_row.find_elements(By.TAG_NAME, "td")][:3] == ["1", str(STATE["candidates"]), "1"]
-    assert "dlib-resnet-v1 (fair)" in main.text and "Similarity 80" in main.text
+    assert "sface-2021dec (fair)" in main.text and "Similarity 80" in main.text
     head = d.find_element(By.ID, "head-hash").text
     hashes = [r["hash"] for r in audit_records()]
     assert head in hashes

@@ -345,6 +345,9 @@ fn harmless_body(op: &str, coll: &str, role: &str) -> String {
         "StartFaceDetection" => serde_json::json!({ "Video": video }),
         "StartFaceSearch" => serde_json::json!({ "Video": video, "CollectionId": coll }),
         "GetFaceDetection" | "GetFaceSearch" => serde_json::json!({ "JobId": "nojob" }),
+        "GetReviewProbe" => serde_json::json!({ "ReviewId": fake_face }),
+        "GetEnrolmentImage" => serde_json::json!({ "CollectionId": coll, "FaceId": fake_face }),
+        "RevokeAccessKey" => serde_json::json!({ "AccessKeyId": "AKNOBODYNOBODY000000" }),
         _ => serde_json::json!({ "CollectionId": coll }),
     };
     v.to_string()
@@ -358,9 +361,12 @@ fn role_answer(op: &str) -> (u16, &'static str) {
         "DetectFaces" | "CompareFaces" | "IndexFaces" | "SearchFacesByImage"
         | "SearchUsersByImage" => (400, "InvalidImageFormatException"),
         "DeleteCollection" | "DecideReviewItem" | "SearchFaces" | "SearchUsers" | "DeleteUser"
-        | "AssociateFaces" | "DisassociateFaces" | "GetFaceDetection" | "GetFaceSearch" => {
+        | "AssociateFaces" | "DisassociateFaces" | "GetFaceDetection" | "GetFaceSearch"
+        | "GetReviewProbe" | "GetEnrolmentImage" | "RevokeAccessKey" => {
             (400, "ResourceNotFoundException")
         }
+        // Without From/To, and without the Role a new key needs.
+        "GetAccountabilityReport" | "CreateAccessKey" => (400, "InvalidParameterException"),
         "StartFaceDetection" | "StartFaceSearch" => (400, "InvalidS3ObjectException"),
         // Over JSON it only says where videos go: PUT /v1/buckets/...
         "UploadVideo" => (400, "InvalidParameterException"),

@@ -199,7 +199,7 @@ fn faces_in(video: &Path, seconds: &[f64], scratch: &Path) -> Vec<Vec<f32>> {
         assert!(ok.success());
         let image = common::load(&png);
         std::fs::remove_file(&png).unwrap();
-        for f in common::pipeline().analyze(&image, false).unwrap() {
+        for f in common::sface().analyze(&image, false).unwrap() {
             out.push(f.embedding.unwrap());
         }
     }
@@ -326,7 +326,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     assert!(strangers.len() >= 10, "{} crowd faces", strangers.len());
     let reference = |name: &str| {
         let image = common::load(&video.join("reference").join(name));
-        common::pipeline().analyze(&image, true).unwrap()[0]
+        common::sface().analyze(&image, true).unwrap()[0]
             .embedding
             .clone()
             .unwrap()
