@@ -504,12 +504,7 @@ fn role_matrix_over_every_operation() {
 #[test]
 fn boto3_and_aws_cli_drive_every_operation() {
     let root = common::root();
-    let python = root.join(".cache/venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-test-python.sh (scripts/test.sh does)",
-        python.display()
-    );
+    let python = common::test_python();
     let server = Server::start(&[]);
     let role_keys: serde_json::Map<String, serde_json::Value> = [
         ("operator", "operator"),

@@ -213,12 +213,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     };
     let video = data_root.join("video");
     let root = common::root();
-    let python = root.join(".cache/venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-test-python.sh",
-        python.display()
-    );
+    let python = common::test_python();
     let bucket = temp("bucket");
     let clip = bucket.join("hamilton.mp4");
     let crowd = bucket.join("crowd.mp4");
