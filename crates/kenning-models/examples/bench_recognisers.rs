@@ -1,7 +1,8 @@
 //! Recogniser time per face, side by side: for every face of the given
 //! photos (detected once), aligning and embedding it with each built-in
 //! recogniser in turn, one ONNX Runtime thread, repeated R times; prints the
-//! median wall and thread-CPU milliseconds per face and the ratios to dlib.
+//! median wall and thread-CPU milliseconds per face and the ratios to dlib,
+//! and the time each recogniser takes to load (read, convert, one session).
 //! Run by bench/face-pipeline/run.sh:
 //!
 //! cargo run --release -p kenning-models --example bench_recognisers -- MODELS_DIR R PHOTO...
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 use kenning_image::DecodeLimits;
 use kenning_models::manifest::BUILTIN;
+use kenning_models::recognizer::onnx_model;
 use kenning_models::{LoadedManifest, Pipeline, PipelineConfig};
 
 /// CPU time of the calling thread, in seconds.
@@ -46,12 +48,20 @@ fn main() {
     config.sessions = 1;
     config.recogniser = Some(LoadedManifest::builtin(BUILTIN[0].name).unwrap());
     let first = Pipeline::load(config).expect("loading models");
+    // Loading each recogniser again (model file read and converted, one
+    // session created), timed: what every short job pays at start-up.
+    let (mut load, mut convert) = (Vec::new(), Vec::new());
     let pipelines: Vec<Pipeline> = BUILTIN
         .iter()
         .map(|b| {
-            first
-                .with_recogniser(LoadedManifest::builtin(b.name).unwrap())
-                .unwrap()
+            let manifest = LoadedManifest::builtin(b.name).unwrap();
+            let c = thread_cpu();
+            onnx_model(models.as_ref(), &manifest.manifest.model).unwrap();
+            convert.push((thread_cpu() - c) * 1e3);
+            let (t, c) = (Instant::now(), thread_cpu());
+            let p = first.with_recogniser(manifest).unwrap();
+            load.push((t.elapsed().as_secs_f64() * 1e3, (thread_cpu() - c) * 1e3));
+            p
         })
         .collect();
     let images: Vec<_> = photos
@@ -85,15 +95,18 @@ fn main() {
         .position(|b| b.name == "dlib-resnet-v1")
         .unwrap();
     let (dw, dc) = (median(wall[dlib].clone()), median(cpu[dlib].clone()));
-    println!("| recogniser | faces | wall ms/face | CPU ms/face | CPU ratio to dlib |");
-    println!("|---|---|---|---|---|");
+    println!("| recogniser | faces | wall ms/face | CPU ms/face | CPU ratio to dlib | load wall ms | load CPU ms | reading (and converting) the model alone, CPU ms |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (i, b) in BUILTIN.iter().enumerate() {
         let (w, c) = (median(wall[i].clone()), median(cpu[i].clone()));
         println!(
-            "| {} | {n} | {w:.2} | {c:.2} | {:.2}x (wall {:.2}x) |",
+            "| {} | {n} | {w:.2} | {c:.2} | {:.2}x (wall {:.2}x) | {:.0} | {:.0} | {:.0} |",
             b.name,
             c / dc,
-            w / dw
+            w / dw,
+            load[i].0,
+            load[i].1,
+            convert[i]
         );
     }
 }

@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kenning_image::RgbImage;
 use ort::value::TensorRef;
@@ -6,7 +6,7 @@ use ort::value::TensorRef;
 use crate::calibration::{Calibration, CalibrationTable};
 use crate::manifest::{ChannelOrder, Distance, LoadedManifest, Manifest, ModelSource};
 use crate::pool::SessionPool;
-use crate::runtime::read_model_file;
+use crate::runtime::{file_error, read_model_file};
 use crate::ModelError;
 
 /// An embedding model described by a manifest, on ONNX Runtime.
@@ -144,15 +144,20 @@ impl Recognizer {
 }
 
 /// The ONNX bytes Kenning runs for a recogniser's weights: a dlib `.dat`
-/// converted to ONNX, or an ONNX file with its constant-weight
+/// converted to ONNX, or an ONNX file in its CPU form: constant-weight
 /// `DequantizeLinear` nodes folded into fp32 weights, only its real inputs
 /// kept and `PRelu` rewritten into operators ONNX Runtime fuses
 /// ([`kenning_onnx::fold_for_cpu`]; a model without them is unchanged but for
-/// its `value_info`).
+/// its `value_info`). The CPU form written at set-up ([`cpu_form_file`]) is
+/// read when it is current; otherwise the file is converted here.
 pub fn onnx_model(models_dir: &Path, source: &ModelSource) -> Result<Vec<u8>, ModelError> {
     Ok(match source {
         ModelSource::Onnx { file } => {
-            kenning_onnx::fold_for_cpu(&read_model_file(&models_dir.join(file))?)?.0
+            let path = models_dir.join(file);
+            match converted_at_setup(&path, &models_dir.join(cpu_form_file(file)))? {
+                Some(model) => model,
+                None => kenning_onnx::fold_for_cpu(&read_model_file(&path)?)?.0,
+            }
         }
         ModelSource::DlibDat { file } => {
             let dat = read_model_file(&models_dir.join(file))?;
@@ -161,11 +166,90 @@ pub fn onnx_model(models_dir: &Path, source: &ModelSource) -> Result<Vec<u8>, Mo
     })
 }
 
+/// The name under which scripts/setup-models.sh writes the CPU form of the
+/// ONNX file `file` (`x.onnx` -> `x.cpu.onnx`), beside it.
+pub fn cpu_form_file(file: &Path) -> PathBuf {
+    file.with_extension("cpu.onnx")
+}
+
+/// The CPU form at `converted` when it was written by this converter version
+/// from a file of `source`'s size; `None` when it is absent or stale (a
+/// missing `source` is an error either way, naming the set-up script).
+fn converted_at_setup(source: &Path, converted: &Path) -> Result<Option<Vec<u8>>, ModelError> {
+    let size = std::fs::metadata(source)
+        .map_err(|e| file_error(source, e))?
+        .len();
+    let Ok(model) = std::fs::read(converted) else {
+        return Ok(None);
+    };
+    Ok(kenning_onnx::is_cpu_form_of(&model, size)
+        .unwrap_or(false)
+        .then_some(model))
+}
+
 fn l2_normalised(v: &[f32]) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter().map(|x| x / norm).collect()
     } else {
         v.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kenning_onnx::{DataType, Dim, Graph, Model, Node, ValueInfo};
+
+    /// A one-node model whose PRelu the conversion rewrites.
+    fn model() -> Vec<u8> {
+        let graph = Graph {
+            name: "g".into(),
+            nodes: vec![Node::new("PRelu", "act", &["x", "slope"], &["y"])],
+            initializers: vec![kenning_onnx::Tensor::float("slope", vec![1], vec![0.25])],
+            inputs: vec![ValueInfo::new("x", DataType::Float, vec![Dim::Fixed(1)])],
+            outputs: vec![ValueInfo::new("y", DataType::Float, vec![Dim::Fixed(1)])],
+        };
+        Model::new(graph, 21, "test").encode()
+    }
+
+    #[test]
+    fn the_cpu_form_written_at_setup_is_used_only_when_current() {
+        let dir = std::env::temp_dir().join(format!("kenning-cpu-form-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = ModelSource::Onnx {
+            file: "m.onnx".into(),
+        };
+        assert_eq!(cpu_form_file(Path::new("m.onnx")), Path::new("m.cpu.onnx"));
+        let missing = onnx_model(&dir, &source).unwrap_err();
+        assert!(
+            matches!(missing, ModelError::MissingFile { .. }),
+            "{missing}"
+        );
+        let raw = model();
+        std::fs::write(dir.join("m.onnx"), &raw).unwrap();
+        let in_memory = onnx_model(&dir, &source).unwrap();
+        assert_eq!(in_memory, kenning_onnx::fold_for_cpu(&raw).unwrap().0);
+        // A probe entry the conversion never writes shows which bytes were
+        // used.
+        let (converted, _) = kenning_onnx::cpu_form(&raw).unwrap();
+        let probe = kenning_onnx::with_metadata(&converted, &[("probe", "setup")]).unwrap();
+        let used = |file: &[u8]| {
+            std::fs::write(dir.join("m.cpu.onnx"), file).unwrap();
+            let model = onnx_model(&dir, &source).unwrap();
+            kenning_onnx::metadata(&model)
+                .unwrap()
+                .contains(&("probe".into(), "setup".into()))
+        };
+        assert!(used(&probe));
+        // Another converter version, another source size, or not a model at
+        // all: converted again in memory.
+        let old = kenning_onnx::with_metadata(&probe, &[(kenning_onnx::CPU_FORM_KEY, "0")]);
+        assert!(!used(&old.unwrap()));
+        let other =
+            kenning_onnx::with_metadata(&probe, &[(kenning_onnx::CPU_FORM_SOURCE_BYTES, "1")]);
+        assert!(!used(&other.unwrap()));
+        assert!(!used(b"\x08"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -44,16 +44,20 @@ pub(crate) fn environment() -> Result<&'static Environment, ModelError> {
 
 /// Reads a model file, naming the set-up script when it is missing.
 pub(crate) fn read_model_file(path: &Path) -> Result<Vec<u8>, ModelError> {
-    std::fs::read(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            ModelError::MissingFile {
-                path: path.to_owned(),
-            }
-        } else {
-            ModelError::Io {
-                path: path.to_owned(),
-                source,
-            }
+    std::fs::read(path).map_err(|source| file_error(path, source))
+}
+
+/// The error for a model file that could not be read: missing (naming the
+/// set-up script) or unreadable.
+pub(crate) fn file_error(path: &Path, source: std::io::Error) -> ModelError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        ModelError::MissingFile {
+            path: path.to_owned(),
         }
-    })
+    } else {
+        ModelError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
 }

@@ -27,6 +27,42 @@ use crate::model::{Node, Tensor};
 use crate::wire::{ProtoWriter, WireReader, WireValue};
 use crate::OnnxError;
 
+/// Metadata key under which [`cpu_form`] records the converter version.
+pub const CPU_FORM_KEY: &str = "kenning.cpu_form";
+
+/// The version of [`fold_for_cpu`]'s output: raise it whenever the rewrite
+/// changes, so a CPU form written by an older converter is not used.
+pub const CPU_FORM_VERSION: &str = "1";
+
+/// Metadata key under which [`cpu_form`] records the size in bytes of the
+/// file it was converted from.
+pub const CPU_FORM_SOURCE_BYTES: &str = "kenning.source_bytes";
+
+/// [`fold_for_cpu`]'s output marked with the converter version and the
+/// source's size, so a loader can use a file converted once at set-up and
+/// tell a stale one ([`is_cpu_form_of`]).
+pub fn cpu_form(model: &[u8]) -> Result<(Vec<u8>, FoldReport), OnnxError> {
+    let (folded, report) = fold_for_cpu(model)?;
+    let size = model.len().to_string();
+    let marked = crate::with_metadata(
+        &folded,
+        &[
+            (CPU_FORM_KEY, CPU_FORM_VERSION),
+            (CPU_FORM_SOURCE_BYTES, &size),
+        ],
+    )?;
+    Ok((marked, report))
+}
+
+/// Whether `converted` is [`cpu_form`]'s output, by this converter version,
+/// of a source of `source_bytes` bytes.
+pub fn is_cpu_form_of(converted: &[u8], source_bytes: u64) -> Result<bool, OnnxError> {
+    let meta = crate::metadata(converted)?;
+    let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    Ok(get(CPU_FORM_KEY) == Some(CPU_FORM_VERSION)
+        && get(CPU_FORM_SOURCE_BYTES) == Some(source_bytes.to_string().as_str()))
+}
+
 /// What [`fold_for_cpu`] changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FoldReport {

@@ -8,7 +8,10 @@
 //!   to accept any batch and image size;
 //! - [`fold_for_cpu`]: folds constant `DequantizeLinear` weights into fp32
 //!   initializers (block-quantized SFace) and rewrites `PRelu` into operators
-//!   ONNX Runtime fuses on a CPU.
+//!   ONNX Runtime fuses on a CPU; [`cpu_form`] marks its output with the
+//!   converter version so it can be written once at set-up (the
+//!   `kenning-onnx cpu-form` command);
+//! - [`metadata`] and [`with_metadata`]: a model's string metadata.
 //!
 //! Kenning builds the dlib ResNet as ONNX at load time and patches
 //! CenterFace, so neither needs Python's `onnx` package.
@@ -19,12 +22,17 @@
 mod dynamic;
 mod fold;
 mod inspect;
+mod metadata;
 pub mod model;
 pub mod wire;
 
 pub use dynamic::make_dynamic_input;
-pub use fold::{fold_for_cpu, FoldReport};
+pub use fold::{
+    cpu_form, fold_for_cpu, is_cpu_form_of, FoldReport, CPU_FORM_KEY, CPU_FORM_SOURCE_BYTES,
+    CPU_FORM_VERSION,
+};
 pub use inspect::{inspect, InitializerSummary, ModelSummary, NodeSummary, ValueInfoSummary};
+pub use metadata::{metadata, with_metadata};
 pub use model::{
     Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, TensorData, ValueInfo,
 };

@@ -4,13 +4,17 @@
 
 use std::path::PathBuf;
 
-use kenning_onnx::{fold_for_cpu, inspect, FoldReport};
+use kenning_onnx::{cpu_form, fold_for_cpu, inspect, is_cpu_form_of, metadata, FoldReport};
 
 fn sface() -> Option<Vec<u8>> {
+    model_file("face_recognition_sface_2021dec_int8bq.onnx")
+}
+
+fn model_file(name: &str) -> Option<Vec<u8>> {
     let dir = std::env::var_os("KENNING_MODELS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let path = dir.join("face_recognition_sface_2021dec_int8bq.onnx");
+    let path = dir.join(name);
     match std::fs::read(&path) {
         Ok(b) => Some(b),
         Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
@@ -61,4 +65,32 @@ fn sface_weights_are_dequantized_and_only_data_stays_an_input() {
     let (again, second) = fold_for_cpu(&folded).unwrap();
     assert_eq!(second, FoldReport::default());
     assert_eq!(inspect(&again).unwrap().nodes, after.nodes);
+}
+
+/// The file scripts/setup-models.sh converts once (what Kenning loads) is
+/// exactly this converter's output for the shipped file, marked as such.
+#[test]
+fn the_cpu_form_written_at_setup_is_the_converters_output() {
+    let Some(raw) = sface() else { return };
+    let Some(setup) = model_file("face_recognition_sface_2021dec_int8bq.cpu.onnx") else {
+        return;
+    };
+    let (converted, report) = cpu_form(&raw).unwrap();
+    assert_eq!(report.dequantized, 29);
+    assert!(
+        setup == converted,
+        "the CPU form in the models folder is stale: run scripts/setup-models.sh"
+    );
+    assert!(is_cpu_form_of(&setup, raw.len() as u64).unwrap());
+    assert!(!is_cpu_form_of(&setup, raw.len() as u64 + 1).unwrap());
+    assert!(!is_cpu_form_of(&raw, raw.len() as u64).unwrap());
+    // The same graph as the in-memory conversion; only the metadata differs.
+    assert_eq!(
+        inspect(&setup).unwrap(),
+        inspect(&fold_for_cpu(&raw).unwrap().0).unwrap()
+    );
+    assert_eq!(
+        metadata(&setup).unwrap().len(),
+        metadata(&raw).unwrap().len() + 2
+    );
 }
