@@ -226,6 +226,20 @@ struct StreamServeArgs {
     /// Most stream processors that may exist (LimitExceededException beyond).
     #[arg(long, default_value_t = 20)]
     stream_max_processors: usize,
+    /// Records a webhook or file output holds while it is behind; beyond
+    /// it the oldest are dropped (and counted in /metrics).
+    #[arg(long, default_value_t = 1000)]
+    stream_queue: usize,
+    /// A file output is rotated when it would grow past this many bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    stream_file_max_bytes: u64,
+    /// Rotated files a file output keeps (FILE.1 ... FILE.N).
+    #[arg(long, default_value_t = 5)]
+    stream_file_keep: usize,
+    /// Scheduling niceness (0-19) of stream processors and their ffmpeg, so
+    /// photo requests go first.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    stream_niceness: i32,
 }
 
 impl StreamServeArgs {
@@ -245,6 +259,10 @@ impl StreamServeArgs {
         );
         let mut config = kenning_streams::StreamConfig {
             max_processors: self.stream_max_processors.max(1),
+            queue: self.stream_queue.max(1),
+            file_max_bytes: self.stream_file_max_bytes.max(1),
+            file_keep: self.stream_file_keep,
+            niceness: self.stream_niceness,
             webhook_secret: video.notification_secret().to_vec(),
             ..Default::default()
         };
@@ -636,7 +654,10 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         if !buckets.is_empty() {
             println!("video buckets: {}", buckets.join(", "));
         }
-        if !args.video.notify.is_empty() && args.video.notify_secret.is_none() {
+        // Stream outputs to webhooks are signed with the same key.
+        let webhooks = !args.video.notify.is_empty()
+            || args.streams.outputs.iter().any(|o| o.contains("://"));
+        if webhooks && args.video.notify_secret.is_none() {
             println!(
                 "webhook signing key (set KENNING_NOTIFY_SECRET to choose your own): {}",
                 hex_string(video.notification_secret())

@@ -207,6 +207,9 @@ pub struct StreamConfig {
     /// Once a track has its few templates, a sighting is embedded only when
     /// its quality is this much better than the worst of them.
     pub reembed_gain: f32,
+    /// Scheduling niceness (0-19) of processor threads and their ffmpeg, so
+    /// photo requests, at normal priority, go first.
+    pub niceness: i32,
 }
 
 impl Default for StreamConfig {
@@ -237,6 +240,7 @@ impl Default for StreamConfig {
             file_keep: 5,
             max_matches: 10,
             reembed_gain: 1.05,
+            niceness: 10,
         }
     }
 }

@@ -166,7 +166,12 @@ impl Worker {
         let l = live.clone();
         let thread = std::thread::Builder::new()
             .name(format!("kenning-stream-{}", def.name))
-            .spawn(move || Run::new(ctx, def, input, l).run())
+            .spawn(move || {
+                // Niceness is per thread on Linux, and the ffmpeg children
+                // this thread starts inherit it.
+                kenning_video::service::set_niceness(ctx.config.niceness);
+                Run::new(ctx, def, input, l).run()
+            })
             .expect("spawning a stream processor thread");
         Self {
             live,

@@ -1094,7 +1094,7 @@ fn sha256_file(path: &Path, stop: &AtomicBool) -> Option<String> {
 /// Lowers the calling thread's scheduling priority (Linux keeps niceness
 /// per thread; threads and processes it starts inherit it).
 #[allow(unsafe_code)]
-fn set_niceness(n: i32) {
+pub fn set_niceness(n: i32) {
     if n > 0 {
         // SAFETY: setpriority only reads its integer arguments.
         unsafe {
