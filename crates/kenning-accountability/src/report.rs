@@ -14,13 +14,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Operations whose results are candidates (a stored-video search is
-/// audited once, when its job completes).
+/// audited once, when its job completes; a stream processor once per frame
+/// that brought new matches).
 const SEARCHES: &[&str] = &[
     "SearchFaces",
     "SearchFacesByImage",
     "SearchUsers",
     "SearchUsersByImage",
     "StartFaceSearch",
+    "StreamFaceSearch",
 ];
 
 /// What a report covers.
@@ -43,7 +45,8 @@ pub struct ReportQuery {
 #[serde(rename_all = "PascalCase")]
 pub struct Tally {
     /// Searches that ran (SearchFaces, SearchFacesByImage, SearchUsers,
-    /// SearchUsersByImage, and StartFaceSearch jobs that completed).
+    /// SearchUsersByImage, StartFaceSearch jobs that completed, and stream
+    /// processors' frames with new matches).
     pub searches: u64,
     /// Of those, searches that returned at least one candidate.
     pub searches_with_candidates: u64,
