@@ -148,6 +148,14 @@ def _range(shape, v, path, out):
         out.append(f"{path}: {v} outside {shape.name}'s [{lo}, {hi}]")
 
 
+def check_shape(shape, value, path):
+    """The problems of `value` as an instance of `shape` (a botocore shape),
+    for JSON Kenning sends outside a response, e.g. stream records."""
+    out = []
+    _check(shape, value, path, out)
+    return out
+
+
 def check(operation_model, status, body):
     """The problems of one response (status and raw body) of an operation."""
     op = operation_model.name

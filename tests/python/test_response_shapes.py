@@ -5,7 +5,8 @@ output shape (or its declared errors) by conftest.py's hook
 success and in error, and that the check itself catches what it should.
 
 The stored-video operations are covered the same way by tests/video (their
-server needs a bucket), whose conftest.py installs the same hook.
+server needs a bucket), the stream-processor operations by tests/streams;
+their conftest.py installs the same hook.
 """
 
 import json
@@ -126,9 +127,10 @@ def test_every_operation_answers_on_the_model(examples):
     rek.delete_collection(CollectionId=cid)
     fails(rek.delete_collection, CollectionId=cid)
 
-    # Video operations are checked by tests/video (its conftest installs the
-    # same hook); stream processors need --enable-streams and a live source
-    # (tests/streams), where the hook is not installed yet.
+    # Video operations are checked by tests/video and stream processors by
+    # tests/streams (their servers need a bucket, --enable-streams and live
+    # sources); their conftest.py installs the same hook and their last test
+    # asserts that every one of their operations was called.
     photo_ops = implemented("OPERATIONS") - implemented("VIDEO_OPERATIONS") - implemented("STREAM_OPERATIONS")
     assert photo_ops <= set(MODEL.operation_names), "every implemented operation is in botocore's model"
     assert botocore_shapes.CHECKED >= photo_ops, f"not called: {sorted(photo_ops - botocore_shapes.CHECKED)}"

@@ -1,7 +1,10 @@
 //! Live stream processors end to end: `kenning serve --enable-streams` with
 //! real ffmpeg sources on loopback and real models, driven by boto3
-//! (tests/streams); afterwards the data directory, the file outputs and the
-//! server's log are searched for the faces that matched nothing.
+//! (tests/streams); then the server is killed with SIGKILL and restarted
+//! (each processor comes back as it was stored), the audit trail and the
+//! accountability report are checked, and the data directory, the file
+//! outputs and the server's log are searched for the faces that matched
+//! nothing.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -58,6 +61,12 @@ fn stream_operations_are_refused_unless_enabled() {
     assert!(server.terminate().success());
 }
 
+/// The key stream webhooks are signed with.
+const NOTIFY_SECRET: &str = "stream-webhook-test-secret";
+
+/// Most bytes of a file output before it is rotated, in the test.
+const FILE_MAX_BYTES: u64 = 20_000;
+
 /// `kenning serve` with its log (RUST_LOG=info) going to `log`.
 struct LoggedServer {
     child: Child,
@@ -74,9 +83,16 @@ impl LoggedServer {
             .args(extra)
             .env("KENNING_ACCESS_KEY_ID", KEY_ID)
             .env("KENNING_SECRET_ACCESS_KEY", SECRET)
+            .env("KENNING_NOTIFY_SECRET", NOTIFY_SECRET)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -86,6 +102,12 @@ impl LoggedServer {
         let addr = first.trim().rsplit("://").next().unwrap().to_owned();
         assert!(addr.starts_with("127.0.0.1:"), "{first:?}");
         Self { child, addr }
+    }
+
+    /// Kills it with SIGKILL, as a crash would.
+    fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     fn terminate(mut self) -> bool {
@@ -103,6 +125,30 @@ impl Drop for LoggedServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The niceness of each ffmpeg process `pid` started (Linux /proc).
+fn decoder_niceness(pid: u32) -> Vec<i64> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // Fields after the parenthesised name: state is the 3rd, nice the 19th.
+            let nice = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split(' ').nth(16))
+                .and_then(|n| n.parse().ok());
+            if let (true, Some(n)) = (comm.trim() == "ffmpeg", nice) {
+                out.push(n);
+            }
+        }
+    }
+    out
 }
 
 fn free_port() -> u16 {
@@ -223,6 +269,8 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     let data = temp("data");
     let log = out.join("server.log");
     let port = free_port();
+    let [junk, hls, mjpeg, hook] = [(); 4].map(|()| free_port());
+    let hook_file = out.join("hooked.jsonl");
     let args: Vec<String> = [
         "--enable-streams".to_owned(),
         "--bucket".into(),
@@ -243,10 +291,44 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
         format!("crowd-out={}", out.join("crowd.jsonl").display()),
         "--stream-output".into(),
         "door-out=sse".into(),
+        "--stream-source".into(),
+        format!("junk=http://127.0.0.1:{junk}/junk.ts"),
+        "--stream-output".into(),
+        "junk-out=sse".into(),
+        "--stream-source".into(),
+        format!("hls=http://127.0.0.1:{hls}/live.m3u8"),
+        "--stream-output".into(),
+        "hls-out=sse".into(),
+        "--stream-source".into(),
+        format!("mjpeg=http://127.0.0.1:{mjpeg}/cam.mjpg"),
+        "--stream-output".into(),
+        "mjpeg-out=sse".into(),
+        "--stream-source".into(),
+        format!("hook={}#loop", clip.display()),
+        "--stream-output".into(),
+        format!("hooked=http://127.0.0.1:{hook}/hook?receiver=test"),
+        "--stream-output".into(),
+        format!("hooked={}", hook_file.display()),
+        "--stream-source".into(),
+        format!("cased={}#loop", clip.display()),
+        "--stream-output".into(),
+        "cased-out=sse".into(),
+        "--stream-queue".into(),
+        "4".into(),
+        "--stream-file-max-bytes".into(),
+        FILE_MAX_BYTES.to_string(),
+        "--stream-file-keep".into(),
+        "2".into(),
     ]
     .into();
     let server = LoggedServer::start(&data, &log, &args);
     let operator = server::create_key(&data, &["--role", "operator"]);
+    let auditor = server::create_key(&data, &["--role", "auditor"]);
+    let setup = serde_json::json!({
+        "junk_port": junk, "hls_port": hls, "mjpeg_port": mjpeg, "hook_port": hook,
+        "hook_file": hook_file, "file_max_bytes": FILE_MAX_BYTES,
+        "auditor": [auditor.0, auditor.1],
+    });
     let token = server::create_token(&data, KEY_ID);
     let result = Command::new(&python)
         .args(["-m", "pytest", "tests/streams", "-q", "-rs", "-x"])
@@ -262,15 +344,94 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
         .env("KENNING_TEST_REFERENCE", video.join("reference"))
         .env("KENNING_TEST_CLIP", &clip)
         .env("KENNING_TEST_CAM_PORT", port.to_string())
+        .env("KENNING_TEST_STREAMS", setup.to_string())
+        .env("KENNING_NOTIFY_SECRET", NOTIFY_SECRET)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&result.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&result.stderr));
     assert_eq!(result.status.code(), Some(0), "pytest failed:\n{stdout}");
-    assert!(server.terminate(), "the server did not stop cleanly");
 
-    // The file output holds matched faces only, in record shape.
-    let lines = std::fs::read_to_string(out.join("matches.jsonl")).unwrap();
+    // A crash (SIGKILL) with resume-proc running, junk-proc FAILED and
+    // reconnecting, crowd-proc stopped: each comes back as it was.
+    server.crash();
+    let server = LoggedServer::start(&data, &log, &args);
+    let describe = |name: &str| {
+        let (status, _, body) = server::signed(
+            &server.addr,
+            "DescribeStreamProcessor",
+            &serde_json::json!({ "Name": name }).to_string(),
+            (KEY_ID, SECRET),
+            server::now(),
+        );
+        assert_eq!(status, 200, "{body}");
+        server::json(&body)
+    };
+    let records = |name: &str| {
+        let (_, _, text) = server::http(&server.addr, "GET", "/metrics", &[], b"");
+        let prefix = format!("kenning_stream_records_total{{processor=\"{name}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix).and_then(|v| v.parse::<f64>().ok()))
+            .unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let d = describe("resume-proc");
+        if d["Status"] == "RUNNING" && records("resume-proc") > 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not resumed: {d}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let d = describe("junk-proc");
+        let message = d["StatusMessage"].as_str().unwrap_or_default();
+        if d["Status"] == "FAILED" && message.contains("reconnecting") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "junk-proc: {d}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(describe("crowd-proc")["Status"], "STOPPED");
+    // Processors decode at lower priority than requests: their ffmpeg
+    // children inherit the processor thread's niceness.
+    let niceness = decoder_niceness(server.child.id());
+    assert!(!niceness.is_empty(), "no ffmpeg child of the server");
+    assert!(niceness.iter().all(|&n| n == 10), "{niceness:?}");
+    for name in ["resume-proc", "junk-proc"] {
+        let (status, _, body) = server::signed(
+            &server.addr,
+            "StopStreamProcessor",
+            &serde_json::json!({ "Name": name }).to_string(),
+            (KEY_ID, SECRET),
+            server::now(),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(server.terminate(), "the server did not stop cleanly");
+    let verify = Command::new(common::kenning_bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "the audit chain after the crash: {}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // The file outputs hold matched faces only, in record shape.
+    let rotated = |file: &Path| {
+        let mut text = String::new();
+        for n in ["", ".1", ".2"] {
+            let p = PathBuf::from(format!("{}{n}", file.display()));
+            text += &std::fs::read_to_string(p).unwrap_or_default();
+        }
+        text
+    };
+    let lines = rotated(&out.join("matches.jsonl")) + &rotated(&hook_file);
     let records: Vec<Value> = lines.lines().map(server::json).collect();
     assert!(!records.is_empty());
     for r in &records {
@@ -289,16 +450,54 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
         .collect();
     let searches: Vec<&Value> = audited
         .iter()
-        .filter(|r| r["operation"] == "StreamFaceSearch")
+        .filter(|r| r["operation"] == "StreamFaceSearch" && r["collection"] == "hamilton")
         .collect();
     assert!(!searches.is_empty());
     for s in &searches {
-        assert_eq!(s["details"]["StreamProcessor"], "cam-proc", "{s}");
+        let processor = s["details"]["StreamProcessor"].as_str().unwrap();
+        assert!(
+            [
+                "cam-proc",
+                "hls-proc",
+                "mjpeg-proc",
+                "hook-proc",
+                "resume-proc",
+                "door-proc"
+            ]
+            .contains(&processor),
+            "{s}"
+        );
         assert_eq!(s["threshold"], 80.0, "{s}");
         for c in s["candidates"].as_array().unwrap() {
             assert!(c["similarity"].as_f64().unwrap() >= 80.0, "{s}");
         }
     }
+    // The accountability report counts them as searches, as the console's
+    // report does (it reads the same counts).
+    let report = |collection: &str| {
+        let out = Command::new(common::kenning_bin())
+            .arg("--data")
+            .arg(&data)
+            .args(["report", "--from", "2000-01-01", "--to", "2100-01-01"])
+            .args(["--format", "json", "--collection", collection])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        server::json(&String::from_utf8_lossy(&out.stdout))["Totals"].clone()
+    };
+    let totals = report("hamilton");
+    assert_eq!(totals["Searches"], searches.len(), "{totals}");
+    let candidates: usize = searches
+        .iter()
+        .map(|s| s["candidates"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(totals["CandidatesReturned"], candidates, "{totals}");
+    let watched = report("watch");
+    assert!(watched["Searches"].as_u64().unwrap() > 0, "{watched}");
+    assert!(
+        watched["CandidatesQueuedForReview"].as_u64().unwrap() > 0,
+        "{watched}"
+    );
     for op in [
         "CreateStreamProcessor",
         "StartStreamProcessor",
