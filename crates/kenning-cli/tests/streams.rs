@@ -271,48 +271,36 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     let port = free_port();
     let [junk, hls, mjpeg, hook] = [(); 4].map(|()| free_port());
     let hook_file = out.join("hooked.jsonl");
-    let args: Vec<String> = [
+    let sources = [
+        ("cam", format!("http://127.0.0.1:{port}/cam.ts")),
+        ("door", format!("{}#loop", clip.display())),
+        ("crowd", format!("{}#loop", crowd.display())),
+        ("junk", format!("http://127.0.0.1:{junk}/junk.ts")),
+        ("hls", format!("http://127.0.0.1:{hls}/live.m3u8")),
+        ("mjpeg", format!("http://127.0.0.1:{mjpeg}/cam.mjpg")),
+        ("hook", format!("{}#loop", clip.display())),
+        ("cased", format!("{}#loop", clip.display())),
+    ];
+    let outputs = [
+        ("matches", "sse".to_owned()),
+        ("matches", out.join("matches.jsonl").display().to_string()),
+        ("crowd-out", "sse".into()),
+        ("crowd-out", out.join("crowd.jsonl").display().to_string()),
+        ("door-out", "sse".into()),
+        ("junk-out", "sse".into()),
+        ("hls-out", "sse".into()),
+        ("mjpeg-out", "sse".into()),
+        (
+            "hooked",
+            format!("http://127.0.0.1:{hook}/hook?receiver=test"),
+        ),
+        ("hooked", hook_file.display().to_string()),
+        ("cased-out", "sse".into()),
+    ];
+    let mut args: Vec<String> = [
         "--enable-streams".to_owned(),
         "--bucket".into(),
         format!("cams={}", bucket.display()),
-        "--stream-source".into(),
-        format!("cam=http://127.0.0.1:{port}/cam.ts"),
-        "--stream-source".into(),
-        format!("door={}#loop", clip.display()),
-        "--stream-source".into(),
-        format!("crowd={}#loop", crowd.display()),
-        "--stream-output".into(),
-        "matches=sse".into(),
-        "--stream-output".into(),
-        format!("matches={}", out.join("matches.jsonl").display()),
-        "--stream-output".into(),
-        "crowd-out=sse".into(),
-        "--stream-output".into(),
-        format!("crowd-out={}", out.join("crowd.jsonl").display()),
-        "--stream-output".into(),
-        "door-out=sse".into(),
-        "--stream-source".into(),
-        format!("junk=http://127.0.0.1:{junk}/junk.ts"),
-        "--stream-output".into(),
-        "junk-out=sse".into(),
-        "--stream-source".into(),
-        format!("hls=http://127.0.0.1:{hls}/live.m3u8"),
-        "--stream-output".into(),
-        "hls-out=sse".into(),
-        "--stream-source".into(),
-        format!("mjpeg=http://127.0.0.1:{mjpeg}/cam.mjpg"),
-        "--stream-output".into(),
-        "mjpeg-out=sse".into(),
-        "--stream-source".into(),
-        format!("hook={}#loop", clip.display()),
-        "--stream-output".into(),
-        format!("hooked=http://127.0.0.1:{hook}/hook?receiver=test"),
-        "--stream-output".into(),
-        format!("hooked={}", hook_file.display()),
-        "--stream-source".into(),
-        format!("cased={}#loop", clip.display()),
-        "--stream-output".into(),
-        "cased-out=sse".into(),
         "--stream-queue".into(),
         "4".into(),
         "--stream-file-max-bytes".into(),
@@ -321,6 +309,14 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
         "2".into(),
     ]
     .into();
+    for (flag, specs) in [
+        ("--stream-source", &sources[..]),
+        ("--stream-output", &outputs[..]),
+    ] {
+        for (name, to) in specs {
+            args.extend([flag.to_owned(), format!("{name}={to}")]);
+        }
+    }
     let server = LoggedServer::start(&data, &log, &args);
     let operator = server::create_key(&data, &["--role", "operator"]);
     let auditor = server::create_key(&data, &["--role", "auditor"]);
@@ -356,17 +352,18 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     // reconnecting, crowd-proc stopped: each comes back as it was.
     server.crash();
     let server = LoggedServer::start(&data, &log, &args);
-    let describe = |name: &str| {
+    let call = |op: &str, name: &str| {
         let (status, _, body) = server::signed(
             &server.addr,
-            "DescribeStreamProcessor",
+            op,
             &serde_json::json!({ "Name": name }).to_string(),
             (KEY_ID, SECRET),
             server::now(),
         );
-        assert_eq!(status, 200, "{body}");
+        assert_eq!(status, 200, "{op}: {body}");
         server::json(&body)
     };
+    let describe = |name: &str| call("DescribeStreamProcessor", name);
     let records = |name: &str| {
         let (_, _, text) = server::http(&server.addr, "GET", "/metrics", &[], b"");
         let prefix = format!("kenning_stream_records_total{{processor=\"{name}\"}} ");
@@ -400,14 +397,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     assert!(!niceness.is_empty(), "no ffmpeg child of the server");
     assert!(niceness.iter().all(|&n| n == 10), "{niceness:?}");
     for name in ["resume-proc", "junk-proc"] {
-        let (status, _, body) = server::signed(
-            &server.addr,
-            "StopStreamProcessor",
-            &serde_json::json!({ "Name": name }).to_string(),
-            (KEY_ID, SECRET),
-            server::now(),
-        );
-        assert_eq!(status, 200, "{body}");
+        call("StopStreamProcessor", name);
     }
     assert!(server.terminate(), "the server did not stop cleanly");
     let verify = Command::new(common::kenning_bin())

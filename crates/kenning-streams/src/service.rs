@@ -503,7 +503,10 @@ impl StreamService {
         // What is done to a processor is recorded under its case reference
         // (when the caller names none), so a case's export shows it whole.
         if entry.case.is_none() {
-            entry.case = found.as_ref().ok().and_then(|d| d.case().map(str::to_owned));
+            entry.case = found
+                .as_ref()
+                .ok()
+                .and_then(|d| d.case().map(str::to_owned));
         }
         Ok((entry, found))
     }
