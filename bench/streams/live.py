@@ -82,6 +82,23 @@ class Feed(threading.Thread):
             pass
 
 
+def make_cam(clip, dst):
+    """The clip re-encoded once to 1280x720 MPEG-TS, a keyframe a second."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-vf", "scale=1280:720", "-c:v", "libx264",
+         "-preset", "veryfast", "-g", "30", "-an", "-f", "mpegts", str(dst)],
+        check=True,
+    )
+
+
+def end(procs):
+    """Kills whatever of `procs` still runs."""
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def metrics(endpoint):
     text = urllib.request.urlopen(endpoint + "/metrics").read().decode()
     out = {}
@@ -107,12 +124,7 @@ def run(args):
     procs = []
     try:
         cam = work / "cam720.ts"
-        subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-i", str(shared / "short_hamilton_clip.mp4"),
-             "-vf", "scale=1280:720", "-c:v", "libx264", "-preset", "veryfast", "-g", "30",
-             "-an", "-f", "mpegts", str(cam)],
-            check=True,
-        )
+        make_cam(shared / "short_hamilton_clip.mp4", cam)
         env = dict(os.environ, KENNING_ACCESS_KEY_ID=KEY, KENNING_SECRET_ACCESS_KEY=SECRET)
         # The server's data directory, and one for `kenning video search`
         # beside it (a running server holds its directory's lock).
@@ -203,10 +215,7 @@ def run(args):
             print(f"| {r['streams']} | {r['records']} | {r['p50_s']} | {r['p99_s']} | {r['frames_in']:.0f} "
                   f"| {r['analysed']:.0f} | {r['skipped']:.0f} | {r['analysed_share']} | {r['kept_up']} |")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        end(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

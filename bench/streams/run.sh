@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Live stream processors: latency from a frame to its record on SSE, how
 # many 720p streams at 5 fps two cores keep up with, and the stored-video
-# real-time factor beside them (see bench/streams/live.py).
+# real-time factor beside them (see bench/streams/live.py); with --soak, one
+# processor's memory over a long run and photo latency beside a stream
+# (bench/streams/soak.py).
 # Usage: bench/streams/run.sh [--streams 1 2 3] [--seconds 60]
+#        bench/streams/run.sh --soak [--minutes 10] [--requests 40]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bash "$root/scripts/setup-models.sh"
@@ -12,4 +15,8 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p kenning-cli
 export KENNING_MODELS="${KENNING_MODELS:-$root/models}"
 export KENNING="$root/target/release/kenning"
 export KENNING_TEST_DATA="${KENNING_TEST_DATA:-$root/../shared/data}"
+if [ "${1:-}" = "--soak" ]; then
+  shift
+  exec "$root/.cache/venv-test/bin/python" "$root/bench/streams/soak.py" "$@"
+fi
 exec "$root/.cache/venv-test/bin/python" "$root/bench/streams/live.py" "$@"
