@@ -908,6 +908,12 @@ pub struct CalibrateArgs {
     /// identities.csv (file,identity): pairs of the same identity are left out.
     #[arg(long)]
     identities: Option<PathBuf>,
+    /// domains.csv (file,domain): pool several photo sets (domains) into one
+    /// calibration in which only pairs within a domain count and every
+    /// domain weighs alike (the mean of their log10 FMRs), however many
+    /// photos it has, so the promise lands between the domains.
+    #[arg(long, conflicts_with = "check")]
+    domains: Option<PathBuf>,
     /// Where to write the table (JSON). Required unless --check is given.
     #[arg(long, required_unless_present = "check")]
     out: Option<PathBuf>,
@@ -988,8 +994,46 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
             e.as_ref().map(|e| (id, e))
         })
         .collect();
+    let domains: Vec<String> = match &args.domains {
+        Some(csv) => {
+            let labels = kenning_eval::formats::read_labels(csv)?;
+            let column = labels.column_indices(&["domain"])?;
+            let lookup: HashMap<PathBuf, String> = labels
+                .rows
+                .keys()
+                .filter_map(|f| Some((PathBuf::from(f), labels.group_of(f, &column)?)))
+                .collect();
+            paths
+                .iter()
+                .zip(&enrolment.embeddings)
+                .filter(|(_, e)| e.is_some())
+                .map(|(p, _)| {
+                    find_identity(&lookup, p).ok_or_else(|| {
+                        anyhow!(
+                            "{}: no domain for {} in {}",
+                            "--domains",
+                            p.display(),
+                            csv.display()
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        }
+        None => Vec::new(),
+    };
     if let Some(k) = args.fair {
-        return calibrate_fair(args, &embedder, &embeddings, k, paths.len(), failed);
+        return calibrate_fair(
+            args,
+            &embedder,
+            &embeddings,
+            &domains,
+            k,
+            paths.len(),
+            failed,
+        );
+    }
+    if !domains.is_empty() {
+        return calibrate_pooled(args, &embedder, &embeddings, &domains);
     }
     let mut distances: Vec<f32> = {
         use rayon::prelude::*;
@@ -1144,6 +1188,7 @@ fn calibrate_fair(
     args: &CalibrateArgs,
     embedder: &Embedder,
     embeddings: &[(String, &Vec<f32>)],
+    domains: &[String],
     k: usize,
     photos: usize,
     failed: usize,
@@ -1166,9 +1211,11 @@ fn calibrate_fair(
         exclude_below: args.exclude_below,
         ..Default::default()
     };
-    let mut fc = FairCalibration::fit_with(
+    let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
+    let mut fc = FairCalibration::fit_pooled(
         &emb,
         Some(&subjects),
+        &domains,
         recognizer.manifest().embedding.distance,
         config,
     )?;
@@ -1187,6 +1234,98 @@ fn calibrate_fair(
         "kenning: fair calibration, {k} clusters (photos {sizes:?}) from {} impostor pairs of {} faces",
         fc.impostor_pairs,
         embeddings.len()
+    );
+    Ok(0)
+}
+
+/// `kenning calibrate --domains`: one global table per domain from the
+/// pairs within it, pooled so every domain weighs alike in log10 FMR.
+fn calibrate_pooled(
+    args: &CalibrateArgs,
+    embedder: &Embedder,
+    embeddings: &[(String, &Vec<f32>)],
+    domains: &[String],
+) -> Result<i32> {
+    use rayon::prelude::*;
+    let out = args
+        .out
+        .as_ref()
+        .ok_or_else(|| anyhow!("--out is required"))?;
+    let recognizer = embedder.pipeline.recognizer();
+    let name = &recognizer.manifest().name;
+    let mut names: Vec<&String> = domains.iter().collect();
+    names.sort();
+    names.dedup();
+    let mut tables = Vec::new();
+    for domain in &names {
+        let members: Vec<&(String, &Vec<f32>)> = embeddings
+            .iter()
+            .zip(domains)
+            .filter(|(_, d)| d == domain)
+            .map(|(e, _)| e)
+            .collect();
+        let mut distances: Vec<f32> = (0..members.len())
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let (id_a, a) = members[i];
+                members[i + 1..].iter().filter_map(move |(id_b, b)| {
+                    let d = recognizer.distance(a, b) as f32;
+                    (id_a != id_b && f64::from(d) >= args.exclude_below).then_some(d)
+                })
+            })
+            .collect();
+        let table = CalibrationTable::build(name, domain, &mut distances, args.step)
+            .map_err(wire)
+            .with_context(|| format!("domain {domain}"))?;
+        eprintln!(
+            "kenning: domain {domain}: {} photos, {} impostor pairs, FMR 1e-4 at distance {:.4}",
+            members.len(),
+            table.impostor_pairs,
+            table.distance_for_log_fmr(-4.0)
+        );
+        tables.push(table);
+    }
+    let deepest = tables
+        .iter()
+        .filter_map(|t| t.points.last().map(|p| p.0))
+        .fold(0.0, f64::min);
+    let levels: Vec<f64> = (0u32..)
+        .map(|i| (-f64::from(i) * args.step * 1e9).round() / 1e9 + 0.0)
+        .take_while(|&l| l >= deepest - 1e-9)
+        .collect();
+    let curves: Vec<_> = tables.iter().map(|t| move |d: f64| t.log_fmr(d)).collect();
+    let curves: Vec<&(dyn Fn(f64) -> f64 + Sync)> = curves
+        .iter()
+        .map(|c| c as &(dyn Fn(f64) -> f64 + Sync))
+        .collect();
+    let points: Vec<(f64, f64)> = kenning_eval::mean_curve_points(&curves, 0.0, 4.0, &levels)
+        .into_iter()
+        .map(|(d, l)| (l, d))
+        .collect();
+    let pairs: u64 = tables.iter().map(|t| t.impostor_pairs).sum();
+    let source = if args.source.is_empty() {
+        format!(
+            "{} domains ({}) pooled, each weighing alike; {pairs} impostor pairs within domains (pairs closer than {} left out as copies)",
+            names.len(),
+            names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            args.exclude_below
+        )
+    } else {
+        args.source.clone()
+    };
+    let table = CalibrationTable {
+        recogniser: name.clone(),
+        source,
+        impostor_pairs: pairs,
+        points,
+    };
+    table.validate().map_err(wire)?;
+    std::fs::write(out, table.to_json()).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!(
+        "kenning: pooled table from {} domains: FMR 1e-4 at distance {:.4}, 1e-5 at {:.4}",
+        names.len(),
+        table.distance_for_log_fmr(-4.0),
+        table.distance_for_log_fmr(-5.0)
     );
     Ok(0)
 }

@@ -8,9 +8,17 @@ use std::path::Path;
 use kenning_eval::fairness::{FairnessReport, ThresholdResult};
 use serde::Deserialize;
 
-/// Reports measured for the built-in recogniser's shipped calibration
-/// (`recognisers/dlib-resnet-v1/eval/run.sh` makes them).
+/// Reports measured for the built-in recognisers' shipped calibrations
+/// (`recognisers/*/eval/run.sh` make them).
 const SHIPPED: &[(&str, &str)] = &[
+    (
+        "recognisers/sface-2021dec/eval/fairness-gender-race.json",
+        include_str!("../../../recognisers/sface-2021dec/eval/fairness-gender-race.json"),
+    ),
+    (
+        "recognisers/sface-2021dec/eval/fairness-gender.json",
+        include_str!("../../../recognisers/sface-2021dec/eval/fairness-gender.json"),
+    ),
     (
         "recognisers/dlib-resnet-v1/eval/fairness-gender-race.json",
         include_str!("../../../recognisers/dlib-resnet-v1/eval/fairness-gender-race.json"),
@@ -173,21 +181,18 @@ mod tests {
         let (reports, problems) = load(Path::new("/nonexistent"));
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(reports.len(), SHIPPED.len());
-        let cal = kenning_models_calibration();
-        let d = differentials(&reports, &cal);
-        assert!(
-            d.iter().any(|d| d.threshold.starts_with("Similarity 80")),
-            "{cal}: {d:?}"
-        );
-        for d in &d {
-            assert!(d.overall_fmr.is_some_and(|f| f > 0.0 && f < 0.01), "{d:?}");
-            assert!(d.ratio.is_some() || d.at_least.is_some(), "{d:?}");
+        // Both built-in recognisers' default calibrations, as searches
+        // record them.
+        for cal in ["sface-2021dec (fair)", "dlib-resnet-v1 (fair)"] {
+            let d = differentials(&reports, cal);
+            assert!(
+                d.iter().any(|d| d.threshold.starts_with("Similarity 80")),
+                "{cal}: {d:?}"
+            );
+            for d in &d {
+                assert!(d.overall_fmr.is_some_and(|f| f > 0.0 && f < 0.01), "{d:?}");
+                assert!(d.ratio.is_some() || d.at_least.is_some(), "{d:?}");
+            }
         }
-    }
-
-    /// The built-in recogniser's name and default calibration, as searches
-    /// record them.
-    fn kenning_models_calibration() -> String {
-        "dlib-resnet-v1 (fair)".into()
     }
 }

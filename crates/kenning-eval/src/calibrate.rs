@@ -314,6 +314,94 @@ impl Hist {
     }
 }
 
+/// Dense numbers for names, in order of first appearance.
+fn numbered<S: AsRef<str>>(names: &[S]) -> Vec<u32> {
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    names
+        .iter()
+        .map(|x| {
+            let next = ids.len() as u32;
+            *ids.entry(x.as_ref()).or_insert(next)
+        })
+        .collect()
+}
+
+/// One domain's table as it is; several domains' pooled by
+/// [`mean_curve_points`] on `[lo, hi]`, at the fit's levels down to the
+/// deepest any domain measured (domains without pairs left out).
+fn pooled_table(hists: &[Hist], config: &FairCalibrationConfig, lo: f64, hi: f64) -> LogFmrTable {
+    let tables: Vec<LogFmrTable> = hists
+        .iter()
+        .map(|h| h.table(config.per_decade, config.min_count))
+        .filter(|t| t.points.len() >= 2)
+        .collect();
+    let pairs = hists.iter().flat_map(|h| &h.counts).sum();
+    if tables.len() <= 1 {
+        let points = tables
+            .into_iter()
+            .next()
+            .map_or_else(Vec::new, |t| t.points);
+        return LogFmrTable { pairs, points };
+    }
+    let deepest = tables.iter().map(|t| t.points[0].1).fold(0.0, f64::min);
+    let per_decade = config.per_decade.max(1) as f64;
+    let levels: Vec<f64> = (0u32..)
+        .map(|step| -f64::from(step) / per_decade)
+        .take_while(|&l| l >= deepest - 1e-9)
+        .collect();
+    let curves: Vec<_> = tables.iter().map(|t| move |x| t.log_fmr(x)).collect();
+    let curves: Vec<&(dyn Fn(f64) -> f64 + Sync)> = curves
+        .iter()
+        .map(|c| c as &(dyn Fn(f64) -> f64 + Sync))
+        .collect();
+    let mut points = mean_curve_points(&curves, lo, hi, &levels);
+    points.reverse();
+    LogFmrTable { pairs, points }
+}
+
+/// Where the mean of several log10-FMR curves reaches each level: the
+/// curve of a pool of impostor domains in which every domain counts alike
+/// in log FMR (the geometric mean of their FMRs), so that no domain decides
+/// the promise by having the most pairs and the promise lands between the
+/// domains. Each curve must be non-decreasing in x on `[lo, hi]`. Returns
+/// `(x, level)` for the levels in the order given, x being the largest
+/// value at which the mean is at most the level; levels the mean does not
+/// reach on `[lo, hi]`, and points that would not keep x strictly
+/// monotone, are left out.
+pub fn mean_curve_points(
+    curves: &[&(dyn Fn(f64) -> f64 + Sync)],
+    lo: f64,
+    hi: f64,
+    levels: &[f64],
+) -> Vec<(f64, f64)> {
+    let mean = |x: f64| curves.iter().map(|c| c(x)).sum::<f64>() / curves.len().max(1) as f64;
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for &level in levels {
+        if curves.is_empty() || mean(lo) > level {
+            continue;
+        }
+        let (mut a, mut b) = (lo, hi);
+        if mean(b) <= level {
+            a = b;
+        }
+        for _ in 0..64 {
+            if b - a <= 1e-12 * (1.0 + b.abs()) {
+                break;
+            }
+            let m = 0.5 * (a + b);
+            if mean(m) <= level {
+                a = m;
+            } else {
+                b = m;
+            }
+        }
+        if out.last().is_none_or(|&(x, l)| (a - x) * (level - l) > 0.0) {
+            out.push((a, level));
+        }
+    }
+    out
+}
+
 /// Histogram resolution: fine enough that binning error is far below the
 /// spread of impostor distances.
 const DIST_BINS: usize = 8192;
@@ -336,6 +424,21 @@ pub trait FairCalibrationFit: Sized {
     fn fit_with<S: AsRef<str> + Sync>(
         embeddings: &Embeddings,
         subjects: Option<&[S]>,
+        distance: Distance,
+        config: FairCalibrationConfig,
+    ) -> Result<Self>;
+
+    /// [`FairCalibrationFit::fit_with`] on a pool of impostor domains (one
+    /// domain name per photo, e.g. the photo set it came from): only pairs
+    /// within one domain count, the clusters and their tables are learned
+    /// from all of them, and the overall tables (`global`, `combined`) are
+    /// the mean over domains of each domain's log10 FMR
+    /// ([`mean_curve_points`]), so every domain weighs alike however many
+    /// pairs it has and the promise lands between the domains.
+    fn fit_pooled<S: AsRef<str> + Sync>(
+        embeddings: &Embeddings,
+        subjects: Option<&[S]>,
+        domains: &[S],
         distance: Distance,
         config: FairCalibrationConfig,
     ) -> Result<Self>;
@@ -364,6 +467,16 @@ impl FairCalibrationFit for FairCalibration {
         distance: Distance,
         config: FairCalibrationConfig,
     ) -> Result<Self> {
+        Self::fit_pooled(embeddings, subjects, &[], distance, config)
+    }
+
+    fn fit_pooled<S: AsRef<str> + Sync>(
+        embeddings: &Embeddings,
+        subjects: Option<&[S]>,
+        domains: &[S],
+        distance: Distance,
+        config: FairCalibrationConfig,
+    ) -> Result<Self> {
         let n = embeddings.len();
         if n < 2 {
             return Err(invalid("fair calibration needs at least two photos"));
@@ -371,18 +484,19 @@ impl FairCalibrationFit for FairCalibration {
         if subjects.is_some_and(|s| s.len() != n) {
             return Err(invalid("one subject per photo is needed"));
         }
+        if !domains.is_empty() && domains.len() != n {
+            return Err(invalid("one domain per photo is needed"));
+        }
         let subject: Vec<u32> = match subjects {
-            Some(s) => {
-                let mut ids: HashMap<&str, u32> = HashMap::new();
-                s.iter()
-                    .map(|x| {
-                        let next = ids.len() as u32;
-                        *ids.entry(x.as_ref()).or_insert(next)
-                    })
-                    .collect()
-            }
+            Some(s) => numbered(s),
             None => (0..n as u32).collect(),
         };
+        let domain: Vec<u32> = if domains.is_empty() {
+            vec![0; n]
+        } else {
+            numbered(domains)
+        };
+        let nd = domain.iter().max().map_or(1, |&d| d as usize + 1);
         let unit = embeddings.unit_normalised();
         let km = kmeans(&unit, config.k, config.seed, config.max_iter)?;
         let cl: Vec<usize> = km.assignments;
@@ -398,7 +512,7 @@ impl FairCalibrationFit for FairCalibration {
         // The distance of a pair that counts as an impostor pair: different
         // subjects, and not so close as to be copies of one photo.
         let impostor = |i: usize, j: usize| {
-            (subject[i] != subject[j])
+            (subject[i] != subject[j] && domain[i] == domain[j])
                 .then(|| embeddings.distance(i, j, distance))
                 .filter(|&d| f64::from(d) >= config.exclude_below)
         };
@@ -408,14 +522,14 @@ impl FairCalibrationFit for FairCalibration {
             || {
                 (
                     vec![Hist::new(0.0, hi, DIST_BINS); k],
-                    Hist::new(0.0, hi, DIST_BINS),
+                    vec![Hist::new(0.0, hi, DIST_BINS); nd],
                 )
             },
             |(h, g), i, j| {
                 let Some(d) = impostor(i, j).map(f64::from) else {
                     return;
                 };
-                g.add(d);
+                g[domain[i] as usize].add(d);
                 let (a, b) = (cl[i], cl[j]);
                 match config.pairs {
                     ClusterPairs::Within if a == b => h[a].add(d),
@@ -430,11 +544,12 @@ impl FairCalibrationFit for FairCalibration {
             },
             |(mut h, mut g), (h2, g2)| {
                 h.iter_mut().zip(&h2).for_each(|(a, b)| a.merge(b));
-                g.merge(&g2);
+                g.iter_mut().zip(&g2).for_each(|(a, b)| a.merge(b));
                 (h, g)
             },
         );
-        let global_table = global.table(config.per_decade, config.min_count);
+        let impostor_pairs = global.iter().flat_map(|h| &h.counts).sum();
+        let global_table = pooled_table(&global, &config, 0.0, hi);
         if global_table.points.len() < 2 {
             return Err(invalid(format!(
                 "{} impostor pairs are too few to calibrate",
@@ -466,24 +581,24 @@ impl FairCalibrationFit for FairCalibration {
                 pairs: 0,
                 points: Vec::new(),
             },
-            impostor_pairs: global.counts.iter().sum(),
+            impostor_pairs,
         };
         // Pass 2: the combined score's overall FMR.
         let bins = (-FLOOR_LOG_FMR * SCORE_BINS_PER_DECADE) as usize;
         let combined = pairwise_fold(
             n,
-            || Hist::new(FLOOR_LOG_FMR, 0.0, bins),
+            || vec![Hist::new(FLOOR_LOG_FMR, 0.0, bins); nd],
             |h, i, j| {
                 if let Some(d) = impostor(i, j) {
-                    h.add(fc.raw_score(cl[i], cl[j], d));
+                    h[domain[i] as usize].add(fc.raw_score(cl[i], cl[j], d));
                 }
             },
             |mut a, b| {
-                a.merge(&b);
+                a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
                 a
             },
         );
-        fc.combined = combined.table(config.per_decade, config.min_count);
+        fc.combined = pooled_table(&combined, &config, FLOOR_LOG_FMR, 0.0);
         Ok(fc)
     }
 

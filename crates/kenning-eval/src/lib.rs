@@ -22,8 +22,9 @@ pub mod svg;
 pub mod verify;
 
 pub use calibrate::{
-    check_calibration, check_calibration_fn, impostor_fmr_points, kmeans, CalibrationCheck,
-    ClusterPairs, FairCalibration, FairCalibrationConfig, FairCalibrationFit, KMeans, LogFmrTable,
+    check_calibration, check_calibration_fn, impostor_fmr_points, kmeans, mean_curve_points,
+    CalibrationCheck, ClusterPairs, FairCalibration, FairCalibrationConfig, FairCalibrationFit,
+    KMeans, LogFmrTable,
 };
 pub use detect::{evaluate_detection, match_detections, DetectionReport};
 pub use distance::{Distance, Embeddings};

@@ -287,3 +287,67 @@ fn utkface_scale() {
     evaluate_fairness(&set, None, Scoring::Fair(&fair), &FairnessConfig::default()).unwrap();
     eprintln!("fair fairness: {:?}", t.elapsed());
 }
+
+#[test]
+fn mean_curve_points_inverts_the_mean_of_log_fmr_curves() {
+    // log10 FMR x - 10 and x - 8: their mean is x - 9, so level L is reached
+    // at x = L + 9; level -10 (x = -1) lies below the range and is left out.
+    let a = |x: f64| x - 10.0;
+    let b = |x: f64| x - 8.0;
+    let curves: [&(dyn Fn(f64) -> f64 + Sync); 2] = [&a, &b];
+    let pts = kenning_eval::mean_curve_points(&curves, 0.0, 10.0, &[0.0, -1.0, -3.0, -10.0]);
+    let want = [(9.0, 0.0), (8.0, -1.0), (6.0, -3.0)];
+    assert_eq!(pts.len(), want.len(), "{pts:?}");
+    for ((x, l), (wx, wl)) in pts.iter().zip(want) {
+        assert!((x - wx).abs() < 1e-9 && *l == wl, "{pts:?}");
+    }
+}
+
+#[test]
+fn pooled_fit_counts_pairs_within_domains_and_weighs_domains_alike() {
+    // Unit vectors on a circle (cosine distance 1 - cos of the angle between
+    // them). Domain "a": 60 photos 0.05 rad apart; domain "b": 20 photos
+    // 0.03 rad apart, so its pairs are closer. Only pairs within a domain
+    // count (1,770 + 190), and the pooled tables sit at the mean of the two
+    // domains' log10 FMR, although "a" has nine times the pairs.
+    let circle = |angles: &[f64]| -> Vec<Vec<f32>> {
+        angles
+            .iter()
+            .map(|t| vec![t.cos() as f32, t.sin() as f32])
+            .collect()
+    };
+    let a = circle(&(0..60).map(|i| 0.05 * f64::from(i)).collect::<Vec<_>>());
+    let b = circle(
+        &(0..20)
+            .map(|i| 3.3 + 0.03 * f64::from(i))
+            .collect::<Vec<_>>(),
+    );
+    let all = Embeddings::new(&[a.clone(), b.clone()].concat()).unwrap();
+    let domains: Vec<&str> = [vec!["a"; 60], vec!["b"; 20]].concat();
+    let cfg = FairCalibrationConfig {
+        k: 1,
+        min_count: 1,
+        ..Default::default()
+    };
+    let fit = |e: &[Vec<f32>]| {
+        let e = Embeddings::new(e).unwrap();
+        FairCalibration::fit_with::<&str>(&e, None, Distance::Cosine, cfg).unwrap()
+    };
+    let (fa, fb) = (fit(&a), fit(&b));
+    let pooled = FairCalibration::fit_pooled(&all, None, &domains, Distance::Cosine, cfg).unwrap();
+    assert_eq!(pooled.impostor_pairs, 60 * 59 / 2 + 20 * 19 / 2);
+    for d in [0.01f64, 0.03, 0.06, 0.1, 0.15] {
+        let want = (fa.global.log_fmr(d) + fb.global.log_fmr(d)) / 2.0;
+        let got = pooled.global.log_fmr(d);
+        assert!(
+            (got - want).abs() < 0.05,
+            "distance {d}: {got} against {want}"
+        );
+        // One cluster: the combined score is the global one.
+        let combined = pooled.log_fmr_for_clusters(0, 0, d as f32);
+        assert!(
+            (combined - want).abs() < 0.05,
+            "distance {d}: {combined} against {want}"
+        );
+    }
+}
