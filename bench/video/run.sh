@@ -6,6 +6,12 @@
 #     and which reference people each identified;
 #  2. DetectFaces latency on a running `kenning serve`, idle and while
 #     video jobs run back to back (does video starve photo requests?).
+# Start-up is reported apart from the job: loading the models and opening
+# the data directory (before the job starts, not in its real-time factor),
+# and the job's own start (probe, ffmpeg's first frame). Stage times are
+# CPU seconds of the threads doing each stage (they run side by side).
+# BASELINE=/path/to/an/older/kenning adds its runs, alternating with this
+# build's, as tool "baseline" (compare on a busy machine by CPU seconds).
 # Usage: bench/video/run.sh [REPEATS]   (JSON lines, then a Markdown summary)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,11 +31,13 @@ trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 results="$work/results.jsonl"
 for i in $(seq "$repeats"); do
   for v in short_hamilton_clip street_crowd_1080p; do
-    "$kenning" --data "$work/data" --threads 2 video search --collection refs --tracks --stats \
+   for tool in kenning ${BASELINE:+baseline}; do
+    bin="$kenning"; [ "$tool" = baseline ] && bin="$BASELINE"
+    "$bin" --data "$work/data" --threads 2 video search --collection refs --tracks --stats \
       "$data/$v.mp4" 2>"$work/stats" >"$work/tracks"
-    python3 - "$v" "$work/stats" "$work/tracks" >>"$results" <<'PY'
+    python3 - "$tool" "$v" "$work/stats" "$work/tracks" >>"$results" <<'PY'
 import json, sys
-v, stats, tracks = sys.argv[1:]
+tool, v, stats, tracks = sys.argv[1:]
 s = json.loads(open(stats).read().strip().splitlines()[-1])
 t = [json.loads(l) for l in open(tracks)]
 ids = {}
@@ -37,11 +45,13 @@ for p in t:
     if p["BestMatch"]:
         name = p["BestMatch"]["ExternalImageId"].rsplit(".", 1)[0]
         ids[name] = ids.get(name, 0) + p["Sightings"]
-print(json.dumps({"tool": "kenning", "video": v, "frames": s["Stages"]["Frames"],
+print(json.dumps({"tool": tool, "video": v, "frames": s["Stages"]["Frames"],
                   "video_s": s["VideoSeconds"], "wall_s": s["WallSeconds"], "cpu_s": s["CpuSeconds"],
+                  "startup_s": s.get("StartupSeconds"), "startup_cpu_s": s.get("StartupCpuSeconds"),
                   "stages_ms": s["Stages"],
                   "faces": sum(p["Sightings"] for p in t), "persons": len(t), "identified": ids}))
 PY
+   done
     "$python" "$root/bench/video/peer.py" "$data/$v.mp4" --reference "$data"/reference/*.png >"$work/peer"
     python3 - "$v" "$work/peer" "$data/$v.mp4" >>"$results" <<'PY'
 import json, subprocess, sys

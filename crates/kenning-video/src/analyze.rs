@@ -1,12 +1,17 @@
-//! The analysis itself: frames from a [`FrameSource`] are detected in
-//! parallel batches; for a face search they are then tracked, each track is
-//! embedded on its best crops by the collection's recogniser and searched,
-//! and tracks of one person are joined into one Person.Index.
+//! The analysis itself, as a pipeline that keeps every core busy: detection
+//! workers take frames from a [`FrameSource`] as they are decoded and detect
+//! them side by side; the calling thread puts the results back in frame
+//! order and tracks the faces; for a face search, each track is handed to
+//! embedding workers as soon as it ends (embedded on its best crops by the
+//! collection's recogniser and searched) while detection goes on, and at
+//! the end tracks of one person are joined into one Person.Index.
 //!
 //! Nothing here writes anything: crops and embeddings live in memory until
 //! the function returns, and only geometry, timestamps and matches leave it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use kenning_collections::api::FaceMatch;
@@ -23,7 +28,8 @@ use crate::track::{thumbnail, Detected, Sighting, Track, Tracker, TrackerConfig}
 /// How an analysis runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalysisConfig {
-    /// Frames detected at once (one per thread).
+    /// Frames detected side by side, and tracks embedded side by side (one
+    /// worker per thread for each).
     pub threads: usize,
     /// How faces are followed.
     pub tracker: TrackerConfig,
@@ -52,19 +58,26 @@ impl Default for AnalysisConfig {
     }
 }
 
-/// Wall time spent in each stage, and how much video it covered.
+/// Where a job's time went. The stages run side by side, so each is given
+/// as the CPU time of the threads doing it (comparable on a busy machine),
+/// except waits, which are wall time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", default)]
 pub struct StageTimes {
-    /// Waiting for decoded frames (ffmpeg runs alongside).
+    /// Wall time from the job's start to its first decoded frame: probing
+    /// the file, starting ffmpeg, opening the collection.
+    pub start_ms: u64,
+    /// Wall time detection workers waited for decoded frames (ffmpeg runs
+    /// alongside, in a process of its own: high when decoding is the
+    /// bottleneck).
     pub decode_ms: u64,
-    /// Detecting faces.
+    /// CPU time detecting faces.
     pub detect_ms: u64,
-    /// Following faces and cutting out crops.
+    /// CPU time following faces and cutting out crops.
     pub track_ms: u64,
-    /// Embedding crops.
+    /// CPU time embedding crops.
     pub embed_ms: u64,
-    /// Searching the collection and joining tracks.
+    /// CPU time searching the collection and joining tracks.
     pub search_ms: u64,
     /// Frames analysed.
     pub frames: u64,
@@ -88,8 +101,57 @@ pub fn process_cpu_seconds() -> f64 {
     used(libc::RUSAGE_SELF) + used(libc::RUSAGE_CHILDREN)
 }
 
-fn ms(d: Duration) -> u64 {
-    d.as_millis() as u64
+/// CPU time the calling thread has used (ONNX Runtime runs these models
+/// on the calling thread, so it is the model's time too).
+#[allow(unsafe_code)]
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Time per stage, added to by every thread.
+#[derive(Default)]
+struct Clock {
+    decode: AtomicU64,
+    detect: AtomicU64,
+    track: AtomicU64,
+    embed: AtomicU64,
+    search: AtomicU64,
+}
+
+impl Clock {
+    fn add(stage: &AtomicU64, d: Duration) {
+        stage.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Runs `f`, adding the calling thread's CPU time to `stage`.
+    fn cpu<T>(stage: &AtomicU64, f: impl FnOnce() -> T) -> T {
+        let t = thread_cpu();
+        let out = f();
+        Self::add(stage, thread_cpu().saturating_sub(t));
+        out
+    }
+
+    fn into_times(self, start: Option<Duration>, frames: u64, last_frame_ms: u64) -> StageTimes {
+        let ms = |a: AtomicU64| a.into_inner() / 1000;
+        StageTimes {
+            start_ms: start.map_or(0, |d| d.as_millis() as u64),
+            decode_ms: ms(self.decode),
+            detect_ms: ms(self.detect),
+            track_ms: ms(self.track),
+            embed_ms: ms(self.embed),
+            search_ms: ms(self.search),
+            frames,
+            last_frame_ms,
+        }
+    }
 }
 
 /// One face in one frame (GetFaceDetection's FaceDetection).
@@ -118,50 +180,96 @@ pub struct Person {
 /// Called after each analysed frame with its timestamp; `false` stops the run.
 pub type Progress<'a> = &'a (dyn Fn(u64) -> bool + Sync);
 
-/// Reads up to `n` frames, timing the wait.
-fn next_batch(
-    source: &mut dyn FrameSource,
-    n: usize,
-    times: &mut StageTimes,
-) -> Result<Vec<Frame>> {
-    let t = Instant::now();
-    let mut batch = Vec::with_capacity(n);
-    while batch.len() < n {
-        match source.next_frame()? {
-            Some(f) => batch.push(f),
-            None => break,
-        }
-    }
-    times.decode_ms += ms(t.elapsed());
-    Ok(batch)
+/// What [`detect_frames`] saw.
+struct Seen {
+    /// When the first frame arrived, from the start.
+    first_frame: Option<Duration>,
+    frames: u64,
+    last_frame_ms: u64,
 }
 
-/// Detects the faces of each frame, one thread per frame.
-fn detect_batch(
+/// A frame, numbered in decoding order, with its faces.
+type Numbered = (u64, Frame, Vec<Face>);
+
+/// Detects every frame of `source` on `threads` workers (each takes the next
+/// decoded frame, so decoding and detection overlap) and calls `each` on the
+/// calling thread with every frame and its faces, in frame order. Stops at
+/// the first error, of the source, the detector or `each`.
+fn detect_frames(
+    source: &mut dyn FrameSource,
     pipeline: &Pipeline,
-    batch: &[Frame],
-    times: &mut StageTimes,
-) -> Result<Vec<Vec<Face>>> {
-    let t = Instant::now();
-    let found: Vec<Result<Vec<Face>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = batch
-            .iter()
-            .map(|f| s.spawn(|| pipeline.detect(&f.image).map_err(VideoError::from)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(VideoError::Tool("face detection panicked".into())))
-            })
-            .collect()
+    threads: usize,
+    clock: &Clock,
+    mut each: impl FnMut(&Frame, &[Face]) -> Result<()>,
+) -> Result<Seen> {
+    let began = Instant::now();
+    let first_frame: Mutex<Option<Duration>> = Mutex::new(None);
+    // The source and the number of the next frame it gives.
+    let source = Mutex::new((source, 0u64));
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::sync_channel::<Result<Numbered>>(threads * 2);
+    let worker = |tx: mpsc::SyncSender<Result<Numbered>>| {
+        while !stop.load(Ordering::Relaxed) {
+            let (n, next) = {
+                let mut s = source.lock().unwrap_or_else(|e| e.into_inner());
+                let t = Instant::now();
+                let next = s.0.next_frame();
+                Clock::add(&clock.decode, t.elapsed());
+                s.1 += 1;
+                (s.1 - 1, next)
+            };
+            let frame = match next {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            };
+            first_frame
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| began.elapsed());
+            let faces = Clock::cpu(&clock.detect, || pipeline.detect(&frame.image));
+            let item = faces.map(|f| (n, frame, f)).map_err(VideoError::from);
+            if tx.send(item).is_err() {
+                break;
+            }
+        }
+    };
+    let mut seen = Seen {
+        first_frame: None,
+        frames: 0,
+        last_frame_ms: 0,
+    };
+    let outcome = std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            let tx = tx.clone();
+            s.spawn(|| worker(tx));
+        }
+        drop(tx);
+        // Results arrive out of order (workers finish at different times);
+        // at most a few frames per worker wait here for an earlier one.
+        let mut waiting: BTreeMap<u64, (Frame, Vec<Face>)> = BTreeMap::new();
+        let outcome = (|| {
+            for item in &rx {
+                let (n, frame, faces) = item?;
+                waiting.insert(n, (frame, faces));
+                while let Some((frame, faces)) = waiting.remove(&seen.frames) {
+                    each(&frame, &faces)?;
+                    seen.frames += 1;
+                    seen.last_frame_ms = frame.timestamp_ms;
+                }
+            }
+            Ok(())
+        })();
+        // Workers blocked on a full channel see it closed and stop.
+        stop.store(true, Ordering::Relaxed);
+        drop(rx);
+        outcome
     });
-    times.detect_ms += ms(t.elapsed());
-    times.frames += batch.len() as u64;
-    if let Some(last) = batch.last() {
-        times.last_frame_ms = last.timestamp_ms;
-    }
-    found.into_iter().collect()
+    seen.first_frame = first_frame.into_inner().unwrap_or_else(|e| e.into_inner());
+    outcome.map(|()| seen)
 }
 
 /// Face detection: every face of every sampled frame, in time order.
@@ -171,27 +279,20 @@ pub fn detect_faces(
     config: &AnalysisConfig,
     progress: Progress<'_>,
 ) -> Result<(Vec<FaceDetection>, StageTimes)> {
-    let mut times = StageTimes::default();
+    let clock = Clock::default();
     let mut out = Vec::new();
-    loop {
-        let batch = next_batch(source, config.threads.max(1), &mut times)?;
-        if batch.is_empty() {
-            break;
+    let seen = detect_frames(source, pipeline, config.threads, &clock, |frame, faces| {
+        out.extend(faces.iter().map(|f| FaceDetection {
+            timestamp: frame.timestamp_ms,
+            face: f.detail.clone(),
+        }));
+        check_size(out.len(), config)?;
+        if !progress(frame.timestamp_ms) {
+            return Err(VideoError::Interrupted);
         }
-        for (frame, faces) in batch
-            .iter()
-            .zip(detect_batch(pipeline, &batch, &mut times)?)
-        {
-            out.extend(faces.into_iter().map(|f| FaceDetection {
-                timestamp: frame.timestamp_ms,
-                face: f.detail,
-            }));
-            check_size(out.len(), config)?;
-            if !progress(frame.timestamp_ms) {
-                return Err(VideoError::Interrupted);
-            }
-        }
-    }
+        Ok(())
+    })?;
+    let times = clock.into_times(seen.first_frame, seen.frames, seen.last_frame_ms);
     Ok((out, times))
 }
 
@@ -212,72 +313,39 @@ struct Embedded {
     matches: Vec<FaceMatch>,
 }
 
-/// Embeds the tracks' crops (split over threads) and searches each embedding;
-/// the crops are dropped here.
+/// Embeds a track's crops (dropping them) and searches each embedding.
 fn embed_and_search(
     searcher: &FaceSearcher<'_>,
-    tracks: Vec<Track>,
+    mut track: Track,
     threshold: f64,
     config: &AnalysisConfig,
-    times: &mut StageTimes,
-) -> Result<Vec<Embedded>> {
-    let t = Instant::now();
-    let threads = config.threads.max(1);
-    let mut groups: Vec<Vec<Track>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, track) in tracks.into_iter().enumerate() {
-        groups[i % threads].push(track);
-    }
-    type Group = Vec<(Track, Vec<Vec<f32>>)>;
-    let embedded: Vec<Result<Group>> = std::thread::scope(|s| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|group| {
-                s.spawn(move || {
-                    group
-                        .into_iter()
-                        .map(|mut track| {
-                            let crops: Vec<RgbImage> =
-                                track.crops.drain(..).map(|(_, c)| c).collect();
-                            let mut e = searcher.embed(&crops)?;
-                            // The track's template: the mean of its crops'
-                            // embeddings, steadier than any one of them.
-                            if e.len() > 1 {
-                                e.push(searcher.mean(&e));
-                            }
-                            Ok((track, e))
-                        })
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(VideoError::Tool("embedding panicked".into())))
-            })
-            .collect()
-    });
-    times.embed_ms += ms(t.elapsed());
-    let t = Instant::now();
-    let mut out = Vec::new();
-    for group in embedded {
-        for (track, embeddings) in group? {
-            let mut best: BTreeMap<String, FaceMatch> = BTreeMap::new();
-            for e in &embeddings {
-                for m in searcher.search(e, threshold, config.max_matches)? {
-                    keep_better(&mut best, m);
-                }
-            }
-            out.push(Embedded {
-                track,
-                embeddings,
-                matches: best.into_values().collect(),
-            });
+    clock: &Clock,
+) -> Result<Embedded> {
+    let crops: Vec<RgbImage> = track.crops.drain(..).map(|(_, c)| c).collect();
+    let embeddings = Clock::cpu(&clock.embed, || -> Result<_> {
+        let mut e = searcher.embed(&crops)?;
+        // The track's template: the mean of its crops' embeddings, steadier
+        // than any one of them.
+        if e.len() > 1 {
+            e.push(searcher.mean(&e));
         }
-    }
-    times.search_ms += ms(t.elapsed());
-    Ok(out)
+        Ok(e)
+    })?;
+    drop(crops);
+    let matches = Clock::cpu(&clock.search, || -> Result<_> {
+        let mut best: BTreeMap<String, FaceMatch> = BTreeMap::new();
+        for e in &embeddings {
+            for m in searcher.search(e, threshold, config.max_matches)? {
+                keep_better(&mut best, m);
+            }
+        }
+        Ok(best.into_values().collect())
+    })?;
+    Ok(Embedded {
+        track,
+        embeddings,
+        matches,
+    })
 }
 
 /// Keeps `m` in `best` (by FaceId) unless a match of that face at least as
@@ -301,58 +369,93 @@ pub fn search_faces(
     config: &AnalysisConfig,
     progress: Progress<'_>,
 ) -> Result<(Vec<Person>, StageTimes)> {
-    let mut times = StageTimes::default();
-    let mut tracker = Tracker::new(config.tracker.clone());
-    let mut ended: Vec<Track> = Vec::new();
-    let mut done: Vec<Embedded> = Vec::new();
-    let mut sightings = 0usize;
-    // Embed finished tracks in batches big enough to keep every thread busy.
-    let batch_tracks = 8 * config.threads.max(1);
-    loop {
-        let batch = next_batch(source, config.threads.max(1), &mut times)?;
-        if batch.is_empty() {
-            break;
-        }
-        let faces = detect_batch(searcher.pipeline(), &batch, &mut times)?;
-        for (frame, faces) in batch.iter().zip(&faces) {
-            let t = Instant::now();
-            let detected: Vec<Detected<'_>> = faces
-                .iter()
-                .map(|f| Detected {
-                    detail: &f.detail,
-                    pixel_box: f.detection.bbox,
-                })
-                .collect();
-            sightings += detected.len();
-            check_size(sightings, config)?;
-            ended.extend(tracker.update(
-                frame.timestamp_ms,
-                thumbnail(&frame.image),
-                &detected,
-                |i| searcher.align(&frame.image, &faces[i]),
-            ));
-            times.track_ms += ms(t.elapsed());
-            if !progress(frame.timestamp_ms) {
-                return Err(VideoError::Interrupted);
+    let clock = Clock::default();
+    let threads = config.threads.max(1);
+    // Ended tracks go to the embedding workers at once: they run while
+    // detection goes on, and a track's crops are dropped once embedded.
+    let (ended_tx, ended_rx) = mpsc::channel::<Track>();
+    let ended_rx = Mutex::new(ended_rx);
+    let failed = AtomicBool::new(false);
+    let embedder = || -> Result<Vec<Embedded>> {
+        let mut done = Vec::new();
+        loop {
+            let next = ended_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+            let Ok(track) = next else {
+                return Ok(done);
+            };
+            match embed_and_search(searcher, track, threshold, config, &clock) {
+                Ok(e) => done.push(e),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }
-        if ended.len() >= batch_tracks {
-            done.extend(embed_and_search(
-                searcher,
-                std::mem::take(&mut ended),
-                threshold,
-                config,
-                &mut times,
-            )?);
+    };
+    let (detected, embedded) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads).map(|_| s.spawn(embedder)).collect();
+        let mut tracker = Tracker::new(config.tracker.clone());
+        let mut sightings = 0usize;
+        let detected = detect_frames(
+            source,
+            searcher.pipeline(),
+            threads,
+            &clock,
+            |frame, faces| {
+                if failed.load(Ordering::Relaxed) {
+                    // An embedding worker's error is the one reported.
+                    return Err(VideoError::Interrupted);
+                }
+                sightings += faces.len();
+                check_size(sightings, config)?;
+                let ended = Clock::cpu(&clock.track, || {
+                    let detected: Vec<Detected<'_>> = faces
+                        .iter()
+                        .map(|f| Detected {
+                            detail: &f.detail,
+                            pixel_box: f.detection.bbox,
+                        })
+                        .collect();
+                    tracker.update(
+                        frame.timestamp_ms,
+                        thumbnail(&frame.image),
+                        &detected,
+                        |i| searcher.align(&frame.image, &faces[i]),
+                    )
+                });
+                for t in ended {
+                    let _ = ended_tx.send(t);
+                }
+                if !progress(frame.timestamp_ms) {
+                    return Err(VideoError::Interrupted);
+                }
+                Ok(())
+            },
+        );
+        if detected.is_ok() {
+            for t in tracker.finish() {
+                let _ = ended_tx.send(t);
+            }
         }
+        drop(ended_tx);
+        let embedded: Vec<Result<Vec<Embedded>>> = workers
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(VideoError::Tool("embedding panicked".into())))
+            })
+            .collect();
+        (detected, embedded)
+    });
+    let mut done = Vec::new();
+    for e in embedded {
+        done.extend(e?);
     }
-    ended.extend(tracker.finish());
-    done.extend(embed_and_search(
-        searcher, ended, threshold, config, &mut times,
-    )?);
-    let t = Instant::now();
-    let persons = join_tracks(searcher, done, config)?;
-    times.search_ms += ms(t.elapsed());
+    let seen = detected?;
+    // Workers finish tracks in any order; join them in order of track.
+    done.sort_by_key(|e| e.track.id);
+    let persons = Clock::cpu(&clock.search, || join_tracks(searcher, done, config))?;
+    let times = clock.into_times(seen.first_frame, seen.frames, seen.last_frame_ms);
     Ok((persons, times))
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kenning_accountability::{Caller, Governor, Medium, Principal};
 use kenning_api::ApiError;
@@ -22,7 +22,7 @@ use crate::bucket::Buckets;
 use crate::error::{Result, VideoError};
 use crate::jobs::*;
 use crate::notify::Notifier;
-use crate::probe::{self, Limits};
+use crate::probe::{self, Limits, Probe};
 use crate::source::{FfmpegSource, SamplingConfig};
 use crate::token::{self, Cursor};
 
@@ -104,6 +104,10 @@ pub struct VideoService {
     wake: Condvar,
     stopping: AtomicBool,
     progress: Mutex<HashMap<String, f64>>,
+    /// What Start's probe of a job's file found, until the job runs (so the
+    /// file is probed once, not twice: starting ffprobe costs a tenth of a
+    /// second).
+    probes: Mutex<HashMap<String, Probe>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -247,6 +251,7 @@ impl VideoService {
             wake: Condvar::new(),
             stopping: AtomicBool::new(false),
             progress: Mutex::new(HashMap::new()),
+            probes: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
             config,
         });
@@ -545,11 +550,12 @@ impl VideoService {
         }
         // Too long or too large a picture is refused now; anything else
         // wrong with the file fails the job with the reason.
-        let metadata = match probe::probe(&path, &self.config.limits) {
-            Ok(p) => Some(p.metadata),
+        let probed = match probe::probe(&path, &self.config.limits) {
+            Ok(p) => Some(p),
             Err(e @ (VideoError::TooLarge(_) | VideoError::Tool(_))) => return Err(e),
             Err(_) => None,
         };
+        let metadata = probed.as_ref().map(|p| p.metadata.clone());
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.pending.len() + queue.running >= self.config.max_jobs {
             return Err(VideoError::LimitExceeded(format!(
@@ -588,6 +594,12 @@ impl VideoService {
         match self.store.insert(&job)? {
             Inserted::Existing(existing) => same_request(&existing),
             Inserted::New => {
+                if let Some(p) = probed {
+                    self.probes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(job.job_id.clone(), p);
+                }
                 queue.pending.push_back(job.job_id.clone());
                 drop(queue);
                 // Workers and the expiry thread share the condition: wake all.
@@ -895,6 +907,7 @@ impl VideoService {
 
     /// Decodes, analyses and stores one job's results.
     fn analyse(&self, job: &mut Job) -> Result<()> {
+        let began = Instant::now();
         let path = self.buckets.resolve(&job.video.bucket, &job.video.name)?;
         let changed = || {
             VideoError::Unreadable(
@@ -904,7 +917,17 @@ impl VideoService {
         if FileStamp::of(&path).ok() != Some(job.file) {
             return Err(changed());
         }
-        let probe = probe::probe(&path, &self.config.limits)?;
+        let probed = self
+            .probes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.job_id);
+        // The file is as it was when Start probed it (its stamp is checked
+        // above); a job resumed after a restart is probed again.
+        let probe = match probed {
+            Some(p) => p,
+            None => probe::probe(&path, &self.config.limits)?,
+        };
         job.video_metadata = Some(probe.metadata.clone());
         self.store.update(job)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -927,16 +950,20 @@ impl VideoService {
         };
         let mut source = FfmpegSource::open(&path, &probe, &sampling)?;
         let analysed = match job.api {
-            Api::FaceDetection => analyze::detect_faces(
-                &mut source,
-                self.governor.collections().pipeline(),
-                &self.config.analysis,
-                &progress,
-            )
-            .map(|(faces, times)| (Results::Faces(faces), times)),
+            Api::FaceDetection => {
+                let before = began.elapsed();
+                analyze::detect_faces(
+                    &mut source,
+                    self.governor.collections().pipeline(),
+                    &self.config.analysis,
+                    &progress,
+                )
+                .map(|(faces, times)| (Results::Faces(faces), before, times))
+            }
             Api::FaceSearch => {
                 let collection = job.collection_id.clone().unwrap_or_default();
                 let searcher = self.governor.collections().searcher(&collection)?;
+                let before = began.elapsed();
                 analyze::search_faces(
                     &mut source,
                     &searcher,
@@ -945,7 +972,7 @@ impl VideoService {
                     &self.config.analysis,
                     &progress,
                 )
-                .map(|(persons, times)| (Results::Persons(persons), times))
+                .map(|(persons, times)| (Results::Persons(persons), before, times))
             }
         };
         drop(source);
@@ -953,7 +980,9 @@ impl VideoService {
             stop.store(true, Ordering::SeqCst);
         }
         let sha = hasher.join().unwrap_or(None);
-        let (results, times) = analysed?;
+        let (results, before, mut times) = analysed?;
+        // Probing, opening the collection and starting ffmpeg came first.
+        times.start_ms += before.as_millis() as u64;
         if FileStamp::of(&path).ok() != Some(job.file) {
             return Err(changed());
         }
