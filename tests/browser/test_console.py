@@ -57,6 +57,8 @@ COLLECTION = "watchlist"
 STATE = {}
 DRIVERS = []
 PAGES_CHECKED = []
+# Pages whose header or body does not fit a phone's width (and what).
+TOO_WIDE = {}
 
 
 def new_browser(size):
@@ -141,8 +143,8 @@ def shot(d, name):
     keep = d.size
     for size in (PHONE, DESKTOP):
         resize(d, size)
-        if size == PHONE:
-            assert off_screen(d) == [], (name, off_screen(d))
+        if size == PHONE and off_screen(d):
+            TOO_WIDE[name] = off_screen(d)
         png = d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
         (SHOTS / f"{name}-{size[0]}x{size[1]}.png").write_bytes(base64.b64decode(png["data"]))
     resize(d, keep)
@@ -541,6 +543,7 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
     go(a, "/console/collections")
     a.find_element(By.ID, "id").send_keys("hamilton")
     Select(a.find_element(By.ID, "reviewers")).select_by_value("1")
+    a.find_element(By.ID, "image_source").send_keys(str((DATA / "video/reference").resolve()))
     a.find_element(By.XPATH, "//button[.='Create collection']").click()
     wait(a, lambda d: h1(d) == "Collection hamilton")
     refs = sorted((DATA / "video/reference").glob("*.png"))
@@ -646,6 +649,9 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
     wait(r, lambda d: d.execute_script(
         "return Array.from(document.images).some(i => i.alt === arguments[0] && i.complete && i.naturalWidth > 0)", alt))
     assert "cut again from the file each time it is shown" in r.find_element(By.TAG_NAME, "main").text
+    # Beside it, Lin's enrolled photo from the collection's image source.
+    wait(r, lambda d: d.execute_script(
+        "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length") == 2)
     check_page(r, "reviewer-video-item")
     review_id = r.current_url.rsplit("/", 1)[1]
     status, headers, frame = fetch(r, f"/console/review/{review_id}/probe")
@@ -682,6 +688,7 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
 
 def test_every_page_was_checked():
     assert len(PAGES_CHECKED) >= 20, PAGES_CHECKED
+    assert TOO_WIDE == {}, TOO_WIDE
     names = {p.name for p in SHOTS.glob("*.png")}
     for page in PAGES_CHECKED:
         assert f"{page}-360x740.png" in names and f"{page}-1440x900.png" in names, page

@@ -165,9 +165,9 @@ async fn item_page(ctx: Ctx, Path(id): Path<String>) -> Response {
             p { (badge(st)) " " (decisions(&item)) " of " (item["RequiredReviewers"].as_u64().unwrap_or(1)) " confirmations so far" }
             div.side {
                 section {
-                    h2 { "Probe (the photo searched with)" }
+                    h2 { @if video_frame.is_some() { "Probe (the video frame it was seen in)" } @else { "Probe (the photo searched with)" } }
                     @if let (Some(frame), true) = (video_frame, st == "PENDING" && ctx.may("GetReviewProbe")) {
-                        (boxed_photo(&format!("/console/review/{}/probe", urlenc(&id)), "The part of the video frame around the face that matched", &frame.1))
+                        div.frame { (boxed_photo(&format!("/console/review/{}/probe", urlenc(&id)), "The part of the video frame around the face that matched", &frame.1)) }
                         p.hint { "From the video at " (frame.0) ", cut again from the file each time it is shown: Kenning keeps no frames." }
                     } @else if item["Operation"] == "StartFaceSearch" && st == "PENDING" && ctx.may("GetReviewProbe") {
                         p.note { "Found by a search of stored video before frames were kept for review: compare the candidate with the video itself." }
