@@ -255,9 +255,18 @@ async fn upload(ctx: Ctx, req: Request) -> Response {
     let mut file = loop {
         match form.next_field().await {
             Ok(Some(f)) if f.file_name().is_some() => break f,
-            Ok(Some(f)) => {
+            Ok(Some(mut f)) => {
                 let name = f.name().unwrap_or("").to_owned();
-                let text = f.text().await.unwrap_or_default();
+                // The fields before the file are short; the body's size
+                // is not limited here, so neither is what is read of it.
+                let mut text = Vec::new();
+                while let Ok(Some(c)) = f.chunk().await {
+                    text.extend_from_slice(&c);
+                    if text.len() > 1024 {
+                        return forbidden("A field of the form is too long.");
+                    }
+                }
+                let text = String::from_utf8_lossy(&text).into_owned();
                 match name.as_str() {
                     "csrf" => csrf = Some(text),
                     "bucket" => bucket = Some(text),
