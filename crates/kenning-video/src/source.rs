@@ -332,29 +332,6 @@ impl Drop for FfmpegSource {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampling_keeps_every_frame_of_slow_videos() {
-        assert_eq!(sample_filter(5.0, 5.0), None);
-        assert_eq!(sample_filter(2.0, 5.0), None);
-        assert_eq!(sample_filter(25.0, 0.0), None);
-        let f = sample_filter(25.0, 5.0).unwrap();
-        assert!(f.contains("0.180000"), "{f}");
-        let f = sample_filter(0.0, 5.0).unwrap();
-        assert!(f.contains("0.180000"), "{f}");
-    }
-
-    #[test]
-    fn frames_are_scaled_down_never_up() {
-        assert_eq!(output_size(640, 360, 1920), (640, 360));
-        assert_eq!(output_size(3840, 2160, 1920), (1920, 1080));
-        assert_eq!(output_size(1081, 1921, 1920), (1080, 1920));
-    }
-}
-
 /// Largest side, in pixels, of a frame cut for a reviewer.
 pub const CUT_MAX_SIDE: u32 = 640;
 /// Largest cut frame, in bytes (a JPEG of [`CUT_MAX_SIDE`] is far smaller).
@@ -419,4 +396,27 @@ pub fn cut_jpeg(
         )));
     }
     Ok(jpeg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_keeps_every_frame_of_slow_videos() {
+        assert_eq!(sample_filter(5.0, 5.0), None);
+        assert_eq!(sample_filter(2.0, 5.0), None);
+        assert_eq!(sample_filter(25.0, 0.0), None);
+        let f = sample_filter(25.0, 5.0).unwrap();
+        assert!(f.contains("0.180000"), "{f}");
+        let f = sample_filter(0.0, 5.0).unwrap();
+        assert!(f.contains("0.180000"), "{f}");
+    }
+
+    #[test]
+    fn frames_are_scaled_down_never_up() {
+        assert_eq!(output_size(640, 360, 1920), (640, 360));
+        assert_eq!(output_size(3840, 2160, 1920), (1920, 1080));
+        assert_eq!(output_size(1081, 1921, 1920), (1080, 1920));
+    }
 }
