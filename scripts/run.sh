@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the default models and ffmpeg and starts the service (`kenning serve` on
-# 127.0.0.1:8470 with ./data, printing the API's and the web console's URLs
-# and the credentials to sign in with); with
+# 127.0.0.1:8470 with ./data and a video bucket in ./data/videos, printing
+# the API's and the web console's URLs and the credentials to sign in with); with
 # arguments it runs the kenning CLI instead, e.g. `scripts/run.sh compare a.jpg b.jpg`.
 # KENNING_TLS=dev serves HTTPS with a self-signed development certificate made
 # once in .cache/dev-tls (clients trust it with boto3 verify=, aws --ca-bundle).
@@ -24,4 +24,9 @@ if [ "${KENNING_TLS:-}" = "dev" ]; then
   tls=(--tls-cert "$dir/cert.pem" --tls-key "$dir/key.pem")
   echo "development certificate: $dir/cert.pem (e.g. aws ... --ca-bundle $dir/cert.pem)"
 fi
-exec "$kenning" serve --listen "${KENNING_LISTEN:-127.0.0.1:8470}" --data "${KENNING_DATA:-$root/data}" "${tls[@]}"
+data="${KENNING_DATA:-$root/data}"
+# A bucket for videos, so the console's video page can take uploads and
+# search them (kenning serve adds more from KENNING_BUCKETS="NAME=DIR,...").
+mkdir -p "$data/videos"
+exec "$kenning" serve --listen "${KENNING_LISTEN:-127.0.0.1:8470}" --data "$data" \
+  --bucket "videos=$data/videos" "${tls[@]}"

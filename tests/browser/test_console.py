@@ -57,6 +57,8 @@ COLLECTION = "watchlist"
 STATE = {}
 DRIVERS = []
 PAGES_CHECKED = []
+# Pages whose header or body does not fit a phone's width (and what).
+TOO_WIDE = {}
 
 
 def new_browser(size):
@@ -121,11 +123,28 @@ def sign_in(d, key, base=URL):
     wait(d, lambda d: "/console/signin" not in d.current_url)
 
 
+def off_screen(d):
+    """What of the page header lies beyond a phone's width, and the page's
+    own width if it scrolls sideways; nav links under 44x44 px."""
+    return d.execute_script("""
+        const w = document.documentElement.clientWidth;
+        const bad = Array.from(document.querySelectorAll('header.top a, header.top button')).filter(e => {
+            const r = e.getBoundingClientRect();
+            return r.right > w + 0.5 || r.left < -0.5 || r.height < 44 || r.width < 44;
+        }).map(e => e.textContent.trim());
+        if (document.documentElement.scrollWidth > w) bad.push('page width ' + document.documentElement.scrollWidth);
+        return bad;
+    """)
+
+
 def shot(d, name):
-    """Full-page screenshots at the phone and the desktop size."""
+    """Full-page screenshots at the phone and the desktop size; at the
+    phone's, the header and page fit its width."""
     keep = d.size
     for size in (PHONE, DESKTOP):
         resize(d, size)
+        if size == PHONE and off_screen(d):
+            TOO_WIDE[name] = off_screen(d)
         png = d.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
         (SHOTS / f"{name}-{size[0]}x{size[1]}.png").write_bytes(base64.b64decode(png["data"]))
     resize(d, keep)
@@ -528,6 +547,7 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
     go(a, "/console/collections")
     a.find_element(By.ID, "id").send_keys("hamilton")
     Select(a.find_element(By.ID, "reviewers")).select_by_value("1")
+    a.find_element(By.ID, "image_source").send_keys(str((DATA / "video/reference").resolve()))
     a.find_element(By.XPATH, "//button[.='Create collection']").click()
     wait(a, lambda d: h1(d) == "Collection hamilton")
     refs = sorted((DATA / "video/reference").glob("*.png"))
@@ -541,7 +561,35 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
     assert h1(d) == "Video" and "No jobs yet" in d.find_element(By.TAG_NAME, "main").text
     assert small_targets(d) == []
     check_page(d, "operator-video")
-    Select(d.find_element(By.ID, "video")).select_by_value("cams/short_hamilton_clip.mp4")
+    # The operator uploads the clip from the phone into the uploads bucket;
+    # the start form then has it chosen.
+    clip = DATA / "video/short_hamilton_clip.mp4"
+    sha = hashlib.sha256(clip.read_bytes()).hexdigest()
+
+    def upload(answer):
+        Select(d.find_element(By.ID, "bucket")).select_by_value("uploads")
+        d.find_element(By.ID, "video-file").send_keys(str(clip.resolve()))
+        d.find_element(By.XPATH, "//button[.='Upload']").click()
+        wait(d, lambda d: d.find_elements(By.CLASS_NAME, answer) or d.find_elements(By.CLASS_NAME, "error"))
+
+    upload("flash")
+    flash = d.find_element(By.CLASS_NAME, "flash").text
+    assert "Uploaded uploads/short_hamilton_clip.mp4" in flash and sha in flash, flash
+    uploaded = pathlib.Path(os.environ["KENNING_UPLOADS"]) / clip.name
+    assert hashlib.sha256(uploaded.read_bytes()).hexdigest() == sha
+    rec = audit_records()[-1]["record"]
+    assert rec["operation"] == "UploadVideo" and rec["probe_sha256"] == sha, rec
+    assert rec["access_key"] == STATE["operator"][0]
+    chosen = Select(d.find_element(By.ID, "video")).first_selected_option
+    assert chosen.get_attribute("value") == "uploads/short_hamilton_clip.mp4"
+    assert small_targets(d) == []
+    check_page(d, "operator-video-uploaded")
+    # A second file of that name never replaces the first from the console.
+    go(d, "/console/video")
+    upload("error")
+    assert "already holds a video called short_hamilton_clip.mp4" in d.find_element(By.CLASS_NAME, "error").text
+    go(d, "/console/video")
+    Select(d.find_element(By.ID, "video")).select_by_value("uploads/short_hamilton_clip.mp4")
     Select(d.find_element(By.ID, "collection")).select_by_value("hamilton")
     d.find_element(By.ID, "case").send_keys("CASE-2026-0043")
     d.find_element(By.ID, "purpose").send_keys("stage door incident")
@@ -570,9 +618,8 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
     rec = [r["record"] for r in audit_records() if r["record"]["operation"] == "StartFaceSearch"]
     done = [r for r in rec if r.get("candidates") is not None]
     assert done and done[-1]["case"] == "CASE-2026-0043", rec
-    clip = DATA / "video/short_hamilton_clip.mp4"
-    assert done[-1]["probe_sha256"] == hashlib.sha256(clip.read_bytes()).hexdigest()
-    assert done[-1]["details"]["Video"]["Name"] == "short_hamilton_clip.mp4"
+    assert done[-1]["probe_sha256"] == sha
+    assert done[-1]["details"]["Video"] == {"Bucket": "uploads", "Name": "short_hamilton_clip.mp4"}
     # The admin sees every job, and forbids video searches of the collection.
     go(a, "/console/video")
     assert "short_hamilton_clip.mp4" in a.find_element(By.TAG_NAME, "tbody").text
@@ -597,12 +644,46 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
     r = new_browser(PHONE)
     sign_in(r, STATE["reviewer1"])
     assert not r.find_elements(By.LINK_TEXT, "Video")
-    # The reviewer gets the video's candidates, told there is no probe photo.
+    # The reviewer gets the video's candidates, each beside the part of the
+    # frame its face was seen in, cut from the video when the page asks.
     go(r, "/console/review")
     r.find_element(By.PARTIAL_LINK_TEXT, "Candidate lin-manuel-miranda.png").click()
     wait(r, lambda d: h1(d) == "Review a candidate")
-    assert "Found by a search of stored video" in r.find_element(By.TAG_NAME, "main").text
+    alt = "The part of the video frame around the face that matched"
+    wait(r, lambda d: d.execute_script(
+        "return Array.from(document.images).some(i => i.alt === arguments[0] && i.complete && i.naturalWidth > 0)", alt))
+    assert "cut again from the file each time it is shown" in r.find_element(By.TAG_NAME, "main").text
+    # Beside it, Lin's enrolled photo from the collection's image source.
+    wait(r, lambda d: d.execute_script(
+        "return Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length") == 2)
     check_page(r, "reviewer-video-item")
+    review_id = r.current_url.rsplit("/", 1)[1]
+    status, headers, frame = fetch(r, f"/console/review/{review_id}/probe")
+    kind = {k.lower(): v for k, v in headers.items()}
+    assert status == 200 and kind["content-type"] == "image/jpeg" and frame[:2] == b"\xff\xd8", (status, kind)
+    assert "no-store" in kind["cache-control"]
+    looked = audit_records()[-1]["record"]
+    assert looked["operation"] == "GetReviewProbe" and looked["access_key"] == STATE["reviewer1"][0], looked
+    at = looked["details"]["VideoFrame"]["Timestamp"]
+    assert looked["details"]["VideoFrame"]["JobId"] == job_url.rsplit("/", 1)[1]
+    assert 800 <= at <= 7900, looked
+    # Nothing of it is kept: no image anywhere in the data directory.
+    kept = [p for p in DATA_DIR.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".img")]
+    assert kept == [], kept
+    # Operators never see it.
+    status, _, _ = fetch(d, f"/console/review/{review_id}/probe")
+    assert status == 403
+    # The frame is Lin's face: searched as a photo, it finds Lin.
+    with tempfile.NamedTemporaryFile(suffix=".jpg", delete=False) as f:
+        f.write(frame)
+    go(a, "/console/search?collection=hamilton")
+    a.find_element(By.ID, "case").send_keys("CASE-2026-0044")
+    a.find_element(By.ID, "purpose").send_keys("check the reviewed frame")
+    a.find_element(By.ID, "choose").send_keys(f.name)
+    wait(a, lambda d: h1(d) in ("Search results", "The search was not run"))
+    os.unlink(f.name)
+    top = a.find_elements(By.CSS_SELECTOR, "ol.cards li.card h3")
+    assert top and top[0].text == "lin-manuel-miranda.png", a.find_element(By.TAG_NAME, "main").text
     status, _, _ = fetch(r, "/console/video")
     assert status == 403
     status, _, _ = fetch(r, job_url.replace(URL, ""))
@@ -611,6 +692,7 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
 
 def test_every_page_was_checked():
     assert len(PAGES_CHECKED) >= 20, PAGES_CHECKED
+    assert TOO_WIDE == {}, TOO_WIDE
     names = {p.name for p in SHOTS.glob("*.png")}
     for page in PAGES_CHECKED:
         assert f"{page}-360x740.png" in names and f"{page}-1440x900.png" in names, page

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use kenning_api::{ops, ApiError, Counts};
 use kenning_audit::{AuditLog, Candidate, Entry, Filter};
 use kenning_collections::{estimate, Collections, DEFAULT_THRESHOLD};
-use kenning_core::ErrorCode;
+use kenning_core::{BoundingBox, ErrorCode};
 use kenning_store::{Change, CommitHook, Expiry, OnAssociated};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -20,7 +20,9 @@ use crate::keys::{KeyError, KeyStore};
 use crate::policy::{Policy, RetentionFrom, Violation};
 use crate::probes::ProbeStore;
 use crate::report::{accountability_report, ReportQuery};
-use crate::review::{ReviewError, ReviewItem, ReviewQueue, Status, Verdict};
+use crate::review::{
+    frame_crop, ReviewError, ReviewItem, ReviewQueue, Status, Verdict, VideoFrame,
+};
 use crate::roles::{Grant, Principal, Role, KENNING_OPERATIONS};
 
 /// The audit trail's file, relative to the data directory.
@@ -282,6 +284,25 @@ pub struct Governor {
     probes: ProbeStore,
     keys: KeyStore,
     data_dir: PathBuf,
+    frames: std::sync::RwLock<Option<std::sync::Weak<dyn FrameCutter>>>,
+}
+
+/// Cuts a frame of a stored video again for its reviewers (the video
+/// service does; the Governor keeps no frames).
+pub trait FrameCutter: Send + Sync {
+    /// The part `crop` (fractions of the frame) of `frame`'s frame, as a
+    /// JPEG; never written to disk.
+    fn cut(&self, frame: &VideoFrame, crop: &BoundingBox) -> Result<Vec<u8>, ApiError>;
+}
+
+/// Where a search's candidates were seen, for their reviewers.
+enum Seen {
+    /// Nothing is shown (a live stream).
+    Nothing,
+    /// A photo, kept while its candidates are pending.
+    Photo(KeptProbe),
+    /// Per candidate, in order: the stored video's frame and the face in it.
+    Frames(Vec<Option<(VideoFrame, BoundingBox)>>),
 }
 
 /// Milliseconds since the Unix epoch.
@@ -369,6 +390,7 @@ impl Governor {
             probes,
             keys: KeyStore::new(data_dir),
             data_dir: data_dir.to_owned(),
+            frames: std::sync::RwLock::new(None),
         };
         g.sweep_probes().map_err(|e| match e {
             ProbeSweepError::Io(e) => OpenError::Probes(e),
@@ -566,7 +588,27 @@ impl Governor {
         entry: Entry,
         details: serde_json::Map<String, Value>,
     ) -> Result<Vec<String>, ApiError> {
-        self.finish_search(caller, policy, entry, details, None)
+        self.finish_search(caller, policy, entry, details, Seen::Nothing)
+    }
+
+    /// [`Governor::complete_search`] of a stored video: `frames` holds, for
+    /// each candidate in order, the frame it was seen in and where its face
+    /// is, which reviewers are shown (cut again by the [`FrameCutter`]).
+    pub fn complete_video_search(
+        &self,
+        caller: &Caller,
+        policy: &Policy,
+        entry: Entry,
+        details: serde_json::Map<String, Value>,
+        frames: Vec<Option<(VideoFrame, BoundingBox)>>,
+    ) -> Result<Vec<String>, ApiError> {
+        self.finish_search(caller, policy, entry, details, Seen::Frames(frames))
+    }
+
+    /// Names what cuts video frames for reviewers (held weakly: the video
+    /// service holds the Governor).
+    pub fn set_frame_cutter(&self, cutter: std::sync::Weak<dyn FrameCutter>) {
+        *self.frames.write().unwrap_or_else(|e| e.into_inner()) = Some(cutter);
     }
 
     /// [`Governor::complete_search`], keeping the `probe` photo for the
@@ -577,7 +619,7 @@ impl Governor {
         policy: &Policy,
         mut entry: Entry,
         mut details: serde_json::Map<String, Value>,
-        probe: Option<KeptProbe>,
+        seen: Seen,
     ) -> Result<Vec<String>, ApiError> {
         let collection = entry.collection.clone().unwrap_or_default();
         let threshold = entry.threshold.unwrap_or(DEFAULT_THRESHOLD);
@@ -594,11 +636,22 @@ impl Governor {
                 policy,
                 &entry,
             );
-            for item in &mut items {
-                item.probe_face = probe.as_ref().and_then(|p| p.face);
+            match &seen {
+                Seen::Nothing => {}
+                Seen::Photo(p) => items.iter_mut().for_each(|i| i.probe_face = p.face),
+                Seen::Frames(frames) => {
+                    for (item, (frame, face)) in items
+                        .iter_mut()
+                        .zip(frames)
+                        .filter_map(|(i, f)| Some((i, f.as_ref()?)))
+                    {
+                        item.video_frame = Some(frame.clone());
+                        item.probe_face = Some(*face);
+                    }
+                }
             }
             ids = items.iter().map(|i| i.review_id.clone()).collect();
-            if let Some(p) = &probe {
+            if let Seen::Photo(p) = &seen {
                 self.probes.put(&caller.request_id, &p.bytes).map_err(|e| {
                     self.refuse(
                         entry.clone(),
@@ -747,7 +800,8 @@ impl Governor {
                 .get("SearchedFaceBoundingBox")
                 .and_then(|b| serde_json::from_value(b.clone()).ok()),
         });
-        let ids = self.finish_search(caller, &policy, entry, searched, probe)?;
+        let seen = probe.map_or(Seen::Nothing, Seen::Photo);
+        let ids = self.finish_search(caller, &policy, entry, searched, seen)?;
         let mut ids_left = ids.iter();
         for key in ["FaceMatches", "UserMatches"] {
             for m in v
@@ -796,6 +850,7 @@ impl Governor {
                 other_decisions: 0,
                 created_at: 0,
                 probe_face: None,
+                video_frame: None,
             })
             .collect()
     }
@@ -1037,7 +1092,10 @@ impl Governor {
         entry.collection = Some(item.collection_id.clone());
         entry.case = item.case.clone();
         entry.purpose = item.purpose.clone();
-        entry.details = Some(json!({ "ReviewId": item.review_id }));
+        entry.details = Some(match &item.video_frame {
+            Some(f) => json!({ "ReviewId": item.review_id, "VideoFrame": f }),
+            None => json!({ "ReviewId": item.review_id }),
+        });
         let gone = || {
             ApiError::from_code(
                 ErrorCode::ResourceNotFoundException,
@@ -1050,6 +1108,9 @@ impl Governor {
         if item.status != Status::Pending {
             return Err(gone());
         }
+        if let Some(frame) = &item.video_frame {
+            return self.review_frame(&item, frame);
+        }
         let bytes = self
             .probes
             .get(&item.request_id)
@@ -1060,6 +1121,39 @@ impl Governor {
             "ContentType": image_type(&bytes),
             "Image": { "Bytes": base64::engine::general_purpose::STANDARD.encode(&bytes) },
             "BoundingBox": item.probe_face,
+        }))
+    }
+
+    /// GetReviewProbe of a candidate found in stored video: the part of its
+    /// frame around the matched face, cut from the video again (nothing is
+    /// kept), with the face's box within it.
+    fn review_frame(&self, item: &ReviewItem, frame: &VideoFrame) -> Result<Value, ApiError> {
+        let face = item.probe_face.unwrap_or(BoundingBox {
+            width: 1.0 / 3.0,
+            height: 1.0 / 3.0,
+            left: 1.0 / 3.0,
+            top: 1.0 / 3.0,
+        });
+        let (crop, inside) = frame_crop(&face);
+        let cutter = self
+            .frames
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| {
+                ApiError::from_code(
+                    ErrorCode::ResourceNotFoundException,
+                    "this service does not analyse stored video, so it cannot show the frame",
+                )
+            })?;
+        let bytes = cutter.cut(frame, &crop)?;
+        Ok(json!({
+            "ReviewId": item.review_id,
+            "ContentType": image_type(&bytes),
+            "Image": { "Bytes": base64::engine::general_purpose::STANDARD.encode(&bytes) },
+            "BoundingBox": inside,
+            "VideoFrame": frame,
         }))
     }
 

@@ -25,8 +25,8 @@ pub mod review;
 pub mod roles;
 
 pub use governor::{
-    audit_path, image_type, verify_audit, Caller, Governor, Medium, OpenError, RetentionResult,
-    AUDIT_FILE, REVIEW_FILE,
+    audit_path, image_type, verify_audit, Caller, FrameCutter, Governor, Medium, OpenError,
+    RetentionResult, AUDIT_FILE, REVIEW_FILE,
 };
 pub use policy::Policy;
 pub use roles::{Grant, Principal, Role, KENNING_OPERATIONS, MATRIX};

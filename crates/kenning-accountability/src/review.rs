@@ -135,6 +135,51 @@ pub struct ReviewItem {
     /// Where the searched face is in the probe photo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_face: Option<kenning_core::BoundingBox>,
+    /// For a search of stored video: the frame the candidate was seen in,
+    /// cut from the video again when a reviewer looks (never kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_frame: Option<VideoFrame>,
+}
+
+/// Where in a stored video a candidate was seen: the frame of a face search
+/// job (at `timestamp` ms) whose face, at the item's `ProbeFace`, matched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VideoFrame {
+    /// The StartFaceSearch job.
+    pub job_id: String,
+    /// Milliseconds from the start of the video.
+    pub timestamp: u64,
+}
+
+/// The part of a video frame shown to reviewers around a matched face at
+/// `face` (fractions of the frame): the face with a face's width and height
+/// of margin on every side, within the frame, so the reviewer sees the head
+/// and shoulders but not the people around it (who matched nothing).
+/// Returns the crop and where the face lies within it.
+pub fn frame_crop(
+    face: &kenning_core::BoundingBox,
+) -> (kenning_core::BoundingBox, kenning_core::BoundingBox) {
+    let span = |start: f32, len: f32| {
+        let a = (start - len).clamp(0.0, 1.0);
+        let b = (start + 2.0 * len).clamp(a, 1.0);
+        (a, (b - a).max(f32::EPSILON))
+    };
+    let (left, width) = span(face.left, face.width);
+    let (top, height) = span(face.top, face.height);
+    let crop = kenning_core::BoundingBox {
+        width,
+        height,
+        left,
+        top,
+    };
+    let inside = kenning_core::BoundingBox {
+        width: face.width / width,
+        height: face.height / height,
+        left: (face.left - left) / width,
+        top: (face.top - top) / height,
+    };
+    (crop, inside)
 }
 
 /// What the queue can refuse or fail with.
@@ -378,7 +423,38 @@ mod tests {
             other_decisions: 0,
             created_at: 0,
             probe_face: None,
+            video_frame: None,
         }
+    }
+
+    #[test]
+    fn a_frame_is_cut_around_its_face_within_the_frame() {
+        let b = |left, top, width, height| kenning_core::BoundingBox {
+            width,
+            height,
+            left,
+            top,
+        };
+        let near = |a: kenning_core::BoundingBox, e: kenning_core::BoundingBox| {
+            for (x, y) in [
+                (a.left, e.left),
+                (a.top, e.top),
+                (a.width, e.width),
+                (a.height, e.height),
+            ] {
+                assert!((x - y).abs() < 1e-5, "{a:?} != {e:?}");
+            }
+        };
+        // In the middle: three faces wide and high, the face in the centre.
+        let (crop, inside) = frame_crop(&b(0.4, 0.3, 0.1, 0.2));
+        near(crop, b(0.3, 0.1, 0.3, 0.6));
+        near(inside, b(1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0));
+        // At the top-left corner the margin stops at the frame's edge.
+        let (crop, inside) = frame_crop(&b(0.0, 0.05, 0.2, 0.1));
+        near(crop, b(0.0, 0.0, 0.4, 0.25));
+        near(inside, b(0.0, 0.2, 0.5, 0.4));
+        // A face filling the frame: the whole frame.
+        near(frame_crop(&b(0.0, 0.0, 1.0, 1.0)).0, b(0.0, 0.0, 1.0, 1.0));
     }
 
     fn ok(_: &ReviewItem) -> Result<(), String> {

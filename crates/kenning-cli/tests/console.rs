@@ -420,7 +420,13 @@ fn console_in_a_browser() {
     }
     // The shared data's video folder is the bucket the video page searches.
     let cams = format!("cams={}", data.join("video").display());
-    let main = Serve::start(&["--bucket", &cams]);
+    // And an empty one the operator uploads a video into from the phone.
+    let uploads_dir =
+        std::env::temp_dir().join(format!("kenning-console-uploads-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&uploads_dir);
+    std::fs::create_dir_all(&uploads_dir).unwrap();
+    let uploads = format!("uploads={}", uploads_dir.display());
+    let main = Serve::start(&["--bucket", &cams, "--bucket", &uploads]);
     let short = Serve::start(&["--console-idle-timeout", "3"]);
     let shots = root.join("target/console-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
@@ -435,8 +441,10 @@ fn console_in_a_browser() {
         .env("KENNING_TEST_DATA_DIR", &main.data)
         .env("KENNING_AXE", &axe)
         .env("KENNING_SCREENSHOTS", &shots)
+        .env("KENNING_UPLOADS", &uploads_dir)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&uploads_dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
@@ -510,7 +518,8 @@ fn console_in_a_browser() {
         1,
         "{video}"
     );
-    assert_eq!(all["Totals"]["Searches"], 2, "{all}");
+    // And the admin's search with the frame a reviewer was shown.
+    assert_eq!(all["Totals"]["Searches"], 3, "{all}");
     let head = all["Chain"]["Head"].as_str().unwrap().to_owned();
     let html = String::from_utf8(report("html", &[])).unwrap();
     assert!(html.contains(&head) && html.contains("Accountability report"));
@@ -641,4 +650,63 @@ fn probe_photos_live_only_while_their_review_is_open() {
     );
     drop(g);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every operation the console runs has its `/v1` REST route in
+/// /openapi.json, so nothing is reachable only through the console (the
+/// server's `every_openapi_path_answers` checks each documented route is
+/// served as the operation it names). The console runs operations through
+/// `Ctx::call(op: &'static str, ..)`, so each is a string literal in its
+/// source: every literal that names an operation of the role matrix counts.
+#[test]
+fn every_console_operation_has_a_rest_twin() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("crates/kenning-server/src/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let documented: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.starts_with("/v1/"))
+        .flat_map(|(_, item)| item.as_object().unwrap().values())
+        .filter_map(|o| o["operationId"].as_str())
+        .collect();
+    let mut sources = Vec::new();
+    let mut dirs = vec![root.join("crates/kenning-console/src")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                sources.push(std::fs::read_to_string(p).unwrap());
+            }
+        }
+    }
+    let used: Vec<&str> = kenning_accountability::MATRIX
+        .iter()
+        .map(|(op, _)| *op)
+        .filter(|op| sources.iter().any(|s| s.contains(&format!("\"{op}\""))))
+        .collect();
+    // The console's pages between them run at least these.
+    for op in [
+        "SearchFacesByImage",
+        "DecideReviewItem",
+        "GetReviewProbe",
+        "GetEnrolmentImage",
+        "GetAccountabilityReport",
+        "CreateAccessKey",
+        "RevokeAccessKey",
+        "StartFaceSearch",
+        "UploadVideo",
+    ] {
+        assert!(used.contains(&op), "{op} not found in the console's source");
+    }
+    let missing: Vec<&&str> = used.iter().filter(|op| !documented.contains(op)).collect();
+    assert!(
+        missing.is_empty(),
+        "console operations without a /v1 route in /openapi.json: {missing:?}"
+    );
 }

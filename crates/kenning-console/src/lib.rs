@@ -124,6 +124,10 @@ pub fn router(backend: Arc<dyn Backend>, config: ConsoleConfig) -> Router {
         .with_state(app)
 }
 
+/// Where the console uploads videos: the service lets these requests take
+/// as long as the bytes take to arrive, as it does `PUT /v1/buckets/...`.
+pub const UPLOAD_PATH: &str = "/console/video/upload";
+
 /// Where a browser's `GET /` is sent.
 pub async fn root_redirect() -> Response {
     Redirect::to("/console/").into_response()

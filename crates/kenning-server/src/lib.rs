@@ -607,7 +607,7 @@ async fn envelope(State(s): State<Arc<AppState>>, mut req: Request, next: Next) 
     let start = Instant::now();
     let in_flight = s.metrics.in_flight();
     // Uploads of videos take as long as the bytes take to arrive.
-    let limit = if path.starts_with(rest::UPLOAD_PREFIX) {
+    let limit = if path.starts_with(rest::UPLOAD_PREFIX) || path == kenning_console::UPLOAD_PATH {
         s.config.request_timeout.max(Duration::from_secs(24 * 3600))
     } else {
         s.config.request_timeout

@@ -72,6 +72,14 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         )
         .route("/v1/review", get(list_review))
         .route("/v1/review/{review_id}", post(decide_review))
+        .route("/v1/review/{review_id}/probe", get(review_probe))
+        .route(
+            "/v1/collections/{id}/faces/{face_id}/image",
+            get(enrolment_image),
+        )
+        .route("/v1/report", get(report))
+        .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{key_id}", delete(revoke_key))
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/audit/export", get(export_audit))
         .route("/v1/retention/run", post(run_retention))
@@ -476,6 +484,66 @@ async fn decide_review(
         q,
         &[("ReviewId", &review_id)],
         fixed!("DecideReviewItem"),
+    )
+    .await
+}
+
+async fn review_probe(
+    State(s): State<Arc<AppState>>,
+    Path(review_id): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(
+        s,
+        req,
+        q,
+        &[("ReviewId", &review_id)],
+        fixed!("GetReviewProbe"),
+    )
+    .await
+}
+
+async fn enrolment_image(
+    State(s): State<Arc<AppState>>,
+    Path((id, face_id)): Path<(String, String)>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(
+        s,
+        req,
+        q,
+        &[("CollectionId", &id), ("FaceId", &face_id)],
+        fixed!("GetEnrolmentImage"),
+    )
+    .await
+}
+
+async fn report(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("GetAccountabilityReport")).await
+}
+
+async fn list_keys(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("ListAccessKeys")).await
+}
+
+async fn create_key(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("CreateAccessKey")).await
+}
+
+async fn revoke_key(
+    State(s): State<Arc<AppState>>,
+    Path(key_id): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(
+        s,
+        req,
+        q,
+        &[("AccessKeyId", &key_id)],
+        fixed!("RevokeAccessKey"),
     )
     .await
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kenning_accountability::{Caller, Governor, Medium, Principal};
+use kenning_accountability::review::VideoFrame;
+use kenning_accountability::{Caller, FrameCutter, Governor, Medium, Principal};
 use kenning_api::ApiError;
 use kenning_audit::Candidate;
 use serde::Deserialize;
@@ -31,6 +32,9 @@ pub const OPERATIONS: &[&str] = kenning_api::VIDEO_OPERATIONS;
 
 /// Results per page when MaxResults is absent, and the most per page.
 pub const MAX_RESULTS: u64 = 1000;
+
+/// How long cutting one frame for a reviewer may take.
+const CUT_DEADLINE: Duration = Duration::from_secs(15);
 
 /// The job store's file, relative to the data directory.
 pub const JOBS_FILE: &str = "video/jobs.redb";
@@ -274,6 +278,8 @@ impl VideoService {
                 .map_err(|e| VideoError::Tool(e.to_string()))?,
         );
         *service.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
+        let cutter: Arc<dyn FrameCutter> = service.clone();
+        service.governor.set_frame_cutter(Arc::downgrade(&cutter));
         Ok(service)
     }
 
@@ -1038,9 +1044,32 @@ impl VideoService {
         details.insert("Video".into(), json!(job.video));
         details.insert("Persons".into(), json!(persons.len()));
         details.insert("PersonsMatched".into(), json!(matched));
+        // Reviewers are shown, for each candidate, the frame in which its
+        // person's face was largest, cut from the video again when they look.
+        let frames = persons
+            .iter()
+            .flat_map(|p| {
+                let best = p.sightings.iter().max_by(|a, b| {
+                    let area = |s: &&crate::track::Sighting| {
+                        s.detail.bounding_box.width * s.detail.bounding_box.height
+                    };
+                    area(a).total_cmp(&area(b))
+                });
+                let frame = best.map(|s| {
+                    (
+                        VideoFrame {
+                            job_id: job.job_id.clone(),
+                            timestamp: s.timestamp_ms,
+                        },
+                        s.detail.bounding_box,
+                    )
+                });
+                std::iter::repeat_n(frame, p.matches.len())
+            })
+            .collect();
         let review_ids = self
             .governor
-            .complete_search(&caller, &policy, entry, details)
+            .complete_video_search(&caller, &policy, entry, details, frames)
             .map_err(|e| VideoError::Store(format!("{}: {}", e.kind, e.message)))?;
         let mut ids = review_ids.into_iter();
         let mut person_rows = Vec::new();
@@ -1082,6 +1111,42 @@ impl VideoService {
         self.store.write_persons(&job.job_id, &person_rows)?;
         job.results = sightings.len() as u64;
         Ok(())
+    }
+}
+
+impl FrameCutter for VideoService {
+    /// Cuts the frame again from the job's video while the job's results
+    /// are kept and the file is the one the job read.
+    fn cut(
+        &self,
+        frame: &VideoFrame,
+        crop: &kenning_core::BoundingBox,
+    ) -> std::result::Result<Vec<u8>, ApiError> {
+        let gone =
+            |m: String| ApiError::from_code(kenning_core::ErrorCode::ResourceNotFoundException, m);
+        let job = self
+            .store
+            .get(&frame.job_id)
+            .map_err(|e| api_error(&e))?
+            .filter(|j| !self.expired(j, now_ms()))
+            .ok_or_else(|| {
+                gone(format!(
+                    "video job {} has expired, so its frames can no longer be shown",
+                    frame.job_id
+                ))
+            })?;
+        let path = self
+            .buckets
+            .resolve(&job.video.bucket, &job.video.name)
+            .map_err(|e| api_error(&e))?;
+        if FileStamp::of(&path).ok() != Some(job.file) {
+            return Err(gone(format!(
+                "{}/{} changed or was removed after the search, so its frame cannot be shown",
+                job.video.bucket, job.video.name
+            )));
+        }
+        crate::source::cut_jpeg(&path, frame.timestamp, crop, CUT_DEADLINE)
+            .map_err(|e| api_error(&e))
     }
 }
 

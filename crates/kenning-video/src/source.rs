@@ -332,6 +332,72 @@ impl Drop for FfmpegSource {
     }
 }
 
+/// Largest side, in pixels, of a frame cut for a reviewer.
+pub const CUT_MAX_SIDE: u32 = 640;
+/// Largest cut frame, in bytes (a JPEG of [`CUT_MAX_SIDE`] is far smaller).
+const CUT_MAX_BYTES: usize = 4 << 20;
+
+/// The part `crop` (fractions of the frame) of the frame at `timestamp_ms`
+/// (from the start of the video, as the analysis reports it) of `path`, as
+/// a JPEG at most [`CUT_MAX_SIDE`] on a side, read from ffmpeg's standard
+/// output (never a file) within `deadline`.
+pub fn cut_jpeg(
+    path: &Path,
+    timestamp_ms: u64,
+    crop: &kenning_core::BoundingBox,
+    deadline: Duration,
+) -> Result<Vec<u8>> {
+    let f = |v: f32| format!("{:.6}", v.clamp(0.0, 1.0));
+    let m = CUT_MAX_SIDE;
+    let filter = format!(
+        "crop=w=iw*{}:h=ih*{}:x=iw*{}:y=ih*{},scale=w='min({m},iw)':h='min({m},ih)':force_original_aspect_ratio=decrease",
+        f(crop.width),
+        f(crop.height),
+        f(crop.left),
+        f(crop.top)
+    );
+    // A millisecond early, so rounding cannot skip to the next frame:
+    // an input seek starts at the first frame at or after it.
+    let at = timestamp_ms.saturating_sub(1) as f64 / 1000.0;
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-ss",
+    ])
+    .arg(format!("{at:.3}"))
+    .arg("-i")
+    .arg(path)
+    .args([
+        "-map",
+        "0:v:0",
+        "-an",
+        "-sn",
+        "-dn",
+        "-frames:v",
+        "1",
+        "-vf",
+    ])
+    .arg(filter)
+    .args(["-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "pipe:1"]);
+    let (ok, jpeg, stderr) = crate::probe::run_tool(cmd, deadline)?;
+    if !ok || jpeg.is_empty() {
+        return Err(VideoError::Unreadable(format!(
+            "the frame at {timestamp_ms} ms could not be cut: {}",
+            crate::probe::tool_errors(&stderr, path)
+        )));
+    }
+    if jpeg.len() > CUT_MAX_BYTES {
+        return Err(VideoError::TooLarge(format!(
+            "the frame at {timestamp_ms} ms is over {CUT_MAX_BYTES} bytes"
+        )));
+    }
+    Ok(jpeg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

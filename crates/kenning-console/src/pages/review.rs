@@ -145,6 +145,16 @@ async fn item_page(ctx: Ctx, Path(id): Path<String>) -> Response {
     let sees_photos = ctx.may("GetEnrolmentImage");
     let has_source = policy["ImageSource"]["Directory"].is_string();
     let sim = item["Similarity"].as_f64().unwrap_or(0.0);
+    // A candidate from stored video: when in the video, and where the face
+    // lies in the part of the frame the service cuts.
+    let video_frame = item["VideoFrame"]["Timestamp"].as_u64().map(|t| {
+        let face = serde_json::from_value(item["ProbeFace"].clone()).unwrap_or_default();
+        let inside = kenning_accountability::review::frame_crop(&face).1;
+        (
+            super::video::clock(t),
+            serde_json::to_value(inside).unwrap_or_default(),
+        )
+    });
     let can_decide =
         ctx.may("DecideReviewItem") && st == "PENDING" && !own_search && decided.is_none();
     ui::page(
@@ -155,10 +165,12 @@ async fn item_page(ctx: Ctx, Path(id): Path<String>) -> Response {
             p { (badge(st)) " " (decisions(&item)) " of " (item["RequiredReviewers"].as_u64().unwrap_or(1)) " confirmations so far" }
             div.side {
                 section {
-                    h2 { "Probe (the photo searched with)" }
-                    @if item["Operation"] == "StartFaceSearch" {
-                        p.note { "Found by a search of stored video. Kenning keeps no frames of a video: compare the candidate with the video itself. "
-                            "The search's audit record names the video, and its job page shows when this person was on screen." }
+                    h2 { @if video_frame.is_some() { "Probe (the video frame it was seen in)" } @else { "Probe (the photo searched with)" } }
+                    @if let (Some(frame), true) = (video_frame, st == "PENDING" && ctx.may("GetReviewProbe")) {
+                        div.frame { (boxed_photo(&format!("/console/review/{}/probe", urlenc(&id)), "The part of the video frame around the face that matched", &frame.1)) }
+                        p.hint { "From the video at " (frame.0) ", cut again from the file each time it is shown: Kenning keeps no frames." }
+                    } @else if item["Operation"] == "StartFaceSearch" && st == "PENDING" && ctx.may("GetReviewProbe") {
+                        p.note { "Found by a search of stored video before frames were kept for review: compare the candidate with the video itself." }
                     } @else if st == "PENDING" && ctx.may("GetReviewProbe") {
                         (boxed_photo(&format!("/console/review/{}/probe", urlenc(&id)), "The probe photo", &item["ProbeFace"]))
                     } @else if st != "PENDING" {

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::Path;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use kenning_api::ApiError;
 use kenning_video::jobs::{Api, Job, JobStatus};
@@ -18,12 +18,18 @@ use serde_json::{json, Value};
 
 use super::search::{candidate_card, urlenc};
 use super::{all_pages, collection_ids};
-use crate::form::{Ctx, Submitted};
+use crate::form::{forbidden, same_origin, Ctx, Submitted};
 use crate::{session, ui, App};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/console/video", get(jobs).post(start))
+        // The video service holds uploads to its own size limit as they
+        // stream in, so the console's limit for forms does not apply.
+        .route(
+            crate::UPLOAD_PATH,
+            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/console/video/{job}", get(job))
 }
 
@@ -80,7 +86,7 @@ fn service(ctx: &Ctx) -> Result<Arc<VideoService>, Box<Response>> {
 }
 
 /// 83600 -> "1:23.6"; an hour or more, "1:02:03".
-fn clock(ms: u64) -> String {
+pub(super) fn clock(ms: u64) -> String {
     let s = ms / 1000;
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -99,7 +105,13 @@ fn status_badge(job: &Job, progress: Option<f64>) -> Markup {
     }
 }
 
-async fn jobs(ctx: Ctx) -> Response {
+#[derive(serde::Deserialize, Default)]
+struct Chosen {
+    /// `bucket/name` to preselect (after an upload).
+    video: Option<String>,
+}
+
+async fn jobs(ctx: Ctx, Query(chosen): Query<Chosen>) -> Response {
     let video = match service(&ctx) {
         Ok(v) => v,
         Err(r) => return *r,
@@ -127,7 +139,10 @@ async fn jobs(ctx: Ctx) -> Response {
             h1 { "Video" }
             p { "Search stored video for the people a collection holds. Each person found is a candidate that needs review, exactly as in a photo search; "
                 "faces that match nobody keep only where and when they were seen, and results are deleted with the job." }
-            @if may_start { (start_form(&ctx, &files, &collections)) }
+            @if may_start {
+                (start_form(&ctx, &files, &collections, chosen.video.as_deref()))
+                (upload_form(&ctx, &files))
+            }
             h2 { @if ctx.role() == kenning_accountability::Role::Admin { "Jobs" } @else { "My video jobs" } }
             @if jobs.is_empty() {
                 p.note { "No jobs yet." }
@@ -151,7 +166,12 @@ async fn jobs(ctx: Ctx) -> Response {
     )
 }
 
-fn start_form(ctx: &Ctx, files: &[(String, Vec<String>)], collections: &[String]) -> Markup {
+fn start_form(
+    ctx: &Ctx,
+    files: &[(String, Vec<String>)],
+    collections: &[String],
+    chosen: Option<&str>,
+) -> Markup {
     if files.is_empty() {
         return html! {
             p.note { "This service reads videos from buckets: folders on its machine named with "
@@ -171,7 +191,10 @@ fn start_form(ctx: &Ctx, files: &[(String, Vec<String>)], collections: &[String]
             select #video name="video" required {
                 @for (bucket, names) in files {
                     optgroup label=(bucket) {
-                        @for n in names { option value=(format!("{bucket}/{n}")) { (n) } }
+                        @for n in names {
+                            @let v = format!("{bucket}/{n}");
+                            option value=(v) selected[chosen == Some(v.as_str())] { (n) }
+                        }
                     }
                 }
             }
@@ -187,6 +210,142 @@ fn start_form(ctx: &Ctx, files: &[(String, Vec<String>)], collections: &[String]
             input #threshold type="number" name="threshold" min="0" max="100" step="0.5" value=(kenning_collections::DEFAULT_THRESHOLD);
             div { button type="submit" { "Start the search" } }
         }
+    }
+}
+
+/// The form that puts a video from this device into a bucket.
+fn upload_form(ctx: &Ctx, files: &[(String, Vec<String>)]) -> Markup {
+    if files.is_empty() || !ctx.may("UploadVideo") {
+        return html! {};
+    }
+    html! {
+        h2 { "Upload a video" }
+        // The fields come before the file: the service checks them before
+        // it reads the video.
+        form method="post" action=(crate::UPLOAD_PATH) enctype="multipart/form-data" {
+            (ui::csrf(ctx))
+            label for="bucket" { "Bucket" }
+            select #bucket name="bucket" required {
+                @for (b, _) in files { option value=(b) { (b) } }
+            }
+            label for="video-file" { "Video file" span.hint { "MP4, MOV, MKV, WebM or AVI. It is kept in the bucket under its file name until someone deletes it there." } }
+            input #video-file type="file" name="video" accept="video/*" required;
+            div { button type="submit" { "Upload" } }
+        }
+    }
+}
+
+/// Puts the uploaded video into the bucket (UploadVideo, as
+/// `PUT /v1/buckets/{Bucket}/{Key}` does), streaming it to the video
+/// service, which checks its size as it arrives and records the upload.
+async fn upload(ctx: Ctx, req: Request) -> Response {
+    let video = match service(&ctx) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let (parts, body) = req.into_parts();
+    if !same_origin(&parts) {
+        return forbidden("It was sent from another site. Use the console's own pages.");
+    }
+    let app = ctx.app.clone();
+    let Ok(mut form) = Multipart::from_request(Request::from_parts(parts, body), &app).await else {
+        return forbidden("The form could not be read.");
+    };
+    let (mut csrf, mut bucket) = (None, None);
+    let mut file = loop {
+        match form.next_field().await {
+            Ok(Some(f)) if f.file_name().is_some() => break f,
+            Ok(Some(mut f)) => {
+                let name = f.name().unwrap_or("").to_owned();
+                // The fields before the file are short; the body's size
+                // is not limited here, so neither is what is read of it.
+                let mut text = Vec::new();
+                while let Ok(Some(c)) = f.chunk().await {
+                    text.extend_from_slice(&c);
+                    if text.len() > 1024 {
+                        return forbidden("A field of the form is too long.");
+                    }
+                }
+                let text = String::from_utf8_lossy(&text).into_owned();
+                match name.as_str() {
+                    "csrf" => csrf = Some(text),
+                    "bucket" => bucket = Some(text),
+                    _ => {}
+                }
+            }
+            _ => return forbidden("The form has no video file."),
+        }
+    };
+    if !csrf.is_some_and(|t| session::same(&t, &ctx.csrf)) {
+        return forbidden(
+            "Its security token is missing or out of date. Reload the page and try again.",
+        );
+    }
+    let bucket = bucket.unwrap_or_default();
+    // The name on this device, without any folder the browser sent.
+    let name = file
+        .file_name()
+        .and_then(|n| n.rsplit(['/', '\\']).next())
+        .unwrap_or_default()
+        .to_owned();
+    let exists = {
+        let (v, b, n) = (video.clone(), bucket.clone(), name.clone());
+        blocking(&video, move |_| {
+            Ok(v.buckets().resolve(&b, &n).is_ok_and(|p| p.exists()))
+        })
+        .await
+        .unwrap_or(false)
+    };
+    if exists {
+        return ui::error_page(
+            &ctx,
+            &ApiError::invalid_parameter(format!(
+                "{bucket} already holds a video called {name}; rename the file and upload it again (a video a job has read is never replaced from the console)"
+            )),
+        );
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, String>>(4);
+    let caller = ctx.caller(None, None);
+    let task = {
+        let (bucket, name) = (bucket.clone(), name.clone());
+        let video = video.clone();
+        tokio::task::spawn_blocking(move || {
+            video.upload(&caller, &bucket, &name, None, |write| {
+                while let Some(chunk) = rx.blocking_recv() {
+                    write(&chunk.map_err(kenning_video::VideoError::InvalidParameter)?)?;
+                }
+                Ok(())
+            })
+        })
+    };
+    loop {
+        let next = match file.chunk().await {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => break,
+            Err(e) => Err(format!("the upload was cut off: {e}")),
+        };
+        let failed = next.is_err();
+        // The writer stops taking chunks once it refuses the upload.
+        if tx.send(next).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    let result = task
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(format!("the upload failed: {e}"))));
+    match result {
+        Ok(v) => {
+            ctx.flash(format!(
+                "Uploaded {bucket}/{name}: {} bytes, SHA-256 {}. It is chosen below: start a search on it.",
+                ui::int(v["Bytes"].as_u64().unwrap_or(0)),
+                v["Sha256"].as_str().unwrap_or("")
+            ));
+            let chosen: String =
+                form_urlencoded::byte_serialize(format!("{bucket}/{name}").as_bytes()).collect();
+            Redirect::to(&format!("/console/video?video={chosen}")).into_response()
+        }
+        Err(e) => ui::error_page(&ctx, &e),
     }
 }
 
