@@ -9,42 +9,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use kenning_api::{ops, ApiError, Counts};
-use kenning_audit::{AuditLog, Candidate, Entry, Filter};
+use kenning_audit::{Candidate, Entry, Filter, Trail};
 use kenning_collections::{estimate, Collections, DEFAULT_THRESHOLD};
 use kenning_core::ErrorCode;
-use kenning_store::{Change, CommitHook, Expiry, OnAssociated};
+pub use kenning_store::AUDIT_FILE;
+use kenning_store::{Auditor, Change, Expiry, OnAssociated};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::policy::{Policy, RetentionFrom, Violation};
-use crate::review::{ReviewError, ReviewItem, ReviewQueue, Status, Verdict};
+use crate::review::{self, ReviewError, ReviewItem, ReviewQueue, ReviewStore, Status, Verdict};
 use crate::roles::{Grant, Principal, KENNING_OPERATIONS};
 
-/// The audit trail's file, relative to the data directory.
-pub const AUDIT_FILE: &str = "audit/audit.jsonl";
 /// The review queue's file, relative to the data directory.
 pub const REVIEW_FILE: &str = "review.redb";
-/// Present while deleted faces may still have bytes on disk; the next
-/// retention pass erases them and removes it.
-const ERASURE_PENDING: &str = "erasure-pending";
 
 /// Where a data directory keeps its audit trail.
 pub fn audit_path(data_dir: &Path) -> PathBuf {
     data_dir.join(AUDIT_FILE)
 }
 
-/// Verifies the audit trail at `path`: VerifyAudit's response
-/// (`Valid`, `Records`, `Head`, `FirstBadRecord` with `Line`, `Seq`, `Reason`).
-pub fn verify_audit(path: &Path) -> Result<Value, kenning_audit::AuditError> {
-    let r = kenning_audit::verify(path)?;
-    Ok(json!({
+/// VerifyAudit's response for a verification report (`Valid`, `Records`,
+/// `Head`, `FirstBadRecord` with `Line`, `Seq`, `Reason`).
+pub fn audit_report(r: &kenning_audit::VerifyReport) -> Value {
+    json!({
         "Valid": r.is_ok(),
         "Records": r.records,
         "Head": r.head,
-        "FirstBadRecord": r.first_bad.map(|b| json!({
+        "FirstBadRecord": r.first_bad.as_ref().map(|b| json!({
             "Line": b.line, "Seq": b.seq, "Reason": b.reason,
         })),
-    }))
+    })
 }
 
 /// Searches: their results are candidates, audited with what came back.
@@ -148,10 +143,9 @@ fn with_active<T>(entry: &Entry, f: impl FnOnce() -> T) -> (T, Option<u64>) {
     (out, recorded)
 }
 
-/// Writes an audit record for every store change, inside its transaction.
-struct AuditHook {
-    log: Arc<AuditLog>,
-}
+/// Gives the audit record of every store change (the store writes it inside
+/// the change's transaction).
+struct AuditHook;
 
 fn ids(v: &[uuid::Uuid]) -> Vec<String> {
     v.iter().map(ToString::to_string).collect()
@@ -211,8 +205,8 @@ fn change_details(change: &Change<'_>) -> Value {
     }
 }
 
-impl CommitHook for AuditHook {
-    fn before_commit(&self, change: &Change<'_>) -> Result<(), String> {
+impl Auditor for AuditHook {
+    fn entry(&self, change: &Change<'_>) -> Entry {
         let mut entry = ACTIVE
             .with(|a| a.borrow().as_ref().map(|a| a.entry.clone()))
             .unwrap_or_else(|| Entry {
@@ -225,22 +219,21 @@ impl CommitHook for AuditHook {
         entry.collection = Some(c.id.clone());
         entry.face_count = Some(c.face_count);
         entry.details = Some(change_details(change));
-        let (record, _) = self.log.append(entry).map_err(|e| e.to_string())?;
+        entry
+    }
+
+    fn recorded(&self, seq: u64) {
         ACTIVE.with(|a| {
             if let Some(a) = a.borrow_mut().as_mut() {
-                a.recorded = Some(record.seq);
+                a.recorded = Some(seq);
             }
         });
-        Ok(())
     }
 }
 
 /// What opening the accountability layer can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The audit trail cannot be opened.
-    #[error("audit trail: {0}")]
-    Audit(#[from] kenning_audit::AuditError),
     /// The review queue cannot be opened.
     #[error("{0}")]
     Review(#[from] ReviewError),
@@ -260,9 +253,8 @@ pub struct RetentionResult {
 /// the rules: every operation from any front end goes through [`Governor::call`].
 pub struct Governor {
     collections: Arc<Collections>,
-    audit: Arc<AuditLog>,
-    reviews: ReviewQueue,
-    data_dir: PathBuf,
+    audit: Arc<dyn Trail>,
+    reviews: Arc<dyn ReviewStore>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -334,20 +326,29 @@ fn candidates(v: &Value) -> Vec<Candidate> {
 }
 
 impl Governor {
-    /// Puts `collections` behind the rules, with the audit trail and review
-    /// queue of `data_dir`; every later store change is audited.
+    /// Puts the collections of data directory `data_dir` behind the rules,
+    /// with its review queue; every later store change is audited.
     pub fn open(data_dir: &Path, collections: Arc<Collections>) -> Result<Self, OpenError> {
-        let audit = Arc::new(AuditLog::open(&audit_path(data_dir))?);
-        let reviews = ReviewQueue::open(&data_dir.join(REVIEW_FILE))?;
-        collections
-            .store()
-            .set_commit_hook(Arc::new(AuditHook { log: audit.clone() }));
-        Ok(Self {
+        let audit = collections.store().audit();
+        let reviews = ReviewQueue::open(&data_dir.join(REVIEW_FILE), audit)?;
+        Ok(Self::new(collections, Arc::new(reviews)))
+    }
+
+    /// Puts `collections` behind the rules, with the review queue `reviews`
+    /// (kept where the collections are); every later store change is
+    /// audited, in the store's own audit trail.
+    pub fn new(collections: Arc<Collections>, reviews: Arc<dyn ReviewStore>) -> Self {
+        collections.store().set_auditor(Arc::new(AuditHook));
+        Self {
+            audit: collections.store().audit(),
             collections,
-            audit,
             reviews,
-            data_dir: data_dir.to_owned(),
-        })
+        }
+    }
+
+    /// The audit trail every operation is recorded in.
+    pub fn audit(&self) -> &Arc<dyn Trail> {
+        &self.audit
     }
 
     /// The collections behind the rules (for flushing at shutdown).
@@ -498,7 +499,6 @@ impl Governor {
         let threshold = entry.threshold.unwrap_or(DEFAULT_THRESHOLD);
         self.touch(&collection, &entry.candidates)
             .map_err(|e| self.refuse(entry.clone(), e))?;
-        let mut ids = Vec::new();
         if policy.required_reviewers > 0 && !entry.candidates.is_empty() {
             let mut items = self.review_items(
                 caller,
@@ -508,18 +508,22 @@ impl Governor {
                 policy,
                 &entry,
             );
-            ids = items.iter().map(|i| i.review_id.clone()).collect();
-            self.reviews
-                .enqueue(&mut items)
-                .map_err(|e| self.refuse(entry.clone(), ApiError::internal(e.to_string())))?;
+            let ids: Vec<String> = items.iter().map(|i| i.review_id.clone()).collect();
             details.insert("ReviewIds".into(), json!(ids));
             details.insert("RequiredReviewers".into(), json!(policy.required_reviewers));
+            entry.details = Some(Value::Object(details));
+            // The candidates are queued with the search's audit record.
+            return match self.reviews.enqueue(&mut items, entry.clone()) {
+                Ok(()) => Ok(ids),
+                Err(ReviewError::Audit(m)) => Err(audit_failed(m)),
+                Err(e) => Err(self.refuse(entry, ApiError::internal(e.to_string()))),
+            };
         }
         if !details.is_empty() {
             entry.details = Some(Value::Object(details));
         }
         self.record(entry)?;
-        Ok(ids)
+        Ok(Vec::new())
     }
 
     fn plain(
@@ -554,9 +558,6 @@ impl Governor {
                 if op == "ListCollections" {
                     self.filter_collections(&caller.principal, &mut v);
                 }
-                if matches!(op, "DeleteFaces" | "DeleteCollection" | "DeleteUser") {
-                    self.mark_erasure_pending();
-                }
                 if recorded.is_none() && audited {
                     entry.candidates = candidates(&v);
                     self.record(entry)?;
@@ -588,12 +589,6 @@ impl Governor {
             .collect();
         v["CollectionIds"] = keep.iter().map(|k| k.0.clone()).collect();
         v["FaceModelVersions"] = keep.into_iter().map(|k| k.1).collect();
-    }
-
-    fn mark_erasure_pending(&self) {
-        // Losing the marker only delays erasure to the next pass that finds
-        // something else to delete, so a failure here is not fatal.
-        let _ = std::fs::write(self.data_dir.join(ERASURE_PENDING), b"");
     }
 
     fn policy_of(&self, collection: &str) -> Result<(Policy, u64), ApiError> {
@@ -792,7 +787,7 @@ impl Governor {
         let page = self
             .reviews
             .list(
-                |i| {
+                &|i| {
                     p.sees(&i.collection_id)
                         && collection.is_none_or(|c| c == i.collection_id)
                         && status.is_none_or(|s| s == i.status)
@@ -848,9 +843,13 @@ impl Governor {
             similarity: item.similarity,
         }];
         let comment = str_field(body, "Comment").unwrap_or("");
-        let decided = self
-            .reviews
-            .decide(id, &p.access_key, verdict, comment, |after| {
+        let decided = review::decide(
+            self.reviews.as_ref(),
+            id,
+            &p.access_key,
+            verdict,
+            comment,
+            |after| {
                 let mut e = entry.clone();
                 e.details = Some(json!({
                     "ReviewId": after.review_id,
@@ -859,8 +858,9 @@ impl Governor {
                     "Status": after.status,
                     "SearchRequestId": after.request_id,
                 }));
-                self.audit.append(e).map(|_| ()).map_err(|e| e.to_string())
-            });
+                e
+            },
+        );
         match decided {
             Ok(item) => serde_json::to_value(&item).map_err(|e| ApiError::internal(e.to_string())),
             Err(ReviewError::Audit(m)) => Err(audit_failed(m)),
@@ -869,7 +869,10 @@ impl Governor {
     }
 
     fn verify_audit(&self) -> Result<Value, ApiError> {
-        verify_audit(self.audit.path()).map_err(|e| ApiError::internal(e.to_string()))
+        self.audit
+            .verify()
+            .map(|r| audit_report(&r))
+            .map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// Records in the caller's collection scope (a scoped key sees no
@@ -900,7 +903,9 @@ impl Governor {
         };
         let mut out = Vec::new();
         let mut next = None;
-        for r in kenning_audit::records(self.audit.path())
+        for r in self
+            .audit
+            .records()
             .map_err(|e| ApiError::internal(e.to_string()))?
         {
             let (record, hash) = r.map_err(|e| ApiError::internal(e.to_string()))?;
@@ -931,7 +936,9 @@ impl Governor {
 
     /// Deletes every face its collection's retention policy says is due,
     /// then, if anything was deleted since the last pass, erases the bytes
-    /// (store compaction and index rebuild). Each deletion is audited as
+    /// (what that takes is the backend's business: see [`FaceStore::erase`]).
+    ///
+    /// [`FaceStore::erase`]: kenning_store::FaceStore::erase Each deletion is audited as
     /// part of the `RunRetention` operation of `caller`.
     pub fn run_retention(&self, caller: &Caller) -> Result<Vec<RetentionResult>, ApiError> {
         let wire = |e: kenning_collections::CollectionError| ApiError::from_wire(&e);
@@ -985,11 +992,7 @@ impl Governor {
                 break;
             }
         }
-        let marker = self.data_dir.join(ERASURE_PENDING);
-        if !results.is_empty() || marker.exists() {
-            self.collections.erase().map_err(wire)?;
-            let _ = std::fs::remove_file(marker);
-        }
+        self.collections.erase().map_err(wire)?;
         Ok(results)
     }
 }

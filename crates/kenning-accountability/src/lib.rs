@@ -21,7 +21,8 @@ pub mod review;
 pub mod roles;
 
 pub use governor::{
-    audit_path, verify_audit, Caller, Governor, OpenError, RetentionResult, AUDIT_FILE, REVIEW_FILE,
+    audit_path, audit_report, Caller, Governor, OpenError, RetentionResult, AUDIT_FILE, REVIEW_FILE,
 };
 pub use policy::Policy;
+pub use review::{ReviewQueue, ReviewStore};
 pub use roles::{Grant, Principal, Role, KENNING_OPERATIONS, MATRIX};

@@ -10,6 +10,7 @@ mod gallery;
 mod inputs;
 mod serve;
 mod video;
+mod storage;
 
 use std::path::PathBuf;
 

@@ -427,9 +427,12 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
     drop(g);
 
     // If the audit record cannot be written, the operation fails and changes nothing.
+    drop(collections);
     let audit = audit_path(&dir);
     std::fs::remove_file(&audit).unwrap();
     std::os::unix::fs::symlink("/dev/full", &audit).unwrap();
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
+    let store = collections.store();
     let g = Governor::open(&dir, collections.clone()).unwrap();
     assert!(store.describe_collection("watch").is_err());
     let e = g

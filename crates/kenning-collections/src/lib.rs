@@ -1,7 +1,8 @@
 //! Rekognition's collection, face and user operations: faces are detected
-//! and embedded by the pipeline, stored durably by `kenning-store` (the
-//! source of truth) and searched through `kenning-index`, whose saved file is
-//! only a cache: missing, stale or corrupt, it is rebuilt from the store.
+//! and embedded by the pipeline, then stored and searched through a
+//! [`FaceStore`] backend (the embedded data directory, or PostgreSQL); the
+//! candidates a backend returns are scored here with the recogniser's
+//! calibration, so Similarity is the same whichever backend found them.
 
 #![forbid(unsafe_code)]
 
@@ -11,15 +12,15 @@ pub mod quality;
 mod searcher;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
 use kenning_image::{DecodeLimits, RgbImage};
-use kenning_index::{Expect, Index, IndexConfig, IndexError, Metric};
 use kenning_models::manifest::Distance;
 use kenning_models::{Calibration, CalibrationTable, Pipeline};
-use kenning_store::{Collection, FaceModel, NewCollection, NewFace, OnAssociated, Store};
+use kenning_store::{
+    Collection, Embedded, FaceModel, FaceStore, Nearest, NewCollection, NewFace, OnAssociated,
+};
 use uuid::Uuid;
 
 pub use error::{CollectionError, Result};
@@ -63,28 +64,17 @@ pub const FAIR_SEARCH_OVERFETCH: usize = 2;
 
 /// The `(id, Similarity)` candidates that reach `threshold`, highest
 /// Similarity first (ties keep their order, i.e. nearest first), at most `k`.
-fn keep_best(mut scored: Vec<(u64, f32)>, threshold: f64, k: usize) -> Vec<(u64, f32)> {
+fn keep_best<T>(mut scored: Vec<(T, f32)>, threshold: f64, k: usize) -> Vec<(T, f32)> {
     scored.retain(|s| f64::from(s.1) >= threshold);
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     scored.truncate(k);
     scored
 }
 
-/// A collection's in-memory index and the lock that orders its writers.
-struct LiveIndex {
-    index: Index,
-    /// Held across "commit to the store, then update the index" so the
-    /// saved index always matches one store generation.
-    writer: Mutex<()>,
-    dirty: AtomicBool,
-}
-
-/// The collection service: one data directory, one pipeline.
+/// The collection service: one storage backend, one pipeline.
 pub struct Collections {
-    store: Store,
+    store: Arc<dyn FaceStore>,
     pipeline: Arc<Pipeline>,
-    index_dir: PathBuf,
-    live: RwLock<HashMap<String, Arc<LiveIndex>>>,
     limits: DecodeLimits,
 }
 
@@ -95,30 +85,26 @@ struct Hit {
 }
 
 impl Collections {
-    /// Opens (or creates) the data directory `dir` and serves it with `pipeline`.
+    /// Opens (or creates) the data directory `dir` (the embedded backend)
+    /// and serves it with `pipeline`.
     pub fn open(dir: &Path, pipeline: Arc<Pipeline>) -> Result<Self> {
-        let store = Store::open(dir)?;
-        let index_dir = dir.join("index");
-        std::fs::create_dir_all(&index_dir).map_err(|e| {
-            CollectionError::Index(IndexError::Io {
-                path: index_dir.clone(),
-                source: e,
-            })
-        })?;
-        let this = Self {
-            store,
-            pipeline,
-            index_dir,
-            live: RwLock::new(HashMap::new()),
-            limits: DecodeLimits::default(),
-        };
-        this.remove_orphan_index_files();
-        Ok(this)
+        let distance = pipeline.recognizer().manifest().embedding.distance;
+        let store = Embedded::open(dir, distance)?;
+        Ok(Self::with_store(Arc::new(store), pipeline))
     }
 
-    /// The underlying store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Serves the collections of `store` with `pipeline`.
+    pub fn with_store(store: Arc<dyn FaceStore>, pipeline: Arc<Pipeline>) -> Self {
+        Self {
+            store,
+            pipeline,
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &dyn FaceStore {
+        self.store.as_ref()
     }
 
     /// The pipeline.
@@ -144,11 +130,8 @@ impl Collections {
         }
     }
 
-    fn metric(&self) -> Metric {
-        match self.pipeline.recognizer().manifest().embedding.distance {
-            Distance::Euclidean => Metric::Euclidean,
-            Distance::Cosine => Metric::Cosine,
-        }
+    fn distance(&self) -> Distance {
+        self.pipeline.recognizer().manifest().embedding.distance
     }
 
     fn calibration(&self) -> Result<Calibration<'_>> {
@@ -160,32 +143,6 @@ impl Collections {
                     "the recogniser has no calibration table, so Similarity is undefined".into(),
                 )
             })
-    }
-
-    fn index_path(&self, id: &str) -> PathBuf {
-        self.index_dir.join(format!("{id}.kix"))
-    }
-
-    fn remove_orphan_index_files(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.index_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".kix"))
-            else {
-                continue;
-            };
-            if matches!(
-                self.store.describe_collection(id),
-                Err(kenning_store::StoreError::CollectionNotFound(_))
-            ) {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
     }
 
     /// The collection, checked to hold this pipeline's vectors.
@@ -201,111 +158,16 @@ impl Collections {
         Ok(c)
     }
 
-    /// The collection's live index, loaded from its file or rebuilt from the
-    /// store when the file is missing, stale or corrupt.
-    fn live(&self, c: &Collection) -> Result<Arc<LiveIndex>> {
-        if let Some(l) = self
-            .live
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&c.id)
-        {
-            return Ok(l.clone());
-        }
-        let mut map = self.live.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(l) = map.get(&c.id) {
-            return Ok(l.clone());
-        }
-        let path = self.index_path(&c.id);
-        let expect = Expect {
-            dim: Some(c.dim as usize),
-            metric: Some(self.metric()),
-            count: Some(c.face_count as usize),
-            generation: Some(c.generation),
-        };
-        let index = match Index::load(&path, &expect) {
-            Ok(index) => index,
-            Err(_) => self.rebuild(&c.id, &path)?,
-        };
-        let live = Arc::new(LiveIndex {
-            index,
-            writer: Mutex::new(()),
-            dirty: AtomicBool::new(false),
-        });
-        map.insert(c.id.clone(), live.clone());
-        Ok(live)
-    }
-
-    fn rebuild(&self, id: &str, path: &Path) -> Result<Index> {
-        let embeddings = self.store.embeddings(id)?;
-        let generation = embeddings.generation();
-        let index = Index::new(IndexConfig::new(embeddings.dim() as usize, self.metric()))?;
-        let mut batch: Vec<(u64, Vec<f32>)> = Vec::new();
-        let flush = |batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
-            index.insert_many(batch.iter().map(|(id, v)| (*id, v.as_slice())))?;
-            batch.clear();
-            Ok(())
-        };
-        for item in embeddings {
-            batch.push(item?);
-            if batch.len() == 50_000 {
-                flush(&mut batch)?;
-            }
-        }
-        flush(&mut batch)?;
-        index.save(path, generation)?;
-        Ok(index)
-    }
-
-    /// Saves every index changed since it was last saved, so the next open
-    /// does not rebuild it. Call before exiting and periodically.
+    /// Saves derived data (index files) so the next start does not rebuild
+    /// it. Call before exiting and periodically.
     pub fn flush(&self) -> Result<()> {
-        let live: Vec<(String, Arc<LiveIndex>)> = self
-            .live
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (id, l) in live {
-            if !l.dirty.load(Ordering::Acquire) {
-                continue;
-            }
-            let _guard = l.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let Ok(c) = self.store.describe_collection(&id) else {
-                continue;
-            };
-            if l.index.tombstones() > l.index.len() / 4 {
-                l.index.compact()?;
-            }
-            l.index.save(self.index_path(&id), c.generation)?;
-            l.dirty.store(false, Ordering::Release);
-        }
-        Ok(())
+        Ok(self.store.flush()?)
     }
 
-    /// Physically erases deleted faces: compacts the store so the database
-    /// file no longer holds their bytes, and rebuilds and saves every index
-    /// with tombstones so no index file keeps their vectors either.
+    /// Physically erases deleted faces: the store's files (or tables) and
+    /// indexes no longer hold their bytes.
     pub fn erase(&self) -> Result<()> {
-        self.store.compact()?;
-        let mut token = None;
-        loop {
-            let page = self.store.list_collections(token.as_deref(), None)?;
-            for c in &page.items {
-                let l = self.live(c)?;
-                let _guard = l.writer.lock().unwrap_or_else(|e| e.into_inner());
-                if l.index.tombstones() > 0 {
-                    l.index.compact()?;
-                    l.dirty.store(true, Ordering::Release);
-                }
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
-        self.flush()
+        Ok(self.store.erase()?)
     }
 
     fn decode(&self, image: &[u8]) -> Result<RgbImage> {
@@ -319,12 +181,15 @@ impl Collections {
     pub fn create_collection(&self, id: &str, policy: &str) -> Result<CreateCollectionResponse> {
         let model = self.face_model();
         let dim = self.pipeline.recognizer().manifest().embedding.size as u32;
-        let c = self.store.create_collection(NewCollection {
-            id: id.into(),
-            face_model: model,
-            dim,
-            policy: policy.into(),
-        })?;
+        let c = self.store.create_collection(
+            NewCollection {
+                id: id.into(),
+                face_model: model,
+                dim,
+                policy: policy.into(),
+            },
+            self.distance(),
+        )?;
         Ok(CreateCollectionResponse {
             status_code: 200,
             collection_arn: wire_arn(&c.arn),
@@ -363,15 +228,9 @@ impl Collections {
         })
     }
 
-    /// DeleteCollection: faces, users, vectors and the index file go.
+    /// DeleteCollection: faces, users, vectors and the index go.
     pub fn delete_collection(&self, id: &str) -> Result<u16> {
-        let mut map = self.live.write().unwrap_or_else(|e| e.into_inner());
-        let live = map.remove(id);
-        let _guard = live
-            .as_ref()
-            .map(|l| l.writer.lock().unwrap_or_else(|e| e.into_inner()));
         self.store.delete_collection(id)?;
-        let _ = std::fs::remove_file(self.index_path(id));
         Ok(200)
     }
 
@@ -434,17 +293,7 @@ impl Collections {
         let stored = if new.is_empty() {
             Vec::new()
         } else {
-            let live = self.live(&c)?;
-            let _guard = live.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let stored = self.store.add_faces(id, &self.face_model(), new)?;
-            let vectors: Vec<(u64, &[f32])> = stored
-                .iter()
-                .zip(&keep)
-                .map(|(s, f)| (s.seq, f.embedding.as_deref().unwrap_or_default()))
-                .collect();
-            insert_ignoring_duplicates(&live.index, &vectors)?;
-            live.dirty.store(true, Ordering::Release);
-            stored
+            self.store.add_faces(id, &self.face_model(), new)?
         };
         let version = c.face_model.name.clone();
         Ok(IndexFacesResponse {
@@ -492,22 +341,7 @@ impl Collections {
         face_ids: &[String],
         on: OnAssociated,
     ) -> Result<DeleteFacesResponse> {
-        let c = self.store.describe_collection(id)?;
-        let live = self.live(&c)?;
-        let _guard = live.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let before = self.store.get_faces(id, face_ids).unwrap_or_default();
-        let seqs: HashMap<Uuid, u64> = before
-            .into_iter()
-            .flatten()
-            .map(|f| (f.face_id, f.seq))
-            .collect();
         let outcome = self.store.delete_faces(id, face_ids, on)?;
-        for face in &outcome.done {
-            if let Some(seq) = seqs.get(face) {
-                live.index.remove(*seq);
-            }
-        }
-        live.dirty.store(true, Ordering::Release);
         Ok(DeleteFacesResponse {
             deleted_faces: outcome.done.iter().map(Uuid::to_string).collect(),
             unsuccessful_face_deletions: unsuccessful(&outcome.unsuccessful),
@@ -547,54 +381,51 @@ impl Collections {
         exclude: Option<u64>,
     ) -> Result<Vec<Hit>> {
         let calibration = self.calibration()?;
-        let live = self.live(c)?;
         let radius = calibration.search_radius(embedding, threshold);
-        let max_distance = radius.is_finite().then_some(radius as f32);
-        let want = match calibration {
-            Calibration::Global(_) => k,
-            Calibration::Fair(_) => k.saturating_mul(FAIR_SEARCH_OVERFETCH).saturating_add(16),
-        };
-        let hits = live.index.search(
-            embedding,
-            want + usize::from(exclude.is_some()),
-            max_distance,
+        let fair = matches!(calibration, Calibration::Fair(_));
+        let found = self.store.nearest(
+            c,
+            Nearest {
+                query: embedding,
+                distance: self.distance(),
+                k: if fair {
+                    k.saturating_mul(FAIR_SEARCH_OVERFETCH).saturating_add(16)
+                } else {
+                    k
+                },
+                max_distance: radius.is_finite().then_some(radius as f32),
+                exclude,
+                with_embeddings: fair,
+            },
         )?;
-        let hits: Vec<_> = hits.into_iter().filter(|h| Some(h.id) != exclude).collect();
-        let scored: Vec<(u64, f32)> = match calibration {
+        let scored: Vec<(usize, f32)> = match calibration {
             // The radius is the threshold's distance: every hit reaches it.
-            Calibration::Global(table) => hits
+            Calibration::Global(table) => found
                 .iter()
+                .enumerate()
                 .take(k)
-                .map(|h| (h.id, table.similarity(f64::from(h.distance)) as f32))
+                .map(|(i, n)| (i, table.similarity(f64::from(n.distance)) as f32))
                 .collect(),
             Calibration::Fair(_) => {
-                let seqs: Vec<u64> = hits.iter().map(|h| h.id).collect();
-                let vectors = self.store.embeddings_by_seq(&c.id, &seqs)?;
-                let scored = hits
+                let scored = found
                     .iter()
-                    .zip(vectors)
-                    .filter_map(|(h, v)| {
-                        v.map(|v| {
-                            (
-                                h.id,
-                                calibration.similarity(embedding, &v, f64::from(h.distance)) as f32,
-                            )
-                        })
+                    .enumerate()
+                    .map(|(i, n)| {
+                        let s = calibration.similarity(embedding, &n.embedding, n.distance.into());
+                        (i, s as f32)
                     })
                     .collect();
                 keep_best(scored, threshold, k)
             }
         };
-        let seqs: Vec<u64> = scored.iter().map(|s| s.0).collect();
-        let faces = self.store.faces_by_seq(&c.id, &seqs)?;
+        let mut found: Vec<Option<kenning_store::Neighbour>> =
+            found.into_iter().map(Some).collect();
         Ok(scored
-            .iter()
-            .zip(faces)
-            .filter_map(|(s, f)| {
-                // A face deleted since the search began is not reported.
-                f.map(|face| Hit {
-                    face,
-                    similarity: s.1,
+            .into_iter()
+            .filter_map(|(i, similarity)| {
+                found[i].take().map(|n| Hit {
+                    face: n.face,
+                    similarity,
                 })
             })
             .collect())
@@ -891,30 +722,6 @@ impl Collections {
             searched_user: None,
             false_match_estimate: estimate(threshold, c.face_count),
         })
-    }
-}
-
-impl Drop for Collections {
-    fn drop(&mut self) {
-        // Best effort: an index not saved here is rebuilt on the next open.
-        let _ = self.flush();
-    }
-}
-
-fn insert_ignoring_duplicates(index: &Index, vectors: &[(u64, &[f32])]) -> Result<()> {
-    match index.insert_many(vectors.iter().copied()) {
-        Ok(()) => Ok(()),
-        Err(IndexError::DuplicateId(_)) => {
-            // The index was rebuilt from a snapshot that already held some of
-            // these faces; add the rest one by one.
-            for &(id, v) in vectors {
-                if !index.contains(id) {
-                    index.insert(id, v)?;
-                }
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
