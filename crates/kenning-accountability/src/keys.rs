@@ -549,6 +549,26 @@ fn write_json<T: Serialize>(path: &Path, records: &[T]) -> Result<(), KeyError> 
     write_private(path, &json)
 }
 
+/// Runs `f` holding the exclusive lock on the file `lock` (released when the
+/// file closes, also if the process dies).
+fn locked<T>(lock: &Path, f: impl FnOnce() -> Result<T, KeyError>) -> Result<T, KeyError> {
+    if let Some(dir) = lock.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(lock).map_err(io(lock))?;
+    file.lock().map_err(io(lock))?;
+    let out = f();
+    drop(file);
+    out
+}
+
 fn mtime(path: &Path) -> String {
     std::fs::metadata(path)
         .and_then(|m| m.modified())
@@ -578,24 +598,8 @@ impl FileVault {
         &self.tokens
     }
 
-    /// Runs `f` holding the vault's exclusive file lock (released when the
-    /// file closes, also if the process dies).
     fn locked<T>(&self, f: impl FnOnce() -> Result<T, KeyError>) -> Result<T, KeyError> {
-        if let Some(dir) = self.lock.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let file = options.open(&self.lock).map_err(io(&self.lock))?;
-        file.lock().map_err(io(&self.lock))?;
-        let out = f();
-        drop(file);
-        out
+        locked(&self.lock, f)
     }
 
     fn record(&self, entry: Entry) -> Result<(), KeyError> {
@@ -724,27 +728,41 @@ impl KeyStore {
             KekSource::Given(k) => return Ok(k.0.clone()),
             KekSource::File(f) => f,
         };
-        match std::fs::read(key_file).map(Zeroizing::new) {
-            Ok(bytes) if bytes.len() == 32 => Ok(bytes),
-            Ok(_) => Err(KeyError::Corrupt {
-                path: key_file.clone(),
-                message: "expected 32 bytes".into(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = key_file.parent() {
-                    std::fs::create_dir_all(dir).map_err(io(dir))?;
-                }
-                let key = Zeroizing::new(ChaCha20Poly1305::generate_key(&mut OsRng).to_vec());
-                write_private(key_file, &key)?;
-                Ok(key)
-            }
-            Err(e) => Err(KeyError::Io {
-                path: key_file.clone(),
-                source: e,
-            }),
+        if key_file.exists() {
+            return read_key_file(key_file);
         }
+        // Created under the key files' lock, so two processes (or threads)
+        // starting at once cannot each make, and seal with, their own key.
+        locked(&key_file.with_file_name("keys.lock"), || {
+            read_key_file(key_file)
+        })
     }
+}
 
+/// Reads `keys.key`, creating it if missing.
+fn read_key_file(key_file: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    match std::fs::read(key_file).map(Zeroizing::new) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+        Ok(_) => Err(KeyError::Corrupt {
+            path: key_file.to_owned(),
+            message: "expected 32 bytes".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = key_file.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            let key = Zeroizing::new(ChaCha20Poly1305::generate_key(&mut OsRng).to_vec());
+            write_private(key_file, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(KeyError::Io {
+            path: key_file.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+impl KeyStore {
     fn seal(
         &self,
         access_key_id: &str,

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::commands::Context;
 use crate::gallery::{body as given, policy_arg, DataArgs};
+use crate::storage;
 
 fn print(v: &Value) -> Result<i32> {
     println!("{}", serde_json::to_string(v)?);
@@ -139,12 +140,12 @@ pub enum AuditCommand {
 }
 
 /// Verify and export read the trail directly (the file, never opened for
-/// writing) when acting as the local user (who can
+/// writing, or the database's table) when acting as the local user (who can
 /// read it anyway); with --key-id they go through the service's rules
 /// (auditor role) and are themselves audited.
 pub fn audit(ctx: &Context, data: &DataArgs, cmd: AuditCommand) -> Result<i32> {
     let path = audit_path(&data.data);
-    let database: Option<std::sync::Arc<dyn kenning_audit::Trail>> = None;
+    let database = storage::trail(&data.db)?;
     let records = || -> Result<kenning_audit::RecordStream<'_>> {
         Ok(match &database {
             Some(t) => t.records()?,

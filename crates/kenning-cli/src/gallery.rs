@@ -14,7 +14,7 @@ use kenning_collections::Collections;
 use serde_json::{json, Value};
 
 use crate::commands::{wire, Context};
-use crate::storage;
+use crate::storage::{self, DatabaseArgs};
 use crate::{batch, inputs};
 
 /// Where collections live, and who is acting on them.
@@ -34,6 +34,8 @@ pub struct DataArgs {
     /// Purpose recorded with searches.
     #[arg(long, global = true)]
     pub purpose: Option<String>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 }
 
 /// A governed data directory and the caller acting on it.
@@ -77,7 +79,7 @@ impl DataArgs {
     pub fn open(&self, ctx: &Context) -> Result<Session> {
         let pipeline = Arc::new(ctx.pipeline()?);
         let distance = pipeline.recognizer().manifest().embedding.distance;
-        let storage = storage::open(&self.data, distance)?;
+        let storage = storage::open(&self.db, &self.data, distance)?;
         let caller = self.caller_in(|| Ok(storage.keys.clone()))?;
         let collections = Collections::with_store(storage.faces, pipeline);
         let gov = Governor::new(Arc::new(collections), storage.reviews);

@@ -278,7 +278,7 @@ fn admin(data: &DataArgs, keys: &KeyStore) -> Result<Caller> {
 }
 
 pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
-    let store = storage::keys(&data.data)?;
+    let store = storage::keys(&data.db, &data.data)?;
     match cmd {
         KeysCommand::Create {
             role,
@@ -448,7 +448,8 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         }
         _ => None,
     };
-    if !data.data.exists() {
+    // With a database nothing is kept on local disk.
+    if data.db.database.is_none() && !data.data.exists() {
         std::fs::create_dir_all(&data.data)
             .with_context(|| format!("creating {}", data.data.display()))?;
         // Faces, vectors and the audit trail: readable by the service's user only.
@@ -462,7 +463,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     // long job never holds the sessions a photo request waits for.
     let pipeline = Arc::new(ctx.pipeline_with_sessions(ctx.threads.max(1) * 2)?);
     let distance = pipeline.recognizer().manifest().embedding.distance;
-    let storage = storage::open(&data.data, distance)?;
+    let storage = storage::open(&data.db, &data.data, distance)?;
     let root = kenning_server::root_key(&storage.keys, env_root()?, |info| {
         key_change(
             &Caller::system("serve"),
