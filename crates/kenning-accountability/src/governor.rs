@@ -347,7 +347,7 @@ impl Governor {
     }
 
     /// The audit trail every operation is recorded in.
-    pub fn audit(&self) -> &Arc<dyn Trail> {
+    pub fn trail(&self) -> &Arc<dyn Trail> {
         &self.audit
     }
 

@@ -909,37 +909,8 @@ impl KeyStore {
         Ok(out)
     }
 
-    /// Every stored key re-sealed for `into` (another store's key-encryption
-    /// key), revoked ones included: for moving keys to another store.
-    pub fn resealed(&self, into: &KeyStore) -> Result<Vec<KeyRecord>, KeyError> {
-        let (from, to) = (self.cipher()?, into.cipher()?);
-        self.vault
-            .records()?
-            .into_iter()
-            .map(|r| {
-                let secret = self.open(&from, &r)?;
-                let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-                let ct = to
-                    .encrypt(
-                        &nonce,
-                        Payload {
-                            msg: secret.expose_secret().as_bytes(),
-                            aad: r.access_key_id.as_bytes(),
-                        },
-                    )
-                    .map_err(|_| KeyError::Invalid("encryption failed".into()))?;
-                Ok(KeyRecord {
-                    nonce: hex::encode(nonce),
-                    secret: hex::encode(ct),
-                    sealed: 1,
-                    ..r
-                })
-            })
-            .collect()
-    }
-
     /// The key API tokens are hashed with, derived from the key-encryption
-    /// key (so moving tokens needs the same master key... or new tokens).
+    /// key (moving tokens to another store needs the same master key).
     fn token_hash_key(&self) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let master = self.master()?;
         let mut mac =

@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use kenning_accountability::keys::KeyStore;
 use kenning_accountability::{Caller, Governor, Grant, Principal};
 use kenning_collections::Collections;
+use kenning_models::Pipeline;
 use serde_json::{json, Value};
 
 use crate::commands::{wire, Context};
@@ -75,14 +76,22 @@ impl DataArgs {
         Ok(caller)
     }
 
-    /// Opens the data directory (or the database) behind the accountability rules.
-    pub fn open(&self, ctx: &Context) -> Result<Session> {
-        let pipeline = Arc::new(ctx.pipeline()?);
+    /// Opens the data directory (or the database) behind the accountability
+    /// rules, with `pipeline`: the governor and the caller acting on it.
+    pub fn governor(&self, pipeline: Arc<Pipeline>) -> Result<(Governor, Caller)> {
         let distance = pipeline.recognizer().manifest().embedding.distance;
         let storage = storage::open(&self.db, &self.data, distance)?;
         let caller = self.caller_in(|| Ok(storage.keys.clone()))?;
         let collections = Collections::with_store(storage.faces, pipeline);
-        let gov = Governor::new(Arc::new(collections), storage.reviews);
+        Ok((
+            Governor::new(Arc::new(collections), storage.reviews),
+            caller,
+        ))
+    }
+
+    /// Opens the data directory (or the database) behind the accountability rules.
+    pub fn open(&self, ctx: &Context) -> Result<Session> {
+        let (gov, caller) = self.governor(Arc::new(ctx.pipeline()?))?;
         Ok(Session { gov, caller })
     }
 }

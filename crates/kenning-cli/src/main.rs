@@ -9,8 +9,8 @@ mod eval;
 mod gallery;
 mod inputs;
 mod serve;
-mod video;
 mod storage;
+mod video;
 
 use std::path::PathBuf;
 

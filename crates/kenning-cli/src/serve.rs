@@ -16,7 +16,7 @@ use kenning_accountability::{Caller, Governor, Grant, Role};
 use kenning_audit::Entry;
 use kenning_server::{Credentials, RootKey, ServerConfig};
 
-use crate::commands::Context;
+use crate::commands::{wire, Context};
 use crate::gallery::DataArgs;
 use crate::storage;
 
@@ -448,11 +448,12 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         }
         _ => None,
     };
-    // With a database nothing is kept on local disk.
-    if data.db.database.is_none() && !data.data.exists() {
+    // With a database only video jobs are kept on local disk.
+    if !data.data.exists() {
         std::fs::create_dir_all(&data.data)
             .with_context(|| format!("creating {}", data.data.display()))?;
-        // Faces, vectors and the audit trail: readable by the service's user only.
+        // Faces, vectors, video results and the audit trail: readable by the
+        // service's user only.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

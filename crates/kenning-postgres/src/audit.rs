@@ -156,32 +156,3 @@ impl Trail for PgAudit {
         self.db.location().to_owned()
     }
 }
-
-/// Copies `lines` (a whole trail, in order, as [`Trail::records`] or the file
-/// holds them) into an empty trail, unchanged, so the copy is the same chain
-/// with the same head. Refuses a trail that already has records.
-pub(crate) async fn import(tx: &Transaction<'_>, lines: &[(i64, String, String)]) -> Res<()> {
-    let head = tx
-        .query_one("SELECT seq FROM audit_head FOR UPDATE", &[])
-        .await?
-        .get::<_, i64>(0);
-    if head != 0 {
-        return Err(kenning_store::StoreError::InvalidParameter(
-            "the database's audit trail is not empty; a trail can only be copied into an empty one"
-                .into(),
-        )
-        .into());
-    }
-    for (seq, line, _) in lines {
-        tx.execute(
-            "INSERT INTO audit_records (seq, line) VALUES ($1, $2)",
-            &[seq, line],
-        )
-        .await?;
-    }
-    if let Some((seq, _, hash)) = lines.last() {
-        tx.execute("UPDATE audit_head SET seq = $1, hash = $2", &[seq, hash])
-            .await?;
-    }
-    Ok(())
-}
