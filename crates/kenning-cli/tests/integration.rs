@@ -16,6 +16,7 @@ mod eval;
 mod identification;
 mod parity;
 mod recognisers;
+mod scale_out;
 mod server;
 mod service;
 mod tls;

@@ -144,7 +144,10 @@ fn collections_create_describe_list_delete() {
         let c = s
             .create_collection(new_coll("alpha", 4), Distance::Euclidean)
             .unwrap();
-        assert_eq!(c.arn, "aws:rekognition:local:000000000000:collection/alpha");
+        assert_eq!(
+            c.arn,
+            "arn:aws:rekognition:local:000000000000:collection/alpha"
+        );
         assert_eq!(
             (c.face_count, c.user_count, c.dim, c.next_seq),
             (0, 0, 4, 1)
@@ -802,7 +805,10 @@ fn access_keys_and_tokens_sealed_listed_revoked() {
             })
             .unwrap();
         let token = t.token.expose_secret();
-        assert_eq!(k.token_principal(token).unwrap().access_key, key.access_key_id);
+        assert_eq!(
+            k.token_principal(token).unwrap().access_key,
+            key.access_key_id
+        );
         let hashes = k.vault().tokens().unwrap();
         assert_eq!(hashes.len(), 1);
         assert!(!hashes[0].hash.contains(token.rsplit('_').next().unwrap()));
@@ -813,7 +819,8 @@ fn access_keys_and_tokens_sealed_listed_revoked() {
             k.revoke_token(&t.info.token_id, |_| entry("RevokeApiToken")),
             Err(KeyError::NotFound(_))
         ));
-        k.revoke(&key.access_key_id, entry("RevokeAccessKey")).unwrap();
+        k.revoke(&key.access_key_id, entry("RevokeAccessKey"))
+            .unwrap();
         assert_ne!(k.vault().version().unwrap(), v1);
         assert!(matches!(
             k.revoke(&key.access_key_id, entry("RevokeAccessKey")),
