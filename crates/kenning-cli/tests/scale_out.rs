@@ -1,12 +1,11 @@
-//! `kenning serve --database`: nodes that keep nothing on local disk share
-//! one PostgreSQL database (started by scripts/postgres.sh for the run, its
+//! `kenning serve --database`: nodes that keep nothing but video jobs on
+//! local disk share one PostgreSQL database (started by scripts/postgres.sh for the run, its
 //! URL in KENNING_TEST_DATABASE), answer exactly as the embedded backend
 //! does, and lose no acknowledged write when a node or the primary dies.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -14,21 +13,11 @@ use serde_json::{json, Value};
 use crate::common;
 use crate::server::{now, signed, try_signed, Server, KEY_ID, SECRET};
 
-/// The test run's PostgreSQL server, or `None` once the skip is recorded
-/// (a failure under CI, where scripts/test.sh always starts one).
-fn server(test: &str) -> Option<String> {
-    match std::env::var("KENNING_TEST_DATABASE") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            kenning_testdata::skip(
-                test,
-                "KENNING_TEST_DATABASE is not set (scripts/test.sh starts PostgreSQL with \
-                 scripts/postgres.sh and sets it)",
-            );
-            None
-        }
-    }
-}
+/// A database per test, as the PostgreSQL backend's own tests make them.
+#[path = "../../kenning-postgres/tests/common/mod.rs"]
+mod pg;
+
+use pg::{server, sql, TestDb};
 
 fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now()
@@ -36,62 +25,6 @@ fn unique(prefix: &str) -> String {
         .unwrap()
         .as_nanos();
     format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
-/// Runs SQL statements against `url`.
-fn sql(url: &str, statements: &str) {
-    let config = tokio_postgres::Config::from_str(url).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
-        let task = tokio::spawn(conn);
-        client.batch_execute(statements).await.unwrap();
-        drop(client);
-        let _ = task.await;
-    });
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let (head, _) = base.rsplit_once('/').unwrap();
-    match query {
-        Some(q) => format!("{head}/{name}?{q}"),
-        None => format!("{head}/{name}"),
-    }
-}
-
-/// A database of its own for one test, dropped at the end.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    fn new(admin: &str) -> Self {
-        let name = unique("kenning_cli");
-        sql(admin, &format!("CREATE DATABASE {name}"));
-        Self {
-            url: with_database(admin, &name),
-            admin: admin.to_owned(),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        sql(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
 }
 
 /// A private directory with the master key file every node shares.
@@ -161,10 +94,9 @@ fn same_photos_same_responses_on_both_backends() {
     let Some(data) = common::data(test) else {
         return;
     };
-    let Some(admin) = server(test) else {
+    let Some(db) = TestDb::new(test) else {
         return;
     };
-    let db = TestDb::new(&admin);
     let dir = std::env::temp_dir().join(unique("kenning-same"));
     let key = master_key(&dir);
     let node_data = dir.join("node-data");
@@ -405,6 +337,7 @@ fn index_with_retries(nodes: &[&Server], start: usize, photo: &Path, name: &str,
             &body.to_string(),
             (KEY_ID, SECRET),
             now(),
+            &[],
         ) {
             Ok((200, _, text)) => {
                 let v: Value = serde_json::from_str(&text).unwrap();

@@ -121,14 +121,17 @@ impl Drop for Server {
     }
 }
 
-/// A raw HTTP/1.1 exchange: (status, lower-cased headers, body).
+/// An HTTP response: status, lower-cased headers, body.
+pub(crate) type Response = (u16, Vec<(String, String)>, String);
+
+/// A raw HTTP/1.1 exchange.
 pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
     headers: &[(&str, String)],
     body: &[u8],
-) -> (u16, Vec<(String, String)>, String) {
+) -> Response {
     try_http(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{addr}: {e}"))
 }
 
@@ -140,7 +143,7 @@ pub(crate) fn try_http(
     path: &str,
     headers: &[(&str, String)],
     body: &[u8],
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut req = format!(
@@ -195,13 +198,7 @@ fn amz_date(t: u64) -> String {
 }
 
 /// A SigV4-signed AWS JSON 1.1 request at time `t`.
-pub(crate) fn signed(
-    addr: &str,
-    op: &str,
-    body: &str,
-    key: (&str, &str),
-    t: u64,
-) -> (u16, Vec<(String, String)>, String) {
+pub(crate) fn signed(addr: &str, op: &str, body: &str, key: (&str, &str), t: u64) -> Response {
     signed_with(addr, op, body, key, t, &[])
 }
 
@@ -213,7 +210,7 @@ pub(crate) fn signed_with(
     key: (&str, &str),
     t: u64,
     extra: &[(&str, String)],
-) -> (u16, Vec<(String, String)>, String) {
+) -> Response {
     try_signed(addr, op, body, key, t, extra).unwrap_or_else(|e| panic!("{addr}: {e}"))
 }
 
@@ -225,7 +222,7 @@ pub(crate) fn try_signed(
     key: (&str, &str),
     t: u64,
     extra: &[(&str, String)],
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+) -> std::io::Result<Response> {
     let date = amz_date(t);
     let service = if kenning_accountability::KENNING_OPERATIONS.contains(&op) {
         "KenningService"

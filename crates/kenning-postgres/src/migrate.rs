@@ -22,7 +22,7 @@ pub fn current_version() -> i32 {
 
 /// An arbitrary but fixed key for the advisory lock that serialises
 /// migrations across nodes ("kenning" in ASCII).
-const LOCK_KEY: i64 = 0x6b65_6e6e_696e_67;
+const LOCK_KEY: i64 = 0x006b_656e_6e69_6e67;
 
 /// Why the schema cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! A fresh PostgreSQL database per test, from the server that
 //! `scripts/postgres.sh` started for the test run (its URL in
-//! KENNING_TEST_DATABASE).
+//! KENNING_TEST_DATABASE). The CLI's scale-out tests include this file too.
 
 #![allow(dead_code)]
 
@@ -46,19 +46,9 @@ pub fn query(url: &str, statement: &str) -> Vec<String> {
 }
 
 /// The test run's server, or `None` once the skip is recorded (a failure
-/// under CI, where scripts/test.sh always starts one: kenning-testdata).
+/// under CI, where scripts/test.sh always starts one).
 pub fn server(test: &str) -> Option<String> {
-    match std::env::var("KENNING_TEST_DATABASE") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            kenning_testdata::skip(
-                test,
-                "KENNING_TEST_DATABASE is not set (scripts/test.sh starts PostgreSQL with \
-                 scripts/postgres.sh and sets it to the primary's URL)",
-            );
-            None
-        }
-    }
+    kenning_testdata::database(test)
 }
 
 impl TestDb {
