@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the default models and ffmpeg and starts the service (`kenning serve` on
-# 127.0.0.1:8470 with ./data, printing the URL and credentials); with
+# 127.0.0.1:8470 with ./data, printing the API's and the web console's URLs
+# and the credentials to sign in with); with
 # arguments it runs the kenning CLI instead, e.g. `scripts/run.sh compare a.jpg b.jpg`.
 # KENNING_TLS=dev serves HTTPS with a self-signed development certificate made
 # once in .cache/dev-tls (clients trust it with boto3 verify=, aws --ca-bundle).

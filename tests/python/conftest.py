@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+import botocore_shapes
+from botocore_shapes import responses_match_botocore_model  # noqa: F401 (autouse fixture)
+
 EXAMPLES = Path(os.environ.get("KENNING_TEST_DATA", "../shared/data")) / "misc/face_recognition/examples"
 
 
@@ -23,3 +26,8 @@ def examples():
             pytest.fail(f"{reason} (KENNING_REQUIRE_DATA=1: required under CI)", pytrace=False)
         pytest.skip(reason)
     return EXAMPLES
+
+
+# Every boto3 client of the run has each response checked against botocore's
+# model; the test that got one off the model fails.
+botocore_shapes.install_default()

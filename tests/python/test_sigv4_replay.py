@@ -10,36 +10,15 @@ passes KENNING_ENDPOINT, KENNING_TEST_KEY_ID and KENNING_TEST_SECRET.
 import hashlib
 import http.client
 import json
-import os
 import urllib.parse
 import uuid
 
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-ENDPOINT = os.environ.get("KENNING_ENDPOINT")
-KEY = (os.environ.get("KENNING_TEST_KEY_ID"), os.environ.get("KENNING_TEST_SECRET"))
+from kenning_server import ENDPOINT, KEY, sign
 
 if not (ENDPOINT and KEY[0]):
     pytest.fail("run through crates/kenning-cli/tests/server.rs", pytrace=False)
-
-
-def sign(op, body, headers=None):
-    """(headers, body) of a botocore-signed JSON 1.1 request."""
-    req = AWSRequest(
-        method="POST",
-        url=ENDPOINT + "/",
-        data=body,
-        headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": f"RekognitionService.{op}",
-            **(headers or {}),
-        },
-    )
-    SigV4Auth(Credentials(*KEY), "rekognition", "us-east-1").add_auth(req)
-    return dict(req.headers.items()), body
 
 
 def send(headers, body, path="/"):

@@ -8,22 +8,13 @@ KENNING_TEST_KEY_ID and KENNING_TEST_SECRET. Not collected by pytest (no
 test_ prefix): it needs a server started with those limits.
 """
 
-import os
-
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from kenning_server import rekognition
 
 
 def client(mode, attempts):
-    return boto3.client(
-        "rekognition",
-        endpoint_url=os.environ["KENNING_ENDPOINT"],
-        region_name="us-east-1",
-        aws_access_key_id=os.environ["KENNING_TEST_KEY_ID"],
-        aws_secret_access_key=os.environ["KENNING_TEST_SECRET"],
-        config=Config(retries={"mode": mode, "max_attempts": attempts}),
-    )
+    return rekognition(retries={"mode": mode, "max_attempts": attempts})
 
 
 def main():

@@ -17,9 +17,12 @@ use kenning_store::{Auditor, Change, Expiry, OnAssociated};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::keys::{KeyError, KeyStore};
 use crate::policy::{Policy, RetentionFrom, Violation};
+use crate::probes::ProbeStore;
+use crate::report::{accountability_report, ReportQuery};
 use crate::review::{self, ReviewError, ReviewItem, ReviewQueue, ReviewStore, Status, Verdict};
-use crate::roles::{Grant, Principal, KENNING_OPERATIONS};
+use crate::roles::{Grant, Principal, Role, KENNING_OPERATIONS};
 
 /// The review queue's file, relative to the data directory.
 pub const REVIEW_FILE: &str = "review.redb";
@@ -62,6 +65,17 @@ const AUDITED: &[&str] = &[
     "AssociateFaces",
     "DisassociateFaces",
 ];
+
+/// What a search looks at, for the policy rules that depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    /// A photo (SearchFaces, SearchFacesByImage, ...).
+    Photo,
+    /// A stored video (StartFaceSearch): the AllowVideo rule applies.
+    Video,
+    /// A live stream (stream processors): the AllowStreams rule applies.
+    Stream,
+}
 
 /// Who is asking, and in what context.
 #[derive(Debug, Clone)]
@@ -237,6 +251,9 @@ pub enum OpenError {
     /// The review queue cannot be opened.
     #[error("{0}")]
     Review(#[from] ReviewError),
+    /// The folder of probe photos under review cannot be used.
+    #[error("probe photos: {0}")]
+    Probes(#[from] std::io::Error),
 }
 
 /// Faces a retention pass deleted from one collection.
@@ -255,6 +272,8 @@ pub struct Governor {
     collections: Arc<Collections>,
     audit: Arc<dyn Trail>,
     reviews: Arc<dyn ReviewStore>,
+    probes: ProbeStore,
+    keys: KeyStore,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -331,19 +350,73 @@ impl Governor {
     pub fn open(data_dir: &Path, collections: Arc<Collections>) -> Result<Self, OpenError> {
         let audit = collections.store().audit();
         let reviews = ReviewQueue::open(&data_dir.join(REVIEW_FILE), audit)?;
-        Ok(Self::new(collections, Arc::new(reviews)))
+        Self::new(
+            collections,
+            Arc::new(reviews),
+            KeyStore::new(data_dir),
+            data_dir,
+        )
     }
 
     /// Puts `collections` behind the rules, with the review queue `reviews`
-    /// (kept where the collections are); every later store change is
+    /// and access keys `keys` (kept where the collections are), and the
+    /// probe photos under review in `data_dir`; every later store change is
     /// audited, in the store's own audit trail.
-    pub fn new(collections: Arc<Collections>, reviews: Arc<dyn ReviewStore>) -> Self {
+    pub fn new(
+        collections: Arc<Collections>,
+        reviews: Arc<dyn ReviewStore>,
+        keys: KeyStore,
+        data_dir: &Path,
+    ) -> Result<Self, OpenError> {
+        let probes = ProbeStore::open(data_dir)?;
         collections.store().set_auditor(Arc::new(AuditHook));
-        Self {
+        let g = Self {
             audit: collections.store().audit(),
             collections,
             reviews,
+            probes,
+            keys,
+        };
+        g.sweep_probes().map_err(|e| match e {
+            ProbeSweepError::Io(e) => OpenError::Probes(e),
+            ProbeSweepError::Review(e) => OpenError::Review(e),
+        })?;
+        Ok(g)
+    }
+
+    /// Erases the probe photos of searches that have no pending candidate
+    /// left (a crash between a closing decision and its erasure leaves one).
+    fn sweep_probes(&self) -> Result<usize, ProbeSweepError> {
+        let pending: std::collections::HashSet<String> = self
+            .reviews
+            .list(&|i| i.status == Status::Pending, None, usize::MAX)?
+            .items
+            .into_iter()
+            .map(|i| i.request_id)
+            .collect();
+        Ok(self.probes.sweep(|id| pending.contains(id))?)
+    }
+
+    /// Appends `entry`, a record of something that is not an operation (a
+    /// console sign-in or sign-out), with `outcome` `ok` or the exception
+    /// name and message.
+    pub fn record_event(
+        &self,
+        mut entry: Entry,
+        outcome: Result<(), &ApiError>,
+    ) -> Result<(), ApiError> {
+        if let Err(e) = outcome {
+            entry.outcome = e.kind.to_string();
+            entry.message = Some(e.message.clone());
         }
+        self.record(entry)
+    }
+
+    /// The face pipeline's recogniser and the calibration its Similarity
+    /// uses, e.g. `dlib-resnet-v1 (fair)`: searches record it.
+    pub fn calibration_in_force(&self) -> String {
+        let m = self.collections.pipeline().recognizer().loaded();
+        format!("{} ({})", m.manifest.name, m.selected.as_str())
     }
 
     /// The audit trail every operation is recorded in.
@@ -437,14 +510,15 @@ impl Governor {
 
     /// Checks a search of `entry`'s collection at `threshold` against the
     /// collection's policy, exactly as every photo search is checked, and,
-    /// for `video`, against its AllowVideo rule. Fills in the entry's face
-    /// count, threshold and false-match figures; a refusal is recorded.
+    /// for video and live streams, against its AllowVideo / AllowStreams
+    /// rule. Fills in the entry's face count, threshold and false-match
+    /// figures; a refusal is recorded.
     pub fn check_search(
         &self,
         caller: &Caller,
         entry: &mut Entry,
         threshold: f64,
-        video: bool,
+        medium: Medium,
     ) -> Result<Policy, ApiError> {
         let Some(collection) = entry.collection.clone() else {
             return Err(self.refuse(
@@ -452,6 +526,8 @@ impl Governor {
                 ApiError::invalid_parameter("CollectionId is required"),
             ));
         };
+        ops::percent("FaceMatchThreshold", Some(threshold))
+            .map_err(|e| self.refuse(entry.clone(), e))?;
         let (policy, face_count) = self
             .policy_of(&collection)
             .map_err(|e| self.refuse(entry.clone(), e))?;
@@ -460,24 +536,31 @@ impl Governor {
         entry.threshold = Some(threshold);
         entry.false_match_rate = Some(est.false_match_rate);
         entry.expected_false_matches = Some(est.expected_false_matches);
-        let checked = if video {
-            policy.check_video(&collection, false)
-        } else {
-            Ok(())
+        let broken = match medium {
+            Medium::Photo => None,
+            Medium::Video => policy
+                .check_video(&collection, false)
+                .err()
+                .map(|v| ("AllowVideo", v)),
+            Medium::Stream => policy
+                .check_video(&collection, true)
+                .err()
+                .map(|v| ("AllowStreams", v)),
         }
-        .and_then(|()| {
-            policy.check_search(
+        .or_else(|| {
+            policy.search_violation(
                 &collection,
                 threshold,
                 est.expected_false_matches,
                 caller.case.as_deref(),
             )
         });
-        if let Err(v) = checked {
+        if let Some((rule, v)) = broken {
             let e = match v {
                 Violation::Parameter(m) => ApiError::invalid_parameter(m),
                 Violation::Denied(m) => denied(m),
             };
+            entry.details = Some(json!({ "PolicyRule": rule }));
             return Err(self.refuse(entry.clone(), e));
         }
         Ok(policy)
@@ -486,19 +569,33 @@ impl Governor {
     /// Completes a search whose candidates are in `entry`: records when the
     /// matched faces last matched (for retention), queues the candidates for
     /// review when `policy` asks for it and writes the audit record with
-    /// `details`. Returns one ReviewId per candidate, in order, when they
+    /// `details` and the calibration that scored it. Returns one ReviewId per candidate, in order, when they
     /// were queued (none otherwise).
     pub fn complete_search(
         &self,
         caller: &Caller,
         policy: &Policy,
+        entry: Entry,
+        details: serde_json::Map<String, Value>,
+    ) -> Result<Vec<String>, ApiError> {
+        self.finish_search(caller, policy, entry, details, None)
+    }
+
+    /// [`Governor::complete_search`], keeping the `probe` photo for the
+    /// reviewers while its candidates are pending.
+    fn finish_search(
+        &self,
+        caller: &Caller,
+        policy: &Policy,
         mut entry: Entry,
         mut details: serde_json::Map<String, Value>,
+        probe: Option<KeptProbe>,
     ) -> Result<Vec<String>, ApiError> {
         let collection = entry.collection.clone().unwrap_or_default();
         let threshold = entry.threshold.unwrap_or(DEFAULT_THRESHOLD);
         self.touch(&collection, &entry.candidates)
             .map_err(|e| self.refuse(entry.clone(), e))?;
+        details.insert("Calibration".into(), json!(self.calibration_in_force()));
         if policy.required_reviewers > 0 && !entry.candidates.is_empty() {
             let mut items = self.review_items(
                 caller,
@@ -508,20 +605,33 @@ impl Governor {
                 policy,
                 &entry,
             );
+            for item in &mut items {
+                item.probe_face = probe.as_ref().and_then(|p| p.face);
+            }
             let ids: Vec<String> = items.iter().map(|i| i.review_id.clone()).collect();
+            if let Some(p) = &probe {
+                self.probes.put(&caller.request_id, &p.bytes).map_err(|e| {
+                    self.refuse(
+                        entry.clone(),
+                        ApiError::internal(format!("keeping the probe for review: {e}")),
+                    )
+                })?;
+            }
             details.insert("ReviewIds".into(), json!(ids));
             details.insert("RequiredReviewers".into(), json!(policy.required_reviewers));
             entry.details = Some(Value::Object(details));
             // The candidates are queued with the search's audit record.
-            return match self.reviews.enqueue(&mut items, entry.clone()) {
+            let queued = self.reviews.enqueue(&mut items, entry.clone());
+            if queued.is_err() {
+                let _ = self.probes.erase(&caller.request_id);
+            }
+            return match queued {
                 Ok(()) => Ok(ids),
                 Err(ReviewError::Audit(m)) => Err(audit_failed(m)),
                 Err(e) => Err(self.refuse(entry, ApiError::internal(e.to_string()))),
             };
         }
-        if !details.is_empty() {
-            entry.details = Some(Value::Object(details));
-        }
+        entry.details = Some(Value::Object(details));
         self.record(entry)?;
         Ok(Vec::new())
     }
@@ -542,10 +652,12 @@ impl Governor {
         }
         if op == "CompareFaces" {
             // Read from the request before it is consumed.
-            let threshold = body
-                .get("SimilarityThreshold")
-                .and_then(Value::as_f64)
-                .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
+            let threshold = ops::percent(
+                "SimilarityThreshold",
+                body.get("SimilarityThreshold").and_then(Value::as_f64),
+            )
+            .map_err(|e| self.refuse(entry.clone(), e))?
+            .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
             entry.threshold = Some(threshold);
             entry.false_match_rate = Some(kenning_collections::fmr_at(threshold));
             entry.details =
@@ -615,11 +727,10 @@ impl Governor {
         } else {
             "FaceMatchThreshold"
         };
-        let threshold = body
-            .get(field)
-            .and_then(Value::as_f64)
+        let threshold = ops::percent(field, body.get(field).and_then(Value::as_f64))
+            .map_err(|e| self.refuse(entry.clone(), e))?
             .unwrap_or(DEFAULT_THRESHOLD);
-        let policy = self.check_search(caller, &mut entry, threshold, false)?;
+        let policy = self.check_search(caller, &mut entry, threshold, Medium::Photo)?;
         if body.get(field).is_none() {
             body[field] = json!(threshold);
         }
@@ -631,10 +742,21 @@ impl Governor {
         if !searched.is_empty() {
             entry.details = Some(Value::Object(searched.clone()));
         }
+        // Reviewers see the probe beside each candidate, so a search under
+        // review keeps its image until the last candidate is decided.
+        let probe = (policy.required_reviewers > 0)
+            .then(|| image_bytes(&body, "Image"))
+            .flatten();
         let (result, _) = with_active(&entry, || ops::dispatch(&self.collections, op, body));
         let (mut v, counts) = result.map_err(|e| self.refuse(entry.clone(), e))?;
         entry.candidates = candidates(&v);
-        let ids = self.complete_search(caller, &policy, entry, searched)?;
+        let probe = probe.map(|bytes| KeptProbe {
+            bytes,
+            face: v
+                .get("SearchedFaceBoundingBox")
+                .and_then(|b| serde_json::from_value(b.clone()).ok()),
+        });
+        let ids = self.finish_search(caller, &policy, entry, searched, probe)?;
         let mut ids_left = ids.iter();
         for key in ["FaceMatches", "UserMatches"] {
             for m in v
@@ -682,6 +804,7 @@ impl Governor {
                 decisions: Vec::new(),
                 other_decisions: 0,
                 created_at: 0,
+                probe_face: None,
             })
             .collect()
     }
@@ -740,8 +863,20 @@ impl Governor {
             "UploadVideo" => return Err(ApiError::invalid_parameter(
                 "videos are uploaded with PUT /v1/buckets/{Bucket}/{Key} (the body is the file)",
             )),
+            "ReadStreamOutput" => return Err(ApiError::invalid_parameter(
+                "stream outputs are read as Server-Sent Events: GET /v1/stream-outputs/{Name}/events \
+                 and GET /v1/stream-processors/{Name}/tracks",
+            )),
+            "CreateAccessKey" | "RevokeAccessKey" => return self.change_key(op, body, entry),
+            "ListAccessKeys" => {
+                let keys = self.keys.list().map_err(key_error)?;
+                return Ok(json!({ "AccessKeys": keys }));
+            }
             "VerifyAudit" => self.verify_audit(),
             "ExportAudit" => self.export_audit(&caller.principal, body, &mut entry),
+            "GetAccountabilityReport" => self.report(&caller.principal, body, &mut entry),
+            "GetReviewProbe" => self.review_probe(&caller.principal, body, &mut entry),
+            "GetEnrolmentImage" => self.enrolment_image(body, &mut entry),
             _ => Err(ApiError::unknown_operation(op)),
         };
         // Reading the audit trail is itself audited.
@@ -784,6 +919,7 @@ impl Governor {
             .transpose()
             .map_err(ApiError::invalid_parameter)?;
         let max = max_results(body, 100, 1000)?;
+        let review_id = str_field(body, "ReviewId");
         let page = self
             .reviews
             .list(
@@ -791,6 +927,7 @@ impl Governor {
                     p.sees(&i.collection_id)
                         && collection.is_none_or(|c| c == i.collection_id)
                         && status.is_none_or(|s| s == i.status)
+                        && review_id.is_none_or(|r| r == i.review_id)
                 },
                 str_field(body, "NextToken"),
                 max as usize,
@@ -836,6 +973,7 @@ impl Governor {
         let (id, verdict, item) = parsed.map_err(|e| self.refuse(entry.clone(), e))?;
         entry.collection = Some(item.collection_id.clone());
         entry.case = caller.case.clone().or(item.case.clone());
+        entry.purpose = caller.purpose.clone().or(item.purpose.clone());
         entry.candidates = vec![Candidate {
             face_id: item.face_id.clone(),
             user_id: item.user_id.clone(),
@@ -862,10 +1000,223 @@ impl Governor {
             },
         );
         match decided {
-            Ok(item) => serde_json::to_value(&item).map_err(|e| ApiError::internal(e.to_string())),
+            Ok(item) => {
+                if item.status != Status::Pending {
+                    self.erase_probe_if_done(&item.request_id);
+                }
+                serde_json::to_value(&item).map_err(|e| ApiError::internal(e.to_string()))
+            }
             Err(ReviewError::Audit(m)) => Err(audit_failed(m)),
             Err(e) => Err(self.refuse(entry, review_error(e))),
         }
+    }
+
+    /// Erases the probe of search `request_id` once none of its candidates
+    /// is pending. A failure leaves it for the next sweep (at start and at
+    /// every retention pass), so the decision itself still stands.
+    fn erase_probe_if_done(&self, request_id: &str) {
+        let open = self.reviews.list(
+            &|i| i.request_id == request_id && i.status == Status::Pending,
+            None,
+            1,
+        );
+        if matches!(open, Ok(ref p) if p.items.is_empty()) {
+            let _ = self.probes.erase(request_id);
+        }
+    }
+
+    /// A review item the caller may see: in its collection scope.
+    fn visible_item(&self, p: &Principal, body: &Value) -> Result<ReviewItem, ApiError> {
+        let id = str_field(body, "ReviewId")
+            .ok_or_else(|| ApiError::invalid_parameter("ReviewId is required"))?;
+        let item = self.reviews.get(id).map_err(review_error)?;
+        if !p.sees(&item.collection_id) {
+            return Err(denied(format!(
+                "access key {} is not scoped to collection {}",
+                p.access_key, item.collection_id
+            )));
+        }
+        Ok(item)
+    }
+
+    /// GetReviewProbe: the photo a candidate came from, while its review is
+    /// open (reviewers and admins; recorded).
+    fn review_probe(
+        &self,
+        p: &Principal,
+        body: &Value,
+        entry: &mut Entry,
+    ) -> Result<Value, ApiError> {
+        let item = self.visible_item(p, body)?;
+        entry.collection = Some(item.collection_id.clone());
+        entry.case = item.case.clone();
+        entry.purpose = item.purpose.clone();
+        entry.details = Some(json!({ "ReviewId": item.review_id }));
+        let gone = || {
+            ApiError::from_code(
+                ErrorCode::ResourceNotFoundException,
+                format!(
+                    "review {} keeps no probe photo: it was erased when the review closed, or the search was not by image",
+                    item.review_id
+                ),
+            )
+        };
+        if item.status != Status::Pending {
+            return Err(gone());
+        }
+        let bytes = self
+            .probes
+            .get(&item.request_id)
+            .map_err(|e| ApiError::internal(format!("reading the probe: {e}")))?
+            .ok_or_else(gone)?;
+        Ok(json!({
+            "ReviewId": item.review_id,
+            "ContentType": image_type(&bytes),
+            "Image": { "Bytes": base64::engine::general_purpose::STANDARD.encode(&bytes) },
+            "BoundingBox": item.probe_face,
+        }))
+    }
+
+    /// GetEnrolmentImage: the photo a face was enrolled from, read from the
+    /// collection's image source (reviewers and admins; recorded).
+    fn enrolment_image(&self, body: &Value, entry: &mut Entry) -> Result<Value, ApiError> {
+        let collection = str_field(body, "CollectionId")
+            .ok_or_else(|| ApiError::invalid_parameter("CollectionId is required"))?;
+        let face_id = str_field(body, "FaceId")
+            .ok_or_else(|| ApiError::invalid_parameter("FaceId is required"))?;
+        entry.details = Some(json!({ "FaceId": face_id }));
+        let not_found = |m: String| ApiError::from_code(ErrorCode::ResourceNotFoundException, m);
+        let (policy, _) = self.policy_of(collection)?;
+        let source = policy.image_source.ok_or_else(|| {
+            not_found(format!(
+                "collection {collection} names no image source (an admin can set ImageSource in its policy)"
+            ))
+        })?;
+        let face = self
+            .collections
+            .store()
+            .get_faces(collection, &[face_id.to_owned()])
+            .map_err(|e| ApiError::from_wire(&e))?
+            .pop()
+            .flatten()
+            .ok_or_else(|| not_found(format!("face {face_id} not found in {collection}")))?;
+        let name = face.external_image_id.clone().ok_or_else(|| {
+            not_found(format!(
+                "face {face_id} has no ExternalImageId to find its photo by"
+            ))
+        })?;
+        entry.details = Some(json!({ "FaceId": face_id, "ExternalImageId": name }));
+        let bytes = read_enrolment_photo(&source.directory, &name)?;
+        Ok(json!({
+            "FaceId": face_id,
+            "ExternalImageId": name,
+            "ContentType": image_type(&bytes),
+            "Image": { "Bytes": base64::engine::general_purpose::STANDARD.encode(&bytes) },
+            "BoundingBox": face.bounding_box,
+        }))
+    }
+
+    /// GetAccountabilityReport over the caller's collection scope.
+    fn report(&self, p: &Principal, body: &Value, entry: &mut Entry) -> Result<Value, ApiError> {
+        let time = |k: &str| {
+            str_field(body, k)
+                .map(kenning_audit::parse_time)
+                .transpose()
+                .map_err(|e| ApiError::invalid_parameter(format!("{k}: {e}")))?
+                .ok_or_else(|| ApiError::invalid_parameter(format!("{k} is required")))
+        };
+        let q = ReportQuery {
+            from_ms: time("From")?,
+            to_ms: time("To")?,
+            collection: str_field(body, "CollectionId").map(Into::into),
+            purpose: str_field(body, "Purpose").map(Into::into),
+            case: str_field(body, "Case").map(Into::into),
+        };
+        if q.to_ms <= q.from_ms {
+            return Err(ApiError::invalid_parameter("To must be after From"));
+        }
+        let scoped = p.grant.collections.is_some();
+        let report = (|| {
+            accountability_report(
+                self.audit.verify()?,
+                self.audit.records()?,
+                &q,
+                |r| match &r.entry.collection {
+                    Some(c) => p.sees(c),
+                    None => !scoped,
+                },
+            )
+        })()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+        entry.details = Some(json!({
+            "From": str_field(body, "From"),
+            "To": str_field(body, "To"),
+            "Case": q.case,
+            "Purpose": q.purpose,
+            "Head": report.chain.head,
+        }));
+        serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// CreateAccessKey and RevokeAccessKey (admins), recorded before the
+    /// key store changes, as `kenning keys` does.
+    fn change_key(&self, op: &str, body: &Value, entry: Entry) -> Result<Value, ApiError> {
+        let refuse = |e: ApiError| self.refuse(entry.clone(), e);
+        // The key vault writes the record with the change, in one step.
+        let record = |details: Value| {
+            let mut e = entry.clone();
+            e.details = Some(details);
+            e
+        };
+        if op == "RevokeAccessKey" {
+            let id = str_field(body, "AccessKeyId")
+                .ok_or_else(|| refuse(ApiError::invalid_parameter("AccessKeyId is required")))?;
+            self.keys
+                .revoke(id, record(json!({ "AccessKeyId": id })))
+                .map_err(|e| match e {
+                    KeyError::Audit(m) => audit_failed(m),
+                    e => refuse(key_error(e)),
+                })?;
+            return Ok(json!({ "Revoked": id }));
+        }
+        let list = |k: &str| -> Result<Option<Vec<String>>, ApiError> {
+            match body.get(k) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|_| {
+                    ApiError::invalid_parameter(format!("{k} must be a list of strings"))
+                }),
+            }
+        };
+        let grant = (|| {
+            let role: Role = str_field(body, "Role")
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        "Role is required: admin, operator, reviewer or auditor",
+                    )
+                })?
+                .parse()
+                .map_err(ApiError::invalid_parameter)?;
+            Ok(Grant {
+                role,
+                collections: list("Collections")?,
+                operations: list("Operations")?,
+            })
+        })()
+        .map_err(refuse)?;
+        let k = self
+            .keys
+            .create(false, &grant, |info| {
+                record(serde_json::to_value(info).unwrap_or_default())
+            })
+            .map_err(|e| match e {
+                KeyError::Audit(m) => audit_failed(m),
+                e => refuse(key_error(e)),
+            })?;
+        let mut v = k.reveal();
+        v["Role"] = json!(grant.role);
+        v["Collections"] = json!(grant.collections);
+        v["Operations"] = json!(grant.operations);
+        Ok(v)
     }
 
     fn verify_audit(&self) -> Result<Value, ApiError> {
@@ -889,10 +1240,16 @@ impl Governor {
                 .transpose()
                 .map_err(|e| ApiError::invalid_parameter(format!("{k}: {e}")))
         };
+        let text = |k: &str| str_field(body, k).map(Into::into);
         let filter = Filter {
             from_ms: time("From")?,
             to_ms: time("To")?,
-            case: str_field(body, "Case").map(Into::into),
+            case: text("Case"),
+            purpose: text("Purpose"),
+            collection: text("CollectionId"),
+            access_key: text("AccessKey"),
+            operation: text("Operation"),
+            outcome: text("Outcome"),
         };
         let max = max_results(body, 1000, 10_000)?;
         let after: u64 = match str_field(body, "NextToken") {
@@ -929,6 +1286,10 @@ impl Governor {
             "From": str_field(body, "From"),
             "To": str_field(body, "To"),
             "Case": str_field(body, "Case"),
+            "Purpose": str_field(body, "Purpose"),
+            "AccessKey": str_field(body, "AccessKey"),
+            "Operation": str_field(body, "Operation"),
+            "Outcome": str_field(body, "Outcome"),
             "RecordsExported": out.len(),
         }));
         Ok(json!({ "Records": out, "NextToken": next }))
@@ -992,6 +1353,9 @@ impl Governor {
                 break;
             }
         }
+        self.sweep_probes()
+            .map_err(|e| ApiError::internal(format!("erasing probe photos: {e}")))?;
+        // The store erases only when a deletion left bytes behind.
         self.collections.erase().map_err(wire)?;
         Ok(results)
     }
@@ -1012,6 +1376,111 @@ fn max_results(body: &Value, default: u64, most: u64) -> Result<u64, ApiError> {
     }
 }
 
+fn key_error(e: KeyError) -> ApiError {
+    let code = match e {
+        KeyError::Invalid(_) => ErrorCode::InvalidParameterException,
+        KeyError::NotFound(_) => ErrorCode::ResourceNotFoundException,
+        _ => ErrorCode::InternalServerError,
+    };
+    ApiError::from_code(code, e.to_string())
+}
+
+/// Why sweeping the probe photos failed.
+#[derive(Debug)]
+enum ProbeSweepError {
+    Io(std::io::Error),
+    Review(ReviewError),
+}
+
+impl From<std::io::Error> for ProbeSweepError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<ReviewError> for ProbeSweepError {
+    fn from(e: ReviewError) -> Self {
+        Self::Review(e)
+    }
+}
+
+impl std::fmt::Display for ProbeSweepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => e.fmt(f),
+            Self::Review(e) => e.fmt(f),
+        }
+    }
+}
+
+/// The decoded bytes of a request's image field.
+/// A search's photo, kept for its reviewers, and where its face is.
+struct KeptProbe {
+    bytes: Vec<u8>,
+    face: Option<kenning_core::BoundingBox>,
+}
+
+fn image_bytes(body: &Value, field: &str) -> Option<Vec<u8>> {
+    let b64 = body.get(field)?.get("Bytes")?.as_str()?;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.trim_end())
+        .ok()
+}
+
+/// The media type of an image, from its first bytes.
+pub fn image_type(bytes: &[u8]) -> &'static str {
+    if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        "image/jpeg"
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        "image/webp"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// Reads enrolment photo `name` from `dir`: a plain file name (no path),
+/// inside the folder after links are resolved, at most the API's image
+/// size, and a JPEG, PNG or WebP image.
+fn read_enrolment_photo(dir: &Path, name: &str) -> Result<Vec<u8>, ApiError> {
+    let not_found = |m: String| ApiError::from_code(ErrorCode::ResourceNotFoundException, m);
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        return Err(not_found(format!(
+            "ExternalImageId {name:?} is not a file name in the image source"
+        )));
+    }
+    let missing = |e: std::io::Error| not_found(format!("enrolment photo {name:?}: {e}"));
+    let root = dir.canonicalize().map_err(missing)?;
+    let path = root.join(name).canonicalize().map_err(missing)?;
+    if path.parent() != Some(root.as_path()) {
+        return Err(not_found(format!(
+            "enrolment photo {name:?} leads outside the image source"
+        )));
+    }
+    let file = std::fs::File::open(&path).map_err(missing)?;
+    let mut bytes = Vec::new();
+    use std::io::Read as _;
+    file.take(ops::MAX_IMAGE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(missing)?;
+    if bytes.len() > ops::MAX_IMAGE_BYTES {
+        return Err(ApiError::from_code(
+            ErrorCode::ImageTooLargeException,
+            format!(
+                "enrolment photo {name:?} is larger than {} bytes",
+                ops::MAX_IMAGE_BYTES
+            ),
+        ));
+    }
+    if image_type(&bytes) == "application/octet-stream" {
+        return Err(ApiError::invalid_parameter(format!(
+            "enrolment photo {name:?} is not a JPEG, PNG or WebP image"
+        )));
+    }
+    Ok(bytes)
+}
+
 fn review_error(e: ReviewError) -> ApiError {
     let code = match e {
         ReviewError::NotFound(_) => ErrorCode::ResourceNotFoundException,
@@ -1024,4 +1493,37 @@ fn review_error(e: ReviewError) -> ApiError {
         ReviewError::Audit(_) | ReviewError::Db(_) => ErrorCode::InternalServerError,
     };
     ApiError::from_code(code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enrolment_photos_are_read_only_from_inside_the_image_source() {
+        let root = std::env::temp_dir().join(format!("kenning-src-{}", uuid::Uuid::new_v4()));
+        let src = root.join("photos");
+        std::fs::create_dir_all(&src).unwrap();
+        let png = b"\x89PNG\r\n\x1a\n rest of a png";
+        std::fs::write(src.join("a.png"), png).unwrap();
+        std::fs::write(src.join("notes.txt"), b"not an image").unwrap();
+        std::fs::write(root.join("secret.png"), png).unwrap();
+        assert_eq!(read_enrolment_photo(&src, "a.png").unwrap(), png);
+        assert_eq!(image_type(png), "image/png");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(root.join("secret.png"), src.join("link.png")).unwrap();
+        for (name, kind) in [
+            ("../secret.png", "ResourceNotFoundException"),
+            ("..", "ResourceNotFoundException"),
+            ("", "ResourceNotFoundException"),
+            ("missing.png", "ResourceNotFoundException"),
+            ("notes.txt", "InvalidParameterException"),
+            #[cfg(unix)]
+            ("link.png", "ResourceNotFoundException"),
+        ] {
+            let e = read_enrolment_photo(&src, name).unwrap_err();
+            assert_eq!(e.kind, kind, "{name}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
 }

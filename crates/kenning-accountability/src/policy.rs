@@ -51,7 +51,27 @@ pub struct Policy {
     /// Whether live streams may be searched against it (default yes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_streams: Option<bool>,
+    /// Where reviewers and admins (and only they) find the photo each face
+    /// was enrolled from. Kenning keeps no enrolment images itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_source: Option<ImageSource>,
 }
+
+/// A folder of enrolment photos in which each face's ExternalImageId is a
+/// file name (as `kenning index` names faces after their files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ImageSource {
+    /// Absolute path of the folder on the service's machine.
+    pub directory: std::path::PathBuf,
+}
+
+/// A search rule of the policy, as refusals name it in the audit trail.
+pub const SEARCH_RULES: [&str; 3] = [
+    "RequireCase",
+    "MinFaceMatchThreshold",
+    "MaxExpectedFalseMatches",
+];
 
 fn is_zero(n: &u8) -> bool {
     *n == 0
@@ -118,6 +138,14 @@ impl Policy {
                 return Err(format!("Retention.Days must be 1-36500, not {}", r.days));
             }
         }
+        if let Some(src) = &self.image_source {
+            if !src.directory.is_absolute() {
+                return Err(format!(
+                    "ImageSource.Directory must be an absolute path, not {:?}",
+                    src.directory
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -130,26 +158,41 @@ impl Policy {
         expected: f64,
         case: Option<&str>,
     ) -> Result<(), Violation> {
+        match self.search_violation(collection, threshold, expected, case) {
+            Some((_, v)) => Err(v),
+            None => Ok(()),
+        }
+    }
+
+    /// Like [`Policy::check_search`], naming the rule broken (one of
+    /// [`SEARCH_RULES`]) so refusals can be counted by rule.
+    pub fn search_violation(
+        &self,
+        collection: &str,
+        threshold: f64,
+        expected: f64,
+        case: Option<&str>,
+    ) -> Option<(&'static str, Violation)> {
         if self.require_case && case.is_none_or(|c| c.trim().is_empty()) {
-            return Err(Violation::Denied(format!(
+            return Some((SEARCH_RULES[0], Violation::Denied(format!(
                 "collection {collection}'s policy requires a case reference for every search (HTTP header X-Kenning-Case, CLI --case)"
-            )));
+            ))));
         }
         if let Some(min) = self.min_face_match_threshold {
             if threshold < min {
-                return Err(Violation::Parameter(format!(
+                return Some((SEARCH_RULES[1], Violation::Parameter(format!(
                     "collection {collection}'s policy sets the minimum match threshold to {min}; this search asked for {threshold}"
-                )));
+                ))));
             }
         }
         if let Some(max) = self.max_expected_false_matches {
             if expected > max {
-                return Err(Violation::Parameter(format!(
+                return Some((SEARCH_RULES[2], Violation::Parameter(format!(
                     "collection {collection}'s policy allows at most {max} expected false matches per search; at threshold {threshold} its faces give {expected:.3e} (raise the threshold)"
-                )));
+                ))));
             }
         }
-        Ok(())
+        None
     }
 
     /// Checks a video (`stream = false`) or live-stream search.

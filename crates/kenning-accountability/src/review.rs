@@ -136,6 +136,9 @@ pub struct ReviewItem {
     pub other_decisions: usize,
     /// When it was queued, ms since the epoch.
     pub created_at: u64,
+    /// Where the searched face is in the probe photo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_face: Option<kenning_core::BoundingBox>,
 }
 
 /// What the queue can refuse or fail with.
@@ -436,6 +439,7 @@ mod tests {
             decisions: Vec::new(),
             other_decisions: 0,
             created_at: 0,
+            probe_face: None,
         }
     }
 

@@ -91,6 +91,14 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("StartFaceSearch", &[A, O]),
     ("GetFaceSearch", &[A, O]),
     ("UploadVideo", &[A, O]),
+    ("CreateStreamProcessor", &[A]),
+    ("UpdateStreamProcessor", &[A]),
+    ("DeleteStreamProcessor", &[A]),
+    ("StartStreamProcessor", &[A, O]),
+    ("StopStreamProcessor", &[A, O]),
+    ("DescribeStreamProcessor", &[A, O, U]),
+    ("ListStreamProcessors", &[A, O, U]),
+    ("ReadStreamOutput", &[A, O]),
     ("PutCollectionPolicy", &[A]),
     ("GetCollectionPolicy", &[A, O, R, U]),
     ("ListReviewItems", &[A, O, R, U]),
@@ -98,6 +106,12 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("VerifyAudit", &[U]),
     ("ExportAudit", &[U]),
     ("RunRetention", &[A]),
+    ("GetReviewProbe", &[A, R]),
+    ("GetEnrolmentImage", &[A, R]),
+    ("GetAccountabilityReport", &[A, U]),
+    ("CreateAccessKey", &[A]),
+    ("ListAccessKeys", &[A]),
+    ("RevokeAccessKey", &[A]),
 ];
 
 /// Kenning's own operations (beyond Rekognition's), served under the
@@ -111,6 +125,13 @@ pub const KENNING_OPERATIONS: &[&str] = &[
     "ExportAudit",
     "RunRetention",
     "UploadVideo",
+    "ReadStreamOutput",
+    "GetReviewProbe",
+    "GetEnrolmentImage",
+    "GetAccountabilityReport",
+    "CreateAccessKey",
+    "ListAccessKeys",
+    "RevokeAccessKey",
 ];
 
 /// A key's role and scope, as stored with the key.

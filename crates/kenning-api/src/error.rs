@@ -13,8 +13,6 @@ const NOT_FACES: &[&str] = &[
     "DetectCustomLabels",
     "RecognizeCelebrities",
     "GetCelebrityInfo",
-    "CreateStreamProcessor",
-    "StartStreamProcessor",
     "CreateFaceLivenessSession",
 ];
 
@@ -94,7 +92,10 @@ impl ApiError {
     pub fn rest_status(&self) -> u16 {
         match self.kind.as_ref() {
             "ResourceNotFoundException" => 404,
-            "ResourceAlreadyExistsException" | "IdempotentParameterMismatchException" => 409,
+            "ResourceAlreadyExistsException"
+            | "ConflictException"
+            | "IdempotentParameterMismatchException"
+            | "ResourceInUseException" => 409,
             "LimitExceededException" => 429,
             _ => self.status,
         }

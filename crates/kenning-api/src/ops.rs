@@ -42,6 +42,13 @@ pub const OPERATIONS: &[&str] = &[
     "GetFaceDetection",
     "StartFaceSearch",
     "GetFaceSearch",
+    "CreateStreamProcessor",
+    "StartStreamProcessor",
+    "StopStreamProcessor",
+    "DescribeStreamProcessor",
+    "ListStreamProcessors",
+    "DeleteStreamProcessor",
+    "UpdateStreamProcessor",
 ];
 
 /// The stored-video operations among [`OPERATIONS`]: they run as jobs in
@@ -51,6 +58,19 @@ pub const VIDEO_OPERATIONS: &[&str] = &[
     "GetFaceDetection",
     "StartFaceSearch",
     "GetFaceSearch",
+];
+
+/// The stream-processor operations among [`OPERATIONS`]: they run in the
+/// stream service (`kenning-streams`), which is off unless the server is
+/// started with `--enable-streams`.
+pub const STREAM_OPERATIONS: &[&str] = &[
+    "CreateStreamProcessor",
+    "StartStreamProcessor",
+    "StopStreamProcessor",
+    "DescribeStreamProcessor",
+    "ListStreamProcessors",
+    "DeleteStreamProcessor",
+    "UpdateStreamProcessor",
 ];
 
 /// What an operation did besides its response, for the metrics.
@@ -140,6 +160,14 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(
     }
 }
 
+/// A threshold in Rekognition's Percent range (0-100), if given: callers
+/// that compute with it before the operation runs (the governor's false-match
+/// estimate) check it first, so that -1e308 is a bad parameter, not an
+/// infinite false-match rate.
+pub fn percent(name: &str, v: Option<f64>) -> Result<Option<f64>, ApiError> {
+    range(name, v, 0.0, 100.0)
+}
+
 fn usize_of(v: Option<u64>) -> Option<usize> {
     v.map(|x| usize::try_from(x).unwrap_or(usize::MAX))
 }
@@ -205,8 +233,16 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 target_image: ImageArg,
                 similarity_threshold: Option<f64>,
                 quality_filter: Option<String>,
+                /// Kenning's extension: compare with this recogniser
+                /// (default: the service's default).
+                recogniser: Option<String>,
             }
             let r: R = args(body)?;
+            let pipeline = match &r.recogniser {
+                Some(name) => Some(c.recognisers().get(name).map_err(wire)?),
+                None => None,
+            };
+            let pipeline = pipeline.as_deref().unwrap_or(c.pipeline());
             let threshold = range("SimilarityThreshold", r.similarity_threshold, 0.0, 100.0)?
                 .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
             let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
@@ -219,7 +255,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 &limits,
             )?;
             let mut result =
-                kenning_models::compare::compare_faces(c.pipeline(), &s, &t, threshold, 100)
+                kenning_models::compare::compare_faces(pipeline, &s, &t, threshold, 100)
                     .map_err(wire)?;
             let (w, h) = t.dimensions();
             result
@@ -239,11 +275,15 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 /// Kenning's extension: the collection's policy document,
                 /// validated by the accountability layer before it gets here.
                 policy: Option<Value>,
+                /// Kenning's extension: the recogniser that makes the
+                /// collection's vectors, for its whole life (default: the
+                /// service's default).
+                recogniser: Option<String>,
             }
             let r: R = args(body)?;
             let policy = r.policy.map_or_else(|| "{}".to_owned(), |p| p.to_string());
             to_value(
-                &c.create_collection(&r.collection_id, &policy)
+                &c.create_collection_with(&r.collection_id, &policy, r.recogniser.as_deref())
                     .map_err(wire)?,
             )?
         }
@@ -497,6 +537,13 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 format!(
                 "{other} runs as a job of the video service, which this front end has not started"
             ),
+            ))
+        }
+        other if STREAM_OPERATIONS.contains(&other) => {
+            return Err(ApiError::new(
+                400,
+                "UnknownOperationException",
+                format!("{other} runs in the stream service, which this front end has not started"),
             ))
         }
         other => return Err(ApiError::unknown_operation(other)),

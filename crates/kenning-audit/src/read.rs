@@ -62,7 +62,8 @@ pub struct BadRecord {
     pub reason: String,
 }
 
-/// Which records [`export`] writes. Every condition that is set must hold.
+/// Which records [`export`] writes. Every condition that is set must hold;
+/// text conditions compare whole values, exactly.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Records at or after this instant (ms since the Unix epoch).
@@ -71,17 +72,37 @@ pub struct Filter {
     pub to_ms: Option<u64>,
     /// Records logged for this case.
     pub case: Option<String>,
+    /// Records logged with this stated purpose.
+    pub purpose: Option<String>,
+    /// Records about this collection.
+    pub collection: Option<String>,
+    /// Records of requests by this access key (the caller).
+    pub access_key: Option<String>,
+    /// Records of this operation.
+    pub operation: Option<String>,
+    /// Records with this outcome: `ok`, an exception name, or `error` for
+    /// every outcome but `ok` (refusals and failures).
+    pub outcome: Option<String>,
 }
 
 impl Filter {
     /// Whether the record passes the filter.
     pub fn matches(&self, record: &Record) -> bool {
+        let e = &record.entry;
+        let same = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
         self.from_ms.is_none_or(|from| record.time_ms >= from)
             && self.to_ms.is_none_or(|to| record.time_ms < to)
-            && self
-                .case
-                .as_deref()
-                .is_none_or(|case| record.entry.case.as_deref() == Some(case))
+            && same(&self.case, e.case.as_deref())
+            && same(&self.purpose, e.purpose.as_deref())
+            && same(&self.collection, e.collection.as_deref())
+            && same(&self.access_key, e.access_key.as_deref())
+            && same(&self.operation, Some(&e.operation))
+            && self.outcome.as_deref().is_none_or(|o| match o {
+                "error" => e.outcome != "ok",
+                o => e.outcome == o,
+            })
     }
 }
 

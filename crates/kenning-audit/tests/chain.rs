@@ -683,7 +683,7 @@ fn export_selects_by_time_and_case() {
         run(Filter {
             from_ms: Some(t[3]),
             to_ms: Some(t[7]),
-            case: None
+            ..Filter::default()
         }),
         [4, 5, 6, 7]
     );
@@ -719,7 +719,8 @@ fn export_selects_by_time_and_case() {
         run(Filter {
             from_ms: Some(t[2]),
             to_ms: Some(t[7]),
-            case: case("C-1")
+            case: case("C-1"),
+            ..Filter::default()
         }),
         [5]
     );

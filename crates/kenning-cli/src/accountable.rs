@@ -224,6 +224,7 @@ pub fn audit(ctx: &Context, data: &DataArgs, cmd: AuditCommand) -> Result<i32> {
                     from_ms: from.as_deref().map(kenning_audit::parse_time).transpose()?,
                     to_ms: to.as_deref().map(kenning_audit::parse_time).transpose()?,
                     case: data.case.clone(),
+                    ..kenning_audit::Filter::default()
                 };
                 match &database {
                     Some(t) => t.export(&filter, &mut out)?,

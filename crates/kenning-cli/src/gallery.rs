@@ -1,8 +1,9 @@
 //! Collection, face and user subcommands: Rekognition's operations on the
 //! data directory, printed as Rekognition-shaped JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -11,7 +12,7 @@ use clap::{Args, Subcommand};
 use kenning_accountability::keys::KeyStore;
 use kenning_accountability::{Caller, Governor, Grant, Principal};
 use kenning_collections::Collections;
-use kenning_models::Pipeline;
+use kenning_models::{Pipeline, Recognisers};
 use serde_json::{json, Value};
 
 use crate::commands::{wire, Context};
@@ -79,14 +80,17 @@ impl DataArgs {
     /// Opens the data directory (or the database) behind the accountability
     /// rules, with `pipeline`: the governor and the caller acting on it.
     pub fn governor(&self, pipeline: Arc<Pipeline>) -> Result<(Governor, Caller)> {
-        let distance = pipeline.recognizer().manifest().embedding.distance;
-        let storage = storage::open(&self.db, &self.data, distance)?;
+        let recognisers: Recognisers = pipeline.into();
+        let storage = storage::open(&self.db, &self.data, &recognisers)?;
         let caller = self.caller_in(|| Ok(storage.keys.clone()))?;
-        let collections = Collections::with_store(storage.faces, pipeline);
-        Ok((
-            Governor::new(Arc::new(collections), storage.reviews),
-            caller,
-        ))
+        let collections = Collections::with_store(storage.faces, recognisers);
+        let governor = Governor::new(
+            Arc::new(collections),
+            storage.reviews,
+            storage.keys,
+            &self.data,
+        )?;
+        Ok((governor, caller))
     }
 
     /// Opens the data directory (or the database) behind the accountability rules.
@@ -183,7 +187,11 @@ pub fn collection(ctx: &Context, data: &DataArgs, cmd: CollectionCommand) -> Res
             let policy = policy.as_deref().map(policy_arg).transpose()?;
             s.call(
                 "CreateCollection",
-                body(json!({ "CollectionId": id, "Policy": policy })),
+                body(json!({
+                    "CollectionId": id,
+                    "Policy": policy,
+                    "Recogniser": ctx.recogniser,
+                })),
             )?
         }
         CollectionCommand::List {
@@ -221,6 +229,32 @@ pub struct IndexArgs {
     /// NONE, AUTO, LOW, MEDIUM or HIGH.
     #[arg(long, default_value = "AUTO")]
     quality_filter: String,
+    /// Index an image even when the collection already holds faces with its
+    /// ExternalImageId (by default it is skipped, and reported), so a re-run
+    /// over the same photos adds nothing twice.
+    #[arg(long)]
+    again: bool,
+}
+
+/// The ExternalImageIds a collection holds faces of.
+fn external_ids(s: &Session, collection: &str) -> Result<HashSet<String>> {
+    let mut ids = HashSet::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = s.call(
+            "ListFaces",
+            body(json!({ "CollectionId": collection, "MaxResults": 4096, "NextToken": token })),
+        )?;
+        for f in page["Faces"].as_array().into_iter().flatten() {
+            if let Some(ext) = f["ExternalImageId"].as_str() {
+                ids.insert(ext.to_owned());
+            }
+        }
+        token = page["NextToken"].as_str().map(str::to_owned);
+        if token.is_none() {
+            return Ok(ids);
+        }
+    }
 }
 
 /// A file name made into a valid ExternalImageId (`[a-zA-Z0-9_.\-:]+`).
@@ -257,12 +291,28 @@ pub fn index(ctx: &Context, data: &DataArgs, args: &IndexArgs) -> Result<i32> {
         "DescribeCollection",
         json!({ "CollectionId": args.collection }),
     )?;
+    // Faces already indexed under an ExternalImageId (before this run) are
+    // not indexed again unless asked: re-running over the same photos, e.g.
+    // after an interruption, is then idempotent.
+    let present = if args.again {
+        HashSet::new()
+    } else {
+        external_ids(&s, &args.collection)?
+    };
+    let skipped = AtomicUsize::new(0);
     let tally = Mutex::new((0usize, 0usize, BTreeMap::<String, usize>::new()));
     let failed = batch::run(&paths, |p| {
         let ext = args
             .external_image_id
             .clone()
             .unwrap_or_else(|| external_id(p));
+        if present.contains(&ext) {
+            skipped.fetch_add(1, AtomicOrdering::Relaxed);
+            return Ok(Some(
+                json!({ "File": p, "Skipped": format!("the collection already holds faces with ExternalImageId {ext}") })
+                    .to_string(),
+            ));
+        }
         let mut line = s.call(
             "IndexFaces",
             body(json!({
@@ -289,9 +339,17 @@ pub fn index(ctx: &Context, data: &DataArgs, args: &IndexArgs) -> Result<i32> {
     s.flush()?;
     let (indexed, unindexed, reasons) = tally.into_inner().map_err(|_| anyhow!("poisoned"))?;
     let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let skipped = skipped.into_inner();
     eprintln!(
-        "kenning: {} images, {failed} failed; {indexed} faces indexed, {unindexed} not indexed{}",
+        "kenning: {} images, {failed} failed{}; {indexed} faces indexed, {unindexed} not indexed{}",
         paths.len(),
+        if skipped > 0 {
+            format!(
+                ", {skipped} skipped (already indexed under their ExternalImageId; --again adds them again)"
+            )
+        } else {
+            String::new()
+        },
         if reasons.is_empty() {
             String::new()
         } else {

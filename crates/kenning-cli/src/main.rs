@@ -8,6 +8,8 @@ mod commands;
 mod eval;
 mod gallery;
 mod inputs;
+mod model_dirs;
+mod report;
 mod serve;
 mod storage;
 mod video;
@@ -21,9 +23,11 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "kenning", version, about)]
 struct Cli {
-    /// Folder with the model files and ONNX Runtime (installed by scripts/setup-models.sh).
-    #[arg(long, global = true, env = "KENNING_MODELS", default_value = "models")]
-    models: PathBuf,
+    /// Folder with the model files and ONNX Runtime (installed by
+    /// scripts/setup-models.sh). Default: `models/` next to the executable, then
+    /// the per-user data directory's `kenning/models`, then `./models`.
+    #[arg(long, global = true, env = "KENNING_MODELS")]
+    models: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -35,9 +39,14 @@ struct Cli {
     min_confidence: f32,
     #[command(flatten)]
     data: gallery::DataArgs,
-    /// Recogniser manifest (default: the built-in dlib ResNet).
+    /// Recogniser manifest file (overrides --recogniser).
     #[arg(long, global = true)]
     manifest: Option<PathBuf>,
+    /// Built-in recogniser for new collections and for detect, embed,
+    /// compare, calibrate and eval: sface-2021dec (default) or
+    /// dlib-resnet-v1. Existing collections always use their own.
+    #[arg(long, global = true, env = "KENNING_RECOGNISER")]
+    recogniser: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,6 +122,8 @@ enum Command {
     /// Stored video: detect faces, or search a collection for the people in a video.
     #[command(subcommand)]
     Video(video::VideoCommand),
+    /// The accountability report for a period, from the audit trail.
+    Report(report::ReportArgs),
 }
 
 fn main() {
@@ -138,6 +149,7 @@ fn run(cli: Cli) -> Result<i32> {
         working_size: cli.working_size,
         min_confidence: cli.min_confidence,
         manifest: cli.manifest,
+        recogniser: cli.recogniser,
     };
     match cli.command {
         Command::Detect { images } => commands::detect(&ctx, &images),
@@ -163,5 +175,6 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Audit(cmd) => accountable::audit(&ctx, &cli.data, cmd),
         Command::Retention(cmd) => accountable::retention(&ctx, &cli.data, cmd),
         Command::Video(cmd) => video::run(&ctx, &cli.data, cmd),
+        Command::Report(args) => report::report(&ctx, &cli.data, &args),
     }
 }

@@ -14,6 +14,7 @@ fn hex_string(b: &[u8]) -> String {
 use kenning_accountability::keys::{KeyInfo, KeyStore};
 use kenning_accountability::{Caller, Governor, Grant, Role};
 use kenning_audit::Entry;
+use kenning_models::Recognisers;
 use kenning_server::{Credentials, RootKey, ServerConfig};
 
 use crate::commands::{wire, Context};
@@ -62,6 +63,8 @@ pub struct ServeArgs {
     header_timeout: u64,
     #[command(flatten)]
     video: VideoServeArgs,
+    #[command(flatten)]
+    streams: StreamServeArgs,
     /// Requests per second each access key may make, sustained (0: no
     /// limit); over it: ThrottlingException with Retry-After.
     #[arg(long, default_value_t = 200.0)]
@@ -73,6 +76,12 @@ pub struct ServeArgs {
     /// limit); over it: ProvisionedThroughputExceededException.
     #[arg(long)]
     key_concurrency: Option<usize>,
+    /// Seconds without a request after which a console session ends.
+    #[arg(long, default_value_t = 900)]
+    console_idle_timeout: u64,
+    /// Do not serve the web console at /console/.
+    #[arg(long)]
+    no_console: bool,
 }
 
 /// `kenning tls ...`
@@ -182,6 +191,81 @@ impl VideoServeArgs {
         let service = kenning_video::VideoService::open(data, governor, buckets, notify, config)
             .map_err(wire)?;
         Ok(service)
+    }
+}
+
+/// Live-stream options of `kenning serve`.
+#[derive(Args)]
+struct StreamServeArgs {
+    /// Enable stream processors (off by default: without it every stream
+    /// operation is refused with AccessDeniedException).
+    #[arg(long)]
+    enable_streams: bool,
+    /// A live source a processor's Input.KinesisVideoStream.Arn may name by
+    /// its stream name: NAME=URL with an rtsp://, rtsps://, http(s)://
+    /// (MPEG-TS, HLS, MJPEG) URL, or a video file inside a --bucket
+    /// directory played in real time (`#loop` at the end: again and again).
+    #[arg(
+        long = "stream-source",
+        value_name = "NAME=URL",
+        requires = "enable_streams"
+    )]
+    sources: Vec<String>,
+    /// Where records for Output.KinesisDataStream.Arn's stream name go:
+    /// NAME=sse (GET /v1/stream-outputs/NAME/events), NAME=http://... (an
+    /// HMAC-signed webhook, signed with the --notify-secret key) or
+    /// NAME=FILE (rotating JSON lines, matched faces only); repeatable,
+    /// several sinks per name.
+    #[arg(
+        long = "stream-output",
+        value_name = "NAME=sse|URL|FILE",
+        requires = "enable_streams"
+    )]
+    outputs: Vec<String>,
+    /// Frames analysed per second of a live stream.
+    #[arg(long, default_value_t = 5.0)]
+    stream_fps: f64,
+    /// Most stream processors that may exist (LimitExceededException beyond).
+    #[arg(long, default_value_t = 20)]
+    stream_max_processors: usize,
+}
+
+impl StreamServeArgs {
+    fn service(
+        &self,
+        data: &std::path::Path,
+        governor: Arc<Governor>,
+        video: &kenning_video::VideoService,
+        key_active: kenning_streams::KeyCheck,
+    ) -> Result<Option<Arc<kenning_streams::StreamService>>> {
+        if !self.enable_streams {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            self.stream_fps > 0.0 && self.stream_fps <= 30.0,
+            "--stream-fps must be between 0 and 30"
+        );
+        let mut config = kenning_streams::StreamConfig {
+            max_processors: self.stream_max_processors.max(1),
+            webhook_secret: video.notification_secret().to_vec(),
+            ..Default::default()
+        };
+        config.live.fps = self.stream_fps;
+        for spec in &self.sources {
+            let (name, input) =
+                kenning_streams::config::parse_source(spec, video.buckets()).map_err(wire)?;
+            anyhow::ensure!(
+                config.sources.insert(name.clone(), input).is_none(),
+                "--stream-source {name} is given twice"
+            );
+        }
+        for spec in &self.outputs {
+            let (name, sink) = kenning_streams::config::parse_output(spec).map_err(wire)?;
+            config.outputs.entry(name).or_default().push(sink);
+        }
+        let service = kenning_streams::StreamService::open(data, governor, config, key_active)
+            .map_err(wire)?;
+        Ok(Some(service))
     }
 }
 
@@ -462,9 +546,9 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     }
     // Video jobs run their own detector sessions beside the requests', so a
     // long job never holds the sessions a photo request waits for.
-    let pipeline = Arc::new(ctx.pipeline_with_sessions(ctx.threads.max(1) * 2)?);
-    let distance = pipeline.recognizer().manifest().embedding.distance;
-    let storage = storage::open(&data.db, &data.data, distance)?;
+    let recognisers: Recognisers =
+        Arc::new(ctx.pipeline_with_sessions(ctx.threads.max(1) * 2)?).into();
+    let storage = storage::open(&data.db, &data.data, &recognisers)?;
     let root = kenning_server::root_key(&storage.keys, env_root()?, |info| {
         key_change(
             &Caller::system("serve"),
@@ -473,11 +557,32 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         )
     })?;
     let store = storage.keys;
-    let collections = kenning_server::open_collections(storage.faces, pipeline);
-    let governor = Arc::new(Governor::new(Arc::new(collections), storage.reviews));
+    let collections = kenning_server::open_collections(storage.faces, recognisers);
+    let governor = Arc::new(Governor::new(
+        Arc::new(collections),
+        storage.reviews,
+        store.clone(),
+        &data.data,
+    )?);
     let video = args
         .video
         .service(&data.data, governor.clone(), ctx.threads)?;
+    let key_active: kenning_streams::KeyCheck = {
+        let store = store.clone();
+        let env_root = match &root {
+            RootKey::FromEnv { access_key_id, .. } => Some(access_key_id.clone()),
+            _ => None,
+        };
+        let anonymous = args.allow_anonymous;
+        Arc::new(move |key: &str| {
+            env_root.as_deref() == Some(key)
+                || (anonymous && key == "anonymous")
+                || store.active().is_ok_and(|k| k.contains_key(key))
+        })
+    };
+    let streams = args
+        .streams
+        .service(&data.data, governor.clone(), &video, key_active)?;
     let mut config = ServerConfig::new(args.listen);
     config.allow_anonymous = args.allow_anonymous;
     config.allow_anonymous_remote = args.allow_anonymous_remote;
@@ -501,12 +606,23 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         "http"
     };
     let store_location = store.vault().location();
+    if !args.no_console {
+        let mut console = kenning_console::ConsoleConfig::new(data.data.clone());
+        console.idle_timeout = Duration::from_secs(args.console_idle_timeout.max(1));
+        console.body_limit = args.body_limit;
+        console.secure_cookies = config.tls.is_some();
+        config.console = Some(console);
+    }
     let credentials = Credentials::new(store, &root);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = kenning_server::bind(config, governor, credentials, Some(video.clone())).await?;
+        let services = kenning_server::Services {
+            video: Some(video.clone()),
+            streams: streams.clone(),
+        };
+        let server = kenning_server::bind(config, governor, credentials, services).await?;
         let addr = server.local_addr()?;
         println!("Kenning is serving Rekognition's API at {scheme}://{addr}");
         match &root {
@@ -531,6 +647,19 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
                 hex_string(video.notification_secret())
             );
         }
+        if streams.is_some() {
+            // Names only: a source's URL may carry a camera's password.
+            let names = |specs: &[String]| {
+                let mut n: Vec<&str> = specs.iter().filter_map(|s| s.split('=').next()).collect();
+                n.dedup();
+                n.join(", ")
+            };
+            println!(
+                "stream processors enabled; sources: {}; outputs: {}",
+                names(&args.streams.sources),
+                names(&args.streams.outputs),
+            );
+        }
         if scheme == "http" && !addr.ip().is_loopback() {
             let warning = format!(
                 "WARNING: serving plain HTTP on the non-loopback address {addr}: access keys' \
@@ -538,6 +667,9 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
             );
             println!("{warning}");
             eprintln!("{warning}");
+        }
+        if !args.no_console {
+            println!("console: {scheme}://{addr}/console/ (sign in with an access key id and its secret, or an API token)");
         }
         println!("try: aws rekognition list-collections --endpoint-url {scheme}://{addr} --region us-east-1");
         use std::io::Write as _;

@@ -9,8 +9,9 @@ use clap::Args;
 use kenning_accountability::keys::{Kek, KeyStore};
 use kenning_accountability::{ReviewQueue, ReviewStore, REVIEW_FILE};
 use kenning_audit::Trail;
+use kenning_models::Recognisers;
 use kenning_postgres::{Options, Postgres, Precision};
-use kenning_store::{Distance, Embedded, FaceStore};
+use kenning_store::{Embedded, FaceStore};
 
 use crate::commands::wire;
 
@@ -111,8 +112,12 @@ impl DatabaseArgs {
 }
 
 /// Opens the storage: the database if one was given, else the data
-/// directory `data` (whose indexes measure `distance`).
-pub fn open(db: &DatabaseArgs, data: &std::path::Path, distance: Distance) -> Result<Storage> {
+/// directory `data` (whose collections may be of any of `recognisers`).
+pub fn open(
+    db: &DatabaseArgs,
+    data: &std::path::Path,
+    recognisers: &Recognisers,
+) -> Result<Storage> {
     if let Some(pg) = db.connect()? {
         let keys = db.pg_keys(&pg)?;
         return Ok(Storage {
@@ -121,7 +126,8 @@ pub fn open(db: &DatabaseArgs, data: &std::path::Path, distance: Distance) -> Re
             keys,
         });
     }
-    let faces = Arc::new(Embedded::open(data, distance).map_err(wire)?);
+    let faces =
+        Arc::new(Embedded::open(data, kenning_collections::distances(recognisers)).map_err(wire)?);
     let reviews = ReviewQueue::open(&data.join(REVIEW_FILE), faces.audit())?;
     Ok(Storage {
         faces,

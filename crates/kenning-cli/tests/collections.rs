@@ -231,7 +231,7 @@ fn collections_faces_and_users_behave_as_rekognition() {
     c.create_user("people", "u2").unwrap();
     assert_eq!(
         code(c.create_user("people", "u1")),
-        ErrorCode::ResourceAlreadyExistsException
+        ErrorCode::ConflictException
     );
     let a = c
         .associate_faces("people", "u1", std::slice::from_ref(first_face))
@@ -359,26 +359,48 @@ fn a_collection_refuses_another_recognisers_vectors() {
     };
     let dir = temp_dir("model");
     let photo = std::fs::read(data.join("misc/face_recognition/obama.jpg")).unwrap();
-    let dlib = Collections::open(&dir, common::pipeline().clone()).unwrap();
-    dlib.create_collection("made-by-dlib", "{}").unwrap();
-    dlib.index_faces("made-by-dlib", &photo, None, None, QualityFilter::Auto)
-        .unwrap();
-    drop(dlib);
+    // A collection made by a recogniser loaded from a manifest file...
     let manifest = common::root().join("crates/kenning-cli/tests/manifests/faceplugin-fr.json");
     let mut config = PipelineConfig::new(common::models());
     config.recogniser = Some(LoadedManifest::from_file(&manifest).unwrap());
     config.sessions = 1;
     let other = Collections::open(&dir, Arc::new(Pipeline::load(config).unwrap())).unwrap();
-    let err = other
-        .index_faces("made-by-dlib", &photo, None, None, QualityFilter::Auto)
-        .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::InvalidParameterException);
-    assert!(err.to_string().contains("dlib-resnet-v1"), "{err}");
-    let err = other
-        .search_faces_by_image("made-by-dlib", &photo, None, None, QualityFilter::None)
-        .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::InvalidParameterException);
+    other.create_collection("made-by-faceplugin", "{}").unwrap();
+    other
+        .index_faces(
+            "made-by-faceplugin",
+            &photo,
+            None,
+            None,
+            QualityFilter::Auto,
+        )
+        .unwrap();
     drop(other);
+    // ...is refused by a service that does not run that recogniser: its
+    // vectors are comparable with no other model's.
+    let dlib = Collections::open(&dir, common::pipeline().clone()).unwrap();
+    let err = dlib
+        .index_faces(
+            "made-by-faceplugin",
+            &photo,
+            None,
+            None,
+            QualityFilter::Auto,
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidParameterException);
+    assert!(err.to_string().contains("faceplugin-fr-feature"), "{err}");
+    let err = dlib
+        .search_faces_by_image(
+            "made-by-faceplugin",
+            &photo,
+            None,
+            None,
+            QualityFilter::None,
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::InvalidParameterException);
+    drop(dlib);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

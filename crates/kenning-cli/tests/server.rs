@@ -387,6 +387,14 @@ fn role_answer(op: &str) -> (u16, &'static str) {
         "StartFaceDetection" | "StartFaceSearch" => (400, "InvalidS3ObjectException"),
         // Over JSON it only says where videos go: PUT /v1/buckets/...
         "UploadVideo" => (400, "InvalidParameterException"),
+        // Without a Name; stream outputs are read with GET (SSE).
+        "CreateStreamProcessor"
+        | "StartStreamProcessor"
+        | "StopStreamProcessor"
+        | "DescribeStreamProcessor"
+        | "DeleteStreamProcessor"
+        | "UpdateStreamProcessor"
+        | "ReadStreamOutput" => (400, "InvalidParameterException"),
         _ => (200, ""),
     }
 }
@@ -394,7 +402,8 @@ fn role_answer(op: &str) -> (u16, &'static str) {
 #[test]
 fn role_matrix_over_every_operation() {
     use kenning_accountability::{Role, MATRIX};
-    let server = Server::start(&[]);
+    // Streams on, so their operations answer by role too.
+    let server = Server::start(&["--enable-streams"]);
     let addr = server.addr.clone();
     let root = (KEY_ID, SECRET);
     for c in ["mine", "theirs"] {
@@ -725,6 +734,8 @@ fn rest_answer(method: &str, path: &str) -> (u16, &'static str) {
         ("PUT", p) if p.starts_with("/v1/buckets/") => (400, "InvalidS3ObjectException"),
         // Reviewers decide and auditors read the trail; an admin does neither.
         (_, "/v1/audit/verify" | "/v1/audit/export") => DENIED,
+        // Stream processors are off unless --enable-streams.
+        (_, p) if p.starts_with("/v1/stream-") => DENIED,
         ("POST", p) if p.starts_with("/v1/review/") => DENIED,
         ("GET" | "DELETE", _) | ("POST", "/v1/retention/run") => (200, ""),
         _ => BAD,
@@ -787,7 +798,7 @@ fn every_openapi_path_answers() {
         "unexpected answers:\n{}",
         wrong.join("\n")
     );
-    assert_eq!(checked, 27, "operations documented in /openapi.json");
+    assert_eq!(checked, 36, "operations documented in /openapi.json");
 
     // A multipart upload, as `curl -F image=@photo.jpg -F MaxFaces=1` sends it.
     if let Some(data) = common::data("every_openapi_path_answers (multipart)") {

@@ -137,8 +137,15 @@ fn data_with(name: &str, collections: &[(&str, Value)]) -> PathBuf {
 /// Imports `n` made-up faces (seeds from `seed`) into `collection` of the
 /// stopped server's `data`, indexed `days_ago` days ago.
 fn import(data: &Path, collection: &str, n: u64, seed: u64, days_ago: u64) -> Vec<String> {
-    // The default recogniser's distance (dlib: Euclidean).
-    let store = kenning_store::Embedded::open(data, kenning_store::Distance::Euclidean).unwrap();
+    // Every built-in recogniser's distance, as the service opens it.
+    let distances = kenning_models::manifest::BUILTIN
+        .iter()
+        .map(|b| {
+            let m = kenning_models::manifest::LoadedManifest::builtin(b.name).unwrap();
+            (m.manifest.name.clone(), m.manifest.embedding.distance)
+        })
+        .collect();
+    let store = kenning_store::Embedded::open(data, distances).unwrap();
     let dim = store.describe_collection(collection).unwrap().dim as usize;
     let vectors: Vec<Vec<f32>> = (seed..seed + n)
         .map(|s| common::unit_vector(dim, s))

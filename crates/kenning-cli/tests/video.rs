@@ -116,28 +116,40 @@ fn cli_search_finds_both_hamilton_people_once_per_appearance() {
             by_name.entry(name).or_default().push((index, t));
         }
     }
-    // Lin-Manuel Miranda is found. Alex Lacamoire is seen only in profile
-    // and as a 25-pixel face at the piano, where the default (dlib)
-    // recogniser gives him Similarity 64-68, as it gives strangers in the
-    // audience: below the 80 a match needs (face_recognition, with the same
-    // network, does not find him either; see docs/benchmarks.md).
-    assert!(
-        by_name.contains_key("lin-manuel-miranda.png"),
-        "{by_name:?}"
-    );
-    assert!(
-        by_name
-            .keys()
-            .all(|n| ["alex-lacamoire.png", "lin-manuel-miranda.png"].contains(&n.as_str())),
-        "{by_name:?}"
-    );
-    // Lin is on screen at 0.8-1.5 s (small, far away) and 3.6-7.9 s (close
-    // up): matches fall in those times only.
-    for &(_, t) in &by_name["lin-manuel-miranda.png"] {
+    // Both are found by the default recogniser (SFace). Lin-Manuel Miranda
+    // is on screen at 0.8-1.5 s (small, far away) and 3.6-7.9 s (close up);
+    // Alex Lacamoire is a 25-pixel face at the piano at 0.8-1.5 s and
+    // otherwise seen only in profile. dlib's network gave his piano face
+    // Similarity 64-68, as it gave strangers in the audience, and did not
+    // find him (docs/benchmarks.md); SFace gives it about 86.
+    assert_eq!(by_name.len(), 2, "{by_name:?}");
+    let lin = &by_name["lin-manuel-miranda.png"];
+    for &(_, t) in lin {
         assert!(
             (800..=1500).contains(&t) || (3600..=7900).contains(&t),
-            "{t}"
+            "Lin at {t} ms"
         );
+    }
+    let alex = &by_name["alex-lacamoire.png"];
+    assert!(alex.iter().any(|s| (800..=1500).contains(&s.1)), "{alex:?}");
+    // Known false match: one dark, blurred audience face at 3.2-3.5 s scores
+    // 80.2 against Alex's photo, just over the threshold. It is allowed as
+    // that one person only, and only at Similarity under 81; anything more
+    // is a regression.
+    let elsewhere: Vec<&Value> = persons
+        .iter()
+        .filter(|p| !(800..=1500).contains(&p["Timestamp"].as_u64().unwrap()))
+        .filter(|p| p["FaceMatches"][0]["Face"]["ExternalImageId"] == "alex-lacamoire.png")
+        .collect();
+    let false_persons: std::collections::BTreeSet<u64> = elsewhere
+        .iter()
+        .map(|p| p["Person"]["Index"].as_u64().unwrap())
+        .collect();
+    assert!(false_persons.len() <= 1, "{elsewhere:?}");
+    for p in &elsewhere {
+        let t = p["Timestamp"].as_u64().unwrap();
+        let similarity = p["FaceMatches"][0]["Similarity"].as_f64().unwrap();
+        assert!((3000..=3600).contains(&t) && similarity < 81.0, "{p}");
     }
     for (name, seen) in &by_name {
         let indexes: std::collections::BTreeSet<u64> = seen.iter().map(|s| s.0).collect();
@@ -182,10 +194,16 @@ fn cli_search_finds_both_hamilton_people_once_per_appearance() {
         record["details"]["Video"]["Name"],
         "short_hamilton_clip.mp4"
     );
-    assert_eq!(
-        record["candidates"].as_array().unwrap().len(),
-        by_name.len()
-    );
+    // One candidate per matched person (track), named as in the results.
+    let candidates = record["candidates"].as_array().unwrap();
+    let matched: std::collections::BTreeSet<u64> = by_name
+        .values()
+        .flat_map(|seen| seen.iter().map(|s| s.0))
+        .collect();
+    assert_eq!(candidates.len(), matched.len(), "{candidates:?}");
+    assert!(candidates
+        .iter()
+        .all(|c| by_name.contains_key(c["external_image_id"].as_str().unwrap())));
     // --tracks: one line per person.
     let (code, out, err) = kenning(
         &data,

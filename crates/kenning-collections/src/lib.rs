@@ -3,6 +3,13 @@
 //! [`FaceStore`] backend (the embedded data directory, or PostgreSQL); the
 //! candidates a backend returns are scored here with the recogniser's
 //! calibration, so Similarity is the same whichever backend found them.
+//!
+//! Each collection records the recogniser that made its vectors (its
+//! FaceModel) and is always served by that recogniser's pipeline and
+//! calibration ([`Collections::recogniser`]), so collections made by
+//! different recognisers live side by side in one backend and never mix
+//! vectors. New collections get the default recogniser unless
+//! CreateCollection names another.
 
 #![forbid(unsafe_code)]
 
@@ -16,8 +23,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use kenning_image::{DecodeLimits, RgbImage};
-use kenning_models::manifest::Distance;
-use kenning_models::{Calibration, CalibrationTable, Pipeline};
+use kenning_models::manifest::{Distance, Manifest};
+use kenning_models::{Calibration, CalibrationTable, Pipeline, Recognisers};
 use kenning_store::{
     Collection, Embedded, FaceModel, FaceStore, Nearest, NewCollection, NewFace, OnAssociated,
 };
@@ -71,10 +78,11 @@ fn keep_best<T>(mut scored: Vec<(T, f32)>, threshold: f64, k: usize) -> Vec<(T, 
     scored
 }
 
-/// The collection service: one storage backend, one pipeline.
+/// The collection service: one storage backend, served by the recognisers
+/// its collections were made with.
 pub struct Collections {
     store: Arc<dyn FaceStore>,
-    pipeline: Arc<Pipeline>,
+    recognisers: Recognisers,
     limits: DecodeLimits,
 }
 
@@ -85,19 +93,21 @@ struct Hit {
 }
 
 impl Collections {
-    /// Opens (or creates) the data directory `dir` (the embedded backend)
-    /// and serves it with `pipeline`.
-    pub fn open(dir: &Path, pipeline: Arc<Pipeline>) -> Result<Self> {
-        let distance = pipeline.recognizer().manifest().embedding.distance;
-        let store = Embedded::open(dir, distance)?;
-        Ok(Self::with_store(Arc::new(store), pipeline))
+    /// Opens (or creates) the data directory `dir` (the embedded backend).
+    /// `recognisers` is the set of recognisers it may use, or a single
+    /// pipeline: that one is the default for new collections, and the
+    /// built-in recognisers serve collections made with them.
+    pub fn open(dir: &Path, recognisers: impl Into<Recognisers>) -> Result<Self> {
+        let recognisers = recognisers.into();
+        let store = Embedded::open(dir, distances(&recognisers))?;
+        Ok(Self::with_store(Arc::new(store), recognisers))
     }
 
-    /// Serves the collections of `store` with `pipeline`.
-    pub fn with_store(store: Arc<dyn FaceStore>, pipeline: Arc<Pipeline>) -> Self {
+    /// Serves the collections of `store` with `recognisers`.
+    pub fn with_store(store: Arc<dyn FaceStore>, recognisers: impl Into<Recognisers>) -> Self {
         Self {
             store,
-            pipeline,
+            recognisers: recognisers.into(),
             limits: DecodeLimits::default(),
         }
     }
@@ -107,9 +117,24 @@ impl Collections {
         self.store.as_ref()
     }
 
-    /// The pipeline.
+    /// The default recogniser's pipeline (new collections, DetectFaces and
+    /// CompareFaces).
     pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
+        self.recognisers.default_pipeline()
+    }
+
+    /// Every recogniser this service can run.
+    pub fn recognisers(&self) -> &Recognisers {
+        &self.recognisers
+    }
+
+    /// The recogniser of collection `id`: the pipeline (detector, alignment,
+    /// embedding model) that made its vectors, with the calibration that
+    /// gives its Similarity. Embed faces with it before searching the
+    /// collection with their vectors; another recogniser's vectors are not
+    /// comparable.
+    pub fn recogniser(&self, id: &str) -> Result<Arc<Pipeline>> {
+        Ok(self.collection(id)?.1)
     }
 
     /// Limits applied to image bytes.
@@ -122,40 +147,24 @@ impl Collections {
         self.limits
     }
 
-    fn face_model(&self) -> FaceModel {
-        let m = self.pipeline.recognizer().manifest();
-        FaceModel {
-            name: m.name.clone(),
-            version: m.version.clone(),
-        }
-    }
-
-    fn distance(&self) -> Distance {
-        self.pipeline.recognizer().manifest().embedding.distance
-    }
-
-    fn calibration(&self) -> Result<Calibration<'_>> {
-        self.pipeline
-            .recognizer()
-            .similarity_calibration()
-            .ok_or_else(|| {
-                CollectionError::InvalidParameter(
-                    "the recogniser has no calibration table, so Similarity is undefined".into(),
-                )
-            })
-    }
-
-    /// The collection, checked to hold this pipeline's vectors.
-    fn collection(&self, id: &str) -> Result<Collection> {
+    /// The collection and the pipeline of the recogniser that made its
+    /// vectors (same name and version).
+    fn collection(&self, id: &str) -> Result<(Collection, Arc<Pipeline>)> {
         let c = self.store.describe_collection(id)?;
-        let mine = self.face_model();
-        if c.face_model.name != mine.name {
+        let p = self.recognisers.get(&c.face_model.name).map_err(|e| {
+            CollectionError::InvalidParameter(format!(
+                "collection {id} holds vectors of recogniser {}, which this service cannot run ({e}); vectors of other recognisers are not comparable",
+                c.face_model
+            ))
+        })?;
+        let version = &p.recognizer().manifest().version;
+        if &c.face_model.version != version {
             return Err(CollectionError::InvalidParameter(format!(
-                "collection {id} holds vectors of recogniser {}; this service runs {}, whose vectors are not comparable",
-                c.face_model.name, mine.name
+                "collection {id} holds vectors of {}; this service runs version {version} of it, whose vectors are not comparable",
+                c.face_model
             )));
         }
-        Ok(c)
+        Ok((c, p))
     }
 
     /// Saves derived data (index files) so the next start does not rebuild
@@ -176,19 +185,34 @@ impl Collections {
 
     // ---- collections -------------------------------------------------
 
-    /// CreateCollection, with `policy` (an opaque document the
-    /// accountability layer validates and enforces; `"{}"` for none).
+    /// CreateCollection with the default recogniser, and `policy` (an
+    /// opaque document the accountability layer validates and enforces;
+    /// `"{}"` for none).
     pub fn create_collection(&self, id: &str, policy: &str) -> Result<CreateCollectionResponse> {
-        let model = self.face_model();
-        let dim = self.pipeline.recognizer().manifest().embedding.size as u32;
+        self.create_collection_with(id, policy, None)
+    }
+
+    /// CreateCollection with the named recogniser (Kenning's `Recogniser`
+    /// extension; None: the default). The collection keeps it for life.
+    pub fn create_collection_with(
+        &self,
+        id: &str,
+        policy: &str,
+        recogniser: Option<&str>,
+    ) -> Result<CreateCollectionResponse> {
+        let name = recogniser.unwrap_or(self.recognisers.default_name());
+        // Loaded now, so a recogniser whose model is missing fails here and
+        // not at the first IndexFaces.
+        let p = self.recognisers.get(name)?;
+        let m = p.recognizer().manifest();
         let c = self.store.create_collection(
             NewCollection {
                 id: id.into(),
-                face_model: model,
-                dim,
+                face_model: face_model(m),
+                dim: m.embedding.size as u32,
                 policy: policy.into(),
             },
-            self.distance(),
+            m.embedding.distance,
         )?;
         Ok(CreateCollectionResponse {
             status_code: 200,
@@ -255,10 +279,10 @@ impl Collections {
                 "MaxFaces must be between 1 and {MAX_INDEX_FACES}"
             )));
         }
-        let c = self.collection(id)?;
+        let (c, p) = self.collection(id)?;
         let img = self.decode(image)?;
         let (w, h) = img.dimensions();
-        let mut faces = self.pipeline.detect(&img)?;
+        let mut faces = p.detect(&img)?;
         let mut unindexed = Vec::new();
         let mut keep = Vec::new();
         for face in faces.drain(..) {
@@ -277,7 +301,7 @@ impl Collections {
                 });
             }
         }
-        self.pipeline.embed_faces(&img, &mut keep)?;
+        p.embed_faces(&img, &mut keep)?;
         let image_id = Uuid::new_v4();
         let new: Vec<NewFace> = keep
             .iter()
@@ -293,7 +317,8 @@ impl Collections {
         let stored = if new.is_empty() {
             Vec::new()
         } else {
-            self.store.add_faces(id, &self.face_model(), new)?
+            let model = face_model(p.recognizer().manifest());
+            self.store.add_faces(id, &model, new)?
         };
         let version = c.face_model.name.clone();
         Ok(IndexFacesResponse {
@@ -364,6 +389,17 @@ impl Collections {
         Ok(())
     }
 
+    /// The calibration that gives Similarity for collection `c`, whose
+    /// recogniser is `p`.
+    fn calibration<'p>(c: &Collection, p: &'p Pipeline) -> Result<Calibration<'p>> {
+        p.recognizer().similarity_calibration().ok_or_else(|| {
+            CollectionError::InvalidParameter(format!(
+                "recogniser {} has no calibration table, so Similarity is undefined",
+                c.face_model.name
+            ))
+        })
+    }
+
     /// The faces within `threshold` of `embedding`, best first, at most `k`,
     /// leaving out the face with seq `exclude`.
     ///
@@ -375,19 +411,20 @@ impl Collections {
     fn search_vector(
         &self,
         c: &Collection,
+        p: &Pipeline,
         embedding: &[f32],
         threshold: f64,
         k: usize,
         exclude: Option<u64>,
     ) -> Result<Vec<Hit>> {
-        let calibration = self.calibration()?;
+        let calibration = Self::calibration(c, p)?;
         let radius = calibration.search_radius(embedding, threshold);
         let fair = matches!(calibration, Calibration::Fair(_));
         let found = self.store.nearest(
             c,
             Nearest {
                 query: embedding,
-                distance: self.distance(),
+                distance: p.recognizer().manifest().embedding.distance,
                 k: if fair {
                     k.saturating_mul(FAIR_SEARCH_OVERFETCH).saturating_add(16)
                 } else {
@@ -444,9 +481,9 @@ impl Collections {
             max_faces.unwrap_or(DEFAULT_SEARCH_FACES),
         );
         Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
-        let c = self.collection(id)?;
+        let (c, p) = self.collection(id)?;
         let (face, embedding) = self.store.face_embedding(id, face_id)?;
-        let hits = self.search_vector(&c, &embedding, threshold, k, Some(face.seq))?;
+        let hits = self.search_vector(&c, &p, &embedding, threshold, k, Some(face.seq))?;
         Ok(SearchFacesResponse {
             searched_face_id: face.face_id.to_string(),
             face_matches: self.matches(hits, &c),
@@ -469,10 +506,10 @@ impl Collections {
             max_faces.unwrap_or(DEFAULT_SEARCH_FACES),
         );
         Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
-        let c = self.collection(id)?;
-        let face = self.largest_face(image, quality)?;
+        let (c, p) = self.collection(id)?;
+        let face = self.largest_face(&p, image, quality)?;
         let embedding = face.embedding.as_deref().unwrap_or_default();
-        let hits = self.search_vector(&c, embedding, threshold, k, None)?;
+        let hits = self.search_vector(&c, &p, embedding, threshold, k, None)?;
         Ok(SearchFacesByImageResponse {
             searched_face_bounding_box: face.detail.bounding_box,
             searched_face_confidence: face.detail.confidence,
@@ -482,10 +519,15 @@ impl Collections {
         })
     }
 
-    fn largest_face(&self, image: &[u8], quality: QualityFilter) -> Result<kenning_models::Face> {
+    fn largest_face(
+        &self,
+        p: &Pipeline,
+        image: &[u8],
+        quality: QualityFilter,
+    ) -> Result<kenning_models::Face> {
         let img = self.decode(image)?;
         let (w, h) = img.dimensions();
-        let mut faces = self.pipeline.detect(&img)?;
+        let mut faces = p.detect(&img)?;
         faces.truncate(1);
         let Some(face) = faces.first() else {
             return Err(CollectionError::InvalidParameter(
@@ -498,7 +540,7 @@ impl Collections {
                 "the largest face in the image does not pass the quality filter: {reasons:?}"
             )));
         }
-        self.pipeline.embed_faces(&img, &mut faces)?;
+        p.embed_faces(&img, &mut faces)?;
         faces.pop().ok_or_else(|| {
             CollectionError::InvalidParameter("there are no faces in the image".into())
         })
@@ -594,6 +636,7 @@ impl Collections {
     fn users_near(
         &self,
         c: &Collection,
+        p: &Pipeline,
         probes: &[(Vec<f32>, Option<u64>)],
         threshold: f64,
         max_users: usize,
@@ -601,7 +644,7 @@ impl Collections {
     ) -> Result<Vec<UserMatch>> {
         let mut best: HashMap<String, f32> = HashMap::new();
         for (embedding, exclude) in probes {
-            for hit in self.search_vector(c, embedding, threshold, MAX_SEARCH_FACES, *exclude)? {
+            for hit in self.search_vector(c, p, embedding, threshold, MAX_SEARCH_FACES, *exclude)? {
                 let Some(user) = hit.face.user_id else {
                     continue;
                 };
@@ -662,7 +705,7 @@ impl Collections {
             max_users.unwrap_or(1),
         );
         Self::check_users(threshold, max_users)?;
-        let c = self.collection(id)?;
+        let (c, p) = self.collection(id)?;
         let (probes, searched_face, searched_user) = match (user_id, face_id) {
             (Some(u), None) => {
                 let user = self.store.get_user(id, u)?;
@@ -687,7 +730,7 @@ impl Collections {
                 ))
             }
         };
-        let user_matches = self.users_near(&c, &probes, threshold, max_users, user_id)?;
+        let user_matches = self.users_near(&c, &p, &probes, threshold, max_users, user_id)?;
         Ok(SearchUsersResponse {
             user_matches,
             face_model_version: c.face_model.name.clone(),
@@ -711,10 +754,10 @@ impl Collections {
             max_users.unwrap_or(1),
         );
         Self::check_users(threshold, max_users)?;
-        let c = self.collection(id)?;
-        let face = self.largest_face(image, quality)?;
+        let (c, p) = self.collection(id)?;
+        let face = self.largest_face(&p, image, quality)?;
         let probes = vec![(face.embedding.clone().unwrap_or_default(), None)];
-        let user_matches = self.users_near(&c, &probes, threshold, max_users, None)?;
+        let user_matches = self.users_near(&c, &p, &probes, threshold, max_users, None)?;
         Ok(SearchUsersResponse {
             user_matches,
             face_model_version: c.face_model.name.clone(),
@@ -723,6 +766,23 @@ impl Collections {
             false_match_estimate: estimate(threshold, c.face_count),
         })
     }
+}
+
+/// What the store records of the recogniser that made a collection's vectors.
+fn face_model(m: &Manifest) -> FaceModel {
+    FaceModel {
+        name: m.name.clone(),
+        version: m.version.clone(),
+    }
+}
+
+/// The distance each recogniser's vectors are compared by (by name), for a
+/// backend that keeps collections of several recognisers.
+pub fn distances(r: &Recognisers) -> HashMap<String, Distance> {
+    r.names()
+        .into_iter()
+        .filter_map(|n| Some((n.to_owned(), r.manifest(n)?.embedding.distance)))
+        .collect()
 }
 
 fn wire_face(f: &kenning_store::Face, version: &str) -> Face {

@@ -2,7 +2,10 @@
 //! the faces of video frames, aligned and embedded with the collection's own
 //! recogniser and matched exactly as SearchFacesByImage matches.
 
+use std::sync::Arc;
+
 use kenning_image::RgbImage;
+use kenning_models::{Face, Pipeline};
 use kenning_store::Collection;
 
 use crate::api::{FaceMatch, FalseMatchEstimate};
@@ -14,15 +17,19 @@ use crate::{estimate, CollectionError, Collections, Result, MAX_SEARCH_FACES};
 pub struct FaceSearcher<'a> {
     collections: &'a Collections,
     collection: Collection,
+    pipeline: Arc<Pipeline>,
 }
 
 impl Collections {
     /// A searcher for collection `id`, which must hold vectors of a
-    /// recogniser this service runs.
+    /// recogniser this service runs; it detects, aligns, embeds and scores
+    /// with that recogniser.
     pub fn searcher(&self, id: &str) -> Result<FaceSearcher<'_>> {
+        let (collection, pipeline) = self.collection(id)?;
         Ok(FaceSearcher {
-            collection: self.collection(id)?,
             collections: self,
+            collection,
+            pipeline,
         })
     }
 }
@@ -43,15 +50,21 @@ impl FaceSearcher<'_> {
         estimate(threshold, self.collection.face_count)
     }
 
+    /// The collection's recogniser: the pipeline whose detections carry the
+    /// landmarks its alignment needs.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
     /// The face cut out of `image` and aligned as the collection's recogniser
-    /// expects it.
-    pub fn align(&self, image: &RgbImage, face: &kenning_models::Face) -> RgbImage {
-        self.collections.pipeline.align_face(image, face)
+    /// expects it (`face` detected by [`FaceSearcher::pipeline`]).
+    pub fn align(&self, image: &RgbImage, face: &Face) -> RgbImage {
+        self.pipeline.align_face(image, face)
     }
 
     /// Embeds aligned crops (from [`FaceSearcher::align`]) in one batch.
     pub fn embed(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
-        Ok(self.collections.pipeline.recognizer().embed(crops)?)
+        Ok(self.pipeline.recognizer().embed(crops)?)
     }
 
     /// The mean of several embeddings of one face (a template), in the
@@ -65,12 +78,7 @@ impl FaceSearcher<'_> {
             }
         }
         let cosine = matches!(
-            self.collections
-                .pipeline
-                .recognizer()
-                .manifest()
-                .embedding
-                .distance,
+            self.pipeline.recognizer().manifest().embedding.distance,
             kenning_models::manifest::Distance::Cosine
         );
         let norm = m.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -82,8 +90,8 @@ impl FaceSearcher<'_> {
 
     /// The calibrated Similarity (0-100) of two of the recogniser's embeddings.
     pub fn similarity(&self, a: &[f32], b: &[f32]) -> Result<f64> {
-        let distance = self.collections.pipeline.recognizer().distance(a, b);
-        Ok(self.collections.calibration()?.similarity(a, b, distance))
+        let distance = self.pipeline.recognizer().distance(a, b);
+        Ok(Collections::calibration(&self.collection, &self.pipeline)?.similarity(a, b, distance))
     }
 
     /// The collection's faces at or above `threshold` Similarity to
@@ -106,6 +114,7 @@ impl FaceSearcher<'_> {
         }
         let hits = self.collections.search_vector(
             &self.collection,
+            &self.pipeline,
             embedding,
             threshold,
             max_faces,

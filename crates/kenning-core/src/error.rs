@@ -14,6 +14,9 @@ pub enum ErrorCode {
     ResourceNotFoundException,
     /// A resource with that id already exists.
     ResourceAlreadyExistsException,
+    /// A user with that id already exists in the collection (Rekognition's
+    /// name for that fault of CreateUser).
+    ConflictException,
     /// The caller may not do this.
     AccessDeniedException,
     /// Too many requests at once.
@@ -31,6 +34,9 @@ pub enum ErrorCode {
     IdempotentParameterMismatchException,
     /// A NextToken is malformed, altered, expired or for another request.
     InvalidPaginationTokenException,
+    /// The resource is in a state that does not allow this (a running stream
+    /// processor, a stream input or output another processor uses).
+    ResourceInUseException,
 }
 
 impl ErrorCode {
@@ -42,6 +48,7 @@ impl ErrorCode {
             Self::ImageTooLargeException => "ImageTooLargeException",
             Self::ResourceNotFoundException => "ResourceNotFoundException",
             Self::ResourceAlreadyExistsException => "ResourceAlreadyExistsException",
+            Self::ConflictException => "ConflictException",
             Self::AccessDeniedException => "AccessDeniedException",
             Self::ThrottlingException => "ThrottlingException",
             Self::InternalServerError => "InternalServerError",
@@ -50,6 +57,7 @@ impl ErrorCode {
             Self::LimitExceededException => "LimitExceededException",
             Self::IdempotentParameterMismatchException => "IdempotentParameterMismatchException",
             Self::InvalidPaginationTokenException => "InvalidPaginationTokenException",
+            Self::ResourceInUseException => "ResourceInUseException",
         }
     }
 }

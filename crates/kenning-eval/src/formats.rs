@@ -2,8 +2,8 @@
 //! `labels.csv` and `boxes.csv`.
 //!
 //! CSV files need a header row; columns are found by name (case-insensitive)
-//! so extra columns are allowed. Fields may be quoted RFC 4180 style. Blank
-//! lines are skipped. Every error names the file and the 1-based line.
+//! so extra columns are allowed. Fields may be quoted RFC 4180 style (read by
+//! the `csv` crate). Blank lines are skipped. Every error names the file and the 1-based line.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -368,77 +368,45 @@ struct Csv<'a> {
 }
 
 impl<'a> Csv<'a> {
+    /// Reads RFC 4180 CSV with the `csv` crate: rows may be shorter than the
+    /// header (missing fields read as empty), fields are trimmed, and blank
+    /// lines are skipped.
     fn parse(text: &str, source_name: &'a str) -> Result<Self> {
-        let err = |line, message: &str| EvalError::Parse {
+        let err = |line, message: String| EvalError::Parse {
             source_name: source_name.into(),
             line,
-            message: message.into(),
+            message,
         };
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let mut records: Vec<(usize, Vec<String>)> = Vec::new();
-        let (mut field, mut row) = (String::new(), Vec::new());
-        let (mut line, mut start_line, mut quoted, mut was_quoted) = (1usize, 1usize, false, false);
-        let mut chars = text.chars().peekable();
-        let mut end_row =
-            |row: &mut Vec<String>, field: &mut String, start: usize, quoted_field: bool| {
-                // A blank line is a row with one empty unquoted field: skip it.
-                if !(row.is_empty() && field.trim().is_empty() && !quoted_field) {
-                    row.push(std::mem::take(field).trim().to_string());
-                    records.push((start, std::mem::take(row)));
-                }
-                field.clear();
-            };
-        while let Some(c) = chars.next() {
-            if quoted {
-                match c {
-                    '"' if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        field.push('"');
-                    }
-                    '"' => quoted = false,
-                    '\n' => {
-                        line += 1;
-                        field.push(c);
-                    }
-                    _ => field.push(c),
-                }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(text.as_bytes());
+        let mut records = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| {
+                let line = e.position().map_or(1, |p| p.line() as usize);
+                err(line, e.to_string())
+            })?;
+            // A line of spaces is one empty field: as blank as an empty line.
+            if record.len() == 1 && record[0].is_empty() {
                 continue;
             }
-            match c {
-                '"' if field.trim().is_empty() => {
-                    field.clear();
-                    quoted = true;
-                    was_quoted = true;
-                }
-                ',' => {
-                    row.push(std::mem::take(&mut field).trim().to_string());
-                    was_quoted = false;
-                }
-                '\r' => {}
-                '\n' => {
-                    end_row(&mut row, &mut field, start_line, was_quoted);
-                    was_quoted = false;
-                    line += 1;
-                    start_line = line;
-                }
-                _ => field.push(c),
-            }
+            let line = record.position().map_or(1, |p| p.line() as usize);
+            records.push((line, record.iter().map(str::to_owned).collect::<Vec<_>>()));
         }
-        if quoted {
-            return Err(err(start_line, "unterminated quoted field"));
-        }
-        end_row(&mut row, &mut field, start_line, was_quoted);
         let mut it = records.into_iter();
         let (_, header) = it
             .next()
-            .ok_or_else(|| err(1, "empty file: expected a header row"))?;
+            .ok_or_else(|| err(1, "empty file: expected a header row".into()))?;
         let header: Vec<String> = header.into_iter().map(|h| h.to_ascii_lowercase()).collect();
         let rows: Vec<_> = it.collect();
         for (l, r) in &rows {
             if r.len() > header.len() {
                 return Err(err(
                     *l,
-                    &format!("{} fields but the header has {}", r.len(), header.len()),
+                    format!("{} fields but the header has {}", r.len(), header.len()),
                 ));
             }
         }
@@ -488,5 +456,24 @@ impl<'a> Csv<'a> {
             line,
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_newlines_bom_and_blank_lines_keep_line_numbers() {
+        let text =
+            "\u{feff}File,Identity\n\"a\nb.jpg\",p1\n   \n\nc.jpg,\"say \"\"hi\"\"\"\nd.jpg,\n";
+        let e = parse_identities(text, "ids.csv").unwrap_err();
+        // The row after a field spanning two lines starts on line 7.
+        assert_eq!(e.to_string(), "ids.csv:7: empty identity");
+        let ok = parse_identities(&text.replace("d.jpg,\n", ""), "ids.csv").unwrap();
+        assert_eq!(ok[0].file, "a\nb.jpg");
+        assert_eq!(ok[1].identity, "say \"hi\"");
+        let e = parse_identities("file,identity\na,b,c\n", "ids.csv").unwrap_err();
+        assert_eq!(e.to_string(), "ids.csv:2: 3 fields but the header has 2");
     }
 }

@@ -21,16 +21,28 @@ pub struct DecodeLimits {
     pub max_pixels: u64,
     /// Largest accepted width or height.
     pub max_side: u32,
+    /// Most scans a progressive JPEG may have: each scan is a pass over the
+    /// whole image, so a file of thousands of tiny scans would cost minutes
+    /// of CPU in a few kilobytes.
+    pub max_jpeg_scans: u32,
+    /// Refuse a JPEG on libjpeg's first corrupt-data warning (bad Huffman
+    /// code, extraneous bytes, missing restart marker, ...) instead of
+    /// decoding made-up pixels from it.
+    pub strict_jpeg: bool,
 }
 
 impl Default for DecodeLimits {
     /// 15 MiB, 40 megapixels and 20,000 pixels a side: room for any phone
-    /// photo, while the largest decode stays near 120 MB of RGB.
+    /// photo, while the largest decode stays near 120 MB of RGB. At most 100
+    /// JPEG scans (the 21,413 JPEGs of ../shared/data have at most 11) and
+    /// strict JPEG decoding.
     fn default() -> Self {
         Self {
             max_bytes: 15 << 20,
             max_pixels: 40_000_000,
             max_side: 20_000,
+            max_jpeg_scans: 100,
+            strict_jpeg: true,
         }
     }
 }
@@ -139,9 +151,13 @@ fn crate_limits(limits: &DecodeLimits) -> image::Limits {
 }
 
 fn decode_jpeg(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
-    let header = jpeg::header(bytes)?;
+    let hardening = jpeg::Hardening {
+        strict: limits.strict_jpeg,
+        max_scans: limits.max_jpeg_scans,
+    };
+    let header = jpeg::header(bytes, hardening)?;
     limits.check(header.width, header.height)?;
-    let mut data = jpeg::decode(bytes, &header)?;
+    let mut data = jpeg::decode(bytes, &header, hardening)?;
     if header.channels == 4 {
         data = cmyk_to_rgb(&data, jpeg::app_segment(bytes, 0xEE, b"Adobe").is_some());
     }

@@ -17,6 +17,7 @@ extern "C" {
     fn kn_jpeg_header(
         data: *const u8,
         len: usize,
+        strict: c_int,
         width: *mut c_uint,
         height: *mut c_uint,
         channels: *mut c_uint,
@@ -25,6 +26,8 @@ extern "C" {
     fn kn_jpeg_decode(
         data: *const u8,
         len: usize,
+        strict: c_int,
+        max_scans: c_int,
         out: *mut u8,
         out_len: usize,
         message: *mut c_char,
@@ -54,7 +57,16 @@ fn failure(message: &[c_char; MESSAGE_LEN]) -> ImageError {
     ImageError::corrupt(ImageFormat::Jpeg, text)
 }
 
-pub(crate) fn header(data: &[u8]) -> Result<Header, ImageError> {
+/// How libjpeg treats untrusted input.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hardening {
+    /// Corrupt-data warnings are errors.
+    pub strict: bool,
+    /// Most scans a progressive file may have.
+    pub max_scans: u32,
+}
+
+pub(crate) fn header(data: &[u8], hardening: Hardening) -> Result<Header, ImageError> {
     let mut message = [0 as c_char; MESSAGE_LEN];
     let (mut width, mut height, mut channels) = (0, 0, 0);
     // SAFETY: the pointers are valid for the call; the shim only reads `len`
@@ -63,6 +75,7 @@ pub(crate) fn header(data: &[u8]) -> Result<Header, ImageError> {
         kn_jpeg_header(
             data.as_ptr(),
             data.len(),
+            c_int::from(hardening.strict),
             &mut width,
             &mut height,
             &mut channels,
@@ -80,7 +93,11 @@ pub(crate) fn header(data: &[u8]) -> Result<Header, ImageError> {
 }
 
 /// Decodes to `header.channels` interleaved bytes per pixel.
-pub(crate) fn decode(data: &[u8], header: &Header) -> Result<Vec<u8>, ImageError> {
+pub(crate) fn decode(
+    data: &[u8],
+    header: &Header,
+    hardening: Hardening,
+) -> Result<Vec<u8>, ImageError> {
     let len = header.width as usize * header.height as usize * header.channels as usize;
     let mut out = vec![0u8; len];
     let mut message = [0 as c_char; MESSAGE_LEN];
@@ -90,6 +107,8 @@ pub(crate) fn decode(data: &[u8], header: &Header) -> Result<Vec<u8>, ImageError
         kn_jpeg_decode(
             data.as_ptr(),
             data.len(),
+            c_int::from(hardening.strict),
+            c_int::try_from(hardening.max_scans).unwrap_or(c_int::MAX),
             out.as_mut_ptr(),
             out.len(),
             message.as_mut_ptr(),

@@ -7,9 +7,12 @@
 //! pipelines saw.
 
 #![warn(missing_docs)]
+// Only the libjpeg FFI calls are unsafe.
+#![deny(unsafe_code)]
 
 mod decode;
 mod error;
+#[allow(unsafe_code)]
 mod jpeg;
 mod quality;
 mod resize;
@@ -20,4 +23,4 @@ pub use error::{ImageError, ImageFormat};
 pub use image::RgbImage;
 pub use quality::{brightness, sharpness};
 pub use resize::{resize_bilinear, to_planar_f32};
-pub use transform::{align, Similarity};
+pub use transform::{align, align_with, Sampling, Similarity};

@@ -196,12 +196,105 @@ pub(crate) fn warp(img: &RgbImage, map: Affine, out_width: u32, out_height: u32)
     out
 }
 
+/// How a template alignment samples the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sampling {
+    /// Exact bilinear sampling, averaged over each output pixel's footprint
+    /// when the face is more than twice the crop's size (no aliasing).
+    #[default]
+    Prefiltered,
+    /// Bit for bit what OpenCV's `warpAffine` with `INTER_LINEAR` and a
+    /// black constant border computes (coordinates in 1/32 pixel, 15-bit
+    /// integer weights, one sample per output pixel), as
+    /// `FaceRecognizerSF::alignCrop` uses it: for recognisers whose
+    /// reference pipeline is OpenCV's.
+    OpenCv,
+}
+
+/// Bilinear weights of OpenCV's `INTER_LINEAR` remap table for a fractional
+/// position of (`fx`, `fy`) 32nds: four 15-bit integers summing to 32768.
+fn opencv_weights(fx: usize, fy: usize) -> [i32; 4] {
+    let (x, y) = (fx as f32 / 32.0, fy as f32 / 32.0);
+    let kx = [1.0 - x, x];
+    let ky = [1.0 - y, y];
+    let mut w = [0i32; 4];
+    let (mut sum, mut min_k, mut max_k) = (0, 0, 0);
+    for (i, wy) in ky.iter().enumerate() {
+        for (j, wx) in kx.iter().enumerate() {
+            let k = i * 2 + j;
+            w[k] = (wy * wx * 32768.0).round_ties_even() as i32;
+            sum += w[k];
+            if w[k] < w[min_k] {
+                min_k = k;
+            }
+            if w[k] > w[max_k] {
+                max_k = k;
+            }
+        }
+    }
+    let diff = sum - 32768;
+    if diff < 0 {
+        w[max_k] -= diff;
+    } else if diff > 0 {
+        w[min_k] -= diff;
+    }
+    w
+}
+
+/// OpenCV's `warpAffine(INTER_LINEAR, BORDER_CONSTANT 0)` with the map
+/// output -> source `map` (what OpenCV computes from the forward matrix).
+fn warp_opencv(img: &RgbImage, map: Affine, out_width: u32, out_height: u32) -> RgbImage {
+    let mut out = RgbImage::new(out_width, out_height);
+    let m = map.0;
+    if !m.iter().all(|v| v.is_finite()) {
+        return out;
+    }
+    let (w, h) = (i64::from(img.width()), i64::from(img.height()));
+    let fixed = |v: f64| (v * 1024.0).round_ties_even() as i64;
+    let pixel = |x: i64, y: i64| -> [i32; 3] {
+        if (0..w).contains(&x) && (0..h).contains(&y) {
+            img.get_pixel(x as u32, y as u32).0.map(i32::from)
+        } else {
+            [0; 3]
+        }
+    };
+    for v in 0..out_height {
+        let yv = f64::from(v);
+        let (x0, y0) = (fixed(m[1] * yv + m[2]) + 16, fixed(m[4] * yv + m[5]) + 16);
+        for u in 0..out_width {
+            let xu = f64::from(u);
+            let x = (x0 + fixed(m[0] * xu)) >> 5;
+            let y = (y0 + fixed(m[3] * xu)) >> 5;
+            let (sx, sy) = (x >> 5, y >> 5);
+            if sx >= w || sx + 1 < 0 || sy >= h || sy + 1 < 0 {
+                continue;
+            }
+            let wt = opencv_weights((x & 31) as usize, (y & 31) as usize);
+            let p = [
+                pixel(sx, sy),
+                pixel(sx + 1, sy),
+                pixel(sx, sy + 1),
+                pixel(sx + 1, sy + 1),
+            ];
+            let px = out.get_pixel_mut(u, v);
+            for (c, channel) in px.0.iter_mut().enumerate() {
+                let acc: i32 = p.iter().zip(wt).map(|(q, w)| q[c] * w).sum();
+                *channel = ((acc + (1 << 14)) >> 15).clamp(0, 255) as u8;
+            }
+        }
+    }
+    out
+}
+
 /// Warps the face to an `out_width` x `out_height` crop whose `template`
 /// points (in output pixel coordinates) land on the face's `landmarks`
 /// (in image pixel coordinates), as ArcFace-style recognisers expect.
 ///
-/// Fits the [`Similarity`] template -> image and samples every output pixel
-/// bilinearly, integer coordinates being pixel centres on both sides (the
+/// Fits the [`Similarity`] image -> template by least squares (the direction
+/// OpenCV's `FaceRecognizerSF::alignCrop` and insightface's `norm_crop` fit,
+/// which differs from fitting template -> image when the five points do not
+/// fit the template exactly, e.g. a turned face), inverts it and samples
+/// every output pixel bilinearly, integer coordinates being pixel centres on both sides (the
 /// convention of `cv2.warpAffine`); outside the image is black. When the
 /// face is more than twice the crop's size, each output pixel averages a grid
 /// of samples over its footprint instead of aliasing.
@@ -212,11 +305,29 @@ pub fn align(
     out_width: u32,
     out_height: u32,
 ) -> RgbImage {
-    let s = Similarity::fit(template, landmarks);
-    warp(
+    align_with(
         img,
-        Affine([s.a, -s.b, s.tx, s.b, s.a, s.ty]),
+        landmarks,
+        template,
         out_width,
         out_height,
+        Sampling::Prefiltered,
     )
+}
+
+/// [`align`] with a choice of [`Sampling`].
+pub fn align_with(
+    img: &RgbImage,
+    landmarks: &[Point],
+    template: &[Point],
+    out_width: u32,
+    out_height: u32,
+    sampling: Sampling,
+) -> RgbImage {
+    let s = Similarity::fit(landmarks, template).inverse();
+    let map = Affine([s.a, -s.b, s.tx, s.b, s.a, s.ty]);
+    match sampling {
+        Sampling::Prefiltered => warp(img, map, out_width, out_height),
+        Sampling::OpenCv => warp_opencv(img, map, out_width, out_height),
+    }
 }

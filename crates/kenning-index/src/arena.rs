@@ -36,6 +36,8 @@ struct Chunk {
 // SAFETY: the pointer refers to memory owned by `_owner`, which is Send+Sync,
 // and all mutation goes through atomics.
 unsafe impl Send for Chunk {}
+// SAFETY: as above: shared access only ever reads the pointer, and the
+// words behind it are atomics.
 unsafe impl Sync for Chunk {}
 
 /// Append-only arena of items of `stride` words each.
@@ -81,9 +83,15 @@ impl Arena {
         self.chunks[i >> CHUNK_SHIFT].get_or_init(|| self.heap_chunk());
     }
 
-    /// Install chunk `c` as a window of a mapping starting at `ptr`, which must
-    /// point at `stride * CHUNK_ITEMS` 4-byte aligned words inside `map`.
-    pub fn install_mapped(&self, c: usize, map: &Arc<MmapMut>, ptr: *const AtomicU32) {
+    /// Install chunk `c` as a window of a mapping starting at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point at `stride * CHUNK_ITEMS` 4-byte aligned words inside
+    /// `map`, and nothing else may write those words while the arena lives
+    /// (the arena hands them out as atomics and writes them itself).
+    pub unsafe fn install_mapped(&self, c: usize, map: &Arc<MmapMut>, ptr: *const AtomicU32) {
+        debug_assert!(ptr.is_aligned());
         let chunk = Chunk {
             ptr,
             _owner: Owner::Map(map.clone()),
@@ -93,8 +101,13 @@ impl Arena {
 
     /// Install chunk `c` as heap memory initialised from `words`.
     pub fn install_copied(&self, c: usize, words: &[u32]) {
+        assert!(
+            words.len() <= self.stride * CHUNK_ITEMS,
+            "more words than a chunk"
+        );
         let chunk = self.heap_chunk();
-        // SAFETY: the chunk is fresh and unshared; it holds at least `words.len()` words.
+        // SAFETY: the chunk is fresh and unshared, and holds
+        // `stride * CHUNK_ITEMS` words, no fewer than `words.len()` (asserted).
         unsafe {
             std::ptr::copy_nonoverlapping(words.as_ptr(), chunk.ptr as *mut u32, words.len())
         };
@@ -114,11 +127,17 @@ impl Arena {
     }
 
     /// The raw words of the first `items` items of chunk `c`, for saving.
-    /// Only call while no writer is active.
-    pub fn chunk_words(&self, c: usize, items: usize) -> &[u32] {
+    ///
+    /// # Safety
+    ///
+    /// No word of those items may be written while the returned slice is
+    /// alive: the caller holds the index's writer lock, which every writer
+    /// takes.
+    pub unsafe fn chunk_words(&self, c: usize, items: usize) -> &[u32] {
+        assert!(items <= CHUNK_ITEMS, "more items than a chunk");
         let chunk = self.chunks[c].get().expect("unallocated chunk");
-        // SAFETY: no concurrent writers (caller holds the writer lock); the
-        // atomics have u32 layout.
+        // SAFETY: in bounds (asserted); AtomicU32 has u32's layout, and the
+        // caller guarantees no concurrent writes, so plain reads do not race.
         unsafe { std::slice::from_raw_parts(chunk.ptr as *const u32, items * self.stride) }
     }
 }
@@ -132,17 +151,28 @@ pub(crate) fn store_words(dst: &[AtomicU32], vals: impl IntoIterator<Item = u32>
 }
 
 /// View words that are never written after publication as f32.
+///
+/// # Safety
+///
+/// No word of `words` may be written while the returned slice is alive: use
+/// it only for payloads written before their item was published (with
+/// release/acquire ordering) and immutable since.
 #[inline]
-pub(crate) fn as_f32(words: &[AtomicU32]) -> &[f32] {
-    // SAFETY: same size/alignment; the caller only uses this for payloads that
-    // were written before the item was published and are immutable since.
+pub(crate) unsafe fn as_f32(words: &[AtomicU32]) -> &[f32] {
+    // SAFETY: f32 has AtomicU32's size and alignment and any bit pattern is
+    // a valid f32; the caller guarantees the words are not written meanwhile.
     unsafe { std::slice::from_raw_parts(words.as_ptr() as *const f32, words.len()) }
 }
 
 /// View words that are never written after publication as `n` int8 values.
+///
+/// # Safety
+///
+/// As for [`as_f32`]: the words are not written while the slice is alive.
 #[inline]
-pub(crate) fn as_i8(words: &[AtomicU32], n: usize) -> &[i8] {
-    debug_assert!(n <= words.len() * 4);
-    // SAFETY: as for `as_f32`; i8 has alignment 1.
+pub(crate) unsafe fn as_i8(words: &[AtomicU32], n: usize) -> &[i8] {
+    assert!(n <= words.len() * 4, "more int8 values than the words hold");
+    // SAFETY: in bounds (asserted); i8 has alignment 1 and any bit pattern
+    // is valid; the caller guarantees the words are not written meanwhile.
     unsafe { std::slice::from_raw_parts(words.as_ptr() as *const i8, n) }
 }

@@ -215,11 +215,17 @@ impl Graph {
     }
     #[inline]
     pub fn vector(&self, n: u32) -> &[f32] {
-        as_f32(self.vectors.item(n as usize))
+        // SAFETY: a vector is written once, by `push`, before its node is
+        // published; readers never ask for a node at or above `len`, and the
+        // writer asks only for nodes it has finished pushing.
+        unsafe { as_f32(self.vectors.item(n as usize)) }
     }
     #[inline]
     fn code(&self, n: u32) -> &[i8] {
-        as_i8(&self.node(n)[self.shape.code_offset()..], self.shape.dim)
+        // SAFETY: a code is written by `write_code` before the node is
+        // linked or the graph is `ready` (and before a search reads codes),
+        // then never again: a retrained quantiser builds a new graph.
+        unsafe { as_i8(&self.node(n)[self.shape.code_offset()..], self.shape.dim) }
     }
     #[inline]
     pub fn external_id(&self, n: u32) -> u64 {

@@ -36,6 +36,12 @@
 //! resident memory near the int8 graph. A damaged, truncated or stale file is
 //! reported as a typed [`IndexError`] so the caller can rebuild from its records.
 
+// Unsafe code lives in `arena` (raw chunk pointers), `persist` (the file
+// mapping), `distance` (SIMD) and `graph` (a prefetch hint); every unsafe
+// operation sits in its own block with its reason, also inside unsafe fns.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod arena;
 pub mod distance;
 mod error;

@@ -222,9 +222,16 @@ fn words_as_bytes(w: &[u32]) -> &[u8] {
 }
 
 /// The first `items` items of an arena as byte slices, chunk by chunk.
-fn arena_bytes(a: &Arena, items: usize) -> impl Iterator<Item = &[u8]> {
-    (0..items.div_ceil(CHUNK_ITEMS))
-        .map(move |c| words_as_bytes(a.chunk_words(c, (items - c * CHUNK_ITEMS).min(CHUNK_ITEMS))))
+///
+/// # Safety
+///
+/// As for [`Arena::chunk_words`]: no writer may run while the slices are
+/// alive (the caller holds the index's writer lock).
+unsafe fn arena_bytes(a: &Arena, items: usize) -> impl Iterator<Item = &[u8]> {
+    (0..items.div_ceil(CHUNK_ITEMS)).map(move |c| {
+        // SAFETY: the caller excludes writers for as long as the slices live.
+        words_as_bytes(unsafe { a.chunk_words(c, (items - c * CHUNK_ITEMS).min(CHUNK_ITEMS)) })
+    })
 }
 
 impl Index {
@@ -252,13 +259,17 @@ impl Index {
             pos: 0,
         };
         w.pad_to(PAGE).map_err(io)?;
-        let sections = [
-            w.section(&mut std::iter::once(&mean[..])).map_err(io)?,
-            w.section(&mut arena_bytes(&g.nodes, n)).map_err(io)?,
-            w.section(&mut arena_bytes(&g.upper, upper_items))
-                .map_err(io)?,
-            w.section(&mut arena_bytes(&g.vectors, n)).map_err(io)?,
-        ];
+        // SAFETY: `_w` holds the writer lock, so no word changes while the
+        // arenas are written out.
+        let sections = unsafe {
+            [
+                w.section(&mut std::iter::once(&mean[..])).map_err(io)?,
+                w.section(&mut arena_bytes(&g.nodes, n)).map_err(io)?,
+                w.section(&mut arena_bytes(&g.upper, upper_items))
+                    .map_err(io)?,
+                w.section(&mut arena_bytes(&g.vectors, n)).map_err(io)?,
+            ]
+        };
         let header = Header {
             config: self.config.clone(),
             ready: g.ready.load(Ordering::Relaxed),
@@ -404,7 +415,10 @@ impl Index {
                 // SAFETY: in bounds (section sizes checked); page-aligned.
                 let ptr = unsafe { base.add(first) };
                 if count == CHUNK_ITEMS {
-                    arena.install_mapped(c, &map, ptr as *const AtomicU32);
+                    // SAFETY: a full chunk of the section lies at `ptr`
+                    // (sizes checked), page-aligned; the private mapping is
+                    // written only through this arena.
+                    unsafe { arena.install_mapped(c, &map, ptr as *const AtomicU32) };
                 } else {
                     // The last, partial chunk gets heap room to grow into.
                     // SAFETY: as above; u32 alignment holds at page offsets.

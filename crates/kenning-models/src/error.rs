@@ -36,6 +36,14 @@ pub enum ModelError {
         /// What is wrong.
         reason: String,
     },
+    /// No recogniser of this name is available to this service.
+    #[error("no recogniser {name} is available here (available: {known})")]
+    UnknownRecogniser {
+        /// The name asked for.
+        name: String,
+        /// The names that are available.
+        known: String,
+    },
     /// A model produced output of an unexpected shape.
     #[error("model {model} returned {reason}")]
     BadOutput {
@@ -54,6 +62,9 @@ impl From<ort::Error> for ModelError {
 
 impl WireError for ModelError {
     fn code(&self) -> ErrorCode {
-        ErrorCode::InternalServerError
+        match self {
+            Self::UnknownRecogniser { .. } => ErrorCode::InvalidParameterException,
+            _ => ErrorCode::InternalServerError,
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod pipeline;
 mod pool;
 pub mod pose;
+pub mod recognisers;
 pub mod recognizer;
 pub mod runtime;
 
@@ -21,4 +22,5 @@ pub use error::ModelError;
 pub use manifest::{LoadedManifest, Manifest};
 pub use pipeline::{Face, Pipeline, PipelineConfig};
 pub use pool::SessionPool;
+pub use recognisers::Recognisers;
 pub use recognizer::Recognizer;

@@ -92,21 +92,74 @@ pub enum Alignment {
         /// Padding around the face, as a fraction of the face size.
         padding: f64,
     },
-    /// A similarity transform taking the detector's five points (eye centres
-    /// image-left then image-right, nose tip, mouth corners image-left then
-    /// image-right) onto these template points, in input pixels (e.g. the
-    /// ArcFace 112x112 template).
+    /// A similarity transform taking five points (eye centres image-left
+    /// then image-right, nose, mouth corners image-left then image-right)
+    /// onto these template points, in input pixels (e.g. the ArcFace 112x112
+    /// template), sampled bilinearly as OpenCV's `warpAffine` does.
     Template {
         /// Five (x, y) points.
         points: [[f64; 2]; 5],
+        /// Where the five points come from (default: the detector).
+        #[serde(default, skip_serializing_if = "LandmarkSource::is_detector")]
+        landmarks: LandmarkSource,
+        /// How the image is sampled (default: prefiltered).
+        #[serde(default, skip_serializing_if = "TemplateSampling::is_default")]
+        sampling: TemplateSampling,
     },
+}
+
+/// How a template alignment samples the image (see
+/// [`kenning_image::Sampling`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TemplateSampling {
+    /// Bilinear, averaged over each output pixel's footprint for large faces.
+    #[default]
+    Prefiltered,
+    /// Exactly OpenCV's `warpAffine` (for recognisers whose reference is
+    /// OpenCV's `FaceRecognizerSF::alignCrop`, such as SFace).
+    Opencv,
+}
+
+impl TemplateSampling {
+    fn is_default(&self) -> bool {
+        *self == Self::Prefiltered
+    }
+
+    /// The image crate's sampling mode.
+    pub fn to_image(self) -> kenning_image::Sampling {
+        match self {
+            Self::Prefiltered => kenning_image::Sampling::Prefiltered,
+            Self::Opencv => kenning_image::Sampling::OpenCv,
+        }
+    }
+}
+
+/// Which landmarks a template alignment maps onto its template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LandmarkSource {
+    /// The detector's five points (CenterFace's eye centres, nose tip and
+    /// mouth corners).
+    #[default]
+    Detector,
+    /// dlib's 5-point shape predictor: eye centres from its eye corners and
+    /// the nose from its point under the nose; it has no mouth points, so
+    /// the mouth corners stay the detector's.
+    Dlib,
+}
+
+impl LandmarkSource {
+    fn is_detector(&self) -> bool {
+        *self == Self::Detector
+    }
 }
 
 impl Alignment {
     /// The template as points, for [`Alignment::Template`].
     pub fn template_points(&self) -> Option<[Point; 5]> {
         match self {
-            Self::Template { points } => Some(points.map(|[x, y]| Point::new(x, y))),
+            Self::Template { points, .. } => Some(points.map(|[x, y]| Point::new(x, y))),
             Self::DlibChip { .. } => None,
         }
     }
@@ -125,16 +178,52 @@ pub struct EmbeddingSpec {
     pub distance: Distance,
 }
 
-/// The default recogniser's manifest, built into the binary.
-pub const DEFAULT_MANIFEST: &str =
-    include_str!("../../../recognisers/dlib-resnet-v1/manifest.json");
-/// The default recogniser's calibration table, built into the binary.
-pub const DEFAULT_CALIBRATION: &str =
-    include_str!("../../../recognisers/dlib-resnet-v1/calibration.json");
+/// A recogniser whose manifest and calibrations are built into the binary
+/// (from `recognisers/<name>/`).
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    /// Manifest name.
+    pub name: &'static str,
+    /// manifest.json.
+    pub manifest: &'static str,
+    /// calibration.json (global table).
+    pub calibration: Option<&'static str>,
+    /// fair-calibration.json.
+    pub fair_calibration: Option<&'static str>,
+}
 
-/// The default recogniser's fair calibration, built into the binary.
-pub const DEFAULT_FAIR_CALIBRATION: &str =
-    include_str!("../../../recognisers/dlib-resnet-v1/fair-calibration.json");
+/// dlib's ResNet v1: the default before SFace, and the recogniser of every
+/// collection created before collections recorded a choice.
+pub const DLIB_RESNET_V1: Builtin = Builtin {
+    name: "dlib-resnet-v1",
+    manifest: include_str!("../../../recognisers/dlib-resnet-v1/manifest.json"),
+    calibration: Some(include_str!(
+        "../../../recognisers/dlib-resnet-v1/calibration.json"
+    )),
+    fair_calibration: Some(include_str!(
+        "../../../recognisers/dlib-resnet-v1/fair-calibration.json"
+    )),
+};
+
+/// OpenCV Zoo's SFace (2021dec, block-quantized), the default recogniser
+/// (recognisers/sface-2021dec/README.md).
+pub const SFACE_2021DEC: Builtin = Builtin {
+    name: "sface-2021dec",
+    manifest: include_str!("../../../recognisers/sface-2021dec/manifest.json"),
+    calibration: Some(include_str!(
+        "../../../recognisers/sface-2021dec/calibration.json"
+    )),
+    fair_calibration: Some(include_str!(
+        "../../../recognisers/sface-2021dec/fair-calibration.json"
+    )),
+};
+
+/// The built-in recognisers, the default first.
+pub const BUILTIN: [Builtin; 2] = [SFACE_2021DEC, DLIB_RESNET_V1];
+
+/// The recogniser new collections and one-off commands use unless told
+/// otherwise.
+pub const DEFAULT_RECOGNISER: &str = SFACE_2021DEC.name;
 
 /// A manifest with its calibration tables read.
 #[derive(Debug, Clone)]
@@ -151,14 +240,24 @@ pub struct LoadedManifest {
 }
 
 impl LoadedManifest {
-    /// The built-in default recogniser (dlib ResNet v1).
+    /// The built-in default recogniser ([`DEFAULT_RECOGNISER`]).
     pub fn default_recogniser() -> Result<Self, ModelError> {
-        Self::parse(
-            "dlib-resnet-v1",
-            DEFAULT_MANIFEST,
-            Some(DEFAULT_CALIBRATION),
-            Some(DEFAULT_FAIR_CALIBRATION),
-        )
+        Self::builtin(DEFAULT_RECOGNISER)
+    }
+
+    /// A built-in recogniser by name (see [`BUILTIN`]).
+    pub fn builtin(name: &str) -> Result<Self, ModelError> {
+        let b = BUILTIN
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| ModelError::Manifest {
+                name: name.into(),
+                reason: format!(
+                    "no built-in recogniser of that name (there are: {})",
+                    BUILTIN.map(|b| b.name).join(", ")
+                ),
+            })?;
+        Self::parse(b.name, b.manifest, b.calibration, b.fair_calibration)
     }
 
     /// Chooses the calibration Similarity uses; fails when the manifest has
@@ -296,16 +395,39 @@ fn parse_json<T: serde::de::DeserializeOwned>(name: &str, text: &str) -> Result<
 mod tests {
     use super::*;
 
+    const DLIB_MANIFEST: &str = DLIB_RESNET_V1.manifest;
+    const DLIB_CALIBRATION: Option<&str> = DLIB_RESNET_V1.calibration;
+
     #[test]
-    fn default_manifest_parses() {
-        let m = LoadedManifest::default_recogniser().unwrap();
+    fn builtin_manifests_parse() {
+        let m = LoadedManifest::builtin(DLIB_RESNET_V1.name).unwrap();
         assert_eq!(m.manifest.embedding.size, 128);
         assert_eq!(m.manifest.alignment, Alignment::DlibChip { padding: 0.25 });
+        let m = LoadedManifest::builtin(SFACE_2021DEC.name).unwrap();
+        assert_eq!(m.manifest.embedding.size, 128);
+        assert_eq!(m.manifest.embedding.distance, Distance::Cosine);
+        assert!(matches!(
+            m.manifest.alignment,
+            Alignment::Template {
+                landmarks: LandmarkSource::Detector,
+                ..
+            }
+        ));
+        for b in BUILTIN {
+            assert_eq!(
+                LoadedManifest::builtin(b.name).unwrap().manifest.name,
+                b.name
+            );
+        }
+        assert_eq!(
+            LoadedManifest::default_recogniser().unwrap().manifest.name,
+            DEFAULT_RECOGNISER
+        );
     }
 
     #[test]
-    fn default_similarity_is_fair_and_global_stays_selectable() {
-        let m = LoadedManifest::default_recogniser().unwrap();
+    fn dlib_similarity_is_fair_and_global_stays_selectable() {
+        let m = LoadedManifest::builtin(DLIB_RESNET_V1.name).unwrap();
         assert_eq!(m.selected, CalibrationKind::Fair);
         let fair = m.fair_calibration.as_ref().unwrap();
         assert_eq!(fair.centroids[0].len(), m.manifest.embedding.size);
@@ -319,19 +441,19 @@ mod tests {
             Some(Calibration::Global(_))
         ));
         // Without a fair calibration file, asking for one is refused.
-        let text = DEFAULT_MANIFEST.replace("\"fair_calibration\": \"fair-calibration.json\",", "");
-        assert!(LoadedManifest::parse("x", &text, Some(DEFAULT_CALIBRATION), None).is_err());
+        let text = DLIB_MANIFEST.replace("\"fair_calibration\": \"fair-calibration.json\",", "");
+        assert!(LoadedManifest::parse("x", &text, DLIB_CALIBRATION, None).is_err());
         let text = text.replace(
             "\"similarity_calibration\": \"fair\"",
             "\"similarity_calibration\": \"global\"",
         );
-        let m = LoadedManifest::parse("x", &text, Some(DEFAULT_CALIBRATION), None).unwrap();
+        let m = LoadedManifest::parse("x", &text, DLIB_CALIBRATION, None).unwrap();
         assert!(m.select(CalibrationKind::Fair).is_err());
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        let text = DEFAULT_MANIFEST.replacen('{', "{\"bogus\": 1,", 1);
+        let text = DLIB_MANIFEST.replacen('{', "{\"bogus\": 1,", 1);
         assert!(LoadedManifest::parse("x", &text, None, None).is_err());
     }
 }

@@ -1,4 +1,5 @@
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use kenning_core::{FaceDetail, ImageQuality, Landmark, LandmarkType, Point};
 use kenning_dlib::{DlibRect, ShapePredictor};
@@ -6,7 +7,7 @@ use kenning_image::RgbImage;
 
 use crate::calibration::CalibrationKind;
 use crate::detector::{Detection, Detector, DetectorConfig};
-use crate::manifest::{Alignment, LoadedManifest};
+use crate::manifest::{Alignment, LandmarkSource, LoadedManifest};
 use crate::recognizer::Recognizer;
 use crate::{pose, ModelError};
 
@@ -57,10 +58,24 @@ pub struct Face {
 }
 
 /// Image in, faces out: detect, measure, align, embed.
+///
+/// A pipeline is one recogniser with its calibration; pipelines made by
+/// [`Pipeline::with_recogniser`] share the detector and dlib's shape
+/// predictor with the one they came from.
 pub struct Pipeline {
-    detector: Detector,
-    predictor: Option<ShapePredictor>,
+    shared: Arc<Shared>,
+    /// Which landmarks the alignment uses (None: the detector's).
+    predictor: Option<Arc<ShapePredictor>>,
     recognizer: Recognizer,
+}
+
+/// What every recogniser's pipeline of one service has in common.
+struct Shared {
+    models_dir: PathBuf,
+    sessions: usize,
+    calibration: Option<CalibrationKind>,
+    detector: Detector,
+    predictor: OnceLock<Arc<ShapePredictor>>,
 }
 
 impl Pipeline {
@@ -73,18 +88,50 @@ impl Pipeline {
             Some(m) => m,
             None => LoadedManifest::default_recogniser()?,
         };
-        let manifest = match config.calibration {
+        let detector = Detector::load(dir, config.detector, config.sessions)?;
+        let shared = Arc::new(Shared {
+            models_dir: config.models_dir.clone(),
+            sessions: config.sessions,
+            calibration: config.calibration,
+            detector,
+            predictor: OnceLock::new(),
+        });
+        Self::build(shared, manifest)
+    }
+
+    /// A pipeline for another recogniser that shares this one's detector,
+    /// shape predictor, session count and calibration choice.
+    pub fn with_recogniser(&self, manifest: LoadedManifest) -> Result<Self, ModelError> {
+        Self::build(self.shared.clone(), manifest)
+    }
+
+    fn build(shared: Arc<Shared>, manifest: LoadedManifest) -> Result<Self, ModelError> {
+        let manifest = match shared.calibration {
             Some(kind) => manifest.select(kind)?,
             None => manifest,
         };
-        let predictor = match manifest.manifest.alignment {
-            Alignment::DlibChip { .. } => Some(load_predictor(dir)?),
-            Alignment::Template { .. } => None,
+        let needs_predictor = matches!(
+            manifest.manifest.alignment,
+            Alignment::DlibChip { .. }
+                | Alignment::Template {
+                    landmarks: LandmarkSource::Dlib,
+                    ..
+                }
+        );
+        let predictor = if needs_predictor {
+            Some(match shared.predictor.get() {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Arc::new(load_predictor(&shared.models_dir)?);
+                    shared.predictor.get_or_init(|| p).clone()
+                }
+            })
+        } else {
+            None
         };
-        let detector = Detector::load(dir, config.detector, config.sessions)?;
-        let recognizer = Recognizer::load(dir, manifest, config.sessions)?;
+        let recognizer = Recognizer::load(&shared.models_dir, manifest, shared.sessions)?;
         Ok(Self {
-            detector,
+            shared,
             predictor,
             recognizer,
         })
@@ -92,7 +139,7 @@ impl Pipeline {
 
     /// The detector.
     pub fn detector(&self) -> &Detector {
-        &self.detector
+        &self.shared.detector
     }
 
     /// The recogniser.
@@ -104,15 +151,13 @@ impl Pipeline {
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Face>, ModelError> {
         let (w, h) = image.dimensions();
         Ok(self
+            .shared
             .detector
             .detect(image)?
             .into_iter()
             .map(|detection| {
                 let detail = face_detail(image, &detection, w, h);
-                let alignment_points = match &self.predictor {
-                    Some(p) => p.predict(image, dlib_rect(&detection)).to_vec(),
-                    None => detection.points.to_vec(),
-                };
+                let alignment_points = self.alignment_points(image, &detection);
                 Face {
                     detection,
                     detail,
@@ -121,6 +166,31 @@ impl Pipeline {
                 }
             })
             .collect())
+    }
+
+    /// The points the alignment maps: dlib's five for its chip, the
+    /// detector's for a template, or dlib's eyes and nose with the detector's
+    /// mouth corners for a template fed from dlib's predictor.
+    fn alignment_points(&self, image: &RgbImage, d: &Detection) -> Vec<Point> {
+        let Some(p) = &self.predictor else {
+            return d.points.to_vec();
+        };
+        let dlib = p.predict(image, dlib_rect(d));
+        match self.recognizer.manifest().alignment {
+            Alignment::DlibChip { .. } => dlib.to_vec(),
+            Alignment::Template { .. } => {
+                // dlib's 5-point order: the image-right eye's two corners,
+                // the image-left eye's two corners, then under the nose.
+                let mid = |a: Point, b: Point| Point::new((a.x + b.x) / 2.0, (a.y + b.y) / 2.0);
+                vec![
+                    mid(dlib[2], dlib[3]),
+                    mid(dlib[0], dlib[1]),
+                    dlib[4],
+                    d.points[3],
+                    d.points[4],
+                ]
+            }
+        }
     }
 
     /// Detects faces and embeds them; with `largest_only`, only the largest.
@@ -146,7 +216,8 @@ impl Pipeline {
     }
 
     /// The embedding for a face given by a dlib rectangle (the parity path:
-    /// same rectangle in, same landmarks and embedding out as dlib).
+    /// same rectangle in, same landmarks and embedding out as dlib). Only for
+    /// recognisers aligned by dlib's chip.
     pub fn embed_dlib_rect(
         &self,
         image: &RgbImage,
@@ -155,14 +226,27 @@ impl Pipeline {
         let predictor = self
             .predictor
             .as_ref()
+            .filter(|_| {
+                matches!(
+                    self.recognizer.manifest().alignment,
+                    Alignment::DlibChip { .. }
+                )
+            })
             .ok_or_else(|| ModelError::Manifest {
                 name: self.recognizer.manifest().name.clone(),
                 reason: "this recogniser does not use dlib landmarks".into(),
             })?;
         let points = predictor.predict(image, rect);
-        let crop = self.align(image, &points);
+        Ok((points, self.embed_at(image, &points)?))
+    }
+
+    /// The embedding of the face at the given alignment points (five, in
+    /// the order of [`Face::alignment_points`]), e.g. landmarks from another
+    /// detector.
+    pub fn embed_at(&self, image: &RgbImage, points: &[Point]) -> Result<Vec<f32>, ModelError> {
+        let crop = self.align(image, points);
         let mut e = self.recognizer.embed(std::slice::from_ref(&crop))?;
-        Ok((points, e.pop().unwrap_or_default()))
+        Ok(e.pop().unwrap_or_default())
     }
 
     /// The face cut out and aligned as the recogniser expects it.
@@ -178,9 +262,16 @@ impl Pipeline {
                     std::array::from_fn(|i| points.get(i).copied().unwrap_or_default());
                 kenning_dlib::chip::extract(image, &five, m.input.width, *padding)
             }
-            Alignment::Template { .. } => {
+            Alignment::Template { sampling, .. } => {
                 let template = m.alignment.template_points().unwrap_or_default();
-                kenning_image::align(image, points, &template, m.input.width, m.input.height)
+                kenning_image::align_with(
+                    image,
+                    points,
+                    &template,
+                    m.input.width,
+                    m.input.height,
+                    sampling.to_image(),
+                )
             }
         }
     }

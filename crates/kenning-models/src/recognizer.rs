@@ -13,6 +13,9 @@ use crate::ModelError;
 pub struct Recognizer {
     loaded: LoadedManifest,
     pool: SessionPool,
+    /// The most faces one run takes: 1 for a model exported with a batch
+    /// of exactly one (SFace), else unbounded.
+    max_batch: usize,
 }
 
 impl Recognizer {
@@ -23,16 +26,30 @@ impl Recognizer {
         loaded: LoadedManifest,
         sessions: usize,
     ) -> Result<Self, ModelError> {
-        let model = match &loaded.manifest.model {
-            ModelSource::Onnx { file } => read_model_file(&models_dir.join(file))?,
-            ModelSource::DlibDat { file } => {
-                let dat = read_model_file(&models_dir.join(file))?;
-                kenning_dlib::resnet::to_onnx(&dat)?.model
-            }
+        let model = onnx_model(models_dir, &loaded.manifest.model)?;
+        Self::from_onnx(loaded, model, sessions)
+    }
+
+    /// A recogniser running the given ONNX bytes as they are (no conversion)
+    /// for the manifest, e.g. to compare a model file with its converted
+    /// form.
+    pub fn from_onnx(
+        loaded: LoadedManifest,
+        model: Vec<u8>,
+        sessions: usize,
+    ) -> Result<Self, ModelError> {
+        let fixed_batch = kenning_onnx::inspect(&model)?
+            .inputs
+            .first()
+            .and_then(|i| i.dims.as_ref()?.first().cloned());
+        let max_batch = match fixed_batch {
+            Some(kenning_onnx::Dim::Fixed(1)) => 1,
+            _ => usize::MAX,
         };
         Ok(Self {
             pool: SessionPool::new(model, sessions, 1)?,
             loaded,
+            max_batch,
         })
     }
 
@@ -62,11 +79,18 @@ impl Recognizer {
         self.loaded.manifest.embedding.distance.precise(a, b)
     }
 
-    /// Embeds aligned face crops (each exactly the input size) in one batch.
+    /// Embeds aligned face crops (each exactly the input size), in one batch
+    /// or, for a model exported with a batch of one, one at a time.
     pub fn embed(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, ModelError> {
-        if crops.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(self.max_batch) {
+            out.extend(self.embed_batch(chunk)?);
         }
+        Ok(out)
+    }
+
+    /// Embeds crops in one run of the model.
+    fn embed_batch(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>, ModelError> {
         let m = &self.loaded.manifest;
         let (w, h) = (m.input.width as usize, m.input.height as usize);
         let plane = w * h;
@@ -117,6 +141,24 @@ impl Recognizer {
             })
             .collect())
     }
+}
+
+/// The ONNX bytes Kenning runs for a recogniser's weights: a dlib `.dat`
+/// converted to ONNX, or an ONNX file with its constant-weight
+/// `DequantizeLinear` nodes folded into fp32 weights, only its real inputs
+/// kept and `PRelu` rewritten into operators ONNX Runtime fuses
+/// ([`kenning_onnx::fold_for_cpu`]; a model without them is unchanged but for
+/// its `value_info`).
+pub fn onnx_model(models_dir: &Path, source: &ModelSource) -> Result<Vec<u8>, ModelError> {
+    Ok(match source {
+        ModelSource::Onnx { file } => {
+            kenning_onnx::fold_for_cpu(&read_model_file(&models_dir.join(file))?)?.0
+        }
+        ModelSource::DlibDat { file } => {
+            let dat = read_model_file(&models_dir.join(file))?;
+            kenning_dlib::resnet::to_onnx(&dat)?.model
+        }
+    })
 }
 
 fn l2_normalised(v: &[f32]) -> Vec<f32> {

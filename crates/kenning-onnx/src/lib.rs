@@ -5,7 +5,10 @@
 //!   raw-data initializers, inputs/outputs with fixed or symbolic dims);
 //! - [`inspect()`]: decodes a model's inputs, outputs, nodes and initializers;
 //! - [`make_dynamic_input`]: patches a fixed-size image model (CenterFace)
-//!   to accept any batch and image size.
+//!   to accept any batch and image size;
+//! - [`fold_for_cpu`]: folds constant `DequantizeLinear` weights into fp32
+//!   initializers (block-quantized SFace) and rewrites `PRelu` into operators
+//!   ONNX Runtime fuses on a CPU.
 //!
 //! Kenning builds the dlib ResNet as ONNX at load time and patches
 //! CenterFace, so neither needs Python's `onnx` package.
@@ -14,11 +17,13 @@
 #![warn(missing_docs)]
 
 mod dynamic;
+mod fold;
 mod inspect;
 pub mod model;
 pub mod wire;
 
 pub use dynamic::make_dynamic_input;
+pub use fold::{fold_for_cpu, FoldReport};
 pub use inspect::{inspect, InitializerSummary, ModelSummary, NodeSummary, ValueInfoSummary};
 pub use model::{
     Attribute, AttributeValue, DataType, Dim, Graph, Model, Node, Tensor, TensorData, ValueInfo,

@@ -124,7 +124,7 @@ impl Tensor {
         }
     }
 
-    fn encode(&self, w: &mut ProtoWriter) {
+    pub(crate) fn encode(&self, w: &mut ProtoWriter) {
         w.packed_int64(1, &self.dims);
         let (dtype, raw): (DataType, Vec<u8>) = match &self.data {
             TensorData::Float(v) => (
@@ -268,7 +268,7 @@ impl Node {
         self
     }
 
-    fn encode(&self, w: &mut ProtoWriter) {
+    pub(crate) fn encode(&self, w: &mut ProtoWriter) {
         // NodeProto: input 1, output 2, name 3, op_type 4, attribute 5.
         for i in &self.inputs {
             w.string(1, i);

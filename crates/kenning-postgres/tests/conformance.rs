@@ -35,7 +35,8 @@ fn model() -> FaceModel {
 
 fn embedded(distance: Distance) -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let faces = Arc::new(Embedded::open(dir.path(), distance).unwrap());
+    let faces =
+        Arc::new(Embedded::open(dir.path(), [(MODEL.to_owned(), distance)].into()).unwrap());
     let reviews = ReviewQueue::open(&dir.path().join(REVIEW_FILE), faces.audit()).unwrap();
     Backend {
         name: "embedded",
@@ -694,6 +695,7 @@ fn item(id: &str, required: u8) -> ReviewItem {
         decisions: Vec::new(),
         other_decisions: 0,
         created_at: 0,
+        probe_face: None,
     }
 }
 

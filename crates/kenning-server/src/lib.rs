@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+mod console;
+mod events;
 pub mod metrics;
 mod rest;
 pub mod sigv4;
@@ -37,6 +39,7 @@ use axum::Router;
 use kenning_accountability::keys::{self, ActiveKey, KeyError, KeyStore};
 use kenning_accountability::{Caller, Governor, Grant, Principal, KENNING_OPERATIONS};
 use kenning_collections::Collections;
+use kenning_streams::StreamService;
 use kenning_video::VideoService;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -69,6 +72,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Per-key request rate and concurrency limits.
     pub limits: throttle::Limits,
+    /// The web console at `/console/` (`None`: not served).
+    pub console: Option<kenning_console::ConsoleConfig>,
 }
 
 impl ServerConfig {
@@ -92,6 +97,7 @@ impl ServerConfig {
                 burst: 400.0,
                 concurrency: cores * 4,
             },
+            console: None,
         }
     }
 }
@@ -290,6 +296,9 @@ impl Credentials {
 pub(crate) struct AppState {
     governor: Arc<Governor>,
     video: Option<Arc<VideoService>>,
+    streams: Option<Arc<StreamService>>,
+    /// Turns true when the service shuts down (ends event feeds).
+    closing: tokio::sync::watch::Sender<bool>,
     credentials: Credentials,
     metrics: metrics::Metrics,
     config: ServerConfig,
@@ -341,13 +350,23 @@ pub struct Server {
     tls: Option<tls::Tls>,
 }
 
-/// Binds the listening socket; `video` serves the stored-video operations
-/// (without it they are refused).
+/// The optional services behind the photo operations.
+#[derive(Default, Clone)]
+pub struct Services {
+    /// The stored-video operations (without it they are refused).
+    pub video: Option<Arc<VideoService>>,
+    /// The stream-processor operations and feeds (without it, as without
+    /// `--enable-streams`, they are refused with AccessDeniedException).
+    pub streams: Option<Arc<StreamService>>,
+}
+
+/// Binds the listening socket, serving `services` beside the photo
+/// operations.
 pub async fn bind(
     config: ServerConfig,
     governor: impl Into<Arc<Governor>>,
     credentials: Credentials,
-    video: Option<Arc<VideoService>>,
+    services: Services,
 ) -> Result<Server, ServerError> {
     if config.allow_anonymous && !config.listen.ip().is_loopback() && !config.allow_anonymous_remote
     {
@@ -357,7 +376,9 @@ pub async fn bind(
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let state = Arc::new(AppState {
         governor: governor.into(),
-        video,
+        video: services.video,
+        streams: services.streams,
+        closing: tokio::sync::watch::channel(false).0,
         credentials,
         metrics: metrics::Metrics::default(),
         permits: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
@@ -390,6 +411,13 @@ impl Server {
         });
         let reload = self.tls.clone().map(|t| tokio::spawn(reload_on_sighup(t)));
         let app = router(self.state);
+        let closing = state.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Event feeds never end by themselves: end them so the
+            // connections can close.
+            closing.send_replace(true);
+        };
         serve_connections(
             self.listener,
             app,
@@ -407,6 +435,10 @@ impl Server {
         if let Some(video) = state.video.clone() {
             // Running jobs stay IN_PROGRESS and resume at the next start.
             let _ = tokio::task::spawn_blocking(move || video.shutdown()).await;
+        }
+        if let Some(streams) = state.streams.clone() {
+            // Running processors stay RUNNING and resume at the next start.
+            let _ = tokio::task::spawn_blocking(move || streams.shutdown()).await;
         }
         tracing::info!("requests finished; saving indexes");
         let collections = state.governor.collections().clone();
@@ -560,15 +592,19 @@ pub async fn shutdown_signal() {
 }
 
 fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/", post(aws_json))
+    let mut app = Router::new()
+        .route("/", post(aws_json).get(kenning_console::root_redirect))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(rest::openapi))
         .merge(rest::routes())
+        .merge(events::routes())
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), envelope))
-        .with_state(state)
+        .with_state(state.clone());
+    if let Some(c) = &state.config.console {
+        app = app.merge(console::router(state.clone(), c.clone()));
+    }
+    app.layer(middleware::from_fn_with_state(state, envelope))
 }
 
 /// Request id, timeout, access log and metrics around every request.
@@ -720,7 +756,7 @@ async fn healthz() -> Response {
 }
 
 async fn metrics_text(State(s): State<Arc<AppState>>) -> Response {
-    let mut r = (StatusCode::OK, s.metrics.render()).into_response();
+    let mut r = (StatusCode::OK, s.metrics.render(s.streams.as_deref())).into_response();
     r.headers_mut().insert(
         "content-type",
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -903,11 +939,19 @@ pub(crate) async fn run_op(
     let (result, secs) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let t = Instant::now();
-        let r = match &state.video {
-            Some(video) if kenning_video::OPERATIONS.contains(&op_owned.as_str()) => video
-                .call(&caller, &op_owned, body)
-                .map(|v| (v, ops::Counts::default())),
-            _ => state.governor.call(&caller, &op_owned, body),
+        let none = |r: Result<Value, ApiError>| r.map(|v| (v, ops::Counts::default()));
+        let r = if kenning_streams::OPERATIONS.contains(&op_owned.as_str()) {
+            match &state.streams {
+                Some(streams) => none(streams.call(&caller, &op_owned, body)),
+                None => Err(events::disabled(&op_owned)),
+            }
+        } else {
+            match &state.video {
+                Some(video) if kenning_video::OPERATIONS.contains(&op_owned.as_str()) => {
+                    none(video.call(&caller, &op_owned, body))
+                }
+                _ => state.governor.call(&caller, &op_owned, body),
+            }
         };
         (r, t.elapsed().as_secs_f64())
     })
@@ -975,9 +1019,9 @@ async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
 /// limits on image bytes.
 pub fn open_collections(
     store: Arc<dyn kenning_store::FaceStore>,
-    pipeline: Arc<kenning_models::Pipeline>,
+    recognisers: impl Into<kenning_models::Recognisers>,
 ) -> Collections {
-    let mut c = Collections::with_store(store, pipeline);
+    let mut c = Collections::with_store(store, recognisers);
     c.set_decode_limits(kenning_image::DecodeLimits {
         max_bytes: ops::MAX_IMAGE_BYTES,
         ..kenning_image::DecodeLimits::default()

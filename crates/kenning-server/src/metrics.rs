@@ -10,7 +10,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode, encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -116,6 +116,134 @@ impl Default for Metrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProcessorLabels {
+    processor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    processor: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    output: String,
+    sink: &'static str,
+}
+
+/// The stream processors' metrics now. Processor and output names are
+/// labels: admins choose them, checked to `[A-Za-z0-9_.-]`, and their
+/// number is bounded (`--stream-max-processors`, the configured outputs).
+fn stream_registry(streams: &kenning_streams::StreamService) -> Registry {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut r = Registry::default();
+    let (processors, sinks) = streams.stats();
+    let status = Family::<StatusLabels, Gauge>::default();
+    let lag = Family::<ProcessorLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let counters: Vec<(&str, &str, Family<ProcessorLabels, Counter>)> = [
+        (
+            "kenning_stream_frames_in",
+            "Frames a processor's source delivered",
+        ),
+        (
+            "kenning_stream_frames_analysed",
+            "Frames a processor analysed",
+        ),
+        (
+            "kenning_stream_frames_skipped",
+            "Frames skipped because analysis was behind live",
+        ),
+        ("kenning_stream_faces", "Faces detected in live frames"),
+        (
+            "kenning_stream_matches",
+            "New matches of a followed face to a collection face",
+        ),
+        (
+            "kenning_stream_reconnects",
+            "Reconnections to a processor's source",
+        ),
+        (
+            "kenning_stream_records",
+            "Records sent to a processor's output",
+        ),
+    ]
+    .into_iter()
+    .map(|(n, h)| (n, h, Family::default()))
+    .collect();
+    for p in &processors {
+        let labels = ProcessorLabels {
+            processor: p.name.clone(),
+        };
+        for st in kenning_streams::Status::ALL {
+            status
+                .get_or_create(&StatusLabels {
+                    processor: p.name.clone(),
+                    status: st.as_str(),
+                })
+                .set(i64::from(st == p.status));
+        }
+        let Some(live) = &p.live else { continue };
+        let c = &live.counters;
+        let values = [
+            &c.frames_in,
+            &c.frames_analysed,
+            &c.frames_skipped,
+            &c.faces,
+            &c.matches,
+            &c.reconnects,
+            &c.records,
+        ];
+        for ((_, _, family), v) in counters.iter().zip(values) {
+            family.get_or_create(&labels).inc_by(v.load(Relaxed));
+        }
+        lag.get_or_create(&labels)
+            .set(c.lag_us.load(Relaxed) as f64 / 1e6);
+    }
+    r.register(
+        "kenning_stream_processor_status",
+        "1 for a stream processor's current status",
+        status,
+    );
+    r.register(
+        "kenning_stream_lag_seconds",
+        "How far behind live the last analysed frame was",
+        lag,
+    );
+    for (name, help, family) in counters {
+        r.register(name, help, family);
+    }
+    let delivered = Family::<SinkLabels, Counter>::default();
+    let dropped = Family::<SinkLabels, Counter>::default();
+    let failed = Family::<SinkLabels, Counter>::default();
+    for s in sinks {
+        let labels = SinkLabels {
+            output: s.output,
+            sink: s.kind,
+        };
+        delivered.get_or_create(&labels).inc_by(s.delivered);
+        dropped.get_or_create(&labels).inc_by(s.dropped);
+        failed.get_or_create(&labels).inc_by(s.failed);
+    }
+    r.register(
+        "kenning_stream_output_delivered",
+        "Records delivered by a webhook or file sink (SSE: clients connected now)",
+        delivered,
+    );
+    r.register(
+        "kenning_stream_output_dropped",
+        "Records a sink dropped because it was behind",
+        dropped,
+    );
+    r.register(
+        "kenning_stream_output_failed",
+        "Records a sink gave up on",
+        failed,
+    );
+    r
+}
+
 /// The label for `operation`: one of `known`, else "other".
 pub fn operation_label(operation: &str, known: &[&'static str]) -> &'static str {
     known
@@ -196,11 +324,21 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
-    /// The OpenMetrics text exposition.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics text exposition, with the stream processors' metrics
+    /// when `streams` runs.
+    pub fn render(&self, streams: Option<&kenning_streams::StreamService>) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        match streams {
+            None => {
+                let _ = encode(&mut out, &self.registry);
+            }
+            Some(s) => {
+                let _ = encode_registry(&mut out, &self.registry);
+                let _ = encode_registry(&mut out, &stream_registry(s));
+                let _ = encode_eof(&mut out);
+            }
+        }
         out
     }
 }
@@ -214,9 +352,9 @@ mod tests {
         let m = Metrics::default();
         let a = m.in_flight();
         let b = m.in_flight();
-        assert!(m.render().contains("kenning_requests_in_flight 2"));
+        assert!(m.render(None).contains("kenning_requests_in_flight 2"));
         drop((a, b));
-        assert!(m.render().contains("kenning_requests_in_flight 0"));
+        assert!(m.render(None).contains("kenning_requests_in_flight 0"));
         assert_eq!(operation_label("Evil\"\n", &["ListFaces"]), "other");
     }
 }

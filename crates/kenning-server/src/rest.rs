@@ -6,8 +6,10 @@
 //! `application/octet-stream`) with the other parameters in the query string.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -91,9 +93,9 @@ const NUMERIC: &[&str] = &[
 ];
 
 /// Which operation a request runs, given its assembled body.
-type Pick = fn(&Map<String, Value>) -> &'static str;
+pub(crate) type Pick = fn(&Map<String, Value>) -> &'static str;
 
-async fn call(
+pub(crate) async fn call(
     s: Arc<AppState>,
     req: Request,
     mut query: HashMap<String, String>,
@@ -115,6 +117,14 @@ async fn call(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let form = if ct.starts_with("multipart/form-data") {
+        match multipart_parts(ct, bytes.clone()).await {
+            Ok(parts) => Some(parts),
+            Err(e) => return respond("rest", key, Err(e), true),
+        }
+    } else {
+        None
+    };
     let built: Result<Map<String, Value>, ApiError> = (|| {
         let mut m = if ct.starts_with("image/") || ct.starts_with("application/octet-stream") {
             let mut m = Map::new();
@@ -123,22 +133,22 @@ async fn call(
                 json!({ "Bytes": base64::engine::general_purpose::STANDARD.encode(&bytes) }),
             );
             m
-        } else if ct.starts_with("multipart/form-data") {
+        } else if let Some(parts) = form {
             let mut m = Map::new();
-            for part in multipart_parts(ct, &bytes)? {
+            for part in parts {
                 if part.file || part.name == "Image" || part.name == "image" {
                     m.insert(
                         "Image".into(),
-                        json!({ "Bytes": base64::engine::general_purpose::STANDARD.encode(part.body) }),
+                        json!({ "Bytes": base64::engine::general_purpose::STANDARD.encode(&part.body) }),
                     );
                 } else {
-                    let text = std::str::from_utf8(part.body).map_err(|_| {
+                    let text = String::from_utf8(part.body.to_vec()).map_err(|_| {
                         ApiError::invalid_parameter(format!(
                             "form field {} is not UTF-8 text",
                             part.name
                         ))
                     })?;
-                    query.insert(part.name, text.to_owned());
+                    query.insert(part.name, text);
                 }
             }
             m
@@ -193,72 +203,48 @@ async fn call(
 }
 
 /// One part of a multipart/form-data body.
-struct Part<'a> {
+struct Part {
     name: String,
     /// Sent as a file (has a filename): taken as the image.
     file: bool,
-    body: &'a [u8],
+    body: Bytes,
 }
 
-/// Splits a multipart/form-data body (RFC 7578) into its parts: an image
-/// upload with `curl -F image=@photo.jpg -F MaxFaces=5` works like the JSON
-/// form. Other fields become parameters, as query-string values do.
-fn multipart_parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, ApiError> {
-    let bad = |why: &str| ApiError::invalid_parameter(format!("malformed multipart body: {why}"));
-    let boundary = content_type
-        .split(';')
-        .filter_map(|p| p.trim().strip_prefix("boundary="))
-        .next()
-        .map(|b| b.trim_matches('"'))
-        .filter(|b| !b.is_empty() && b.len() <= 70)
-        .ok_or_else(|| bad("no boundary"))?;
-    let delimiter = format!("--{boundary}");
-    let find = |hay: &[u8], needle: &[u8], from: usize| {
-        hay.get(from..)?
-            .windows(needle.len())
-            .position(|w| w == needle)
-            .map(|i| i + from)
-    };
-    let mut at = find(body, delimiter.as_bytes(), 0).ok_or_else(|| bad("no opening boundary"))?;
+/// Splits a multipart/form-data body (RFC 7578) into its parts with multer
+/// (the parser behind axum's multipart extractor): an image upload with
+/// `curl -F image=@photo.jpg -F MaxFaces=5` works like the JSON form. Other
+/// fields become parameters, as query-string values do. The body is
+/// already read within the body limit and authenticated.
+async fn multipart_parts(content_type: &str, body: Bytes) -> Result<Vec<Part>, ApiError> {
+    let bad =
+        |e: multer::Error| ApiError::invalid_parameter(format!("malformed multipart body: {e}"));
+    let boundary = multer::parse_boundary(content_type).map_err(bad)?;
+    let stream = futures_util::stream::once(std::future::ready(Ok::<_, Infallible>(body)));
+    let mut form = multer::Multipart::new(stream, boundary);
     let mut parts = Vec::new();
-    loop {
-        at += delimiter.len();
-        if body.get(at..at + 2) == Some(b"--") {
-            return Ok(parts);
-        }
-        let head_start = at + 2;
-        let head_end =
-            find(body, b"\r\n\r\n", head_start).ok_or_else(|| bad("unterminated part headers"))?;
-        let headers = std::str::from_utf8(&body[head_start..head_end])
-            .map_err(|_| bad("headers are not text"))?;
-        let next = find(body, format!("\r\n{delimiter}").as_bytes(), head_end + 4)
-            .ok_or_else(|| bad("no closing boundary"))?;
-        let disposition = headers
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
-            .ok_or_else(|| bad("a part has no Content-Disposition"))?;
-        let param = |key: &str| {
-            disposition.split(';').map(str::trim).find_map(|p| {
-                p.strip_prefix(key)
-                    .and_then(|v| v.strip_prefix('='))
-                    .map(|v| v.trim_matches('"').to_owned())
-            })
-        };
-        let name = param("name").ok_or_else(|| bad("a part has no name"))?;
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        let name = field
+            .name()
+            .ok_or_else(|| {
+                ApiError::invalid_parameter("malformed multipart body: a part has no name")
+            })?
+            .to_owned();
+        let file = field.file_name().is_some();
         parts.push(Part {
             name,
-            file: param("filename").is_some(),
-            body: &body[head_end + 4..next],
+            file,
+            body: field.bytes().await.map_err(bad)?,
         });
-        at = next + 2;
     }
+    Ok(parts)
 }
 
 macro_rules! fixed {
     ($name:literal) => {
-        (|_: &Map<String, Value>| $name) as Pick
+        (|_: &serde_json::Map<String, serde_json::Value>| $name) as $crate::rest::Pick
     };
 }
+pub(crate) use fixed;
 
 async fn detect(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
     call(s, req, q, &[], fixed!("DetectFaces")).await
@@ -637,26 +623,37 @@ async fn call_extra(
 mod tests {
     use super::*;
 
-    #[test]
-    fn multipart_bodies_split_into_image_and_fields() {
-        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"MaxFaces\"\r\n\r\n5\r\n--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\r\n\xff\xd9\r\n--XyZ--\r\n";
-        let parts = multipart_parts("multipart/form-data; boundary=XyZ", body).unwrap();
+    #[tokio::test]
+    async fn multipart_bodies_split_into_image_and_fields() {
+        let ct = "multipart/form-data; boundary=XyZ";
+        let body = &b"--XyZ\r\nContent-Disposition: form-data; name=\"MaxFaces\"\r\n\r\n5\r\n--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\r\n\xff\xd9\r\n--XyZ--\r\n"[..];
+        let parts = multipart_parts(ct, Bytes::from_static(body)).await.unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(
-            (parts[0].name.as_str(), parts[0].file, parts[0].body),
+            (parts[0].name.as_str(), parts[0].file, &parts[0].body[..]),
             ("MaxFaces", false, &b"5"[..])
         );
         assert_eq!((parts[1].name.as_str(), parts[1].file), ("image", true));
         assert_eq!(
-            parts[1].body, b"\xff\xd8\r\n\xff\xd9",
+            &parts[1].body[..],
+            b"\xff\xd8\r\n\xff\xd9",
             "CRLF inside the file is kept"
         );
         for broken in [
             &b"no boundary here"[..],
             b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nunterminated",
+            b"--XyZ\r\nContent-Type: text/plain\r\n\r\nno name\r\n--XyZ--\r\n",
         ] {
-            assert!(multipart_parts("multipart/form-data; boundary=XyZ", broken).is_err());
+            let e = multipart_parts(ct, Bytes::from_static(broken))
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{:?} was accepted", String::from_utf8_lossy(broken)));
+            assert!(e.to_string().contains("malformed multipart body"), "{e}");
         }
-        assert!(multipart_parts("multipart/form-data", body).is_err());
+        assert!(
+            multipart_parts("multipart/form-data", Bytes::from_static(body))
+                .await
+                .is_err()
+        );
     }
 }

@@ -66,7 +66,7 @@ impl CommitHook for AuditHook {
 pub struct Embedded {
     store: Store,
     dir: PathBuf,
-    distance: Distance,
+    distances: HashMap<String, Distance>,
     hook: Arc<AuditHook>,
     live: RwLock<HashMap<String, Arc<LiveIndex>>>,
 }
@@ -89,9 +89,10 @@ fn index_io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 impl Embedded {
-    /// Opens (or creates) the data directory `dir`; its indexes measure
-    /// `distance` (the recogniser's).
-    pub fn open(dir: &Path, distance: Distance) -> Result<Self> {
+    /// Opens (or creates) the data directory `dir`; each collection's index
+    /// measures the distance `distances` gives for its recogniser (by name):
+    /// collections of different recognisers live side by side.
+    pub fn open(dir: &Path, distances: HashMap<String, Distance>) -> Result<Self> {
         let store = Store::open(dir)?;
         let index_dir = dir.join(INDEX_DIR);
         std::fs::create_dir_all(&index_dir).map_err(index_io(&index_dir))?;
@@ -104,7 +105,7 @@ impl Embedded {
         let this = Self {
             store,
             dir: dir.to_owned(),
-            distance,
+            distances,
             hook,
             live: RwLock::new(HashMap::new()),
         };
@@ -162,13 +163,13 @@ impl Embedded {
         let path = self.index_path(&c.id);
         let expect = Expect {
             dim: Some(c.dim as usize),
-            metric: Some(metric(self.distance)),
+            metric: Some(metric(self.distance(c)?)),
             count: Some(c.face_count as usize),
             generation: Some(c.generation),
         };
         let index = match Index::load(&path, &expect) {
             Ok(index) => index,
-            Err(_) => self.rebuild(&c.id, &path)?,
+            Err(_) => self.rebuild(c, &path)?,
         };
         let live = Arc::new(LiveIndex {
             index,
@@ -179,12 +180,12 @@ impl Embedded {
         Ok(live)
     }
 
-    fn rebuild(&self, id: &str, path: &Path) -> Result<Index> {
-        let embeddings = self.store.embeddings(id)?;
+    fn rebuild(&self, c: &Collection, path: &Path) -> Result<Index> {
+        let embeddings = self.store.embeddings(&c.id)?;
         let generation = embeddings.generation();
         let index = Index::new(IndexConfig::new(
             embeddings.dim() as usize,
-            metric(self.distance),
+            metric(self.distance(c)?),
         ))?;
         let mut batch: Vec<(u64, Vec<f32>)> = Vec::new();
         let flush = |batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
@@ -203,14 +204,27 @@ impl Embedded {
         Ok(index)
     }
 
-    fn check_distance(&self, distance: Distance) -> Result<()> {
-        if distance == self.distance {
-            return Ok(());
+    /// The distance collection `c`'s vectors are compared by.
+    fn distance(&self, c: &Collection) -> Result<Distance> {
+        self.model_distance(&c.face_model).ok_or_else(|| {
+            StoreError::InvalidParameter(format!(
+                "collection {} holds vectors of recogniser {}, whose distance this service does not know",
+                c.id, c.face_model
+            ))
+        })
+    }
+
+    fn model_distance(&self, m: &FaceModel) -> Option<Distance> {
+        self.distances.get(&m.name).copied()
+    }
+
+    fn check_distance(&self, m: &FaceModel, distance: Distance) -> Result<()> {
+        match self.model_distance(m) {
+            Some(d) if d == distance => Ok(()),
+            known => Err(StoreError::InvalidParameter(format!(
+                "recogniser {m}'s vectors are compared by {known:?} distance in this data directory, not {distance:?}"
+            ))),
         }
-        Err(StoreError::InvalidParameter(format!(
-            "this data directory's indexes measure {:?} distance, not {:?}",
-            self.distance, distance
-        )))
     }
 
     fn mark_erasure_pending(&self) {
@@ -265,7 +279,7 @@ impl FaceStore for Embedded {
     }
 
     fn create_collection(&self, new: NewCollection, distance: Distance) -> Result<Collection> {
-        self.check_distance(distance)?;
+        self.check_distance(&new.face_model, distance)?;
         self.store.create_collection(new)
     }
 
@@ -420,7 +434,7 @@ impl FaceStore for Embedded {
     }
 
     fn nearest(&self, c: &Collection, q: Nearest<'_>) -> Result<Vec<Neighbour>> {
-        self.check_distance(q.distance)?;
+        self.check_distance(&c.face_model, q.distance)?;
         let live = self.live(c)?;
         let want = q.k.saturating_add(usize::from(q.exclude.is_some()));
         let hits: Vec<_> = live

@@ -178,7 +178,8 @@ impl WireError for StoreError {
             CollectionNotFound(_) | FaceNotFound(_) | UserNotFound(_) => {
                 ErrorCode::ResourceNotFoundException
             }
-            CollectionExists(_) | UserExists(_) => ErrorCode::ResourceAlreadyExistsException,
+            CollectionExists(_) => ErrorCode::ResourceAlreadyExistsException,
+            UserExists(_) => ErrorCode::ConflictException,
             Unavailable { .. } => ErrorCode::ThrottlingException,
             UnsupportedFormat { .. }
             | Corrupt(_)

@@ -461,7 +461,7 @@ fn users_lifecycle() {
     assert_eq!(u.status.as_str(), "CREATED");
     assert_eq!(
         code(store.create_user("c", "user:1")),
-        ErrorCode::ResourceAlreadyExistsException
+        ErrorCode::ConflictException
     );
     assert!(matches!(
         store.create_user("c", "bad user"),

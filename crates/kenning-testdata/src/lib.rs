@@ -9,6 +9,8 @@
 //!
 //! Used only as a dev-dependency; it depends on nothing else in Kenning.
 
+#![forbid(unsafe_code)]
+
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};

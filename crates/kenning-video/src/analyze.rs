@@ -74,6 +74,7 @@ pub struct StageTimes {
 
 /// CPU seconds this process and its waited-for children (ffmpeg) have used:
 /// on a shared machine, a fairer measure of a job's cost than wall time.
+#[allow(unsafe_code)]
 pub fn process_cpu_seconds() -> f64 {
     let used = |who| {
         // SAFETY: getrusage writes into the zeroed struct it is given.
@@ -279,7 +280,9 @@ fn embed_and_search(
     Ok(out)
 }
 
-fn keep_better(best: &mut BTreeMap<String, FaceMatch>, m: FaceMatch) {
+/// Keeps `m` in `best` (by FaceId) unless a match of that face at least as
+/// similar is already there.
+pub fn keep_better(best: &mut BTreeMap<String, FaceMatch>, m: FaceMatch) {
     match best.get(&m.face.face_id) {
         Some(old) if old.similarity >= m.similarity => {}
         _ => {
@@ -289,9 +292,10 @@ fn keep_better(best: &mut BTreeMap<String, FaceMatch>, m: FaceMatch) {
 }
 
 /// Face search: persons (tracks joined by identity) with their matches.
+/// Frames are detected, aligned, embedded and scored with the collection's
+/// own recogniser (the searcher's), whatever the service's default.
 pub fn search_faces(
     source: &mut dyn FrameSource,
-    pipeline: &Pipeline,
     searcher: &FaceSearcher<'_>,
     threshold: f64,
     config: &AnalysisConfig,
@@ -309,7 +313,7 @@ pub fn search_faces(
         if batch.is_empty() {
             break;
         }
-        let faces = detect_batch(pipeline, &batch, &mut times)?;
+        let faces = detect_batch(searcher.pipeline(), &batch, &mut times)?;
         for (frame, faces) in batch.iter().zip(&faces) {
             let t = Instant::now();
             let detected: Vec<Detected<'_>> = faces

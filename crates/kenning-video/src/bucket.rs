@@ -31,6 +31,19 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
     }
 }
 
+/// File name endings of the containers ffmpeg reads that cameras and
+/// recorders write (what [`Buckets::list`] offers; any file may be named
+/// in a request).
+pub const VIDEO_EXTENSIONS: &[&str] = &[
+    "3gp", "avi", "flv", "m2ts", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "mts", "mxf", "ogv",
+    "ts", "webm", "wmv",
+];
+
+fn named_as_video(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| VIDEO_EXTENSIONS.iter().any(|v| v.eq_ignore_ascii_case(ext)))
+}
+
 impl Buckets {
     /// No buckets.
     pub fn new() -> Self {
@@ -69,6 +82,44 @@ impl Buckets {
     /// The bucket names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.dirs.keys().map(String::as_str)
+    }
+
+    /// Up to `max` object names of `bucket`, sorted, for a person to pick a
+    /// video from: regular files named as videos ([`VIDEO_EXTENSIONS`]),
+    /// reached without following a link, hidden entries (uploads in
+    /// progress among them) left out.
+    pub fn list(&self, bucket: &str, max: usize) -> Result<Vec<String>> {
+        let dir = self.dir(bucket)?;
+        let mut out = Vec::new();
+        // Depth-first over sorted entries, so the first `max` are stable.
+        let mut stack = vec![(dir.to_path_buf(), String::new(), 0usize)];
+        while let Some((path, prefix, depth)) = stack.pop() {
+            let Ok(read) = std::fs::read_dir(&path) else {
+                continue;
+            };
+            let mut entries: Vec<(String, std::fs::FileType)> = read
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    Some((e.file_name().into_string().ok()?, e.file_type().ok()?))
+                })
+                .filter(|(n, _)| !n.starts_with('.'))
+                .collect();
+            entries.sort_by(|a, b| b.0.cmp(&a.0));
+            for (name, kind) in entries {
+                let object = format!("{prefix}{name}");
+                if kind.is_dir() && depth < 16 {
+                    stack.push((path.join(&name), format!("{object}/"), depth + 1));
+                } else if kind.is_file() && named_as_video(&name) {
+                    out.push(object);
+                }
+            }
+            if out.len() >= max {
+                break;
+            }
+        }
+        out.sort();
+        out.truncate(max);
+        Ok(out)
     }
 
     fn dir(&self, bucket: &str) -> Result<&Path> {
@@ -110,6 +161,44 @@ impl Buckets {
             }
         }
         Ok(path)
+    }
+
+    /// The bucket and object name of a file `path` inside a bucket
+    /// directory (relative paths are taken from the working directory),
+    /// checked as [`Buckets::resolve`] checks names.
+    pub fn locate(&self, path: &Path) -> Result<(String, String)> {
+        let absolute = std::path::absolute(path)
+            .map_err(|e| VideoError::InvalidObject(format!("{}: {e}", path.display())))?;
+        for (bucket, dir) in &self.dirs {
+            let Ok(rest) = absolute.strip_prefix(dir) else {
+                continue;
+            };
+            let name = rest
+                .to_str()
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    VideoError::InvalidObject(format!(
+                        "{} is not a file name inside bucket {bucket}",
+                        path.display()
+                    ))
+                })?
+                .to_owned();
+            self.resolve(bucket, &name)?;
+            return Ok((bucket.clone(), name));
+        }
+        Err(VideoError::InvalidObject(format!(
+            "{} is not inside a bucket directory ({}); add one with --bucket NAME=DIR",
+            path.display(),
+            if self.dirs.is_empty() {
+                "this service has none".to_owned()
+            } else {
+                self.dirs
+                    .iter()
+                    .map(|(n, d)| format!("{n}={}", d.display()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        )))
     }
 
     /// Writes the bytes `source` gives as object `name` of `bucket`: into a
@@ -268,8 +357,37 @@ mod tests {
             b.resolve("nope", "a.mp4"),
             Err(VideoError::InvalidObject(_))
         ));
+        // A path inside the bucket directory names its object; others don't.
+        let dir = bucket.canonicalize().unwrap();
+        assert_eq!(
+            b.locate(&dir.join("cams/door/a.mp4")).unwrap(),
+            ("cctv".to_owned(), "cams/door/a.mp4".to_owned())
+        );
+        for bad in [
+            dir.join("link.mp4"),
+            dir.join("cams/../../secret.mp4"),
+            root.path().join("secret.mp4"),
+            dir.clone(),
+        ] {
+            let e = b.locate(&bad).unwrap_err();
+            assert!(matches!(e, VideoError::InvalidObject(_)), "{bad:?}: {e}");
+        }
         assert!(b.add("x", &bucket).is_err(), "name too short");
         assert!(b.add("cctv", &bucket).is_err(), "twice");
+        // The listing offers exactly what resolves: no links, nothing
+        // outside, no hidden files (uploads in progress).
+        std::fs::write(bucket.join(".a.mp4.upload-1"), b"x").unwrap();
+        std::fs::write(bucket.join("z.MP4"), b"x").unwrap();
+        std::fs::write(bucket.join("notes.txt"), b"x").unwrap();
+        assert_eq!(b.list("cctv", 10).unwrap(), ["cams/door/a.mp4", "z.MP4"]);
+        assert_eq!(b.list("cctv", 1).unwrap().len(), 1);
+        for name in b.list("cctv", 10).unwrap() {
+            b.resolve("cctv", &name).unwrap();
+        }
+        assert!(matches!(
+            b.list("nope", 10),
+            Err(VideoError::InvalidObject(_))
+        ));
     }
 
     #[test]

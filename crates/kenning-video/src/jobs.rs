@@ -101,6 +101,29 @@ pub struct Starter {
     pub purpose: Option<String>,
 }
 
+impl Starter {
+    /// Who `caller` is, to be kept.
+    pub fn of(caller: &kenning_accountability::Caller) -> Self {
+        Self {
+            access_key: caller.principal.access_key.clone(),
+            grant: caller.principal.grant.clone(),
+            request_id: caller.request_id.clone(),
+            case: caller.case.clone(),
+            purpose: caller.purpose.clone(),
+        }
+    }
+
+    /// The caller again, for audit records written on their behalf later.
+    pub fn caller(&self) -> kenning_accountability::Caller {
+        kenning_accountability::Caller {
+            principal: kenning_accountability::Principal::new(&self.access_key, self.grant.clone()),
+            request_id: self.request_id.clone(),
+            case: self.case.clone(),
+            purpose: self.purpose.clone(),
+        }
+    }
+}
+
 /// Size and modification time: a video that changes under a job is noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStamp {

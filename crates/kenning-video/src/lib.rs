@@ -10,7 +10,8 @@
 //! ```
 //!
 //! * [`source`]: the [`FrameSource`] trait and [`FfmpegSource`];
-//!   [`probe`]: ffprobe and the size limits.
+//!   [`probe`]: ffprobe and the size limits; [`live`]: [`LiveSource`], a
+//!   camera or stream URL that skips frames rather than fall behind.
 //! * [`track`] and [`analyze`]: tracking, embedding and matching, reusable
 //!   for live sources.
 //! * [`service`]: the Start/Get operations as durable jobs on a bounded
@@ -21,11 +22,14 @@
 //! only their geometry and timestamps are kept, and expire with the job.
 
 #![warn(missing_docs)]
+// Only two libc calls (getrusage, setpriority) are unsafe, each allowed where it is.
+#![deny(unsafe_code)]
 
 pub mod analyze;
 pub mod bucket;
 mod error;
 pub mod jobs;
+pub mod live;
 pub mod notify;
 pub mod probe;
 pub mod service;
@@ -37,6 +41,7 @@ pub use analyze::{AnalysisConfig, StageTimes};
 pub use bucket::Buckets;
 pub use error::{Result, VideoError};
 pub use jobs::{JobStore, RedbJobStore};
+pub use live::{Interrupter, LiveConfig, LiveFrame, LiveInput, LiveSource};
 pub use notify::Notifier;
 pub use probe::{Limits, VideoMetadata};
 pub use service::{Notify, VideoConfig, VideoService, OPERATIONS};

@@ -63,8 +63,9 @@ impl Webhook {
         })
     }
 
-    /// Posts `body` once; `Ok` on a 2xx answer.
-    fn post(&self, body: &str, secret: &[u8], now: u64) -> std::io::Result<u16> {
+    /// Posts `body` once, signed with `secret` at Unix time `now`; `Ok` on a
+    /// 2xx answer.
+    pub fn post(&self, body: &str, secret: &[u8], now: u64) -> std::io::Result<u16> {
         let addr = (self.host.as_str(), self.port)
             .to_socket_addrs()?
             .next()
@@ -97,6 +98,14 @@ impl Webhook {
                 "the webhook answered {status}"
             )))
         }
+    }
+}
+
+impl std::fmt::Display for Webhook {
+    /// The URL without its query string, which may carry a receiver's token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.split('?').next().unwrap_or("/");
+        write!(f, "http://{}:{}{path}", self.host, self.port)
     }
 }
 
@@ -152,8 +161,8 @@ impl Notifier {
                             Ok(_) => break,
                             Err(e) if attempt == 4 => {
                                 eprintln!(
-                                    "kenning: notification to http://{}:{}{} failed after {attempt} attempts: {e}",
-                                    d.hook.host, d.hook.port, d.hook.path
+                                    "kenning: notification to {} failed after {attempt} attempts: {e}",
+                                    d.hook
                                 );
                             }
                             Err(_) => {
@@ -216,6 +225,12 @@ mod tests {
             }
         );
         assert_eq!(Webhook::parse("http://example").unwrap().port, 80);
+        assert_eq!(
+            Webhook::parse("http://h:81/x?token=secret")
+                .unwrap()
+                .to_string(),
+            "http://h:81/x"
+        );
         assert!(Webhook::parse("https://example/x").is_err());
         assert!(Webhook::parse("http://:80/").is_err());
         assert!(parse_route(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kenning_accountability::{Caller, Governor, Principal};
+use kenning_accountability::{Caller, Governor, Medium, Principal};
 use kenning_api::ApiError;
 use kenning_audit::Candidate;
 use serde::Deserialize;
@@ -113,6 +113,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Whether `principal` may follow job `job` (see [`VideoService::jobs_of`]).
+pub fn follows(principal: &Principal, job: &Job) -> bool {
+    job.collection_id
+        .as_deref()
+        .is_none_or(|c| principal.sees(c))
+        && (principal.role() == kenning_accountability::Role::Admin
+            || job.starter.access_key == principal.access_key)
+}
+
 fn api_error(e: &VideoError) -> ApiError {
     ApiError::from_wire(e)
 }
@@ -130,7 +139,8 @@ pub fn valid_topic_arn(arn: &str) -> bool {
             && !name.is_empty())
 }
 
-fn valid_role_arn(arn: &str) -> bool {
+/// Whether `arn` has the form of an IAM role ARN (RoleArn's pattern).
+pub fn valid_role_arn(arn: &str) -> bool {
     let Some(rest) = arn.strip_prefix("arn:aws:iam::") else {
         return false;
     };
@@ -291,6 +301,20 @@ impl VideoService {
         self.store.get(id)
     }
 
+    /// The unexpired jobs `principal` may follow, newest first: within its
+    /// key's scope, and only the ones it started unless it is an admin.
+    pub fn jobs_of(&self, principal: &Principal) -> Result<Vec<Job>> {
+        let now = now_ms();
+        let mut jobs: Vec<Job> = self
+            .store
+            .all()?
+            .into_iter()
+            .filter(|j| !self.expired(j, now) && follows(principal, j))
+            .collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.created_ms));
+        Ok(jobs)
+    }
+
     /// Stops the workers; running jobs stay IN_PROGRESS and resume when the
     /// service opens the data directory again.
     pub fn shutdown(&self) {
@@ -372,8 +396,12 @@ impl VideoService {
         if api == Api::FaceSearch {
             // The collection's policy applies exactly as to a photo search,
             // plus its rule on video; a refusal is audited.
-            self.governor
-                .check_search(caller, &mut entry, threshold.unwrap_or_default(), true)?;
+            self.governor.check_search(
+                caller,
+                &mut entry,
+                threshold.unwrap_or_default(),
+                Medium::Video,
+            )?;
             let id = args.collection_id.as_deref().unwrap_or_default();
             self.governor
                 .collections()
@@ -544,13 +572,7 @@ impl VideoService {
             face_match_threshold: threshold,
             idempotency_key,
             request_hash: request_hash.clone(),
-            starter: Starter {
-                access_key: caller.principal.access_key.clone(),
-                grant: caller.principal.grant.clone(),
-                request_id: caller.request_id.clone(),
-                case: caller.case.clone(),
-                purpose: caller.purpose.clone(),
-            },
+            starter: Starter::of(caller),
             status: JobStatus::InProgress,
             status_message: None,
             video_metadata: metadata,
@@ -863,13 +885,7 @@ impl VideoService {
     }
 
     fn audit_entry(&self, job: &Job) -> (Caller, kenning_audit::Entry) {
-        let s = &job.starter;
-        let caller = Caller {
-            principal: Principal::new(&s.access_key, s.grant.clone()),
-            request_id: s.request_id.clone(),
-            case: s.case.clone(),
-            purpose: s.purpose.clone(),
-        };
+        let caller = job.starter.caller();
         let mut entry = caller.entry(job.api.start_operation());
         entry.collection = job.collection_id.clone();
         entry.probe_sha256 = job.sha256.clone();
@@ -909,19 +925,20 @@ impl VideoService {
                 .insert(id.clone(), (t as f64 / duration).min(1.0));
             !self.stopping.load(Ordering::SeqCst)
         };
-        let pipeline = self.governor.collections().pipeline();
         let mut source = FfmpegSource::open(&path, &probe, &sampling)?;
         let analysed = match job.api {
-            Api::FaceDetection => {
-                analyze::detect_faces(&mut source, pipeline, &self.config.analysis, &progress)
-                    .map(|(faces, times)| (Results::Faces(faces), times))
-            }
+            Api::FaceDetection => analyze::detect_faces(
+                &mut source,
+                self.governor.collections().pipeline(),
+                &self.config.analysis,
+                &progress,
+            )
+            .map(|(faces, times)| (Results::Faces(faces), times)),
             Api::FaceSearch => {
                 let collection = job.collection_id.clone().unwrap_or_default();
                 let searcher = self.governor.collections().searcher(&collection)?;
                 analyze::search_faces(
                     &mut source,
-                    pipeline,
                     &searcher,
                     job.face_match_threshold
                         .unwrap_or(kenning_collections::DEFAULT_THRESHOLD),
@@ -974,7 +991,7 @@ impl VideoService {
             .unwrap_or(kenning_collections::DEFAULT_THRESHOLD);
         let policy = self
             .governor
-            .check_search(&caller, &mut entry, threshold, true)
+            .check_search(&caller, &mut entry, threshold, Medium::Video)
             .map_err(|e| VideoError::Unreadable(format!("{}: {}", e.kind, e.message)))?;
         for p in &persons {
             for m in &p.matches {
@@ -1076,6 +1093,7 @@ fn sha256_file(path: &Path, stop: &AtomicBool) -> Option<String> {
 
 /// Lowers the calling thread's scheduling priority (Linux keeps niceness
 /// per thread; threads and processes it starts inherit it).
+#[allow(unsafe_code)]
 fn set_niceness(n: i32) {
     if n > 0 {
         // SAFETY: setpriority only reads its integer arguments.

@@ -56,7 +56,9 @@ impl Default for SamplingConfig {
 /// The ffmpeg `select` filter that keeps frames at most `fps` per second:
 /// a frame is kept when at least one period (less half a source frame, so a
 /// video of exactly `fps` keeps every frame despite timestamp jitter) has
-/// passed since the last kept one. `None` when every frame is kept.
+/// passed since the last kept one (or time jumped back as far: a live
+/// source that restarts its clock keeps being sampled). `None` when every
+/// frame is kept.
 pub fn sample_filter(source_fps: f64, fps: f64) -> Option<String> {
     if fps <= 0.0 || (source_fps > 0.0 && source_fps <= fps * 1.001) {
         return None;
@@ -68,7 +70,7 @@ pub fn sample_filter(source_fps: f64, fps: f64) -> Option<String> {
         period / 10.0
     };
     Some(format!(
-        "select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,{:.6})'",
+        "select='isnan(prev_selected_t)+gte(abs(t-prev_selected_t)\\,{:.6})'",
         period - slack
     ))
 }
@@ -93,8 +95,8 @@ pub struct FfmpegSource {
 
 /// What the stderr reader learned.
 #[derive(Default)]
-struct Log {
-    errors: Vec<String>,
+pub(crate) struct Log {
+    pub(crate) errors: Vec<String>,
 }
 
 impl FfmpegSource {
@@ -174,7 +176,7 @@ struct Facts {
 }
 
 /// Reads ffmpeg's log: frame timestamps from `showinfo`, and error lines.
-fn read_log(stderr: impl Read, ts: &mpsc::Sender<f64>, log: &Mutex<Log>) {
+pub(crate) fn read_log(stderr: impl Read, ts: &mpsc::Sender<f64>, log: &Mutex<Log>) {
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         if line.contains("Parsed_showinfo") && line.contains(" n:") {
@@ -267,7 +269,7 @@ fn damaged(log: &Mutex<Log>, facts: &Facts, what: &str) -> VideoError {
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {

@@ -94,6 +94,7 @@ pub struct Tracker {
     next_id: u32,
     last_thumb: Option<Vec<u8>>,
     last_ms: u64,
+    last_ids: Vec<u32>,
 }
 
 /// The side of the square thumbnail-grid frames are compared on.
@@ -142,7 +143,14 @@ impl Tracker {
             next_id: 0,
             last_thumb: None,
             last_ms: 0,
+            last_ids: Vec::new(),
         }
+    }
+
+    /// The track each face of the last [`Tracker::update`] joined, in the
+    /// order the faces were given (live streams report per face as they go).
+    pub fn last_ids(&self) -> &[u32] {
+        &self.last_ids
     }
 
     /// Adds the faces of the next frame (at `timestamp_ms`, with grey
@@ -202,6 +210,7 @@ impl Tracker {
                 track_of[fi] = Some(ti);
             }
         }
+        self.last_ids.clear();
         for (fi, f) in faces.iter().enumerate() {
             let ti = match track_of[fi] {
                 Some(ti) => ti,
@@ -219,6 +228,7 @@ impl Tracker {
             };
             let keep = self.config.best_crops;
             let t = &mut self.active[ti];
+            self.last_ids.push(t.id);
             t.last_box = f.pixel_box;
             t.max_width = t.max_width.max(f.pixel_box.width());
             t.sightings.push(Sighting {
@@ -311,8 +321,10 @@ mod tests {
     fn a_face_gone_too_long_starts_a_new_track_and_sizes_must_agree() {
         let mut t = Tracker::new(TrackerConfig::default());
         step(&mut t, 0, 100, &[face(100.0, 80.0)]);
+        assert_eq!(t.last_ids(), [0]);
         let ended = step(&mut t, 1500, 100, &[face(100.0, 80.0)]);
         assert_eq!(ended.len(), 1, "a 1.5 s gap ends the track");
+        assert_eq!(t.last_ids(), [1]);
         // A much bigger face at the same place is someone else (or a zoom).
         let ended = step(&mut t, 1700, 100, &[face(90.0, 200.0)]);
         assert!(ended.is_empty());

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use kenning_image::{DecodeLimits, RgbImage};
-use kenning_models::{Pipeline, PipelineConfig};
+use kenning_models::{LoadedManifest, Pipeline, PipelineConfig};
 
 /// ../shared/data for a test, or None once its skip is recorded (a failure
 /// under CI): see kenning-testdata.
@@ -21,12 +21,16 @@ pub fn models() -> PathBuf {
     kenning_testdata::models_dir()
 }
 
-/// The default pipeline, loaded once.
+/// dlib's pipeline (dlib ResNet v1 with its 5-point landmarks), loaded
+/// once. The tests written before SFace became the default measure dlib's
+/// numbers, so they pin it here.
 pub fn pipeline() -> &'static Arc<Pipeline> {
     static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
     PIPELINE.get_or_init(|| {
-        let pipeline = Pipeline::load(PipelineConfig::new(models())).unwrap_or_else(|e| {
-            panic!("loading the default models failed ({e}); run scripts/setup-models.sh")
+        let mut config = PipelineConfig::new(models());
+        config.recogniser = Some(LoadedManifest::builtin("dlib-resnet-v1").unwrap());
+        let pipeline = Pipeline::load(config).unwrap_or_else(|e| {
+            panic!("loading the models failed ({e}); run scripts/setup-models.sh")
         });
         Arc::new(pipeline)
     })
@@ -38,16 +42,21 @@ pub fn dlib_manifest() -> PathBuf {
     root().join("recognisers/dlib-resnet-v1/manifest.json")
 }
 
-/// A pipeline with the dlib ResNet named explicitly, loaded once.
+/// A pipeline with the dlib ResNet named explicitly: [`pipeline`].
 pub fn dlib_pipeline() -> &'static Arc<Pipeline> {
+    pipeline()
+}
+
+/// The default recogniser's pipeline (SFace), sharing dlib's detector.
+pub fn sface() -> &'static Arc<Pipeline> {
     static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
     PIPELINE.get_or_init(|| {
-        let mut config = PipelineConfig::new(models());
-        config.recogniser = Some(
-            kenning_models::LoadedManifest::from_file(&dlib_manifest())
-                .expect("the dlib manifest loads"),
-        );
-        Arc::new(Pipeline::load(config).expect("loading the dlib pipeline"))
+        let m = LoadedManifest::default_recogniser().unwrap();
+        Arc::new(
+            pipeline().with_recogniser(m).unwrap_or_else(|e| {
+                panic!("loading SFace failed ({e}); run scripts/setup-models.sh")
+            }),
+        )
     })
 }
 
