@@ -1158,8 +1158,8 @@ impl Governor {
         serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))
     }
 
-    /// CreateAccessKey and RevokeAccessKey (admins), recorded before the
-    /// key store changes, as `kenning keys` does.
+    /// CreateAccessKey and RevokeAccessKey (admins), recorded with the key
+    /// store's change (both or neither), as `kenning keys` does.
     fn change_key(&self, op: &str, body: &Value, entry: Entry) -> Result<Value, ApiError> {
         let refuse = |e: ApiError| self.refuse(entry.clone(), e);
         // The key vault writes the record with the change, in one step.

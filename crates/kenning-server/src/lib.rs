@@ -1015,7 +1015,7 @@ async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
     respond(label, key, result, false)
 }
 
-/// The collections of `store`, served with `pipeline` under the service's
+/// The collections of `store`, served with `recognisers` under the service's
 /// limits on image bytes.
 pub fn open_collections(
     store: Arc<dyn kenning_store::FaceStore>,
