@@ -171,8 +171,12 @@ def test_botocore_signed_requests_are_accepted_exactly_when_aws_would():
             continue
         assert kind not in AUTH_ERRORS and status != 403, (i, req, skew, status, kind)
         counts["accepted"] += 1
-        status, kind = send(*mutate(rng, *signed))
-        assert status in (400, 403, 404, 405) and (kind in AUTH_ERRORS | {None, "NotFoundException"}), (
+        mutated = mutate(rng, *signed)
+        status, kind = send(*mutated)
+        # A method changed to GET on / earns the console's redirect (303),
+        # which runs no operation.
+        redirect = status == 303 and mutated[0] == "GET" and mutated[1].split("?")[0] == "/"
+        assert redirect or status in (400, 403, 404, 405) and (kind in AUTH_ERRORS | {None, "NotFoundException"}), (
             i,
             req,
             status,

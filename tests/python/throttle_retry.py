@@ -1,5 +1,5 @@
 """botocore's retry modes against per-key throttling: with `kenning serve
---key-rate 2 --key-burst 2`, a burst of calls is answered with
+--key-rate 0.5 --key-burst 2`, a burst of calls is answered with
 ThrottlingException and Retry-After, and boto3's standard and adaptive retry
 modes back off until every call succeeds.
 

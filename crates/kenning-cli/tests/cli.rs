@@ -199,7 +199,19 @@ fn models_export_writes_the_models_kenning_runs() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["centerface_dynamic.onnx", "dlib_resnet_v1.onnx"]);
+    assert_eq!(
+        names,
+        [
+            "centerface_dynamic.onnx",
+            "dlib_resnet_v1.onnx",
+            "sface_2021dec.onnx"
+        ]
+    );
+    // SFace as Kenning runs it: weights dequantized, so no DequantizeLinear
+    // is left (sface.rs checks its embeddings against the shipped file).
+    let sface = std::fs::read(dir.join("sface_2021dec.onnx")).unwrap();
+    kenning_onnx::inspect(&sface).unwrap();
+    assert!(!String::from_utf8_lossy(&sface).contains("DequantizeLinear"));
 
     let centerface = std::fs::read(dir.join("centerface_dynamic.onnx")).unwrap();
     let original = std::fs::read(common::models().join("centerface.onnx")).unwrap();

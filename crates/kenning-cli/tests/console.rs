@@ -489,7 +489,7 @@ fn console_in_a_browser() {
     assert_eq!(watchlist["Tally"]["Searches"], 1, "{r}");
     assert_eq!(
         watchlist["Calibrations"],
-        serde_json::json!(["dlib-resnet-v1 (fair)"])
+        serde_json::json!(["sface-2021dec (fair)"])
     );
     let all: serde_json::Value = serde_json::from_slice(&report("json", &[])).unwrap();
     assert_eq!(all["RefusalsByRule"]["RequireCase"], 1, "{all}");

@@ -368,6 +368,9 @@ fn harmless_body(op: &str, coll: &str, role: &str) -> String {
         "StartFaceDetection" => serde_json::json!({ "Video": video }),
         "StartFaceSearch" => serde_json::json!({ "Video": video, "CollectionId": coll }),
         "GetFaceDetection" | "GetFaceSearch" => serde_json::json!({ "JobId": "nojob" }),
+        "GetReviewProbe" => serde_json::json!({ "ReviewId": fake_face }),
+        "GetEnrolmentImage" => serde_json::json!({ "CollectionId": coll, "FaceId": fake_face }),
+        "RevokeAccessKey" => serde_json::json!({ "AccessKeyId": "AKNOBODYNOBODY000000" }),
         _ => serde_json::json!({ "CollectionId": coll }),
     };
     v.to_string()
@@ -381,9 +384,12 @@ fn role_answer(op: &str) -> (u16, &'static str) {
         "DetectFaces" | "CompareFaces" | "IndexFaces" | "SearchFacesByImage"
         | "SearchUsersByImage" => (400, "InvalidImageFormatException"),
         "DeleteCollection" | "DecideReviewItem" | "SearchFaces" | "SearchUsers" | "DeleteUser"
-        | "AssociateFaces" | "DisassociateFaces" | "GetFaceDetection" | "GetFaceSearch" => {
+        | "AssociateFaces" | "DisassociateFaces" | "GetFaceDetection" | "GetFaceSearch"
+        | "GetReviewProbe" | "GetEnrolmentImage" | "RevokeAccessKey" => {
             (400, "ResourceNotFoundException")
         }
+        // Without From/To, and without the Role a new key needs.
+        "GetAccountabilityReport" | "CreateAccessKey" => (400, "InvalidParameterException"),
         "StartFaceDetection" | "StartFaceSearch" => (400, "InvalidS3ObjectException"),
         // Over JSON it only says where videos go: PUT /v1/buckets/...
         "UploadVideo" => (400, "InvalidParameterException"),
@@ -521,12 +527,7 @@ fn role_matrix_over_every_operation() {
 #[test]
 fn boto3_and_aws_cli_drive_every_operation() {
     let root = common::root();
-    let python = root.join(".cache/venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-test-python.sh (scripts/test.sh does)",
-        python.display()
-    );
+    let python = common::test_python();
     let server = Server::start(&[]);
     let role_keys: serde_json::Map<String, serde_json::Value> = [
         ("operator", "operator"),

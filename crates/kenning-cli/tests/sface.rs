@@ -185,12 +185,7 @@ fn sface_alignment_matches_opencv_face_recognizer_sf() {
         return;
     };
     let root = common::root();
-    let python = root.join(".cache/venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-test-python.sh (scripts/test.sh does)",
-        python.display()
-    );
+    let python = common::test_python();
     let dir = temp_dir("opencv");
     let p = common::sface();
     // The weights OpenCV runs: the converted model Kenning runs (its

@@ -199,7 +199,7 @@ fn faces_in(video: &Path, seconds: &[f64], scratch: &Path) -> Vec<Vec<f32>> {
         assert!(ok.success());
         let image = common::load(&png);
         std::fs::remove_file(&png).unwrap();
-        for f in common::pipeline().analyze(&image, false).unwrap() {
+        for f in common::sface().analyze(&image, false).unwrap() {
             out.push(f.embedding.unwrap());
         }
     }
@@ -213,12 +213,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     };
     let video = data_root.join("video");
     let root = common::root();
-    let python = root.join(".cache/venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-test-python.sh",
-        python.display()
-    );
+    let python = common::test_python();
     let bucket = temp("bucket");
     let clip = bucket.join("hamilton.mp4");
     let crowd = bucket.join("crowd.mp4");
@@ -326,7 +321,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     assert!(strangers.len() >= 10, "{} crowd faces", strangers.len());
     let reference = |name: &str| {
         let image = common::load(&video.join("reference").join(name));
-        common::pipeline().analyze(&image, true).unwrap()[0]
+        common::sface().analyze(&image, true).unwrap()[0]
             .embedding
             .clone()
             .unwrap()

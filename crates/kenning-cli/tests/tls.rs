@@ -82,13 +82,7 @@ fn curl_sigv4_http2(addr: &str, ca: &Path) -> (String, String) {
 
 #[test]
 fn tls_serves_boto3_aws_cli_and_http2_and_reloads_on_sighup() {
-    let root = common::root();
-    let python = root.join(".cache/venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-test-python.sh",
-        python.display()
-    );
+    let python = common::test_python();
     let certs = std::env::temp_dir().join(format!("kenning-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&certs);
     let (cert, key) = dev_cert(&certs);

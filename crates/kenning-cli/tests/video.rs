@@ -437,12 +437,7 @@ fn boto3_drives_video_jobs_errors_and_webhooks() {
         return;
     };
     let root = common::root();
-    let python = root.join(".cache/venv-test/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup-test-python.sh",
-        python.display()
-    );
+    let python = common::test_python();
     let dir = bucket(&video);
     let hook = hook();
     let bucket_arg = format!("videos={}", dir.display());

@@ -113,9 +113,11 @@ fn a_generated_root_secret_never_reaches_a_log() {
 #[test]
 fn per_key_throttling_is_retried_by_botocore_and_slow_headers_are_cut_off() {
     use std::io::{Read, Write};
+    // A slow rate, so ten calls in a row are throttled even when the
+    // machine is so loaded that each call takes a second.
     let server = Server::start(&[
         "--key-rate",
-        "2",
+        "0.5",
         "--key-burst",
         "2",
         "--header-timeout",

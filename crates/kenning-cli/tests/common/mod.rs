@@ -16,6 +16,18 @@ pub fn root() -> PathBuf {
     kenning_testdata::workspace()
 }
 
+/// The test venv's python (boto3, the aws CLI, pytest, ...), which
+/// scripts/setup-test-python.sh creates; panics naming the script if absent.
+pub fn test_python() -> PathBuf {
+    let python = root().join(".cache/venv-test/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup-test-python.sh (scripts/test.sh does)",
+        python.display()
+    );
+    python
+}
+
 /// The models folder ($KENNING_MODELS or <root>/models).
 pub fn models() -> PathBuf {
     kenning_testdata::models_dir()
