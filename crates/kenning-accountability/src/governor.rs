@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyError, KeyStore};
 use crate::policy::{Policy, RetentionFrom, Violation};
-use crate::probes::ProbeStore;
+use crate::probes::{ProbeDir, ProbeStore};
 use crate::report::{accountability_report, ReportQuery};
 use crate::review::{self, ReviewError, ReviewItem, ReviewQueue, ReviewStore, Status, Verdict};
 use crate::roles::{Grant, Principal, Role, KENNING_OPERATIONS};
@@ -272,7 +272,7 @@ pub struct Governor {
     collections: Arc<Collections>,
     audit: Arc<dyn Trail>,
     reviews: Arc<dyn ReviewStore>,
-    probes: ProbeStore,
+    probes: Arc<dyn ProbeStore>,
     keys: KeyStore,
 }
 
@@ -354,21 +354,20 @@ impl Governor {
             collections,
             Arc::new(reviews),
             KeyStore::new(data_dir),
-            data_dir,
+            Arc::new(ProbeDir::open(data_dir)?),
         )
     }
 
-    /// Puts `collections` behind the rules, with the review queue `reviews`
-    /// and access keys `keys` (kept where the collections are), and the
-    /// probe photos under review in `data_dir`; every later store change is
-    /// audited, in the store's own audit trail.
+    /// Puts `collections` behind the rules, with the review queue `reviews`,
+    /// access keys `keys` and probe photos under review `probes` (all kept
+    /// where the collections are); every later store change is audited, in
+    /// the store's own audit trail.
     pub fn new(
         collections: Arc<Collections>,
         reviews: Arc<dyn ReviewStore>,
         keys: KeyStore,
-        data_dir: &Path,
+        probes: Arc<dyn ProbeStore>,
     ) -> Result<Self, OpenError> {
-        let probes = ProbeStore::open(data_dir)?;
         collections.store().set_auditor(Arc::new(AuditHook));
         let g = Self {
             audit: collections.store().audit(),
@@ -394,7 +393,7 @@ impl Governor {
             .into_iter()
             .map(|i| i.request_id)
             .collect();
-        Ok(self.probes.sweep(|id| pending.contains(id))?)
+        Ok(self.probes.sweep(&|id| pending.contains(id))?)
     }
 
     /// Appends `entry`, a record of something that is not an operation (a

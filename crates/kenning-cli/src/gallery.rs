@@ -88,7 +88,7 @@ impl DataArgs {
             Arc::new(collections),
             storage.reviews,
             storage.keys,
-            &self.data,
+            storage.probes,
         )?;
         Ok((governor, caller))
     }

@@ -562,7 +562,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         Arc::new(collections),
         storage.reviews,
         store.clone(),
-        &data.data,
+        storage.probes,
     )?);
     let video = args
         .video

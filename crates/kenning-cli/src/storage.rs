@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use kenning_accountability::keys::{Kek, KeyStore};
+use kenning_accountability::probes::{ProbeDir, ProbeStore};
 use kenning_accountability::{ReviewQueue, ReviewStore, REVIEW_FILE};
 use kenning_audit::Trail;
 use kenning_models::Recognisers;
@@ -57,6 +58,8 @@ pub struct Storage {
     pub reviews: Arc<dyn ReviewStore>,
     /// The access keys.
     pub keys: KeyStore,
+    /// The probe photos of searches under review.
+    pub probes: Arc<dyn ProbeStore>,
 }
 
 impl DatabaseArgs {
@@ -123,6 +126,7 @@ pub fn open(
         return Ok(Storage {
             faces: pg.faces,
             reviews: pg.reviews,
+            probes: pg.probes,
             keys,
         });
     }
@@ -133,6 +137,7 @@ pub fn open(
         faces,
         reviews: Arc::new(reviews),
         keys: KeyStore::new(data),
+        probes: Arc::new(ProbeDir::open(data)?),
     })
 }
 

@@ -1,6 +1,6 @@
 //! Kenning's PostgreSQL backend: everything a node keeps (collections,
-//! faces and their vectors, users, policies, the review queue, the audit
-//! chain and the access keys) in one database, so any number of stateless
+//! faces and their vectors, users, policies, the review queue with its probe
+//! photos, the audit chain and the access keys) in one database, so any number of stateless
 //! `kenning serve` nodes can share it.
 //!
 //! * Faces are partitioned by collection (`PARTITION BY LIST`): each
@@ -37,7 +37,7 @@ use db::Db;
 pub use db::{redact, Options, Precision};
 pub use faces::{explain_search, PgFaces};
 pub use keys::PgKeys;
-pub use reviews::PgReviews;
+pub use reviews::{PgProbes, PgReviews};
 
 /// What connecting can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,8 @@ pub struct Postgres {
     pub reviews: Arc<PgReviews>,
     /// The access keys (sealed; see [`PgKeys`]).
     pub keys: Arc<PgKeys>,
+    /// The probe photos of searches under review.
+    pub probes: Arc<PgProbes>,
 }
 
 impl Postgres {
@@ -102,6 +104,7 @@ impl Postgres {
         Ok(Self {
             faces: Arc::new(PgFaces::new(db.clone())),
             reviews: Arc::new(PgReviews::new(db.clone())),
+            probes: Arc::new(PgProbes::new(db.clone())),
             keys: Arc::new(PgKeys::new(db)),
         })
     }

@@ -12,8 +12,14 @@ use deadpool_postgres::Object;
 use sha2::{Digest, Sha256};
 
 /// The migrations, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "schema", include_str!("../migrations/0001_schema.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "schema", include_str!("../migrations/0001_schema.sql")),
+    (
+        2,
+        "review_probes",
+        include_str!("../migrations/0002_review_probes.sql"),
+    ),
+];
 
 /// The schema version this build writes and reads.
 pub fn current_version() -> i32 {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use kenning_accountability::probes::ProbeStore;
 use kenning_accountability::review::{
     page_token, parse_page_token, prepare, ReviewError, ReviewItem, ReviewPage, ReviewStore,
 };
@@ -42,6 +43,78 @@ impl PgReviews {
             Err(Fail::Review(e)) => Err(e),
             Err(other) => Err(review_error(self.db.error(other))),
         }
+    }
+}
+
+/// The probe photos of searches under review, in the database. Erasing one
+/// deletes its row; PostgreSQL reclaims the dead row's pages at the next
+/// (auto)vacuum, not at once as [`kenning_accountability::probes::ProbeDir`]
+/// overwrites its file.
+pub struct PgProbes {
+    db: Arc<Db>,
+}
+
+impl PgProbes {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+
+    fn run<T>(&self, f: impl std::future::Future<Output = Res<T>>) -> std::io::Result<T> {
+        self.db
+            .run(f)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+impl ProbeStore for PgProbes {
+    fn put(&self, id: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.run(async {
+            let client = self.db.client().await?;
+            client
+                .execute(
+                    "INSERT INTO review_probes (request_id, bytes) VALUES ($1, $2) \
+                     ON CONFLICT (request_id) DO UPDATE SET bytes = EXCLUDED.bytes",
+                    &[&id, &bytes],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn get(&self, id: &str) -> std::io::Result<Option<Vec<u8>>> {
+        self.run(async {
+            let client = self.db.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT bytes FROM review_probes WHERE request_id = $1",
+                    &[&id],
+                )
+                .await?;
+            Ok(row.map(|r| r.get(0)))
+        })
+    }
+
+    fn erase(&self, id: &str) -> std::io::Result<()> {
+        self.run(async {
+            let client = self.db.client().await?;
+            client
+                .execute("DELETE FROM review_probes WHERE request_id = $1", &[&id])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn ids(&self) -> std::io::Result<Vec<String>> {
+        self.run(async {
+            let client = self.db.client().await?;
+            let rows = client
+                .query(
+                    "SELECT request_id FROM review_probes ORDER BY request_id",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
     }
 }
 

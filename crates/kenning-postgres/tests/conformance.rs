@@ -9,6 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use kenning_accountability::keys::{Kek, KeyError, KeyStore};
+use kenning_accountability::probes::{ProbeDir, ProbeStore};
 use kenning_accountability::review::{self, ReviewError, ReviewItem, ReviewStore, Status, Verdict};
 use kenning_accountability::{Grant, ReviewQueue, REVIEW_FILE};
 use kenning_audit::Entry;
@@ -21,6 +22,7 @@ struct Backend {
     faces: Arc<dyn FaceStore>,
     reviews: Arc<dyn ReviewStore>,
     keys: KeyStore,
+    probes: Arc<dyn ProbeStore>,
     _guard: Box<dyn std::any::Any>,
 }
 
@@ -41,6 +43,7 @@ fn embedded(distance: Distance) -> Backend {
     Backend {
         name: "embedded",
         keys: KeyStore::new(dir.path()),
+        probes: Arc::new(ProbeDir::open(dir.path()).unwrap()),
         faces,
         reviews: Arc::new(reviews),
         _guard: Box::new(dir),
@@ -57,6 +60,7 @@ fn postgres(test: &str) -> Option<Backend> {
         keys: KeyStore::with_vault(pg.keys.clone(), kek),
         faces: pg.faces,
         reviews: pg.reviews,
+        probes: pg.probes,
         _guard: Box::new(db),
     })
 }
@@ -837,4 +841,37 @@ fn access_keys_and_tokens_sealed_listed_revoked() {
             "two keys and a token created, the token and a key revoked"
         );
     });
+}
+
+#[test]
+fn probe_photos_kept_read_erased_and_swept() {
+    each(
+        "probe_photos_kept_read_erased_and_swept",
+        Distance::Euclidean,
+        |b| {
+            let (a, c) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+            b.probes.put(&a, b"probe a").unwrap();
+            b.probes.put(&c, b"probe c").unwrap();
+            // Kept again (a retried search), the last bytes win.
+            b.probes.put(&c, b"probe c again").unwrap();
+            assert_eq!(b.probes.get(&a).unwrap().as_deref(), Some(&b"probe a"[..]));
+            assert_eq!(
+                b.probes.get(&c).unwrap().as_deref(),
+                Some(&b"probe c again"[..])
+            );
+            assert_eq!(b.probes.get(&Uuid::new_v4().to_string()).unwrap(), None);
+            let mut ids = b.probes.ids().unwrap();
+            ids.sort();
+            let mut want = vec![a.clone(), c.clone()];
+            want.sort();
+            assert_eq!(ids, want);
+            // Only the search with a pending candidate keeps its probe.
+            assert_eq!(b.probes.sweep(&|id| id == a).unwrap(), 1);
+            assert_eq!(b.probes.get(&c).unwrap(), None);
+            b.probes.erase(&a).unwrap();
+            b.probes.erase(&a).unwrap();
+            assert_eq!(b.probes.get(&a).unwrap(), None);
+            assert!(b.probes.ids().unwrap().is_empty());
+        },
+    );
 }
