@@ -489,3 +489,139 @@ fn failover_loses_no_acknowledged_write() {
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kenning serve --database DB` with whatever else `args` gives, expected
+/// to refuse to start: its exit status and what it printed.
+fn serve_refused(dir: &Path, db: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let key = master_key(dir);
+    let out = Command::new(common::kenning_bin())
+        .arg("--models")
+        .arg(common::models())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("node"))
+        .args(["--database", db, "--master-key-file", key.to_str().unwrap()])
+        .args(args)
+        .env("KENNING_ACCESS_KEY_ID", KEY_ID)
+        .env("KENNING_SECRET_ACCESS_KEY", SECRET)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+/// The faults of a node on a database, as its clients and operators see
+/// them: a database unreachable at start is named (without its password)
+/// and the node exits non-zero; a database lost while serving answers 503
+/// ThrottlingException naming it, and the node reconnects once it is back;
+/// a database of a newer schema version is refused at start.
+#[test]
+fn database_faults_at_start_and_while_serving() {
+    let test = "database_faults_at_start_and_while_serving";
+    let Some(db) = TestDb::new(test) else {
+        return;
+    };
+    let admin = server(test).unwrap();
+    let dir = std::env::temp_dir().join(unique("kenning-db-faults"));
+
+    // Unreachable at start: a port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (status, text) = serve_refused(
+        &dir,
+        &format!("postgresql://kenning:hunter2secret@127.0.0.1:{port}/kenning"),
+        &[],
+    );
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains(&format!("postgresql://kenning@127.0.0.1:{port}/kenning")),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2secret"), "{text}");
+
+    // Lost while serving: connections are cut and refused, then allowed again.
+    let key = master_key(&dir);
+    let node = Server::start_in(
+        dir.join("node"),
+        &[
+            "--database",
+            &db.url,
+            "--master-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    call(
+        &node,
+        "CreateCollection",
+        &json!({ "CollectionId": "lost" }),
+    );
+    sql(
+        &admin,
+        &format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", db.name()),
+    );
+    sql(
+        &admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            db.name()
+        ),
+    );
+    let describe = json!({ "CollectionId": "lost" }).to_string();
+    for _ in 0..3 {
+        let (status, _, text) = signed(
+            &node.addr,
+            "DescribeCollection",
+            &describe,
+            (KEY_ID, SECRET),
+            now(),
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (status, v["__type"].as_str()),
+            (503, Some("ThrottlingException")),
+            "{text}"
+        );
+        let message = v["message"].as_str().or(v["Message"].as_str()).unwrap();
+        assert!(message.contains("database"), "{text}");
+        assert!(!message.contains(&db.password()), "{text}");
+    }
+    sql(
+        &admin,
+        &format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", db.name()),
+    );
+    let back = (0..20).any(|_| {
+        let (status, _, _) = signed(
+            &node.addr,
+            "DescribeCollection",
+            &describe,
+            (KEY_ID, SECRET),
+            now(),
+        );
+        status == 200 || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(back, "the node did not reconnect");
+    drop(node);
+
+    // A newer schema (as a newer Kenning would leave it) is refused.
+    sql(
+        &db.url,
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (1000000, 'future', 'x')",
+    );
+    let (status, text) = serve_refused(&dir, &db.url, &[]);
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("schema version 1000000") && text.contains("upgrade Kenning"),
+        "{text}"
+    );
+    assert!(!text.contains(&db.password()), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -108,9 +108,15 @@ impl From<StoreError> for Fail {
 }
 
 impl From<PoolError> for Fail {
+    /// No connection for the call, whatever the server said when refusing
+    /// one (down, restarting, not accepting connections to the database):
+    /// the call did not happen, so it is `Unavailable` and may be retried.
     fn from(e: PoolError) -> Self {
         match e {
-            PoolError::Backend(e) => Fail::Pg(e),
+            PoolError::Backend(e) => Fail::Pool(match e.as_db_error() {
+                Some(db) => db.message().to_owned(),
+                None => e.to_string(),
+            }),
             other => Fail::Pool(other.to_string()),
         }
     }
