@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need (models, ONNX Runtime, ffmpeg, test-only models,
-# Chromium and axe-core for the console's browser tests)
+# a PostgreSQL server with pgvector, Chromium and axe-core for the console's browser tests)
 # and runs the whole test suite: formatting, lints, unit and integration tests.
 # Tests that need ../shared/data skip without it (each with one line, and a
 # count by reason at the end), and fail instead under CI=true or
@@ -32,5 +32,16 @@ skips() {
     cut -f2 "$KENNING_SKIP_LOG" | sort | uniq -c | sort -rn
   fi
 }
-trap skips EXIT
+
+# A real PostgreSQL with pgvector (scripts/postgres.sh) for the PostgreSQL
+# backend's tests, which fail under CI without it; stopped when the suite ends.
+pgdir="$(mktemp -d /tmp/kenning-test-pg.XXXXXX)"
+finish() {
+  bash scripts/postgres.sh stop "$pgdir" || true
+  rm -rf "$pgdir"
+  skips
+}
+trap finish EXIT
+KENNING_TEST_DATABASE="$(bash scripts/postgres.sh start "$pgdir" | sed -n 's/^primary=//p')"
+export KENNING_TEST_DATABASE
 cargo test --workspace --release

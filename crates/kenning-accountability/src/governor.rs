@@ -9,47 +9,43 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use kenning_api::{ops, ApiError, Counts};
-use kenning_audit::{AuditLog, Candidate, Entry, Filter};
+use kenning_audit::{Candidate, Entry, Filter, Trail};
 use kenning_collections::{estimate, Collections, DEFAULT_THRESHOLD};
 use kenning_core::{BoundingBox, ErrorCode};
-use kenning_store::{Change, CommitHook, Expiry, OnAssociated};
+pub use kenning_store::AUDIT_FILE;
+use kenning_store::{Auditor, Change, Expiry, OnAssociated};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::keys::{KeyError, KeyStore};
 use crate::policy::{Policy, RetentionFrom, Violation};
-use crate::probes::ProbeStore;
+use crate::probes::{ProbeDir, ProbeStore};
 use crate::report::{accountability_report, ReportQuery};
 use crate::review::{
-    frame_crop, ReviewError, ReviewItem, ReviewQueue, Status, Verdict, VideoFrame,
+    self, frame_crop, ReviewError, ReviewItem, ReviewQueue, ReviewStore, Status, Verdict,
+    VideoFrame,
 };
 use crate::roles::{Grant, Principal, Role, KENNING_OPERATIONS};
 
-/// The audit trail's file, relative to the data directory.
-pub const AUDIT_FILE: &str = "audit/audit.jsonl";
 /// The review queue's file, relative to the data directory.
 pub const REVIEW_FILE: &str = "review.redb";
-/// Present while deleted faces may still have bytes on disk; the next
-/// retention pass erases them and removes it.
-const ERASURE_PENDING: &str = "erasure-pending";
 
 /// Where a data directory keeps its audit trail.
 pub fn audit_path(data_dir: &Path) -> PathBuf {
     data_dir.join(AUDIT_FILE)
 }
 
-/// Verifies the audit trail at `path`: VerifyAudit's response
-/// (`Valid`, `Records`, `Head`, `FirstBadRecord` with `Line`, `Seq`, `Reason`).
-pub fn verify_audit(path: &Path) -> Result<Value, kenning_audit::AuditError> {
-    let r = kenning_audit::verify(path)?;
-    Ok(json!({
+/// VerifyAudit's response for a verification report (`Valid`, `Records`,
+/// `Head`, `FirstBadRecord` with `Line`, `Seq`, `Reason`).
+pub fn audit_report(r: &kenning_audit::VerifyReport) -> Value {
+    json!({
         "Valid": r.is_ok(),
         "Records": r.records,
         "Head": r.head,
-        "FirstBadRecord": r.first_bad.map(|b| json!({
+        "FirstBadRecord": r.first_bad.as_ref().map(|b| json!({
             "Line": b.line, "Seq": b.seq, "Reason": b.reason,
         })),
-    }))
+    })
 }
 
 /// Searches: their results are candidates, audited with what came back.
@@ -164,10 +160,9 @@ fn with_active<T>(entry: &Entry, f: impl FnOnce() -> T) -> (T, Option<u64>) {
     (out, recorded)
 }
 
-/// Writes an audit record for every store change, inside its transaction.
-struct AuditHook {
-    log: Arc<AuditLog>,
-}
+/// Gives the audit record of every store change (the store writes it inside
+/// the change's transaction).
+struct AuditHook;
 
 fn ids(v: &[uuid::Uuid]) -> Vec<String> {
     v.iter().map(ToString::to_string).collect()
@@ -227,8 +222,8 @@ fn change_details(change: &Change<'_>) -> Value {
     }
 }
 
-impl CommitHook for AuditHook {
-    fn before_commit(&self, change: &Change<'_>) -> Result<(), String> {
+impl Auditor for AuditHook {
+    fn entry(&self, change: &Change<'_>) -> Entry {
         let mut entry = ACTIVE
             .with(|a| a.borrow().as_ref().map(|a| a.entry.clone()))
             .unwrap_or_else(|| Entry {
@@ -241,22 +236,21 @@ impl CommitHook for AuditHook {
         entry.collection = Some(c.id.clone());
         entry.face_count = Some(c.face_count);
         entry.details = Some(change_details(change));
-        let (record, _) = self.log.append(entry).map_err(|e| e.to_string())?;
+        entry
+    }
+
+    fn recorded(&self, seq: u64) {
         ACTIVE.with(|a| {
             if let Some(a) = a.borrow_mut().as_mut() {
-                a.recorded = Some(record.seq);
+                a.recorded = Some(seq);
             }
         });
-        Ok(())
     }
 }
 
 /// What opening the accountability layer can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// The audit trail cannot be opened.
-    #[error("audit trail: {0}")]
-    Audit(#[from] kenning_audit::AuditError),
     /// The review queue cannot be opened.
     #[error("{0}")]
     Review(#[from] ReviewError),
@@ -279,11 +273,10 @@ pub struct RetentionResult {
 /// the rules: every operation from any front end goes through [`Governor::call`].
 pub struct Governor {
     collections: Arc<Collections>,
-    audit: Arc<AuditLog>,
-    reviews: ReviewQueue,
-    probes: ProbeStore,
+    audit: Arc<dyn Trail>,
+    reviews: Arc<dyn ReviewStore>,
+    probes: Arc<dyn ProbeStore>,
     keys: KeyStore,
-    data_dir: PathBuf,
     frames: std::sync::RwLock<Option<std::sync::Weak<dyn FrameCutter>>>,
 }
 
@@ -374,22 +367,36 @@ fn candidates(v: &Value) -> Vec<Candidate> {
 }
 
 impl Governor {
-    /// Puts `collections` behind the rules, with the audit trail and review
-    /// queue of `data_dir`; every later store change is audited.
+    /// Puts the collections of data directory `data_dir` behind the rules,
+    /// with its review queue; every later store change is audited.
     pub fn open(data_dir: &Path, collections: Arc<Collections>) -> Result<Self, OpenError> {
-        let audit = Arc::new(AuditLog::open(&audit_path(data_dir))?);
-        let reviews = ReviewQueue::open(&data_dir.join(REVIEW_FILE))?;
-        let probes = ProbeStore::open(data_dir)?;
-        collections
-            .store()
-            .set_commit_hook(Arc::new(AuditHook { log: audit.clone() }));
-        let g = Self {
+        let audit = collections.store().audit();
+        let reviews = ReviewQueue::open(&data_dir.join(REVIEW_FILE), audit)?;
+        Self::new(
             collections,
-            audit,
+            Arc::new(reviews),
+            KeyStore::new(data_dir),
+            Arc::new(ProbeDir::open(data_dir)?),
+        )
+    }
+
+    /// Puts `collections` behind the rules, with the review queue `reviews`,
+    /// access keys `keys` and probe photos under review `probes` (all kept
+    /// where the collections are); every later store change is audited, in
+    /// the store's own audit trail.
+    pub fn new(
+        collections: Arc<Collections>,
+        reviews: Arc<dyn ReviewStore>,
+        keys: KeyStore,
+        probes: Arc<dyn ProbeStore>,
+    ) -> Result<Self, OpenError> {
+        collections.store().set_auditor(Arc::new(AuditHook));
+        let g = Self {
+            audit: collections.store().audit(),
+            collections,
             reviews,
             probes,
-            keys: KeyStore::new(data_dir),
-            data_dir: data_dir.to_owned(),
+            keys,
             frames: std::sync::RwLock::new(None),
         };
         g.sweep_probes().map_err(|e| match e {
@@ -404,12 +411,12 @@ impl Governor {
     fn sweep_probes(&self) -> Result<usize, ProbeSweepError> {
         let pending: std::collections::HashSet<String> = self
             .reviews
-            .list(|i| i.status == Status::Pending, None, usize::MAX)?
+            .list(&|i| i.status == Status::Pending, None, usize::MAX)?
             .items
             .into_iter()
             .map(|i| i.request_id)
             .collect();
-        Ok(self.probes.sweep(|id| pending.contains(id))?)
+        Ok(self.probes.sweep(&|id| pending.contains(id))?)
     }
 
     /// Appends `entry`, a record of something that is not an operation (a
@@ -432,6 +439,11 @@ impl Governor {
     pub fn calibration_in_force(&self) -> String {
         let m = self.collections.pipeline().recognizer().loaded();
         format!("{} ({})", m.manifest.name, m.selected.as_str())
+    }
+
+    /// The audit trail every operation is recorded in.
+    pub fn trail(&self) -> &Arc<dyn Trail> {
+        &self.audit
     }
 
     /// The collections behind the rules (for flushing at shutdown).
@@ -626,7 +638,6 @@ impl Governor {
         self.touch(&collection, &entry.candidates)
             .map_err(|e| self.refuse(entry.clone(), e))?;
         details.insert("Calibration".into(), json!(self.calibration_in_force()));
-        let mut ids = Vec::new();
         if policy.required_reviewers > 0 && !entry.candidates.is_empty() {
             let mut items = self.review_items(
                 caller,
@@ -650,7 +661,7 @@ impl Governor {
                     }
                 }
             }
-            ids = items.iter().map(|i| i.review_id.clone()).collect();
+            let ids: Vec<String> = items.iter().map(|i| i.review_id.clone()).collect();
             if let Seen::Photo(p) = &seen {
                 self.probes.put(&caller.request_id, &p.bytes).map_err(|e| {
                     self.refuse(
@@ -659,16 +670,23 @@ impl Governor {
                     )
                 })?;
             }
-            if let Err(e) = self.reviews.enqueue(&mut items) {
-                let _ = self.probes.erase(&caller.request_id);
-                return Err(self.refuse(entry.clone(), ApiError::internal(e.to_string())));
-            }
             details.insert("ReviewIds".into(), json!(ids));
             details.insert("RequiredReviewers".into(), json!(policy.required_reviewers));
+            entry.details = Some(Value::Object(details));
+            // The candidates are queued with the search's audit record.
+            let queued = self.reviews.enqueue(&mut items, entry.clone());
+            if queued.is_err() {
+                let _ = self.probes.erase(&caller.request_id);
+            }
+            return match queued {
+                Ok(()) => Ok(ids),
+                Err(ReviewError::Audit(m)) => Err(audit_failed(m)),
+                Err(e) => Err(self.refuse(entry, ApiError::internal(e.to_string()))),
+            };
         }
         entry.details = Some(Value::Object(details));
         self.record(entry)?;
-        Ok(ids)
+        Ok(Vec::new())
     }
 
     fn plain(
@@ -705,9 +723,6 @@ impl Governor {
                 if op == "ListCollections" {
                     self.filter_collections(&caller.principal, &mut v);
                 }
-                if matches!(op, "DeleteFaces" | "DeleteCollection" | "DeleteUser") {
-                    self.mark_erasure_pending();
-                }
                 if recorded.is_none() && audited {
                     entry.candidates = candidates(&v);
                     self.record(entry)?;
@@ -739,12 +754,6 @@ impl Governor {
             .collect();
         v["CollectionIds"] = keep.iter().map(|k| k.0.clone()).collect();
         v["FaceModelVersions"] = keep.into_iter().map(|k| k.1).collect();
-    }
-
-    fn mark_erasure_pending(&self) {
-        // Losing the marker only delays erasure to the next pass that finds
-        // something else to delete, so a failure here is not fatal.
-        let _ = std::fs::write(self.data_dir.join(ERASURE_PENDING), b"");
     }
 
     fn policy_of(&self, collection: &str) -> Result<(Policy, u64), ApiError> {
@@ -969,7 +978,7 @@ impl Governor {
         let page = self
             .reviews
             .list(
-                |i| {
+                &|i| {
                     p.sees(&i.collection_id)
                         && collection.is_none_or(|c| c == i.collection_id)
                         && status.is_none_or(|s| s == i.status)
@@ -1027,9 +1036,13 @@ impl Governor {
             similarity: item.similarity,
         }];
         let comment = str_field(body, "Comment").unwrap_or("");
-        let decided = self
-            .reviews
-            .decide(id, &p.access_key, verdict, comment, |after| {
+        let decided = review::decide(
+            self.reviews.as_ref(),
+            id,
+            &p.access_key,
+            verdict,
+            comment,
+            |after| {
                 let mut e = entry.clone();
                 e.details = Some(json!({
                     "ReviewId": after.review_id,
@@ -1038,8 +1051,9 @@ impl Governor {
                     "Status": after.status,
                     "SearchRequestId": after.request_id,
                 }));
-                self.audit.append(e).map(|_| ()).map_err(|e| e.to_string())
-            });
+                e
+            },
+        );
         match decided {
             Ok(item) => {
                 if item.status != Status::Pending {
@@ -1057,7 +1071,7 @@ impl Governor {
     /// every retention pass), so the decision itself still stands.
     fn erase_probe_if_done(&self, request_id: &str) {
         let open = self.reviews.list(
-            |i| i.request_id == request_id && i.status == Status::Pending,
+            &|i| i.request_id == request_id && i.status == Status::Pending,
             None,
             1,
         );
@@ -1175,7 +1189,7 @@ impl Governor {
         let face = self
             .collections
             .store()
-            .get_faces(collection, &[face_id])
+            .get_faces(collection, &[face_id.to_owned()])
             .map_err(|e| ApiError::from_wire(&e))?
             .pop()
             .flatten()
@@ -1216,10 +1230,17 @@ impl Governor {
             return Err(ApiError::invalid_parameter("To must be after From"));
         }
         let scoped = p.grant.collections.is_some();
-        let report = accountability_report(self.audit.path(), &q, |r| match &r.entry.collection {
-            Some(c) => p.sees(c),
-            None => !scoped,
-        })
+        let report = (|| {
+            accountability_report(
+                self.audit.verify()?,
+                self.audit.records()?,
+                &q,
+                |r| match &r.entry.collection {
+                    Some(c) => p.sees(c),
+                    None => !scoped,
+                },
+            )
+        })()
         .map_err(|e| ApiError::internal(e.to_string()))?;
         entry.details = Some(json!({
             "From": str_field(body, "From"),
@@ -1231,20 +1252,21 @@ impl Governor {
         serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))
     }
 
-    /// CreateAccessKey and RevokeAccessKey (admins), recorded before the
-    /// key store changes, as `kenning keys` does.
+    /// CreateAccessKey and RevokeAccessKey (admins), recorded with the key
+    /// store's change (both or neither), as `kenning keys` does.
     fn change_key(&self, op: &str, body: &Value, entry: Entry) -> Result<Value, ApiError> {
         let refuse = |e: ApiError| self.refuse(entry.clone(), e);
-        let append = |details: Value| {
+        // The key vault writes the record with the change, in one step.
+        let record = |details: Value| {
             let mut e = entry.clone();
             e.details = Some(details);
-            self.audit.append(e).map(|_| ()).map_err(|e| e.to_string())
+            e
         };
         if op == "RevokeAccessKey" {
             let id = str_field(body, "AccessKeyId")
                 .ok_or_else(|| refuse(ApiError::invalid_parameter("AccessKeyId is required")))?;
             self.keys
-                .revoke(id, || append(json!({ "AccessKeyId": id })))
+                .revoke(id, record(json!({ "AccessKeyId": id })))
                 .map_err(|e| match e {
                     KeyError::Audit(m) => audit_failed(m),
                     e => refuse(key_error(e)),
@@ -1278,7 +1300,7 @@ impl Governor {
         let k = self
             .keys
             .create(false, &grant, |info| {
-                append(serde_json::to_value(info).unwrap_or_default())
+                record(serde_json::to_value(info).unwrap_or_default())
             })
             .map_err(|e| match e {
                 KeyError::Audit(m) => audit_failed(m),
@@ -1292,7 +1314,10 @@ impl Governor {
     }
 
     fn verify_audit(&self) -> Result<Value, ApiError> {
-        verify_audit(self.audit.path()).map_err(|e| ApiError::internal(e.to_string()))
+        self.audit
+            .verify()
+            .map(|r| audit_report(&r))
+            .map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// Records in the caller's collection scope (a scoped key sees no
@@ -1329,7 +1354,9 @@ impl Governor {
         };
         let mut out = Vec::new();
         let mut next = None;
-        for r in kenning_audit::records(self.audit.path())
+        for r in self
+            .audit
+            .records()
             .map_err(|e| ApiError::internal(e.to_string()))?
         {
             let (record, hash) = r.map_err(|e| ApiError::internal(e.to_string()))?;
@@ -1364,7 +1391,9 @@ impl Governor {
 
     /// Deletes every face its collection's retention policy says is due,
     /// then, if anything was deleted since the last pass, erases the bytes
-    /// (store compaction and index rebuild). Each deletion is audited as
+    /// (what that takes is the backend's business: see [`FaceStore::erase`]).
+    ///
+    /// [`FaceStore::erase`]: kenning_store::FaceStore::erase Each deletion is audited as
     /// part of the `RunRetention` operation of `caller`.
     pub fn run_retention(&self, caller: &Caller) -> Result<Vec<RetentionResult>, ApiError> {
         let wire = |e: kenning_collections::CollectionError| ApiError::from_wire(&e);
@@ -1420,11 +1449,8 @@ impl Governor {
         }
         self.sweep_probes()
             .map_err(|e| ApiError::internal(format!("erasing probe photos: {e}")))?;
-        let marker = self.data_dir.join(ERASURE_PENDING);
-        if !results.is_empty() || marker.exists() {
-            self.collections.erase().map_err(wire)?;
-            let _ = std::fs::remove_file(marker);
-        }
+        // The store erases only when a deletion left bytes behind.
+        self.collections.erase().map_err(wire)?;
         Ok(results)
     }
 }

@@ -20,11 +20,20 @@
 //! Every change to a key file is a read-modify-write under an exclusive lock
 //! on `keys.lock`, written to a temporary file and renamed into place, so
 //! two processes cannot lose each other's changes or leave a torn file.
+//!
+//! Where the sealed records live is a [`KeyVault`]: [`FileVault`] keeps the
+//! files above; a database keeps them in tables, sealed with a [`Kek`] from
+//! `KENNING_MASTER_KEY` or a key file that every node is given and that is
+//! never stored with them. Each change is written together with its audit
+//! record.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kenning_audit::{AuditLog, Entry};
 
 use chacha20poly1305::aead::rand_core::RngCore;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -70,37 +79,53 @@ pub enum KeyError {
     /// is no longer active (one message for all, so a caller learns nothing).
     #[error("the API token is not valid")]
     BadToken,
+    /// A live root key exists already (another node generated it first).
+    #[error("a root key exists already")]
+    RootExists,
+    /// The database holding the keys failed or cannot be reached.
+    #[error("key store {location}: {message}")]
+    Database {
+        /// The database, without password.
+        location: String,
+        /// What failed.
+        message: String,
+    },
+    /// The key-encryption key is missing, malformed, or not the one the keys
+    /// were sealed with.
+    #[error("{0}")]
+    Kek(String),
 }
 
-/// One stored key as kept in `keys.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct KeyRecord {
-    access_key_id: String,
+/// One stored key, its secret sealed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The access key id.
+    pub access_key_id: String,
     /// Hex ChaCha20-Poly1305 nonce.
-    nonce: String,
+    pub nonce: String,
     /// Hex ciphertext of the secret.
-    secret: String,
+    pub secret: String,
     /// Sealing version: 1 binds the access key id as associated data; 0
     /// (keys written before) has none.
     #[serde(default)]
-    sealed: u8,
+    pub sealed: u8,
     /// Seconds since the epoch.
-    created: u64,
+    pub created: u64,
     /// Seconds since the epoch, when revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    revoked: Option<u64>,
+    pub revoked: Option<u64>,
     /// The root key generated on first start.
     #[serde(default)]
-    root: bool,
+    pub root: bool,
     /// What the key may do; keys written before roles existed are admin keys.
     #[serde(default)]
-    role: Role,
+    pub role: Role,
     /// Collections the key may touch (`None`: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    collections: Option<Vec<String>>,
+    pub collections: Option<Vec<String>>,
     /// Operations the key may run, within its role (`None`: all of the role's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    operations: Option<Vec<String>>,
+    pub operations: Option<Vec<String>>,
 }
 
 impl KeyRecord {
@@ -174,20 +199,144 @@ pub struct ActiveKey {
     pub principal: Principal,
 }
 
-/// One stored API token as kept in `tokens.json` (its hash, never itself).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TokenRecord {
-    token_id: String,
-    access_key_id: String,
+/// One stored API token (its hash, never itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The token's id (its second part, not secret).
+    pub token_id: String,
+    /// The access key it speaks for.
+    pub access_key_id: String,
     /// Hex HMAC-SHA256 of the whole token under the token key.
-    hash: String,
-    created: u64,
+    pub hash: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    /// Expiry, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires: Option<u64>,
+    pub expires: Option<u64>,
+    /// Revocation time, seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    revoked: Option<u64>,
+    pub revoked: Option<u64>,
+    /// A label given at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Where sealed key records and token hashes are kept.
+pub trait KeyVault: Send + Sync {
+    /// Every stored key, revoked ones included.
+    fn records(&self) -> Result<Vec<KeyRecord>, KeyError>;
+    /// Stores a new key with the audit record of its creation, both or
+    /// neither; a second live root key is refused with [`KeyError::RootExists`].
+    fn insert(&self, record: KeyRecord, audit: Entry) -> Result<(), KeyError>;
+    /// Marks live key `access_key_id` revoked at `at` (seconds), with the
+    /// audit record of the change.
+    fn revoke(&self, access_key_id: &str, at: u64, audit: Entry) -> Result<(), KeyError>;
+    /// Every stored API token, revoked and expired ones included.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, KeyError>;
+    /// Stores a new token with the audit record of its creation.
+    fn insert_token(&self, record: TokenRecord, audit: Entry) -> Result<(), KeyError>;
+    /// Marks live token `token_id` revoked at `at`, with the audit record
+    /// `audit` gives for it.
+    fn revoke_token(
+        &self,
+        token_id: &str,
+        at: u64,
+        audit: &dyn Fn(&TokenInfo) -> Entry,
+    ) -> Result<(), KeyError>;
+    /// A value that changes whenever keys or tokens do, so servers know to
+    /// reload.
+    fn version(&self) -> Result<String, KeyError>;
+    /// How long a server may go on with what it loaded before it asks
+    /// [`KeyVault::version`] again (zero: every request; the check is cheap).
+    fn recheck(&self) -> Duration;
+    /// Where the keys are, for messages.
+    fn location(&self) -> String;
+}
+
+/// The 256-bit key-encryption key that seals access-key secrets (and from
+/// which the API tokens' hash key is derived).
+#[derive(Clone)]
+pub struct Kek(Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek([REDACTED])")
+    }
+}
+
+/// What a check value seals: a database keeps one, so a node started with
+/// another key-encryption key is refused instead of sealing keys that the
+/// other nodes cannot open.
+const KEK_CHECK: &[u8] = b"kenning key-encryption key check v1";
+
+impl Kek {
+    /// A key from its 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        if bytes.len() != 32 {
+            return Err(KeyError::Kek(format!(
+                "a key-encryption key is 32 bytes, not {}",
+                bytes.len()
+            )));
+        }
+        Ok(Kek(Zeroizing::new(bytes.to_vec())))
+    }
+
+    /// A key written as 64 hex digits or base64 (as `KENNING_MASTER_KEY` or
+    /// a key file holds it; surrounding whitespace is ignored), or a key file
+    /// of 32 raw bytes.
+    pub fn parse(text: &[u8]) -> Result<Self, KeyError> {
+        use base64::Engine as _;
+        if text.len() == 32 {
+            return Self::from_bytes(text);
+        }
+        let malformed = || {
+            KeyError::Kek(
+                "the master key must be 32 bytes, written as 64 hex digits or base64 \
+                 (e.g. `openssl rand -hex 32`)"
+                    .into(),
+            )
+        };
+        let t = std::str::from_utf8(text).map_err(|_| malformed())?.trim();
+        let bytes = Zeroizing::new(
+            hex::decode(t)
+                .ok()
+                .filter(|b| b.len() == 32)
+                .or_else(|| base64::engine::general_purpose::STANDARD.decode(t).ok())
+                .ok_or_else(malformed)?,
+        );
+        Self::from_bytes(&bytes)
+    }
+
+    fn cipher(&self) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(Key::from_slice(&self.0))
+    }
+
+    /// A sealed check value for this key (hex nonce and ciphertext).
+    pub fn check_value(&self) -> String {
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let ct = self
+            .cipher()
+            .encrypt(&nonce, KEK_CHECK)
+            .expect("sealing a constant cannot fail");
+        format!("{}:{}", hex::encode(nonce), hex::encode(ct))
+    }
+
+    /// Whether `check` was made by [`Kek::check_value`] with this key.
+    pub fn opens(&self, check: &str) -> bool {
+        let Some((nonce, ct)) = check.split_once(':') else {
+            return false;
+        };
+        match (hex::decode(nonce), hex::decode(ct)) {
+            (Ok(n), Ok(c)) if n.len() == 12 => {
+                self.cipher()
+                    .decrypt(Nonce::from_slice(&n), c.as_slice())
+                    .ok()
+                    .as_deref()
+                    == Some(KEK_CHECK)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// An API token as listed (never the token itself).
@@ -285,13 +434,32 @@ impl TokenSet {
     }
 }
 
-/// The key store of one data directory.
-#[derive(Debug, Clone)]
+/// Access keys and API tokens: issued, listed, revoked and opened,
+/// whichever [`KeyVault`] keeps them.
+#[derive(Clone)]
 pub struct KeyStore {
+    vault: Arc<dyn KeyVault>,
+    kek: KekSource,
+}
+
+/// Where the key-encryption key comes from.
+#[derive(Clone)]
+enum KekSource {
+    /// `keys.key` in the data directory, created on first use.
+    File(PathBuf),
+    /// Given (the master key of a shared database).
+    Given(Kek),
+}
+
+/// The vault of one data directory: `keys.json` and `tokens.json`, changed
+/// under `keys.lock`, with each change's audit record appended to the
+/// directory's trail first.
+#[derive(Debug, Clone)]
+pub struct FileVault {
     keys: PathBuf,
-    key_file: PathBuf,
     tokens: PathBuf,
     lock: PathBuf,
+    audit: PathBuf,
 }
 
 fn now() -> u64 {
@@ -331,30 +499,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     Ok(())
 }
 
-/// The records of a key file (none when it does not exist yet).
-fn read_list<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, KeyError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
-            path: path.to_owned(),
-            message: e.to_string(),
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(KeyError::Io {
-            path: path.to_owned(),
-            source: e,
-        }),
-    }
-}
-
-/// Replaces a key file's records (callers hold the store's lock).
-fn write_list<T: Serialize>(path: &Path, records: &[T]) -> Result<(), KeyError> {
-    let json = serde_json::to_vec_pretty(records).map_err(|e| KeyError::Corrupt {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
-    write_private(path, &json)
-}
-
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 const SECRET_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -383,40 +527,192 @@ pub fn validate_access_key_id(id: &str) -> Result<(), KeyError> {
     }
 }
 
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, KeyError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(KeyError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, records: &[T]) -> Result<(), KeyError> {
+    let json = serde_json::to_vec_pretty(records).map_err(|e| KeyError::Corrupt {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_private(path, &json)
+}
+
+/// Runs `f` holding the exclusive lock on the file `lock` (released when the
+/// file closes, also if the process dies).
+fn locked<T>(lock: &Path, f: impl FnOnce() -> Result<T, KeyError>) -> Result<T, KeyError> {
+    if let Some(dir) = lock.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(lock).map_err(io(lock))?;
+    file.lock().map_err(io(lock))?;
+    let out = f();
+    drop(file);
+    out
+}
+
+fn mtime(path: &Path) -> String {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or_else(|| "none".into(), |d| d.as_nanos().to_string())
+}
+
+impl FileVault {
+    /// The vault of `data_dir` (created on first write).
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            keys: data_dir.join("keys.json"),
+            tokens: data_dir.join("tokens.json"),
+            lock: data_dir.join("keys.lock"),
+            audit: data_dir.join(kenning_store::AUDIT_FILE),
+        }
+    }
+
+    /// Path of `keys.json`.
+    pub fn path(&self) -> &Path {
+        &self.keys
+    }
+
+    /// Path of `tokens.json`.
+    pub fn tokens_path(&self) -> &Path {
+        &self.tokens
+    }
+
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, KeyError>) -> Result<T, KeyError> {
+        locked(&self.lock, f)
+    }
+
+    fn record(&self, entry: Entry) -> Result<(), KeyError> {
+        AuditLog::open(&self.audit)
+            .and_then(|log| log.append(entry))
+            .map(|_| ())
+            .map_err(|e| KeyError::Audit(e.to_string()))
+    }
+}
+
+impl KeyVault for FileVault {
+    fn records(&self) -> Result<Vec<KeyRecord>, KeyError> {
+        read_json(&self.keys)
+    }
+
+    fn insert(&self, record: KeyRecord, audit: Entry) -> Result<(), KeyError> {
+        self.locked(|| {
+            let mut records = self.records()?;
+            if records
+                .iter()
+                .any(|r| r.access_key_id == record.access_key_id)
+            {
+                return Err(KeyError::Invalid(format!(
+                    "access key {} exists already",
+                    record.access_key_id
+                )));
+            }
+            if record.root && records.iter().any(|r| r.root && r.revoked.is_none()) {
+                return Err(KeyError::RootExists);
+            }
+            records.push(record);
+            self.record(audit)?;
+            write_json(&self.keys, &records)
+        })
+    }
+
+    fn revoke(&self, access_key_id: &str, at: u64, audit: Entry) -> Result<(), KeyError> {
+        self.locked(|| {
+            let mut records = self.records()?;
+            let r = records
+                .iter_mut()
+                .find(|r| r.access_key_id == access_key_id && r.revoked.is_none())
+                .ok_or_else(|| KeyError::NotFound(access_key_id.into()))?;
+            r.revoked = Some(at);
+            self.record(audit)?;
+            write_json(&self.keys, &records)
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, KeyError> {
+        read_json(&self.tokens)
+    }
+
+    fn insert_token(&self, record: TokenRecord, audit: Entry) -> Result<(), KeyError> {
+        self.locked(|| {
+            let mut records = self.tokens()?;
+            records.push(record);
+            self.record(audit)?;
+            write_json(&self.tokens, &records)
+        })
+    }
+
+    fn revoke_token(
+        &self,
+        token_id: &str,
+        at: u64,
+        audit: &dyn Fn(&TokenInfo) -> Entry,
+    ) -> Result<(), KeyError> {
+        self.locked(|| {
+            let mut records = self.tokens()?;
+            let r = records
+                .iter_mut()
+                .find(|r| r.token_id == token_id && r.revoked.is_none())
+                .ok_or_else(|| KeyError::NotFound(format!("token {token_id}")))?;
+            r.revoked = Some(at);
+            self.record(audit(&TokenInfo::from(&*r)))?;
+            write_json(&self.tokens, &records)
+        })
+    }
+
+    fn version(&self) -> Result<String, KeyError> {
+        Ok(format!("{}/{}", mtime(&self.keys), mtime(&self.tokens)))
+    }
+
+    fn recheck(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn location(&self) -> String {
+        self.keys.display().to_string()
+    }
+}
+
 impl KeyStore {
     /// The key store of `data_dir` (created on first write).
     pub fn new(data_dir: &Path) -> Self {
         Self {
-            keys: data_dir.join("keys.json"),
-            key_file: data_dir.join("keys.key"),
-            tokens: data_dir.join("tokens.json"),
-            lock: data_dir.join("keys.lock"),
+            vault: Arc::new(FileVault::new(data_dir)),
+            kek: KekSource::File(data_dir.join("keys.key")),
         }
     }
 
-    /// Runs `f` holding the store's exclusive file lock (released when the
-    /// file closes, also if the process dies).
-    fn locked<T>(&self, f: impl FnOnce() -> Result<T, KeyError>) -> Result<T, KeyError> {
-        if let Some(dir) = self.lock.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
+    /// Keys kept in `vault`, sealed with `kek`.
+    pub fn with_vault(vault: Arc<dyn KeyVault>, kek: Kek) -> Self {
+        Self {
+            vault,
+            kek: KekSource::Given(kek),
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let file = options.open(&self.lock).map_err(io(&self.lock))?;
-        file.lock().map_err(io(&self.lock))?;
-        let out = f();
-        drop(file);
-        out
     }
 
-    /// Path of `keys.json`, whose modification time tells a server to reload.
-    pub fn path(&self) -> &Path {
-        &self.keys
+    /// Where the sealed records are kept.
+    pub fn vault(&self) -> &dyn KeyVault {
+        self.vault.as_ref()
     }
 
     fn cipher(&self) -> Result<ChaCha20Poly1305, KeyError> {
@@ -425,44 +721,55 @@ impl KeyStore {
         )))
     }
 
-    /// The 32 bytes of `keys.key`, created on first use.
+    /// The 32 bytes of the key-encryption key (`keys.key`, created on first
+    /// use, or the given master key).
     fn master(&self) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        match std::fs::read(&self.key_file).map(Zeroizing::new) {
-            Ok(bytes) if bytes.len() == 32 => Ok(bytes),
-            Ok(_) => Err(KeyError::Corrupt {
-                path: self.key_file.clone(),
-                message: "expected 32 bytes".into(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = self.key_file.parent() {
-                    std::fs::create_dir_all(dir).map_err(io(dir))?;
-                }
-                let key = Zeroizing::new(ChaCha20Poly1305::generate_key(&mut OsRng).to_vec());
-                write_private(&self.key_file, &key)?;
-                Ok(key)
-            }
-            Err(e) => Err(KeyError::Io {
-                path: self.key_file.clone(),
-                source: e,
-            }),
+        let key_file = match &self.kek {
+            KekSource::Given(k) => return Ok(k.0.clone()),
+            KekSource::File(f) => f,
+        };
+        if key_file.exists() {
+            return read_key_file(key_file);
         }
+        // Created under the key files' lock, so two processes (or threads)
+        // starting at once cannot each make, and seal with, their own key.
+        locked(&key_file.with_file_name("keys.lock"), || {
+            read_key_file(key_file)
+        })
     }
+}
 
-    fn read(&self) -> Result<Vec<KeyRecord>, KeyError> {
-        read_list(&self.keys)
+/// Reads `keys.key`, creating it if missing.
+fn read_key_file(key_file: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    match std::fs::read(key_file).map(Zeroizing::new) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+        Ok(_) => Err(KeyError::Corrupt {
+            path: key_file.to_owned(),
+            message: "expected 32 bytes".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = key_file.parent() {
+                std::fs::create_dir_all(dir).map_err(io(dir))?;
+            }
+            let key = Zeroizing::new(ChaCha20Poly1305::generate_key(&mut OsRng).to_vec());
+            write_private(key_file, &key)?;
+            Ok(key)
+        }
+        Err(e) => Err(KeyError::Io {
+            path: key_file.to_owned(),
+            source: e,
+        }),
     }
+}
 
-    fn write(&self, records: &[KeyRecord]) -> Result<(), KeyError> {
-        write_list(&self.keys, records)
-    }
-
-    fn insert(
+impl KeyStore {
+    fn seal(
         &self,
         access_key_id: &str,
         secret: &str,
         root: bool,
         grant: &Grant,
-    ) -> Result<(), KeyError> {
+    ) -> Result<KeyRecord, KeyError> {
         let cipher = self.cipher()?;
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let ct = cipher
@@ -474,13 +781,7 @@ impl KeyStore {
                 },
             )
             .map_err(|_| KeyError::Invalid("encryption failed".into()))?;
-        let mut records = self.read()?;
-        if records.iter().any(|r| r.access_key_id == access_key_id) {
-            return Err(KeyError::Invalid(format!(
-                "access key {access_key_id} exists already"
-            )));
-        }
-        records.push(KeyRecord {
+        Ok(KeyRecord {
             access_key_id: access_key_id.into(),
             nonce: hex::encode(nonce),
             secret: hex::encode(ct),
@@ -491,47 +792,80 @@ impl KeyStore {
             role: grant.role,
             collections: grant.collections.clone(),
             operations: grant.operations.clone(),
-        });
-        self.write(&records)
+        })
+    }
+
+    /// Opens a record's secret.
+    fn open(&self, cipher: &ChaCha20Poly1305, r: &KeyRecord) -> Result<SecretString, KeyError> {
+        let corrupt = |message: &str| KeyError::Corrupt {
+            path: PathBuf::from(self.vault.location()),
+            message: format!("key {}: {message}", r.access_key_id),
+        };
+        let nonce = hex::decode(&r.nonce).map_err(|_| corrupt("bad nonce"))?;
+        if nonce.len() != 12 {
+            return Err(corrupt("bad nonce"));
+        }
+        let ct = hex::decode(&r.secret).map_err(|_| corrupt("bad secret"))?;
+        let aad: &[u8] = if r.sealed >= 1 {
+            r.access_key_id.as_bytes()
+        } else {
+            b""
+        };
+        let secret = cipher
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: ct.as_slice(),
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| {
+                corrupt(
+                    "cannot decrypt (was the key-encryption key replaced, or the record moved?)",
+                )
+            })?;
+        Ok(std::str::from_utf8(&secret)
+            .map_err(|_| corrupt("secret is not UTF-8"))?
+            .into())
     }
 
     /// Issues a new key pair with `grant` and stores it (`root`: the key
-    /// generated on the service's first start). `audit` sees the new key
-    /// before it is stored and can veto it.
+    /// generated on the service's first start), with the audit record
+    /// `audit` gives for it.
     pub fn create(
         &self,
         root: bool,
         grant: &Grant,
-        audit: impl FnOnce(&KeyInfo) -> Result<(), String>,
+        audit: impl FnOnce(&KeyInfo) -> Entry,
     ) -> Result<NewKey, KeyError> {
         grant.validate().map_err(KeyError::Invalid)?;
         let key = NewKey {
             access_key_id: format!("AKKN{}", random_string(ALNUM, 16)),
             secret_access_key: random_string(SECRET_CHARS, 40).into(),
         };
-        audit(&KeyInfo {
+        let record = self.seal(
+            &key.access_key_id,
+            key.secret_access_key.expose_secret(),
+            root,
+            grant,
+        )?;
+        let entry = audit(&KeyInfo {
             access_key_id: key.access_key_id.clone(),
-            created: now(),
+            created: record.created,
             revoked: None,
             root,
             grant: grant.clone(),
-        })
-        .map_err(KeyError::Audit)?;
-        self.locked(|| {
-            self.insert(
-                &key.access_key_id,
-                key.secret_access_key.expose_secret(),
-                root,
-                grant,
-            )
-        })?;
+        });
+        self.vault.insert(record, entry)?;
         Ok(key)
     }
 
     /// Every key, revoked ones included.
     pub fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
         Ok(self
-            .read()?
+            .vault
+            .records()?
             .into_iter()
             .map(|r| KeyInfo {
                 grant: r.grant(),
@@ -543,29 +877,17 @@ impl KeyStore {
             .collect())
     }
 
-    /// Revokes a key; requests signed with it are refused from then on.
-    /// `audit` runs before the change is stored and can veto it.
-    pub fn revoke(
-        &self,
-        access_key_id: &str,
-        audit: impl FnOnce() -> Result<(), String>,
-    ) -> Result<(), KeyError> {
-        self.locked(|| {
-            let mut records = self.read()?;
-            let r = records
-                .iter_mut()
-                .find(|r| r.access_key_id == access_key_id && r.revoked.is_none())
-                .ok_or_else(|| KeyError::NotFound(access_key_id.into()))?;
-            r.revoked = Some(now());
-            audit().map_err(KeyError::Audit)?;
-            self.write(&records)
-        })
+    /// Revokes a key, with the audit record `audit`; requests signed with
+    /// it (and its API tokens) are refused from then on.
+    pub fn revoke(&self, access_key_id: &str, audit: Entry) -> Result<(), KeyError> {
+        self.vault.revoke(access_key_id, now(), audit)
     }
 
     /// The stored root key's id, if one was generated and is not revoked.
     pub fn root(&self) -> Result<Option<String>, KeyError> {
         Ok(self
-            .read()?
+            .vault
+            .records()?
             .into_iter()
             .find(|r| r.root && r.revoked.is_none())
             .map(|r| r.access_key_id))
@@ -573,86 +895,49 @@ impl KeyStore {
 
     /// Every key not revoked, by access key id: its secret and who it is.
     pub fn active(&self) -> Result<HashMap<String, ActiveKey>, KeyError> {
-        let records = self.read()?;
+        let records = self.vault.records()?;
         if records.is_empty() {
             return Ok(HashMap::new());
         }
         let cipher = self.cipher()?;
         let mut out = HashMap::new();
         for r in records.into_iter().filter(|r| r.revoked.is_none()) {
-            let corrupt = |message: &str| KeyError::Corrupt {
-                path: self.keys.clone(),
-                message: format!("key {}: {message}", r.access_key_id),
-            };
-            let nonce = hex::decode(&r.nonce).map_err(|_| corrupt("bad nonce"))?;
-            if nonce.len() != 12 {
-                return Err(corrupt("bad nonce"));
-            }
-            let ct = hex::decode(&r.secret).map_err(|_| corrupt("bad secret"))?;
-            let aad: &[u8] = if r.sealed >= 1 {
-                r.access_key_id.as_bytes()
-            } else {
-                b""
-            };
-            let secret = cipher
-                .decrypt(
-                    Nonce::from_slice(&nonce),
-                    Payload {
-                        msg: ct.as_slice(),
-                        aad,
-                    },
-                )
-                .map(Zeroizing::new)
-                .map_err(|_| {
-                    corrupt("cannot decrypt (was keys.key replaced, or the record moved?)")
-                })?;
-            let secret = std::str::from_utf8(&secret)
-                .map_err(|_| corrupt("secret is not UTF-8"))?
-                .into();
+            let secret = self.open(&cipher, &r)?;
             let principal = Principal::new(&r.access_key_id, r.grant());
             out.insert(r.access_key_id.clone(), ActiveKey { secret, principal });
         }
         Ok(out)
     }
-}
 
-impl KeyStore {
-    fn read_tokens(&self) -> Result<Vec<TokenRecord>, KeyError> {
-        read_list(&self.tokens)
-    }
-
-    fn write_tokens(&self, records: &[TokenRecord]) -> Result<(), KeyError> {
-        write_list(&self.tokens, records)
-    }
-
-    /// Path of `tokens.json`, whose modification time tells a server to reload.
-    pub fn tokens_path(&self) -> &Path {
-        &self.tokens
-    }
-
-    /// The stored tokens with their hash key, for checking bearer tokens.
-    pub fn tokens(&self) -> Result<TokenSet, KeyError> {
+    /// The key API tokens are hashed with, derived from the key-encryption
+    /// key (moving tokens to another store needs the same master key).
+    fn token_hash_key(&self) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let master = self.master()?;
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&master).expect("HMAC takes any key length");
         mac.update(b"kenning api token hash key v1");
         let mut hash_key = Zeroizing::new([0u8; 32]);
         hash_key.copy_from_slice(&mac.finalize().into_bytes());
+        Ok(hash_key)
+    }
+
+    /// The stored tokens with their hash key, for checking bearer tokens.
+    pub fn tokens(&self) -> Result<TokenSet, KeyError> {
         Ok(TokenSet {
-            hash_key,
-            records: self.read_tokens()?,
+            hash_key: self.token_hash_key()?,
+            records: self.vault.tokens()?,
         })
     }
 
     /// Issues an API token for `access_key_id` (which the caller has checked
-    /// is an active key), valid for `valid_secs` if given. `audit` sees it
-    /// before it is stored and can veto it.
+    /// is an active key), valid for `valid_secs` if given, stored with the
+    /// audit record `audit` gives for it.
     pub fn create_token(
         &self,
         access_key_id: &str,
         name: Option<String>,
         valid_secs: Option<u64>,
-        audit: impl FnOnce(&TokenInfo) -> Result<(), String>,
+        audit: impl FnOnce(&TokenInfo) -> Entry,
     ) -> Result<NewToken, KeyError> {
         validate_access_key_id(access_key_id)?;
         let token_id = random_string(ALNUM, 16);
@@ -662,7 +947,10 @@ impl KeyStore {
         )
         .into();
         let created = now();
-        let set = self.tokens()?;
+        let set = TokenSet {
+            hash_key: self.token_hash_key()?,
+            records: Vec::new(),
+        };
         let record = TokenRecord {
             token_id,
             access_key_id: access_key_id.into(),
@@ -673,36 +961,22 @@ impl KeyStore {
             name,
         };
         let info = TokenInfo::from(&record);
-        audit(&info).map_err(KeyError::Audit)?;
-        self.locked(|| {
-            let mut records = self.read_tokens()?;
-            records.push(record);
-            self.write_tokens(&records)
-        })?;
+        self.vault.insert_token(record, audit(&info))?;
         Ok(NewToken { info, token })
     }
 
     /// Every token, revoked and expired ones included (never the tokens).
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, KeyError> {
-        Ok(self.read_tokens()?.iter().map(TokenInfo::from).collect())
+        Ok(self.vault.tokens()?.iter().map(TokenInfo::from).collect())
     }
 
-    /// Revokes a token; `audit` runs before the change is stored.
+    /// Revokes a token, with the audit record `audit` gives for it.
     pub fn revoke_token(
         &self,
         token_id: &str,
-        audit: impl FnOnce(&TokenInfo) -> Result<(), String>,
+        audit: impl Fn(&TokenInfo) -> Entry,
     ) -> Result<(), KeyError> {
-        self.locked(|| {
-            let mut records = self.read_tokens()?;
-            let r = records
-                .iter_mut()
-                .find(|r| r.token_id == token_id && r.revoked.is_none())
-                .ok_or_else(|| KeyError::NotFound(format!("token {token_id}")))?;
-            r.revoked = Some(now());
-            audit(&TokenInfo::from(&*r)).map_err(KeyError::Audit)?;
-            self.write_tokens(&records)
-        })
+        self.vault.revoke_token(token_id, now(), &audit)
     }
 
     /// Who a bearer token speaks for: the principal (role and scope) of its
@@ -721,18 +995,29 @@ impl KeyStore {
 mod tests {
     use super::*;
 
+    pub(super) fn entry(op: &str) -> Entry {
+        Entry {
+            operation: op.into(),
+            outcome: "ok".into(),
+            ..Entry::default()
+        }
+    }
+
     #[test]
     fn create_list_revoke_round_trip() {
-        let dir = std::env::temp_dir().join(format!("kenning-keys-{}", uuid::Uuid::new_v4()));
-        let store = KeyStore::new(&dir);
-        let k = store.create(false, &Grant::admin(), |_| Ok(())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let store = KeyStore::new(dir);
+        let k = store
+            .create(false, &Grant::admin(), |_| entry("CreateAccessKey"))
+            .unwrap();
         validate_access_key_id(&k.access_key_id).unwrap();
         let secret = k.secret_access_key.expose_secret();
         assert_eq!(secret.len(), 40);
         let secrets = store.active().unwrap();
         assert_eq!(secrets[&k.access_key_id].secret.expose_secret(), secret);
         assert!(!format!("{:?} {k:?}", secrets[&k.access_key_id]).contains(secret));
-        let raw = std::fs::read_to_string(store.path()).unwrap();
+        let raw = std::fs::read_to_string(dir.join("keys.json")).unwrap();
         assert!(!raw.contains(secret), "secret stored in clear");
         #[cfg(unix)]
         {
@@ -743,41 +1028,67 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // A trail that cannot be appended to (its last line was tampered
+        // with) stops the change.
+        let trail = dir.join(kenning_store::AUDIT_FILE);
+        let good = std::fs::read(&trail).unwrap();
+        std::fs::write(&trail, [good.as_slice(), b"{\"hash\":1}\n"].concat()).unwrap();
         assert!(matches!(
-            store.revoke(&k.access_key_id, || Err("audit down".into())),
+            store.revoke(&k.access_key_id, entry("RevokeAccessKey")),
             Err(KeyError::Audit(_))
         ));
         assert_eq!(
             store.active().unwrap().len(),
             1,
-            "a vetoed revocation changes nothing"
+            "an unaudited revocation changes nothing"
         );
-        store.revoke(&k.access_key_id, || Ok(())).unwrap();
+        std::fs::write(&trail, &good).unwrap();
+        store
+            .revoke(&k.access_key_id, entry("RevokeAccessKey"))
+            .unwrap();
         assert!(store.active().unwrap().is_empty());
         assert!(matches!(
-            store.revoke(&k.access_key_id, || Ok(())),
+            store.revoke(&k.access_key_id, entry("RevokeAccessKey")),
             Err(KeyError::NotFound(_))
         ));
         assert_eq!(store.list().unwrap().len(), 1);
-        let _ = std::fs::remove_dir_all(dir);
+        assert_eq!(kenning_audit::verify(&trail).unwrap().records, 2);
+    }
+
+    #[test]
+    fn master_keys_parse_and_check() {
+        let hex_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let k = Kek::parse(hex_key.as_bytes()).unwrap();
+        let check = k.check_value();
+        assert!(k.opens(&check));
+        let other = Kek::parse(format!("{}\n", "11".repeat(32)).as_bytes()).unwrap();
+        assert!(!other.opens(&check));
+        assert!(Kek::parse(b"too short").is_err());
+        assert!(Kek::parse(&[7u8; 32]).is_ok(), "a raw 32-byte key file");
     }
 }
 
 #[cfg(test)]
 mod token_tests {
+    use super::tests::entry;
     use super::*;
 
     #[test]
     fn a_sealed_secret_moved_to_another_record_does_not_open() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::new(dir.path());
-        let a = store.create(false, &Grant::admin(), |_| Ok(())).unwrap();
-        let b = store.create(false, &Grant::admin(), |_| Ok(())).unwrap();
-        let mut records = store.read().unwrap();
+        let a = store
+            .create(false, &Grant::admin(), |_| entry("C"))
+            .unwrap();
+        let b = store
+            .create(false, &Grant::admin(), |_| entry("C"))
+            .unwrap();
+        let vault = FileVault::new(dir.path());
+        let mut records = vault.records().unwrap();
         let (nonce, secret) = (records[0].nonce.clone(), records[0].secret.clone());
         records[1].nonce = nonce;
         records[1].secret = secret;
-        store.write(&records).unwrap();
+        write_json(vault.path(), &records).unwrap();
         let err = store.active().unwrap_err().to_string();
         assert!(err.contains(&b.access_key_id), "{err}");
         assert!(!err.contains(a.secret_access_key.expose_secret()));
@@ -792,16 +1103,16 @@ mod token_tests {
             collections: Some(vec!["cases-*".into()]),
             operations: None,
         };
-        let k = store.create(false, &grant, |_| Ok(())).unwrap();
+        let k = store.create(false, &grant, |_| entry("C")).unwrap();
         let t = store
-            .create_token(&k.access_key_id, Some("ci".into()), None, |_| Ok(()))
+            .create_token(&k.access_key_id, Some("ci".into()), None, |_| entry("T"))
             .unwrap();
         let token = t.token.expose_secret();
         assert!(token.starts_with("kntk_") && token.len() > 50, "{token}");
         let p = store.token_principal(token).unwrap();
         assert_eq!(p.access_key, k.access_key_id);
         assert_eq!(p.role(), crate::Role::Operator);
-        let raw = std::fs::read_to_string(store.tokens_path()).unwrap();
+        let raw = std::fs::read_to_string(dir.path().join("tokens.json")).unwrap();
         assert!(!raw.contains(token.rsplit('_').next().unwrap()));
         // Neither the SigV4 secret nor a changed token is a token.
         assert!(store
@@ -816,16 +1127,18 @@ mod token_tests {
         ));
         // Expiry.
         let short = store
-            .create_token(&k.access_key_id, None, Some(60), |_| Ok(()))
+            .create_token(&k.access_key_id, None, Some(60), |_| entry("T"))
             .unwrap();
         let set = store.tokens().unwrap();
         let s = short.token.expose_secret();
         assert!(set.verify(s, now()).is_ok());
         assert!(set.verify(s, now() + 61).is_err());
         // Revoking the token, or its key, ends it.
-        store.revoke_token(&t.info.token_id, |_| Ok(())).unwrap();
+        store
+            .revoke_token(&t.info.token_id, |_| entry("R"))
+            .unwrap();
         assert!(store.token_principal(token).is_err());
-        store.revoke(&k.access_key_id, || Ok(())).unwrap();
+        store.revoke(&k.access_key_id, entry("R")).unwrap();
         assert!(store.token_principal(s).is_err());
         assert_eq!(store.list_tokens().unwrap().len(), 2);
     }
@@ -838,7 +1151,9 @@ mod token_tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..5 {
-                        store.create(false, &Grant::admin(), |_| Ok(())).unwrap();
+                        store
+                            .create(false, &Grant::admin(), |_| entry("C"))
+                            .unwrap();
                     }
                 });
             }

@@ -25,8 +25,9 @@ pub mod review;
 pub mod roles;
 
 pub use governor::{
-    audit_path, image_type, verify_audit, Caller, FrameCutter, Governor, Medium, OpenError,
+    audit_path, audit_report, image_type, Caller, FrameCutter, Governor, Medium, OpenError,
     RetentionResult, AUDIT_FILE, REVIEW_FILE,
 };
 pub use policy::Policy;
+pub use review::{ReviewQueue, ReviewStore};
 pub use roles::{Grant, Principal, Role, KENNING_OPERATIONS, MATRIX};

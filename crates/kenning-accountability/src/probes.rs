@@ -1,10 +1,12 @@
 //! Probe photos of searches whose candidates await review.
 //!
 //! A reviewer must see the probe beside the candidate, so the photo of a
-//! search under review is kept, one file per search in `DATA/probes/`, and
-//! only while at least one of its candidates is still pending: the decision
-//! that closes the last one erases it, and [`ProbeStore::sweep`] (at start
-//! and at every retention pass) erases any a crash left behind.
+//! search under review is kept, only while at least one of its candidates is
+//! still pending: the decision that closes the last one erases it, and
+//! [`ProbeStore::sweep`] (at start and at every retention pass) erases any a
+//! crash left behind. [`ProbeDir`] keeps them one file per search in
+//! `DATA/probes/`; a database backend keeps them in the database, so nodes
+//! sharing it see each other's probes.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -13,8 +15,34 @@ use std::path::{Path, PathBuf};
 /// The folder of probe photos, relative to the data directory.
 pub const PROBE_DIR: &str = "probes";
 
-/// Probe photos on disk, by search request id.
-pub struct ProbeStore {
+/// Where probe photos under review are kept, by search request id.
+pub trait ProbeStore: Send + Sync {
+    /// Keeps the probe of search `id`, durably (a candidate is never queued
+    /// without its probe kept).
+    fn put(&self, id: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// The probe of search `id`, if it is still kept.
+    fn get(&self, id: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// Erases the probe of search `id` (nothing if there is none).
+    fn erase(&self, id: &str) -> std::io::Result<()>;
+    /// Request ids of every probe kept.
+    fn ids(&self) -> std::io::Result<Vec<String>>;
+
+    /// Erases every probe whose search has no pending candidate left
+    /// (`pending` says whether one does); returns how many it erased.
+    fn sweep(&self, pending: &dyn Fn(&str) -> bool) -> std::io::Result<usize> {
+        let mut erased = 0;
+        for id in self.ids()? {
+            if !pending(&id) {
+                self.erase(&id)?;
+                erased += 1;
+            }
+        }
+        Ok(erased)
+    }
+}
+
+/// Probe photos on disk, one file per search in `DATA/probes/`.
+pub struct ProbeDir {
     dir: PathBuf,
 }
 
@@ -24,7 +52,7 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
-impl ProbeStore {
+impl ProbeDir {
     /// The store in `data_dir`, creating its folder (mode 0700) if needed.
     pub fn open(data_dir: &Path) -> std::io::Result<Self> {
         let dir = data_dir.join(PROBE_DIR);
@@ -42,10 +70,12 @@ impl ProbeStore {
     fn path(&self, id: &str) -> Option<PathBuf> {
         valid_id(id).then(|| self.dir.join(format!("{id}.img")))
     }
+}
 
+impl ProbeStore for ProbeDir {
     /// Keeps the probe of search `id`, durably (a candidate is never queued
     /// without its probe on disk).
-    pub fn put(&self, id: &str, bytes: &[u8]) -> std::io::Result<()> {
+    fn put(&self, id: &str, bytes: &[u8]) -> std::io::Result<()> {
         let path = self.path(id).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid request id")
         })?;
@@ -65,7 +95,7 @@ impl ProbeStore {
     }
 
     /// The probe of search `id`, if it is still kept.
-    pub fn get(&self, id: &str) -> std::io::Result<Option<Vec<u8>>> {
+    fn get(&self, id: &str) -> std::io::Result<Option<Vec<u8>>> {
         let Some(path) = self.path(id) else {
             return Ok(None);
         };
@@ -79,7 +109,7 @@ impl ProbeStore {
     /// Erases the probe of search `id`: its bytes are overwritten with
     /// zeros and synced before the file is removed, so they do not linger in
     /// the file's old blocks on file systems that write in place.
-    pub fn erase(&self, id: &str) -> std::io::Result<()> {
+    fn erase(&self, id: &str) -> std::io::Result<()> {
         let Some(path) = self.path(id) else {
             return Ok(());
         };
@@ -87,7 +117,7 @@ impl ProbeStore {
     }
 
     /// Request ids of every probe kept.
-    pub fn ids(&self) -> std::io::Result<Vec<String>> {
+    fn ids(&self) -> std::io::Result<Vec<String>> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dir)? {
             let name = e?.file_name();
@@ -100,19 +130,6 @@ impl ProbeStore {
             }
         }
         Ok(out)
-    }
-
-    /// Erases every probe whose search has no pending candidate left
-    /// (`pending` says whether one does); returns how many it erased.
-    pub fn sweep(&self, pending: impl Fn(&str) -> bool) -> std::io::Result<usize> {
-        let mut erased = 0;
-        for id in self.ids()? {
-            if !pending(&id) {
-                self.erase(&id)?;
-                erased += 1;
-            }
-        }
-        Ok(erased)
     }
 }
 
@@ -143,7 +160,7 @@ mod tests {
     #[test]
     fn put_get_erase_and_sweep() {
         let dir = std::env::temp_dir().join(format!("kenning-probes-{}", uuid::Uuid::new_v4()));
-        let store = ProbeStore::open(&dir).unwrap();
+        let store = ProbeDir::open(&dir).unwrap();
         let (a, b) = (
             uuid::Uuid::new_v4().to_string(),
             uuid::Uuid::new_v4().to_string(),
@@ -156,7 +173,7 @@ mod tests {
         assert_eq!(store.get("../x").unwrap(), None);
         // An interrupted put leaves a .tmp that the next listing removes.
         std::fs::write(dir.join(PROBE_DIR).join("dead.tmp"), b"half").unwrap();
-        assert_eq!(store.sweep(|id| id == a).unwrap(), 1);
+        assert_eq!(store.sweep(&|id| id == a).unwrap(), 1);
         assert_eq!(store.get(&b).unwrap(), None);
         assert!(!dir.join(PROBE_DIR).join("dead.tmp").exists());
         store.erase(&a).unwrap();

@@ -7,9 +7,8 @@
 //! be able to produce (docs/accountability.md maps both).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 
-use kenning_audit::{AuditError, Record};
+use kenning_audit::{AuditError, Record, RecordStream, VerifyReport};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -261,14 +260,26 @@ struct Section {
     queued: Vec<String>,
 }
 
-/// Counts the report over the audit trail at `path`. `in_scope` limits it
-/// to the records the reader may see (a collection-scoped auditor's).
-pub fn accountability_report(
-    path: &Path,
+/// Counts the report over the audit trail file at `path` (read, never
+/// opened for writing); see [`accountability_report`].
+pub fn file_report(
+    path: &std::path::Path,
     q: &ReportQuery,
     in_scope: impl Fn(&Record) -> bool,
 ) -> Result<AccountabilityReport, AuditError> {
-    let verified = kenning_audit::verify(path)?;
+    let records = Box::new(kenning_audit::records(path)?);
+    accountability_report(kenning_audit::verify(path)?, records, q, in_scope)
+}
+
+/// Counts the report over an audit trail's `records`, whose verification
+/// is `verified`. `in_scope` limits it
+/// to the records the reader may see (a collection-scoped auditor's).
+pub fn accountability_report(
+    verified: VerifyReport,
+    records: RecordStream<'_>,
+    q: &ReportQuery,
+    in_scope: impl Fn(&Record) -> bool,
+) -> Result<AccountabilityReport, AuditError> {
     let same = |want: &Option<String>, have: &Option<String>| {
         want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
     };
@@ -278,7 +289,7 @@ pub fn accountability_report(
     let mut cases: BTreeMap<String, Section> = BTreeMap::new();
     let mut closed: HashSet<String> = HashSet::new();
     let mut counted = 0;
-    for r in kenning_audit::records(path)? {
+    for r in records {
         let (r, _) = r?;
         let e = &r.entry;
         if !in_scope(&r) || !same(&q.collection, &e.collection) {

@@ -1,11 +1,15 @@
 //! Human review: search results of collections whose policy asks for review
 //! are candidates until reviewers confirm them.
 //!
-//! The queue is its own redb file (`review.redb` in the data directory); a
-//! decision is committed only after its audit record is written.
+//! A [`ReviewStore`] keeps the queue: [`ReviewQueue`], its own redb file
+//! (`review.redb` in the data directory), or a database table. Items are
+//! queued with the audit record of the search that found them, and a
+//! decision is committed with its own audit record.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use kenning_audit::{Entry, Trail};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -232,47 +236,155 @@ pub struct ReviewPage {
     pub next_token: Option<String>,
 }
 
-/// The review queue of one data directory.
+/// Where a node keeps its review queue.
+pub trait ReviewStore: Send + Sync {
+    /// Queues `items` (status, decisions and creation time are set here,
+    /// by [`prepare`]) and writes `record`, the audit record of the search
+    /// that found them, in the same transaction.
+    fn enqueue(&self, items: &mut [ReviewItem], record: Entry) -> Result<(), ReviewError>;
+    /// One item by id.
+    fn get(&self, id: &str) -> Result<ReviewItem, ReviewError>;
+    /// Items that `keep` accepts, oldest first, at most `max` after `token`.
+    fn list(
+        &self,
+        keep: &dyn Fn(&ReviewItem) -> bool,
+        token: Option<&str>,
+        max: usize,
+    ) -> Result<ReviewPage, ReviewError>;
+    /// Changes item `id` under a lock with `change` and writes the audit
+    /// entry `change` returns, in one transaction; if `change` fails, or the
+    /// audit record cannot be written, the item stays as it was.
+    fn update(
+        &self,
+        id: &str,
+        change: &mut dyn FnMut(&mut ReviewItem) -> Result<Entry, ReviewError>,
+    ) -> Result<ReviewItem, ReviewError>;
+}
+
+/// Sets what queuing sets on an item: pending, no decisions, created now.
+pub fn prepare(item: &mut ReviewItem) {
+    item.status = Status::Pending;
+    item.decisions.clear();
+    item.created_at = now_ms();
+}
+
+/// The page token after an item's position, and back.
+pub fn page_token(position: u64) -> String {
+    position.to_string()
+}
+
+/// The position a page token resumes after (0 without a token).
+pub fn parse_page_token(token: Option<&str>) -> Result<u64, ReviewError> {
+    token.map_or(Ok(0), |t| {
+        t.parse::<u64>()
+            .map_err(|_| ReviewError::Invalid("invalid pagination token".into()))
+    })
+}
+
+/// Records `reviewer`'s decision on review `id`. A rejection closes the
+/// review; it is confirmed once `required_reviewers` different keys, none of
+/// them the searcher, have confirmed it. `audit` gives the audit record of
+/// the decision from the updated item; it is written with the change.
+pub fn decide(
+    store: &dyn ReviewStore,
+    id: &str,
+    reviewer: &str,
+    verdict: Verdict,
+    comment: &str,
+    audit: impl Fn(&ReviewItem) -> Entry,
+) -> Result<ReviewItem, ReviewError> {
+    let comment = comment.trim();
+    if comment.is_empty() || comment.chars().count() > 2000 {
+        return Err(ReviewError::Invalid(
+            "a decision needs a Comment of 1-2000 characters saying why".into(),
+        ));
+    }
+    store.update(id, &mut |item| {
+        if item.status != Status::Pending {
+            return Err(ReviewError::Closed {
+                id: id.into(),
+                status: item.status,
+            });
+        }
+        if item.searched_by == reviewer {
+            return Err(ReviewError::OwnSearch(reviewer.into()));
+        }
+        if item.decisions.iter().any(|d| d.reviewer == reviewer) {
+            return Err(ReviewError::AlreadyDecided(reviewer.into()));
+        }
+        item.decisions.push(Decision {
+            reviewer: reviewer.into(),
+            decision: verdict,
+            comment: comment.into(),
+            decided_at: now_ms(),
+        });
+        let confirmations = item
+            .decisions
+            .iter()
+            .filter(|d| d.decision == Verdict::Confirm)
+            .count();
+        item.status = match verdict {
+            Verdict::Reject => Status::Rejected,
+            Verdict::Confirm if confirmations >= usize::from(item.required_reviewers.max(1)) => {
+                Status::Confirmed
+            }
+            Verdict::Confirm => Status::Pending,
+        };
+        Ok(audit(item))
+    })
+}
+
+/// The review queue of one data directory, in its own redb file; audit
+/// records go to the data directory's trail before each commit.
 pub struct ReviewQueue {
     db: Database,
+    audit: Arc<dyn Trail>,
 }
 
 impl ReviewQueue {
-    /// Opens (creating if needed) the queue at `path`.
-    pub fn open(path: &Path) -> Result<Self, ReviewError> {
+    /// Opens (creating if needed) the queue at `path`, recording to `audit`.
+    pub fn open(path: &Path, audit: Arc<dyn Trail>) -> Result<Self, ReviewError> {
         let database = Database::builder().create(path).map_err(db)?;
         let txn = database.begin_write().map_err(db)?;
         txn.open_table(ITEMS).map_err(db)?;
         txn.open_table(IDS).map_err(db)?;
         txn.commit().map_err(db)?;
-        Ok(Self { db: database })
+        Ok(Self {
+            db: database,
+            audit,
+        })
     }
 
-    /// Queues `items` (status, decisions and creation time are set here)
-    /// in one durable transaction.
-    pub fn enqueue(&self, items: &mut [ReviewItem]) -> Result<(), ReviewError> {
-        if items.is_empty() {
-            return Ok(());
-        }
+    fn record(&self, entry: Entry) -> Result<(), ReviewError> {
+        self.audit
+            .append(entry)
+            .map(|_| ())
+            .map_err(|e| ReviewError::Audit(e.to_string()))
+    }
+}
+
+impl ReviewStore for ReviewQueue {
+    fn enqueue(&self, items: &mut [ReviewItem], record: Entry) -> Result<(), ReviewError> {
         let txn = self.db.begin_write().map_err(db)?;
         {
             let mut t = txn.open_table(ITEMS).map_err(db)?;
             let mut ids = txn.open_table(IDS).map_err(db)?;
             let first = t.last().map_err(db)?.map_or(1, |(k, _)| k.value() + 1);
             for (next, item) in (first..).zip(items.iter_mut()) {
-                item.status = Status::Pending;
-                item.decisions.clear();
-                item.created_at = now_ms();
+                prepare(item);
                 let bytes = serde_json::to_vec(item).map_err(db)?;
                 t.insert(next, bytes.as_slice()).map_err(db)?;
                 ids.insert(item.review_id.as_str(), next).map_err(db)?;
             }
         }
+        if let Err(e) = self.record(record) {
+            txn.abort().map_err(db)?;
+            return Err(e);
+        }
         txn.commit().map_err(db)
     }
 
-    /// One item by id.
-    pub fn get(&self, id: &str) -> Result<ReviewItem, ReviewError> {
+    fn get(&self, id: &str) -> Result<ReviewItem, ReviewError> {
         let txn = self.db.begin_read().map_err(db)?;
         let ids = txn.open_table(IDS).map_err(db)?;
         let seq = ids
@@ -288,19 +400,13 @@ impl ReviewQueue {
         serde_json::from_slice(v.value()).map_err(db)
     }
 
-    /// Items that `keep` accepts, oldest first, at most `max` after `token`.
-    pub fn list(
+    fn list(
         &self,
-        keep: impl Fn(&ReviewItem) -> bool,
+        keep: &dyn Fn(&ReviewItem) -> bool,
         token: Option<&str>,
         max: usize,
     ) -> Result<ReviewPage, ReviewError> {
-        let after = match token {
-            Some(t) => t
-                .parse::<u64>()
-                .map_err(|_| ReviewError::Invalid("invalid pagination token".into()))?,
-            None => 0,
-        };
+        let after = parse_page_token(token)?;
         let txn = self.db.begin_read().map_err(db)?;
         let t = txn.open_table(ITEMS).map_err(db)?;
         let mut items = Vec::new();
@@ -312,7 +418,7 @@ impl ReviewQueue {
                 continue;
             }
             if items.len() == max {
-                next_token = Some((k.value() - 1).to_string());
+                next_token = Some(page_token(k.value() - 1));
                 break;
             }
             items.push(item);
@@ -320,26 +426,13 @@ impl ReviewQueue {
         Ok(ReviewPage { items, next_token })
     }
 
-    /// Records `reviewer`'s decision on review `id`. A rejection closes the
-    /// review; it is confirmed once `required_reviewers` different keys,
-    /// none of them the searcher, have confirmed it. `audit` runs on the
-    /// updated item before the commit and can veto it.
-    pub fn decide(
+    fn update(
         &self,
         id: &str,
-        reviewer: &str,
-        verdict: Verdict,
-        comment: &str,
-        audit: impl FnOnce(&ReviewItem) -> Result<(), String>,
+        change: &mut dyn FnMut(&mut ReviewItem) -> Result<Entry, ReviewError>,
     ) -> Result<ReviewItem, ReviewError> {
-        let comment = comment.trim();
-        if comment.is_empty() || comment.chars().count() > 2000 {
-            return Err(ReviewError::Invalid(
-                "a decision needs a Comment of 1-2000 characters saying why".into(),
-            ));
-        }
         let txn = self.db.begin_write().map_err(db)?;
-        let item = {
+        let (item, entry) = {
             let ids = txn.open_table(IDS).map_err(db)?;
             let seq = ids
                 .get(id)
@@ -354,45 +447,14 @@ impl ReviewQueue {
                     .ok_or_else(|| ReviewError::NotFound(id.into()))?;
                 serde_json::from_slice(v.value()).map_err(db)?
             };
-            if item.status != Status::Pending {
-                return Err(ReviewError::Closed {
-                    id: id.into(),
-                    status: item.status,
-                });
-            }
-            if item.searched_by == reviewer {
-                return Err(ReviewError::OwnSearch(reviewer.into()));
-            }
-            if item.decisions.iter().any(|d| d.reviewer == reviewer) {
-                return Err(ReviewError::AlreadyDecided(reviewer.into()));
-            }
-            item.decisions.push(Decision {
-                reviewer: reviewer.into(),
-                decision: verdict,
-                comment: comment.into(),
-                decided_at: now_ms(),
-            });
-            let confirmations = item
-                .decisions
-                .iter()
-                .filter(|d| d.decision == Verdict::Confirm)
-                .count();
-            item.status = match verdict {
-                Verdict::Reject => Status::Rejected,
-                Verdict::Confirm
-                    if confirmations >= usize::from(item.required_reviewers.max(1)) =>
-                {
-                    Status::Confirmed
-                }
-                Verdict::Confirm => Status::Pending,
-            };
+            let entry = change(&mut item)?;
             let bytes = serde_json::to_vec(&item).map_err(db)?;
             t.insert(seq, bytes.as_slice()).map_err(db)?;
-            item
+            (item, entry)
         };
-        if let Err(e) = audit(&item) {
+        if let Err(e) = self.record(entry) {
             txn.abort().map_err(db)?;
-            return Err(ReviewError::Audit(e));
+            return Err(e);
         }
         txn.commit().map_err(db)?;
         Ok(item)
@@ -457,75 +519,96 @@ mod tests {
         near(frame_crop(&b(0.0, 0.0, 1.0, 1.0)).0, b(0.0, 0.0, 1.0, 1.0));
     }
 
-    fn ok(_: &ReviewItem) -> Result<(), String> {
-        Ok(())
+    fn ok(item: &ReviewItem) -> Entry {
+        Entry {
+            operation: "DecideReviewItem".into(),
+            outcome: "ok".into(),
+            details: Some(serde_json::json!({ "ReviewId": item.review_id })),
+            ..Entry::default()
+        }
     }
 
     #[test]
     fn two_reviewer_rule() {
         let dir = tempfile::tempdir().unwrap();
-        let q = ReviewQueue::open(&dir.path().join("review.redb")).unwrap();
-        q.enqueue(&mut [item("a", 2), item("b", 1), item("c", 2)])
+        let trail = dir.path().join("audit.jsonl");
+        let open = || {
+            let log = kenning_audit::AuditLog::open(&trail).unwrap();
+            ReviewQueue::open(&dir.path().join("review.redb"), Arc::new(log)).unwrap()
+        };
+        let queue = open();
+        let search = Entry {
+            operation: "SearchFacesByImage".into(),
+            outcome: "ok".into(),
+            ..Entry::default()
+        };
+        queue
+            .enqueue(&mut [item("a", 2), item("b", 1), item("c", 2)], search)
             .unwrap();
+        let q = &queue as &dyn ReviewStore;
+        let decide = |id, who, verdict, comment| decide(q, id, who, verdict, comment, ok);
         // The searcher cannot review, a reviewer cannot count twice.
         assert!(matches!(
-            q.decide("a", "OPERATOR", Verdict::Confirm, "same face", ok),
+            decide("a", "OPERATOR", Verdict::Confirm, "same face"),
             Err(ReviewError::OwnSearch(_))
         ));
-        let a = q
-            .decide("a", "R1", Verdict::Confirm, "same scar", ok)
-            .unwrap();
+        let a = decide("a", "R1", Verdict::Confirm, "same scar").unwrap();
         assert_eq!(a.status, Status::Pending);
         assert!(matches!(
-            q.decide("a", "R1", Verdict::Confirm, "again", ok),
+            decide("a", "R1", Verdict::Confirm, "again"),
             Err(ReviewError::AlreadyDecided(_))
         ));
-        // A failed audit write leaves the item as it was.
+        // A failed audit write (the trail's last record was tampered with,
+        // so nothing can be chained onto it) leaves the item as it was.
+        let good = std::fs::read(&trail).unwrap();
+        let mut bad = good.clone();
+        bad.extend_from_slice(b"{\"hash\":\"x\"}\n");
+        std::fs::write(&trail, &bad).unwrap();
         assert!(matches!(
-            q.decide("a", "R2", Verdict::Confirm, "agree", |_| Err(
-                "disk full".into()
-            )),
+            decide("a", "R2", Verdict::Confirm, "agree"),
             Err(ReviewError::Audit(_))
         ));
         assert_eq!(q.get("a").unwrap().decisions.len(), 1);
-        let a = q.decide("a", "R2", Verdict::Confirm, "agree", ok).unwrap();
+        std::fs::write(&trail, &good).unwrap();
+        let a = decide("a", "R2", Verdict::Confirm, "agree").unwrap();
         assert_eq!(a.status, Status::Confirmed);
         assert!(matches!(
-            q.decide("a", "R3", Verdict::Reject, "late", ok),
+            decide("a", "R3", Verdict::Reject, "late"),
             Err(ReviewError::Closed { .. })
         ));
         // One reviewer suffices when the policy says 1; a rejection closes.
         assert_eq!(
-            q.decide("b", "R1", Verdict::Confirm, "yes", ok)
-                .unwrap()
-                .status,
+            decide("b", "R1", Verdict::Confirm, "yes").unwrap().status,
             Status::Confirmed
         );
         assert_eq!(
-            q.decide("c", "R2", Verdict::Reject, "different ears", ok)
+            decide("c", "R2", Verdict::Reject, "different ears")
                 .unwrap()
                 .status,
             Status::Rejected
         );
         assert!(matches!(
-            q.decide("c", "R1", Verdict::Confirm, "", ok),
+            decide("c", "R1", Verdict::Confirm, ""),
             Err(ReviewError::Invalid(_))
         ));
         assert!(matches!(
-            q.decide("zz", "R1", Verdict::Confirm, "x", ok),
+            decide("zz", "R1", Verdict::Confirm, "x"),
             Err(ReviewError::NotFound(_))
         ));
         // Paging, filtered.
-        let p = q.list(|_| true, None, 2).unwrap();
+        let p = q.list(&|_| true, None, 2).unwrap();
         assert_eq!(p.items.len(), 2);
-        let rest = q.list(|_| true, p.next_token.as_deref(), 2).unwrap();
+        let rest = q.list(&|_| true, p.next_token.as_deref(), 2).unwrap();
         assert_eq!(rest.items.len(), 1);
         assert_eq!(rest.items[0].review_id, "c");
         assert!(rest.next_token.is_none());
-        let pending = q.list(|i| i.status == Status::Pending, None, 10).unwrap();
+        let pending = q.list(&|i| i.status == Status::Pending, None, 10).unwrap();
         assert!(pending.items.is_empty());
-        drop(q);
-        let q = ReviewQueue::open(&dir.path().join("review.redb")).unwrap();
+        let records = kenning_audit::verify(&trail).unwrap();
+        assert!(records.is_ok());
+        assert_eq!(records.records, 5, "the search and four decisions");
+        drop(queue);
+        let q = open();
         assert_eq!(q.get("a").unwrap().decisions.len(), 2, "durable");
     }
 }

@@ -1,7 +1,7 @@
 //! The accountability report counts what the audit trail says, per
 //! collection, purpose and case, within its period and the reader's scope.
 
-use kenning_accountability::report::{accountability_report, ReportQuery};
+use kenning_accountability::report::{file_report, ReportQuery};
 use kenning_audit::{AuditLog, Candidate, Entry};
 use serde_json::json;
 
@@ -113,7 +113,7 @@ fn counts_searches_reviews_refusals_and_deletions_per_collection_purpose_and_cas
         to_ms: last.time_ms + 1,
         ..ReportQuery::default()
     };
-    let r = accountability_report(&path, &q, |_| true).unwrap();
+    let r = file_report(&path, &q, |_| true).unwrap();
     assert!(r.chain.valid);
     assert_eq!(r.chain.records, last.seq);
     let t = &r.totals;
@@ -183,7 +183,7 @@ fn counts_searches_reviews_refusals_and_deletions_per_collection_purpose_and_cas
     assert_eq!(theft.tally.searches_refused_by_policy, 1);
 
     // Filters narrow every count; a scoped reader sees only its collections.
-    let only = accountability_report(
+    let only = file_report(
         &path,
         &ReportQuery {
             case: Some("C-1".into()),
@@ -197,7 +197,7 @@ fn counts_searches_reviews_refusals_and_deletions_per_collection_purpose_and_cas
         (1, 1)
     );
     assert_eq!(only.cases.len(), 1);
-    let scoped = accountability_report(&path, &q, |rec| {
+    let scoped = file_report(&path, &q, |rec| {
         rec.entry.collection.as_deref() == Some("other")
     })
     .unwrap();
@@ -207,7 +207,7 @@ fn counts_searches_reviews_refusals_and_deletions_per_collection_purpose_and_cas
         .iter()
         .all(|c| c.collection_id == "other"));
     // Outside the period, nothing.
-    let later = accountability_report(
+    let later = file_report(
         &path,
         &ReportQuery {
             from_ms: last.time_ms + 1,

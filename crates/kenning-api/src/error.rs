@@ -47,11 +47,14 @@ impl ApiError {
 
     /// The error for a library error code. Rekognition (like every AWS JSON
     /// 1.1 service) answers client faults, ResourceNotFoundException
-    /// included, with HTTP 400.
+    /// included, with HTTP 400; ThrottlingException means "temporarily
+    /// unable to process the request, try again" (the database is away, the
+    /// service is overloaded) and is a 503, which SDKs retry.
     pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
         let status = match code {
             ErrorCode::AccessDeniedException => 403,
             ErrorCode::InternalServerError => 500,
+            ErrorCode::ThrottlingException => 503,
             _ => 400,
         };
         Self::new(status, code.as_str(), message)

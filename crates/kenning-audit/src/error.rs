@@ -33,6 +33,14 @@ pub enum AuditError {
     /// Serialising a record failed.
     #[error("could not encode the audit record: {0}")]
     Encode(#[source] serde_json::Error),
+    /// The database holding the trail failed (or could not be reached).
+    #[error("audit trail in {location}: {message}")]
+    Database {
+        /// The database, without password.
+        location: String,
+        /// What failed.
+        message: String,
+    },
     /// Writing an export to its destination failed.
     #[error("writing the audit export failed: {0}")]
     Output(#[source] std::io::Error),

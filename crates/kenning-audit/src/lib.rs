@@ -54,9 +54,49 @@ mod time;
 use serde::{Deserialize, Serialize};
 
 pub use error::AuditError;
-pub use log::AuditLog;
-pub use read::{export, records, verify, BadRecord, Filter, VerifyReport};
+pub use log::{now_ms, seal, AuditLog, Sealed};
+pub use read::{
+    export, export_lines, records, records_from_lines, verify, verify_lines, BadRecord, Filter,
+    VerifyReport,
+};
 pub use time::{format_time, parse_time};
+
+/// Records as they come back from a trail, each with its stored hash.
+pub type RecordStream<'a> = Box<dyn Iterator<Item = Result<(Record, String), AuditError>> + 'a>;
+
+/// Where a node keeps its audit trail: this file ([`AuditLog`]) or a
+/// database table. Every trail stores the same lines, so a chain verifies
+/// the same wherever it is kept and can be moved from one to the other.
+pub trait Trail: Send + Sync {
+    /// Appends `entry` as the next record, durably, and returns it with its hash.
+    fn append(&self, entry: Entry) -> Result<(Record, String), AuditError>;
+    /// Checks the whole chain (see [`verify`]).
+    fn verify(&self) -> Result<VerifyReport, AuditError>;
+    /// Every record with its stored hash, in order (see [`records`]).
+    fn records(&self) -> Result<RecordStream<'_>, AuditError>;
+    /// Writes the records that pass `filter` (see [`export`]).
+    fn export(&self, filter: &Filter, out: &mut dyn std::io::Write) -> Result<u64, AuditError>;
+    /// Where the trail is, for messages (a path, or a database URL without password).
+    fn location(&self) -> String;
+}
+
+impl Trail for AuditLog {
+    fn append(&self, entry: Entry) -> Result<(Record, String), AuditError> {
+        AuditLog::append(self, entry)
+    }
+    fn verify(&self) -> Result<VerifyReport, AuditError> {
+        verify(self.path())
+    }
+    fn records(&self) -> Result<RecordStream<'_>, AuditError> {
+        Ok(Box::new(records(self.path())?))
+    }
+    fn export(&self, filter: &Filter, out: &mut dyn std::io::Write) -> Result<u64, AuditError> {
+        export(self.path(), filter, out)
+    }
+    fn location(&self) -> String {
+        self.path().display().to_string()
+    }
+}
 
 /// The longest line (excluding its newline) the log writes or reads: 16 MiB.
 ///

@@ -132,7 +132,6 @@ impl AuditLog {
     /// file where possible, and the next append re-reads the tail in any
     /// case, so a fragment is never chained onto.
     pub fn append(&self, entry: Entry) -> Result<(Record, String), AuditError> {
-        check_entry(&entry)?;
         let mut tail = self.lock_tail();
         let _lock = Locked::exclusive(&self.file, &self.path)?;
 
@@ -146,23 +145,9 @@ impl AuditLog {
             path: self.path.clone(),
             reason: "the last record's seq is the largest possible".into(),
         })?;
-        let time_ms = (self.clock)()?;
-        let record = Record {
-            seq,
-            time: format_time(time_ms),
-            time_ms,
-            prev: tail.hash.clone(),
-            entry,
-        };
-        let json = serde_json::to_string(&record).map_err(AuditError::Encode)?;
-        let hash = record_hash(json.as_bytes());
-        let line = format!("{{\"hash\":\"{hash}\",\"record\":{json}}}\n");
-        if line.len() - 1 > MAX_LINE_BYTES {
-            return Err(AuditError::InvalidEntry(format!(
-                "the record would be {} bytes; the most a line may hold is {MAX_LINE_BYTES}",
-                line.len() - 1
-            )));
-        }
+        let sealed = seal(seq, &tail.hash, (self.clock)()?, entry)?;
+        let (record, hash) = (sealed.record, sealed.hash);
+        let line = sealed.line + "\n";
 
         let written = (|| {
             let mut f = &self.file;
@@ -202,7 +187,43 @@ impl AuditLog {
     }
 }
 
-fn now_ms() -> Result<u64, AuditError> {
+/// A record ready to be stored: the record, its hash and its line (without
+/// the newline), exactly as [`crate::verify`] will read it back.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    /// The record.
+    pub record: Record,
+    /// Its hash.
+    pub hash: String,
+    /// `{"hash":"<hash>","record":{...}}`: the line a log stores.
+    pub line: String,
+}
+
+/// Chains `entry` onto a trail whose last record is `seq - 1` with hash
+/// `prev`, at `time_ms`: what every trail, file or database, stores.
+pub fn seal(seq: u64, prev: &str, time_ms: u64, entry: Entry) -> Result<Sealed, AuditError> {
+    check_entry(&entry)?;
+    let record = Record {
+        seq,
+        time: format_time(time_ms),
+        time_ms,
+        prev: prev.to_owned(),
+        entry,
+    };
+    let json = serde_json::to_string(&record).map_err(AuditError::Encode)?;
+    let hash = record_hash(json.as_bytes());
+    let line = format!("{{\"hash\":\"{hash}\",\"record\":{json}}}");
+    if line.len() > MAX_LINE_BYTES {
+        return Err(AuditError::InvalidEntry(format!(
+            "the record would be {} bytes; the most a line may hold is {MAX_LINE_BYTES}",
+            line.len()
+        )));
+    }
+    Ok(Sealed { record, hash, line })
+}
+
+/// Milliseconds since the Unix epoch, as records are stamped.
+pub fn now_ms() -> Result<u64, AuditError> {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .ok()

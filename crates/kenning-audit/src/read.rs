@@ -115,17 +115,29 @@ impl Filter {
 /// not looked at: the file's length is taken once, under a shared lock, so
 /// an append in progress is never mistaken for a torn line.
 pub fn verify(path: &Path) -> Result<VerifyReport, AuditError> {
-    let mut lines = Lines::open(path)?;
+    verify_from(&mut Lines::open(path)?)
+}
+
+/// [`verify`] over the lines of a trail kept elsewhere (a database table),
+/// in seq order, each without its newline.
+pub fn verify_lines(
+    location: &str,
+    lines: impl Iterator<Item = Result<String, AuditError>>,
+) -> Result<VerifyReport, AuditError> {
+    verify_from(&mut Rows::new(location, lines))
+}
+
+fn verify_from(lines: &mut dyn LineSource) -> Result<VerifyReport, AuditError> {
     let mut report = VerifyReport::default();
     let mut prev_seq = 0u64;
     let mut prev_hash = ZERO_HASH.to_string();
     while let Some(kind) = lines.next_line()? {
         let bad = |seq, reason: String| BadRecord {
-            line: lines.line_no,
+            line: lines.line_no(),
             seq,
             reason,
         };
-        let decoded = match decode(kind, &lines.buf) {
+        let decoded = match decode(kind, lines.buf()) {
             Ok(d) => d,
             Err((seq, reason)) => {
                 report.first_bad = Some(bad(seq, reason));
@@ -181,12 +193,23 @@ pub fn records(
     })
 }
 
-struct RecordIter {
-    lines: Lines,
+/// [`records`] over the lines of a trail kept elsewhere, in seq order.
+pub fn records_from_lines<'a>(
+    location: &str,
+    lines: impl Iterator<Item = Result<String, AuditError>> + 'a,
+) -> impl Iterator<Item = Result<(Record, String), AuditError>> + 'a {
+    RecordIter {
+        lines: Rows::new(location, lines),
+        done: false,
+    }
+}
+
+struct RecordIter<L> {
+    lines: L,
     done: bool,
 }
 
-impl Iterator for RecordIter {
+impl<L: LineSource> Iterator for RecordIter<L> {
     type Item = Result<(Record, String), AuditError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -196,7 +219,7 @@ impl Iterator for RecordIter {
         let item = match self.lines.next_line() {
             Ok(None) => None,
             Ok(Some(kind)) => Some(
-                decode(kind, &self.lines.buf)
+                decode(kind, self.lines.buf())
                     .map(|d| (d.record, d.hash))
                     .map_err(|(_, reason)| self.lines.corrupt(reason)),
             ),
@@ -215,11 +238,28 @@ impl Iterator for RecordIter {
 /// on its own: delete that key and hash what is left as the log does. Like
 /// [`records`], this does not verify the chain; run [`verify`] for that.
 pub fn export(path: &Path, filter: &Filter, out: &mut dyn Write) -> Result<u64, AuditError> {
-    let mut lines = Lines::open(path)?;
+    export_from(&mut Lines::open(path)?, filter, out)
+}
+
+/// [`export`] from the lines of a trail kept elsewhere, in seq order.
+pub fn export_lines(
+    location: &str,
+    lines: impl Iterator<Item = Result<String, AuditError>>,
+    filter: &Filter,
+    out: &mut dyn Write,
+) -> Result<u64, AuditError> {
+    export_from(&mut Rows::new(location, lines), filter, out)
+}
+
+fn export_from(
+    lines: &mut dyn LineSource,
+    filter: &Filter,
+    out: &mut dyn Write,
+) -> Result<u64, AuditError> {
     let mut out = BufWriter::new(out);
     let mut written = 0;
     while let Some(kind) = lines.next_line()? {
-        let decoded = decode(kind, &lines.buf).map_err(|(_, reason)| lines.corrupt(reason))?;
+        let decoded = decode(kind, lines.buf()).map_err(|(_, reason)| lines.corrupt(reason))?;
         if !filter.matches(&decoded.record) {
             continue;
         }
@@ -241,6 +281,64 @@ pub(crate) enum LineKind {
     Unterminated,
     /// Longer than [`MAX_LINE_BYTES`]; the buffer holds only its beginning.
     TooLong,
+}
+
+/// Where records are read from, a line at a time.
+trait LineSource {
+    /// Reads the next line into the buffer, without its newline.
+    fn next_line(&mut self) -> Result<Option<LineKind>, AuditError>;
+    /// The line last read.
+    fn buf(&self) -> &[u8];
+    /// Its 1-based number.
+    fn line_no(&self) -> u64;
+    /// The error for a line that is not a record.
+    fn corrupt(&self, reason: String) -> AuditError;
+}
+
+/// Lines kept one per row somewhere else (always complete: a row holds a
+/// whole record or none).
+struct Rows<I> {
+    location: PathBuf,
+    rows: I,
+    buf: Vec<u8>,
+    line_no: u64,
+}
+
+impl<I> Rows<I> {
+    fn new(location: &str, rows: I) -> Self {
+        Rows {
+            location: PathBuf::from(location),
+            rows,
+            buf: Vec::new(),
+            line_no: 0,
+        }
+    }
+}
+
+impl<I: Iterator<Item = Result<String, AuditError>>> LineSource for Rows<I> {
+    fn next_line(&mut self) -> Result<Option<LineKind>, AuditError> {
+        let Some(row) = self.rows.next().transpose()? else {
+            return Ok(None);
+        };
+        self.line_no += 1;
+        self.buf = row.into_bytes();
+        if self.buf.len() > MAX_LINE_BYTES {
+            return Ok(Some(LineKind::TooLong));
+        }
+        Ok(Some(LineKind::Complete))
+    }
+    fn buf(&self) -> &[u8] {
+        &self.buf
+    }
+    fn line_no(&self) -> u64 {
+        self.line_no
+    }
+    fn corrupt(&self, reason: String) -> AuditError {
+        AuditError::Corrupt {
+            path: self.location.clone(),
+            reason: format!("record {}: {reason}", self.line_no),
+        }
+    }
 }
 
 /// A line-by-line reader over a snapshot of the log, with bounded memory.
@@ -267,8 +365,9 @@ impl Lines {
             line_no: 0,
         })
     }
+}
 
-    /// Reads the next line into `self.buf`, without its newline.
+impl LineSource for Lines {
     fn next_line(&mut self) -> Result<Option<LineKind>, AuditError> {
         self.buf.clear();
         let kind = read_line(&mut self.reader, &mut self.buf, MAX_LINE_BYTES)
@@ -278,7 +377,12 @@ impl Lines {
         }
         Ok(kind)
     }
-
+    fn buf(&self) -> &[u8] {
+        &self.buf
+    }
+    fn line_no(&self) -> u64 {
+        self.line_no
+    }
     fn corrupt(&self, reason: String) -> AuditError {
         AuditError::Corrupt {
             path: self.path.clone(),

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::commands::Context;
 use crate::gallery::{body as given, policy_arg, DataArgs};
+use crate::storage;
 
 fn print(v: &Value) -> Result<i32> {
     println!("{}", serde_json::to_string(v)?);
@@ -138,17 +139,28 @@ pub enum AuditCommand {
     },
 }
 
-/// Verify and export read the file directly when acting as the local user
-/// (who can read it anyway); with --key-id they go through the service's
-/// rules (auditor role) and are themselves audited.
+/// Verify and export read the trail directly (the file, never opened for
+/// writing, or the database's table) when acting as the local user (who can
+/// read it anyway); with --key-id they go through the service's rules
+/// (auditor role) and are themselves audited.
 pub fn audit(ctx: &Context, data: &DataArgs, cmd: AuditCommand) -> Result<i32> {
     let path = audit_path(&data.data);
+    let database = storage::trail(&data.db)?;
+    let records = || -> Result<kenning_audit::RecordStream<'_>> {
+        Ok(match &database {
+            Some(t) => t.records()?,
+            None => Box::new(kenning_audit::records(&path)?),
+        })
+    };
     match cmd {
         AuditCommand::Verify { expect_head } => {
             let v = if data.key_id.is_some() {
                 data.open(ctx)?.call("VerifyAudit", json!({}))?
             } else {
-                kenning_accountability::verify_audit(&path)?
+                kenning_accountability::audit_report(&match &database {
+                    Some(t) => t.verify()?,
+                    None => kenning_audit::verify(&path)?,
+                })
             };
             print(&v)?;
             if let Some(bad) = v.get("FirstBadRecord").filter(|b| !b.is_null()) {
@@ -163,7 +175,7 @@ pub fn audit(ctx: &Context, data: &DataArgs, cmd: AuditCommand) -> Result<i32> {
                 // A head noted earlier must still be in the chain; since the
                 // chain verified, everything up to it is as it was then.
                 let mut found = false;
-                for r in kenning_audit::records(&path)? {
+                for r in records()? {
                     if r?.1 == head {
                         found = true;
                         break;
@@ -214,7 +226,10 @@ pub fn audit(ctx: &Context, data: &DataArgs, cmd: AuditCommand) -> Result<i32> {
                     case: data.case.clone(),
                     ..kenning_audit::Filter::default()
                 };
-                kenning_audit::export(&path, &filter, &mut out)?
+                match &database {
+                    Some(t) => t.export(&filter, &mut out)?,
+                    None => kenning_audit::export(&path, &filter, &mut out)?,
+                }
             };
             out.flush()?;
             eprintln!("kenning: {n} audit records exported");

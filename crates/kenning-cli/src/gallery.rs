@@ -12,9 +12,11 @@ use clap::{Args, Subcommand};
 use kenning_accountability::keys::KeyStore;
 use kenning_accountability::{Caller, Governor, Grant, Principal};
 use kenning_collections::Collections;
+use kenning_models::{Pipeline, Recognisers};
 use serde_json::{json, Value};
 
 use crate::commands::{wire, Context};
+use crate::storage::{self, DatabaseArgs};
 use crate::{batch, inputs};
 
 /// Where collections live, and who is acting on them.
@@ -34,6 +36,8 @@ pub struct DataArgs {
     /// Purpose recorded with searches.
     #[arg(long, global = true)]
     pub purpose: Option<String>,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 }
 
 /// A governed data directory and the caller acting on it.
@@ -43,15 +47,16 @@ pub struct Session {
 }
 
 impl DataArgs {
-    /// The principal the command acts as.
-    pub fn principal(&self) -> Result<Principal> {
+    /// The principal the command acts as (`keys` opens the key store
+    /// when a key is named).
+    fn principal(&self, keys: impl FnOnce() -> Result<KeyStore>) -> Result<Principal> {
         let Some(id) = &self.key_id else {
             let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             return Ok(Principal::new(&format!("local:{user}"), Grant::admin()));
         };
         let secret = std::env::var("KENNING_KEY_SECRET")
             .map_err(|_| anyhow!("--key-id {id} needs its secret in KENNING_KEY_SECRET"))?;
-        let key = KeyStore::new(&self.data)
+        let key = keys()?
             .active()?
             .remove(id)
             .ok_or_else(|| anyhow!("UnrecognizedClientException: no active access key {id}"))?;
@@ -64,20 +69,33 @@ impl DataArgs {
         Ok(key.principal)
     }
 
-    /// The caller: principal plus case and purpose.
-    pub fn caller(&self) -> Result<Caller> {
-        let mut caller = Caller::new(self.principal()?);
+    /// The caller: principal (checked against `keys`) plus case and purpose.
+    pub fn caller_in(&self, keys: impl FnOnce() -> Result<KeyStore>) -> Result<Caller> {
+        let mut caller = Caller::new(self.principal(keys)?);
         caller.case = self.case.clone();
         caller.purpose = self.purpose.clone();
         Ok(caller)
     }
 
-    /// Opens the data directory behind the accountability rules.
+    /// Opens the data directory (or the database) behind the accountability
+    /// rules, with `pipeline`: the governor and the caller acting on it.
+    pub fn governor(&self, pipeline: Arc<Pipeline>) -> Result<(Governor, Caller)> {
+        let recognisers: Recognisers = pipeline.into();
+        let storage = storage::open(&self.db, &self.data, &recognisers)?;
+        let caller = self.caller_in(|| Ok(storage.keys.clone()))?;
+        let collections = Collections::with_store(storage.faces, recognisers);
+        let governor = Governor::new(
+            Arc::new(collections),
+            storage.reviews,
+            storage.keys,
+            storage.probes,
+        )?;
+        Ok((governor, caller))
+    }
+
+    /// Opens the data directory (or the database) behind the accountability rules.
     pub fn open(&self, ctx: &Context) -> Result<Session> {
-        let caller = self.caller()?;
-        let pipeline = Arc::new(ctx.pipeline()?);
-        let collections = Collections::open(&self.data, pipeline).map_err(wire)?;
-        let gov = Governor::open(&self.data, Arc::new(collections))?;
+        let (gov, caller) = self.governor(Arc::new(ctx.pipeline()?))?;
         Ok(Session { gov, caller })
     }
 }

@@ -11,6 +11,7 @@ mod inputs;
 mod model_dirs;
 mod report;
 mod serve;
+mod storage;
 mod video;
 
 use std::path::PathBuf;

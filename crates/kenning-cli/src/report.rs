@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use kenning_accountability::audit_path;
-use kenning_accountability::report::{accountability_report, AccountabilityReport, ReportQuery};
+use kenning_accountability::report::{
+    accountability_report, file_report, AccountabilityReport, ReportQuery,
+};
 use serde_json::json;
 
 use crate::commands::Context;
@@ -56,7 +58,12 @@ pub fn report(ctx: &Context, data: &DataArgs, a: &ReportArgs) -> Result<i32> {
         if q.to_ms <= q.from_ms {
             bail!("InvalidParameterException: --to must be after --from");
         }
-        accountability_report(&audit_path(&data.data), &q, |_| true)?
+        // The database's trail, or the data directory's file (never opened
+        // for writing).
+        match crate::storage::trail(&data.db)? {
+            Some(t) => accountability_report(t.verify()?, t.records()?, &q, |_| true)?,
+            None => file_report(&audit_path(&data.data), &q, |_| true)?,
+        }
     };
     let (evals, problems) = kenning_console::accuracy::load(&data.data);
     for p in problems {

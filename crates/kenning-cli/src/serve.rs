@@ -12,12 +12,14 @@ fn hex_string(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 use kenning_accountability::keys::{KeyInfo, KeyStore};
-use kenning_accountability::{audit_path, Caller, Governor, Grant, Role};
-use kenning_audit::AuditLog;
+use kenning_accountability::{Caller, Governor, Grant, Role};
+use kenning_audit::Entry;
+use kenning_models::Recognisers;
 use kenning_server::{Credentials, RootKey, ServerConfig};
 
 use crate::commands::{wire, Context};
 use crate::gallery::DataArgs;
+use crate::storage;
 
 /// Arguments of `kenning serve`.
 #[derive(Args)]
@@ -356,17 +358,11 @@ fn env_root() -> Result<Option<(String, secrecy::SecretString)>> {
     }
 }
 
-/// Records a key change by `caller` in the audit trail of `data`.
-fn audit_key_change(
-    data: &std::path::Path,
-    caller: &Caller,
-    op: &str,
-    details: serde_json::Value,
-) -> Result<(), String> {
-    let log = AuditLog::open(&audit_path(data)).map_err(|e| e.to_string())?;
+/// The audit record of a key change by `caller`.
+fn key_change(caller: &Caller, op: &str, details: serde_json::Value) -> Entry {
     let mut entry = caller.entry(op);
     entry.details = Some(details);
-    log.append(entry).map(|_| ()).map_err(|e| e.to_string())
+    entry
 }
 
 fn key_details(k: &KeyInfo) -> serde_json::Value {
@@ -374,8 +370,8 @@ fn key_details(k: &KeyInfo) -> serde_json::Value {
 }
 
 /// The caller, who must be an admin to change keys.
-fn admin(data: &DataArgs) -> Result<Caller> {
-    let caller = data.caller()?;
+fn admin(data: &DataArgs, keys: &KeyStore) -> Result<Caller> {
+    let caller = data.caller_in(|| Ok(keys.clone()))?;
     anyhow::ensure!(
         caller.principal.role() == Role::Admin,
         "AccessDeniedException: only an admin may issue or revoke keys"
@@ -384,21 +380,21 @@ fn admin(data: &DataArgs) -> Result<Caller> {
 }
 
 pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
-    let store = KeyStore::new(&data.data);
+    let store = storage::keys(&data.db, &data.data)?;
     match cmd {
         KeysCommand::Create {
             role,
             collections,
             operations,
         } => {
-            let caller = admin(data)?;
+            let caller = admin(data, &store)?;
             let grant = Grant {
                 role,
                 collections,
                 operations,
             };
             let k = store.create(false, &grant, |info| {
-                audit_key_change(&data.data, &caller, "CreateAccessKey", key_details(info))
+                key_change(&caller, "CreateAccessKey", key_details(info))
             })?;
             println!("{}", k.reveal());
         }
@@ -408,15 +404,15 @@ pub fn keys(data: &DataArgs, cmd: KeysCommand) -> Result<i32> {
             }
         }
         KeysCommand::Revoke { access_key_id } => {
-            let caller = admin(data)?;
-            store.revoke(&access_key_id, || {
-                audit_key_change(
-                    &data.data,
+            let caller = admin(data, &store)?;
+            store.revoke(
+                &access_key_id,
+                key_change(
                     &caller,
                     "RevokeAccessKey",
                     serde_json::json!({ "AccessKeyId": access_key_id }),
-                )
-            })?;
+                ),
+            )?;
             println!("{}", serde_json::json!({ "Revoked": access_key_id }));
         }
         KeysCommand::Token(cmd) => token(data, &store, cmd)?,
@@ -431,7 +427,7 @@ fn token(data: &DataArgs, store: &KeyStore, cmd: TokenCommand) -> Result<()> {
             name,
             expires_days,
         } => {
-            let caller = admin(data)?;
+            let caller = admin(data, store)?;
             // A stored active key, or the root key the server takes from
             // the environment.
             let env_root = env_root()?.map(|(id, _)| id);
@@ -445,8 +441,7 @@ fn token(data: &DataArgs, store: &KeyStore, cmd: TokenCommand) -> Result<()> {
                 name,
                 expires_days.map(|d| d.saturating_mul(86_400)),
                 |info| {
-                    audit_key_change(
-                        &data.data,
+                    key_change(
                         &caller,
                         "CreateApiToken",
                         serde_json::to_value(info).unwrap_or_default(),
@@ -461,10 +456,9 @@ fn token(data: &DataArgs, store: &KeyStore, cmd: TokenCommand) -> Result<()> {
             }
         }
         TokenCommand::Revoke { token_id } => {
-            let caller = admin(data)?;
+            let caller = admin(data, store)?;
             store.revoke_token(&token_id, |info| {
-                audit_key_change(
-                    &data.data,
+                key_change(
                     &caller,
                     "RevokeApiToken",
                     serde_json::to_value(info).unwrap_or_default(),
@@ -501,7 +495,11 @@ fn write_owner_only(path: &std::path::Path, bytes: &[u8], new: bool) -> Result<(
 /// Shows a newly generated root secret once: on the terminal, or, when
 /// stdout is not one (a service manager's log, a pipe), in a file only the
 /// service's user can read, so the secret never lands in a log.
-fn reveal_root(k: &kenning_accountability::keys::NewKey, data: &std::path::Path) -> Result<()> {
+fn reveal_root(
+    k: &kenning_accountability::keys::NewKey,
+    data: &std::path::Path,
+    stored_in: &str,
+) -> Result<()> {
     use secrecy::ExposeSecret as _;
     println!("root access key id:     {}", k.access_key_id);
     if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -509,12 +507,10 @@ fn reveal_root(k: &kenning_accountability::keys::NewKey, data: &std::path::Path)
             "root secret access key: {}",
             k.secret_access_key.expose_secret()
         );
-        println!(
-            "(the secret is shown only now; it is stored encrypted in {})",
-            data.display()
-        );
+        println!("(the secret is shown only now; it is stored encrypted in {stored_in})");
         return Ok(());
     }
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
     let path = data.join("root-credentials.json");
     write_owner_only(&path, format!("{}\n", k.reveal()).as_bytes(), true)?;
     println!(
@@ -554,35 +550,43 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         }
         _ => None,
     };
+    // With a database only video jobs are kept on local disk.
     if !data.data.exists() {
         std::fs::create_dir_all(&data.data)
             .with_context(|| format!("creating {}", data.data.display()))?;
-        // Faces, vectors and the audit trail: readable by the service's user only.
+        // Faces, vectors, video results and the audit trail: readable by the
+        // service's user only.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&data.data, std::fs::Permissions::from_mode(0o700))?;
         }
     }
-    let store = KeyStore::new(&data.data);
-    let root = kenning_server::root_key(&store, env_root()?, |info| {
-        audit_key_change(
-            &data.data,
+    // Video jobs run their own detector sessions beside the requests', so a
+    // long job never holds the sessions a photo request waits for.
+    let recognisers: Recognisers =
+        Arc::new(ctx.pipeline_with_sessions(ctx.threads.max(1) * 2)?).into();
+    let storage = storage::open(&data.db, &data.data, &recognisers)?;
+    let root = kenning_server::root_key(&storage.keys, env_root()?, |info| {
+        key_change(
             &Caller::system("serve"),
             "CreateAccessKey",
             key_details(info),
         )
     })?;
-    // Video jobs run their own detector sessions beside the requests', so a
-    // long job never holds the sessions a photo request waits for.
-    let pipeline = Arc::new(ctx.pipeline_with_sessions(ctx.threads.max(1) * 2)?);
-    let collections = kenning_server::open_collections(&data.data, pipeline).map_err(wire)?;
-    let governor = Arc::new(Governor::open(&data.data, Arc::new(collections))?);
+    let store = storage.keys;
+    let collections = kenning_server::open_collections(storage.faces, recognisers);
+    let governor = Arc::new(Governor::new(
+        Arc::new(collections),
+        storage.reviews,
+        store.clone(),
+        storage.probes,
+    )?);
     let video = args
         .video
         .service(&data.data, governor.clone(), ctx.threads)?;
     let key_active: kenning_streams::KeyCheck = {
-        let store = KeyStore::new(&data.data);
+        let store = store.clone();
         let env_root = match &root {
             RootKey::FromEnv { access_key_id, .. } => Some(access_key_id.clone()),
             _ => None,
@@ -619,6 +623,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     } else {
         "http"
     };
+    let store_location = store.vault().location();
     if !args.no_console {
         let mut console = kenning_console::ConsoleConfig::new(data.data.clone());
         console.idle_timeout = Duration::from_secs(args.console_idle_timeout.max(1));
@@ -642,7 +647,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
             RootKey::FromEnv { access_key_id, .. } => {
                 println!("access key id: {access_key_id} (secret from KENNING_SECRET_ACCESS_KEY)");
             }
-            RootKey::Generated(k) => reveal_root(k, &data.data)?,
+            RootKey::Generated(k) => reveal_root(k, &data.data, &store_location)?,
             RootKey::Stored { access_key_id } => {
                 println!("root access key id: {access_key_id} (its secret was printed on first start; `kenning keys create` issues another)");
             }

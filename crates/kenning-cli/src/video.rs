@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Args, Subcommand};
-use kenning_accountability::{Caller, Governor};
-use kenning_collections::Collections;
+use kenning_accountability::Caller;
 use kenning_video::{Buckets, Notify, VideoConfig, VideoService};
 use serde_json::{json, Value};
 
@@ -83,10 +82,8 @@ pub fn run(ctx: &Context, data: &DataArgs, cmd: VideoCommand) -> Result<i32> {
             .and_then(|n| n.to_str())
             .ok_or_else(|| anyhow!("the file name is not UTF-8"))?,
     );
-    let caller = data.caller()?;
-    let pipeline = Arc::new(ctx.pipeline()?);
-    let collections = Collections::open(&data.data, pipeline).map_err(wire)?;
-    let governor = Arc::new(Governor::open(&data.data, Arc::new(collections))?);
+    let (governor, caller) = data.governor(Arc::new(ctx.pipeline()?))?;
+    let governor = Arc::new(governor);
     let mut buckets = Buckets::new();
     buckets.add(BUCKET, dir).map_err(wire)?;
     let mut config = VideoConfig::default();

@@ -427,9 +427,12 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
     drop(g);
 
     // If the audit record cannot be written, the operation fails and changes nothing.
+    drop(collections);
     let audit = audit_path(&dir);
     std::fs::remove_file(&audit).unwrap();
     std::os::unix::fs::symlink("/dev/full", &audit).unwrap();
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
+    let store = collections.store();
     let g = Governor::open(&dir, collections.clone()).unwrap();
     assert!(store.describe_collection("watch").is_err());
     let e = g
@@ -778,10 +781,13 @@ fn default_threshold_estimate_purpose_and_a_withheld_search() {
     drop(g);
 
     // The trail cannot be written: the search runs, but its result is
-    // withheld, and the error names no face.
+    // withheld, and the error names no face. The store keeps the trail open,
+    // so it is opened again on the broken file.
+    drop(collections);
     let audit = audit_path(&dir);
     std::fs::remove_file(&audit).unwrap();
     std::os::unix::fs::symlink("/dev/full", &audit).unwrap();
+    let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
     let g = Governor::open(&dir, collections.clone()).unwrap();
     let e = g
         .call(

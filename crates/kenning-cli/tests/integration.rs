@@ -19,6 +19,7 @@ mod identification;
 mod model_lookup;
 mod parity;
 mod recognisers;
+mod scale_out;
 mod serve_crash;
 mod server;
 mod service;

@@ -121,16 +121,31 @@ impl Drop for Server {
     }
 }
 
-/// A raw HTTP/1.1 exchange: (status, lower-cased headers, body).
+/// An HTTP response: status, lower-cased headers, body.
+pub(crate) type Response = (u16, Vec<(String, String)>, String);
+
+/// A raw HTTP/1.1 exchange.
 pub(crate) fn http(
     addr: &str,
     method: &str,
     path: &str,
     headers: &[(&str, String)],
     body: &[u8],
-) -> (u16, Vec<(String, String)>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+) -> Response {
+    try_http(addr, method, path, headers, body).unwrap_or_else(|e| panic!("{addr}: {e}"))
+}
+
+/// As [`http`], with a refused, reset or unanswered exchange as an error
+/// (for clients that retry elsewhere).
+pub(crate) fn try_http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -139,26 +154,28 @@ pub(crate) fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
     let status = lines
         .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("no HTTP status line in {head:?}"),
+            )
+        })?;
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    (status, headers, body.to_owned())
+    Ok((status, headers, body.to_owned()))
 }
 
 pub(crate) fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -181,13 +198,7 @@ fn amz_date(t: u64) -> String {
 }
 
 /// A SigV4-signed AWS JSON 1.1 request at time `t`.
-pub(crate) fn signed(
-    addr: &str,
-    op: &str,
-    body: &str,
-    key: (&str, &str),
-    t: u64,
-) -> (u16, Vec<(String, String)>, String) {
+pub(crate) fn signed(addr: &str, op: &str, body: &str, key: (&str, &str), t: u64) -> Response {
     signed_with(addr, op, body, key, t, &[])
 }
 
@@ -199,7 +210,19 @@ pub(crate) fn signed_with(
     key: (&str, &str),
     t: u64,
     extra: &[(&str, String)],
-) -> (u16, Vec<(String, String)>, String) {
+) -> Response {
+    try_signed(addr, op, body, key, t, extra).unwrap_or_else(|e| panic!("{addr}: {e}"))
+}
+
+/// As [`signed_with`], with a failed exchange as an error.
+pub(crate) fn try_signed(
+    addr: &str,
+    op: &str,
+    body: &str,
+    key: (&str, &str),
+    t: u64,
+    extra: &[(&str, String)],
+) -> std::io::Result<Response> {
     let date = amz_date(t);
     let service = if kenning_accountability::KENNING_OPERATIONS.contains(&op) {
         "KenningService"
@@ -237,10 +260,10 @@ pub(crate) fn signed_with(
         "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={names}, Signature={sig}",
         key.0
     );
-    // http() sends host itself.
+    // try_http() sends host itself.
     headers.retain(|(k, _)| *k != "host");
     headers.push(("authorization", auth));
-    http(addr, "POST", "/", &headers, body.as_bytes())
+    try_http(addr, "POST", "/", &headers, body.as_bytes())
 }
 
 pub(crate) fn now() -> u64 {

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kenning_store::FaceStore as _;
 use serde_json::{json, Value};
 
 use crate::common;
@@ -136,7 +137,15 @@ fn data_with(name: &str, collections: &[(&str, Value)]) -> PathBuf {
 /// Imports `n` made-up faces (seeds from `seed`) into `collection` of the
 /// stopped server's `data`, indexed `days_ago` days ago.
 fn import(data: &Path, collection: &str, n: u64, seed: u64, days_ago: u64) -> Vec<String> {
-    let store = kenning_store::Store::open(data).unwrap();
+    // Every built-in recogniser's distance, as the service opens it.
+    let distances = kenning_models::manifest::BUILTIN
+        .iter()
+        .map(|b| {
+            let m = kenning_models::manifest::LoadedManifest::builtin(b.name).unwrap();
+            (m.manifest.name.clone(), m.manifest.embedding.distance)
+        })
+        .collect();
+    let store = kenning_store::Embedded::open(data, distances).unwrap();
     let dim = store.describe_collection(collection).unwrap().dim as usize;
     let vectors: Vec<Vec<f32>> = (seed..seed + n)
         .map(|s| common::unit_vector(dim, s))

@@ -16,9 +16,6 @@ pub enum CollectionError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] kenning_store::StoreError),
-    /// The vector index failed in a way a rebuild could not fix.
-    #[error("vector index: {0}")]
-    Index(#[from] kenning_index::IndexError),
     /// A model failed.
     #[error(transparent)]
     Model(#[from] kenning_models::ModelError),
@@ -31,7 +28,6 @@ impl WireError for CollectionError {
             Self::NotFound(_) => ErrorCode::ResourceNotFoundException,
             Self::Image(e) => e.code(),
             Self::Store(e) => e.code(),
-            Self::Index(_) => ErrorCode::InternalServerError,
             Self::Model(e) => e.code(),
         }
     }

@@ -1,13 +1,14 @@
 //! Rekognition's collection, face and user operations: faces are detected
-//! and embedded by the pipeline, stored durably by `kenning-store` (the
-//! source of truth) and searched through `kenning-index`, whose saved file is
-//! only a cache: missing, stale or corrupt, it is rebuilt from the store.
+//! and embedded by the pipeline, then stored and searched through a
+//! [`FaceStore`] backend (the embedded data directory, or PostgreSQL); the
+//! candidates a backend returns are scored here with the recogniser's
+//! calibration, so Similarity is the same whichever backend found them.
 //!
 //! Each collection records the recogniser that made its vectors (its
 //! FaceModel) and is always served by that recogniser's pipeline and
 //! calibration ([`Collections::recogniser`]), so collections made by
-//! different recognisers live side by side in one data directory and never
-//! mix vectors. New collections get the default recogniser unless
+//! different recognisers live side by side in one backend and never mix
+//! vectors. New collections get the default recogniser unless
 //! CreateCollection names another.
 
 #![forbid(unsafe_code)]
@@ -18,15 +19,15 @@ pub mod quality;
 mod searcher;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
 use kenning_image::{DecodeLimits, RgbImage};
-use kenning_index::{Expect, Index, IndexConfig, IndexError, Metric};
 use kenning_models::manifest::{Distance, Manifest};
 use kenning_models::{Calibration, CalibrationTable, Pipeline, Recognisers};
-use kenning_store::{Collection, FaceModel, NewCollection, NewFace, OnAssociated, Store};
+use kenning_store::{
+    Collection, Embedded, FaceModel, FaceStore, Nearest, NewCollection, NewFace, OnAssociated,
+};
 use uuid::Uuid;
 
 pub use error::{CollectionError, Result};
@@ -70,29 +71,18 @@ pub const FAIR_SEARCH_OVERFETCH: usize = 2;
 
 /// The `(id, Similarity)` candidates that reach `threshold`, highest
 /// Similarity first (ties keep their order, i.e. nearest first), at most `k`.
-fn keep_best(mut scored: Vec<(u64, f32)>, threshold: f64, k: usize) -> Vec<(u64, f32)> {
+fn keep_best<T>(mut scored: Vec<(T, f32)>, threshold: f64, k: usize) -> Vec<(T, f32)> {
     scored.retain(|s| f64::from(s.1) >= threshold);
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
     scored.truncate(k);
     scored
 }
 
-/// A collection's in-memory index and the lock that orders its writers.
-struct LiveIndex {
-    index: Index,
-    /// Held across "commit to the store, then update the index" so the
-    /// saved index always matches one store generation.
-    writer: Mutex<()>,
-    dirty: AtomicBool,
-}
-
-/// The collection service: one data directory, served by the recognisers
+/// The collection service: one storage backend, served by the recognisers
 /// its collections were made with.
 pub struct Collections {
-    store: Store,
+    store: Arc<dyn FaceStore>,
     recognisers: Recognisers,
-    index_dir: PathBuf,
-    live: RwLock<HashMap<String, Arc<LiveIndex>>>,
     limits: DecodeLimits,
 }
 
@@ -103,33 +93,28 @@ struct Hit {
 }
 
 impl Collections {
-    /// Opens (or creates) the data directory `dir`. `recognisers` is the
-    /// set of recognisers it may use, or a single pipeline: that one is the
-    /// default for new collections, and the built-in recognisers serve
-    /// collections made with them.
+    /// Opens (or creates) the data directory `dir` (the embedded backend).
+    /// `recognisers` is the set of recognisers it may use, or a single
+    /// pipeline: that one is the default for new collections, and the
+    /// built-in recognisers serve collections made with them.
     pub fn open(dir: &Path, recognisers: impl Into<Recognisers>) -> Result<Self> {
-        let store = Store::open(dir)?;
-        let index_dir = dir.join("index");
-        std::fs::create_dir_all(&index_dir).map_err(|e| {
-            CollectionError::Index(IndexError::Io {
-                path: index_dir.clone(),
-                source: e,
-            })
-        })?;
-        let this = Self {
-            store,
-            recognisers: recognisers.into(),
-            index_dir,
-            live: RwLock::new(HashMap::new()),
-            limits: DecodeLimits::default(),
-        };
-        this.remove_orphan_index_files();
-        Ok(this)
+        let recognisers = recognisers.into();
+        let store = Embedded::open(dir, distances(&recognisers))?;
+        Ok(Self::with_store(Arc::new(store), recognisers))
     }
 
-    /// The underlying store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Serves the collections of `store` with `recognisers`.
+    pub fn with_store(store: Arc<dyn FaceStore>, recognisers: impl Into<Recognisers>) -> Self {
+        Self {
+            store,
+            recognisers: recognisers.into(),
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    /// The storage backend.
+    pub fn store(&self) -> &dyn FaceStore {
+        self.store.as_ref()
     }
 
     /// The default recogniser's pipeline (new collections, DetectFaces and
@@ -162,43 +147,6 @@ impl Collections {
         self.limits
     }
 
-    /// The index metric of a collection's vectors, from its recogniser's
-    /// manifest (no model is loaded for it); None when this service does
-    /// not know the recogniser.
-    fn metric(&self, c: &Collection) -> Option<Metric> {
-        let m = self.recognisers.manifest(&c.face_model.name)?;
-        Some(match m.embedding.distance {
-            Distance::Euclidean => Metric::Euclidean,
-            Distance::Cosine => Metric::Cosine,
-        })
-    }
-
-    fn index_path(&self, id: &str) -> PathBuf {
-        self.index_dir.join(format!("{id}.kix"))
-    }
-
-    fn remove_orphan_index_files(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.index_dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".kix"))
-            else {
-                continue;
-            };
-            if matches!(
-                self.store.describe_collection(id),
-                Err(kenning_store::StoreError::CollectionNotFound(_))
-            ) {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-    }
-
     /// The collection and the pipeline of the recogniser that made its
     /// vectors (same name and version).
     fn collection(&self, id: &str) -> Result<(Collection, Arc<Pipeline>)> {
@@ -219,118 +167,16 @@ impl Collections {
         Ok((c, p))
     }
 
-    /// The collection's live index, loaded from its file or rebuilt from the
-    /// store when the file is missing, stale or corrupt.
-    fn live(&self, c: &Collection) -> Result<Arc<LiveIndex>> {
-        if let Some(l) = self
-            .live
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&c.id)
-        {
-            return Ok(l.clone());
-        }
-        let mut map = self.live.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(l) = map.get(&c.id) {
-            return Ok(l.clone());
-        }
-        let path = self.index_path(&c.id);
-        let metric = self.metric(c);
-        let expect = Expect {
-            dim: Some(c.dim as usize),
-            metric,
-            count: Some(c.face_count as usize),
-            generation: Some(c.generation),
-        };
-        let index = match Index::load(&path, &expect) {
-            Ok(index) => index,
-            Err(_) => self.rebuild(c, &path)?,
-        };
-        let live = Arc::new(LiveIndex {
-            index,
-            writer: Mutex::new(()),
-            dirty: AtomicBool::new(false),
-        });
-        map.insert(c.id.clone(), live.clone());
-        Ok(live)
-    }
-
-    fn rebuild(&self, c: &Collection, path: &Path) -> Result<Index> {
-        let metric = self.metric(c).ok_or_else(|| {
-            CollectionError::InvalidParameter(format!(
-                "the index of collection {} must be rebuilt, and this service does not know its recogniser {}",
-                c.id, c.face_model
-            ))
-        })?;
-        let embeddings = self.store.embeddings(&c.id)?;
-        let generation = embeddings.generation();
-        let index = Index::new(IndexConfig::new(embeddings.dim() as usize, metric))?;
-        let mut batch: Vec<(u64, Vec<f32>)> = Vec::new();
-        let flush = |batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
-            index.insert_many(batch.iter().map(|(id, v)| (*id, v.as_slice())))?;
-            batch.clear();
-            Ok(())
-        };
-        for item in embeddings {
-            batch.push(item?);
-            if batch.len() == 50_000 {
-                flush(&mut batch)?;
-            }
-        }
-        flush(&mut batch)?;
-        index.save(path, generation)?;
-        Ok(index)
-    }
-
-    /// Saves every index changed since it was last saved, so the next open
-    /// does not rebuild it. Call before exiting and periodically.
+    /// Saves derived data (index files) so the next start does not rebuild
+    /// it. Call before exiting and periodically.
     pub fn flush(&self) -> Result<()> {
-        let live: Vec<(String, Arc<LiveIndex>)> = self
-            .live
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (id, l) in live {
-            if !l.dirty.load(Ordering::Acquire) {
-                continue;
-            }
-            let _guard = l.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let Ok(c) = self.store.describe_collection(&id) else {
-                continue;
-            };
-            if l.index.tombstones() > l.index.len() / 4 {
-                l.index.compact()?;
-            }
-            l.index.save(self.index_path(&id), c.generation)?;
-            l.dirty.store(false, Ordering::Release);
-        }
-        Ok(())
+        Ok(self.store.flush()?)
     }
 
-    /// Physically erases deleted faces: compacts the store so the database
-    /// file no longer holds their bytes, and rebuilds and saves every index
-    /// with tombstones so no index file keeps their vectors either.
+    /// Physically erases deleted faces: the store's files (or tables) and
+    /// indexes no longer hold their bytes.
     pub fn erase(&self) -> Result<()> {
-        self.store.compact()?;
-        let mut token = None;
-        loop {
-            let page = self.store.list_collections(token.as_deref(), None)?;
-            for c in &page.items {
-                let l = self.live(c)?;
-                let _guard = l.writer.lock().unwrap_or_else(|e| e.into_inner());
-                if l.index.tombstones() > 0 {
-                    l.index.compact()?;
-                    l.dirty.store(true, Ordering::Release);
-                }
-            }
-            token = page.next_token;
-            if token.is_none() {
-                break;
-            }
-        }
-        self.flush()
+        Ok(self.store.erase()?)
     }
 
     fn decode(&self, image: &[u8]) -> Result<RgbImage> {
@@ -359,12 +205,15 @@ impl Collections {
         // not at the first IndexFaces.
         let p = self.recognisers.get(name)?;
         let m = p.recognizer().manifest();
-        let c = self.store.create_collection(NewCollection {
-            id: id.into(),
-            face_model: face_model(m),
-            dim: m.embedding.size as u32,
-            policy: policy.into(),
-        })?;
+        let c = self.store.create_collection(
+            NewCollection {
+                id: id.into(),
+                face_model: face_model(m),
+                dim: m.embedding.size as u32,
+                policy: policy.into(),
+            },
+            m.embedding.distance,
+        )?;
         Ok(CreateCollectionResponse {
             status_code: 200,
             collection_arn: wire_arn(&c.arn),
@@ -403,15 +252,9 @@ impl Collections {
         })
     }
 
-    /// DeleteCollection: faces, users, vectors and the index file go.
+    /// DeleteCollection: faces, users, vectors and the index go.
     pub fn delete_collection(&self, id: &str) -> Result<u16> {
-        let mut map = self.live.write().unwrap_or_else(|e| e.into_inner());
-        let live = map.remove(id);
-        let _guard = live
-            .as_ref()
-            .map(|l| l.writer.lock().unwrap_or_else(|e| e.into_inner()));
         self.store.delete_collection(id)?;
-        let _ = std::fs::remove_file(self.index_path(id));
         Ok(200)
     }
 
@@ -474,18 +317,8 @@ impl Collections {
         let stored = if new.is_empty() {
             Vec::new()
         } else {
-            let live = self.live(&c)?;
-            let _guard = live.writer.lock().unwrap_or_else(|e| e.into_inner());
             let model = face_model(p.recognizer().manifest());
-            let stored = self.store.add_faces(id, &model, new)?;
-            let vectors: Vec<(u64, &[f32])> = stored
-                .iter()
-                .zip(&keep)
-                .map(|(s, f)| (s.seq, f.embedding.as_deref().unwrap_or_default()))
-                .collect();
-            insert_ignoring_duplicates(&live.index, &vectors)?;
-            live.dirty.store(true, Ordering::Release);
-            stored
+            self.store.add_faces(id, &model, new)?
         };
         let version = c.face_model.name.clone();
         Ok(IndexFacesResponse {
@@ -533,22 +366,7 @@ impl Collections {
         face_ids: &[String],
         on: OnAssociated,
     ) -> Result<DeleteFacesResponse> {
-        let c = self.store.describe_collection(id)?;
-        let live = self.live(&c)?;
-        let _guard = live.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let before = self.store.get_faces(id, face_ids).unwrap_or_default();
-        let seqs: HashMap<Uuid, u64> = before
-            .into_iter()
-            .flatten()
-            .map(|f| (f.face_id, f.seq))
-            .collect();
         let outcome = self.store.delete_faces(id, face_ids, on)?;
-        for face in &outcome.done {
-            if let Some(seq) = seqs.get(face) {
-                live.index.remove(*seq);
-            }
-        }
-        live.dirty.store(true, Ordering::Release);
         Ok(DeleteFacesResponse {
             deleted_faces: outcome.done.iter().map(Uuid::to_string).collect(),
             unsuccessful_face_deletions: unsuccessful(&outcome.unsuccessful),
@@ -600,54 +418,51 @@ impl Collections {
         exclude: Option<u64>,
     ) -> Result<Vec<Hit>> {
         let calibration = Self::calibration(c, p)?;
-        let live = self.live(c)?;
         let radius = calibration.search_radius(embedding, threshold);
-        let max_distance = radius.is_finite().then_some(radius as f32);
-        let want = match calibration {
-            Calibration::Global(_) => k,
-            Calibration::Fair(_) => k.saturating_mul(FAIR_SEARCH_OVERFETCH).saturating_add(16),
-        };
-        let hits = live.index.search(
-            embedding,
-            want + usize::from(exclude.is_some()),
-            max_distance,
+        let fair = matches!(calibration, Calibration::Fair(_));
+        let found = self.store.nearest(
+            c,
+            Nearest {
+                query: embedding,
+                distance: p.recognizer().manifest().embedding.distance,
+                k: if fair {
+                    k.saturating_mul(FAIR_SEARCH_OVERFETCH).saturating_add(16)
+                } else {
+                    k
+                },
+                max_distance: radius.is_finite().then_some(radius as f32),
+                exclude,
+                with_embeddings: fair,
+            },
         )?;
-        let hits: Vec<_> = hits.into_iter().filter(|h| Some(h.id) != exclude).collect();
-        let scored: Vec<(u64, f32)> = match calibration {
+        let scored: Vec<(usize, f32)> = match calibration {
             // The radius is the threshold's distance: every hit reaches it.
-            Calibration::Global(table) => hits
+            Calibration::Global(table) => found
                 .iter()
+                .enumerate()
                 .take(k)
-                .map(|h| (h.id, table.similarity(f64::from(h.distance)) as f32))
+                .map(|(i, n)| (i, table.similarity(f64::from(n.distance)) as f32))
                 .collect(),
             Calibration::Fair(_) => {
-                let seqs: Vec<u64> = hits.iter().map(|h| h.id).collect();
-                let vectors = self.store.embeddings_by_seq(&c.id, &seqs)?;
-                let scored = hits
+                let scored = found
                     .iter()
-                    .zip(vectors)
-                    .filter_map(|(h, v)| {
-                        v.map(|v| {
-                            (
-                                h.id,
-                                calibration.similarity(embedding, &v, f64::from(h.distance)) as f32,
-                            )
-                        })
+                    .enumerate()
+                    .map(|(i, n)| {
+                        let s = calibration.similarity(embedding, &n.embedding, n.distance.into());
+                        (i, s as f32)
                     })
                     .collect();
                 keep_best(scored, threshold, k)
             }
         };
-        let seqs: Vec<u64> = scored.iter().map(|s| s.0).collect();
-        let faces = self.store.faces_by_seq(&c.id, &seqs)?;
+        let mut found: Vec<Option<kenning_store::Neighbour>> =
+            found.into_iter().map(Some).collect();
         Ok(scored
-            .iter()
-            .zip(faces)
-            .filter_map(|(s, f)| {
-                // A face deleted since the search began is not reported.
-                f.map(|face| Hit {
-                    face,
-                    similarity: s.1,
+            .into_iter()
+            .filter_map(|(i, similarity)| {
+                found[i].take().map(|n| Hit {
+                    face: n.face,
+                    similarity,
                 })
             })
             .collect())
@@ -953,36 +768,21 @@ impl Collections {
     }
 }
 
-impl Drop for Collections {
-    fn drop(&mut self) {
-        // Best effort: an index not saved here is rebuilt on the next open.
-        let _ = self.flush();
-    }
-}
-
-fn insert_ignoring_duplicates(index: &Index, vectors: &[(u64, &[f32])]) -> Result<()> {
-    match index.insert_many(vectors.iter().copied()) {
-        Ok(()) => Ok(()),
-        Err(IndexError::DuplicateId(_)) => {
-            // The index was rebuilt from a snapshot that already held some of
-            // these faces; add the rest one by one.
-            for &(id, v) in vectors {
-                if !index.contains(id) {
-                    index.insert(id, v)?;
-                }
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// What the store records of the recogniser that made a collection's vectors.
 fn face_model(m: &Manifest) -> FaceModel {
     FaceModel {
         name: m.name.clone(),
         version: m.version.clone(),
     }
+}
+
+/// The distance each recogniser's vectors are compared by (by name), for a
+/// backend that keeps collections of several recognisers.
+pub fn distances(r: &Recognisers) -> HashMap<String, Distance> {
+    r.names()
+        .into_iter()
+        .filter_map(|n| Some((n.to_owned(), r.manifest(n)?.embedding.distance)))
+        .collect()
 }
 
 fn wire_face(f: &kenning_store::Face, version: &str) -> Face {

@@ -234,12 +234,8 @@ impl Index {
             return Err(IndexError::NonFinite);
         }
         let mut v = v.to_vec();
-        if self.config.metric == Metric::Cosine {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if norm == 0.0 || !norm.is_finite() {
-                return Err(IndexError::ZeroVector);
-            }
-            v.iter_mut().for_each(|x| *x /= norm);
+        if self.config.metric == Metric::Cosine && !normalise(&mut v) {
+            return Err(IndexError::ZeroVector);
         }
         Ok(v)
     }
@@ -444,6 +440,33 @@ impl Index {
             })
             .collect())
     }
+}
+
+/// Scales `v` to unit length (as the cosine metric stores and queries
+/// vectors); false, leaving `v` as it was, for a zero or non-finite norm.
+fn normalise(v: &mut [f32]) -> bool {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return false;
+    }
+    v.iter_mut().for_each(|x| *x /= norm);
+    true
+}
+
+/// The distance the index reports between `a` and `b`, computed exactly as
+/// its re-rank computes it, bit for bit: for callers that rank vectors kept
+/// elsewhere and must agree with the index.
+pub fn exact_distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    let sq = match metric {
+        Metric::Euclidean => distance::l2_sq(a, b),
+        Metric::Cosine => {
+            let (mut a, mut b) = (a.to_vec(), b.to_vec());
+            normalise(&mut a);
+            normalise(&mut b);
+            distance::l2_sq(&a, &b)
+        }
+    };
+    metric.reported(sq)
 }
 
 /// The id map, rebuilt from the graph on first use after a load.

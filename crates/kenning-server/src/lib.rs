@@ -26,7 +26,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,11 +144,12 @@ pub enum RootKey {
 }
 
 /// The root key: from the environment, else the stored one, else a new one
-/// (which `audit` records before it is stored).
+/// (stored with the audit record `audit` gives). When several nodes of one
+/// database start at once, one of them generates it and the others use it.
 pub fn root_key(
     store: &KeyStore,
     env: Option<(String, SecretString)>,
-    audit: impl FnOnce(&keys::KeyInfo) -> Result<(), String>,
+    audit: impl FnOnce(&keys::KeyInfo) -> kenning_audit::Entry,
 ) -> Result<RootKey, KeyError> {
     if let Some((access_key_id, secret_access_key)) = env {
         keys::validate_access_key_id(&access_key_id)?;
@@ -166,25 +166,32 @@ pub fn root_key(
     if let Some(access_key_id) = store.root()? {
         return Ok(RootKey::Stored { access_key_id });
     }
-    Ok(RootKey::Generated(store.create(
-        true,
-        &Grant::admin(),
-        audit,
-    )?))
+    match store.create(true, &Grant::admin(), audit) {
+        Ok(k) => Ok(RootKey::Generated(k)),
+        Err(KeyError::RootExists) => match store.root()? {
+            Some(access_key_id) => Ok(RootKey::Stored { access_key_id }),
+            None => Err(KeyError::RootExists),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// The keys requests are checked against: the stored keys (reloaded when
-/// `keys.json` changes, so `kenning keys revoke` takes effect at once) plus
-/// a root key from the environment, and the API tokens issued for them.
+/// they change, so `kenning keys revoke` takes effect at once on the
+/// embedded store and within a second on every node of a shared database)
+/// plus a root key from the environment, and the API tokens issued for them.
 pub struct Credentials {
     store: KeyStore,
     fixed: HashMap<String, ActiveKey>,
-    cache: RwLock<(Option<SystemTime>, HashMap<String, ActiveKey>)>,
-    tokens: RwLock<(Option<SystemTime>, Option<Arc<keys::TokenSet>>)>,
+    cache: RwLock<Loaded>,
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// The keys and tokens as last loaded.
+struct Loaded {
+    version: Option<String>,
+    checked: Option<Instant>,
+    keys: HashMap<String, ActiveKey>,
+    tokens: Option<Arc<keys::TokenSet>>,
 }
 
 impl Credentials {
@@ -207,18 +214,48 @@ impl Credentials {
         Self {
             store,
             fixed,
-            cache: RwLock::new((None, HashMap::new())),
-            tokens: RwLock::new((None, None)),
+            cache: RwLock::new(Loaded {
+                version: None,
+                checked: None,
+                keys: HashMap::new(),
+                tokens: None,
+            }),
         }
     }
 
     fn refresh(&self) {
-        let mtime = mtime(self.store.path());
-        if self.cache.read().unwrap_or_else(|e| e.into_inner()).0 == mtime && mtime.is_some() {
+        let recheck = self.store.vault().recheck();
+        {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            if cache.checked.is_some_and(|t| t.elapsed() < recheck) {
+                return;
+            }
+        }
+        let version = self.store.vault().version().ok();
+        let stale = {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            version.is_none() || cache.version != version
+        };
+        if !stale {
+            self.cache
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .checked = Some(Instant::now());
             return;
         }
-        match self.store.active() {
-            Ok(keys) => *self.cache.write().unwrap_or_else(|e| e.into_inner()) = (mtime, keys),
+        match self
+            .store
+            .active()
+            .and_then(|k| Ok((k, self.store.tokens()?)))
+        {
+            Ok((keys, tokens)) => {
+                *self.cache.write().unwrap_or_else(|e| e.into_inner()) = Loaded {
+                    version,
+                    checked: Some(Instant::now()),
+                    keys,
+                    tokens: Some(Arc::new(tokens)),
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the key store; keeping the keys loaded before")
             }
@@ -234,37 +271,22 @@ impl Credentials {
         self.cache
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .1
+            .keys
             .get(access_key_id)
             .cloned()
     }
 
     /// The key an API token speaks for (bearer authentication), if the
-    /// token is valid and its key active. `tokens.json` is re-read when it
-    /// changes, so a revoked token stops at once.
+    /// token is valid and its key active. Tokens reload with the keys, so a
+    /// revoked token stops as a revoked key does.
     pub fn by_token(&self, token: &str) -> Option<ActiveKey> {
-        let mtime = mtime(self.store.tokens_path());
-        let cached = {
-            let t = self.tokens.read().unwrap_or_else(|e| e.into_inner());
-            (t.0 == mtime && mtime.is_some())
-                .then(|| t.1.clone())
-                .flatten()
-        };
-        let set = match cached {
-            Some(set) => set,
-            None => match self.store.tokens() {
-                Ok(set) => {
-                    let set = Arc::new(set);
-                    *self.tokens.write().unwrap_or_else(|e| e.into_inner()) =
-                        (mtime, Some(set.clone()));
-                    set
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the API tokens");
-                    return None;
-                }
-            },
-        };
+        self.refresh();
+        let set = self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .tokens
+            .clone()?;
         let info = set.verify(token, now_secs().max(0) as u64).ok()?;
         self.key(&info.access_key_id)
     }
@@ -993,15 +1015,16 @@ async fn aws_json(State(s): State<Arc<AppState>>, req: Request) -> Response {
     respond(label, key, result, false)
 }
 
-/// Opens the data directory's collections with `pipeline`.
+/// The collections of `store`, served with `recognisers` under the service's
+/// limits on image bytes.
 pub fn open_collections(
-    data_dir: &Path,
-    pipeline: Arc<kenning_models::Pipeline>,
-) -> Result<Collections, kenning_collections::CollectionError> {
-    let mut c = Collections::open(data_dir, pipeline)?;
+    store: Arc<dyn kenning_store::FaceStore>,
+    recognisers: impl Into<kenning_models::Recognisers>,
+) -> Collections {
+    let mut c = Collections::with_store(store, recognisers);
     c.set_decode_limits(kenning_image::DecodeLimits {
         max_bytes: ops::MAX_IMAGE_BYTES,
         ..kenning_image::DecodeLimits::default()
     });
-    Ok(c)
+    c
 }

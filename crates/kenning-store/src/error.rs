@@ -114,6 +114,29 @@ pub enum StoreError {
     /// A file-system failure around the database file.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The vector index failed in a way a rebuild could not fix.
+    #[error("vector index: {0}")]
+    Index(#[from] kenning_index::IndexError),
+    /// The audit trail could not be opened or read.
+    #[error("audit trail: {0}")]
+    Audit(#[from] kenning_audit::AuditError),
+    /// The database cannot be reached (or went away during the call); the
+    /// call did not happen and can be retried.
+    #[error("the database at {location} is unavailable, try again: {message}")]
+    Unavailable {
+        /// The database, without password.
+        location: String,
+        /// What failed.
+        message: String,
+    },
+    /// The database refused or failed the call (not a connection fault).
+    #[error("database {location}: {message}")]
+    Database {
+        /// The database, without password.
+        location: String,
+        /// What it said.
+        message: String,
+    },
 }
 
 // redb reports each phase with its own error type; funnel them into redb::Error
@@ -157,9 +180,16 @@ impl WireError for StoreError {
             }
             CollectionExists(_) => ErrorCode::ResourceAlreadyExistsException,
             UserExists(_) => ErrorCode::ConflictException,
-            UnsupportedFormat { .. } | Corrupt(_) | InUse(_) | Db(_) | Io(_) | Hook(_) => {
-                ErrorCode::InternalServerError
-            }
+            Unavailable { .. } => ErrorCode::ThrottlingException,
+            UnsupportedFormat { .. }
+            | Corrupt(_)
+            | InUse(_)
+            | Db(_)
+            | Io(_)
+            | Hook(_)
+            | Index(_)
+            | Audit(_)
+            | Database { .. } => ErrorCode::InternalServerError,
         }
     }
 }

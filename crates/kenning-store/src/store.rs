@@ -165,6 +165,20 @@ fn face_by_id(
     }
 }
 
+/// A face's seq and user, for the batch planners.
+fn found<F, V, U, T>(
+    t: &Tables<F, V, impl ReadableTable<u128, u64>, U, T>,
+    id: Uuid,
+) -> Result<Option<Found>>
+where
+    F: ReadableTable<u64, Bytes>,
+{
+    Ok(face_by_id(&t.faces, &t.ids, id)?.map(|(seq, row)| Found {
+        seq,
+        user_id: row.user_id,
+    }))
+}
+
 fn user_row(t: &impl ReadableTable<&'static str, Bytes>, id: &str) -> Result<Option<UserRow>> {
     t.get(id)?.map(|g| decode(g.value(), "user")).transpose()
 }
@@ -380,27 +394,13 @@ impl Store {
 
     /// CreateCollection. Fails with `CollectionExists` or an id/parameter error.
     pub fn create_collection(&self, new: NewCollection) -> Result<Collection> {
-        validate_collection_id(&new.id)?;
-        if new.dim == 0 || new.dim > 65_536 {
-            return Err(StoreError::InvalidParameter(format!(
-                "dimension {} out of range",
-                new.dim
-            )));
-        }
-        if new.face_model.name.is_empty() {
-            return Err(StoreError::InvalidParameter(
-                "face model name is empty".into(),
-            ));
-        }
+        new.validate()?;
         self.write(|txn| {
             if txn.open_table(COLLECTIONS)?.get(new.id.as_str())?.is_some() {
                 return Err(StoreError::CollectionExists(new.id.clone()));
             }
             let c = Collection {
-                arn: format!(
-                    "arn:aws:rekognition:local:000000000000:collection/{}",
-                    new.id
-                ),
+                arn: collection_arn(&new.id),
                 created_at_ms: now_ms(),
                 face_model: new.face_model.clone(),
                 dim: new.dim,
@@ -482,32 +482,11 @@ impl Store {
         model: &FaceModel,
         faces: Vec<NewFace>,
     ) -> Result<Vec<Face>> {
-        for f in &faces {
-            if let Some(e) = &f.external_image_id {
-                validate_external_image_id(e)?;
-            }
-            if !f.embedding.iter().all(|x| x.is_finite()) || !f.confidence.is_finite() {
-                return Err(StoreError::InvalidParameter(
-                    "non-finite embedding or confidence".into(),
-                ));
-            }
-        }
+        validate_new_faces(&faces)?;
         let now = now_ms();
         self.write(|txn| {
             let mut c = collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
-            if &c.face_model != model {
-                return Err(StoreError::ModelMismatch {
-                    collection: c.id,
-                    expected: c.face_model.to_string(),
-                    got: model.to_string(),
-                });
-            }
-            if let Some(f) = faces.iter().find(|f| f.embedding.len() != c.dim as usize) {
-                return Err(StoreError::DimensionMismatch {
-                    expected: c.dim,
-                    got: f.embedding.len(),
-                });
-            }
+            check_faces_fit(&c, model, &faces)?;
             if faces.is_empty() {
                 return Ok(Vec::new());
             }
@@ -699,32 +678,17 @@ impl Store {
         self.write(|txn| {
             let mut c = collection_row(&txn.open_table(COLLECTIONS)?, collection)?;
             let mut t = WTables::open(txn, collection)?;
-            let mut out = BatchOutcome::default();
-            for id in ids {
-                let Some((seq, row)) = face_by_id(&t.faces, &t.ids, id)? else {
-                    out.unsuccessful.push(Unsuccessful {
-                        face_id: id,
-                        user_id: None,
-                        reason: FaceReason::FaceNotFound,
-                    });
-                    continue;
-                };
-                if let Some(user) = &row.user_id {
-                    if on_associated == OnAssociated::Refuse {
-                        out.unsuccessful.push(Unsuccessful {
-                            face_id: id,
-                            user_id: Some(user.clone()),
-                            reason: FaceReason::AssociatedToAnExistingUser,
-                        });
-                        continue;
-                    }
+            let (out, delete) = plan_delete(ids, on_associated, |id| found(&t, id))?;
+            for (id, f) in delete {
+                if let Some(user) = &f.user_id {
                     if let Some(mut u) = user_row(&t.users, user)? {
-                        u.faces.retain(|f| f != id.as_bytes());
+                        u.faces.retain(|x| x != id.as_bytes());
                         t.put_user(user, &u)?;
                     }
                 }
-                t.remove_face(seq, &row)?;
-                out.done.push(id);
+                let row = face_row(&t.faces, f.seq)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("face {id} lost its row")))?;
+                t.remove_face(f.seq, &row)?;
             }
             drop(t);
             if !out.done.is_empty() {
@@ -900,39 +864,14 @@ impl Store {
             let mut t = WTables::open(txn, collection)?;
             let mut user = user_row(&t.users, user_id)?
                 .ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
-            let mut out = BatchOutcome::default();
-            let mut fresh = Vec::new();
-            for id in ids {
-                match face_by_id(&t.faces, &t.ids, id)? {
-                    None => out.unsuccessful.push(Unsuccessful {
-                        face_id: id,
-                        user_id: None,
-                        reason: FaceReason::FaceNotFound,
-                    }),
-                    Some((_, row)) if row.user_id.as_deref() == Some(user_id) => out.done.push(id),
-                    Some((_, row)) if row.user_id.is_some() => {
-                        out.unsuccessful.push(Unsuccessful {
-                            face_id: id,
-                            user_id: row.user_id,
-                            reason: FaceReason::AssociatedToADifferentUser,
-                        })
-                    }
-                    Some((seq, row)) => fresh.push((id, seq, row)),
-                }
-            }
-            let would_have = user.faces.len() + fresh.len();
-            if would_have > MAX_FACES_PER_USER {
-                return Err(StoreError::UserFaceLimit {
-                    user: user_id.into(),
-                    would_have,
-                    limit: MAX_FACES_PER_USER,
-                });
-            }
-            for (id, seq, mut row) in fresh {
+            let (mut out, fresh) =
+                plan_associate(user_id, user.faces.len(), ids, |id| found(&t, id))?;
+            for (id, seq) in fresh {
+                let mut row = face_row(&t.faces, seq)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("face {id} lost its row")))?;
                 row.user_id = Some(user_id.into());
                 t.put_face(seq, &row)?;
                 user.faces.push(*id.as_bytes());
-                out.done.push(id);
             }
             t.put_user(user_id, &user)?;
             out.user_status = Some(user.status());
@@ -961,29 +900,13 @@ impl Store {
             let mut t = WTables::open(txn, collection)?;
             let mut user = user_row(&t.users, user_id)?
                 .ok_or_else(|| StoreError::UserNotFound(user_id.into()))?;
-            let mut out = BatchOutcome::default();
-            for id in ids {
-                match face_by_id(&t.faces, &t.ids, id)? {
-                    None => out.unsuccessful.push(Unsuccessful {
-                        face_id: id,
-                        user_id: None,
-                        reason: FaceReason::FaceNotFound,
-                    }),
-                    Some((_, row)) if row.user_id.as_deref().is_some_and(|u| u != user_id) => {
-                        out.unsuccessful.push(Unsuccessful {
-                            face_id: id,
-                            user_id: row.user_id,
-                            reason: FaceReason::AssociatedToADifferentUser,
-                        })
-                    }
-                    Some((seq, mut row)) => {
-                        if row.user_id.take().is_some() {
-                            t.put_face(seq, &row)?;
-                            user.faces.retain(|f| f != id.as_bytes());
-                        }
-                        out.done.push(id);
-                    }
-                }
+            let (mut out, clear) = plan_disassociate(user_id, ids, |id| found(&t, id))?;
+            for (id, seq) in clear {
+                let mut row = face_row(&t.faces, seq)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("face {id} lost its row")))?;
+                row.user_id = None;
+                t.put_face(seq, &row)?;
+                user.faces.retain(|f| f != id.as_bytes());
             }
             t.put_user(user_id, &user)?;
             out.user_status = Some(user.status());

@@ -137,11 +137,7 @@ impl UserStatus {
         }
     }
     fn of(faces: &[[u8; 16]]) -> Self {
-        if faces.is_empty() {
-            Self::Created
-        } else {
-            Self::Active
-        }
+        user_status(faces.len())
     }
 }
 
@@ -277,7 +273,9 @@ pub fn parse_face_id(id: &str) -> Result<Uuid> {
     Uuid::try_parse(id).map_err(|_| StoreError::InvalidFaceId(id.into()))
 }
 
-pub(crate) fn parse_face_ids<S: AsRef<str>>(
+/// Parses the FaceIds of a batch request: 1 to `max` UUIDs, duplicates
+/// dropped (they would double-count), first occurrence kept.
+pub fn parse_face_ids<S: AsRef<str>>(
     ids: &[S],
     what: &'static str,
     max: usize,
@@ -300,10 +298,195 @@ pub(crate) fn parse_face_ids<S: AsRef<str>>(
     Ok(out)
 }
 
-pub(crate) fn check_max_results(given: Option<u32>, default: u32, max: u32) -> Result<usize> {
+/// A listing's page size: `default` when not given, else 1 to `max`.
+pub fn check_max_results(given: Option<u32>, default: u32, max: u32) -> Result<usize> {
     match given.unwrap_or(default) {
         n @ 1.. if n <= max => Ok(n as usize),
         got => Err(StoreError::InvalidMaxResults { max, got }),
+    }
+}
+
+// ---------------------------------------------------------------- rules every backend applies
+
+impl NewCollection {
+    /// Checks the id, the dimension and the model name.
+    pub fn validate(&self) -> Result<()> {
+        validate_collection_id(&self.id)?;
+        if self.dim == 0 || self.dim > 65_536 {
+            return Err(StoreError::InvalidParameter(format!(
+                "dimension {} out of range",
+                self.dim
+            )));
+        }
+        if self.face_model.name.is_empty() {
+            return Err(StoreError::InvalidParameter(
+                "face model name is empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The ARN a collection gets.
+pub fn collection_arn(id: &str) -> String {
+    format!("arn:aws:rekognition:local:000000000000:collection/{id}")
+}
+
+/// Checks faces before they are stored: ExternalImageIds and finite numbers.
+pub fn validate_new_faces(faces: &[NewFace]) -> Result<()> {
+    for f in faces {
+        if let Some(e) = &f.external_image_id {
+            validate_external_image_id(e)?;
+        }
+        if !f.embedding.iter().all(|x| x.is_finite()) || !f.confidence.is_finite() {
+            return Err(StoreError::InvalidParameter(
+                "non-finite embedding or confidence".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that faces of `model` fit collection `c` (same recogniser, same
+/// dimension).
+pub fn check_faces_fit(c: &Collection, model: &FaceModel, faces: &[NewFace]) -> Result<()> {
+    if &c.face_model != model {
+        return Err(StoreError::ModelMismatch {
+            collection: c.id.clone(),
+            expected: c.face_model.to_string(),
+            got: model.to_string(),
+        });
+    }
+    if let Some(f) = faces.iter().find(|f| f.embedding.len() != c.dim as usize) {
+        return Err(StoreError::DimensionMismatch {
+            expected: c.dim,
+            got: f.embedding.len(),
+        });
+    }
+    Ok(())
+}
+
+/// A face as a batch operation finds it: its seq and its user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// The face's seq.
+    pub seq: u64,
+    /// The user it is associated with.
+    pub user_id: Option<String>,
+}
+
+/// DeleteFaces' decisions: the outcome, and the faces to delete with their
+/// users (to be disassociated first).
+pub fn plan_delete(
+    ids: Vec<Uuid>,
+    on_associated: OnAssociated,
+    mut find: impl FnMut(Uuid) -> Result<Option<Found>>,
+) -> Result<(BatchOutcome, Vec<(Uuid, Found)>)> {
+    let mut out = BatchOutcome::default();
+    let mut delete = Vec::new();
+    for id in ids {
+        match find(id)? {
+            None => out.unsuccessful.push(Unsuccessful {
+                face_id: id,
+                user_id: None,
+                reason: FaceReason::FaceNotFound,
+            }),
+            Some(f) if f.user_id.is_some() && on_associated == OnAssociated::Refuse => {
+                out.unsuccessful.push(Unsuccessful {
+                    face_id: id,
+                    user_id: f.user_id,
+                    reason: FaceReason::AssociatedToAnExistingUser,
+                })
+            }
+            Some(f) => {
+                out.done.push(id);
+                delete.push((id, f));
+            }
+        }
+    }
+    Ok((out, delete))
+}
+
+/// AssociateFaces' decisions for a user that has `user_faces` faces: the
+/// outcome (all but `user_status`) and the faces to associate. Exceeding
+/// [`MAX_FACES_PER_USER`] fails the whole call.
+pub fn plan_associate(
+    user_id: &str,
+    user_faces: usize,
+    ids: Vec<Uuid>,
+    mut find: impl FnMut(Uuid) -> Result<Option<Found>>,
+) -> Result<(BatchOutcome, Vec<(Uuid, u64)>)> {
+    let mut out = BatchOutcome::default();
+    let mut fresh = Vec::new();
+    for id in ids {
+        match find(id)? {
+            None => out.unsuccessful.push(Unsuccessful {
+                face_id: id,
+                user_id: None,
+                reason: FaceReason::FaceNotFound,
+            }),
+            Some(f) if f.user_id.as_deref() == Some(user_id) => out.done.push(id),
+            Some(f) if f.user_id.is_some() => out.unsuccessful.push(Unsuccessful {
+                face_id: id,
+                user_id: f.user_id,
+                reason: FaceReason::AssociatedToADifferentUser,
+            }),
+            Some(f) => fresh.push((id, f.seq)),
+        }
+    }
+    let would_have = user_faces + fresh.len();
+    if would_have > MAX_FACES_PER_USER {
+        return Err(StoreError::UserFaceLimit {
+            user: user_id.into(),
+            would_have,
+            limit: MAX_FACES_PER_USER,
+        });
+    }
+    out.done.extend(fresh.iter().map(|f| f.0));
+    Ok((out, fresh))
+}
+
+/// DisassociateFaces' decisions: the outcome (all but `user_status`) and the
+/// faces to disassociate. A face associated with nobody counts as done (the
+/// caller's intent holds); another user's face is reported.
+pub fn plan_disassociate(
+    user_id: &str,
+    ids: Vec<Uuid>,
+    mut find: impl FnMut(Uuid) -> Result<Option<Found>>,
+) -> Result<(BatchOutcome, Vec<(Uuid, u64)>)> {
+    let mut out = BatchOutcome::default();
+    let mut clear = Vec::new();
+    for id in ids {
+        match find(id)? {
+            None => out.unsuccessful.push(Unsuccessful {
+                face_id: id,
+                user_id: None,
+                reason: FaceReason::FaceNotFound,
+            }),
+            Some(f) if f.user_id.as_deref().is_some_and(|u| u != user_id) => {
+                out.unsuccessful.push(Unsuccessful {
+                    face_id: id,
+                    user_id: f.user_id,
+                    reason: FaceReason::AssociatedToADifferentUser,
+                })
+            }
+            Some(f) => {
+                if f.user_id.is_some() {
+                    clear.push((id, f.seq));
+                }
+                out.done.push(id);
+            }
+        }
+    }
+    Ok((out, clear))
+}
+
+/// A user's status from how many faces it has.
+pub fn user_status(faces: usize) -> UserStatus {
+    if faces == 0 {
+        UserStatus::Created
+    } else {
+        UserStatus::Active
     }
 }
 
@@ -397,20 +580,26 @@ pub(crate) fn decode_vector(bytes: &[u8]) -> Vec<f32> {
 /// Tokens are hex of a kind byte and the position to resume after, so they
 /// stay opaque ASCII and a token from one listing is refused by another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TokenKind {
+pub enum TokenKind {
+    /// ListCollections (resumes after a collection id).
     Collections = b'C' as isize,
+    /// ListFaces (resumes after a seq).
     Faces = b'F' as isize,
+    /// ListUsers (resumes after a user id).
     Users = b'U' as isize,
 }
 
-pub(crate) fn make_token(kind: TokenKind, after: &[u8]) -> String {
+/// A page token of `kind` resuming after `after`.
+pub fn make_token(kind: TokenKind, after: &[u8]) -> String {
     std::iter::once(kind as u8)
         .chain(after.iter().copied())
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-pub(crate) fn read_token(kind: TokenKind, token: &str) -> Result<Vec<u8>> {
+/// What a page token of `kind` resumes after; `InvalidToken` for anything
+/// else (another listing's token included).
+pub fn read_token(kind: TokenKind, token: &str) -> Result<Vec<u8>> {
     // ASCII-only makes the two-byte slicing below safe.
     if !token.is_ascii() || !token.len().is_multiple_of(2) || !(2..=1024).contains(&token.len()) {
         return Err(StoreError::InvalidToken);
@@ -426,14 +615,16 @@ pub(crate) fn read_token(kind: TokenKind, token: &str) -> Result<Vec<u8>> {
     }
 }
 
-pub(crate) fn read_seq_token(token: &str) -> Result<u64> {
+/// The seq a ListFaces token resumes after.
+pub fn read_seq_token(token: &str) -> Result<u64> {
     let b = read_token(TokenKind::Faces, token)?;
     Ok(u64::from_be_bytes(
         b.try_into().map_err(|_| StoreError::InvalidToken)?,
     ))
 }
 
-pub(crate) fn read_str_token(kind: TokenKind, token: &str) -> Result<String> {
+/// The id a ListCollections or ListUsers token resumes after.
+pub fn read_str_token(kind: TokenKind, token: &str) -> Result<String> {
     String::from_utf8(read_token(kind, token)?).map_err(|_| StoreError::InvalidToken)
 }
 

@@ -24,6 +24,9 @@ pub const MODELS_ENV: &str = "KENNING_MODELS";
 pub const REQUIRE_ENV: &str = "KENNING_REQUIRE_DATA";
 /// A file each skip appends one line to: `test<TAB>reason`.
 pub const SKIP_LOG_ENV: &str = "KENNING_SKIP_LOG";
+/// The URL of the PostgreSQL server for the run (scripts/test.sh starts one
+/// with scripts/postgres.sh).
+pub const DATABASE_ENV: &str = "KENNING_TEST_DATABASE";
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -91,6 +94,24 @@ pub fn model(test: &str, name: &str) -> Option<PathBuf> {
         ),
     );
     None
+}
+
+/// The run's PostgreSQL server URL for `test`, or `None` once the skip is
+/// recorded. Panics when [`required`].
+pub fn database(test: &str) -> Option<String> {
+    match std::env::var(DATABASE_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            skip(
+                test,
+                &format!(
+                    "{DATABASE_ENV} is not set (scripts/test.sh starts PostgreSQL with \
+                     scripts/postgres.sh and sets it to the primary's URL)"
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// Records that `test` skips because of `reason`, or panics with the reason

@@ -106,7 +106,7 @@ pub fn unit_vector(dim: usize, seed: u64) -> Vec<f32> {
 /// (None: now). Returns their FaceIds. Collections opened before this do
 /// not see them: reopen.
 pub fn import_faces(
-    store: &kenning_store::Store,
+    store: &dyn kenning_store::FaceStore,
     collection: &str,
     vectors: &[Vec<f32>],
     indexed_at_ms: Option<u64>,

@@ -1,0 +1,627 @@
+//! `kenning serve --database`: nodes that keep nothing but video jobs on
+//! local disk share one PostgreSQL database (started by scripts/postgres.sh for the run, its
+//! URL in KENNING_TEST_DATABASE), answer exactly as the embedded backend
+//! does, and lose no acknowledged write when a node or the primary dies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::common;
+use crate::server::{now, signed, try_signed, Server, KEY_ID, SECRET};
+
+/// A database per test, as the PostgreSQL backend's own tests make them.
+#[path = "../../kenning-postgres/tests/common/mod.rs"]
+mod pg;
+
+use pg::{server, sql, TestDb};
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// A private directory with the master key file every node shares.
+fn master_key(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("master.key");
+    std::fs::write(&path, "5a".repeat(32)).unwrap();
+    path
+}
+
+fn call(server: &Server, op: &str, body: &Value) -> Value {
+    let (status, _, text) = signed(&server.addr, op, &body.to_string(), (KEY_ID, SECRET), now());
+    assert_eq!(status, 200, "{op}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn image(path: &Path) -> Value {
+    use base64::Engine as _;
+    json!({ "Bytes": base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap()) })
+}
+
+/// deepface's photos, in file order.
+fn photos(data: &Path) -> Vec<PathBuf> {
+    let dir = data.join("identity/deepface");
+    std::fs::read_to_string(dir.join("identities.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| dir.join(l.split_once(',').unwrap().0.trim()))
+        .collect()
+}
+
+/// Every path under `dir`, relative to `root`.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        out.push(path.strip_prefix(root).unwrap().display().to_string());
+        if path.is_dir() {
+            walk(root, &path, out);
+        }
+    }
+}
+
+/// Replaces the ids a backend generated (faces, images) by the labels
+/// `names` gives them, and drops creation times, so two backends' answers
+/// to the same requests compare equal.
+fn normalised(v: &Value, names: &BTreeMap<String, String>) -> Value {
+    match v {
+        Value::String(s) => Value::String(names.get(s).cloned().unwrap_or_else(|| s.clone())),
+        Value::Array(a) => Value::Array(a.iter().map(|x| normalised(x, names)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "CreationTimestamp")
+                .map(|(k, x)| (k.clone(), normalised(x, names)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The same photos through both backends: every response is the same once
+/// generated ids are named alike (Similarity to the last bit, face order,
+/// counts, users, errors).
+#[test]
+fn same_photos_same_responses_on_both_backends() {
+    let test = "same_photos_same_responses_on_both_backends";
+    let Some(data) = common::data(test) else {
+        return;
+    };
+    let Some(db) = TestDb::new(test) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(unique("kenning-same"));
+    let key = master_key(&dir);
+    let node_data = dir.join("node-data");
+    let embedded = Server::start_in(dir.join("embedded"), &[]);
+    let pg = Server::start_in(
+        node_data.clone(),
+        &[
+            "--database",
+            &db.url,
+            "--master-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+
+    let photos = photos(&data);
+    let mut transcripts: Vec<Vec<Value>> = Vec::new();
+    for node in [&embedded, &pg] {
+        let mut names = BTreeMap::new();
+        let mut out = Vec::new();
+        let mut first_face = None;
+        out.push(call(
+            node,
+            "CreateCollection",
+            &json!({ "CollectionId": "same" }),
+        ));
+        for (i, p) in photos.iter().take(12).enumerate() {
+            let r = call(
+                node,
+                "IndexFaces",
+                &json!({ "CollectionId": "same", "Image": image(p), "ExternalImageId": format!("p{i}") }),
+            );
+            for (j, rec) in r["FaceRecords"].as_array().unwrap().iter().enumerate() {
+                let f = &rec["Face"];
+                names.insert(
+                    f["FaceId"].as_str().unwrap().to_owned(),
+                    format!("face-{i}-{j}"),
+                );
+                names.insert(
+                    f["ImageId"].as_str().unwrap().to_owned(),
+                    format!("image-{i}"),
+                );
+                first_face.get_or_insert_with(|| f["FaceId"].as_str().unwrap().to_owned());
+            }
+            out.push(r);
+        }
+        let first = first_face.expect("no face indexed");
+        out.push(call(
+            node,
+            "CreateUser",
+            &json!({ "CollectionId": "same", "UserId": "u1" }),
+        ));
+        out.push(call(
+            node,
+            "AssociateFaces",
+            &json!({ "CollectionId": "same", "UserId": "u1", "FaceIds": [first] }),
+        ));
+        for body in [
+            json!({ "CollectionId": "same", "Image": image(&photos[1]), "MaxFaces": 20, "FaceMatchThreshold": 0 }),
+            json!({ "CollectionId": "same", "Image": image(&photos[photos.len() - 1]), "MaxFaces": 5 }),
+        ] {
+            out.push(call(node, "SearchFacesByImage", &body));
+        }
+        out.push(call(
+            node,
+            "SearchFaces",
+            &json!({ "CollectionId": "same", "FaceId": first, "MaxFaces": 20, "FaceMatchThreshold": 0 }),
+        ));
+        out.push(call(
+            node,
+            "SearchUsersByImage",
+            &json!({ "CollectionId": "same", "Image": image(&photos[0]) }),
+        ));
+        out.push(call(
+            node,
+            "ListFaces",
+            &json!({ "CollectionId": "same", "MaxResults": 100 }),
+        ));
+        out.push(call(node, "ListUsers", &json!({ "CollectionId": "same" })));
+        let mut described = call(
+            node,
+            "DescribeCollection",
+            &json!({ "CollectionId": "same" }),
+        );
+        described
+            .as_object_mut()
+            .unwrap()
+            .remove("CreationTimestamp");
+        out.push(described);
+        out.push(call(
+            node,
+            "DeleteFaces",
+            &json!({ "CollectionId": "same", "FaceIds": [first] }),
+        ));
+        let (status, _, text) = signed(
+            &node.addr,
+            "SearchFaces",
+            &json!({ "CollectionId": "same", "FaceId": first }).to_string(),
+            (KEY_ID, SECRET),
+            now(),
+        );
+        out.push(json!({ "Status": status, "Error": serde_json::from_str::<Value>(&text).unwrap()["__type"] }));
+        transcripts.push(out.iter().map(|v| normalised(v, &names)).collect());
+    }
+    let searched = &transcripts[0][15];
+    assert!(
+        searched["FaceMatches"].as_array().unwrap().len() > 1,
+        "the search found too little to compare: {searched}"
+    );
+    for (i, (e, p)) in transcripts[0].iter().zip(&transcripts[1]).enumerate() {
+        assert_eq!(
+            e, p,
+            "response {i} differs between the embedded backend and PostgreSQL"
+        );
+    }
+    assert_eq!(transcripts[0].len(), transcripts[1].len());
+    drop(pg);
+    // Only the video jobs stay on the node (docs/scale-out.md).
+    let mut local = Vec::new();
+    walk(&node_data, &node_data, &mut local);
+    local.sort();
+    assert_eq!(
+        local,
+        ["video", kenning_video::service::JOBS_FILE],
+        "a node on a database kept something on local disk"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A primary and a synchronous standby of their own (scripts/postgres.sh
+/// start DIR --standby), stopped and removed when dropped.
+struct Cluster {
+    dir: PathBuf,
+    primary: String,
+    standby: String,
+}
+
+impl Cluster {
+    fn script(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(common::root().join("scripts/postgres.sh"))
+            .arg(args[0])
+            .arg(dir)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/postgres.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn start() -> Self {
+        // Under /tmp: as root the servers run as nobody, who must reach DIR.
+        let dir = PathBuf::from("/tmp").join(unique("kenning-failover"));
+        let out = Self::script(&dir, &["start", "--standby"]);
+        let url = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {out}"))
+                .to_owned()
+        };
+        Self {
+            primary: url("primary"),
+            standby: url("standby"),
+            dir,
+        }
+    }
+
+    /// Both servers in one URL; writes go to whichever accepts them.
+    fn multi_host(&self) -> String {
+        let host = |url: &str| {
+            let at = url.rfind('@').unwrap();
+            let slash = url[at..].find('/').unwrap() + at;
+            url[at + 1..slash].to_owned()
+        };
+        let at = self.primary.rfind('@').unwrap();
+        format!(
+            "{}@{},{}/kenning?target_session_attrs=read-write",
+            &self.primary[..at],
+            host(&self.primary),
+            host(&self.standby)
+        )
+    }
+
+    /// kill -9 of the primary's postmaster.
+    fn kill_primary(&self) {
+        let pid = std::fs::read_to_string(self.dir.join("primary/postmaster.pid")).unwrap();
+        let pid = pid.lines().next().unwrap().trim().to_owned();
+        assert!(Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
+/// Promotes the standby of the cluster in `dir` and stops it waiting for a
+/// standby of its own, which it inherited from the primary's settings
+/// (docs/scale-out.md).
+fn promote(dir: &Path, standby: &str) {
+    Cluster::script(dir, &["promote"]);
+    sql(standby, "ALTER SYSTEM SET synchronous_standby_names = ''");
+    sql(standby, "SELECT pg_reload_conf()");
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        Self::script(&self.dir, &["stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What the client knows about its writes.
+#[derive(Default)]
+struct Log {
+    /// Faces acknowledged (FaceId to ExternalImageId).
+    acked: BTreeMap<String, String>,
+    /// ExternalImageIds of requests whose outcome the client never learnt.
+    uncertain: BTreeSet<String>,
+}
+
+/// Indexes `photo` through the first node that acknowledges it, trying
+/// the others on failures (each attempt with its own ExternalImageId), for
+/// up to a minute. Returns when the write was acknowledged.
+fn index_with_retries(nodes: &[&Server], start: usize, photo: &Path, name: &str, log: &mut Log) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let bytes = image(photo);
+    for attempt in 0.. {
+        assert!(Instant::now() < deadline, "{name}: no node acknowledged it");
+        let node = nodes[(start + attempt) % nodes.len()];
+        let ext = format!("{name}-{attempt}");
+        let body = json!({ "CollectionId": "failover", "Image": bytes, "ExternalImageId": ext });
+        match try_signed(
+            &node.addr,
+            "IndexFaces",
+            &body.to_string(),
+            (KEY_ID, SECRET),
+            now(),
+            &[],
+        ) {
+            Ok((200, _, text)) => {
+                let v: Value = serde_json::from_str(&text).unwrap();
+                for r in v["FaceRecords"].as_array().unwrap() {
+                    let id = r["Face"]["FaceId"].as_str().unwrap().to_owned();
+                    log.acked.insert(id, ext.clone());
+                }
+                return;
+            }
+            Ok((status, _, text)) => {
+                // Only the database being away may refuse a valid request.
+                assert!(
+                    status == 503 || status == 500,
+                    "{name}: unexpected {status}: {text}"
+                );
+                log.uncertain.insert(ext);
+            }
+            Err(_) => {
+                log.uncertain.insert(ext);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Two nodes on a primary with a synchronous standby: one node is killed
+/// (-9) in the middle of a request and the client carries on through the
+/// other; then the primary is killed (-9) and the standby promoted. Every
+/// acknowledged face is there afterwards, none twice, nothing appears that
+/// the client did not send, and the audit chain verifies.
+#[test]
+fn failover_loses_no_acknowledged_write() {
+    let test = "failover_loses_no_acknowledged_write";
+    let Some(data) = common::data(test) else {
+        return;
+    };
+    if server(test).is_none() {
+        return;
+    }
+    let cluster = Cluster::start();
+    let url = cluster.multi_host();
+    let dir = std::env::temp_dir().join(unique("kenning-failover-nodes"));
+    let key = master_key(&dir);
+    let args = [
+        "--database",
+        &url,
+        "--master-key-file",
+        key.to_str().unwrap(),
+    ];
+    let a = Server::start_in(dir.join("a"), &args);
+    let b = Server::start_in(dir.join("b"), &args);
+    call(
+        &a,
+        "CreateCollection",
+        &json!({ "CollectionId": "failover" }),
+    );
+
+    let photos = photos(&data);
+    let mut photos = photos.iter().cycle().take(24).enumerate();
+    let mut log = Log::default();
+    for (i, p) in photos.by_ref().take(6) {
+        index_with_retries(&[&a, &b], i, p, &format!("p{i}"), &mut log);
+    }
+    // Node a dies in the middle of a request to it.
+    let pid = a.pid().to_string();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    });
+    let (i, p) = photos.next().unwrap();
+    index_with_retries(&[&a, &b], 0, p, &format!("p{i}"), &mut log);
+    killer.join().unwrap();
+    for (i, p) in photos.by_ref().take(6) {
+        index_with_retries(&[&a, &b], i, p, &format!("p{i}"), &mut log);
+    }
+    let acked_before = log.acked.len();
+
+    // The primary dies; the standby is promoted while the client retries.
+    cluster.kill_primary();
+    let killed = Instant::now();
+    let promoter = {
+        let (dir, standby) = (cluster.dir.clone(), cluster.standby.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            promote(&dir, &standby);
+        })
+    };
+    let (i, p) = photos.next().unwrap();
+    index_with_retries(&[&a, &b], 1, p, &format!("p{i}"), &mut log);
+    let outage = killed.elapsed();
+    promoter.join().unwrap();
+    for (i, p) in photos {
+        index_with_retries(&[&a, &b], i, p, &format!("p{i}"), &mut log);
+    }
+    eprintln!(
+        "{test}: {} faces acknowledged ({acked_before} before the primary died), {} requests \
+         with unknown outcome; first write after the primary's death acknowledged {:.1} s later",
+        log.acked.len(),
+        log.uncertain.len(),
+        outage.as_secs_f64()
+    );
+
+    // What the database holds, through the surviving node.
+    let mut stored: Vec<(String, String)> = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({ "CollectionId": "failover", "MaxResults": 100 });
+        if let Some(t) = &token {
+            body["NextToken"] = json!(t);
+        }
+        let page = call(&b, "ListFaces", &body);
+        for f in page["Faces"].as_array().unwrap() {
+            stored.push((
+                f["FaceId"].as_str().unwrap().to_owned(),
+                f["ExternalImageId"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["NextToken"].as_str() {
+            Some(t) => token = Some(t.to_owned()),
+            None => break,
+        }
+    }
+    let ids: BTreeSet<&String> = stored.iter().map(|(id, _)| id).collect();
+    assert_eq!(ids.len(), stored.len(), "a face is listed twice");
+    for (id, ext) in &log.acked {
+        assert!(ids.contains(id), "acknowledged face {id} ({ext}) was lost");
+    }
+    for (id, ext) in &stored {
+        assert!(
+            log.acked.contains_key(id) || log.uncertain.contains(ext),
+            "face {id} ({ext}) was never sent by the client"
+        );
+    }
+    // The search path works on the promoted primary too.
+    let found = call(
+        &b,
+        "SearchFacesByImage",
+        &json!({ "CollectionId": "failover", "Image": image(p), "MaxFaces": 1 }),
+    );
+    assert_eq!(found["FaceMatches"].as_array().unwrap().len(), 1, "{found}");
+
+    let out = Command::new(common::kenning_bin())
+        .args(["audit", "verify", "--database", &cluster.standby])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success() && report["Valid"] == true, "{report}");
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kenning serve --database DB` with whatever else `args` gives, expected
+/// to refuse to start: its exit status and what it printed.
+fn serve_refused(dir: &Path, db: &str, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let key = master_key(dir);
+    let out = Command::new(common::kenning_bin())
+        .arg("--models")
+        .arg(common::models())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.join("node"))
+        .args(["--database", db, "--master-key-file", key.to_str().unwrap()])
+        .args(args)
+        .env("KENNING_ACCESS_KEY_ID", KEY_ID)
+        .env("KENNING_SECRET_ACCESS_KEY", SECRET)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status, text)
+}
+
+/// The faults of a node on a database, as its clients and operators see
+/// them: a database unreachable at start is named (without its password)
+/// and the node exits non-zero; a database lost while serving answers 503
+/// ThrottlingException naming it, and the node reconnects once it is back;
+/// a database of a newer schema version is refused at start.
+#[test]
+fn database_faults_at_start_and_while_serving() {
+    let test = "database_faults_at_start_and_while_serving";
+    let Some(db) = TestDb::new(test) else {
+        return;
+    };
+    let admin = server(test).unwrap();
+    let dir = std::env::temp_dir().join(unique("kenning-db-faults"));
+
+    // Unreachable at start: a port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (status, text) = serve_refused(
+        &dir,
+        &format!("postgresql://kenning:hunter2secret@127.0.0.1:{port}/kenning"),
+        &[],
+    );
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains(&format!("postgresql://kenning@127.0.0.1:{port}/kenning")),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2secret"), "{text}");
+
+    // Lost while serving: connections are cut and refused, then allowed again.
+    let key = master_key(&dir);
+    let node = Server::start_in(
+        dir.join("node"),
+        &[
+            "--database",
+            &db.url,
+            "--master-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    call(
+        &node,
+        "CreateCollection",
+        &json!({ "CollectionId": "lost" }),
+    );
+    sql(
+        &admin,
+        &format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false", db.name()),
+    );
+    sql(
+        &admin,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+            db.name()
+        ),
+    );
+    let describe = json!({ "CollectionId": "lost" }).to_string();
+    for _ in 0..3 {
+        let (status, _, text) = signed(
+            &node.addr,
+            "DescribeCollection",
+            &describe,
+            (KEY_ID, SECRET),
+            now(),
+        );
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (status, v["__type"].as_str()),
+            (503, Some("ThrottlingException")),
+            "{text}"
+        );
+        let message = v["message"].as_str().or(v["Message"].as_str()).unwrap();
+        assert!(message.contains("database"), "{text}");
+        assert!(!message.contains(&db.password()), "{text}");
+    }
+    sql(
+        &admin,
+        &format!("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true", db.name()),
+    );
+    let back = (0..20).any(|_| {
+        let (status, _, _) = signed(
+            &node.addr,
+            "DescribeCollection",
+            &describe,
+            (KEY_ID, SECRET),
+            now(),
+        );
+        status == 200 || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+    assert!(back, "the node did not reconnect");
+    drop(node);
+
+    // A newer schema (as a newer Kenning would leave it) is refused.
+    sql(
+        &db.url,
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES (1000000, 'future', 'x')",
+    );
+    let (status, text) = serve_refused(&dir, &db.url, &[]);
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("schema version 1000000") && text.contains("upgrade Kenning"),
+        "{text}"
+    );
+    assert!(!text.contains(&db.password()), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
