@@ -700,6 +700,7 @@ fn item(id: &str, required: u8) -> ReviewItem {
         other_decisions: 0,
         created_at: 0,
         probe_face: None,
+        video_frame: None,
     }
 }
 
