@@ -430,7 +430,7 @@ def test_auditor_report_counts_exactly_that_search_and_confirmation():
     # differentials of the calibration the search used.
     assert "Calibration: sface-2021dec (fair)" in main.text
     assert "No measurement of this calibration's demographic differentials" not in main.text
-    measured = d.find_elements(By.XPATH, "//h4[.='Calibration: sface-2021dec (fair)']/following-sibling::table[1]//tbody/tr")
+    measured = d.find_elements(By.XPATH, "//h4[.='Calibration: sface-2021dec (fair)']/following-sibling::div[contains(@class,'table-wrap')][1]//tbody/tr")
     cells = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in measured]
     assert any(c[0] == "sface-2021dec (fair) by gender x race" and c[1].startswith("Similarity 80") for c in cells), cells
     head = d.find_element(By.ID, "head-hash").text

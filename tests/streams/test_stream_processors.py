@@ -338,8 +338,14 @@ def test_a_live_camera_is_searched_and_survives_its_source_dropping(rek, hamilto
         assert t["StreamProcessor"] == "cam-proc" and t["FirstSeen"] <= t["LastSeen"]
         assert wait_status(rek, "cam-proc", {"RUNNING"})["Status"] == "RUNNING"
         # Resuming with Last-Event-ID replays exactly what came after it.
-        with feed.lock:
-            seen = [e[0] for e in feed.events if e[0] is not None]
+        # Records keep coming while the looped clip plays; wait for three.
+        deadline = time.time() + 60
+        while True:
+            with feed.lock:
+                seen = [e[0] for e in feed.events if e[0] is not None]
+            if len(seen) >= 3 or time.time() > deadline:
+                break
+            time.sleep(0.2)
         assert len(seen) >= 3 and seen == sorted(seen)
         again = Feed("/v1/stream-outputs/matches/events", last_id=seen[-3])
         again.wait(lambda e: e[0] == seen[-1], what="the replayed events")

@@ -205,13 +205,13 @@ pub fn body(r: &AccountabilityReport, evals: &[EvalReport]) -> Markup {
                         @if ds.is_empty() {
                             p { "No measurement of this calibration's demographic differentials is available to the service." }
                         } @else {
-                            table {
+                            div.table-wrap { table {
                                 thead { tr { th { "Measured" } th { "At" } th { "Overall FMR" } th { "Overall FNMR" } th { "Highest FMR group" } th { "Lowest FMR group" } th { "Ratio" } } }
                                 tbody { @for d in &ds { tr {
                                     td { (d.report) } td { (d.threshold) } td { (rate(d.overall_fmr)) } td { (rate(d.overall_fnmr)) }
                                     td { (d.worst) } td { (d.best) } td { (ratio_words(d)) }
                                 } } }
-                            }
+                            } }
                         }
                     }
                 }
