@@ -7,12 +7,12 @@ use deadpool_postgres::{GenericClient, Transaction};
 use kenning_audit::Trail;
 use kenning_core::BoundingBox;
 use kenning_store::{
-    check_faces_fit, check_max_results, collection_arn, exact_distance, make_token, parse_face_id,
-    parse_face_ids, plan_associate, plan_delete, plan_disassociate, read_seq_token, read_str_token,
-    user_status, validate_collection_id, validate_new_faces, validate_user_id, Auditor,
-    BatchOutcome, Change, Collection, Distance, Expiry, Face, FaceModel, FaceStore, Found, Nearest,
-    Neighbour, NewCollection, NewFace, OnAssociated, Page, Result, StoreError, TokenKind, User,
-    VerifyReport, DEFAULT_LIST_RESULTS, MAX_DELETE_IDS, MAX_LIST_RESULTS, MAX_LIST_USERS,
+    check_faces_fit, check_max_results, collection_arn, exact_distance, make_token, paginate,
+    parse_face_id, parse_face_ids, plan_associate, plan_delete, plan_disassociate, read_seq_token,
+    read_str_token, user_status, validate_collection_id, validate_new_faces, validate_user_id,
+    Auditor, BatchOutcome, Change, Collection, Distance, Expiry, Face, FaceModel, FaceStore, Found,
+    Nearest, Neighbour, NewCollection, NewFace, OnAssociated, Page, Result, StoreError, TokenKind,
+    User, VerifyReport, DEFAULT_LIST_RESULTS, MAX_DELETE_IDS, MAX_LIST_RESULTS, MAX_LIST_USERS,
 };
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -137,18 +137,6 @@ fn user_row(row: &Row) -> User {
 
 fn now_ms() -> u64 {
     kenning_audit::now_ms().unwrap_or(0)
-}
-
-/// Keeps the first `max` items; a token from the last one when more remain.
-fn paginate<T>(mut items: Vec<T>, max: usize, token_of: impl Fn(&T) -> String) -> Page<T> {
-    let more = items.len() > max;
-    items.truncate(max);
-    let next_token = if more {
-        items.last().map(token_of)
-    } else {
-        None
-    };
-    Page { items, next_token }
 }
 
 /// Collections, faces and users of one PostgreSQL database.

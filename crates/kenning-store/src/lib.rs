@@ -50,12 +50,12 @@ pub use hook::{Change, CommitHook};
 pub use kenning_core::fair::Distance;
 pub use store::{Embeddings, Store, DB_FILE, FORMAT_VERSION};
 pub use types::{
-    check_faces_fit, check_max_results, collection_arn, make_token, parse_face_id, parse_face_ids,
-    plan_associate, plan_delete, plan_disassociate, read_seq_token, read_str_token, read_token,
-    user_status, validate_collection_id, validate_external_image_id, validate_new_faces,
-    validate_user_id, BatchOutcome, Collection, Expiry, Face, FaceModel, FaceReason, Found,
-    NewCollection, NewFace, OnAssociated, Page, TokenKind, Unsuccessful, User, UserStatus,
-    VerifyReport, DEFAULT_LIST_RESULTS, MAX_ASSOCIATE_IDS, MAX_DELETE_IDS, MAX_FACES_PER_USER,
-    MAX_LIST_RESULTS, MAX_LIST_USERS,
+    check_faces_fit, check_max_results, collection_arn, make_token, paginate, parse_face_id,
+    parse_face_ids, plan_associate, plan_delete, plan_disassociate, read_seq_token, read_str_token,
+    read_token, user_status, validate_collection_id, validate_external_image_id,
+    validate_new_faces, validate_user_id, BatchOutcome, Collection, Expiry, Face, FaceModel,
+    FaceReason, Found, NewCollection, NewFace, OnAssociated, Page, TokenKind, Unsuccessful, User,
+    UserStatus, VerifyReport, DEFAULT_LIST_RESULTS, MAX_ASSOCIATE_IDS, MAX_DELETE_IDS,
+    MAX_FACES_PER_USER, MAX_LIST_RESULTS, MAX_LIST_USERS,
 };
 pub use uuid::Uuid;

@@ -219,19 +219,6 @@ fn tick(txn: &WriteTransaction) -> Result<u64> {
     Ok(next)
 }
 
-/// Keeps the first `max` items and returns a token made from the last kept
-/// one when there were more.
-fn paginate<T>(mut items: Vec<T>, max: usize, token_of: impl Fn(&T) -> String) -> Page<T> {
-    let more = items.len() > max;
-    items.truncate(max);
-    let next_token = if more {
-        items.last().map(token_of)
-    } else {
-        None
-    };
-    Page { items, next_token }
-}
-
 /// An open database file. `compact` replaces the file and retires the old
 /// handle; writers that queued on a retired handle retry on the new one.
 struct Handle {

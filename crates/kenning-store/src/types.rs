@@ -226,6 +226,19 @@ pub struct Page<T> {
     pub next_token: Option<String>,
 }
 
+/// Keeps the first `max` items and returns a token made from the last kept
+/// one when there were more (every backend's list operations page alike).
+pub fn paginate<T>(mut items: Vec<T>, max: usize, token_of: impl Fn(&T) -> String) -> Page<T> {
+    let more = items.len() > max;
+    items.truncate(max);
+    let next_token = if more {
+        items.last().map(token_of)
+    } else {
+        None
+    };
+    Page { items, next_token }
+}
+
 /// Result of [`crate::Store::verify`]: cross-table consistency of every collection.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VerifyReport {
