@@ -108,6 +108,11 @@ fn http(
     crate::server::http(addr, method, path, &h(headers), body)
 }
 
+/// A GET of a console page with session cookie `cookie`.
+fn get(addr: &str, path: &str, cookie: &str) -> (u16, Vec<(String, String)>, String) {
+    http(addr, "GET", path, &[("cookie", cookie)], b"")
+}
+
 /// The value of a hidden input in a page.
 fn hidden(page: &str, name: &str) -> String {
     let at = page
@@ -248,13 +253,7 @@ fn console_http_contract() {
     );
     let session = cookie(&h, "kenning_session");
     assert_eq!(audit(&s.data).last().unwrap()["outcome"], "ok");
-    let (status, _, page) = http(
-        addr,
-        "GET",
-        "/console/collections",
-        &[("cookie", &session)],
-        b"",
-    );
+    let (status, _, page) = get(addr, "/console/collections", &session);
     assert_eq!(status, 200);
     let csrf = hidden(&page, "csrf");
     // A change without the session's token is refused; with it, it runs.
@@ -348,26 +347,14 @@ fn console_http_contract() {
     let signed_in = audit(&s.data).last().unwrap().clone();
     assert_eq!(signed_in["access_key"], operator);
     assert_eq!(signed_in["details"]["With"], "ApiToken");
-    let (status, _, page) = http(
-        addr,
-        "GET",
-        "/console/search",
-        &[("cookie", &by_token)],
-        b"",
-    );
+    let (status, _, page) = get(addr, "/console/search", &by_token);
     assert_eq!(status, 200);
     assert!(
         page.contains(operator) && page.contains("operator"),
         "{page}"
     );
     kenning(&["keys", "token", "revoke", t["TokenId"].as_str().unwrap()]);
-    let (status, h, _) = http(
-        addr,
-        "GET",
-        "/console/search",
-        &[("cookie", &by_token)],
-        b"",
-    );
+    let (status, h, _) = get(addr, "/console/search", &by_token);
     assert_eq!(status, 303);
     assert!(
         header(&h, "location").unwrap().ends_with("&revoked=1"),
@@ -375,13 +362,7 @@ fn console_http_contract() {
     );
     // Idle for longer than the timeout: the session is gone.
     std::thread::sleep(Duration::from_millis(3500));
-    let (status, h, _) = http(
-        addr,
-        "GET",
-        "/console/collections",
-        &[("cookie", &session)],
-        b"",
-    );
+    let (status, h, _) = get(addr, "/console/collections", &session);
     assert_eq!(status, 303);
     assert!(
         header(&h, "location").unwrap().ends_with("&expired=1"),
