@@ -24,6 +24,12 @@ const SEARCHES: &[&str] = &[
     "StreamFaceSearch",
 ];
 
+/// Operations that set up searches run later (a stream processor searches
+/// its frames once started): refused by the collection's policy, they are
+/// searches refused by policy, as a refused StartFaceSearch is; when they
+/// succeed, the searches are counted as they run (`StreamFaceSearch`).
+const SEARCH_SETUPS: &[&str] = &["CreateStreamProcessor", "StartStreamProcessor"];
+
 /// What a report covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReportQuery {
@@ -61,7 +67,8 @@ pub struct Tally {
     pub candidates_pending: u64,
     /// Reviewers' decisions (a two-reviewer confirmation counts two).
     pub review_decisions: u64,
-    /// Searches refused because they broke the collection's policy.
+    /// Searches refused because they broke the collection's policy
+    /// (stream processors refused at Create or Start included).
     pub searches_refused_by_policy: u64,
     /// Searches refused for another reason (role, scope, bad request) or
     /// that failed.
@@ -195,6 +202,9 @@ fn tally(t: &mut Tally, r: &Record) {
         return;
     }
     if !ok {
+        if SEARCH_SETUPS.contains(&op) && detail("PolicyRule").is_some() {
+            t.searches_refused_by_policy += 1;
+        }
         return;
     }
     match op {

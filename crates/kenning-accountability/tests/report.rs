@@ -219,3 +219,54 @@ fn counts_searches_reviews_refusals_and_deletions_per_collection_purpose_and_cas
     .unwrap();
     assert_eq!(later.totals, Default::default());
 }
+
+#[test]
+fn stream_processors_refused_by_policy_count_as_refused_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path).unwrap();
+    let refused = |op: &str, rule: Option<&str>| {
+        let mut e = entry(op, "watch", None, Some("doors"));
+        e.outcome = "AccessDeniedException".into();
+        e.details = rule.map(|r| json!({ "PolicyRule": r, "StreamProcessor": "door" }));
+        e
+    };
+    // Refused by the policy at Create (no case) and at Start (streams
+    // forbidden since): two refused searches, by rule.
+    log.append(refused("CreateStreamProcessor", Some("RequireCase")))
+        .unwrap();
+    log.append(refused("StartStreamProcessor", Some("AllowStreams")))
+        .unwrap();
+    // Refused for a role, or created and started: no search refused or run.
+    log.append(refused("StartStreamProcessor", None)).unwrap();
+    log.append(entry("CreateStreamProcessor", "watch", Some("C-9"), None))
+        .unwrap();
+    log.append(entry("StartStreamProcessor", "watch", Some("C-9"), None))
+        .unwrap();
+    // Its frames with matches are the searches.
+    let mut frame = search("watch", "C-9", 80.0, &[("f1", 88.0)], &[]);
+    frame.operation = "StreamFaceSearch".into();
+    let (last, _) = log.append(frame).unwrap();
+    let q = ReportQuery {
+        from_ms: 0,
+        to_ms: last.time_ms + 1,
+        ..ReportQuery::default()
+    };
+    let r = file_report(&path, &q, |_| true).unwrap();
+    let t = &r.totals;
+    assert_eq!(
+        (
+            t.searches,
+            t.searches_refused_by_policy,
+            t.searches_refused_other
+        ),
+        (1, 2, 0),
+        "{t:?}"
+    );
+    assert_eq!(r.refusals_by_rule.get("RequireCase"), Some(&1));
+    assert_eq!(r.refusals_by_rule.get("AllowStreams"), Some(&1));
+    let watch = &r.collections[0];
+    assert_eq!(watch.tally.searches_refused_by_policy, 2);
+    let doors = r.purposes.iter().find(|p| p.name == "doors").unwrap();
+    assert_eq!(doors.tally.searches_refused_by_policy, 2);
+}
