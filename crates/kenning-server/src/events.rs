@@ -218,6 +218,7 @@ async fn pump(
         if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
             return;
         }
+        hub.count_delivered(since.events.len());
         if more {
             continue;
         }
@@ -251,5 +252,72 @@ impl HttpBody for Feed {
         self.0
             .poll_recv(cx)
             .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `id:` lines in `chunks`.
+    fn ids(chunks: &[Bytes]) -> Vec<u64> {
+        chunks
+            .iter()
+            .flat_map(|c| {
+                String::from_utf8_lossy(c)
+                    .into_owned()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|l| l.strip_prefix("id: ").and_then(|i| i.parse().ok()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn delivered_counts_records_sent_to_each_client_not_clients() {
+        let hub = Arc::new(EventHub::new(kenning_streams::config::Replay {
+            events: 100,
+            bytes: 1 << 20,
+            max_age: Duration::from_secs(60),
+        }));
+        let (_closing_tx, closing) = tokio::sync::watch::channel(false);
+        let before = hub.publish("{\"n\":0}".into());
+        // A client that resumes after the first event, and a new one.
+        let (tx_a, mut rx_a) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let (tx_b, mut rx_b) = tokio::sync::mpsc::channel::<Bytes>(64);
+        tokio::spawn(pump(hub.clone(), Some(before), tx_a, closing.clone()));
+        tokio::spawn(pump(hub.clone(), None, tx_b, closing.clone()));
+        // Both are waiting (the first chunk, `retry:`, is sent at once).
+        let (mut got_a, mut got_b) = (
+            vec![rx_a.recv().await.unwrap()],
+            vec![rx_b.recv().await.unwrap()],
+        );
+        let published: Vec<u64> = (1..=5)
+            .map(|n| hub.publish(format!("{{\"n\":{n}}}")))
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while ids(&got_a).len() < 5 || ids(&got_b).len() < 5 {
+            let next = tokio::select! {
+                Some(c) = rx_a.recv() => (true, c),
+                Some(c) = rx_b.recv() => (false, c),
+                () = tokio::time::sleep_until(deadline) => panic!("feeds stalled"),
+            };
+            if next.0 {
+                got_a.push(next.1)
+            } else {
+                got_b.push(next.1)
+            }
+        }
+        assert_eq!(ids(&got_a), published);
+        assert_eq!(ids(&got_b), published);
+        // Ten records went out (five to each of the two clients); each
+        // pump counts right after handing its chunk over.
+        while hub.delivered() < 10 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(hub.delivered(), 10);
+        assert_eq!(hub.subscribers(), 2);
+        drop((rx_a, rx_b));
     }
 }

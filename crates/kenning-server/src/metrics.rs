@@ -217,19 +217,30 @@ fn stream_registry(streams: &kenning_streams::StreamService) -> Registry {
     let delivered = Family::<SinkLabels, Counter>::default();
     let dropped = Family::<SinkLabels, Counter>::default();
     let failed = Family::<SinkLabels, Counter>::default();
+    let clients = Family::<SinkLabels, Gauge>::default();
     for s in sinks {
         let labels = SinkLabels {
             output: s.output,
             sink: s.kind,
         };
+        if s.kind == "sse" {
+            clients
+                .get_or_create(&labels)
+                .set(i64::try_from(s.clients).unwrap_or(i64::MAX));
+        }
         delivered.get_or_create(&labels).inc_by(s.delivered);
         dropped.get_or_create(&labels).inc_by(s.dropped);
         failed.get_or_create(&labels).inc_by(s.failed);
     }
     r.register(
         "kenning_stream_output_delivered",
-        "Records delivered by a webhook or file sink (SSE: clients connected now)",
+        "Records a sink delivered: POSTed, written, or sent to each Server-Sent Events client",
         delivered,
+    );
+    r.register(
+        "kenning_stream_output_clients",
+        "Server-Sent Events clients connected now",
+        clients,
     );
     r.register(
         "kenning_stream_output_dropped",

@@ -58,6 +58,7 @@ pub struct EventHub {
     first_id: u64,
     limits: Replay,
     tick: tokio::sync::watch::Sender<u64>,
+    delivered: AtomicU64,
 }
 
 impl EventHub {
@@ -75,6 +76,7 @@ impl EventHub {
             first_id,
             limits,
             tick: tokio::sync::watch::channel(first_id - 1).0,
+            delivered: AtomicU64::new(0),
         }
     }
 
@@ -144,6 +146,17 @@ impl EventHub {
     /// Clients connected now.
     pub fn subscribers(&self) -> usize {
         self.tick.receiver_count()
+    }
+
+    /// Counts `n` events handed to a client's connection (replays
+    /// included: each client's copy counts).
+    pub fn count_delivered(&self, n: usize) {
+        self.delivered.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Events handed to clients so far, over every client.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
     }
 }
 

@@ -203,8 +203,11 @@ pub struct SinkStats {
     pub output: String,
     /// `sse`, `webhook` or `file`.
     pub kind: &'static str,
-    /// Records delivered or written (SSE: clients connected now).
+    /// Records delivered or written (SSE: sent to clients, each client's
+    /// copy counted).
     pub delivered: u64,
+    /// Clients connected now (SSE; 0 for webhooks and files).
+    pub clients: u64,
     /// Records dropped because the sink was behind.
     pub dropped: u64,
     /// Records given up on.
@@ -414,7 +417,8 @@ impl StreamService {
                 sinks.push(SinkStats {
                     output: name.clone(),
                     kind: "sse",
-                    delivered: h.subscribers() as u64,
+                    delivered: h.delivered(),
+                    clients: h.subscribers() as u64,
                     dropped: 0,
                     failed: 0,
                 });
@@ -425,6 +429,7 @@ impl StreamService {
                     output: name.clone(),
                     kind: q.kind,
                     delivered: q.counts.delivered.load(Relaxed),
+                    clients: 0,
                     dropped: q.queue.dropped(),
                     failed: q.counts.failed.load(Relaxed),
                 });
