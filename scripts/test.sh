@@ -10,6 +10,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup-models.sh
 bash scripts/setup-ffmpeg.sh
+bash scripts/setup-rtsp.sh
 bash scripts/setup-test-models.sh
 bash scripts/setup-test-python.sh
 bash scripts/setup-browser.sh

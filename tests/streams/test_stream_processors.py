@@ -4,17 +4,17 @@ members and errors (every response checked against botocore's model by
 conftest.py), a processor on a live HTTP MPEG-TS source that ffmpeg
 serves on loopback from the Hamilton clip, its records read as Server-Sent
 Events (and resumed with Last-Event-ID), the source killed and brought
-back, a processor on a looped file whose faces all match nothing, HLS and
-MJPEG sources, a source sending garbage (backoff), a webhook receiver that
+back, a processor on a looped file whose faces all match nothing, HLS,
+MJPEG and RTSP sources, a source sending garbage (backoff), a webhook receiver that
 verifies signatures, fails and stalls, the rotating file output, and a
 collection whose policy requires a case and review.
 
 Started by crates/kenning-cli/tests/streams.rs, which runs the server with
 --stream-source cam=http://127.0.0.1:PORT/cam.ts, door=<bucket>/clip#loop,
-crowd=<bucket>/crowd#loop, junk=, hls=, mjpeg= (URLs on the ports below),
+crowd=<bucket>/crowd#loop, junk=, hls=, mjpeg=, rtsp= (URLs on the ports below),
 hook=, cased= (the clip, looped) and --stream-output matches=sse,
 matches=FILE, crowd-out=sse, crowd-out=FILE, door-out=sse, junk-out=sse,
-hls-out=sse, mjpeg-out=sse, hooked=http://127.0.0.1:HOOK/hook?receiver=test,
+hls-out=sse, mjpeg-out=sse, rtsp-out=sse, hooked=http://127.0.0.1:HOOK/hook?receiver=test,
 hooked=FILE, cased-out=sse, --stream-queue 4 and a small
 --stream-file-max-bytes, and passes:
   KENNING_ENDPOINT, KENNING_TEST_KEY_ID, KENNING_TEST_SECRET,
@@ -22,7 +22,7 @@ hooked=FILE, cased-out=sse, --stream-queue 4 and a small
   (JSON [id, secret, token] of an operator key), KENNING_TEST_REFERENCE
   (the reference photos' folder), KENNING_TEST_CLIP (the Hamilton clip),
   KENNING_TEST_CAM_PORT (where the live source must listen),
-  KENNING_TEST_STREAMS (JSON: junk_port, hls_port, mjpeg_port, hook_port,
+  KENNING_TEST_STREAMS (JSON: junk_port, hls_port, mjpeg_port, rtsp_port, hook_port,
   hook_file, file_max_bytes, auditor [id, secret]) and
   KENNING_NOTIFY_SECRET (the webhooks' signing key).
 Afterwards it kills the server (SIGKILL) with the processors the last test
@@ -44,15 +44,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import boto3
 import botocore.session
 import botocore_shapes
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from kenning_server import enrol, error_code as code, rekognition, until
 
 ENDPOINT = os.environ.get("KENNING_ENDPOINT")
 KEY_ID = os.environ.get("KENNING_TEST_KEY_ID")
@@ -71,6 +70,8 @@ MODEL = botocore.session.get_session().get_service_model("rekognition")
 FACE_DETAIL = MODEL.shape_for("FaceDetail")
 FACE_MATCH = MODEL.shape_for("FaceMatch")
 ROLE = "arn:aws:iam::123456789012:role/RekognitionStreams"
+LIN = ("lin-manuel-miranda",)
+BOTH = ("lin-manuel-miranda", "alex-lacamoire")
 
 
 def kvs(name):
@@ -88,19 +89,8 @@ if not (ENDPOINT and KEY_ID and SECRET):
     )
 
 
-def client(key=(KEY_ID, SECRET), validate=True):
-    return boto3.client(
-        "rekognition",
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id=key[0],
-        aws_secret_access_key=key[1],
-        config=Config(retries={"max_attempts": 1}, parameter_validation=validate),
-    )
-
-
-def code(excinfo):
-    return excinfo.value.response["Error"]["Code"]
+def client(key=(KEY_ID, SECRET), validate=True, case=None):
+    return rekognition(key=key[:2], case=case, parameter_validation=validate)
 
 
 def settings(threshold=None, collection="hamilton"):
@@ -123,13 +113,13 @@ def create(rek, name, source, output, **kw):
 
 
 def wait_status(rek, name, want, timeout=60):
-    deadline = time.time() + timeout
-    while True:
-        d = rek.describe_stream_processor(Name=name)
-        if d["Status"] in want:
-            return d
-        assert time.time() < deadline, f"{name}: {d['Status']} {d.get('StatusMessage')}"
-        time.sleep(0.2)
+    last = {}
+
+    def reached():
+        last.update(rek.describe_stream_processor(Name=name))
+        return last["Status"] in want and dict(last)
+
+    return until(reached, timeout, lambda _: f"{name}: {last['Status']} {last.get('StatusMessage')}")
 
 
 class Feed:
@@ -166,29 +156,36 @@ class Feed:
             pass
 
     def wait(self, pred, timeout=120, what="an event"):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def first():
             with self.lock:
-                for e in self.events:
-                    if pred(e):
-                        return e
-            time.sleep(0.1)
-        raise AssertionError(f"no {what} within {timeout} s; got {len(self.events)} events")
+                return next((e for e in self.events if pred(e)), None)
+
+        return until(first, timeout, lambda _: f"{what}; got {len(self.events)} events", every=0.1)
+
+    def count(self, n, timeout=60):
+        """Waits for `n` events with ids; returns their ids."""
+
+        def ids():
+            with self.lock:
+                seen = [e[0] for e in self.events if e[0] is not None]
+            return len(seen) >= n and seen
+
+        return until(ids, timeout, f"{n} events")
 
     def close(self):
         self.resp.close()
 
 
+def ffmpeg_live(*out_args):
+    """ffmpeg playing the Hamilton clip live, looped, with `out_args` as output."""
+    return subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", CLIP, *out_args]
+    )
+
+
 def serve_cam():
     """ffmpeg serving the clip live, looped, as MPEG-TS over HTTP on loopback."""
-    p = subprocess.Popen(
-        [
-            "ffmpeg", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", CLIP,
-            "-c", "copy", "-f", "mpegts", "-listen", "1",
-            f"http://127.0.0.1:{CAM_PORT}/cam.ts",
-        ]
-    )
-    return p
+    return ffmpeg_live("-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{CAM_PORT}/cam.ts")
 
 
 def matched(record, who):
@@ -206,16 +203,7 @@ def rek():
 
 @pytest.fixture(scope="module")
 def hamilton(rek):
-    rek.create_collection(CollectionId="hamilton")
-    for who in ("lin-manuel-miranda", "alex-lacamoire"):
-        r = rek.index_faces(
-            CollectionId="hamilton",
-            Image={"Bytes": (REFERENCE / f"{who}.png").read_bytes()},
-            ExternalImageId=who,
-            MaxFaces=1,
-        )
-        assert len(r["FaceRecords"]) == 1
-    return "hamilton"
+    return enrol(rek, "hamilton", REFERENCE, BOTH)
 
 
 def test_create_follows_rekognition(rek, hamilton):
@@ -339,19 +327,19 @@ def test_a_live_camera_is_searched_and_survives_its_source_dropping(rek, hamilto
         assert wait_status(rek, "cam-proc", {"RUNNING"})["Status"] == "RUNNING"
         # Resuming with Last-Event-ID replays exactly what came after it.
         # Records keep coming while the looped clip plays; wait for three.
-        deadline = time.time() + 60
-        while True:
-            with feed.lock:
-                seen = [e[0] for e in feed.events if e[0] is not None]
-            if len(seen) >= 3 or time.time() > deadline:
-                break
-            time.sleep(0.2)
-        assert len(seen) >= 3 and seen == sorted(seen)
+        seen = feed.count(3)
+        assert seen == sorted(seen)
         again = Feed("/v1/stream-outputs/matches/events", last_id=seen[-3])
         again.wait(lambda e: e[0] == seen[-1], what="the replayed events")
         with again.lock:
             replayed = [e[0] for e in again.events]
         assert replayed[:2] == seen[-2:]
+        # /metrics counts the records sent, to each client, and the clients.
+        with feed.lock:
+            sent = len(feed.events)
+        assert metric("kenning_stream_output_clients", output="matches", sink="sse") == 2
+        delivered = metric("kenning_stream_output_delivered", output="matches", sink="sse")
+        assert delivered >= sent + len(replayed), (delivered, sent, replayed)
         again.close()
         # An id this service never gave: told the count is unknown.
         stale = Feed("/v1/stream-outputs/matches/events", last_id=5)
@@ -400,17 +388,16 @@ def test_strangers_go_out_live_only(rek, hamilton):
     nothing. The Rust side then scans the data directory for them."""
     feed = Feed("/v1/stream-outputs/crowd-out/events")
     rek.start_stream_processor(Name="crowd-proc")
-    strangers = 0
-    deadline = time.time() + 120
-    while strangers < 10:
-        assert time.time() < deadline, "too few faces in the crowd clip's records"
-        time.sleep(0.5)
+
+    def strangers():
         with feed.lock:
             records = [e[2] for e in feed.events if e[1] == "message"]
         for r in records:
             for f in r["FaceSearchResponse"]:
                 assert f["MatchedFaces"] == []
-        strangers = sum(len(r["FaceSearchResponse"]) for r in records)
+        return sum(len(r["FaceSearchResponse"]) for r in records) >= 10
+
+    until(strangers, 120, "10 faces in the crowd clip's records", every=0.5)
     rek.stop_stream_processor(Name="crowd-proc")
     feed.close()
 
@@ -457,29 +444,24 @@ def metric(name, **labels):
     return 0.0
 
 
-def ffmpeg_live(*out_args):
-    """ffmpeg playing the Hamilton clip live, looped, with `out_args` as output."""
-    return subprocess.Popen(
-        ["ffmpeg", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", CLIP, *out_args]
-    )
-
-
-def lin_is_matched(rek, name, output, timeout=120):
-    """Starts processor `name` and waits for a record on `output` matching
-    Lin-Manuel Miranda; stops it; returns the record."""
+def matched_live(rek, name, output, people=LIN, timeout=120):
+    """Starts processor `name` and waits for records on `output` matching
+    each of `people` (Similarity >= 80, faces in botocore's shapes); stops
+    it; returns those records, one per person."""
     feed = Feed(f"/v1/stream-outputs/{output}/events")
     try:
         rek.start_stream_processor(Name=name)
-        _, _, rec = feed.wait(
-            lambda e: matched(e[2], "lin-manuel-miranda"),
-            timeout=timeout,
-            what=f"a match of Lin-Manuel Miranda on {name}",
-        )
-        for r in rec["FaceSearchResponse"]:
-            assert not botocore_shapes.check_shape(FACE_DETAIL, r["DetectedFace"], "DetectedFace")
-            for i, m in enumerate(r["MatchedFaces"]):
-                assert not botocore_shapes.check_shape(FACE_MATCH, m, f"MatchedFaces[{i}]")
-        return rec
+        found = []
+        for who in people:
+            _, _, rec = feed.wait(
+                lambda e: matched(e[2], who), timeout=timeout, what=f"a match of {who} on {name}"
+            )
+            for r in rec["FaceSearchResponse"]:
+                assert not botocore_shapes.check_shape(FACE_DETAIL, r["DetectedFace"], "DetectedFace")
+                for i, m in enumerate(r["MatchedFaces"]):
+                    assert not botocore_shapes.check_shape(FACE_MATCH, m, f"MatchedFaces[{i}]")
+            found.append(rec)
+        return found
     finally:
         feed.close()
         rek.stop_stream_processor(Name=name)
@@ -496,12 +478,14 @@ def test_hls_and_mjpeg_sources_produce_records(rek, hamilton):
         )
         web = http_server(SETUP["hls_port"], functools.partial(_Quiet, directory=hls_dir))
         try:
-            deadline = time.time() + 30
-            while not Path(hls_dir, "live.m3u8").exists():
-                assert time.time() < deadline and hls.poll() is None, "ffmpeg wrote no playlist"
-                time.sleep(0.2)
+            until(
+                lambda: Path(hls_dir, "live.m3u8").exists() or hls.poll() is not None,
+                30,
+                "a playlist written by ffmpeg",
+            )
+            assert hls.poll() is None, "ffmpeg ended"
             create(rek, "hls-proc", "hls", "hls-out")
-            rec = lin_is_matched(rek, "hls-proc", "hls-out")
+            (rec,) = matched_live(rek, "hls-proc", "hls-out")
             assert rec["InputInformation"]["KinesisVideo"]["StreamArn"] == kvs("hls")
         finally:
             stop(web)
@@ -513,12 +497,44 @@ def test_hls_and_mjpeg_sources_produce_records(rek, hamilton):
     )
     try:
         create(rek, "mjpeg-proc", "mjpeg", "mjpeg-out")
-        lin_is_matched(rek, "mjpeg-proc", "mjpeg-out")
+        matched_live(rek, "mjpeg-proc", "mjpeg-out")
     finally:
         mjpeg.kill()
         mjpeg.wait()
     for name in ("hls-proc", "mjpeg-proc"):
         rek.delete_stream_processor(Name=name)
+
+
+def test_an_rtsp_camera_is_searched(rek, hamilton, tmp_path):
+    """An RTSP camera: GStreamer's RTSP server (tests/streams/rtsp_server.py,
+    installed by scripts/setup-rtsp.sh) serves the Hamilton clip's H.264 as
+    it is, paced live, on loopback; Kenning's ffmpeg reads it over TCP, and
+    both reference people are matched."""
+    # The clip played 30 times over, so the camera outlasts the test.
+    looped = tmp_path / "hamilton-looped.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-stream_loop", "30", "-i", CLIP, "-an", "-c", "copy",
+         str(looped)],
+        check=True,
+    )
+    server = Path(__file__).with_name("rtsp_server.py")
+    cam = subprocess.Popen(
+        ["/usr/bin/python3", str(server), str(looped), str(SETUP["rtsp_port"]), "cam"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert cam.stdout.readline().strip() == "ready", (
+            "GStreamer's RTSP server did not start: scripts/setup-rtsp.sh installs it"
+        )
+        create(rek, "rtsp-proc", "rtsp", "rtsp-out")
+        for rec in matched_live(rek, "rtsp-proc", "rtsp-out", BOTH):
+            kv = rec["InputInformation"]["KinesisVideo"]
+            assert kv["StreamArn"] == kvs("rtsp") and kv["FragmentNumber"].isdigit()
+    finally:
+        cam.kill()
+        cam.wait()
+    rek.delete_stream_processor(Name="rtsp-proc")
 
 
 def test_a_source_sending_garbage_is_retried_with_backoff(rek, hamilton):
@@ -543,15 +559,16 @@ def test_a_source_sending_garbage_is_retried_with_backoff(rek, hamilton):
         create(rek, "junk-proc", "junk", "junk-out")
         rek.start_stream_processor(Name="junk-proc")
         delays = []
-        deadline = time.time() + 90
-        while len(arrivals) < 5:
-            assert time.time() < deadline, f"only {len(arrivals)} connections to the junk source"
+
+        def five_connections():
             d = rek.describe_stream_processor(Name="junk-proc")
             if d["Status"] == "FAILED":
                 m = re.search(r"attempt (\d+), next in ([0-9.]+) s", d["StatusMessage"])
                 assert m and "reconnecting" in d["StatusMessage"], d
                 delays.append((int(m.group(1)), float(m.group(2))))
-            time.sleep(0.1)
+            return len(arrivals) >= 5
+
+        until(five_connections, 90, lambda _: f"5 connections to the junk source, not {len(arrivals)}", every=0.1)
         # Exponential backoff: the announced delay doubles with each attempt
         # (from 0.5 s), and the source sees the connections ever further apart.
         assert len({a for a, _ in delays}) >= 3, delays
@@ -609,10 +626,7 @@ def test_webhook_and_file_outputs(rek, hamilton):
     try:
         create(rek, "hook-proc", "hook", "hooked")
         rek.start_stream_processor(Name="hook-proc")
-        deadline = time.time() + 120
-        while len(Hook.requests) < 6:
-            assert time.time() < deadline, f"{len(Hook.requests)} webhook requests"
-            time.sleep(0.2)
+        until(lambda: len(Hook.requests) >= 6, 120, lambda _: f"6 webhook requests, not {len(Hook.requests)}")
         # The first record, refused three times, came again after 0.5, 1 and 2 s.
         first = Hook.requests[:4]
         assert len({r[3] for r in first}) == 1, "retries carry the same record"
@@ -630,21 +644,17 @@ def test_webhook_and_file_outputs(rek, hamilton):
         # A receiver slower than the records: the queue (4) drops its oldest.
         dropped = metric("kenning_stream_output_dropped", output="hooked", sink="webhook")
         Hook.stall = 3.0
-        deadline = time.time() + 60
-        while metric("kenning_stream_output_dropped", output="hooked", sink="webhook") < dropped + 5:
-            assert time.time() < deadline, "no record dropped by a stalled webhook"
-            time.sleep(0.5)
+        until(
+            lambda: metric("kenning_stream_output_dropped", output="hooked", sink="webhook") >= dropped + 5,
+            60,
+            "records dropped by a stalled webhook",
+            every=0.5,
+        )
         Hook.stall = 0.0
         before = len(Hook.requests)
-        deadline = time.time() + 30
-        while len(Hook.requests) < before + 6:
-            assert time.time() < deadline, "the webhook did not catch up"
-            time.sleep(0.2)
+        until(lambda: len(Hook.requests) >= before + 6, 30, "the webhook catching up")
         # The file output (matches only) has rotated twice.
-        deadline = time.time() + 120
-        while not Path(f"{SETUP['hook_file']}.2").exists():
-            assert time.time() < deadline, "the file output did not rotate twice"
-            time.sleep(0.5)
+        until(lambda: Path(f"{SETUP['hook_file']}.2").exists(), 120, "the file output rotating twice", every=0.5)
         rek.stop_stream_processor(Name="hook-proc")
     finally:
         stop(hook)
@@ -688,13 +698,6 @@ def kenning_op(op, body, key=(KEY_ID, SECRET)):
         return e.code, json.loads(e.read())
 
 
-def with_case(c, case):
-    c.meta.events.register(
-        "before-sign.rekognition.*", lambda request, **_: request.headers.__setitem__("X-Kenning-Case", case)
-    )
-    return c
-
-
 def test_the_collection_policy_rules_a_processor(rek, hamilton):
     """A collection whose policy requires a case and review: a processor
     needs a case reference at Create; its matches are audited under that
@@ -714,9 +717,9 @@ def test_the_collection_policy_rules_a_processor(rek, hamilton):
     with pytest.raises(ClientError) as e:
         create(rek, "cased-proc", "cased", "cased-out", Settings=settings(collection="watch"))
     assert code(e) == "AccessDeniedException" and "case reference" in str(e.value)
-    cased = with_case(client(), CASE)
+    cased = client(case=CASE)
     create(cased, "cased-proc", "cased", "cased-out", Settings=settings(collection="watch"))
-    rec = lin_is_matched(rek, "cased-proc", "cased-out")
+    (rec,) = matched_live(rek, "cased-proc", "cased-out")
     review_ids = {
         m["ReviewId"]
         for f in rec["FaceSearchResponse"]
@@ -730,6 +733,28 @@ def test_the_collection_policy_rules_a_processor(rek, hamilton):
     assert review_ids <= set(queued), (review_ids, queued)
     for rid in review_ids:
         assert queued[rid]["Case"] == CASE
+    # The policy now forbids live streams: Start is refused, and the report
+    # counts both refusals (Create without a case, this Start) as searches
+    # refused by policy.
+    status, r = kenning_op(
+        "PutCollectionPolicy",
+        {
+            "CollectionId": "watch",
+            "Policy": {"RequireCase": True, "RequiredReviewers": 1, "AllowStreams": False},
+        },
+    )
+    assert status == 200, r
+    with pytest.raises(ClientError) as e:
+        rek.start_stream_processor(Name="cased-proc")
+    assert code(e) == "AccessDeniedException" and "live-stream" in str(e.value)
+    status, report = kenning_op(
+        "GetAccountabilityReport",
+        {"From": "2000-01-01T00:00:00Z", "To": "2100-01-01T00:00:00Z", "CollectionId": "watch"},
+        key=tuple(SETUP["auditor"]),
+    )
+    assert status == 200, report
+    assert report["Totals"]["SearchesRefusedByPolicy"] == 2, report["Totals"]
+    assert report["RefusalsByRule"] == {"RequireCase": 1, "AllowStreams": 1}, report
     status, exported = kenning_op("ExportAudit", {"Case": CASE}, key=tuple(SETUP["auditor"]))
     assert status == 200, exported
     searches = [r for r in exported["Records"] if r["operation"] == "StreamFaceSearch"]

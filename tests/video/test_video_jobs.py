@@ -15,15 +15,14 @@ bucket `videos` (holding the clips and the bad files below) and passes:
 
 import json
 import os
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
+from kenning_server import enrol, error_code as code, rekognition, until
 
 ENDPOINT = os.environ.get("KENNING_ENDPOINT")
 KEY_ID = os.environ.get("KENNING_TEST_KEY_ID")
@@ -44,40 +43,22 @@ if not (ENDPOINT and KEY_ID and SECRET):
 
 
 def client(key=(KEY_ID, SECRET), validate=True, case=None):
-    key = key[:2]
-    c = boto3.client(
-        "rekognition",
-        endpoint_url=ENDPOINT,
-        region_name="us-east-1",
-        aws_access_key_id=key[0],
-        aws_secret_access_key=key[1],
-        config=Config(retries={"max_attempts": 1}, parameter_validation=validate),
-    )
-    if case:
-        c.meta.events.register(
-            "before-sign.rekognition.*",
-            lambda request, **_: request.headers.__setitem__("X-Kenning-Case", case),
-        )
-    return c
+    return rekognition(key=key[:2], case=case, parameter_validation=validate)
 
 
 def video(name, bucket="videos"):
     return {"S3Object": {"Bucket": bucket, "Name": name}}
 
 
-def code(excinfo):
-    return excinfo.value.response["Error"]["Code"]
-
-
 def wait(get, job_id, timeout=600, **kw):
-    deadline = time.time() + timeout
-    while True:
+    def done():
         r = get(JobId=job_id, **kw)
-        if r["JobStatus"] != "IN_PROGRESS":
-            return r
-        assert time.time() < deadline, f"job {job_id} still IN_PROGRESS"
-        assert "Faces" not in r or r["Faces"] == []
-        time.sleep(0.3)
+        if r["JobStatus"] == "IN_PROGRESS":
+            assert "Faces" not in r or r["Faces"] == []
+            return None
+        return r
+
+    return until(done, timeout, f"job {job_id} finishing", every=0.3)
 
 
 def all_pages(get, job_id, key, **kw):
@@ -100,16 +81,7 @@ def rek():
 
 @pytest.fixture(scope="module")
 def hamilton(rek):
-    rek.create_collection(CollectionId="hamilton")
-    for who in ("lin-manuel-miranda", "alex-lacamoire"):
-        r = rek.index_faces(
-            CollectionId="hamilton",
-            Image={"Bytes": (REFERENCE / f"{who}.png").read_bytes()},
-            ExternalImageId=who,
-            MaxFaces=1,
-        )
-        assert len(r["FaceRecords"]) == 1
-    return "hamilton"
+    return enrol(rek, "hamilton", REFERENCE, ("lin-manuel-miranda", "alex-lacamoire"))
 
 
 @pytest.fixture(scope="module")

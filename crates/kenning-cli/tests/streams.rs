@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -18,16 +17,7 @@ use crate::common;
 use crate::server::{self, Server, KEY_ID, SECRET};
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "kenning-streams-{name}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir(&format!("streams-{name}"))
 }
 
 #[test]
@@ -269,7 +259,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     let data = temp("data");
     let log = out.join("server.log");
     let port = free_port();
-    let [junk, hls, mjpeg, hook] = [(); 4].map(|()| free_port());
+    let [junk, hls, mjpeg, rtsp, hook] = [(); 5].map(|()| free_port());
     let hook_file = out.join("hooked.jsonl");
     let sources = [
         ("cam", format!("http://127.0.0.1:{port}/cam.ts")),
@@ -278,6 +268,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
         ("junk", format!("http://127.0.0.1:{junk}/junk.ts")),
         ("hls", format!("http://127.0.0.1:{hls}/live.m3u8")),
         ("mjpeg", format!("http://127.0.0.1:{mjpeg}/cam.mjpg")),
+        ("rtsp", format!("rtsp://127.0.0.1:{rtsp}/cam")),
         ("hook", format!("{}#loop", clip.display())),
         ("cased", format!("{}#loop", clip.display())),
     ];
@@ -290,6 +281,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
         ("junk-out", "sse".into()),
         ("hls-out", "sse".into()),
         ("mjpeg-out", "sse".into()),
+        ("rtsp-out", "sse".into()),
         (
             "hooked",
             format!("http://127.0.0.1:{hook}/hook?receiver=test"),
@@ -321,7 +313,8 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
     let operator = server::create_key(&data, &["--role", "operator"]);
     let auditor = server::create_key(&data, &["--role", "auditor"]);
     let setup = serde_json::json!({
-        "junk_port": junk, "hls_port": hls, "mjpeg_port": mjpeg, "hook_port": hook,
+        "junk_port": junk, "hls_port": hls, "mjpeg_port": mjpeg, "rtsp_port": rtsp,
+        "hook_port": hook,
         "hook_file": hook_file, "file_max_bytes": FILE_MAX_BYTES,
         "auditor": [auditor.0, auditor.1],
     });
@@ -450,6 +443,7 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
                 "cam-proc",
                 "hls-proc",
                 "mjpeg-proc",
+                "rtsp-proc",
                 "hook-proc",
                 "resume-proc",
                 "door-proc"

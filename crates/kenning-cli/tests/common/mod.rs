@@ -11,6 +11,18 @@ use kenning_models::{LoadedManifest, Pipeline, PipelineConfig};
 /// under CI): see kenning-testdata.
 pub use kenning_testdata::data;
 
+/// A new, empty directory under the system's temporary one, named for
+/// `name`, this process and the time (so runs and tests never share one).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("kenning-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     kenning_testdata::workspace()
