@@ -8,10 +8,11 @@
 //! Frames live in memory only. One [`LiveSource`] is one connection;
 //! reconnecting is the caller's policy.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Child;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,8 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use kenning_image::RgbImage;
 
 use crate::error::{Result, VideoError};
-use crate::probe::missing_tool;
-use crate::source::{read_full, read_log, sample_filter, Frame, FrameSource, Log};
+use crate::source::{read_full, sample_filter, Decoder, Frame, FrameSource, Log};
 
 /// Where a live source's video comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,13 +136,7 @@ impl LiveSource {
     /// Starts ffmpeg on `input`. Connection failures show up as an error
     /// from [`LiveSource::next_live`], with what ffmpeg said.
     pub fn open(input: &LiveInput, config: &LiveConfig) -> Result<Self> {
-        let mut cmd = Command::new("ffmpeg");
-        cmd.args([
-            "-nostdin",
-            "-hide_banner",
-            "-nostats",
-            "-loglevel",
-            "level+info",
+        let mut args: Vec<OsString> = [
             // Live: hand frames on as soon as they are decoded.
             "-fflags",
             "nobuffer",
@@ -151,23 +145,26 @@ impl LiveSource {
             "-analyzeduration",
             "2000000",
             "-max_pixels",
-        ])
-        .arg(config.max_pixels.to_string());
+        ]
+        .map(OsString::from)
+        .into();
+        args.push(config.max_pixels.to_string().into());
         let url = match input {
             LiveInput::Url(url) => {
                 if url.starts_with("rtsp") {
-                    cmd.args(["-rtsp_transport", "tcp"]);
+                    args.extend(["-rtsp_transport", "tcp"].map(OsString::from));
                 }
                 url.clone()
             }
             LiveInput::File { path, looped } => {
-                cmd.arg("-re");
+                args.push("-re".into());
                 if *looped {
-                    cmd.args(["-stream_loop", "-1"]);
+                    args.extend(["-stream_loop", "-1"].map(OsString::from));
                 }
                 path.to_string_lossy().into_owned()
             }
         };
+        args.extend(["-i".into(), OsString::from(&url)]);
         let mut filters = Vec::new();
         if let Some(select) = sample_filter(0.0, config.fps) {
             filters.push(select);
@@ -176,37 +173,12 @@ impl LiveSource {
         filters.push(format!(
             "scale='if(gte(iw,ih),min(iw,{m}),-2)':'if(gte(iw,ih),-2,min(ih,{m}))':flags=bilinear"
         ));
-        filters.push("showinfo".into());
-        let mut child = cmd
-            .arg("-i")
-            .arg(&url)
-            .args(["-map", "0:v:0", "-an", "-sn", "-dn", "-vf"])
-            .arg(filters.join(","))
-            .args([
-                "-fps_mode",
-                "passthrough",
-                "-c:v",
-                "ppm",
-                "-f",
-                "image2pipe",
-                "-flush_packets",
-                "1",
-                "pipe:1",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| missing_tool("ffmpeg", &e))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (ts_tx, ts_rx) = mpsc::channel::<f64>();
-        let log = Arc::new(Mutex::new(Log::default()));
-        let log_writer = log.clone();
-        std::thread::Builder::new()
-            .name("kenning-live-log".into())
-            .spawn(move || read_log(stderr, &ts_tx, &log_writer))
-            .map_err(|e| VideoError::Tool(e.to_string()))?;
+        let d = Decoder::spawn(
+            args,
+            filters,
+            &["-c:v", "ppm", "-f", "image2pipe", "-flush_packets", "1"],
+        )?;
+        let (stdout, ts, log) = (d.stdout, d.timestamps, d.log);
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot::default()),
             wake: Condvar::new(),
@@ -221,13 +193,13 @@ impl LiveSource {
         let reader = std::thread::Builder::new()
             .name("kenning-live-frames".into())
             .spawn(move || {
-                let end = read_ppm_frames(stdout, &ts_rx, &writer, &facts, &log);
+                let end = read_ppm_frames(stdout, &ts, &writer, &facts, &log);
                 writer.lock().ended = Some(end);
                 writer.wake.notify_all();
             })
             .map_err(|e| VideoError::Tool(e.to_string()))?;
         Ok(Self {
-            child,
+            child: d.child,
             shared,
             reader: Some(reader),
             config: config.clone(),

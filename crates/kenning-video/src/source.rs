@@ -2,9 +2,10 @@
 //! [`FfmpegSource`], which runs `ffmpeg` as a child process and reads raw RGB
 //! frames from its standard output, sampled at a fixed rate.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -109,39 +110,11 @@ impl FfmpegSource {
             filters.push(select);
         }
         filters.push(format!("scale={w}:{h}:flags=bilinear"));
-        filters.push("showinfo".into());
-        let mut child = Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-hide_banner",
-                "-nostats",
-                "-loglevel",
-                "level+info",
-                "-i",
-            ])
-            .arg(path)
-            .args(["-map", "0:v:0", "-an", "-sn", "-dn", "-vf"])
-            .arg(filters.join(","))
-            .args([
-                "-fps_mode",
-                "passthrough",
-                "-pix_fmt",
-                "rgb24",
-                "-f",
-                "rawvideo",
-                "pipe:1",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| missing_tool("ffmpeg", &e))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (ts_tx, ts_rx) = mpsc::channel::<f64>();
-        let log = Arc::new(Mutex::new(Log::default()));
-        let log_writer = log.clone();
-        std::thread::spawn(move || read_log(stderr, &ts_tx, &log_writer));
+        let d = Decoder::spawn(
+            [OsStr::new("-i"), path.as_os_str()],
+            filters,
+            &["-pix_fmt", "rgb24", "-f", "rawvideo"],
+        )?;
         let (tx, rx) = mpsc::sync_channel(2);
         let facts = Facts {
             path: path.to_path_buf(),
@@ -155,9 +128,10 @@ impl FfmpegSource {
                 config.fps
             },
         };
-        let reader = std::thread::spawn(move || read_frames(stdout, &ts_rx, &tx, &facts, &log));
+        let (stdout, ts, log) = (d.stdout, d.timestamps, d.log);
+        let reader = std::thread::spawn(move || read_frames(stdout, &ts, &tx, &facts, &log));
         Ok(Self {
-            child,
+            child: d.child,
             frames: rx,
             reader: Some(reader),
             stall_timeout: config.stall_timeout,
@@ -175,8 +149,71 @@ struct Facts {
     fps: f64,
 }
 
+/// ffmpeg's options for a child: no keyboard, banner or progress, and the
+/// log level (which follows).
+const QUIET: [&str; 4] = ["-nostdin", "-hide_banner", "-nostats", "-loglevel"];
+
+/// An `ffmpeg` child decoding the first video stream of its input to its
+/// standard output, with its log read on a thread.
+pub(crate) struct Decoder {
+    /// The process.
+    pub(crate) child: Child,
+    /// Where the frames come out.
+    pub(crate) stdout: ChildStdout,
+    /// Each frame's timestamp in seconds (from `showinfo`), in order.
+    pub(crate) timestamps: Receiver<f64>,
+    /// What ffmpeg said was wrong.
+    pub(crate) log: Arc<Mutex<Log>>,
+}
+
+impl Decoder {
+    /// Runs ffmpeg with the `input` options (ending with `-i INPUT`) on
+    /// the first video stream only, through `filters` and `showinfo` (which
+    /// logs the timestamps), frames written to stdout as the `output`
+    /// options (codec and format) say.
+    pub(crate) fn spawn<I: AsRef<OsStr>>(
+        input: impl IntoIterator<Item = I>,
+        mut filters: Vec<String>,
+        output: &[&str],
+    ) -> Result<Self> {
+        filters.push("showinfo".into());
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(QUIET)
+            .arg("level+info")
+            .args(input)
+            .args(["-map", "0:v:0", "-an", "-sn", "-dn", "-vf"])
+            .arg(filters.join(","))
+            .args(["-fps_mode", "passthrough"])
+            .args(output)
+            .arg("pipe:1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| missing_tool("ffmpeg", &e))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (ts_tx, timestamps) = mpsc::channel::<f64>();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let log_writer = log.clone();
+        let reading = std::thread::Builder::new()
+            .name("kenning-ffmpeg-log".into())
+            .spawn(move || read_log(stderr, &ts_tx, &log_writer));
+        if let Err(e) = reading {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(VideoError::Tool(e.to_string()));
+        }
+        Ok(Self {
+            child,
+            stdout,
+            timestamps,
+            log,
+        })
+    }
+}
+
 /// Reads ffmpeg's log: frame timestamps from `showinfo`, and error lines.
-pub(crate) fn read_log(stderr: impl Read, ts: &mpsc::Sender<f64>, log: &Mutex<Log>) {
+fn read_log(stderr: impl Read, ts: &mpsc::Sender<f64>, log: &Mutex<Log>) {
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
         if line.contains("Parsed_showinfo") && line.contains(" n:") {
@@ -360,29 +397,23 @@ pub fn cut_jpeg(
     // an input seek starts at the first frame at or after it.
     let at = timestamp_ms.saturating_sub(1) as f64 / 1000.0;
     let mut cmd = Command::new("ffmpeg");
-    cmd.args([
-        "-nostdin",
-        "-hide_banner",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-ss",
-    ])
-    .arg(format!("{at:.3}"))
-    .arg("-i")
-    .arg(path)
-    .args([
-        "-map",
-        "0:v:0",
-        "-an",
-        "-sn",
-        "-dn",
-        "-frames:v",
-        "1",
-        "-vf",
-    ])
-    .arg(filter)
-    .args(["-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "pipe:1"]);
+    cmd.args(QUIET)
+        .args(["error", "-ss"])
+        .arg(format!("{at:.3}"))
+        .arg("-i")
+        .arg(path)
+        .args([
+            "-map",
+            "0:v:0",
+            "-an",
+            "-sn",
+            "-dn",
+            "-frames:v",
+            "1",
+            "-vf",
+        ])
+        .arg(filter)
+        .args(["-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "3", "pipe:1"]);
     let (ok, jpeg, stderr) = crate::probe::run_tool(cmd, deadline)?;
     if !ok || jpeg.is_empty() {
         return Err(VideoError::Unreadable(format!(
