@@ -570,11 +570,13 @@ def test_a_source_sending_garbage_is_retried_with_backoff(rek, hamilton):
 
         until(five_connections, 90, lambda _: f"5 connections to the junk source, not {len(arrivals)}", every=0.1)
         # Exponential backoff: the announced delay doubles with each attempt
-        # (from 0.5 s), and the source sees the connections ever further apart.
+        # (from 0.5 s), and the source sees the connections at least that far apart.
         assert len({a for a, _ in delays}) >= 3, delays
         assert all(d == min(0.5 * 2 ** (a - 1), 30) for a, d in delays), delays
+        # Each gap is ffmpeg giving up on the garbage (longer on a busy
+        # machine) plus the delay: at least 0.5, 1, 2 and 4 s.
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-        assert gaps[3] > gaps[0] * 2, gaps
+        assert all(g >= 0.9 * 0.5 * 2**i for i, g in enumerate(gaps[:4])), gaps
         assert metric("kenning_stream_reconnects", processor="junk-proc") >= 4
         assert metric("kenning_stream_processor_status", processor="junk-proc", status="FAILED") == 1
         # The server is unharmed: photo operations and other processors answer.
