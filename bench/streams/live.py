@@ -1,17 +1,23 @@
 """Live stream processors under load, side by side in one run.
 
-For each N in --streams: N ffmpeg processes serve the Hamilton clip,
-re-encoded once to 1280x720, live (-re, looped) as MPEG-TS over HTTP on
-loopback; `kenning serve --enable-streams` runs N processors (5 fps each)
-on them against a collection of the two reference photos, and a client
-reads every output's Server-Sent Events for --seconds. Reported per N:
+For each N in --streams: N cameras serve the Hamilton clip, re-encoded
+once to 1280x720, live as MPEG-TS over HTTP on loopback (each connection
+gets its own ffmpeg, -re and looped, from the start of the clip);
+`kenning serve --enable-streams` runs N processors (5 fps each) on them
+against a collection of the two reference photos, and a client reads every
+output's Server-Sent Events for --seconds. Reported per N:
 
-* latency from a frame's due time to its record arriving on SSE (p50, p99):
-  due time = the record's ProducerTimestamp (when the connection's first
-  frame came out of Kenning's decoder) + FrameOffsetInSeconds (the frame's
-  time on the source's clock), so it counts decoding, waiting, detection,
-  tracking, embedding, search, audit and delivery, but not the network and
-  demuxing delay before the first frame (constant per connection);
+* latency from a frame entering Kenning's ffmpeg to its record arriving on
+  SSE (p50, p99). The camera sends in real time, so a frame entered
+  Kenning's ffmpeg FrameOffsetInSeconds after the connection's first
+  frame did, and that one entered at its ProducerTimestamp (when it came
+  out of the decoder) less its own decoding time (tens of ms, not counted).
+  So it counts demuxing, decoding, scaling, waiting, detection, tracking,
+  embedding, search, audit and delivery;
+* first frame: from the camera's first byte (its ffmpeg's first frame,
+  -flush_packets 1) to Kenning's first decoded frame, once per connection:
+  ffmpeg probes the stream (-analyzeduration 2 s) and drops what it read
+  while probing;
 * frames in / analysed / skipped (skipped: analysis was behind live and a
   newer frame replaced one not yet taken) and the last lag from /metrics;
 * whether the processors kept up: analysed >= 90% of frames in and
@@ -26,13 +32,13 @@ KENNING, KENNING_MODELS and the data folder set).
 """
 
 import argparse
+import http.server
 import json
 import os
 import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,12 +65,19 @@ def pct(xs, q):
 
 
 class Feed(threading.Thread):
+    """Reads a Server-Sent Events output on a thread: `arrivals` holds, per
+    record, (when it arrived, its InputInformation.KinesisVideo)."""
+
+    @staticmethod
+    def latency(arrived, kv):
+        """Seconds from the record's frame entering Kenning's ffmpeg to `arrived`."""
+        return arrived - (kv["ProducerTimestamp"] + kv["FrameOffsetInSeconds"])
+
     def __init__(self, url, token):
         super().__init__(daemon=True)
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         self.resp = urllib.request.urlopen(req, timeout=600)
-        self.latencies = []
-        self.records = 0
+        self.arrivals = []
         self.start()
 
     def run(self):
@@ -74,12 +87,63 @@ class Feed(threading.Thread):
                 if not line.startswith("data: "):
                     continue
                 now = time.time()
-                r = json.loads(line[6:])
-                kv = r["InputInformation"]["KinesisVideo"]
-                self.latencies.append(now - (kv["ProducerTimestamp"] + kv["FrameOffsetInSeconds"]))
-                self.records += 1
+                self.arrivals.append((now, json.loads(line[6:])["InputInformation"]["KinesisVideo"]))
         except Exception:
             pass
+
+
+class Camera:
+    """A camera on loopback: `clip` (MPEG-TS) live, looped, at `url`; each
+    connection gets its own ffmpeg (-re) from the start of the clip.
+    `starts` holds when each connection's first bytes (the first frame,
+    flushed at once) left ffmpeg."""
+
+    def __init__(self, clip):
+        self.clip = clip
+        self.starts = []
+        self.procs = []
+        cam = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                p = subprocess.Popen(
+                    ["ffmpeg", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i",
+                     str(cam.clip), "-c", "copy", "-f", "mpegts", "-flush_packets", "1", "pipe:1"],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                cam.procs.append(p)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "video/mp2t")
+                    self.end_headers()
+                    first = True
+                    while chunk := os.read(p.stdout.fileno(), 1 << 16):
+                        if first:
+                            cam.starts.append(time.time())
+                            first = False
+                        self.wfile.write(chunk)
+                except OSError:
+                    pass
+                finally:
+                    end([p])
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cam.ts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def first_frame(self, kv):
+        """Seconds from the camera's first byte on the record's connection
+        to Kenning's first frame of it (None if unknown)."""
+        start = max((s for s in self.starts if s <= kv["ProducerTimestamp"]), default=None)
+        return None if start is None else kv["ProducerTimestamp"] - start
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        end(self.procs)
 
 
 def make_cam(clip, dst):
@@ -117,11 +181,21 @@ def video_rtf(kenning, data, clip, env):
     return s["VideoSeconds"] / s["WallSeconds"]
 
 
+def enrol_refs(kenning, data, env, reference):
+    """The collection `refs` of the reference photos, in data directory `data`."""
+    subprocess.run([kenning, "--data", data, "collection", "create", "refs"], check=True, env=env,
+                   capture_output=True)
+    subprocess.run([kenning, "--data", data, "index", "--collection", "refs", "--max-faces", "1",
+                    reference], check=True, env=env, capture_output=True)
+
+
 def run(args):
     kenning = os.environ["KENNING"]
     shared = Path(os.environ["KENNING_TEST_DATA"]) / "video"
     work = Path(tempfile.mkdtemp(prefix="kenning-stream-bench-"))
-    procs = []
+    procs, cameras = [], []
+    print(json.dumps({"load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                      "cpus": os.cpu_count()}), flush=True)
     try:
         cam = work / "cam720.ts"
         make_cam(shared / "short_hamilton_clip.mp4", cam)
@@ -130,27 +204,16 @@ def run(args):
         # beside it (a running server holds its directory's lock).
         data, vdata = work / "data", work / "vdata"
         for d in (data, vdata):
-            subprocess.run([kenning, "--data", d, "collection", "create", "refs"], check=True,
-                           env=env, capture_output=True)
-            subprocess.run([kenning, "--data", d, "index", "--collection", "refs", "--max-faces",
-                            "1", shared / "reference"], check=True, env=env, capture_output=True)
+            enrol_refs(kenning, d, env, shared / "reference")
         rows = []
         idle_rtf = video_rtf(kenning, vdata, shared / "short_hamilton_clip.mp4", env)
         loaded_rtf = None
         for n in args.streams:
-            ports = [free_port() for _ in range(n)]
-            cams = [
-                subprocess.Popen(
-                    ["ffmpeg", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(cam),
-                     "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{p}/cam.ts"],
-                    stderr=subprocess.DEVNULL)
-                for p in ports
-            ]
-            procs += cams
+            cams = [Camera(cam) for _ in range(n)]
+            cameras += cams
             cmd = [kenning, "serve", "--listen", "127.0.0.1:0", "--data", str(data), "--enable-streams"]
-            for i, p in enumerate(ports):
-                cmd += ["--stream-source", f"cam{i}=http://127.0.0.1:{p}/cam.ts",
-                        "--stream-output", f"out{i}=sse"]
+            for i, c in enumerate(cams):
+                cmd += ["--stream-source", f"cam{i}={c.url}", "--stream-output", f"out{i}=sse"]
             server = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True)
             procs.append(server)
@@ -178,18 +241,24 @@ def run(args):
             time.sleep(10)
             before = metrics(endpoint)
             for f in feeds:
-                f.latencies.clear()
+                f.arrivals.clear()
             if n == max(args.streams) and args.video:
                 loaded_rtf = video_rtf(kenning, vdata, shared / "short_hamilton_clip.mp4", env)
                 time.sleep(max(0, args.seconds - 10))
             else:
                 time.sleep(args.seconds)
             after = metrics(endpoint)
-            lat = [x for f in feeds for x in f.latencies]
+            lat = [Feed.latency(t, kv) for f in feeds for t, kv in list(f.arrivals)]
+            firsts = {
+                (i, kv["FragmentNumber"]): c.first_frame(kv)
+                for i, (c, f) in enumerate(zip(cams, feeds)) for _, kv in list(f.arrivals)
+            }
+            firsts = [x for x in firsts.values() if x is not None]
             d = lambda k: sum(after[p].get(k, 0) - before.get(p, {}).get(k, 0) for p in after)
             row = {
                 "streams": n, "records": len(lat),
                 "p50_s": round(pct(lat, 0.5), 3), "p99_s": round(pct(lat, 0.99), 3),
+                "first_frame_s": round(pct(firsts, 0.5), 3),
                 "frames_in": d("kenning_stream_frames_in"),
                 "analysed": d("kenning_stream_frames_analysed"),
                 "skipped": d("kenning_stream_frames_skipped"),
@@ -203,19 +272,25 @@ def run(args):
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
             for c in cams:
-                c.kill()
-                c.wait()
+                c.close()
             shutil.rmtree(data / "streams", ignore_errors=True)
         print(json.dumps({"hamilton_video_search_rtf_idle": round(idle_rtf, 2),
                           f"hamilton_video_search_rtf_with_{max(args.streams)}_streams":
                               None if loaded_rtf is None else round(loaded_rtf, 2)}), flush=True)
-        print("\n| streams | records | p50 s | p99 s | frames in | analysed | skipped | analysed share | kept up |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("\n| streams | records | p50 s | p99 s | first frame s | frames in | analysed | skipped "
+              "| analysed share | kept up |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['streams']} | {r['records']} | {r['p50_s']} | {r['p99_s']} | {r['frames_in']:.0f} "
+            print(f"| {r['streams']} | {r['records']} | {r['p50_s']} | {r['p99_s']} | {r['first_frame_s']} "
+                  f"| {r['frames_in']:.0f} "
                   f"| {r['analysed']:.0f} | {r['skipped']:.0f} | {r['analysed_share']} | {r['kept_up']} |")
+        kept = [r["streams"] for r in rows if r["kept_up"]]
+        print(f"\nmost streams kept up (of {sorted(args.streams)}): {max(kept) if kept else 0}; "
+              f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         end(procs)
+        for c in cameras:
+            c.close()
         shutil.rmtree(work, ignore_errors=True)
 
 

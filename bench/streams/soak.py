@@ -31,7 +31,7 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
-from live import KEY, SECRET, Feed, end, free_port, make_cam, metrics, pct
+from live import KEY, SECRET, Camera, Feed, end, enrol_refs, make_cam, metrics, pct
 
 
 def rss_mib(pid):
@@ -55,9 +55,9 @@ def children(pid):
 class Server:
     """`kenning serve --enable-streams` with one source and one SSE output."""
 
-    def __init__(self, kenning, data, env, cam_port, niceness):
+    def __init__(self, kenning, data, env, cam_url, niceness):
         cmd = [kenning, "serve", "--listen", "127.0.0.1:0", "--data", str(data), "--enable-streams",
-               "--stream-source", f"cam=http://127.0.0.1:{cam_port}/cam.ts",
+               "--stream-source", f"cam={cam_url}",
                "--stream-output", "out=sse", "--stream-niceness", str(niceness)]
         self.p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.endpoint = "http://" + self.p.stdout.readline().strip().rsplit("://", 1)[1]
@@ -111,35 +111,21 @@ def main():
     kenning = os.environ["KENNING"]
     shared = Path(os.environ["KENNING_TEST_DATA"])
     work = Path(tempfile.mkdtemp(prefix="kenning-stream-soak-"))
-    procs = []
+    procs, camera = [], None
     try:
         cam = work / "cam720.ts"
         make_cam(shared / "video/short_hamilton_clip.mp4", cam)
         env = dict(os.environ, KENNING_ACCESS_KEY_ID=KEY, KENNING_SECRET_ACCESS_KEY=SECRET)
         data = work / "data"
-        subprocess.run([kenning, "--data", data, "collection", "create", "refs"], check=True, env=env,
-                       capture_output=True)
-        subprocess.run([kenning, "--data", data, "index", "--collection", "refs", "--max-faces", "1",
-                        shared / "video/reference"], check=True, env=env, capture_output=True)
-        port = free_port()
-
-        def serve_cam():
-            # -listen 1 serves one client: started again whenever it ended.
-            c = subprocess.Popen(
-                ["ffmpeg", "-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(cam),
-                 "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/cam.ts"],
-                stderr=subprocess.DEVNULL)
-            procs.append(c)
-            return c
-
-        cam_proc = serve_cam()
+        enrol_refs(kenning, data, env, shared / "video/reference")
+        camera = Camera(cam)
         photo = (shared / "misc/face_recognition/examples/two_people.jpg").read_bytes()
 
         # Photo requests beside a stream, at niceness 0 and 10.
         if not a.skip_photos:
             rows = {}
             for niceness in (0, 10):
-                s = Server(kenning, data, env, port, niceness)
+                s = Server(kenning, data, env, camera.url, niceness)
                 procs.append(s.p)
                 detect_latencies(s.rek, photo, 5)
                 if niceness == 0:
@@ -156,21 +142,15 @@ def main():
                 rows[f"stream_niceness_{niceness}"] = row
                 s.stop_processor()
                 s.close()
-                if cam_proc.poll() is None:
-                    cam_proc.kill()
-                    cam_proc.wait()
-                cam_proc = serve_cam()
             print(json.dumps({"detect_faces_two_people": rows}), flush=True)
 
         # Memory over a long run.
-        s = Server(kenning, data, env, port, a.niceness)
+        s = Server(kenning, data, env, camera.url, a.niceness)
         procs.append(s.p)
         s.start_processor()
         samples = []
         t0 = time.time()
         while time.time() - t0 < a.minutes * 60:
-            if cam_proc.poll() is not None:
-                cam_proc = serve_cam()
             kids = children(s.p.pid)
             m = metrics(s.endpoint).get("p", {})
             samples.append({
@@ -207,6 +187,8 @@ def main():
         }), flush=True)
     finally:
         end(procs)
+        if camera is not None:
+            camera.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
