@@ -165,7 +165,8 @@ def main():
             time.sleep(10)
         s.stop_processor()
         s.close()
-        warm = [x for x in samples if x["t_s"] >= 120]
+        # After the first two minutes (the whole run when it is shorter).
+        warm = [x for x in samples if x["t_s"] >= 120] or samples
         first = [x["server_rss_mib"] for x in warm[:6]]
         last = [x["server_rss_mib"] for x in warm[-6:]]
         n = len(warm)
