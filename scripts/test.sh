@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need (models, ONNX Runtime, ffmpeg, test-only models,
+# Sets up everything the tests need (models, ONNX Runtime, ffmpeg, GStreamer's RTSP
+# server for the stream tests' camera, test-only models,
 # a PostgreSQL server with pgvector, Chromium and axe-core for the console's browser tests)
 # and runs the whole test suite: formatting, lints, unit and integration tests.
 # Tests that need ../shared/data skip without it (each with one line, and a
