@@ -182,6 +182,17 @@ impl NodeInfo<'_> {
 /// `PRelu` (see the module documentation). A model with none of these is
 /// returned with only its `value_info` removed.
 pub fn fold_for_cpu(model: &[u8]) -> Result<(Vec<u8>, FoldReport), OnnxError> {
+    fold(model, true)
+}
+
+/// [`fold_for_cpu`] without the int8 `Gemm` rewrite: only the rewrites that
+/// leave what the model computes unchanged, in operators every ONNX runtime
+/// knows (OpenCV's importer reads this form but not `DynamicQuantizeLinear`).
+pub fn fold_exact(model: &[u8]) -> Result<(Vec<u8>, FoldReport), OnnxError> {
+    fold(model, false)
+}
+
+fn fold(model: &[u8], int8: bool) -> Result<(Vec<u8>, FoldReport), OnnxError> {
     let mut out = ProtoWriter::new();
     let mut report = FoldReport::default();
     let mut saw_graph = false;
@@ -192,7 +203,7 @@ pub fn fold_for_cpu(model: &[u8]) -> Result<(Vec<u8>, FoldReport), OnnxError> {
                 return Err(OnnxError::Invalid("more than one ModelProto.graph".into()));
             }
             saw_graph = true;
-            let graph = fold_graph(f.len_payload("ModelProto.graph")?, &mut report)?;
+            let graph = fold_graph(f.len_payload("ModelProto.graph")?, int8, &mut report)?;
             out.bytes(7, &graph);
         } else {
             out.raw(f.raw);
@@ -477,7 +488,7 @@ fn int8_gemm(
     Some((nodes, tensors))
 }
 
-fn fold_graph(graph: &[u8], report: &mut FoldReport) -> Result<Vec<u8>, OnnxError> {
+fn fold_graph(graph: &[u8], int8: bool, report: &mut FoldReport) -> Result<Vec<u8>, OnnxError> {
     let mut constants: HashMap<String, Constant<'_>> = HashMap::new();
     let mut nodes = Vec::new();
     let mut outputs = HashSet::new();
@@ -512,7 +523,7 @@ fn fold_graph(graph: &[u8], report: &mut FoldReport) -> Result<Vec<u8>, OnnxErro
                 continue;
             }
         }
-        if node.op_type == "Gemm" {
+        if int8 && node.op_type == "Gemm" {
             if let Some((new, tensors)) = int8_gemm(node, &constants, &new_constants) {
                 report.gemm_int8 += 1;
                 for n in &new {
@@ -917,6 +928,11 @@ mod tests {
             .collect();
         assert!(!names.contains(&"b".to_owned()), "{names:?}");
         assert!(names.contains(&"c".to_owned()), "{names:?}");
+
+        // fold_exact leaves it as it is.
+        let (exact, report) = fold_exact(&gemm_model(&b, n, k, 1.0)).unwrap();
+        assert_eq!(report.gemm_int8, 0);
+        assert_eq!(op_types(&exact), ["Gemm"]);
 
         // Too small, or alpha other than 1: kept as it is.
         let (kept, report) = fold_for_cpu(&gemm_model(&b[..n * 8], n, 8, 1.0)).unwrap();
