@@ -69,13 +69,14 @@ PY
 done
 
 # SFace's CPU form (weights dequantized to fp32, only `data` an input, PRelu
-# rewritten; docs/pipeline.md), converted once here by kenning-onnx instead
-# of at every load (that took about 190 ms of CPU per start). The loader
+# rewritten, the last layer on int8 weights; docs/pipeline.md), converted
+# once here by kenning-onnx instead of at every load (that took about 190 ms
+# of CPU per start). The loader
 # converts in memory when this file is absent or was made by another
 # converter version. The SHA-256 is that of the converter's output for the
 # pinned file: a change to the conversion must update it here.
 sface=face_recognition_sface_2021dec_int8bq
-sface_cpu_sha=357726c0170e00e4464826a73d5d5f9bb0c8efece0830c20f787fbb090274d98
+sface_cpu_sha=b174ed42151818d201cfdf61c1b7fc413e5ec7c7157561164a8a8f0c63e2903e
 if ! sha_ok "$models/$sface.cpu.onnx" "$sface_cpu_sha"; then
   echo "setup-models: converting $sface.onnx to its CPU form" >&2
   cargo run --release --quiet --manifest-path "$root/Cargo.toml" -p kenning-onnx --bin kenning-onnx -- \

@@ -8,7 +8,8 @@
 //!   to accept any batch and image size;
 //! - [`fold_for_cpu`]: folds constant `DequantizeLinear` weights into fp32
 //!   initializers (block-quantized SFace) and rewrites `PRelu` into operators
-//!   ONNX Runtime fuses on a CPU; [`cpu_form`] marks its output with the
+//!   ONNX Runtime fuses on a CPU, and runs a large last `Gemm` on int8
+//!   weights ([`fold_exact`]: all but that); [`cpu_form`] marks its output with the
 //!   converter version so it can be written once at set-up (the
 //!   `kenning-onnx cpu-form` command);
 //! - [`metadata`] and [`with_metadata`]: a model's string metadata.
@@ -28,8 +29,8 @@ pub mod wire;
 
 pub use dynamic::make_dynamic_input;
 pub use fold::{
-    cpu_form, fold_for_cpu, is_cpu_form_of, FoldReport, CPU_FORM_KEY, CPU_FORM_SOURCE_BYTES,
-    CPU_FORM_VERSION,
+    cpu_form, fold_exact, fold_for_cpu, is_cpu_form_of, FoldReport, CPU_FORM_KEY,
+    CPU_FORM_SOURCE_BYTES, CPU_FORM_VERSION,
 };
 pub use inspect::{inspect, InitializerSummary, ModelSummary, NodeSummary, ValueInfoSummary};
 pub use metadata::{metadata, with_metadata};

@@ -14,6 +14,8 @@ pub enum DataType {
     Float = 1,
     /// 8-bit unsigned integer.
     Uint8 = 2,
+    /// 8-bit signed integer.
+    Int8 = 3,
     /// 32-bit signed integer.
     Int32 = 6,
     /// 64-bit signed integer.
@@ -92,6 +94,8 @@ pub enum TensorData {
     Float(Vec<f32>),
     /// int64 values, written as little-endian `raw_data`.
     Int64(Vec<i64>),
+    /// int8 values, written as `raw_data` bytes.
+    Int8(Vec<i8>),
 }
 
 /// A constant tensor (`TensorProto`), stored with `raw_data`.
@@ -115,6 +119,15 @@ impl Tensor {
         }
     }
 
+    /// An int8 tensor.
+    pub fn int8(name: &str, dims: Vec<i64>, values: Vec<i8>) -> Self {
+        Self {
+            name: name.to_owned(),
+            dims,
+            data: TensorData::Int8(values),
+        }
+    }
+
     /// An int64 tensor.
     pub fn int64(name: &str, dims: Vec<i64>, values: Vec<i64>) -> Self {
         Self {
@@ -135,6 +148,7 @@ impl Tensor {
                 DataType::Int64,
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             ),
+            TensorData::Int8(v) => (DataType::Int8, v.iter().map(|&x| x as u8).collect()),
         };
         w.int64(2, dtype as i64);
         w.string(8, &self.name);

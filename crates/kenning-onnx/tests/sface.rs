@@ -45,6 +45,7 @@ fn sface_weights_are_dequantized_and_only_data_stays_an_input() {
             prelu: 27,
             inputs_dropped: 174,
             initializers_dropped: 89,
+            gemm_int8: 1,
         }
     );
     let after = inspect(&folded).unwrap();
@@ -52,15 +53,19 @@ fn sface_weights_are_dequantized_and_only_data_stays_an_input() {
     assert_eq!(count(&after, "PRelu"), 0);
     assert_eq!(count(&after, "Conv"), 27);
     assert_eq!(count(&after, "Relu"), 27);
+    // The last layer (50176 x 128) runs on int8 weights.
+    assert_eq!(count(&after, "Gemm"), 0);
+    assert_eq!(count(&after, "MatMulInteger"), 1);
     let inputs: Vec<&str> = after.inputs.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(inputs, ["data"]);
     assert_eq!(after.outputs, before.outputs);
     assert_eq!(after.opsets, before.opsets);
-    // Every weight is now fp32 (data type 1) or a shape (int64, 7).
+    // Every weight is now fp32 (data type 1), a shape (int64, 7) or the
+    // last layer's int8 weights (3).
     assert!(after
         .initializers
         .iter()
-        .all(|t| t.data_type == 1 || t.data_type == 7));
+        .all(|t| t.data_type == 1 || t.data_type == 7 || t.data_type == 3));
     // Folding is idempotent.
     let (again, second) = fold_for_cpu(&folded).unwrap();
     assert_eq!(second, FoldReport::default());

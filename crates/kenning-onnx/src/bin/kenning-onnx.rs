@@ -24,8 +24,8 @@ fn main() -> ExitCode {
     match result {
         Ok(r) => {
             eprintln!(
-                "kenning-onnx: wrote {output} ({} DequantizeLinear folded, {} PRelu rewritten, {} inputs dropped)",
-                r.dequantized, r.prelu, r.inputs_dropped
+                "kenning-onnx: wrote {output} ({} DequantizeLinear folded, {} PRelu rewritten, {} Gemm to int8, {} inputs dropped)",
+                r.dequantized, r.prelu, r.gemm_int8, r.inputs_dropped
             );
             ExitCode::SUCCESS
         }
