@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use kenning_core::fair::MAX_STRENGTH;
 use kenning_core::PixelBox;
 use kenning_eval::formats::{read_boxes, read_identities, read_labels, read_pairs};
 use kenning_eval::report::group_rate_chart;
@@ -945,6 +946,11 @@ pub struct CalibrateArgs {
     /// With --fair: seed for k-means.
     #[arg(long, default_value_t = FairCalibrationConfig::default().seed)]
     fair_seed: u64,
+    /// With --fair: how far the per-region tables move Similarity away from
+    /// one global threshold (0: global, 1: equal false matches per region;
+    /// in between trades false-match evenness for miss evenness).
+    #[arg(long, default_value_t = 1.0, value_parser = fair_strength)]
+    fair_strength: f64,
     /// Use only the photos listed in this file (one path per line, relative to
     /// the single folder given as IMAGES), e.g. one half of a split.
     #[arg(long)]
@@ -1170,6 +1176,16 @@ pub enum FairPairs {
     Involving,
 }
 
+/// `--fair-strength`: a number from 0 to [`MAX_STRENGTH`].
+fn fair_strength(s: &str) -> std::result::Result<f64, String> {
+    let t: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if (0.0..=MAX_STRENGTH).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!("must be from 0 to {MAX_STRENGTH}, not {t}"))
+    }
+}
+
 /// Lines of a list file (blank lines and `#` comments skipped).
 fn read_list(list: &Path) -> Result<Vec<String>> {
     let text =
@@ -1209,6 +1225,7 @@ fn calibrate_fair(
             FairPairs::Involving => ClusterPairs::Involving,
         },
         exclude_below: args.exclude_below,
+        strength: args.fair_strength,
         ..Default::default()
     };
     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();

@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 /// Lowest log10 FMR any fair calibration reports.
 pub const FLOOR_LOG_FMR: f64 = -15.0;
 
+/// Largest [`FairCalibrationConfig::strength`]: beyond twice the measured
+/// per-region correction a table would invent differences it never saw.
+pub const MAX_STRENGTH: f64 = 2.0;
+
 /// How two embeddings are compared. Smaller is always more similar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -218,6 +222,21 @@ pub struct FairCalibrationConfig {
     /// which are not comparisons of different people.
     #[serde(default)]
     pub exclude_below: f64,
+    /// How far each cluster's table pulls a pair away from the global one,
+    /// in log10 FMR: `global + strength (cluster - global)`. 1 is the full
+    /// per-region correction (equal false matches across regions), 0 one
+    /// global threshold (whose misses are spread more evenly); in between
+    /// trades one for the other (issue 16, goal 5).
+    #[serde(default = "full_strength", skip_serializing_if = "is_full_strength")]
+    pub strength: f64,
+}
+
+fn full_strength() -> f64 {
+    1.0
+}
+
+fn is_full_strength(s: &f64) -> bool {
+    *s == 1.0
 }
 
 impl Default for FairCalibrationConfig {
@@ -230,6 +249,7 @@ impl Default for FairCalibrationConfig {
             min_count: 10,
             pairs: ClusterPairs::Within,
             exclude_below: 0.0,
+            strength: 1.0,
         }
     }
 }
@@ -282,11 +302,17 @@ pub struct FairCalibration {
 }
 
 impl FairCalibration {
-    /// log10 FMR of cluster `c`'s own table at distance `d`.
+    /// log10 FMR of cluster `c`'s own table at distance `d`, moved toward
+    /// the global table as the config's `strength` says.
     pub fn cluster_log_fmr(&self, c: usize, d: f32) -> f64 {
+        let d = f64::from(d);
         match self.clusters.get(c).and_then(|c| c.table.as_ref()) {
-            Some(t) => t.log_fmr(f64::from(d)),
-            None => self.global.log_fmr(f64::from(d)),
+            Some(t) if self.config.strength == 1.0 => t.log_fmr(d),
+            Some(t) => {
+                let g = self.global.log_fmr(d);
+                g + self.config.strength * (t.log_fmr(d) - g)
+            }
+            None => self.global.log_fmr(d),
         }
     }
 
@@ -383,6 +409,12 @@ impl FairCalibration {
         let bad = |s: &str| Err(FairCalibrationError::Invalid(s.into()));
         if self.centroids.is_empty() || self.centroids.len() != self.clusters.len() {
             return bad("centroids and clusters disagree");
+        }
+        if !(0.0..=MAX_STRENGTH).contains(&self.config.strength) {
+            return Err(FairCalibrationError::Invalid(format!(
+                "strength must be 0-{MAX_STRENGTH}, not {}",
+                self.config.strength
+            )));
         }
         let dim = self.centroids[0].len();
         if dim == 0 || self.centroids.iter().any(|c| c.len() != dim) {
