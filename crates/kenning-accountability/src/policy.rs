@@ -1,5 +1,6 @@
 //! Purpose binding: the rules a collection's searches must keep.
 
+use kenning_models::Equalise;
 use serde::{Deserialize, Serialize};
 
 /// When retention counts from.
@@ -55,6 +56,11 @@ pub struct Policy {
     /// was enrolled from. Kenning keeps no enrolment images itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_source: Option<ImageSource>,
+    /// What the collection's Similarity keeps equal across groups of people
+    /// (FalseMatches, Misses or Balanced): which of the recogniser's shipped
+    /// calibrations its searches use. Absent: the recogniser's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equalise: Option<Equalise>,
 }
 
 /// A folder of enrolment photos in which each face's ExternalImageId is a
@@ -226,6 +232,11 @@ mod tests {
         assert_eq!(p.retention.unwrap().after, RetentionFrom::LastMatch);
         assert_eq!(Policy::parse(&p.to_json()).unwrap(), p);
         assert_eq!(Policy::parse("").unwrap(), Policy::default());
+        for e in Equalise::ALL {
+            let p = Policy::parse(&format!(r#"{{"Equalise":"{}"}}"#, e.as_str())).unwrap();
+            assert_eq!(p.equalise, Some(e));
+            assert_eq!(Equalise::from_policy(&p.to_json()), Some(e));
+        }
         assert_eq!(Policy::default().to_json(), "{}");
         for bad in [
             r#"{"MinFaceMatchTreshold":95}"#,
@@ -233,6 +244,8 @@ mod tests {
             r#"{"RequiredReviewers":3}"#,
             r#"{"Retention":{"Days":0,"After":"INDEXED"}}"#,
             r#"{"MaxExpectedFalseMatches":-1}"#,
+            r#"{"Equalise":"Sideways"}"#,
+            r#"{"Equalise":"falsematches"}"#,
         ] {
             assert!(Policy::parse(bad).is_err(), "{bad} accepted");
         }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use kenning_image::{DecodeLimits, RgbImage};
 use kenning_models::manifest::{Distance, Manifest};
-use kenning_models::{Calibration, CalibrationTable, Pipeline, Recognisers};
+use kenning_models::{Calibration, CalibrationTable, Equalise, Pipeline, Recognisers};
 use kenning_store::{
     Collection, Embedded, FaceModel, FaceStore, Nearest, NewCollection, NewFace, OnAssociated,
 };
@@ -390,14 +390,19 @@ impl Collections {
     }
 
     /// The calibration that gives Similarity for collection `c`, whose
-    /// recogniser is `p`.
+    /// recogniser is `p`: the one its policy's `Equalise` chooses, or the
+    /// recogniser's default.
     fn calibration<'p>(c: &Collection, p: &'p Pipeline) -> Result<Calibration<'p>> {
-        p.recognizer().similarity_calibration().ok_or_else(|| {
-            CollectionError::InvalidParameter(format!(
-                "recogniser {} has no calibration table, so Similarity is undefined",
-                c.face_model.name
-            ))
-        })
+        let equalise = Equalise::from_policy(&c.policy);
+        p.recognizer()
+            .loaded()
+            .calibration_for(equalise)
+            .ok_or_else(|| {
+                CollectionError::InvalidParameter(format!(
+                    "recogniser {} has no calibration table, so Similarity is undefined",
+                    c.face_model.name
+                ))
+            })
     }
 
     /// The faces within `threshold` of `embedding`, best first, at most `k`,

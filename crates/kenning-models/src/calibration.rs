@@ -36,6 +36,72 @@ impl std::str::FromStr for CalibrationKind {
     }
 }
 
+/// What a collection's Similarity keeps equal across groups of people: the
+/// `Equalise` field of its policy, choosing among the recogniser's shipped
+/// calibrations (issue 16, goal 5). No calibration does both at once, so
+/// each choice is a point on the trade-off curve in docs/accuracy.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Equalise {
+    /// False matches: the full per-region calibration, so a Similarity
+    /// promises about the same false-match rate for every group, at the
+    /// price of more misses for some groups than others.
+    FalseMatches,
+    /// Misses: one global threshold, whose misses are spread most evenly
+    /// across groups, at the price of far more false matches in some groups.
+    Misses,
+    /// The calibration between the two that keeps the larger of the two
+    /// disparities smallest: the recogniser's default.
+    Balanced,
+}
+
+impl Equalise {
+    /// Every choice, in the order documented.
+    pub const ALL: [Self; 3] = [Self::FalseMatches, Self::Misses, Self::Balanced];
+
+    /// The policy's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FalseMatches => "FalseMatches",
+            Self::Misses => "Misses",
+            Self::Balanced => "Balanced",
+        }
+    }
+
+    /// The choice a stored collection policy (JSON) makes, if any. The
+    /// policy itself is validated where it is set (kenning-accountability);
+    /// a document without a valid `Equalise` field chooses nothing.
+    pub fn from_policy(doc: &str) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Only {
+            #[serde(rename = "Equalise")]
+            equalise: Option<Equalise>,
+        }
+        if doc.trim().is_empty() {
+            return None;
+        }
+        serde_json::from_str::<Only>(doc).ok()?.equalise
+    }
+}
+
+/// A calibration owned by a loaded manifest: either kind.
+#[derive(Debug, Clone)]
+pub enum OwnedCalibration {
+    /// A global table.
+    Global(CalibrationTable),
+    /// A fair (per-region) calibration.
+    Fair(FairCalibration),
+}
+
+impl OwnedCalibration {
+    /// Borrowed, for scoring.
+    pub fn as_calibration(&self) -> Calibration<'_> {
+        match self {
+            Self::Global(t) => Calibration::Global(t),
+            Self::Fair(f) => Calibration::Fair(f),
+        }
+    }
+}
+
 /// The calibration that gives Similarity: a comparison's false-match rate
 /// from the two embeddings and their distance.
 ///

@@ -16,7 +16,7 @@ pub mod recognisers;
 pub mod recognizer;
 pub mod runtime;
 
-pub use calibration::{Calibration, CalibrationKind, CalibrationTable};
+pub use calibration::{Calibration, CalibrationKind, CalibrationTable, Equalise, OwnedCalibration};
 pub use detector::{Detection, Detector, DetectorConfig};
 pub use error::ModelError;
 pub use manifest::{LoadedManifest, Manifest};

@@ -3,7 +3,11 @@ use std::path::{Path, PathBuf};
 use kenning_core::Point;
 use serde::{Deserialize, Serialize};
 
-use crate::calibration::{Calibration, CalibrationKind, CalibrationTable};
+use std::collections::BTreeMap;
+
+use crate::calibration::{
+    Calibration, CalibrationKind, CalibrationTable, Equalise, OwnedCalibration,
+};
 use crate::ModelError;
 use kenning_core::fair::FairCalibration;
 
@@ -37,6 +41,12 @@ pub struct Manifest {
     /// `calibration`) or `fair` (needs `fair_calibration`). Absent: global.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub similarity_calibration: Option<CalibrationKind>,
+    /// The calibration a collection's policy selects with `Equalise`: a
+    /// file relative to the manifest (a global table or a fair
+    /// calibration) per choice. A choice not listed falls back as
+    /// [`LoadedManifest::calibration_for`] says.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub equalise: BTreeMap<Equalise, PathBuf>,
 }
 
 /// Where a recogniser's weights come from.
@@ -190,6 +200,8 @@ pub struct Builtin {
     pub calibration: Option<&'static str>,
     /// fair-calibration.json.
     pub fair_calibration: Option<&'static str>,
+    /// Other calibration files the manifest's `equalise` names, by name.
+    pub files: &'static [(&'static str, &'static str)],
 }
 
 /// dlib's ResNet v1: the default before SFace, and the recogniser of every
@@ -203,6 +215,7 @@ pub const DLIB_RESNET_V1: Builtin = Builtin {
     fair_calibration: Some(include_str!(
         "../../../recognisers/dlib-resnet-v1/fair-calibration.json"
     )),
+    files: &[],
 };
 
 /// OpenCV Zoo's SFace (2021dec, block-quantized), the default recogniser
@@ -216,6 +229,7 @@ pub const SFACE_2021DEC: Builtin = Builtin {
     fair_calibration: Some(include_str!(
         "../../../recognisers/sface-2021dec/fair-calibration.json"
     )),
+    files: &[],
 };
 
 /// The built-in recognisers, the default first.
@@ -237,6 +251,8 @@ pub struct LoadedManifest {
     /// The calibration Similarity uses (the manifest's
     /// `similarity_calibration`, or as chosen by [`LoadedManifest::select`]).
     pub selected: CalibrationKind,
+    /// The calibrations its `equalise` names.
+    pub equalise: BTreeMap<Equalise, OwnedCalibration>,
 }
 
 impl LoadedManifest {
@@ -257,7 +273,65 @@ impl LoadedManifest {
                     BUILTIN.map(|b| b.name).join(", ")
                 ),
             })?;
-        Self::parse(b.name, b.manifest, b.calibration, b.fair_calibration)
+        let loaded = Self::parse(b.name, b.manifest, b.calibration, b.fair_calibration)?;
+        let (table, fair) = (
+            loaded.manifest.calibration.clone(),
+            loaded.manifest.fair_calibration.clone(),
+        );
+        loaded.with_equalise(b.name, |file| {
+            let text = if table.as_deref() == Some(file) {
+                b.calibration
+            } else if fair.as_deref() == Some(file) {
+                b.fair_calibration
+            } else {
+                b.files
+                    .iter()
+                    .find(|(f, _)| Path::new(f) == file)
+                    .map(|(_, text)| *text)
+            };
+            text.map(str::to_owned).ok_or_else(|| ModelError::Manifest {
+                name: b.name.into(),
+                reason: format!("no built-in calibration file {}", file.display()),
+            })
+        })
+    }
+
+    /// The calibration a collection whose policy says `equalise` uses:
+    /// the manifest's file for that choice; without one, the fair
+    /// calibration for `FalseMatches` and the global table for `Misses`;
+    /// otherwise (and with no choice) the default,
+    /// [`LoadedManifest::similarity_calibration`].
+    pub fn calibration_for(&self, equalise: Option<Equalise>) -> Option<Calibration<'_>> {
+        let Some(e) = equalise else {
+            return self.similarity_calibration();
+        };
+        if let Some(c) = self.equalise.get(&e) {
+            return Some(c.as_calibration());
+        }
+        match e {
+            Equalise::FalseMatches => self.fair_calibration.as_ref().map(Calibration::Fair),
+            Equalise::Misses => self.calibration.as_ref().map(Calibration::Global),
+            Equalise::Balanced => None,
+        }
+        .or_else(|| self.similarity_calibration())
+    }
+
+    /// Reads the calibrations the manifest's `equalise` names through `read`.
+    fn with_equalise(
+        mut self,
+        name: &str,
+        read: impl Fn(&Path) -> Result<String, ModelError>,
+    ) -> Result<Self, ModelError> {
+        for (&e, file) in &self.manifest.equalise {
+            let text = read(file)?;
+            let c = if text.contains("\"centroids\"") {
+                OwnedCalibration::Fair(fair_for(name, &self.manifest, &text)?)
+            } else {
+                OwnedCalibration::Global(table_for(name, &self.manifest, &text)?)
+            };
+            self.equalise.insert(e, c);
+        }
+        Ok(self)
     }
 
     /// Chooses the calibration Similarity uses; fails when the manifest has
@@ -305,7 +379,8 @@ impl LoadedManifest {
             Some(rel) => Some(read(&dir.join(rel))?),
             None => None,
         };
-        Self::parse(&name, &text, calibration.as_deref(), fair.as_deref())
+        Self::parse(&name, &text, calibration.as_deref(), fair.as_deref())?
+            .with_equalise(&name, |rel| read(&dir.join(rel)))
     }
 
     fn parse(
@@ -315,47 +390,12 @@ impl LoadedManifest {
         fair: Option<&str>,
     ) -> Result<Self, ModelError> {
         let manifest: Manifest = parse_json(name, manifest)?;
-        let bad = |reason: String| ModelError::Manifest {
-            name: name.into(),
-            reason,
-        };
         let fair_calibration = match fair {
-            Some(text) => {
-                let f = FairCalibration::from_json(text).map_err(|e| bad(e.to_string()))?;
-                if !f.recogniser.is_empty() && f.recogniser != manifest.name {
-                    return Err(bad(format!(
-                        "fair calibration is for {}, not {}",
-                        f.recogniser, manifest.name
-                    )));
-                }
-                if f.distance != manifest.embedding.distance
-                    || f.centroids[0].len() != manifest.embedding.size
-                {
-                    return Err(bad(format!(
-                        "fair calibration is for {}-value {:?} embeddings",
-                        f.centroids[0].len(),
-                        f.distance
-                    )));
-                }
-                Some(f)
-            }
+            Some(text) => Some(fair_for(name, &manifest, text)?),
             None => None,
         };
         let calibration = match calibration {
-            Some(text) => {
-                let table: CalibrationTable = parse_json(name, text)?;
-                table.validate()?;
-                if table.recogniser != manifest.name {
-                    return Err(ModelError::Manifest {
-                        name: name.into(),
-                        reason: format!(
-                            "calibration is for {}, not {}",
-                            table.recogniser, manifest.name
-                        ),
-                    });
-                }
-                Some(table)
-            }
+            Some(text) => Some(table_for(name, &manifest, text)?),
             None => None,
         };
         let selected = manifest
@@ -366,10 +406,54 @@ impl LoadedManifest {
             calibration,
             fair_calibration,
             selected: CalibrationKind::Global,
+            equalise: BTreeMap::new(),
         }
         .select_if_any(selected)
-        .map_err(|e| bad(e.to_string()))
+        .map_err(|e| ModelError::Manifest {
+            name: name.into(),
+            reason: e.to_string(),
+        })
     }
+}
+
+/// A fair calibration's text, checked against the manifest it serves.
+fn fair_for(name: &str, manifest: &Manifest, text: &str) -> Result<FairCalibration, ModelError> {
+    let bad = |reason: String| ModelError::Manifest {
+        name: name.into(),
+        reason,
+    };
+    let f = FairCalibration::from_json(text).map_err(|e| bad(e.to_string()))?;
+    if !f.recogniser.is_empty() && f.recogniser != manifest.name {
+        return Err(bad(format!(
+            "fair calibration is for {}, not {}",
+            f.recogniser, manifest.name
+        )));
+    }
+    if f.distance != manifest.embedding.distance || f.centroids[0].len() != manifest.embedding.size
+    {
+        return Err(bad(format!(
+            "fair calibration is for {}-value {:?} embeddings",
+            f.centroids[0].len(),
+            f.distance
+        )));
+    }
+    Ok(f)
+}
+
+/// A global table's text, checked against the manifest it serves.
+fn table_for(name: &str, manifest: &Manifest, text: &str) -> Result<CalibrationTable, ModelError> {
+    let table: CalibrationTable = parse_json(name, text)?;
+    table.validate()?;
+    if table.recogniser != manifest.name {
+        return Err(ModelError::Manifest {
+            name: name.into(),
+            reason: format!(
+                "calibration is for {}, not {}",
+                table.recogniser, manifest.name
+            ),
+        });
+    }
+    Ok(table)
 }
 
 impl LoadedManifest {
@@ -449,6 +533,57 @@ mod tests {
         );
         let m = LoadedManifest::parse("x", &text, DLIB_CALIBRATION, None).unwrap();
         assert!(m.select(CalibrationKind::Fair).is_err());
+    }
+
+    #[test]
+    fn equalise_chooses_a_shipped_calibration() {
+        let m = LoadedManifest::builtin(SFACE_2021DEC.name).unwrap();
+        let kind = |e| m.calibration_for(e).map(|c| c.kind());
+        assert_eq!(kind(None), Some(m.selected));
+        assert_eq!(
+            kind(Some(Equalise::FalseMatches)),
+            Some(CalibrationKind::Fair)
+        );
+        assert_eq!(kind(Some(Equalise::Misses)), Some(CalibrationKind::Global));
+        assert!(kind(Some(Equalise::Balanced)).is_some());
+        // A manifest's own file for a choice wins over the fallback: here the
+        // fair calibration named for Misses.
+        let text = DLIB_MANIFEST.replacen(
+            '{',
+            r#"{"equalise": {"Misses": "fair-calibration.json"},"#,
+            1,
+        );
+        let dir = std::env::temp_dir().join(format!("kenning-equalise-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("manifest.json"), &text).unwrap();
+        std::fs::write(dir.join("calibration.json"), DLIB_CALIBRATION.unwrap()).unwrap();
+        std::fs::write(
+            dir.join("fair-calibration.json"),
+            DLIB_RESNET_V1.fair_calibration.unwrap(),
+        )
+        .unwrap();
+        let m = LoadedManifest::from_file(&dir.join("manifest.json")).unwrap();
+        assert_eq!(
+            m.calibration_for(Some(Equalise::Misses)).map(|c| c.kind()),
+            Some(CalibrationKind::Fair)
+        );
+        // A file that is not there is an error, not a silent fallback.
+        std::fs::write(
+            dir.join("manifest.json"),
+            text.replace(
+                "\"Misses\": \"fair-calibration.json\"",
+                "\"Misses\": \"gone.json\"",
+            ),
+        )
+        .unwrap();
+        assert!(LoadedManifest::from_file(&dir.join("manifest.json")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            Equalise::from_policy(r#"{"RequireCase":true,"Equalise":"Misses"}"#),
+            Some(Equalise::Misses)
+        );
+        assert_eq!(Equalise::from_policy(""), None);
+        assert_eq!(Equalise::from_policy(r#"{"RequireCase":true}"#), None);
     }
 
     #[test]
