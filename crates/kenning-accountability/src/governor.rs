@@ -638,6 +638,10 @@ impl Governor {
         self.touch(&collection, &entry.candidates)
             .map_err(|e| self.refuse(entry.clone(), e))?;
         details.insert("Calibration".into(), json!(self.calibration_in_force()));
+        if let Some(e) = policy.equalise {
+            // The collection's policy chose another of the shipped calibrations.
+            details.insert("Equalise".into(), json!(e.as_str()));
+        }
         if policy.required_reviewers > 0 && !entry.candidates.is_empty() {
             let mut items = self.review_items(
                 caller,

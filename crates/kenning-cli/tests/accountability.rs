@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use kenning_accountability::{audit_path, Caller, Governor, Grant, Principal, Role};
 use kenning_collections::Collections;
+use kenning_models::Equalise;
 use kenning_store::NewFace;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -801,5 +802,114 @@ fn default_threshold_estimate_purpose_and_a_withheld_search() {
     assert!(!e.message.contains(&ids[1]), "{e}");
     drop(g);
     drop(collections);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A collection's policy `Equalise` chooses the calibration its searches
+/// score with: each choice gives a real pair exactly the Similarity the
+/// chosen shipped table gives it, and a choice that does not exist is
+/// refused.
+#[test]
+fn equalise_policy_scores_searches_with_the_chosen_calibration() {
+    let Some(data) = common::data("equalise_policy_scores_searches_with_the_chosen_calibration")
+    else {
+        return;
+    };
+    let ex = examples(&data);
+    let dir = temp_dir("equalise");
+    let sface = common::sface();
+    let collections = Arc::new(Collections::open(&dir, sface.clone()).unwrap());
+    let g = Governor::open(&dir, collections.clone()).unwrap();
+    let admin = caller("ADMIN", Grant::admin(), None);
+    g.call(&admin, "CreateCollection", json!({ "CollectionId": "eq" }))
+        .unwrap();
+    for (file, ext) in [("obama-1080p.jpg", "obama"), ("biden.jpg", "biden")] {
+        g.call(
+            &admin,
+            "IndexFaces",
+            json!({ "CollectionId": "eq", "Image": image(&ex.join(file)), "ExternalImageId": ext, "MaxFaces": 1 }),
+        )
+        .unwrap();
+    }
+    let probe_path = ex.join("obama-240p.jpg");
+    let probe = sface
+        .analyze(&common::load(&probe_path), true)
+        .unwrap()
+        .remove(0)
+        .embedding
+        .unwrap();
+    let recogniser = sface.recognizer();
+    // Similarity of each indexed face against the probe, by ExternalImageId.
+    let search = || -> Vec<(String, f64, Vec<f32>)> {
+        let (v, _) = g
+            .call(
+                &admin,
+                "SearchFacesByImage",
+                json!({ "CollectionId": "eq", "Image": image(&probe_path), "FaceMatchThreshold": 0, "MaxFaces": 10 }),
+            )
+            .unwrap();
+        let mut out: Vec<(String, f64, Vec<f32>)> = v["FaceMatches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let face_id = m["Face"]["FaceId"].as_str().unwrap();
+                let (_, stored) = collections.store().face_embedding("eq", face_id).unwrap();
+                (
+                    m["Face"]["ExternalImageId"].as_str().unwrap().to_owned(),
+                    m["Similarity"].as_f64().unwrap(),
+                    stored,
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(out.len(), 2, "both faces at threshold 0");
+        out
+    };
+    let expect = |choice: Option<Equalise>, stored: &[f32]| {
+        let c = recogniser.loaded().calibration_for(choice).unwrap();
+        c.similarity(&probe, stored, recogniser.distance(&probe, stored))
+    };
+    for (_, s, stored) in search() {
+        assert!((s - expect(None, &stored)).abs() < 1e-3, "default: {s}");
+    }
+    let mut by_choice = Vec::new();
+    for choice in Equalise::ALL {
+        g.call(
+            &admin,
+            "PutCollectionPolicy",
+            json!({ "CollectionId": "eq", "Policy": { "Equalise": choice.as_str() } }),
+        )
+        .unwrap();
+        let found = search();
+        for (ext, s, stored) in &found {
+            let want = expect(Some(choice), stored);
+            assert!(
+                (s - want).abs() < 1e-3,
+                "{}: {ext} scored {s}, the chosen table says {want}",
+                choice.as_str()
+            );
+        }
+        by_choice.push(found);
+    }
+    // The choice matters: equal false matches and equal misses score the
+    // impostor pair differently.
+    let (fm, misses) = (&by_choice[0], &by_choice[1]);
+    assert!(
+        fm.iter().zip(misses).any(|(a, b)| (a.1 - b.1).abs() > 0.1),
+        "FalseMatches {fm:?} and Misses {misses:?} agree"
+    );
+    let e = g
+        .call(
+            &admin,
+            "PutCollectionPolicy",
+            json!({ "CollectionId": "eq", "Policy": { "Equalise": "Sideways" } }),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, "InvalidParameterException", "{e}");
+    assert!(
+        e.message.contains("Equalise") || e.message.contains("Sideways"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
