@@ -529,6 +529,28 @@ mod tests {
     }
 
     #[test]
+    fn strength_moves_each_cluster_toward_the_global_table() {
+        let mut fc = two_clusters();
+        // Cluster 1's table at 0.3 says -2, the global (cluster 0's) -5.
+        let (own, global) = (-2.0, fc.global.log_fmr(0.3));
+        assert!((fc.cluster_log_fmr(1, 0.3) - own).abs() < 1e-6);
+        for (t, want) in [
+            (0.0, global),
+            (0.5, (own + global) / 2.0),
+            (1.5, global + 1.5 * (own - global)),
+        ] {
+            fc.config.strength = t;
+            assert!((fc.cluster_log_fmr(1, 0.3) - want).abs() < 1e-6, "{t}");
+        }
+        // Stored only when it is not the full correction; out of range refused.
+        assert!(fc.to_json().unwrap().contains("\"strength\":1.5"));
+        fc.config.strength = 1.0;
+        assert!(!fc.to_json().unwrap().contains("strength"));
+        fc.config.strength = MAX_STRENGTH + 0.5;
+        assert!(FairCalibration::from_json(&fc.to_json().unwrap()).is_err());
+    }
+
+    #[test]
     fn json_round_trip_and_validation() {
         let fc = two_clusters();
         let back = FairCalibration::from_json(&fc.to_json().unwrap()).unwrap();
