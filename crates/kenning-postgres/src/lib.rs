@@ -26,6 +26,7 @@
 mod audit;
 mod db;
 mod faces;
+mod import;
 mod keys;
 pub mod migrate;
 mod reviews;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use db::Db;
 pub use db::{redact, Options, Precision};
 pub use faces::{explain_search, PgFaces};
+pub use import::{ChainHead, ImportError, ImportReport, ImportSource, SourceError};
 pub use keys::PgKeys;
 pub use reviews::{PgProbes, PgReviews};
 
@@ -77,6 +79,7 @@ pub struct Postgres {
     pub keys: Arc<PgKeys>,
     /// The probe photos of searches under review.
     pub probes: Arc<PgProbes>,
+    db: Arc<Db>,
 }
 
 impl Postgres {
@@ -105,7 +108,8 @@ impl Postgres {
             faces: Arc::new(PgFaces::new(db.clone())),
             reviews: Arc::new(PgReviews::new(db.clone())),
             probes: Arc::new(PgProbes::new(db.clone())),
-            keys: Arc::new(PgKeys::new(db)),
+            keys: Arc::new(PgKeys::new(db.clone())),
+            db,
         })
     }
 }
