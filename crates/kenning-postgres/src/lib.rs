@@ -1,6 +1,6 @@
 //! Kenning's PostgreSQL backend: everything a node keeps (collections,
 //! faces and their vectors, users, policies, the review queue with its probe
-//! photos, the audit chain and the access keys) in one database, so any number of stateless
+//! photos, the audit chain, the access keys and the stored-video jobs) in one database, so any number of stateless
 //! `kenning serve` nodes can share it.
 //!
 //! * Faces are partitioned by collection (`PARTITION BY LIST`): each
@@ -27,6 +27,7 @@ mod audit;
 mod db;
 mod faces;
 mod import;
+mod jobs;
 mod keys;
 pub mod migrate;
 mod reviews;
@@ -38,6 +39,7 @@ use db::Db;
 pub use db::{redact, Options, Precision};
 pub use faces::{explain_search, PgFaces};
 pub use import::{ChainHead, ImportError, ImportReport, ImportSource, SourceError};
+pub use jobs::PgJobs;
 pub use keys::PgKeys;
 pub use reviews::{PgProbes, PgReviews};
 
@@ -79,6 +81,8 @@ pub struct Postgres {
     pub keys: Arc<PgKeys>,
     /// The probe photos of searches under review.
     pub probes: Arc<PgProbes>,
+    /// Stored-video jobs and their results.
+    pub jobs: Arc<PgJobs>,
     db: Arc<Db>,
 }
 
@@ -109,6 +113,7 @@ impl Postgres {
             reviews: Arc::new(PgReviews::new(db.clone())),
             probes: Arc::new(PgProbes::new(db.clone())),
             keys: Arc::new(PgKeys::new(db.clone())),
+            jobs: Arc::new(PgJobs::new(db.clone())),
             db,
         })
     }
