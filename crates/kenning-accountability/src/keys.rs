@@ -909,6 +909,38 @@ impl KeyStore {
         Ok(out)
     }
 
+    /// Every key (revoked ones included) with its secret sealed again under
+    /// `to`, everything else unchanged: the records a store sealed with `to`
+    /// (a database's master key) takes over.
+    pub fn resealed(&self, to: &Kek) -> Result<Vec<KeyRecord>, KeyError> {
+        let records = self.vault.records()?;
+        if records.is_empty() {
+            return Ok(records);
+        }
+        let from = self.cipher()?;
+        let target = KeyStore {
+            vault: self.vault.clone(),
+            kek: KekSource::Given(to.clone()),
+        };
+        records
+            .into_iter()
+            .map(|r| {
+                let secret = self.open(&from, &r)?;
+                let mut sealed =
+                    target.seal(&r.access_key_id, secret.expose_secret(), r.root, &r.grant())?;
+                sealed.created = r.created;
+                sealed.revoked = r.revoked;
+                Ok(sealed)
+            })
+            .collect()
+    }
+
+    /// Whether `kek` is this store's key-encryption key, so its API tokens'
+    /// hashes stay valid in a store sealed with `kek`.
+    pub fn sealed_with(&self, kek: &Kek) -> Result<bool, KeyError> {
+        Ok(self.master()?.as_slice().ct_eq(kek.0.as_slice()).into())
+    }
+
     /// The key API tokens are hashed with, derived from the key-encryption
     /// key (moving tokens to another store needs the same master key).
     fn token_hash_key(&self) -> Result<Zeroizing<[u8; 32]>, KeyError> {

@@ -56,8 +56,8 @@ use serde::{Deserialize, Serialize};
 pub use error::AuditError;
 pub use log::{now_ms, seal, AuditLog, Sealed};
 pub use read::{
-    export, export_lines, records, records_from_lines, verify, verify_lines, BadRecord, Filter,
-    VerifyReport,
+    export, export_lines, lines, records, records_from_lines, verify, verify_lines, BadRecord,
+    Filter, VerifyReport,
 };
 pub use time::{format_time, parse_time};
 

@@ -230,6 +230,35 @@ impl<L: LineSource> Iterator for RecordIter<L> {
     }
 }
 
+/// The lines of the log at `path` exactly as stored, without their
+/// newlines, in file order (to move the trail elsewhere byte for byte). A
+/// line that is not a complete record's (interrupted, or longer than any
+/// record) yields an error, after which the iterator ends; it does not check
+/// hashes or the chain ([`verify`] does).
+pub fn lines(path: &Path) -> Result<impl Iterator<Item = Result<String, AuditError>>, AuditError> {
+    let mut lines = Lines::open(path)?;
+    let mut done = false;
+    Ok(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let item = match lines.next_line() {
+            Ok(None) => None,
+            Ok(Some(LineKind::Complete)) => Some(
+                String::from_utf8(std::mem::take(&mut lines.buf))
+                    .map_err(|_| lines.corrupt("the line is not UTF-8".into())),
+            ),
+            Ok(Some(kind)) => Some(Err(lines.corrupt(match decode(kind, &[]) {
+                Err((_, reason)) => reason,
+                Ok(_) => String::new(),
+            }))),
+            Err(e) => Some(Err(e)),
+        };
+        done = !matches!(item, Some(Ok(_)));
+        item
+    }))
+}
+
 /// Writes the records of the log at `path` that pass `filter` to `out`, one
 /// JSON object per line, and returns how many it wrote.
 ///

@@ -8,6 +8,7 @@ mod commands;
 mod eval;
 mod gallery;
 mod inputs;
+mod migrate;
 mod model_dirs;
 mod report;
 mod serve;
@@ -124,6 +125,9 @@ enum Command {
     Video(video::VideoCommand),
     /// The accountability report for a period, from the audit trail.
     Report(report::ReportArgs),
+    /// Copy a data directory (collections, faces, users, reviews, keys, the
+    /// audit chain) into a PostgreSQL database.
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() {
@@ -176,5 +180,6 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Retention(cmd) => accountable::retention(&ctx, &cli.data, cmd),
         Command::Video(cmd) => video::run(&ctx, &cli.data, cmd),
         Command::Report(args) => report::report(&ctx, &cli.data, &args),
+        Command::Migrate(args) => migrate::migrate(&ctx, &cli.data.db, &args),
     }
 }

@@ -151,12 +151,17 @@ struct VideoServeArgs {
     /// Days a video job and its results are kept.
     #[arg(long, default_value_t = 7)]
     video_retention_days: u64,
+    /// With --database: seconds a node's claim on a video job lasts unless
+    /// renewed; a job whose node died is resumed by another node after this.
+    #[arg(long, default_value_t = 30)]
+    video_lease_seconds: u64,
 }
 
 impl VideoServeArgs {
     fn service(
         &self,
         data: &std::path::Path,
+        jobs: Option<Arc<dyn kenning_video::JobStore>>,
         governor: Arc<Governor>,
         threads: usize,
     ) -> Result<Arc<kenning_video::VideoService>> {
@@ -182,14 +187,20 @@ impl VideoServeArgs {
             workers: self.video_workers.max(1),
             max_jobs: self.video_max_jobs.max(1),
             retention: Duration::from_secs(self.video_retention_days.max(1) * 86_400),
+            lease: Duration::from_secs(self.video_lease_seconds.max(3)),
             ..Default::default()
         };
         config.sampling.fps = self.video_fps;
         config.analysis.threads = threads.max(1);
         config.limits.max_bytes = self.video_max_bytes;
         config.limits.max_duration_ms = self.video_max_seconds.saturating_mul(1000);
-        let service = kenning_video::VideoService::open(data, governor, buckets, notify, config)
-            .map_err(wire)?;
+        let service = match jobs {
+            Some(store) => {
+                kenning_video::VideoService::with_store(store, governor, buckets, notify, config)
+            }
+            None => kenning_video::VideoService::open(data, governor, buckets, notify, config),
+        }
+        .map_err(wire)?;
         Ok(service)
     }
 }
@@ -550,7 +561,8 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         }
         _ => None,
     };
-    // With a database only video jobs are kept on local disk.
+    // With a database nothing is kept here but stream processors (with
+    // --enable-streams); without one, everything.
     if !data.data.exists() {
         std::fs::create_dir_all(&data.data)
             .with_context(|| format!("creating {}", data.data.display()))?;
@@ -575,6 +587,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         )
     })?;
     let store = storage.keys;
+    let jobs = storage.jobs;
     let collections = kenning_server::open_collections(storage.faces, recognisers);
     let governor = Arc::new(Governor::new(
         Arc::new(collections),
@@ -584,7 +597,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     )?);
     let video = args
         .video
-        .service(&data.data, governor.clone(), ctx.threads)?;
+        .service(&data.data, jobs, governor.clone(), ctx.threads)?;
     let key_active: kenning_streams::KeyCheck = {
         let store = store.clone();
         let env_root = match &root {

@@ -60,6 +60,9 @@ pub struct Storage {
     pub keys: KeyStore,
     /// The probe photos of searches under review.
     pub probes: Arc<dyn ProbeStore>,
+    /// Stored-video jobs, when they are kept in a database (else the video
+    /// service keeps them in the data directory).
+    pub jobs: Option<Arc<dyn kenning_video::JobStore>>,
 }
 
 impl DatabaseArgs {
@@ -127,6 +130,7 @@ pub fn open(
             faces: pg.faces,
             reviews: pg.reviews,
             probes: pg.probes,
+            jobs: Some(pg.jobs),
             keys,
         });
     }
@@ -138,6 +142,7 @@ pub fn open(
         reviews: Arc::new(reviews),
         keys: KeyStore::new(data),
         probes: Arc::new(ProbeDir::open(data)?),
+        jobs: None,
     })
 }
 

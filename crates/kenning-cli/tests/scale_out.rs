@@ -1,5 +1,4 @@
-//! `kenning serve --database`: nodes that keep nothing but video jobs on
-//! local disk share one PostgreSQL database (started by scripts/postgres.sh for the run, its
+//! `kenning serve --database`: nodes that keep nothing on local disk share one PostgreSQL database (started by scripts/postgres.sh for the run, its
 //! URL in KENNING_TEST_DATABASE), answer exactly as the embedded backend
 //! does, and lose no acknowledged write when a node or the primary dies.
 
@@ -213,14 +212,13 @@ fn same_photos_same_responses_on_both_backends() {
     }
     assert_eq!(transcripts[0].len(), transcripts[1].len());
     drop(pg);
-    // Only the video jobs stay on the node (docs/scale-out.md).
+    // Nothing stays on the node (docs/scale-out.md): video jobs are in the
+    // database too.
     let mut local = Vec::new();
     walk(&node_data, &node_data, &mut local);
-    local.sort();
-    assert_eq!(
-        local,
-        ["video", kenning_video::service::JOBS_FILE],
-        "a node on a database kept something on local disk"
+    assert!(
+        local.is_empty(),
+        "a node on a database kept something on local disk: {local:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -623,5 +621,279 @@ fn database_faults_at_start_and_while_serving() {
         "{text}"
     );
     assert!(!text.contains(&db.password()), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the kenning binary with `args` (and the models), returning its exit
+/// status, standard output and standard error.
+fn kenning(args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(common::kenning_bin())
+        .arg("--models")
+        .arg(common::models())
+        .args(args)
+        .env_remove("KENNING_MASTER_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn json_out(args: &[&str]) -> Value {
+    let (status, out, err) = kenning(args);
+    assert!(status.success(), "kenning {args:?}: {err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// `kenning migrate`: a data directory built through the service (faces,
+/// a user, a collection under review with its candidates and probe photos,
+/// a stored access key, the audit chain) is copied into a database; the
+/// chain verifies there with the same head, a node on the database answers
+/// the same searches with the same bytes and takes the stored key, a second
+/// run is reported as done, and a database holding other data is refused
+/// unless --replace.
+#[test]
+fn migrate_copies_a_data_directory_that_then_serves_the_same() {
+    let test = "migrate_copies_a_data_directory_that_then_serves_the_same";
+    let Some(data) = common::data(test) else {
+        return;
+    };
+    let Some(db) = TestDb::new(test) else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(unique("kenning-migrate"));
+    let key = master_key(&dir);
+    let key_arg = key.to_str().unwrap();
+    let source = dir.join("source");
+    let src = source.to_str().unwrap();
+    let photos = photos(&data);
+
+    // The data directory, built through the service and the CLI.
+    let stored = json_out(&["keys", "create", "--data", src, "--role", "operator"]);
+    let (stored_id, stored_secret) = (
+        stored["AccessKeyId"].as_str().unwrap().to_owned(),
+        stored["SecretAccessKey"].as_str().unwrap().to_owned(),
+    );
+    let node = Server::start_in(source.clone(), &[]);
+    for c in ["plain", "watch"] {
+        call(&node, "CreateCollection", &json!({ "CollectionId": c }));
+    }
+    call(
+        &node,
+        "PutCollectionPolicy",
+        &json!({ "CollectionId": "watch", "Policy": { "RequiredReviewers": 1 } }),
+    );
+    let mut first = None;
+    for (i, p) in photos.iter().take(10).enumerate() {
+        for c in ["plain", "watch"] {
+            let r = call(
+                &node,
+                "IndexFaces",
+                &json!({ "CollectionId": c, "Image": image(p), "ExternalImageId": format!("p{i}") }),
+            );
+            if c == "plain" {
+                if let Some(f) = r["FaceRecords"][0]["Face"]["FaceId"].as_str() {
+                    first.get_or_insert_with(|| f.to_owned());
+                }
+            }
+        }
+    }
+    let first = first.expect("no face indexed");
+    call(
+        &node,
+        "CreateUser",
+        &json!({ "CollectionId": "plain", "UserId": "u1" }),
+    );
+    call(
+        &node,
+        "AssociateFaces",
+        &json!({ "CollectionId": "plain", "UserId": "u1", "FaceIds": [first] }),
+    );
+    let queued = call(
+        &node,
+        "SearchFacesByImage",
+        &json!({ "CollectionId": "watch", "Image": image(&photos[1]), "FaceMatchThreshold": 0 }),
+    );
+    assert!(
+        queued["FaceMatches"].as_array().unwrap().len() > 1,
+        "{queued}"
+    );
+    let requests = [
+        (
+            "SearchFacesByImage",
+            json!({ "CollectionId": "plain", "Image": image(&photos[1]), "MaxFaces": 20, "FaceMatchThreshold": 0 }),
+        ),
+        (
+            "SearchFaces",
+            json!({ "CollectionId": "plain", "FaceId": first, "MaxFaces": 20, "FaceMatchThreshold": 0 }),
+        ),
+        (
+            "SearchUsersByImage",
+            json!({ "CollectionId": "plain", "Image": image(&photos[0]) }),
+        ),
+        (
+            "ListFaces",
+            json!({ "CollectionId": "plain", "MaxResults": 100 }),
+        ),
+        ("ListUsers", json!({ "CollectionId": "plain" })),
+        ("DescribeCollection", json!({ "CollectionId": "watch" })),
+        ("ListCollections", json!({})),
+        ("GetCollectionPolicy", json!({ "CollectionId": "watch" })),
+    ];
+    let before: Vec<Value> = requests
+        .iter()
+        .map(|(op, body)| call(&node, op, body))
+        .collect();
+    assert!(node.stop().success());
+    let reviews_before = json_out(&["review", "list", "--data", src]);
+    let verified = json_out(&["audit", "verify", "--data", src]);
+    let probes_before: BTreeSet<String> = std::fs::read_dir(source.join("probes"))
+        .unwrap()
+        .map(|e| {
+            use sha2::Digest as _;
+            let e = e.unwrap();
+            let bytes = std::fs::read(e.path()).unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.split('.').next().unwrap().to_owned();
+            format!("{id}:{}", hex::encode(sha2::Sha256::digest(bytes)))
+        })
+        .collect();
+    assert!(!probes_before.is_empty(), "no probe photo kept");
+
+    // Migrate.
+    let migrate = |url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            "--from",
+            src,
+            "--to",
+            url,
+            "--master-key-file",
+            key_arg,
+        ];
+        args.extend_from_slice(extra);
+        kenning(&args)
+    };
+    let (status, out, err) = migrate(&db.url, &[]);
+    assert!(status.success(), "{err}");
+    assert!(!err.contains(&db.password()), "{err}");
+    let report: Value = serde_json::from_str(out.trim()).unwrap();
+    let m = &report["Migrated"];
+    assert_eq!(m["collections"], 2, "{report}");
+    assert_eq!(
+        m["faces"].as_u64(),
+        Some(2 * (before[3]["Faces"].as_array().unwrap().len() as u64)),
+        "{report}"
+    );
+    assert_eq!(m["users"], 1, "{report}");
+    assert_eq!(m["access_keys"], 1, "{report}");
+    assert_eq!(
+        m["review_items"].as_u64(),
+        Some(queued["FaceMatches"].as_array().unwrap().len() as u64),
+        "{report}"
+    );
+    assert_eq!(m["probe_photos"].as_u64(), Some(probes_before.len() as u64));
+    assert_eq!(m["audit_records"], verified["Records"], "{report}");
+    assert_eq!(report["AuditHead"]["Hash"], verified["Head"], "{report}");
+    assert!(err.contains("copied 2 collections"), "{err}");
+
+    // The same chain, read back from the database by `kenning audit verify`.
+    let in_db = json_out(&[
+        "audit",
+        "verify",
+        "--database",
+        &db.url,
+        "--master-key-file",
+        key_arg,
+    ]);
+    assert_eq!(in_db, verified, "the chain in the database differs");
+    let probes_after: BTreeSet<String> = pg::query(
+        &db.url,
+        "SELECT request_id || ':' || encode(sha256(bytes), 'hex') FROM review_probes",
+    )
+    .into_iter()
+    .collect();
+    assert_eq!(probes_after, probes_before);
+
+    // A node on the database answers as the data directory's node did.
+    let reviews_after = json_out(&[
+        "review",
+        "list",
+        "--data",
+        dir.join("x").to_str().unwrap(),
+        "--database",
+        &db.url,
+        "--master-key-file",
+        key_arg,
+    ]);
+    assert_eq!(reviews_after, reviews_before);
+    let node = Server::start_in(
+        dir.join("node"),
+        &["--database", &db.url, "--master-key-file", key_arg],
+    );
+    for ((op, body), expected) in requests.iter().zip(&before) {
+        assert_eq!(
+            &call(&node, op, body),
+            expected,
+            "{op} differs after the migration"
+        );
+    }
+    // The stored key's secret was sealed again with the master key.
+    let (status, _, text) = signed(
+        &node.addr,
+        "DescribeCollection",
+        &json!({ "CollectionId": "plain" }).to_string(),
+        (&stored_id, &stored_secret),
+        now(),
+    );
+    assert_eq!(status, 200, "{text}");
+    drop(node);
+
+    // A second run finds the chain there already and copies nothing.
+    let (status, out, err) = migrate(&db.url, &[]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("\"AlreadyMigrated\":true"), "{out}");
+    assert!(
+        err.contains("migrated before") && err.contains("written since"),
+        "{err}"
+    );
+    let faces: Vec<String> = pg::query(&db.url, "SELECT count(*)::text FROM faces");
+    assert_eq!(faces, [m["faces"].to_string()]);
+
+    // A database holding something else is refused, unless --replace.
+    let Some(other) = TestDb::new(test) else {
+        return;
+    };
+    let other_node = Server::start_in(
+        dir.join("other-node"),
+        &["--database", &other.url, "--master-key-file", key_arg],
+    );
+    call(
+        &other_node,
+        "CreateCollection",
+        &json!({ "CollectionId": "elsewhere" }),
+    );
+    drop(other_node);
+    let (status, _, err) = migrate(&other.url, &[]);
+    assert!(!status.success());
+    assert!(
+        err.contains("is not empty (1 collections") && err.contains("--replace"),
+        "{err}"
+    );
+    let (status, _, err) = migrate(&other.url, &["--replace"]);
+    assert!(status.success(), "{err}");
+    let ids: Vec<String> = pg::query(&other.url, "SELECT id FROM collections ORDER BY id");
+    assert_eq!(ids, ["plain", "watch"]);
+    let in_other = json_out(&[
+        "audit",
+        "verify",
+        "--database",
+        &other.url,
+        "--master-key-file",
+        key_arg,
+    ]);
+    assert_eq!(in_other, verified);
     let _ = std::fs::remove_dir_all(&dir);
 }

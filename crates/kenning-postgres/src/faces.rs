@@ -18,25 +18,26 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::audit::{self, PgAudit};
-use crate::db::{Db, Precision, Res};
+use crate::db::{Db, Options, Precision, Res};
 use crate::vector::Vector;
 
-const COLLECTION_COLUMNS: &str = "key, id, arn, created_at_ms, model_name, model_version, dim, \
+pub(crate) const COLLECTION_COLUMNS: &str =
+    "key, id, arn, created_at_ms, model_name, model_version, dim, \
      distance, precision, policy, face_count, user_count, generation, next_seq";
 const FACE_COLUMNS: &str = "seq, face_id, image_id, external_image_id, bbox, confidence, \
      indexed_at_ms, last_matched_at_ms, user_id";
 
 /// A collection's row: the record, and what its partition needs.
-struct Row_ {
-    key: i64,
-    c: Collection,
-    distance: Distance,
-    precision: Precision,
+pub(crate) struct Row_ {
+    pub(crate) key: i64,
+    pub(crate) c: Collection,
+    pub(crate) distance: Distance,
+    pub(crate) precision: Precision,
 }
 
 impl Row_ {
     /// The collection's partition.
-    fn faces(&self) -> String {
+    pub(crate) fn faces(&self) -> String {
         format!("faces_{}", self.key)
     }
 
@@ -51,7 +52,7 @@ impl Row_ {
     }
 }
 
-fn distance_name(d: Distance) -> &'static str {
+pub(crate) fn distance_name(d: Distance) -> &'static str {
     match d {
         Distance::Euclidean => "euclidean",
         Distance::Cosine => "cosine",
@@ -65,15 +66,15 @@ fn operator(d: Distance) -> &'static str {
     }
 }
 
-fn to_u64(v: i64) -> u64 {
+pub(crate) fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-fn to_i64(v: u64) -> i64 {
+pub(crate) fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn collection_row(row: &Row) -> Res<Row_> {
+pub(crate) fn collection_row(row: &Row) -> Res<Row_> {
     let distance = match row.get::<_, &str>("distance") {
         "cosine" => Distance::Cosine,
         _ => Distance::Euclidean,
@@ -247,28 +248,86 @@ impl PgFaces {
 
     /// Creates a collection's partition and its HNSW index.
     async fn create_partition(&self, tx: &Transaction<'_>, c: &Row_) -> Res<()> {
-        let (table, dim, key) = (c.faces(), c.c.dim, c.key);
-        let opclass = format!(
-            "{}_{}_ops",
-            c.precision.type_name(),
-            match c.distance {
-                Distance::Euclidean => "l2",
-                Distance::Cosine => "cosine",
-            }
-        );
-        let o = &self.db.options;
-        tx.batch_execute(&format!(
-            "CREATE TABLE {table} PARTITION OF faces FOR VALUES IN ({key});
-             ALTER TABLE {table} ADD CHECK (vector_dims(embedding) = {dim});
-             CREATE INDEX {table}_hnsw ON {table} USING hnsw ({} {opclass})
-                 WITH (m = {}, ef_construction = {});",
-            c.indexed("embedding"),
-            o.m,
-            o.ef_construction,
-        ))
-        .await?;
-        Ok(())
+        create_table(tx, c).await?;
+        create_hnsw(tx, c, &self.db.options).await
     }
+}
+
+/// Creates a collection's partition, without its HNSW index (a bulk load
+/// builds that afterwards, much faster than inserting into it).
+pub(crate) async fn create_table(tx: &Transaction<'_>, c: &Row_) -> Res<()> {
+    let (table, dim, key) = (c.faces(), c.c.dim, c.key);
+    tx.batch_execute(&format!(
+        "CREATE TABLE {table} PARTITION OF faces FOR VALUES IN ({key});
+         ALTER TABLE {table} ADD CHECK (vector_dims(embedding) = {dim});"
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Creates the HNSW index of a collection's partition.
+pub(crate) async fn create_hnsw(tx: &Transaction<'_>, c: &Row_, o: &Options) -> Res<()> {
+    let table = c.faces();
+    let opclass = format!(
+        "{}_{}_ops",
+        c.precision.type_name(),
+        match c.distance {
+            Distance::Euclidean => "l2",
+            Distance::Cosine => "cosine",
+        }
+    );
+    tx.batch_execute(&format!(
+        "CREATE INDEX {table}_hnsw ON {table} USING hnsw ({} {opclass})
+             WITH (m = {}, ef_construction = {});",
+        c.indexed("embedding"),
+        o.m,
+        o.ef_construction,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Inserts faces with their embeddings into a collection's partition in one
+/// statement (the collection's counters are the caller's).
+pub(crate) async fn insert_faces(
+    tx: &Transaction<'_>,
+    c: &Row_,
+    faces: &[Face],
+    vectors: &[Vector],
+) -> Res<()> {
+    let (mut seqs, mut ids, mut images, mut exts, mut boxes, mut confs) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut times, mut matched, mut users) = (vec![], vec![], vec![]);
+    for f in faces {
+        let b = f.bounding_box;
+        seqs.push(to_i64(f.seq));
+        ids.push(f.face_id);
+        images.push(f.image_id);
+        exts.push(f.external_image_id.as_deref());
+        // A text literal of the array: tokio-postgres sends no 2-D arrays.
+        boxes.push(format!("{{{},{},{},{}}}", b.width, b.height, b.left, b.top));
+        confs.push(f.confidence);
+        times.push(to_i64(f.indexed_at_ms));
+        matched.push(f.last_matched_at_ms.map(to_i64));
+        users.push(f.user_id.as_deref());
+    }
+    // A v4 collision is astronomically unlikely; the unique index on
+    // (collection, face_id) would refuse it rather than orphan a face.
+    tx.execute(
+        &format!(
+            "INSERT INTO {} (collection, seq, face_id, image_id, external_image_id, \
+             bbox, confidence, indexed_at_ms, last_matched_at_ms, user_id, embedding) \
+             SELECT $1, s, f, i, e, b::real[], c, t, m, u, v FROM unnest($2::bigint[], \
+             $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::real[], $8::bigint[], \
+             $9::bigint[], $10::text[], $11::vector[]) AS x(s, f, i, e, b, c, t, m, u, v)",
+            c.faces()
+        ),
+        &[
+            &c.key, &seqs, &ids, &images, &exts, &boxes, &confs, &times, &matched, &users, &vectors,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 impl FaceStore for PgFaces {
@@ -419,51 +478,24 @@ impl FaceStore for PgFaces {
                 return Ok(Vec::new());
             }
             let mut out = Vec::with_capacity(faces.len());
-            let (mut seqs, mut ids, mut images, mut exts, mut boxes, mut confs, mut times) =
-                (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
             let mut vectors = Vec::with_capacity(faces.len());
             for f in faces {
                 let seq = c.c.next_seq;
                 c.c.next_seq += 1;
-                let b = f.bounding_box;
-                let face = Face {
+                out.push(Face {
                     face_id: Uuid::new_v4(),
                     image_id: f.image_id,
                     external_image_id: f.external_image_id,
-                    bounding_box: b,
+                    bounding_box: f.bounding_box,
                     confidence: f.confidence,
                     indexed_at_ms: f.indexed_at_ms.unwrap_or(now),
                     last_matched_at_ms: None,
                     user_id: None,
                     seq,
-                };
-                seqs.push(to_i64(seq));
-                ids.push(face.face_id);
-                images.push(face.image_id);
-                exts.push(face.external_image_id.clone());
-                // A text literal of the array: tokio-postgres sends no 2-D arrays.
-                boxes.push(format!("{{{},{},{},{}}}", b.width, b.height, b.left, b.top));
-                confs.push(face.confidence);
-                times.push(to_i64(face.indexed_at_ms));
+                });
                 vectors.push(Vector(f.embedding));
-                out.push(face);
             }
-            // A v4 collision is astronomically unlikely; the unique index on
-            // (collection, face_id) would refuse it rather than orphan a face.
-            tx.execute(
-                &format!(
-                    "INSERT INTO {} (collection, seq, face_id, image_id, external_image_id, \
-                     bbox, confidence, indexed_at_ms, embedding) \
-                     SELECT $1, s, f, i, e, b::real[], c, t, v FROM unnest($2::bigint[], \
-                     $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::real[], $8::bigint[], \
-                     $9::vector[]) AS u(s, f, i, e, b, c, t, v)",
-                    c.faces()
-                ),
-                &[
-                    &c.key, &seqs, &ids, &images, &exts, &boxes, &confs, &times, &vectors,
-                ],
-            )
-            .await?;
+            insert_faces(&tx, &c, &out, &vectors).await?;
             c.c.face_count += out.len() as u64;
             c.c.generation = Self::tick(&tx).await?;
             Self::save_counts(&tx, &c).await?;

@@ -1,6 +1,6 @@
 //! Kenning's PostgreSQL backend: everything a node keeps (collections,
 //! faces and their vectors, users, policies, the review queue with its probe
-//! photos, the audit chain and the access keys) in one database, so any number of stateless
+//! photos, the audit chain, the access keys and the stored-video jobs) in one database, so any number of stateless
 //! `kenning serve` nodes can share it.
 //!
 //! * Faces are partitioned by collection (`PARTITION BY LIST`): each
@@ -26,6 +26,8 @@
 mod audit;
 mod db;
 mod faces;
+mod import;
+mod jobs;
 mod keys;
 pub mod migrate;
 mod reviews;
@@ -36,6 +38,8 @@ use std::sync::Arc;
 use db::Db;
 pub use db::{redact, Options, Precision};
 pub use faces::{explain_search, PgFaces};
+pub use import::{ChainHead, ImportError, ImportReport, ImportSource, SourceError};
+pub use jobs::PgJobs;
 pub use keys::PgKeys;
 pub use reviews::{PgProbes, PgReviews};
 
@@ -77,6 +81,9 @@ pub struct Postgres {
     pub keys: Arc<PgKeys>,
     /// The probe photos of searches under review.
     pub probes: Arc<PgProbes>,
+    /// Stored-video jobs and their results.
+    pub jobs: Arc<PgJobs>,
+    db: Arc<Db>,
 }
 
 impl Postgres {
@@ -105,7 +112,9 @@ impl Postgres {
             faces: Arc::new(PgFaces::new(db.clone())),
             reviews: Arc::new(PgReviews::new(db.clone())),
             probes: Arc::new(PgProbes::new(db.clone())),
-            keys: Arc::new(PgKeys::new(db)),
+            keys: Arc::new(PgKeys::new(db.clone())),
+            jobs: Arc::new(PgJobs::new(db.clone())),
+            db,
         })
     }
 }

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "review_probes",
         include_str!("../migrations/0002_review_probes.sql"),
     ),
+    (
+        3,
+        "video_jobs",
+        include_str!("../migrations/0003_video_jobs.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

@@ -876,3 +876,18 @@ fn probe_photos_kept_read_erased_and_swept() {
         },
     );
 }
+
+/// Stored-video jobs: the suite the embedded job store passes, run on the
+/// database's, leases included (a job is held by one node at a time and
+/// taken over when its owner's lease ends or is given up).
+#[test]
+fn video_jobs_with_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = kenning_video::RedbJobStore::open(&dir.path().join("jobs.redb")).unwrap();
+    kenning_video::jobs::conformance(&embedded);
+    let Some(db) = common::TestDb::new("video_jobs_with_leases") else {
+        return;
+    };
+    let pg = kenning_postgres::Postgres::connect(&db.url, None, Default::default()).unwrap();
+    kenning_video::jobs::conformance(pg.jobs.as_ref());
+}

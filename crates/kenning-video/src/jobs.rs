@@ -243,6 +243,128 @@ pub trait JobStore: Send + Sync {
     fn delete(&self, id: &str) -> Result<()>;
     /// A 32-byte secret named `name`, made on first use and kept.
     fn secret(&self, name: &str) -> Result<Vec<u8>>;
+
+    /// Whether several nodes share this store. Then a node runs a job only
+    /// while it holds the job's lease ([`JobStore::claim`]), and takes over
+    /// jobs whose owner let its lease expire (it died).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Makes `owner` the job's owner until `until_ms` if the job has no
+    /// owner, is `owner`'s already, or its owner's lease ended before
+    /// `now_ms`; whether `owner` holds it now. A store of one node owns
+    /// every job.
+    fn claim(&self, _id: &str, _owner: &str, _now_ms: u64, _until_ms: u64) -> Result<bool> {
+        Ok(true)
+    }
+    /// Extends the lease of every job `owner` holds to `until_ms`.
+    fn renew(&self, _owner: &str, _until_ms: u64) -> Result<()> {
+        Ok(())
+    }
+    /// Gives up every lease `owner` holds (a node stopping), so another
+    /// node resumes its jobs at once.
+    fn release(&self, _owner: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A job for store tests, with id `id` and idempotency key `key`.
+#[doc(hidden)]
+pub fn sample_job(id: &str, key: Option<&str>) -> Job {
+    Job {
+        job_id: id.into(),
+        api: Api::FaceSearch,
+        video: S3Object {
+            bucket: "cams".into(),
+            name: "a.mp4".into(),
+            version: None,
+        },
+        job_tag: None,
+        notification_channel: None,
+        face_attributes: None,
+        collection_id: Some("c".into()),
+        face_match_threshold: Some(80.0),
+        idempotency_key: key.map(Into::into),
+        request_hash: "h".into(),
+        starter: Starter {
+            access_key: "K".into(),
+            grant: kenning_accountability::Grant::admin(),
+            request_id: "r".into(),
+            case: None,
+            purpose: None,
+        },
+        status: JobStatus::InProgress,
+        status_message: None,
+        video_metadata: None,
+        file: FileStamp {
+            size: 1,
+            modified_ns: 2,
+        },
+        sha256: None,
+        fps: 5.0,
+        created_ms: 0,
+        finished_ms: None,
+        attempts: 0,
+        results: 0,
+        stage_times: None,
+    }
+}
+
+/// The behaviour every [`JobStore`] must have, for each backend's tests:
+/// idempotency keys, paged results, persons, secrets, clearing and
+/// deleting, and (for a shared store) leases.
+#[doc(hidden)]
+pub fn conformance(s: &dyn JobStore) {
+    let job = sample_job;
+    assert_eq!(s.insert(&job("a", Some("K/op/t"))).unwrap(), Inserted::New);
+    // The same key names the first job, whatever the second says.
+    match s.insert(&job("b", Some("K/op/t"))).unwrap() {
+        Inserted::Existing(j) => assert_eq!(j.job_id, "a"),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.get("b").unwrap().is_none());
+    let items: Vec<Vec<u8>> = (0..2500u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    s.write_results("a", Order::Index, 0, &items).unwrap();
+    s.write_persons("a", &[(3, b"m".to_vec())]).unwrap();
+    let page = s.results("a", Order::Index, 1000, 1000).unwrap();
+    assert_eq!(page.len(), 1000);
+    assert_eq!(page[0], 1000u32.to_be_bytes());
+    assert!(s.results("a", Order::Timestamp, 0, 10).unwrap().is_empty());
+    assert_eq!(s.secret("k").unwrap(), s.secret("k").unwrap());
+    assert_eq!(s.secret("k").unwrap().len(), 32);
+    let mut updated = job("a", Some("K/op/t"));
+    updated.status = JobStatus::Succeeded;
+    updated.results = 2500;
+    s.update(&updated).unwrap();
+    assert_eq!(s.get("a").unwrap().unwrap(), updated);
+    assert_eq!(s.all().unwrap(), vec![updated]);
+    assert_eq!(s.by_idempotency_key("K/op/t").unwrap().unwrap().job_id, "a");
+    assert_eq!(s.results("a", Order::Index, 2400, 1000).unwrap().len(), 100);
+    assert_eq!(s.person("a", 3).unwrap().unwrap(), b"m");
+    s.clear_results("a").unwrap();
+    assert!(s.results("a", Order::Index, 0, 10).unwrap().is_empty());
+    assert!(s.person("a", 3).unwrap().is_none());
+    s.delete("a").unwrap();
+    assert!(s.get("a").unwrap().is_none());
+    assert!(s.by_idempotency_key("K/op/t").unwrap().is_none());
+    assert_eq!(s.insert(&job("c", Some("K/op/t"))).unwrap(), Inserted::New);
+    if s.shared() {
+        // Node A holds the job; B cannot take it while A's lease lasts...
+        assert!(s.claim("c", "A", 1_000, 2_000).unwrap());
+        assert!(!s.claim("c", "B", 1_500, 2_500).unwrap());
+        s.renew("A", 3_000).unwrap();
+        assert!(!s.claim("c", "B", 2_500, 3_500).unwrap());
+        assert!(s.claim("c", "A", 2_500, 3_500).unwrap());
+        // ...and takes it over once the lease ended (A died)...
+        assert!(s.claim("c", "B", 3_600, 4_600).unwrap());
+        assert!(!s.claim("c", "A", 3_700, 4_700).unwrap());
+        // ...or at once when B lets it go (a node stopping).
+        s.release("B").unwrap();
+        assert!(s.claim("c", "A", 3_800, 4_800).unwrap());
+    } else {
+        assert!(s.claim("c", "A", 1_000, 2_000).unwrap());
+        assert!(s.claim("c", "B", 1_500, 2_500).unwrap());
+    }
 }
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
@@ -454,80 +576,24 @@ impl JobStore for RedbJobStore {
 mod tests {
     use super::*;
 
-    fn job(id: &str, key: Option<&str>) -> Job {
-        Job {
-            job_id: id.into(),
-            api: Api::FaceSearch,
-            video: S3Object {
-                bucket: "cams".into(),
-                name: "a.mp4".into(),
-                version: None,
-            },
-            job_tag: None,
-            notification_channel: None,
-            face_attributes: None,
-            collection_id: Some("c".into()),
-            face_match_threshold: Some(80.0),
-            idempotency_key: key.map(Into::into),
-            request_hash: "h".into(),
-            starter: Starter {
-                access_key: "K".into(),
-                grant: kenning_accountability::Grant::admin(),
-                request_id: "r".into(),
-                case: None,
-                purpose: None,
-            },
-            status: JobStatus::InProgress,
-            status_message: None,
-            video_metadata: None,
-            file: FileStamp {
-                size: 1,
-                modified_ns: 2,
-            },
-            sha256: None,
-            fps: 5.0,
-            created_ms: 0,
-            finished_ms: None,
-            attempts: 0,
-            results: 0,
-            stage_times: None,
-        }
-    }
-
     #[test]
     fn jobs_results_tokens_and_secrets_persist() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("video/jobs.redb");
         {
             let s = RedbJobStore::open(&path).unwrap();
-            assert_eq!(s.insert(&job("a", Some("K/op/t"))).unwrap(), Inserted::New);
-            // The same key names the first job, whatever the second says.
-            match s.insert(&job("b", Some("K/op/t"))).unwrap() {
-                Inserted::Existing(j) => assert_eq!(j.job_id, "a"),
-                other => panic!("{other:?}"),
-            }
-            assert!(s.get("b").unwrap().is_none());
-            let items: Vec<Vec<u8>> = (0..2500u32).map(|i| i.to_be_bytes().to_vec()).collect();
-            s.write_results("a", Order::Index, 0, &items).unwrap();
-            s.write_persons("a", &[(3, b"m".to_vec())]).unwrap();
-            let page = s.results("a", Order::Index, 1000, 1000).unwrap();
-            assert_eq!(page.len(), 1000);
-            assert_eq!(page[0], 1000u32.to_be_bytes());
-            assert!(s.results("a", Order::Timestamp, 0, 10).unwrap().is_empty());
-            assert_eq!(s.secret("k").unwrap(), s.secret("k").unwrap());
-            assert_eq!(s.secret("k").unwrap().len(), 32);
+            s.insert(&sample_job("x", Some("X/op/t"))).unwrap();
+            s.write_results("x", Order::Index, 0, &[b"r".to_vec()])
+                .unwrap();
         }
-        // Reopened: everything is there; clearing and deleting remove it all.
+        // Reopened: everything is there.
         let s = RedbJobStore::open(&path).unwrap();
-        assert_eq!(s.by_idempotency_key("K/op/t").unwrap().unwrap().job_id, "a");
-        assert_eq!(s.results("a", Order::Index, 2400, 1000).unwrap().len(), 100);
-        assert_eq!(s.person("a", 3).unwrap().unwrap(), b"m");
-        s.clear_results("a").unwrap();
-        assert!(s.results("a", Order::Index, 0, 10).unwrap().is_empty());
-        assert!(s.person("a", 3).unwrap().is_none());
-        s.delete("a").unwrap();
-        assert!(s.get("a").unwrap().is_none());
-        assert!(s.by_idempotency_key("K/op/t").unwrap().is_none());
-        assert_eq!(s.insert(&job("c", Some("K/op/t"))).unwrap(), Inserted::New);
+        assert_eq!(s.by_idempotency_key("X/op/t").unwrap().unwrap().job_id, "x");
+        assert_eq!(
+            s.results("x", Order::Index, 0, 10).unwrap(),
+            [b"r".to_vec()]
+        );
+        s.delete("x").unwrap();
+        conformance(&s);
     }
 }

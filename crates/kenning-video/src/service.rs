@@ -3,7 +3,7 @@
 //! worker threads, behind the same authorisation, policy, review and audit
 //! as every photo search.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -72,6 +72,10 @@ pub struct VideoConfig {
     /// command-line run, which has only its own file's bucket, leaves them
     /// for the service.
     pub resume: bool,
+    /// On a store shared by several nodes: how long a node's claim on a job
+    /// lasts unless renewed (every third of it). A node that dies holds its
+    /// jobs this long before another node resumes them.
+    pub lease: Duration,
 }
 
 impl Default for VideoConfig {
@@ -85,6 +89,7 @@ impl Default for VideoConfig {
             retention: Duration::from_secs(7 * 86_400),
             niceness: 10,
             resume: true,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -113,6 +118,10 @@ pub struct VideoService {
     /// second).
     probes: Mutex<HashMap<String, Probe>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// This process's name as a job owner in a shared store.
+    node: String,
+    /// Jobs queued or running here.
+    mine: Mutex<HashSet<String>>,
 }
 
 fn now_ms() -> u64 {
@@ -257,6 +266,8 @@ impl VideoService {
             progress: Mutex::new(HashMap::new()),
             probes: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
+            node: uuid::Uuid::new_v4().to_string(),
+            mine: Mutex::new(HashSet::new()),
             config,
         });
         service.recover()?;
@@ -277,6 +288,15 @@ impl VideoService {
                 .spawn(move || s.expire_loop())
                 .map_err(|e| VideoError::Tool(e.to_string()))?,
         );
+        if service.store.shared() {
+            let s = service.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("kenning-video-lease".into())
+                    .spawn(move || s.lease_loop())
+                    .map_err(|e| VideoError::Tool(e.to_string()))?,
+            );
+        }
         *service.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         let cutter: Arc<dyn FrameCutter> = service.clone();
         service.governor.set_frame_cutter(Arc::downgrade(&cutter));
@@ -338,6 +358,10 @@ impl VideoService {
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
+        }
+        // Interrupted jobs go to the other nodes now, not when leases end.
+        if let Err(e) = self.store.release(&self.node) {
+            eprintln!("kenning: releasing this node's video jobs: {e}");
         }
     }
 
@@ -600,6 +624,13 @@ impl VideoService {
         match self.store.insert(&job)? {
             Inserted::Existing(existing) => same_request(&existing),
             Inserted::New => {
+                let now = now_ms();
+                self.store
+                    .claim(&job.job_id, &self.node, now, now + self.lease_ms())?;
+                self.mine
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(job.job_id.clone());
                 if let Some(p) = probed {
                     self.probes
                         .lock()
@@ -789,12 +820,65 @@ impl VideoService {
                         job.attempts
                     ));
                     self.finish(&mut job, Err(why));
-                } else {
+                } else if self.take(&job.job_id, now)? {
                     queue.pending.push_back(job.job_id.clone());
                 }
             }
         }
         Ok(())
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.config.lease.as_millis() as u64
+    }
+
+    /// Claims job `id` for this node unless it is queued here already or
+    /// another live node holds it; whether it is to be queued here.
+    fn take(&self, id: &str, now: u64) -> Result<bool> {
+        let mut mine = self.mine.lock().unwrap_or_else(|e| e.into_inner());
+        if mine.contains(id)
+            || !self
+                .store
+                .claim(id, &self.node, now, now + self.lease_ms())?
+        {
+            return Ok(false);
+        }
+        mine.insert(id.to_owned());
+        Ok(true)
+    }
+
+    /// On a shared store: renews this node's leases every third of a lease,
+    /// and resumes jobs whose owner stopped renewing (a node that died).
+    fn lease_loop(self: Arc<Self>) {
+        let period = self.config.lease / 3;
+        loop {
+            {
+                let q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let (q, _) = self
+                    .wake
+                    .wait_timeout_while(q, period, |q| !q.stopping)
+                    .unwrap_or_else(|e| e.into_inner());
+                if q.stopping {
+                    return;
+                }
+            }
+            let now = now_ms();
+            if let Err(e) = self.store.renew(&self.node, now + self.lease_ms()) {
+                eprintln!("kenning: renewing this node's video job leases: {e}");
+                continue;
+            }
+            let Ok(jobs) = self.store.all() else {
+                continue;
+            };
+            for job in jobs.iter().filter(|j| j.status == JobStatus::InProgress) {
+                if let Ok(true) = self.take(&job.job_id, now) {
+                    let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                    q.pending.push_back(job.job_id.clone());
+                    drop(q);
+                    self.wake.notify_all();
+                }
+            }
+        }
     }
 
     fn work(self: Arc<Self>) {
@@ -815,6 +899,10 @@ impl VideoService {
             };
             self.run(&id);
             self.progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            self.mine
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
@@ -848,6 +936,15 @@ impl VideoService {
             return;
         };
         if job.status != JobStatus::InProgress {
+            return;
+        }
+        // Another node took the job over while it waited here (this node
+        // stalled past its lease).
+        let now = now_ms();
+        if !matches!(
+            self.store.claim(id, &self.node, now, now + self.lease_ms()),
+            Ok(true)
+        ) {
             return;
         }
         job.attempts += 1;
