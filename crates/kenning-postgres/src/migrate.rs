@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "review_probes",
         include_str!("../migrations/0002_review_probes.sql"),
     ),
+    (
+        3,
+        "collection_calibration",
+        include_str!("../migrations/0003_collection_calibration.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.
