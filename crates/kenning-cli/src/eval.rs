@@ -1045,8 +1045,8 @@ pub struct CalibrateArgs {
     /// --collection (no file): report observed/promised FMR of the
     /// calibration in force on the collection's gallery at the policy
     /// threshold and at Similarity 70, 80 and 90, changing nothing.
-    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "FILE")]
-    check: Option<PathBuf>,
+    #[arg(long, num_args = 0..=1, value_name = "FILE")]
+    check: Option<Option<PathBuf>>,
     /// With --check: the factor within which observed FMR must match the promise.
     #[arg(long, default_value_t = 3.0)]
     factor: f64,
@@ -1091,11 +1091,7 @@ pub fn calibrate(ctx: &Context, data: &DataArgs, args: &CalibrateArgs) -> Result
     if let Some(collection) = &args.collection {
         return calibrate_collection(ctx, data, collection, args);
     }
-    if args
-        .check
-        .as_ref()
-        .is_some_and(|p| p.as_os_str().is_empty())
-    {
+    if matches!(args.check, Some(None)) {
         bail!("--check needs a calibration file (or --collection)");
     }
     let paths = match &args.list {
@@ -1184,7 +1180,7 @@ pub fn calibrate(ctx: &Context, data: &DataArgs, args: &CalibrateArgs) -> Result
             })
             .collect()
     };
-    if let Some(check) = &args.check {
+    if let Some(Some(check)) = &args.check {
         let text = std::fs::read_to_string(check)
             .with_context(|| format!("reading {}", check.display()))?;
         let result = if text.contains("\"centroids\"") {
@@ -1475,11 +1471,7 @@ fn calibrate_collection(
     id: &str,
     args: &CalibrateArgs,
 ) -> Result<i32> {
-    if args
-        .check
-        .as_ref()
-        .is_some_and(|p| !p.as_os_str().is_empty())
-    {
+    if matches!(args.check, Some(Some(_))) {
         bail!("with --collection, --check takes no file: it checks the collection's gallery");
     }
     let action = match (args.reset, args.check.is_some()) {

@@ -477,4 +477,66 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
         assert!((1.0 / 3.0..=3.0).contains(&ratio), "Similarity {s}: ratio {ratio}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+    minimum_size_measurement(&gallery, &probes);
+}
+
+/// How small a gallery may be: fits on every k-th gallery photo (two
+/// offsets) and prints observed/promised on the held-out probes against
+/// the whole gallery (docs/accuracy.md, "Self-calibration on your gallery").
+/// Printed, not asserted: the assertion is on the real collection above.
+fn minimum_size_measurement(
+    gallery: &[(usize, &(Vec<f32>, String, &str))],
+    probes: &[(usize, &(Vec<f32>, String, &str))],
+) {
+    use kenning_eval::{check_calibration, fit_gallery, Embeddings};
+    let shipped = common::sface().recognizer().loaded().fair_calibration.clone().unwrap();
+    let copies = kenning_collections::copy_distance(&shipped);
+    let rows = |v: &[(usize, &(Vec<f32>, String, &str))]| -> Vec<Vec<f32>> {
+        v.iter().map(|(_, f)| f.0.clone()).collect()
+    };
+    let g = rows(gallery);
+    let p = rows(probes);
+    let gc: Vec<usize> = g.iter().map(|e| shipped.assign(e)).collect();
+    let pc: Vec<usize> = p.iter().map(|e| shipped.assign(e)).collect();
+    let distance = kenning_core::fair::Distance::Cosine;
+    let mut d = Vec::with_capacity(g.len() * p.len());
+    for (i, a) in p.iter().enumerate() {
+        for (j, b) in g.iter().enumerate() {
+            d.push((pc[i], gc[j], distance.between(a, b)));
+        }
+    }
+    let levels = [1e-3, 1e-4, 1e-5];
+    let report = |name: &str, fc: &kenning_core::fair::FairCalibration| {
+        let predicted: Vec<f64> = d
+            .iter()
+            .map(|&(a, b, x)| 10f64.powf(fc.log_fmr_for_clusters(a, b, x)))
+            .collect();
+        let c = check_calibration(&predicted, &levels, 3.0, name);
+        let r: Vec<String> = c
+            .rows
+            .iter()
+            .map(|r| format!("{:.2} ({})", r.ratio, r.false_matches))
+            .collect();
+        eprintln!("| {name} | {} |", r.join(" | "));
+    };
+    eprintln!("| fitted on | Similarity 70 | 80 | 90 | ({} held-out pairs)", d.len());
+    report("shipped", &shipped);
+    for size in [250, 500, 750, 1000, 1500] {
+        for offset in 0..2 {
+            let step = g.len() as f64 / size as f64;
+            let pick: Vec<usize> = (0..size)
+                .map(|k| ((k as f64 + 0.5 * offset as f64) * step) as usize)
+                .filter(|&i| i < g.len())
+                .collect();
+            let e = Embeddings::new(&pick.iter().map(|&i| g[i].clone()).collect::<Vec<_>>()).unwrap();
+            let labels: Vec<&str> = pick.iter().map(|&i| gallery[i].1 .1.as_str()).collect();
+            match fit_gallery(&shipped, &e, &labels, copies) {
+                Ok(fit) => report(
+                    &format!("{size} faces (offset {offset}, {} pairs)", fit.impostor_pairs),
+                    &fit.calibration,
+                ),
+                Err(err) => eprintln!("| {size} faces: {err} |"),
+            }
+        }
+    }
 }

@@ -851,7 +851,7 @@ fn commit_hook_sees_every_change_and_a_failing_hook_writes_nothing() {
     let c = s.describe_collection("c").unwrap();
     assert_eq!(c.face_count, 1, "the refused IndexFaces wrote nothing");
     assert!(s.describe_collection("d").is_err());
-    assert_eq!(hook.seen.lock().unwrap().len(), 8);
+    assert_eq!(hook.seen.lock().unwrap().len(), 10);
 }
 
 #[test]
