@@ -997,14 +997,11 @@ impl Governor {
         let (policy, face_count) = self
             .policy_of(id)
             .map_err(|e| self.refuse(entry.clone(), e))?;
-        let threshold = policy
-            .min_face_match_threshold
-            .unwrap_or(DEFAULT_THRESHOLD);
+        let threshold = policy.min_face_match_threshold.unwrap_or(DEFAULT_THRESHOLD);
         entry.face_count = Some(face_count);
         entry.threshold = Some(threshold);
         let (result, _) = with_active(&entry, || {
-            self.collections
-                .calibrate_collection(id, action, threshold)
+            self.collections.calibrate_collection(id, action, threshold)
         });
         let response = result.map_err(|e| self.refuse(entry.clone(), ApiError::from_wire(&e)))?;
         if action == CalibrationAction::Check {

@@ -51,7 +51,12 @@ fn synthetic(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
 
 /// Adds faces straight through the store with the given ExternalImageIds
 /// (`None`: unlabelled); returns their FaceIds.
-fn import(c: &Collections, id: &str, vectors: &[Vec<f32>], labels: &[Option<String>]) -> Vec<String> {
+fn import(
+    c: &Collections,
+    id: &str,
+    vectors: &[Vec<f32>],
+    labels: &[Option<String>],
+) -> Vec<String> {
     let store = c.store();
     let model = store.describe_collection(id).unwrap().face_model;
     let faces = vectors
@@ -108,9 +113,8 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
     let distance = |a: &[f32], b: &[f32]| kenning_core::fair::Distance::Cosine.precise(a, b);
 
     // Before: the shipped calibration scores.
-    let shipped_similarity = |a: &[f32], b: &[f32]| {
-        Calibration::Fair(&shipped).similarity(a, b, distance(a, b))
-    };
+    let shipped_similarity =
+        |a: &[f32], b: &[f32]| Calibration::Fair(&shipped).similarity(a, b, distance(a, b));
     let before = search(&c, &ids[0], 50.0);
     assert!(before.len() >= 5, "{}", before.len());
     for (face, s) in &before {
@@ -119,7 +123,10 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
     }
     let described = c.describe_collection("g").unwrap();
     let in_force = described.calibration.unwrap();
-    assert_eq!((in_force.source.as_str(), in_force.fitted), ("SHIPPED", None));
+    assert_eq!(
+        (in_force.source.as_str(), in_force.fitted),
+        ("SHIPPED", None)
+    );
 
     // The gallery's impostor pairs, by hand: every pair of the 1200 people,
     // pairs closer than the copy distance left out; each pair's combined
@@ -164,7 +171,11 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
     let check = fitted.check.as_ref().unwrap();
     let sims: Vec<f64> = check.rows.iter().map(|r| r.similarity).collect();
     assert_eq!(sims, [80.0, 70.0, 80.0, 90.0]);
-    for r in check.rows.iter().filter(|r| r.promised_false_match_rate >= 1e-4) {
+    for r in check
+        .rows
+        .iter()
+        .filter(|r| r.promised_false_match_rate >= 1e-4)
+    {
         assert!(r.within_factor, "{r:?}");
     }
 
@@ -179,7 +190,10 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
         let want = (40.0 - 10.0 * fmr.log10()).clamp(0.0, 100.0);
         match after.get(&ids[j]) {
             Some(s) => {
-                assert!((s - want).abs() < 0.5, "face {j}: {s} vs {want} (FMR {fmr})");
+                assert!(
+                    (s - want).abs() < 0.5,
+                    "face {j}: {s} vs {want} (FMR {fmr})"
+                );
                 tested += 1;
             }
             None => assert!(want < 40.5, "face {j} (Similarity {want}) was not returned"),
@@ -187,9 +201,7 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
     }
     assert!(tested >= 20, "{tested}");
     // Searches of other faces change too; FalseMatchEstimate names the calibration.
-    let r = c
-        .search_faces("g", &ids[7], Some(60.0), Some(10))
-        .unwrap();
+    let r = c.search_faces("g", &ids[7], Some(60.0), Some(10)).unwrap();
     for m in &r.face_matches {
         let fmr = measured(&vectors[7], by_id[m.face.face_id.as_str()]);
         assert!((f64::from(m.similarity) - (40.0 - 10.0 * fmr.log10())).abs() < 0.5);
@@ -212,7 +224,11 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
     assert!(lo <= s.measured_false_match_rate && s.measured_false_match_rate <= hi);
     let ratio = s.measured_false_match_rate / s.promised_false_match_rate;
     assert!((1.0 / 3.0..=3.0).contains(&ratio), "{s:?}");
-    assert!(d.false_match_estimate.calibration.unwrap().contains("collection"));
+    assert!(d
+        .false_match_estimate
+        .calibration
+        .unwrap()
+        .contains("collection"));
 
     // CHECK changes nothing.
     let checked = c
@@ -324,17 +340,23 @@ fn the_command_fits_checks_and_resets_and_each_is_audited() {
     assert!(table.contains("Similarity    90"), "{table}");
     let described = ok_json(&kenning(&dir, &["collection", "describe", "g"]));
     assert_eq!(described["Calibration"]["Source"], "COLLECTION");
-    let reset = ok_json(&kenning(&dir, &["calibrate", "--collection", "g", "--reset"]));
+    let reset = ok_json(&kenning(
+        &dir,
+        &["calibrate", "--collection", "g", "--reset"],
+    ));
     assert_eq!(reset["Calibration"]["Source"], "SHIPPED");
     // --check takes no file with --collection.
-    let out = kenning(&dir, &["calibrate", "--collection", "g", "--check", "x.json"]);
+    let out = kenning(
+        &dir,
+        &["calibrate", "--collection", "g", "--check", "x.json"],
+    );
     assert!(!out.status.success());
 
     let out = kenning(&dir, &["audit", "export"]);
     assert!(out.status.success());
     let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"].clone())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|r| r["operation"] == "CalibrateCollection")
         .collect();
     assert_eq!(records.len(), 3, "{records:?}");
@@ -408,9 +430,9 @@ fn photos(data: &Path) -> &'static Photos {
 
 #[test]
 fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes() {
-    let Some(data) =
-        common::data("a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes")
-    else {
+    let Some(data) = common::data(
+        "a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes",
+    ) else {
         return;
     };
     let photos = photos(&data);
@@ -433,14 +455,22 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
         .iter()
         .enumerate()
         .partition(|(i, f)| in_gallery(*i, f));
-    assert!(gallery.len() >= 1500 && probes.len() >= 1500, "{} {}", gallery.len(), probes.len());
+    assert!(
+        gallery.len() >= 1500 && probes.len() >= 1500,
+        "{} {}",
+        gallery.len(),
+        probes.len()
+    );
 
     let dir = temp_dir("real");
     let c = Collections::open(&dir, common::sface().clone()).unwrap();
     c.create_collection("g", "{}").unwrap();
     let vectors: Vec<Vec<f32>> = gallery.iter().map(|(_, f)| f.0.clone()).collect();
     // UTKFace holds one person per photo; CelebA people keep their identity.
-    let labels: Vec<Option<String>> = gallery.iter().map(|(_, f)| Some(f.1.replace('/', "_"))).collect();
+    let labels: Vec<Option<String>> = gallery
+        .iter()
+        .map(|(_, f)| Some(f.1.replace('/', "_")))
+        .collect();
     let ids = import(&c, "g", &vectors, &labels);
     let person: HashMap<&str, &str> = ids
         .iter()
@@ -474,7 +504,10 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
         eprintln!(
             "Similarity {s}: {k} false matches of {pairs} held-out pairs, observed FMR {observed:.2e}, promised {promised:.0e}, ratio {ratio:.2}"
         );
-        assert!((1.0 / 3.0..=3.0).contains(&ratio), "Similarity {s}: ratio {ratio}");
+        assert!(
+            (1.0 / 3.0..=3.0).contains(&ratio),
+            "Similarity {s}: ratio {ratio}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
     minimum_size_measurement(&gallery, &probes);
@@ -489,7 +522,12 @@ fn minimum_size_measurement(
     probes: &[(usize, &(Vec<f32>, String, &str))],
 ) {
     use kenning_eval::{check_calibration, fit_gallery, Embeddings};
-    let shipped = common::sface().recognizer().loaded().fair_calibration.clone().unwrap();
+    let shipped = common::sface()
+        .recognizer()
+        .loaded()
+        .fair_calibration
+        .clone()
+        .unwrap();
     let copies = kenning_collections::copy_distance(&shipped);
     let rows = |v: &[(usize, &(Vec<f32>, String, &str))]| -> Vec<Vec<f32>> {
         v.iter().map(|(_, f)| f.0.clone()).collect()
@@ -519,7 +557,10 @@ fn minimum_size_measurement(
             .collect();
         eprintln!("| {name} | {} |", r.join(" | "));
     };
-    eprintln!("| fitted on | Similarity 70 | 80 | 90 | ({} held-out pairs)", d.len());
+    eprintln!(
+        "| fitted on | Similarity 70 | 80 | 90 | ({} held-out pairs)",
+        d.len()
+    );
     report("shipped", &shipped);
     for size in [250, 500, 750, 1000, 1500] {
         for offset in 0..2 {
@@ -528,11 +569,15 @@ fn minimum_size_measurement(
                 .map(|k| ((k as f64 + 0.5 * offset as f64) * step) as usize)
                 .filter(|&i| i < g.len())
                 .collect();
-            let e = Embeddings::new(&pick.iter().map(|&i| g[i].clone()).collect::<Vec<_>>()).unwrap();
+            let e =
+                Embeddings::new(&pick.iter().map(|&i| g[i].clone()).collect::<Vec<_>>()).unwrap();
             let labels: Vec<&str> = pick.iter().map(|&i| gallery[i].1 .1.as_str()).collect();
             match fit_gallery(&shipped, &e, &labels, copies) {
                 Ok(fit) => report(
-                    &format!("{size} faces (offset {offset}, {} pairs)", fit.impostor_pairs),
+                    &format!(
+                        "{size} faces (offset {offset}, {} pairs)",
+                        fit.impostor_pairs
+                    ),
                     &fit.calibration,
                 ),
                 Err(err) => eprintln!("| {size} faces: {err} |"),

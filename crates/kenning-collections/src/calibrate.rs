@@ -290,7 +290,9 @@ impl Collections {
             }
         }
         let own: OwnCalibration = serde_json::from_str(&doc).map_err(|e| {
-            invalid(format!("collection {id}'s stored calibration is unreadable: {e}"))
+            invalid(format!(
+                "collection {id}'s stored calibration is unreadable: {e}"
+            ))
         })?;
         own.calibration
             .validate()

@@ -329,7 +329,12 @@ fn numbered<S: AsRef<str>>(names: &[S]) -> Vec<u32> {
 /// One domain's table as it is; several domains' pooled by
 /// [`mean_curve_points`] on `[lo, hi]`, at the fit's levels down to the
 /// deepest any domain measured (domains without pairs left out).
-pub(crate) fn pooled_table(hists: &[Hist], config: &FairCalibrationConfig, lo: f64, hi: f64) -> LogFmrTable {
+pub(crate) fn pooled_table(
+    hists: &[Hist],
+    config: &FairCalibrationConfig,
+    lo: f64,
+    hi: f64,
+) -> LogFmrTable {
     let tables: Vec<LogFmrTable> = hists
         .iter()
         .map(|h| h.table(config.per_decade, config.min_count))

@@ -328,9 +328,7 @@ mod tests {
     /// impostor FMR at cosine distance d is exactly acos(1 - d) / pi.
     fn random_gallery(n: usize) -> (Embeddings, Vec<String>) {
         let mut rng = SplitMix64::new(7);
-        let theta: Vec<f64> = (0..n)
-            .map(|_| std::f64::consts::TAU * rng.unit())
-            .collect();
+        let theta: Vec<f64> = (0..n).map(|_| std::f64::consts::TAU * rng.unit()).collect();
         (circle(&theta), (0..n).map(|i| format!("p{i}")).collect())
     }
 
@@ -390,7 +388,10 @@ mod tests {
         let before = check_gallery(&shipped(), &e, &names, 0.0, &levels, 3.0).unwrap();
         assert_eq!(before.impostor_pairs, 179_700);
         assert!((before.rows[0].ratio - 100.0).abs() < 1e-9, "{before:?}");
-        assert!((before.rows[1].ratio / 205.0 - 1.0).abs() < 0.1, "{before:?}");
+        assert!(
+            (before.rows[1].ratio / 205.0 - 1.0).abs() < 0.1,
+            "{before:?}"
+        );
         let fit = fit_gallery(&shipped(), &e, &names, 0.0).unwrap();
         let after = check_gallery(&fit.calibration, &e, &names, 0.0, &levels, 3.0).unwrap();
         for a in &after.rows {

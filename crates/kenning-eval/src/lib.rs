@@ -33,8 +33,8 @@ pub use error::{EvalError, Result};
 pub use fairness::{
     evaluate_fairness, FairnessConfig, FairnessReport, LabelledSet, Scoring, ThresholdRule,
 };
-pub use gallery::{check_gallery, fit_gallery, GalleryCalibration, GalleryCheck};
 pub use formats::{GroundTruthBox, IdentityRecord, Labels, PairRecord};
+pub use gallery::{check_gallery, fit_gallery, GalleryCalibration, GalleryCheck};
 pub use identify::{
     evaluate_identification, split_gallery, GallerySplit, IdentificationReport, IdentifyConfig,
 };

@@ -471,8 +471,12 @@ impl Store {
             let c = collection_row(&txn.open_table(COLLECTIONS)?, id)?;
             let mut t = txn.open_table(CALIBRATIONS)?;
             match calibration {
-                Some(doc) => drop(t.insert(id, doc)?),
-                None => drop(t.remove(id)?),
+                Some(doc) => {
+                    t.insert(id, doc)?;
+                }
+                None => {
+                    t.remove(id)?;
+                }
             }
             drop(t);
             self.staged(Change::CalibrationSet {
