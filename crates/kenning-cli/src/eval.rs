@@ -1574,8 +1574,13 @@ mod tests {
             fold: None,
         };
         let pairs = [p(0.4, true), p(0.6, true), p(0.45, false), p(0.9, false)];
-        let rows = similarity_rows(&table, &[80.0], &pairs);
-        assert!((rows[0].distance - 0.5).abs() < 1e-9);
+        let similarity: Vec<f64> = pairs
+            .iter()
+            .map(|q| table.similarity(f64::from(q.score)))
+            .collect();
+        let scoring = SimilarityScoring::Global(table);
+        let rows = similarity_rows(&scoring, &[80.0], &pairs, &similarity);
+        assert!((rows[0].distance.unwrap() - 0.5).abs() < 1e-9);
         assert_eq!(rows[0].fnmr, Some(0.5));
         assert_eq!(
             (rows[0].false_matches, rows[0].observed_fmr),

@@ -373,11 +373,14 @@ fn the_command_fits_checks_and_resets_and_each_is_audited() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// One embedded photo: (embedding, person, domain).
+type Photo = (Vec<f32>, String, &'static str);
+
 /// Real photos: SFace embeddings of the held-out parts of UTKFace and
 /// CelebA (recognisers/sface-2021dec/*-held-out.txt), embedded once.
 struct Photos {
     /// (embedding, person, domain) of each photo with a face.
-    faces: Vec<(Vec<f32>, String, &'static str)>,
+    faces: Vec<Photo>,
 }
 
 /// Listed paths of a split file (comments and blank lines skipped), at most `max`.
@@ -446,9 +449,12 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
         .collect();
     celeba_people.sort_unstable();
     celeba_people.dedup();
-    let in_gallery = |i: usize, f: &(Vec<f32>, String, &str)| match f.2 {
-        "celeba" => celeba_people.binary_search(&f.1.as_str()).unwrap() % 2 == 0,
-        _ => i % 2 == 0,
+    let in_gallery = |i: usize, f: &Photo| match f.2 {
+        "celeba" => celeba_people
+            .binary_search(&f.1.as_str())
+            .unwrap()
+            .is_multiple_of(2),
+        _ => i.is_multiple_of(2),
     };
     let (gallery, probes): (Vec<_>, Vec<_>) = photos
         .faces
@@ -517,10 +523,7 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
 /// offsets) and prints observed/promised on the held-out probes against
 /// the whole gallery (docs/accuracy.md, "Self-calibration on your gallery").
 /// Printed, not asserted: the assertion is on the real collection above.
-fn minimum_size_measurement(
-    gallery: &[(usize, &(Vec<f32>, String, &str))],
-    probes: &[(usize, &(Vec<f32>, String, &str))],
-) {
+fn minimum_size_measurement(gallery: &[(usize, &Photo)], probes: &[(usize, &Photo)]) {
     use kenning_eval::{check_calibration, fit_gallery, Embeddings};
     let shipped = common::sface()
         .recognizer()
@@ -529,9 +532,8 @@ fn minimum_size_measurement(
         .clone()
         .unwrap();
     let copies = kenning_collections::copy_distance(&shipped);
-    let rows = |v: &[(usize, &(Vec<f32>, String, &str))]| -> Vec<Vec<f32>> {
-        v.iter().map(|(_, f)| f.0.clone()).collect()
-    };
+    let rows =
+        |v: &[(usize, &Photo)]| -> Vec<Vec<f32>> { v.iter().map(|(_, f)| f.0.clone()).collect() };
     let g = rows(gallery);
     let p = rows(probes);
     let gc: Vec<usize> = g.iter().map(|e| shipped.assign(e)).collect();
