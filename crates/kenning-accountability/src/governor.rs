@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use kenning_api::{ops, ApiError, Counts};
 use kenning_audit::{Candidate, Entry, Filter, Trail};
-use kenning_collections::{estimate, Collections, DEFAULT_THRESHOLD};
+use kenning_collections::{estimate, CalibrationAction, Collections, DEFAULT_THRESHOLD};
 use kenning_core::{BoundingBox, ErrorCode};
 pub use kenning_store::AUDIT_FILE;
 use kenning_store::{Auditor, Change, Expiry, OnAssociated};
@@ -183,6 +183,17 @@ fn change_details(change: &Change<'_>) -> Value {
         Change::PolicySet { collection } => json!({
             "Change": "PolicySet",
             "Policy": serde_json::from_str::<Value>(&collection.policy).unwrap_or(Value::Null),
+        }),
+        // The fitted tables are large; the record keeps what they were
+        // fitted from and what they measured (the document's Summary).
+        Change::CalibrationSet { calibration, .. } => json!({
+            "Change": "CalibrationSet",
+            "Calibration": calibration.map_or(json!("shipped"), |doc| {
+                serde_json::from_str::<Value>(doc)
+                    .ok()
+                    .and_then(|v| v.get("Summary").cloned())
+                    .unwrap_or(Value::Null)
+            }),
         }),
         Change::FacesAdded { faces, .. } => json!({
             "Change": "FacesAdded",
@@ -435,10 +446,20 @@ impl Governor {
     }
 
     /// The face pipeline's recogniser and the calibration its Similarity
-    /// uses, e.g. `dlib-resnet-v1 (fair)`: searches record it.
+    /// uses, e.g. `dlib-resnet-v1 (fair)`: what collections without their
+    /// own calibration score with.
     pub fn calibration_in_force(&self) -> String {
         let m = self.collections.pipeline().recognizer().loaded();
         format!("{} ({})", m.manifest.name, m.selected.as_str())
+    }
+
+    /// The calibration in force for one collection: its own when
+    /// CalibrateCollection fitted one, else its recogniser's shipped one
+    /// (e.g. `sface-2021dec (fair)`); searches record it.
+    pub fn calibration_in_force_for(&self, collection: &str) -> String {
+        self.collections
+            .calibration_in_force(collection)
+            .map_or_else(|_| self.calibration_in_force(), |c| c.label())
     }
 
     /// The audit trail every operation is recorded in.
@@ -637,7 +658,10 @@ impl Governor {
         let threshold = entry.threshold.unwrap_or(DEFAULT_THRESHOLD);
         self.touch(&collection, &entry.candidates)
             .map_err(|e| self.refuse(entry.clone(), e))?;
-        details.insert("Calibration".into(), json!(self.calibration_in_force()));
+        details.insert(
+            "Calibration".into(),
+            json!(self.calibration_in_force_for(&collection)),
+        );
         if let Some(e) = policy.equalise {
             // The collection's policy chose another of the shipped calibrations.
             details.insert("Equalise".into(), json!(e.as_str()));
@@ -906,6 +930,7 @@ impl Governor {
     ) -> Result<Value, ApiError> {
         let result = match op {
             "PutCollectionPolicy" => return self.put_policy(body, entry),
+            "CalibrateCollection" => return self.calibrate(body, entry),
             "DecideReviewItem" => return self.decide(caller, body, entry),
             "RunRetention" => {
                 return self
@@ -961,6 +986,33 @@ impl Governor {
         });
         result.map_err(|e| self.refuse(entry, ApiError::from_wire(&e)))?;
         Ok(json!({ "CollectionId": id, "Policy": policy }))
+    }
+
+    /// CalibrateCollection: FIT and RESET are store changes (recorded by
+    /// the store's hook in their transaction); CHECK changes nothing and is
+    /// recorded here; a refusal (too small a gallery) is recorded too.
+    fn calibrate(&self, body: &Value, mut entry: Entry) -> Result<Value, ApiError> {
+        let id = str_field(body, "CollectionId")
+            .ok_or_else(|| ApiError::invalid_parameter("CollectionId is required"))?;
+        let action: CalibrationAction = str_field(body, "Action")
+            .unwrap_or("FIT")
+            .parse()
+            .map_err(|e| self.refuse(entry.clone(), ApiError::from_wire(&e)))?;
+        let (policy, face_count) = self
+            .policy_of(id)
+            .map_err(|e| self.refuse(entry.clone(), e))?;
+        let threshold = policy.min_face_match_threshold.unwrap_or(DEFAULT_THRESHOLD);
+        entry.face_count = Some(face_count);
+        entry.threshold = Some(threshold);
+        let (result, _) = with_active(&entry, || {
+            self.collections.calibrate_collection(id, action, threshold)
+        });
+        let response = result.map_err(|e| self.refuse(entry.clone(), ApiError::from_wire(&e)))?;
+        if action == CalibrationAction::Check {
+            entry.details = Some(json!({ "Check": response.check }));
+            self.record(entry)?;
+        }
+        serde_json::to_value(&response).map_err(|e| ApiError::internal(e.to_string()))
     }
 
     fn list_reviews(&self, p: &Principal, body: &Value) -> Result<Value, ApiError> {

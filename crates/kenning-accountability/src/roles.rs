@@ -100,6 +100,7 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("ListStreamProcessors", &[A, O, U]),
     ("ReadStreamOutput", &[A, O]),
     ("PutCollectionPolicy", &[A]),
+    ("CalibrateCollection", &[A]),
     ("GetCollectionPolicy", &[A, O, R, U]),
     ("ListReviewItems", &[A, O, R, U]),
     ("DecideReviewItem", &[R]),
@@ -118,6 +119,7 @@ pub const MATRIX: &[(&str, &[Role])] = &[
 /// `KenningService.` target and the REST API.
 pub const KENNING_OPERATIONS: &[&str] = &[
     "PutCollectionPolicy",
+    "CalibrateCollection",
     "GetCollectionPolicy",
     "ListReviewItems",
     "DecideReviewItem",

@@ -32,6 +32,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::commands::{load, wire, Context};
+use crate::gallery::DataArgs;
 use crate::{batch, inputs};
 use enrol::{resolve, Embedder};
 
@@ -93,12 +94,18 @@ pub struct VerifyArgs {
     /// FMR targets for the FNMR table.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_FMR_TARGETS.to_vec())]
     fmr: Vec<f64>,
-    /// Similarity thresholds (0-100) at which to report FNMR, through the calibration table.
+    /// Similarity thresholds (0-100) at which to report FNMR and FMR. Each
+    /// pair is scored with the default calibration, exactly as CompareFaces
+    /// and searches score it (the recogniser's shipped fair calibration),
+    /// unless --calibration or --global-calibration says otherwise.
     #[arg(long, value_delimiter = ',', default_values_t = vec![80.0, 90.0, 99.0])]
     similarity: Vec<f64>,
-    /// Calibration table (default: the recogniser's own).
-    #[arg(long)]
+    /// Score --similarity with this global calibration table instead of the default calibration.
+    #[arg(long, conflicts_with = "global_calibration")]
     calibration: Option<PathBuf>,
+    /// Score --similarity with the recogniser's global table instead of the default calibration.
+    #[arg(long)]
+    global_calibration: bool,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -172,13 +179,21 @@ pub struct FairnessArgs {
     /// Overall FMR targets: one global threshold per target.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1e-4, 1e-5])]
     fmr: Vec<f64>,
-    /// Also report at the thresholds the calibration table gives these Similarities.
+    /// Also report at these Similarities. Without a calibration option every
+    /// threshold (these and --fmr's) is on the default calibration, exactly
+    /// as CompareFaces and searches score (the recogniser's shipped fair
+    /// calibration); without --similarity, on the raw distance.
     #[arg(long, value_delimiter = ',')]
     similarity: Vec<f64>,
-    /// Calibration table for --similarity (default: the recogniser's own).
-    #[arg(long)]
+    /// Score with the raw distance and give --similarity through this global
+    /// calibration table instead of the default calibration.
+    #[arg(long, conflicts_with_all = ["global_calibration", "fair_calibration"])]
     calibration: Option<PathBuf>,
-    /// Score with a fair (per-cluster) calibration instead of the raw distance.
+    /// Score with the raw distance and give --similarity through the
+    /// recogniser's global table instead of the default calibration.
+    #[arg(long, conflicts_with = "fair_calibration")]
+    global_calibration: bool,
+    /// Score with this fair (per-cluster) calibration file.
     #[arg(long)]
     fair_calibration: Option<PathBuf>,
     /// Sets with genuine pairs (identities.csv, optional labels.csv) for FNMR; per group when labelled.
@@ -305,13 +320,65 @@ fn calibration_table(path: Option<&Path>, embedder: &Embedder) -> Result<Option<
     Ok(table)
 }
 
-/// FNMR and FMR at the distance a calibration table gives a Similarity.
+/// What scores Similarity in an eval report.
+enum SimilarityScoring {
+    /// A global distance-to-FMR table.
+    Global(CalibrationTable),
+    /// A fair (per-region) calibration.
+    Fair(FairCalibration),
+}
+
+impl SimilarityScoring {
+    fn calibration(&self) -> kenning_models::Calibration<'_> {
+        match self {
+            Self::Global(t) => kenning_models::Calibration::Global(t),
+            Self::Fair(f) => kenning_models::Calibration::Fair(f),
+        }
+    }
+}
+
+/// The calibration Similarity is scored with: a global table file, the
+/// recogniser's global table (`global`), else the default calibration, the
+/// one CompareFaces and searches use (the recogniser's selected
+/// calibration: its shipped fair one unless KENNING_CALIBRATION says
+/// otherwise). Returns it with a description for the report's `scoring`.
+fn similarity_scoring(
+    file: Option<&Path>,
+    global: bool,
+    embedder: &Embedder,
+) -> Result<Option<(SimilarityScoring, String)>> {
+    let recognizer = embedder.pipeline.recognizer();
+    let name = &recognizer.manifest().name;
+    if file.is_some() || global {
+        return Ok(calibration_table(file, embedder)?.map(|t| {
+            let what = format!("global calibration table ({})", t.source);
+            (SimilarityScoring::Global(t), what)
+        }));
+    }
+    Ok(recognizer.similarity_calibration().map(|c| match c {
+        kenning_models::Calibration::Global(t) => (
+            SimilarityScoring::Global(t.clone()),
+            format!("global calibration table, the default calibration of {name}"),
+        ),
+        kenning_models::Calibration::Fair(f) => (
+            SimilarityScoring::Fair(f.clone()),
+            format!(
+                "fair calibration ({} clusters), the default calibration of {name}",
+                f.clusters.len()
+            ),
+        ),
+    }))
+}
+
+/// FNMR and FMR at a Similarity threshold.
 #[derive(Debug, Clone, Serialize)]
 struct SimilarityRow {
     similarity: f64,
-    /// FMR the table promises at this Similarity.
+    /// FMR the calibration promises at this Similarity.
     predicted_fmr: f64,
-    distance: f64,
+    /// The distance threshold of a global table (a fair calibration has one
+    /// per pair of regions).
+    distance: Option<f64>,
     genuine_pairs: usize,
     fnmr: Option<f64>,
     impostor_pairs: usize,
@@ -319,46 +386,57 @@ struct SimilarityRow {
     observed_fmr: Option<f64>,
 }
 
+/// Rows at Similarity `levels`, each pair's Similarity being `similarity[i]`.
 fn similarity_rows(
-    table: &CalibrationTable,
+    scoring: &SimilarityScoring,
     levels: &[f64],
     pairs: &[ScoredPair],
+    similarity: &[f64],
 ) -> Vec<SimilarityRow> {
-    let (gen, imp): (Vec<&ScoredPair>, Vec<&ScoredPair>) = pairs.iter().partition(|p| p.same);
     let rate = |k: usize, n: usize| (n > 0).then(|| k as f64 / n as f64);
+    let genuine = pairs.iter().filter(|p| p.same).count();
+    let impostor = pairs.len() - genuine;
     levels
         .iter()
         .map(|&s| {
-            let d = table.distance_for_similarity(s);
-            let fnm = gen.iter().filter(|p| f64::from(p.score) > d).count();
-            let fm = imp.iter().filter(|p| f64::from(p.score) <= d).count();
+            let (mut fnm, mut fm) = (0, 0);
+            for (p, &ps) in pairs.iter().zip(similarity) {
+                match (p.same, ps >= s) {
+                    (true, false) => fnm += 1,
+                    (false, true) => fm += 1,
+                    _ => {}
+                }
+            }
             SimilarityRow {
                 similarity: s,
                 predicted_fmr: CalibrationTable::fmr_at_similarity(s),
-                distance: d,
-                genuine_pairs: gen.len(),
-                fnmr: rate(fnm, gen.len()),
-                impostor_pairs: imp.len(),
+                distance: match scoring {
+                    SimilarityScoring::Global(t) => Some(t.distance_for_similarity(s)),
+                    SimilarityScoring::Fair(_) => None,
+                },
+                genuine_pairs: genuine,
+                fnmr: rate(fnm, genuine),
+                impostor_pairs: impostor,
                 false_matches: fm,
-                observed_fmr: rate(fm, imp.len()),
+                observed_fmr: rate(fm, impostor),
             }
         })
         .collect()
 }
 
-fn similarity_markdown(rows: &[SimilarityRow], table: &CalibrationTable) -> String {
+fn similarity_markdown(rows: &[SimilarityRow], scoring: &str) -> String {
     let mut s = format!(
-        "### At calibrated Similarity thresholds\n\nCalibration table: {} ({} impostor pairs).\n\n\
-         | Similarity | promised FMR | distance threshold | FNMR | observed FMR (false matches) |\n|---|---|---|---|---|\n",
-        table.source, table.impostor_pairs
+        "### At calibrated Similarity thresholds\n\nScoring: {scoring}.\n\n\
+         | Similarity | promised FMR | distance threshold | FNMR | observed FMR (false matches) |\n|---|---|---|---|---|\n"
     );
     let f = kenning_eval::report::fmt_rate;
     for r in rows {
         s.push_str(&format!(
-            "| {} | {:.1e} | {:.4} | {} | {} ({}) |\n",
+            "| {} | {:.1e} | {} | {} | {} ({}) |\n",
             r.similarity,
             r.predicted_fmr,
-            r.distance,
+            r.distance
+                .map_or_else(|| "per pair".to_owned(), |d| format!("{d:.4}")),
             f(r.fnmr),
             f(r.observed_fmr),
             r.false_matches
@@ -408,7 +486,7 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
         .map(|(r, &i)| (files[i].as_str(), r))
         .collect();
 
-    let (pairs, pair_source, excluded, kfold) = if let Some(recs) = records {
+    let (pairs, pair_rows, pair_source, excluded, kfold) = if let Some(recs) = records {
         let mut idx = Vec::new();
         let mut meta = Vec::new();
         for r in &recs {
@@ -431,7 +509,7 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
             pairs_path.as_deref().unwrap_or(Path::new("?")).display()
         );
         let excluded = recs.len() - pairs.len();
-        (pairs, src, excluded, None)
+        (pairs, idx, src, excluded, None)
     } else {
         let set = set.as_ref().ok_or_else(|| anyhow!("no identities.csv"))?;
         let ids: Vec<&str> = keep.iter().map(|&i| set.identities[i].as_str()).collect();
@@ -481,7 +559,12 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
         } else {
             None
         };
-        (all, src, 0, kfold)
+        let rows = generated
+            .pairs
+            .iter()
+            .map(|p| (p.a as usize, p.b as usize))
+            .collect();
+        (all, rows, src, 0, kfold)
     };
     let config = VerifyConfig {
         fmr_targets: a.fmr.clone(),
@@ -492,10 +575,18 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     if kfold.is_some() {
         report.kfold = kfold;
     }
-    let table = calibration_table(a.calibration.as_deref(), &embedder)?;
-    let sim = table
+    let scoring = similarity_scoring(a.calibration.as_deref(), a.global_calibration, &embedder)?;
+    let sim = scoring
         .as_ref()
-        .map(|t| similarity_rows(t, &a.similarity, &pairs))
+        .map(|(sc, _)| {
+            let c = sc.calibration();
+            let similarity: Vec<f64> = pair_rows
+                .iter()
+                .zip(&pairs)
+                .map(|(&(x, y), p)| c.similarity(emb.row(x), emb.row(y), f64::from(p.score)))
+                .collect();
+            similarity_rows(sc, &a.similarity, &pairs, &similarity)
+        })
         .unwrap_or_default();
 
     let name = a
@@ -509,7 +600,7 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
             "enrolment": enrolment.report,
             "pairs_excluded_for_failed_enrolment": excluded,
             "verification": report,
-            "calibration": table.as_ref().map(|t| json!({"source": t.source, "impostor_pairs": t.impostor_pairs})),
+            "scoring": scoring.as_ref().map(|s| &s.1),
             "similarity": sim,
         }),
     );
@@ -521,9 +612,9 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     }
     md.push('\n');
     md.push_str(&report.to_markdown());
-    if let Some(t) = &table {
+    if let Some((_, what)) = &scoring {
         md.push('\n');
-        md.push_str(&similarity_markdown(&sim, t));
+        md.push_str(&similarity_markdown(&sim, what));
     }
     let plot = det_svg(&format!("DET: {name}"), &[report.det_series(&name)]);
     write_outputs(
@@ -798,11 +889,26 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
         Some(LabelledSet::new(&g_emb, &g_subjects, &g_groups)?)
     };
 
-    let fair = match &a.fair_calibration {
-        Some(p) => Some(FairCalibration::from_json(
-            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        )?),
-        None => None,
+    // --similarity without a calibration option scores everything with the
+    // default calibration; a fair calibration file does the same with it.
+    let default = if a.fair_calibration.is_none()
+        && a.calibration.is_none()
+        && !a.global_calibration
+        && !a.similarity.is_empty()
+    {
+        similarity_scoring(None, false, &embedder)?
+    } else {
+        None
+    };
+    let (fair, described) = match (&a.fair_calibration, default) {
+        (Some(p), _) => (
+            Some(FairCalibration::from_json(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )?),
+            None,
+        ),
+        (None, Some((SimilarityScoring::Fair(f), what))) => (Some(f), Some(what)),
+        _ => (None, None),
     };
     let scoring = match &fair {
         Some(f) => Scoring::Fair(f),
@@ -815,7 +921,10 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
         .collect();
     let mut references: Vec<f64> = a.fmr.clone();
     if !a.similarity.is_empty() {
-        let table = calibration_table(a.calibration.as_deref(), &embedder)?;
+        let table = match &fair {
+            Some(_) => None,
+            None => calibration_table(a.calibration.as_deref(), &embedder)?,
+        };
         for &s in &a.similarity {
             let log_fmr = (40.0 - s) / 10.0;
             // A fair calibration scores pairs by log10 FMR; the global table by distance.
@@ -839,7 +948,10 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
         bootstrap_replicates: a.bootstrap,
         ..Default::default()
     };
-    let report = evaluate_fairness(&impostors, genuine.as_ref(), scoring, &config)?;
+    let mut report = evaluate_fairness(&impostors, genuine.as_ref(), scoring, &config)?;
+    if let Some(what) = described {
+        report.scoring = what;
+    }
 
     let genuine_json: Vec<serde_json::Value> = g_reports
         .iter()
@@ -904,8 +1016,19 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
 #[derive(clap::Args)]
 pub struct CalibrateArgs {
     /// Photos of different people (one person per photo unless --identities says otherwise).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "collection")]
     images: Vec<String>,
+    /// Fit collection C's own calibration on its gallery (pairs of faces of
+    /// different people: different UserId, or different ExternalImageId when
+    /// the collection has no users) and put it in force for every search of
+    /// C (admin; audited). Refused below 1,000 labelled faces, when the
+    /// shipped calibration stays. With --check, only report observed/promised
+    /// FMR on the gallery; with --reset, go back to the shipped calibration.
+    #[arg(long, value_name = "C", conflicts_with_all = ["domains", "fair", "out", "list", "identities"])]
+    collection: Option<String>,
+    /// With --collection: put the recogniser's shipped calibration back in force.
+    #[arg(long, requires = "collection", conflicts_with = "check")]
+    reset: bool,
     /// identities.csv (file,identity): pairs of the same identity are left out.
     #[arg(long)]
     identities: Option<PathBuf>,
@@ -915,13 +1038,16 @@ pub struct CalibrateArgs {
     /// photos it has, so the promise lands between the domains.
     #[arg(long, conflicts_with = "check")]
     domains: Option<PathBuf>,
-    /// Where to write the table (JSON). Required unless --check is given.
-    #[arg(long, required_unless_present = "check")]
+    /// Where to write the table (JSON). Required unless --check or --collection is given.
+    #[arg(long, required_unless_present_any = ["check", "collection"])]
     out: Option<PathBuf>,
     /// Instead of building a table, report how well this existing table (or
-    /// fair calibration) predicts the FMR of the given impostor photos.
-    #[arg(long)]
-    check: Option<PathBuf>,
+    /// fair calibration) predicts the FMR of the given impostor photos. With
+    /// --collection (no file): report observed/promised FMR of the
+    /// calibration in force on the collection's gallery at the policy
+    /// threshold and at Similarity 70, 80 and 90, changing nothing.
+    #[arg(long, num_args = 0..=1, value_name = "FILE")]
+    check: Option<Option<PathBuf>>,
     /// With --check: the factor within which observed FMR must match the promise.
     #[arg(long, default_value_t = 3.0)]
     factor: f64,
@@ -967,7 +1093,13 @@ pub struct CalibrateArgs {
 
 /// `kenning calibrate`: builds a recogniser's distance-to-FMR table from the
 /// impostor pairs of a photo set, or checks an existing table against one.
-pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
+pub fn calibrate(ctx: &Context, data: &DataArgs, args: &CalibrateArgs) -> Result<i32> {
+    if let Some(collection) = &args.collection {
+        return calibrate_collection(ctx, data, collection, args);
+    }
+    if matches!(args.check, Some(None)) {
+        bail!("--check needs a calibration file (or --collection)");
+    }
     let paths = match &args.list {
         Some(list) => {
             let [root] = args.images.as_slice() else {
@@ -1054,7 +1186,7 @@ pub fn calibrate(ctx: &Context, args: &CalibrateArgs) -> Result<i32> {
             })
             .collect()
     };
-    if let Some(check) = &args.check {
+    if let Some(Some(check)) = &args.check {
         let text = std::fs::read_to_string(check)
             .with_context(|| format!("reading {}", check.display()))?;
         let result = if text.contains("\"centroids\"") {
@@ -1347,6 +1479,60 @@ fn calibrate_pooled(
     Ok(0)
 }
 
+/// `kenning calibrate --collection C [--check | --reset]`: CalibrateCollection
+/// through the accountability rules; the response as JSON on stdout and
+/// the observed/promised table on stderr.
+fn calibrate_collection(
+    ctx: &Context,
+    data: &DataArgs,
+    id: &str,
+    args: &CalibrateArgs,
+) -> Result<i32> {
+    if matches!(args.check, Some(Some(_))) {
+        bail!("with --collection, --check takes no file: it checks the collection's gallery");
+    }
+    let action = match (args.reset, args.check.is_some()) {
+        (true, _) => "RESET",
+        (false, true) => "CHECK",
+        (false, false) => "FIT",
+    };
+    let session = data.open(ctx)?;
+    let v = session.call(
+        "CalibrateCollection",
+        json!({ "CollectionId": id, "Action": action }),
+    )?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    for (key, what) in [("Before", "before the fit"), ("Check", "in force")] {
+        let Some(check) = v.get(key).filter(|c| !c.is_null()) else {
+            continue;
+        };
+        eprintln!(
+            "kenning: {what}: {} on {} faces of {} people, {} impostor pairs ({} left out as copies)",
+            check["Calibration"].as_str().unwrap_or("?"),
+            check["Photos"],
+            check["People"],
+            check["ImpostorPairs"],
+            check["CopiesLeftOut"]
+        );
+        for r in check["Rows"].as_array().into_iter().flatten() {
+            eprintln!(
+                "kenning:   Similarity {:>5}: promised FMR {:.1e}, observed {:.2e} ({} pairs), observed/promised {:.2}{}",
+                r["Similarity"].as_f64().unwrap_or(f64::NAN),
+                r["PromisedFalseMatchRate"].as_f64().unwrap_or(f64::NAN),
+                r["ObservedFalseMatchRate"].as_f64().unwrap_or(f64::NAN),
+                r["FalseMatches"],
+                r["Ratio"].as_f64().unwrap_or(f64::NAN),
+                if r["Measurable"].as_bool() == Some(false) {
+                    " (too few pairs to test)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(0)
+}
+
 /// identities.csv as a map from its file column to the identity.
 fn identity_lookup(csv: &Path) -> Result<HashMap<PathBuf, String>> {
     Ok(read_identities(csv)?
@@ -1405,8 +1591,13 @@ mod tests {
             fold: None,
         };
         let pairs = [p(0.4, true), p(0.6, true), p(0.45, false), p(0.9, false)];
-        let rows = similarity_rows(&table, &[80.0], &pairs);
-        assert!((rows[0].distance - 0.5).abs() < 1e-9);
+        let similarity: Vec<f64> = pairs
+            .iter()
+            .map(|q| table.similarity(f64::from(q.score)))
+            .collect();
+        let scoring = SimilarityScoring::Global(table);
+        let rows = similarity_rows(&scoring, &[80.0], &pairs, &similarity);
+        assert!((rows[0].distance.unwrap() - 0.5).abs() < 1e-9);
         assert_eq!(rows[0].fnmr, Some(0.5));
         assert_eq!(
             (rows[0].false_matches, rows[0].observed_fmr),

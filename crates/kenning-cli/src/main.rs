@@ -79,7 +79,8 @@ enum Command {
         #[arg(long, default_value_t = kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD)]
         threshold: f64,
     },
-    /// Build a distance-to-false-match-rate table from impostor photos.
+    /// Build a distance-to-false-match-rate table from impostor photos, or
+    /// calibrate a collection on its own gallery (--collection).
     Calibrate(eval::CalibrateArgs),
     /// Measure accuracy and demographic differentials on labelled photos.
     #[command(subcommand)]
@@ -163,7 +164,7 @@ fn run(cli: Cli) -> Result<i32> {
             target,
             threshold,
         } => commands::compare(&ctx, &source, &target, threshold),
-        Command::Calibrate(args) => eval::calibrate(&ctx, &args),
+        Command::Calibrate(args) => eval::calibrate(&ctx, &cli.data, &args),
         Command::Eval(cmd) => eval::run(&ctx, cmd),
         Command::Collection(cmd) => gallery::collection(&ctx, &cli.data, cmd),
         Command::Index(args) => gallery::index(&ctx, &cli.data, &args),

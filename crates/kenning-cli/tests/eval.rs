@@ -94,13 +94,36 @@ fn att_orl_verify_identify_and_calibration_check() {
         assert!(row["threshold"].is_null() && row["fnmr"].is_null(), "{row}");
     }
     assert!(rate(&r["eer"]["eer"]) <= 0.012, "{}", r["eer"]);
-    // At Similarity 80, 90 and 99 (fair calibration): FNMR 49.4%, 70.9% and
-    // 90.2%, and not one false match among the 78,000 impostor pairs.
+    // At Similarity 80, 90 and 99, scored with the default calibration
+    // (dlib's shipped fair calibration, as CompareFaces scores): at 80,
+    // FNMR 4.2% and 171 false matches among the 78,000 impostor pairs
+    // (observed FMR 2.2e-3, 22x the promise: ORL's 40 people are unlike the
+    // UTKFace faces the calibration was fitted on; docs/accuracy.md). Stricter
+    // Similarities miss more and match fewer.
     let sim = v["similarity"].as_array().unwrap();
     assert_eq!(sim.len(), 3);
-    for (row, measured) in sim.iter().zip([0.494, 0.709, 0.902]) {
-        assert!((rate(&row["fnmr"]) - measured).abs() <= 0.02, "{row}");
-        assert_eq!(row["false_matches"], 0, "{row}");
+    assert!(
+        v["scoring"]
+            .as_str()
+            .unwrap()
+            .contains("default calibration"),
+        "{}",
+        v["scoring"]
+    );
+    assert!((rate(&sim[0]["fnmr"]) - 0.042).abs() <= 0.02, "{}", sim[0]);
+    let fm = sim[0]["false_matches"].as_u64().unwrap();
+    assert!((140..=200).contains(&fm), "{}", sim[0]);
+    for w in sim.windows(2) {
+        eprintln!("{}", w[1]);
+        assert!(rate(&w[1]["fnmr"]) >= rate(&w[0]["fnmr"]), "{w:?}");
+        assert!(
+            w[1]["false_matches"].as_u64() <= w[0]["false_matches"].as_u64(),
+            "{w:?}"
+        );
+        assert!(
+            w[1]["distance"].is_null(),
+            "a fair calibration has no one distance"
+        );
     }
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(

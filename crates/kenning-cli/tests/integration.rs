@@ -20,6 +20,7 @@ mod model_lookup;
 mod parity;
 mod recognisers;
 mod scale_out;
+mod self_calibration;
 mod serve_crash;
 mod server;
 mod service;

@@ -388,8 +388,11 @@ fn role_answer(op: &str) -> (u16, &'static str) {
         | "GetReviewProbe" | "GetEnrolmentImage" | "RevokeAccessKey" => {
             (400, "ResourceNotFoundException")
         }
-        // Without From/To, and without the Role a new key needs.
-        "GetAccountabilityReport" | "CreateAccessKey" => (400, "InvalidParameterException"),
+        // Without From/To, and without the Role a new key needs; a collection
+        // without faces is too small to calibrate on itself.
+        "GetAccountabilityReport" | "CreateAccessKey" | "CalibrateCollection" => {
+            (400, "InvalidParameterException")
+        }
         "StartFaceDetection" | "StartFaceSearch" => (400, "InvalidS3ObjectException"),
         // Over JSON it only says where videos go: PUT /v1/buckets/...
         "UploadVideo" => (400, "InvalidParameterException"),

@@ -17,6 +17,10 @@ pub struct FalseMatchEstimate {
     pub face_count: u64,
     /// FaceCount x FalseMatchRate: expected false matches per search.
     pub expected_false_matches: f64,
+    /// The calibration the promise rests on (the collection's own, or the
+    /// recogniser's shipped one), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
 }
 
 /// CreateCollection's response.
@@ -48,6 +52,10 @@ pub struct DescribeCollectionResponse {
     pub user_count: u64,
     /// What the default threshold (80) means at this size.
     pub false_match_estimate: FalseMatchEstimate,
+    /// Kenning's extension: which calibration gives the collection's
+    /// Similarity (absent when this service cannot run its recogniser).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::CalibrationInForce>,
 }
 
 /// ListCollections' response.

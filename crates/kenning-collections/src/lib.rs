@@ -14,22 +14,29 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod calibrate;
 mod error;
 pub mod quality;
 mod searcher;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kenning_image::{DecodeLimits, RgbImage};
 use kenning_models::manifest::{Distance, Manifest};
-use kenning_models::{Calibration, CalibrationTable, Equalise, Pipeline, Recognisers};
+use kenning_models::{Calibration, CalibrationTable, Pipeline, Recognisers};
+
+use calibrate::OwnCalibration;
 use kenning_store::{
     Collection, Embedded, FaceModel, FaceStore, Nearest, NewCollection, NewFace, OnAssociated,
 };
 use uuid::Uuid;
 
+pub use calibrate::{
+    copy_distance, CalibrateCollectionResponse, CalibrationAction, CalibrationInForce,
+    CalibrationSummary, CheckRow, GalleryCheck, CHECK_SIMILARITIES, MIN_CALIBRATION_FACES,
+};
 pub use error::{CollectionError, Result};
 pub use quality::{QualityFilter, Reason};
 pub use searcher::FaceSearcher;
@@ -61,6 +68,7 @@ pub fn estimate(threshold: f64, face_count: u64) -> FalseMatchEstimate {
         false_match_rate,
         face_count,
         expected_false_matches: false_match_rate * face_count as f64,
+        calibration: None,
     }
 }
 
@@ -84,6 +92,9 @@ pub struct Collections {
     store: Arc<dyn FaceStore>,
     recognisers: Recognisers,
     limits: DecodeLimits,
+    /// Collections' own calibrations as last read, with a hash of the
+    /// stored document (a refit or reset on any node changes it).
+    own: Mutex<HashMap<String, (u64, Arc<OwnCalibration>)>>,
 }
 
 /// A search hit before it is shaped for the wire.
@@ -109,6 +120,7 @@ impl Collections {
             store,
             recognisers: recognisers.into(),
             limits: DecodeLimits::default(),
+            own: Mutex::new(HashMap::new()),
         }
     }
 
@@ -221,16 +233,27 @@ impl Collections {
         })
     }
 
-    /// DescribeCollection, with what the default threshold means at its size.
+    /// DescribeCollection, with what the default threshold means at its
+    /// size and which calibration is in force.
     pub fn describe_collection(&self, id: &str) -> Result<DescribeCollectionResponse> {
         let c = self.store.describe_collection(id)?;
+        let calibration = match self.collection(id) {
+            Ok((c, p)) => {
+                let in_force = self.calibration(&c, &p)?;
+                Some(in_force.describe(&c.face_model.name))
+            }
+            Err(_) => None,
+        };
+        let mut false_match_estimate = estimate(DEFAULT_THRESHOLD, c.face_count);
+        false_match_estimate.calibration = calibration.as_ref().map(CalibrationInForce::label);
         Ok(DescribeCollectionResponse {
             face_count: c.face_count,
             face_model_version: c.face_model.name.clone(),
             collection_arn: wire_arn(&c.arn),
             creation_timestamp: c.created_at_ms as f64 / 1000.0,
             user_count: c.user_count,
-            false_match_estimate: estimate(DEFAULT_THRESHOLD, c.face_count),
+            false_match_estimate,
+            calibration,
         })
     }
 
@@ -389,22 +412,6 @@ impl Collections {
         Ok(())
     }
 
-    /// The calibration that gives Similarity for collection `c`, whose
-    /// recogniser is `p`: the one its policy's `Equalise` chooses, or the
-    /// recogniser's default.
-    fn calibration<'p>(c: &Collection, p: &'p Pipeline) -> Result<Calibration<'p>> {
-        let equalise = Equalise::from_policy(&c.policy);
-        p.recognizer()
-            .loaded()
-            .calibration_for(equalise)
-            .ok_or_else(|| {
-                CollectionError::InvalidParameter(format!(
-                    "recogniser {} has no calibration table, so Similarity is undefined",
-                    c.face_model.name
-                ))
-            })
-    }
-
     /// The faces within `threshold` of `embedding`, best first, at most `k`,
     /// leaving out the face with seq `exclude`.
     ///
@@ -422,7 +429,8 @@ impl Collections {
         k: usize,
         exclude: Option<u64>,
     ) -> Result<Vec<Hit>> {
-        let calibration = Self::calibration(c, p)?;
+        let in_force = self.calibration(c, p)?;
+        let calibration = in_force.get();
         let radius = calibration.search_radius(embedding, threshold);
         let fair = matches!(calibration, Calibration::Fair(_));
         let found = self.store.nearest(
@@ -493,7 +501,7 @@ impl Collections {
             searched_face_id: face.face_id.to_string(),
             face_matches: self.matches(hits, &c),
             face_model_version: c.face_model.name.clone(),
-            false_match_estimate: estimate(threshold, c.face_count),
+            false_match_estimate: self.estimate_for(&c, &p, threshold)?,
         })
     }
 
@@ -520,8 +528,21 @@ impl Collections {
             searched_face_confidence: face.detail.confidence,
             face_matches: self.matches(hits, &c),
             face_model_version: c.face_model.name.clone(),
-            false_match_estimate: estimate(threshold, c.face_count),
+            false_match_estimate: self.estimate_for(&c, &p, threshold)?,
         })
+    }
+
+    /// What `threshold` means for collection `c` now, under the
+    /// calibration in force for it.
+    fn estimate_for(
+        &self,
+        c: &Collection,
+        p: &Pipeline,
+        threshold: f64,
+    ) -> Result<FalseMatchEstimate> {
+        let mut e = estimate(threshold, c.face_count);
+        e.calibration = Some(self.calibration(c, p)?.describe(&c.face_model.name).label());
+        Ok(e)
     }
 
     fn largest_face(
@@ -741,7 +762,7 @@ impl Collections {
             face_model_version: c.face_model.name.clone(),
             searched_face,
             searched_user,
-            false_match_estimate: estimate(threshold, c.face_count),
+            false_match_estimate: self.estimate_for(&c, &p, threshold)?,
         })
     }
 
@@ -768,7 +789,7 @@ impl Collections {
             face_model_version: c.face_model.name.clone(),
             searched_face: Some(serde_json::json!({ "FaceDetail": face.detail })),
             searched_user: None,
-            false_match_estimate: estimate(threshold, c.face_count),
+            false_match_estimate: self.estimate_for(&c, &p, threshold)?,
         })
     }
 }

@@ -47,7 +47,9 @@ impl FaceSearcher<'_> {
 
     /// What `threshold` means at the collection's size when the searcher was made.
     pub fn estimate(&self, threshold: f64) -> FalseMatchEstimate {
-        estimate(threshold, self.collection.face_count)
+        self.collections
+            .estimate_for(&self.collection, &self.pipeline, threshold)
+            .unwrap_or_else(|_| estimate(threshold, self.collection.face_count))
     }
 
     /// The collection's recogniser: the pipeline whose detections carry the
@@ -91,7 +93,10 @@ impl FaceSearcher<'_> {
     /// The calibrated Similarity (0-100) of two of the recogniser's embeddings.
     pub fn similarity(&self, a: &[f32], b: &[f32]) -> Result<f64> {
         let distance = self.pipeline.recognizer().distance(a, b);
-        Ok(Collections::calibration(&self.collection, &self.pipeline)?.similarity(a, b, distance))
+        let in_force = self
+            .collections
+            .calibration(&self.collection, &self.pipeline)?;
+        Ok(in_force.get().similarity(a, b, distance))
     }
 
     /// The collection's faces at or above `threshold` Similarity to

@@ -249,7 +249,7 @@ pub fn kmeans(points: &Embeddings, k: usize, seed: u64, max_iter: usize) -> Resu
 
 /// A fine histogram from which [`LogFmrTable`]s are cut.
 #[derive(Debug, Clone)]
-struct Hist {
+pub(crate) struct Hist {
     lo: f64,
     width: f64,
     counts: Vec<u64>,
@@ -329,7 +329,12 @@ fn numbered<S: AsRef<str>>(names: &[S]) -> Vec<u32> {
 /// One domain's table as it is; several domains' pooled by
 /// [`mean_curve_points`] on `[lo, hi]`, at the fit's levels down to the
 /// deepest any domain measured (domains without pairs left out).
-fn pooled_table(hists: &[Hist], config: &FairCalibrationConfig, lo: f64, hi: f64) -> LogFmrTable {
+pub(crate) fn pooled_table(
+    hists: &[Hist],
+    config: &FairCalibrationConfig,
+    lo: f64,
+    hi: f64,
+) -> LogFmrTable {
     let tables: Vec<LogFmrTable> = hists
         .iter()
         .map(|h| h.table(config.per_decade, config.min_count))
@@ -406,6 +411,32 @@ pub fn mean_curve_points(
 /// spread of impostor distances.
 const DIST_BINS: usize = 8192;
 const SCORE_BINS_PER_DECADE: f64 = 2000.0;
+
+/// Pass 2 of a fit: per domain, a histogram of the combined score
+/// ([`FairCalibration::raw_score`]) of every pair `impostor` admits, photo
+/// `i` being in cluster `cl[i]` and domain `domain[i]` (of `nd`).
+pub(crate) fn score_hists(
+    fc: &FairCalibration,
+    cl: &[usize],
+    domain: &[u32],
+    nd: usize,
+    impostor: &(dyn Fn(usize, usize) -> Option<f32> + Sync),
+) -> Vec<Hist> {
+    let bins = (-FLOOR_LOG_FMR * SCORE_BINS_PER_DECADE) as usize;
+    pairwise_fold(
+        cl.len(),
+        || vec![Hist::new(FLOOR_LOG_FMR, 0.0, bins); nd],
+        |h, i, j| {
+            if let Some(d) = impostor(i, j) {
+                h[domain[i] as usize].add(fc.raw_score(cl[i], cl[j], d));
+            }
+        },
+        |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
+            a
+        },
+    )
+}
 
 /// Fitting a [`FairCalibration`] (the struct and its scoring live in
 /// `kenning_core::fair`, so the model layer can use it without this crate).
@@ -584,20 +615,7 @@ impl FairCalibrationFit for FairCalibration {
             impostor_pairs,
         };
         // Pass 2: the combined score's overall FMR.
-        let bins = (-FLOOR_LOG_FMR * SCORE_BINS_PER_DECADE) as usize;
-        let combined = pairwise_fold(
-            n,
-            || vec![Hist::new(FLOOR_LOG_FMR, 0.0, bins); nd],
-            |h, i, j| {
-                if let Some(d) = impostor(i, j) {
-                    h[domain[i] as usize].add(fc.raw_score(cl[i], cl[j], d));
-                }
-            },
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| a.merge(b));
-                a
-            },
-        );
+        let combined = score_hists(&fc, &cl, &domain, nd, &impostor);
         fc.combined = pooled_table(&combined, &config, FLOOR_LOG_FMR, 0.0);
         Ok(fc)
     }

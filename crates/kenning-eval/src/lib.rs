@@ -15,6 +15,7 @@ pub mod distance;
 pub mod error;
 pub mod fairness;
 pub mod formats;
+pub mod gallery;
 pub mod identify;
 pub mod report;
 pub mod rng;
@@ -33,6 +34,7 @@ pub use fairness::{
     evaluate_fairness, FairnessConfig, FairnessReport, LabelledSet, Scoring, ThresholdRule,
 };
 pub use formats::{GroundTruthBox, IdentityRecord, Labels, PairRecord};
+pub use gallery::{check_gallery, fit_gallery, GalleryCalibration, GalleryCheck};
 pub use identify::{
     evaluate_identification, split_gallery, GallerySplit, IdentificationReport, IdentifyConfig,
 };

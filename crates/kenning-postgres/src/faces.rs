@@ -461,6 +461,41 @@ impl FaceStore for PgFaces {
         })
     }
 
+    fn set_calibration(&self, id: &str, calibration: Option<&str>) -> Result<Collection> {
+        self.db.run(async {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await?;
+            let c = self.collection(&tx, id, true).await?;
+            tx.execute(
+                "UPDATE collections SET calibration = $2 WHERE key = $1",
+                &[&c.key, &calibration],
+            )
+            .await?;
+            self.record(
+                &tx,
+                Change::CalibrationSet {
+                    collection: &c.c,
+                    calibration,
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(c.c)
+        })
+    }
+
+    fn calibration(&self, id: &str) -> Result<Option<String>> {
+        validate_collection_id(id)?;
+        self.db.run(async {
+            let client = self.db.client().await?;
+            let sql = "SELECT calibration FROM collections WHERE id = $1";
+            match client.query_opt(sql, &[&id]).await? {
+                Some(row) => Ok(row.get::<_, Option<String>>(0)),
+                None => Err(StoreError::CollectionNotFound(id.into()).into()),
+            }
+        })
+    }
+
     fn add_faces(
         &self,
         collection: &str,

@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "video_jobs",
         include_str!("../migrations/0003_video_jobs.sql"),
     ),
+    (
+        4,
+        "collection_calibration",
+        include_str!("../migrations/0004_collection_calibration.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

@@ -638,6 +638,46 @@ fn changes_are_audited_in_their_transaction() {
 }
 
 #[test]
+fn a_collections_own_calibration_is_kept_audited_and_removed() {
+    each("calibration", Distance::Cosine, |b| {
+        let s = &b.faces;
+        let recorder = Arc::new(Recorder::default());
+        s.set_auditor(recorder.clone());
+        s.create_collection(new_coll("c", 4), Distance::Cosine)
+            .unwrap();
+        s.create_collection(new_coll("d", 4), Distance::Cosine)
+            .unwrap();
+        assert_eq!(s.calibration("c").unwrap(), None);
+        let doc = r#"{"Summary":{"Photos":1200},"Calibration":{}}"#;
+        let c = s.set_calibration("c", Some(doc)).unwrap();
+        assert_eq!(c.id, "c");
+        assert_eq!(s.calibration("c").unwrap().as_deref(), Some(doc));
+        // Another collection keeps the shipped calibration.
+        assert_eq!(s.calibration("d").unwrap(), None);
+        // Re-fitting replaces; a reset removes; both are recorded.
+        s.set_calibration("c", Some("{}")).unwrap();
+        assert_eq!(s.calibration("c").unwrap().as_deref(), Some("{}"));
+        s.set_calibration("c", None).unwrap();
+        assert_eq!(s.calibration("c").unwrap(), None);
+        assert_eq!(recorder.seqs.lock().unwrap().len(), 2 + 3);
+        assert_eq!(
+            code(s.set_calibration("nope", Some("{}"))),
+            ErrorCode::ResourceNotFoundException
+        );
+        assert_eq!(
+            code(s.calibration("nope")),
+            ErrorCode::ResourceNotFoundException
+        );
+        // A re-created collection starts with the shipped calibration.
+        s.set_calibration("d", Some(doc)).unwrap();
+        s.delete_collection("d").unwrap();
+        s.create_collection(new_coll("d", 4), Distance::Cosine)
+            .unwrap();
+        assert_eq!(s.calibration("d").unwrap(), None);
+    });
+}
+
+#[test]
 fn the_chain_does_not_fork_under_concurrent_writers() {
     each("concurrent", Distance::Euclidean, |b| {
         let s = b.faces.clone();

@@ -66,6 +66,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
             "/v1/collections/{id}/users/{user_id}/faces",
             post(associate).delete(disassociate),
         )
+        .route("/v1/collections/{id}/calibration", post(calibrate))
         .route(
             "/v1/collections/{id}/policy",
             get(get_policy).put(put_policy),
@@ -464,6 +465,22 @@ async fn put_policy(
         q,
         &[("CollectionId", &id)],
         fixed!("PutCollectionPolicy"),
+    )
+    .await
+}
+
+async fn calibrate(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(
+        s,
+        req,
+        q,
+        &[("CollectionId", &id)],
+        fixed!("CalibrateCollection"),
     )
     .await
 }

@@ -98,6 +98,12 @@ pub trait FaceStore: Send + Sync {
     fn delete_collection(&self, id: &str) -> Result<Collection>;
     /// Replaces a collection's policy document.
     fn set_policy(&self, id: &str, policy: &str) -> Result<Collection>;
+    /// Sets a collection's own calibration (an opaque document the
+    /// collections layer writes), or with `None` removes it so the shipped
+    /// calibration is in force again. Audited as a change.
+    fn set_calibration(&self, id: &str, calibration: Option<&str>) -> Result<Collection>;
+    /// A collection's own calibration document, if one is set.
+    fn calibration(&self, id: &str) -> Result<Option<String>>;
 
     /// IndexFaces' write: adds the faces in one transaction and returns them
     /// with their new FaceIds and seq ids. Refuses vectors of another model.

@@ -311,6 +311,14 @@ impl FaceStore for Embedded {
         self.store.set_policy(id, policy)
     }
 
+    fn set_calibration(&self, id: &str, calibration: Option<&str>) -> Result<Collection> {
+        self.store.set_calibration(id, calibration)
+    }
+
+    fn calibration(&self, id: &str) -> Result<Option<String>> {
+        self.store.calibration(id)
+    }
+
     fn add_faces(
         &self,
         collection: &str,

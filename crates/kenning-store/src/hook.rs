@@ -23,6 +23,14 @@ pub enum Change<'a> {
         /// The collection with its new policy.
         collection: &'a Collection,
     },
+    /// CalibrateCollection fitted the collection's own calibration, or put
+    /// the shipped one back.
+    CalibrationSet {
+        /// The collection.
+        collection: &'a Collection,
+        /// The new calibration document; `None`: back to the shipped one.
+        calibration: Option<&'a str>,
+    },
     /// IndexFaces stored these faces.
     FacesAdded {
         /// The collection after the change.
@@ -78,6 +86,7 @@ impl Change<'_> {
             Change::CollectionCreated { collection }
             | Change::CollectionDeleted { collection }
             | Change::PolicySet { collection }
+            | Change::CalibrationSet { collection, .. }
             | Change::FacesAdded { collection, .. }
             | Change::FacesDeleted { collection, .. }
             | Change::UserCreated { collection, .. }

@@ -26,6 +26,9 @@ type Bytes = &'static [u8];
 // Store-wide tables.
 const COLLECTIONS: TableDefinition<&str, Bytes> = TableDefinition::new("collections");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Collection id -> its own calibration document (CalibrateCollection); a
+/// store-wide table so stores made before it existed need no conversion.
+const CALIBRATIONS: TableDefinition<&str, &str> = TableDefinition::new("calibrations");
 const META_FORMAT: &str = "format";
 const META_CLOCK: &str = "clock";
 
@@ -309,6 +312,7 @@ impl Store {
             }
             drop(meta);
             txn.open_table(COLLECTIONS)?;
+            txn.open_table(CALIBRATIONS)?;
             Ok(())
         })?;
         Ok(store)
@@ -439,6 +443,7 @@ impl Store {
         self.write(|txn| {
             let c = collection_row(&txn.open_table(COLLECTIONS)?, id)?;
             txn.open_table(COLLECTIONS)?.remove(id)?;
+            txn.open_table(CALIBRATIONS)?.remove(id)?;
             WTables::delete(txn, id)?;
             // Keep the clock moving so a re-created collection starts above
             // every generation the old one reached.
@@ -457,6 +462,38 @@ impl Store {
             self.staged(Change::PolicySet { collection: &c })?;
             Ok(c)
         })
+    }
+
+    /// Sets a collection's own calibration document, or with `None` removes
+    /// it (the shipped calibration is back); does not change `generation`.
+    pub fn set_calibration(&self, id: &str, calibration: Option<&str>) -> Result<Collection> {
+        self.write(|txn| {
+            let c = collection_row(&txn.open_table(COLLECTIONS)?, id)?;
+            let mut t = txn.open_table(CALIBRATIONS)?;
+            match calibration {
+                Some(doc) => {
+                    t.insert(id, doc)?;
+                }
+                None => {
+                    t.remove(id)?;
+                }
+            }
+            drop(t);
+            self.staged(Change::CalibrationSet {
+                collection: &c,
+                calibration,
+            })?;
+            Ok(c)
+        })
+    }
+
+    /// A collection's own calibration document, if one is set.
+    pub fn calibration(&self, id: &str) -> Result<Option<String>> {
+        let txn = self.read()?;
+        collection_row(&txn.open_table(COLLECTIONS)?, id)?;
+        let t = txn.open_table(CALIBRATIONS)?;
+        let doc = t.get(id)?.map(|g| g.value().to_owned());
+        Ok(doc)
     }
 
     // ------------------------------------------------------------ faces
@@ -932,6 +969,7 @@ impl Store {
             let to = fresh.begin_write()?;
             copy_table(&from, &to, META)?;
             copy_table(&from, &to, COLLECTIONS)?;
+            copy_table(&from, &to, CALIBRATIONS)?;
             for e in from.open_table(COLLECTIONS)?.iter()? {
                 let id = e?.0.value().to_string();
                 for_each_table!(&id, def => copy_table(&from, &to, def)?);

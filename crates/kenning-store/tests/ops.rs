@@ -779,6 +779,9 @@ impl CommitHook for Recorder {
             Change::CollectionCreated { .. } => "created".to_owned(),
             Change::CollectionDeleted { .. } => "deleted".to_owned(),
             Change::PolicySet { collection } => format!("policy {}", collection.policy),
+            Change::CalibrationSet { calibration, .. } => {
+                format!("calibration {}", calibration.unwrap_or("shipped"))
+            }
             Change::FacesAdded { faces, .. } => format!("added {}", faces.len()),
             Change::FacesDeleted { outcome, .. } => format!("removed {}", outcome.done.len()),
             Change::UserCreated { user_id, .. } => format!("user {user_id}"),
@@ -806,6 +809,8 @@ fn commit_hook_sees_every_change_and_a_failing_hook_writes_nothing() {
         .add_faces("c", &model(), vec![face(0.1), face(0.2)])
         .unwrap();
     s.set_policy("c", r#"{"RequireCase":true}"#).unwrap();
+    s.set_calibration("c", Some("{}")).unwrap();
+    s.set_calibration("c", None).unwrap();
     s.create_user("c", "u").unwrap();
     let ids: Vec<String> = faces.iter().map(|f| f.face_id.to_string()).collect();
     s.associate_faces("c", "u", &ids[..1]).unwrap();
@@ -821,6 +826,8 @@ fn commit_hook_sees_every_change_and_a_failing_hook_writes_nothing() {
             "c 0 created",
             "c 2 added 2",
             r#"c 2 policy {"RequireCase":true}"#,
+            "c 2 calibration {}",
+            "c 2 calibration shipped",
             "c 2 user u",
             "c 2 assoc 1",
             "c 2 disassoc 1",
@@ -844,7 +851,7 @@ fn commit_hook_sees_every_change_and_a_failing_hook_writes_nothing() {
     let c = s.describe_collection("c").unwrap();
     assert_eq!(c.face_count, 1, "the refused IndexFaces wrote nothing");
     assert!(s.describe_collection("d").is_err());
-    assert_eq!(hook.seen.lock().unwrap().len(), 8);
+    assert_eq!(hook.seen.lock().unwrap().len(), 10);
 }
 
 #[test]
