@@ -1,7 +1,8 @@
 //! The PostgreSQL backend against the embedded one on the same synthetic
 //! faces, through the storage interface both implement (bench/scale-out).
 //!
-//! `bench_scale_out --dir D --database URL [--ef 40,100,200,400,1000] [--batch 1000]`
+//! `bench_scale_out --dir D --database URL [--ef 40,100,200,400,1000] [--batch 1000]
+//! [--precision full|half] [--embedded yes|no]`
 //! reads base.npy, queries.npy and gt.npy written by the index benchmark's
 //! generator (`bench_index gen --dir D`), loads every face into one
 //! collection of each backend (the embedded one in D/embedded, created anew),
@@ -10,6 +11,9 @@
 //! is added with its audit record, as IndexFaces would. Results are appended
 //! to D/results.jsonl, one JSON object per line; D/face-ids.txt gets some of
 //! the database's FaceIds for the API-node load (bench/scale-out/load.py).
+//! `--precision half` builds the HNSW index over `halfvec(d)` instead of
+//! `vector(d)`; `--embedded no` skips the embedded backend (for a second
+//! PostgreSQL arm in the same run).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -20,7 +24,7 @@ use std::time::Instant;
 
 use kenning_audit::Entry;
 use kenning_core::BoundingBox;
-use kenning_postgres::{Options, Postgres};
+use kenning_postgres::{Options, Postgres, Precision};
 use kenning_store::*;
 
 const K: usize = 10;
@@ -222,6 +226,13 @@ fn main() {
         .split(',')
         .map(|s| s.parse().unwrap())
         .collect();
+    let precision = match args.get("precision", "full".to_owned()).as_str() {
+        "full" => Precision::Full,
+        "half" => Precision::Half,
+        other => panic!("--precision {other}: expected full or half"),
+    };
+    let embedded = args.get("embedded", "yes".to_owned()) == "yes";
+    let prec = precision.type_name();
 
     let (base, n) = npy(
         &dir.join("base.npy"),
@@ -248,8 +259,8 @@ fn main() {
 
     // The embedded backend: redb, Kenning's index, the audit file.
     let edir = dir.join("embedded");
-    let _ = std::fs::remove_dir_all(&edir);
-    {
+    if embedded {
+        let _ = std::fs::remove_dir_all(&edir);
         let store = Embedded::open(&edir, [(MODEL.to_owned(), Distance::Euclidean)].into())
             .expect("opening the embedded store");
         store.set_auditor(Arc::new(Audit));
@@ -268,7 +279,15 @@ fn main() {
     }
 
     // PostgreSQL: the database must be empty of a collection named `bench`.
-    let pg = Postgres::connect(&url, None, Options::default()).expect("connecting");
+    let pg = Postgres::connect(
+        &url,
+        None,
+        Options {
+            precision,
+            ..Options::default()
+        },
+    )
+    .expect("connecting");
     pg.faces.set_auditor(Arc::new(Audit));
     let (rows, secs) = ingest(pg.faces.as_ref(), &data, batch);
     let t = Instant::now();
@@ -293,7 +312,7 @@ fn main() {
     );
     record(
         &dir,
-        serde_json::json!({"backend": "postgres", "phase": "ingest", "n": n, "seconds": secs,
+        serde_json::json!({"backend": "postgres", "precision": prec, "phase": "ingest", "n": n, "seconds": secs,
             "faces_per_s": n as f64 / secs, "analyze_s": analyze_s,
             "table_bytes_per_face": table as f64 / n as f64,
             "hnsw_bytes_per_face": hnsw as f64 / n as f64,
@@ -316,6 +335,7 @@ fn main() {
             None,
             Options {
                 ef_search: ef,
+                precision,
                 ..Options::default()
             },
         )
@@ -323,7 +343,7 @@ fn main() {
         let (lat, recall) = search(pg.faces.as_ref(), &data, &rows);
         record(
             &dir,
-            serde_json::json!({"backend": "postgres", "phase": "search", "n": n, "ef": ef,
+            serde_json::json!({"backend": "postgres", "precision": prec, "phase": "search", "n": n, "ef": ef,
                 "recall10": recall, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}),
         );
     }
