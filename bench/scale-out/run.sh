@@ -5,14 +5,16 @@
 # outage a client sees when the primary is killed and its standby promoted.
 # Usage: bench/scale-out/run.sh N [QUERIES]     (e.g. 100000, 1000000)
 # Env: BENCH_DIR (default .cache/bench-scale-out/N), EF (PostgreSQL
-# hnsw.ef_search sweep), CLIENTS (default 8), SECONDS (default 20).
+# hnsw.ef_search sweep), CLIENTS (default 8), LOAD_SECONDS (default 20; not
+# SECONDS, which bash sets to its own running time), HALF (default 1: also a
+# halfvec(d) index, in a server of its own).
 # Results: BENCH_DIR/results.jsonl.
 set -euo pipefail
 N=${1:?usage: run.sh N [QUERIES]}
 Q=${2:-1000}
 EF=${EF:-40,100,200,400,1000}
 CLIENTS=${CLIENTS:-8}
-SECONDS_PER_RUN=${SECONDS:-20}
+SECONDS_PER_RUN=${LOAD_SECONDS:-20}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 DIR=${BENCH_DIR:-$ROOT/.cache/bench-scale-out/$N}
@@ -28,9 +30,11 @@ rm -f "$DIR/results.jsonl"
 
 # PostgreSQL under /tmp (as root its servers run as nobody, who must reach it).
 PG=$(mktemp -d /tmp/kenning-bench-pg.XXXXXX)
+chmod 755 "$PG"
 cleanup() {
   stop_nodes
   bash "$ROOT/scripts/postgres.sh" stop "$PG/one" || true
+  bash "$ROOT/scripts/postgres.sh" stop "$PG/half" || true
   bash "$ROOT/scripts/postgres.sh" stop "$PG/pair" || true
   rm -rf "$PG"
 }
@@ -72,6 +76,15 @@ load "$A" | tee -a "$DIR/results.jsonl"
 load "$A,$B" | tee -a "$DIR/results.jsonl"
 stop_nodes
 bash "$ROOT/scripts/postgres.sh" stop "$PG/one"
+
+# After the load (face-ids.txt is the vector(d) database's): the same faces
+# in a halfvec(d) HNSW index (re-ranked on the float4 column).
+if [ "${HALF:-1}" = 1 ]; then
+  HURL=$(bash "$ROOT/scripts/postgres.sh" start "$PG/half" | sed -n 's/^primary=//p')
+  "$ROOT/target/release/examples/bench_scale_out" --dir "$DIR" --database "$HURL" --ef "$EF" \
+    --precision half --embedded no
+  bash "$ROOT/scripts/postgres.sh" stop "$PG/half"
+fi
 
 # Failover: a primary with a synchronous standby, two nodes on both hosts,
 # a client writing every 50 ms; the primary is killed (-9) and the standby
