@@ -44,13 +44,14 @@ ERROR_FIELDS = {"__type", "message", "Message", "Code", "Logref"}
 
 # Kenning's documented additions to Rekognition's responses, by the shape
 # that carries them (SDKs ignore them): the false-match estimate of a search
-# (docs/server.md, "Deliberate differences") and a candidate's review
-# (docs/accountability.md). Anything else outside the model is a problem.
+# and the calibration in force for a collection (docs/server.md, "Deliberate
+# differences") and a candidate's review (docs/accountability.md). Anything
+# else outside the model is a problem.
 EXTENSIONS = {
+    "DescribeCollectionResponse": {"FalseMatchEstimate", "Calibration"},
     **{
         shape: {"FalseMatchEstimate"}
         for shape in (
-            "DescribeCollectionResponse",
             "SearchFacesResponse",
             "SearchFacesByImageResponse",
             "SearchUsersResponse",
