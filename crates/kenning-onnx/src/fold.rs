@@ -673,7 +673,8 @@ mod tests {
         out.into_bytes()
     }
 
-    fn floats(model: &[u8], name: &str) -> Vec<f32> {
+    /// The initializer `name` of `model`'s graph.
+    fn initializer<'m>(model: &'m [u8], name: &str) -> Constant<'m> {
         for f in WireReader::new(model) {
             let f = f.unwrap();
             if f.number != 7 {
@@ -684,12 +685,17 @@ mod tests {
                 if g.number == 5 {
                     let (n, c) = read_constant(g.len_payload("init").unwrap()).unwrap();
                     if n == name {
-                        return c.values().unwrap().iter().map(|&v| v as f32).collect();
+                        return c;
                     }
                 }
             }
         }
         panic!("no initializer {name}");
+    }
+
+    fn floats(model: &[u8], name: &str) -> Vec<f32> {
+        let c = initializer(model, name);
+        c.values().unwrap().iter().map(|&v| v as f32).collect()
     }
 
     fn f32s(v: &[f32]) -> Vec<u8> {
@@ -858,24 +864,10 @@ mod tests {
     }
 
     fn int8s(model: &[u8], name: &str) -> (Vec<i64>, Vec<i8>) {
-        for f in WireReader::new(model) {
-            let f = f.unwrap();
-            if f.number != 7 {
-                continue;
-            }
-            for g in WireReader::new(f.len_payload("graph").unwrap()) {
-                let g = g.unwrap();
-                if g.number == 5 {
-                    let (n, c) = read_constant(g.len_payload("init").unwrap()).unwrap();
-                    if n == name {
-                        assert_eq!(c.data_type, INT8);
-                        let v = c.values().unwrap().iter().map(|&v| v as i8).collect();
-                        return (c.dims, v);
-                    }
-                }
-            }
-        }
-        panic!("no initializer {name}");
+        let c = initializer(model, name);
+        assert_eq!(c.data_type, INT8);
+        let v = c.values().unwrap().iter().map(|&v| v as i8).collect();
+        (c.dims, v)
     }
 
     #[test]
