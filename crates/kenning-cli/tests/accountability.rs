@@ -3,7 +3,6 @@
 //! library both front ends share and through the `kenning` command line.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -470,31 +469,6 @@ fn hex_sha256(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Runs `kenning ARGS --data DIR` with `env`.
-fn kenning(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(common::kenning_bin());
-    cmd.arg("--models")
-        .arg(common::models())
-        .args(args)
-        .arg("--data")
-        .arg(dir)
-        .env_remove("KENNING_KEY_ID")
-        .env_remove("KENNING_CASE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-fn stdout_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn cli_policy_review_and_a_tamper_evident_trail() {
     let Some(data) = common::data("cli_policy_review_and_a_tamper_evident_trail") else {
@@ -503,7 +477,7 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     let ex = examples(&data);
     let dir = temp_dir("cli");
     let path = |f: &str| ex.join(f).to_string_lossy().into_owned();
-    stdout_json(&kenning(
+    common::stdout_json(&common::kenning_data(
         &dir,
         &[
             "collection",
@@ -514,14 +488,14 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
         ],
         &[],
     ));
-    let out = kenning(
+    let out = common::kenning_data(
         &dir,
         &["index", "--collection", "watch", &path("obama-1080p.jpg")],
         &[],
     );
     assert!(out.status.success());
 
-    let out = kenning(
+    let out = common::kenning_data(
         &dir,
         &["search", "--collection", "watch", &path("obama-240p.jpg")],
         &[],
@@ -532,7 +506,7 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
         err.contains("AccessDeniedException") && err.contains("case reference"),
         "{err}"
     );
-    let found = stdout_json(&kenning(
+    let found = common::stdout_json(&common::kenning_data(
         &dir,
         &[
             "--case",
@@ -553,13 +527,13 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     assert_eq!(found["FaceMatches"][0]["ReviewStatus"], "PENDING");
 
     // Review needs a reviewer key; the local admin cannot decide.
-    let out = kenning(
+    let out = common::kenning_data(
         &dir,
         &["review", "confirm", &review_id, "--comment", "mine"],
         &[],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDeniedException"));
-    let key = stdout_json(&kenning(
+    let key = common::stdout_json(&common::kenning_data(
         &dir,
         &["keys", "create", "--role", "reviewer"],
         &[],
@@ -568,7 +542,7 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
         key["AccessKeyId"].as_str().unwrap(),
         key["SecretAccessKey"].as_str().unwrap(),
     );
-    let out = kenning(
+    let out = common::kenning_data(
         &dir,
         &[
             "review",
@@ -582,7 +556,7 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
         &[("KENNING_KEY_SECRET", "wrong")],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidSignatureException"));
-    let decided = stdout_json(&kenning(
+    let decided = common::stdout_json(&common::kenning_data(
         &dir,
         &[
             "review",
@@ -596,21 +570,21 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
         &[("KENNING_KEY_SECRET", secret)],
     ));
     assert_eq!(decided["Status"], "CONFIRMED");
-    let listed = stdout_json(&kenning(
+    let listed = common::stdout_json(&common::kenning_data(
         &dir,
         &["review", "list", "--status", "CONFIRMED"],
         &[],
     ));
     assert_eq!(listed["Items"][0]["Decisions"][0]["Reviewer"], id);
-    let ret = stdout_json(&kenning(&dir, &["retention", "run"], &[]));
+    let ret = common::stdout_json(&common::kenning_data(&dir, &["retention", "run"], &[]));
     assert_eq!(ret["Collections"], json!([]));
 
     // Verify and export.
-    let verified = stdout_json(&kenning(&dir, &["audit", "verify"], &[]));
+    let verified = common::stdout_json(&common::kenning_data(&dir, &["audit", "verify"], &[]));
     assert_eq!(verified["Valid"], true);
     let n = verified["Records"].as_u64().unwrap();
     assert!(n >= 6, "{verified}");
-    let out = kenning(&dir, &["--case", "CASE-7", "audit", "export"], &[]);
+    let out = common::kenning_data(&dir, &["--case", "CASE-7", "audit", "export"], &[]);
     assert!(out.status.success());
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -624,25 +598,30 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     assert_eq!(lines[0]["details"]["ReviewIds"], json!([review_id]));
     let head = verified["Head"].as_str().unwrap();
     assert!(
-        kenning(&dir, &["audit", "verify", "--expect-head", head], &[])
+        common::kenning_data(&dir, &["audit", "verify", "--expect-head", head], &[])
             .status
             .success()
     );
     // A head noted earlier still verifies after more records are appended.
-    stdout_json(&kenning(&dir, &["collection", "create", "later"], &[]));
+    common::stdout_json(&common::kenning_data(
+        &dir,
+        &["collection", "create", "later"],
+        &[],
+    ));
     assert!(
-        kenning(&dir, &["audit", "verify", "--expect-head", head], &[])
+        common::kenning_data(&dir, &["audit", "verify", "--expect-head", head], &[])
             .status
             .success()
     );
     let long_case = "C".repeat(300);
-    let out = kenning(
+    let out = common::kenning_data(
         &dir,
         &["--case", &long_case, "collection", "delete", "later"],
         &[],
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("1-256 characters"));
-    let latest = stdout_json(&kenning(&dir, &["audit", "verify"], &[]))["Head"]
+    let latest = common::stdout_json(&common::kenning_data(&dir, &["audit", "verify"], &[]))
+        ["Head"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -653,7 +632,7 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     let lines: Vec<&str> = original.lines().collect();
     let bad_line = |text: String| {
         std::fs::write(&file, text).unwrap();
-        let out = kenning(&dir, &["audit", "verify"], &[]);
+        let out = common::kenning_data(&dir, &["audit", "verify"], &[]);
         assert_eq!(out.status.code(), Some(1));
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         (
@@ -686,15 +665,19 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     assert_eq!(bad_line(join(&swapped)).0, 3);
     // Dropping the newest record passes the chain but not the recorded head.
     std::fs::write(&file, join(&lines[..lines.len() - 1])).unwrap();
-    assert!(kenning(&dir, &["audit", "verify"], &[]).status.success());
+    assert!(common::kenning_data(&dir, &["audit", "verify"], &[])
+        .status
+        .success());
     assert_eq!(
-        kenning(&dir, &["audit", "verify", "--expect-head", &latest], &[])
+        common::kenning_data(&dir, &["audit", "verify", "--expect-head", &latest], &[])
             .status
             .code(),
         Some(1)
     );
     std::fs::write(&file, &original).unwrap();
-    assert!(kenning(&dir, &["audit", "verify"], &[]).status.success());
+    assert!(common::kenning_data(&dir, &["audit", "verify"], &[])
+        .status
+        .success());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use kenning_collections::{CalibrationAction, Collections, MIN_CALIBRATION_FACES};
@@ -297,62 +296,53 @@ fn too_small_a_gallery_is_refused_and_the_shipped_calibration_stays() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn kenning(dir: &Path, args: &[&str]) -> Output {
-    Command::new(common::kenning_bin())
-        .arg("--models")
-        .arg(common::models())
-        .args(args)
-        .arg("--data")
-        .arg(dir)
-        .env_remove("KENNING_KEY_ID")
-        .env_remove("KENNING_CASE")
-        .env_remove("KENNING_RECOGNISER")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn the_command_fits_checks_and_resets_and_each_is_audited() {
     let dir = temp_dir("cli");
-    ok_json(&kenning(&dir, &["collection", "create", "g"]));
+    common::stdout_json(&common::kenning_data(
+        &dir,
+        &["collection", "create", "g"],
+        &[],
+    ));
     {
         let c = Collections::open(&dir, common::sface().clone()).unwrap();
         import(&c, "g", &synthetic(1100, 128, 9), &distinct(1100));
     }
-    let fit = ok_json(&kenning(&dir, &["calibrate", "--collection", "g"]));
+    let fit = common::stdout_json(&common::kenning_data(
+        &dir,
+        &["calibrate", "--collection", "g"],
+        &[],
+    ));
     assert_eq!(fit["Action"], "FIT");
     assert_eq!(fit["Calibration"]["Source"], "COLLECTION");
     assert_eq!(fit["Calibration"]["Fitted"]["Photos"], 1100);
-    let out = kenning(&dir, &["calibrate", "--collection", "g", "--check"]);
-    let check = ok_json(&out);
+    let out = common::kenning_data(&dir, &["calibrate", "--collection", "g", "--check"], &[]);
+    let check = common::stdout_json(&out);
     assert_eq!(check["Action"], "CHECK");
     assert_eq!(check["Check"]["Rows"].as_array().unwrap().len(), 4);
     let table = String::from_utf8_lossy(&out.stderr);
     assert!(table.contains("Similarity    90"), "{table}");
-    let described = ok_json(&kenning(&dir, &["collection", "describe", "g"]));
+    let described = common::stdout_json(&common::kenning_data(
+        &dir,
+        &["collection", "describe", "g"],
+        &[],
+    ));
     assert_eq!(described["Calibration"]["Source"], "COLLECTION");
-    let reset = ok_json(&kenning(
+    let reset = common::stdout_json(&common::kenning_data(
         &dir,
         &["calibrate", "--collection", "g", "--reset"],
+        &[],
     ));
     assert_eq!(reset["Calibration"]["Source"], "SHIPPED");
     // --check takes no file with --collection.
-    let out = kenning(
+    let out = common::kenning_data(
         &dir,
         &["calibrate", "--collection", "g", "--check", "x.json"],
+        &[],
     );
     assert!(!out.status.success());
 
-    let out = kenning(&dir, &["audit", "export"]);
+    let out = common::kenning_data(&dir, &["audit", "export"], &[]);
     assert!(out.status.success());
     let records: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -369,7 +359,9 @@ fn the_command_fits_checks_and_resets_and_each_is_audited() {
     assert_eq!(details[2]["Change"], "CalibrationSet");
     assert_eq!(details[2]["Calibration"], "shipped");
     assert!(records.iter().all(|r| r["collection"] == "g"));
-    assert!(kenning(&dir, &["audit", "verify"]).status.success());
+    assert!(common::kenning_data(&dir, &["audit", "verify"], &[])
+        .status
+        .success());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -2,6 +2,7 @@
 //! process.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::sync::{Arc, OnceLock};
 
 use kenning_image::{DecodeLimits, RgbImage};
@@ -93,6 +94,34 @@ pub fn load(path: &Path) -> RgbImage {
 /// Path of the built `kenning` binary.
 pub fn kenning_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kenning"))
+}
+
+/// Runs `kenning ARGS --data DIR` with `env`, clear of the caller's key,
+/// case and recogniser variables so only the test's own settings count.
+pub fn kenning_data(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(kenning_bin());
+    cmd.arg("--models")
+        .arg(models())
+        .args(args)
+        .arg("--data")
+        .arg(dir)
+        .env_remove("KENNING_KEY_ID")
+        .env_remove("KENNING_CASE")
+        .env_remove("KENNING_RECOGNISER");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// The JSON a successful command printed (its stderr in the failure).
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A unit vector of `dim` pseudo-random components from `seed` (splitmix64),
