@@ -14,12 +14,6 @@ use serde_json::Value;
 
 use crate::common;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kenning-selfcal-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter_mut().for_each(|x| *x /= n);
@@ -56,26 +50,7 @@ fn import(
     vectors: &[Vec<f32>],
     labels: &[Option<String>],
 ) -> Vec<String> {
-    let store = c.store();
-    let model = store.describe_collection(id).unwrap().face_model;
-    let faces = vectors
-        .iter()
-        .zip(labels)
-        .map(|(v, label)| kenning_store::NewFace {
-            image_id: kenning_store::Uuid::new_v4(),
-            external_image_id: label.clone(),
-            bounding_box: kenning_core::BoundingBox::default(),
-            confidence: 99.0,
-            embedding: v.clone(),
-            indexed_at_ms: None,
-        })
-        .collect();
-    store
-        .add_faces(id, &model, faces)
-        .unwrap()
-        .into_iter()
-        .map(|f| f.face_id.to_string())
-        .collect()
+    common::import_labelled(c.store(), id, vectors, labels, None)
 }
 
 /// One distinct label per face (`person-0`, `person-1`, ...).
@@ -102,7 +77,7 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
         .fair_calibration
         .clone()
         .expect("SFace ships a fair calibration");
-    let dir = temp_dir("fit");
+    let dir = common::temp_dir("fit");
     let c = Collections::open(&dir, p.clone()).unwrap();
     c.create_collection("g", "{}").unwrap();
     let n = 1200;
@@ -252,7 +227,7 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
 
 #[test]
 fn too_small_a_gallery_is_refused_and_the_shipped_calibration_stays() {
-    let dir = temp_dir("small");
+    let dir = common::temp_dir("small");
     let c = Collections::open(&dir, common::sface().clone()).unwrap();
     c.create_collection("g", "{}").unwrap();
     // One face short once the unlabelled face is left out.
@@ -298,7 +273,7 @@ fn too_small_a_gallery_is_refused_and_the_shipped_calibration_stays() {
 
 #[test]
 fn the_command_fits_checks_and_resets_and_each_is_audited() {
-    let dir = temp_dir("cli");
+    let dir = common::temp_dir("cli");
     common::stdout_json(&common::kenning_data(
         &dir,
         &["collection", "create", "g"],
@@ -460,7 +435,7 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
         probes.len()
     );
 
-    let dir = temp_dir("real");
+    let dir = common::temp_dir("real");
     let c = Collections::open(&dir, common::sface().clone()).unwrap();
     c.create_collection("g", "{}").unwrap();
     let vectors: Vec<Vec<f32>> = gallery.iter().map(|(_, f)| f.0.clone()).collect();

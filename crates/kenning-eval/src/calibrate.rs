@@ -79,6 +79,27 @@ pub struct CalibrationRow {
     pub within_factor: bool,
 }
 
+impl CalibrationRow {
+    /// The row for promise `predicted_fmr` when `false_matches` of `pairs`
+    /// impostor pairs fall within it, judged against `factor`.
+    pub fn new(predicted_fmr: f64, false_matches: u64, pairs: u64, factor: f64) -> Self {
+        let observed_fmr = if pairs == 0 {
+            0.0
+        } else {
+            false_matches as f64 / pairs as f64
+        };
+        let ratio = observed_fmr / predicted_fmr;
+        Self {
+            predicted_fmr,
+            observed_fmr,
+            false_matches,
+            measurable: predicted_fmr * pairs as f64 >= 1.0,
+            ratio,
+            within_factor: ratio <= factor && ratio >= 1.0 / factor,
+        }
+    }
+}
+
 /// How well a calibration predicts FMR on an impostor set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationCheck {
@@ -106,19 +127,7 @@ pub fn check_calibration(
     let n = v.len() as u64;
     let rows = levels
         .iter()
-        .map(|&p| {
-            let k = v.partition_point(|&x| x <= p) as u64;
-            let observed = if n == 0 { 0.0 } else { k as f64 / n as f64 };
-            let ratio = observed / p;
-            CalibrationRow {
-                predicted_fmr: p,
-                observed_fmr: observed,
-                false_matches: k,
-                measurable: p * n as f64 >= 1.0,
-                ratio,
-                within_factor: ratio <= factor && ratio >= 1.0 / factor,
-            }
-        })
+        .map(|&p| CalibrationRow::new(p, v.partition_point(|&x| x <= p) as u64, n, factor))
         .collect();
     CalibrationCheck {
         description: description.into(),

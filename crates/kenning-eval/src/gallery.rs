@@ -219,22 +219,7 @@ pub fn check_gallery<S: AsRef<str> + Sync>(
     let rows = levels
         .iter()
         .zip(&acc.hits)
-        .map(|(&p, &k)| {
-            let observed = if pairs == 0 {
-                0.0
-            } else {
-                k as f64 / pairs as f64
-            };
-            let ratio = observed / p;
-            CalibrationRow {
-                predicted_fmr: p,
-                observed_fmr: observed,
-                false_matches: k,
-                measurable: p * pairs as f64 >= 1.0,
-                ratio,
-                within_factor: ratio <= factor && ratio >= 1.0 / factor,
-            }
-        })
+        .map(|(&p, &k)| CalibrationRow::new(p, k, pairs, factor))
         .collect();
     let interval = bootstrap_interval(&acc.per_photo, acc.hits[0], pairs);
     Ok(GalleryCheck {

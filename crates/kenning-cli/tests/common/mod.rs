@@ -152,13 +152,27 @@ pub fn import_faces(
     vectors: &[Vec<f32>],
     indexed_at_ms: Option<u64>,
 ) -> Vec<String> {
+    let labels: Vec<Option<String>> = (0..vectors.len())
+        .map(|i| Some(format!("import-{i}")))
+        .collect();
+    import_labelled(store, collection, vectors, &labels, indexed_at_ms)
+}
+
+/// [`import_faces`] with the given ExternalImageIds (`None`: unlabelled).
+pub fn import_labelled(
+    store: &dyn kenning_store::FaceStore,
+    collection: &str,
+    vectors: &[Vec<f32>],
+    labels: &[Option<String>],
+    indexed_at_ms: Option<u64>,
+) -> Vec<String> {
     let model = store.describe_collection(collection).unwrap().face_model;
     let faces = vectors
         .iter()
-        .enumerate()
-        .map(|(i, v)| kenning_store::NewFace {
+        .zip(labels)
+        .map(|(v, label)| kenning_store::NewFace {
             image_id: kenning_store::Uuid::new_v4(),
-            external_image_id: Some(format!("import-{i}")),
+            external_image_id: label.clone(),
             bounding_box: kenning_core::BoundingBox::default(),
             confidence: 99.0,
             embedding: v.clone(),
