@@ -3,6 +3,10 @@
 //! recogniser in turn, one ONNX Runtime thread, repeated R times; prints the
 //! median wall and thread-CPU milliseconds per face and the ratios to dlib,
 //! and the time each recogniser takes to load (read, convert, one session).
+//! A second table splits each pipeline's CPU per photo into its stages
+//! (decoding, detection with the landmarks the alignment needs, alignment and
+//! embedding of all the photo's faces in one call), to show where a photo's
+//! time goes.
 //! Run by bench/face-pipeline/run.sh:
 //!
 //! cargo run --release -p kenning-models --example bench_recognisers -- MODELS_DIR R PHOTO...
@@ -64,10 +68,19 @@ fn main() {
             p
         })
         .collect();
-    let images: Vec<_> = photos
-        .iter()
-        .map(|p| kenning_image::decode_file(p.as_ref(), &DecodeLimits::default()).unwrap())
-        .collect();
+    let decode = || -> Vec<_> {
+        photos
+            .iter()
+            .map(|p| kenning_image::decode_file(p.as_ref(), &DecodeLimits::default()).unwrap())
+            .collect()
+    };
+    let mut decode_cpu = Vec::new();
+    for _ in 0..repeats {
+        let c = thread_cpu();
+        std::hint::black_box(decode());
+        decode_cpu.push((thread_cpu() - c) * 1e3 / photos.len() as f64);
+    }
+    let images = decode();
     // Faces found by each pipeline (same detector; dlib's also carry its
     // landmarks), so only alignment and embedding are timed.
     let faces: Vec<Vec<_>> = pipelines
@@ -90,6 +103,23 @@ fn main() {
             cpu[i].push((thread_cpu() - c) * 1e3 / n as f64);
         }
     }
+    // Stages per photo, as `kenning embed` runs them: detect, then align and
+    // embed the photo's faces together.
+    let mut detect_cpu = vec![Vec::new(); pipelines.len()];
+    let mut embed_cpu = vec![Vec::new(); pipelines.len()];
+    for _ in 0..repeats {
+        for (i, p) in pipelines.iter().enumerate() {
+            let c = thread_cpu();
+            let mut found: Vec<_> = images.iter().map(|img| p.detect(img).unwrap()).collect();
+            let d = thread_cpu();
+            for (img, faces) in images.iter().zip(&mut found) {
+                p.embed_faces(img, faces).unwrap();
+            }
+            let e = thread_cpu();
+            detect_cpu[i].push((d - c) * 1e3 / images.len() as f64);
+            embed_cpu[i].push((e - d) * 1e3 / images.len() as f64);
+        }
+    }
     let dlib = BUILTIN
         .iter()
         .position(|b| b.name == "dlib-resnet-v1")
@@ -107,6 +137,19 @@ fn main() {
             load[i].0,
             load[i].1,
             convert[i]
+        );
+    }
+    let decode_ms = median(decode_cpu);
+    println!();
+    println!("| recogniser's pipeline | photos | decode CPU ms/photo | detect (+ landmarks) CPU ms/photo | align + embed CPU ms/photo | total CPU ms/photo |");
+    println!("|---|---|---|---|---|---|");
+    for (i, b) in BUILTIN.iter().enumerate() {
+        let (d, e) = (median(detect_cpu[i].clone()), median(embed_cpu[i].clone()));
+        println!(
+            "| {} | {} | {decode_ms:.1} | {d:.1} | {e:.1} | {:.1} |",
+            b.name,
+            images.len(),
+            decode_ms + d + e
         );
     }
 }
