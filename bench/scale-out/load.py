@@ -26,6 +26,8 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20)
     a = ap.parse_args()
+    if not a.seconds > 0:
+        ap.error(f"--seconds must be more than 0 (got {a.seconds}): a rate needs a duration")
     endpoints = a.endpoints.split(",")
     ids = open(a.face_ids).read().split()
 

@@ -7,7 +7,10 @@
 # Env: BENCH_DIR (default .cache/bench-scale-out/N), EF (PostgreSQL
 # hnsw.ef_search sweep), CLIENTS (default 8), LOAD_SECONDS (default 20; not
 # SECONDS, which bash sets to its own running time), HALF (default 1: also a
-# halfvec(d) index, in a server of its own).
+# halfvec(d) index, in a server of its own), BINARY (default 0; 1: also a
+# bit-quantized HNSW index with exact re-rank on the vector(d) database),
+# INGEST (bulk, the default: one binary COPY then the HNSW index built; calls:
+# 1,000 faces per add_faces call into the live index).
 # Results: BENCH_DIR/results.jsonl.
 set -euo pipefail
 N=${1:?usage: run.sh N [QUERIES]}
@@ -46,7 +49,10 @@ stop_nodes() {
 trap cleanup EXIT
 URL=$(bash "$ROOT/scripts/postgres.sh" start "$PG/one" | sed -n 's/^primary=//p')
 
-"$ROOT/target/release/examples/bench_scale_out" --dir "$DIR" --database "$URL" --ef "$EF"
+INGEST=${INGEST:-bulk}
+BIN=$([ "${BINARY:-0}" = 1 ] && echo yes || echo no)
+"$ROOT/target/release/examples/bench_scale_out" --dir "$DIR" --database "$URL" --ef "$EF" \
+  --ingest "$INGEST" --binary "$BIN"
 
 # API nodes: SearchFaces by FaceId with CLIENTS concurrent clients.
 export KENNING_ACCESS_KEY_ID=AKIDBENCHSCALEOUT KENNING_SECRET_ACCESS_KEY=bench-secret-scale-out
@@ -82,7 +88,7 @@ bash "$ROOT/scripts/postgres.sh" stop "$PG/one"
 if [ "${HALF:-1}" = 1 ]; then
   HURL=$(bash "$ROOT/scripts/postgres.sh" start "$PG/half" | sed -n 's/^primary=//p')
   "$ROOT/target/release/examples/bench_scale_out" --dir "$DIR" --database "$HURL" --ef "$EF" \
-    --precision half --embedded no
+    --precision half --embedded no --ingest "$INGEST"
   bash "$ROOT/scripts/postgres.sh" stop "$PG/half"
 fi
 

@@ -68,6 +68,10 @@ pub struct Options {
     pub ef_construction: u32,
     /// Connections per pool.
     pub pool_size: usize,
+    /// `maintenance_work_mem` (MiB) when a bulk load or an import builds an
+    /// HNSW index over loaded rows: enough to hold the whole graph (about
+    /// 1 KiB per 128-d face) keeps the build fast.
+    pub build_memory_mb: u32,
 }
 
 impl Default for Options {
@@ -78,6 +82,7 @@ impl Default for Options {
             m: 16,
             ef_construction: 64,
             pool_size: 16,
+            build_memory_mb: 1024,
         }
     }
 }

@@ -156,8 +156,14 @@ impl PgFaces {
         }
     }
 
-    /// Writes the audit record of `change` in `tx`, if an auditor is installed.
-    async fn record(&self, tx: &Transaction<'_>, change: Change<'_>) -> Res<()> {
+    /// The database.
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Writes the audit record of `change` in `tx`, if an auditor is
+    /// installed (and says whether one was).
+    pub(crate) async fn record(&self, tx: &Transaction<'_>, change: Change<'_>) -> Res<bool> {
         let auditor = self
             .auditor
             .read()
@@ -166,11 +172,17 @@ impl PgFaces {
         if let Some(auditor) = auditor {
             let sealed = audit::append(tx, auditor.entry(&change)).await?;
             auditor.recorded(sealed.record.seq);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
-    async fn collection(&self, client: &impl GenericClient, id: &str, lock: bool) -> Res<Row_> {
+    pub(crate) async fn collection(
+        &self,
+        client: &impl GenericClient,
+        id: &str,
+        lock: bool,
+    ) -> Res<Row_> {
         validate_collection_id(id)?;
         let sql = format!(
             "SELECT {COLLECTION_COLUMNS} FROM collections WHERE id = $1{}",
@@ -182,7 +194,7 @@ impl PgFaces {
         }
     }
 
-    async fn save_counts(tx: &Transaction<'_>, c: &Row_) -> Res<()> {
+    pub(crate) async fn save_counts(tx: &Transaction<'_>, c: &Row_) -> Res<()> {
         tx.execute(
             "UPDATE collections SET face_count = $2, user_count = $3, generation = $4, \
              next_seq = $5 WHERE key = $1",
@@ -198,7 +210,7 @@ impl PgFaces {
         Ok(())
     }
 
-    async fn tick(tx: &Transaction<'_>) -> Res<u64> {
+    pub(crate) async fn tick(tx: &Transaction<'_>) -> Res<u64> {
         let row = tx
             .query_one("SELECT nextval('generation_clock')", &[])
             .await?;

@@ -4,19 +4,16 @@
 //! Records are copied as they are, not replayed through the API: faces keep
 //! their FaceIds, seq ids and times, and the audit chain its lines byte for
 //! byte, so the database holds the same chain with the same head hash. Each
-//! collection's HNSW index is built after its faces are loaded, which is much
-//! faster than inserting into it face by face.
+//! collection's faces arrive by binary COPY and its HNSW index is built
+//! after them, which is much faster than inserting into it face by face.
 
 use kenning_accountability::keys::{KeyRecord, TokenRecord};
 use kenning_accountability::review::ReviewItem;
 use kenning_store::{Collection, Distance, Face, StoreError, User};
 
+use crate::bulk::{build_hnsw, FaceCopy};
 use crate::db::Fail;
-use crate::faces::{
-    collection_row, create_hnsw, create_table, distance_name, insert_faces, to_i64,
-    COLLECTION_COLUMNS,
-};
-use crate::vector::Vector;
+use crate::faces::{collection_row, create_table, distance_name, to_i64, COLLECTION_COLUMNS};
 use crate::Postgres;
 
 /// Rows sent per statement.
@@ -326,17 +323,21 @@ async fn copy_collections(
         let row = collection_row(&row)?;
         clock = clock.max(c.generation);
         create_table(tx, &row).await?;
+        // One binary COPY of the collection's faces (the source's pages
+        // streamed into it), then its index built over them at once.
+        let mut copy = FaceCopy::start(tx, &row).await?;
         let mut after = 0;
         loop {
             let page = src.faces(&c.id, after, BATCH).map_err(source)?;
             let Some((last, _)) = page.last() else { break };
             after = last.seq;
-            let (faces, vectors): (Vec<Face>, Vec<Vector>) =
-                page.into_iter().map(|(f, v)| (f, Vector(v))).unzip();
-            insert_faces(tx, &row, &faces, &vectors).await?;
-            report.faces += faces.len() as u64;
+            for (face, vector) in &page {
+                copy.write(face, vector).await?;
+            }
+            report.faces += page.len() as u64;
         }
-        create_hnsw(tx, &row, options).await?;
+        copy.finish().await?;
+        build_hnsw(tx, &row, options).await?;
         tx.batch_execute(&format!("ANALYZE {}", row.faces()))
             .await?;
         for u in src.users(&c.id).map_err(source)? {

@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 mod audit;
+mod bulk;
 mod db;
 mod faces;
 mod import;
@@ -35,6 +36,7 @@ mod vector;
 
 use std::sync::Arc;
 
+pub use bulk::{BulkLoad, IndexBuild, AUDIT_BATCH};
 use db::Db;
 pub use db::{redact, Options, Precision};
 pub use faces::{explain_search, PgFaces};

@@ -10,16 +10,33 @@ type BoxError = Box<dyn std::error::Error + Sync + Send>;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Vector(pub Vec<f32>);
 
-impl ToSql for Vector {
+/// An embedding borrowed as a `vector` parameter (a bulk load writes
+/// millions without copying them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VectorRef<'a>(pub &'a [f32]);
+
+impl ToSql for VectorRef<'_> {
     fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
         let dim = i16::try_from(self.0.len()).map_err(|_| "vector too long for pgvector")?;
         out.reserve(4 + 4 * self.0.len());
         out.put_i16(dim);
         out.put_i16(0);
-        for x in &self.0 {
+        for x in self.0 {
             out.put_f32(*x);
         }
         Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        ty.name() == "vector"
+    }
+
+    to_sql_checked!();
+}
+
+impl ToSql for Vector {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        VectorRef(&self.0).to_sql(ty, out)
     }
 
     fn accepts(ty: &Type) -> bool {
