@@ -48,6 +48,11 @@ pub struct DatabaseArgs {
     /// The database's HNSW beam width for searches (hnsw.ef_search).
     #[arg(long, global = true, default_value_t = Options::default().ef_search)]
     pub ef_search: u32,
+    /// Memory (MiB, the server's maintenance_work_mem) for building a
+    /// collection's HNSW index over loaded faces (`kenning migrate`): about
+    /// 1 KiB per 128-d face holds the whole graph, which keeps the build fast.
+    #[arg(long, global = true, default_value_t = Options::default().build_memory_mb)]
+    pub index_build_memory: u32,
 }
 
 /// A node's storage, opened.
@@ -70,6 +75,7 @@ impl DatabaseArgs {
         Options {
             precision: self.vector_precision,
             ef_search: self.ef_search,
+            build_memory_mb: self.index_build_memory,
             ..Options::default()
         }
     }

@@ -2,18 +2,25 @@
 //! faces, through the storage interface both implement (bench/scale-out).
 //!
 //! `bench_scale_out --dir D --database URL [--ef 40,100,200,400,1000] [--batch 1000]
-//! [--precision full|half] [--embedded yes|no]`
+//! [--precision full|half] [--embedded yes|no] [--ingest bulk|calls]
+//! [--build-memory 2048] [--binary no|yes]`
 //! reads base.npy, queries.npy and gt.npy written by the index benchmark's
 //! generator (`bench_index gen --dir D`), loads every face into one
 //! collection of each backend (the embedded one in D/embedded, created anew),
 //! and for each measures the ingest time, recall@10 against the exact ground
-//! truth, p50/p99 single-query latency and bytes per face on disk. Each face
-//! is added with its audit record, as IndexFaces would. Results are appended
+//! truth, p50/p99 single-query latency and bytes per face on disk. The
+//! embedded store gets the faces in `add_faces` calls of `--batch`, each
+//! with its audit record, as IndexFaces would; the database gets them in one
+//! bulk load (`PgFaces::bulk_add_faces`: binary COPY, then the HNSW index
+//! built with `--build-memory` MiB, audit records of 1,000 faces each), or
+//! with `--ingest calls` like the embedded store. Results are appended
 //! to D/results.jsonl, one JSON object per line; D/face-ids.txt gets some of
 //! the database's FaceIds for the API-node load (bench/scale-out/load.py).
 //! `--precision half` builds the HNSW index over `halfvec(d)` instead of
 //! `vector(d)`; `--embedded no` skips the embedded backend (for a second
-//! PostgreSQL arm in the same run).
+//! PostgreSQL arm in the same run); `--binary yes` then adds a bit-quantized
+//! HNSW index to the vector(d) partition and measures it with an exact
+//! re-rank of its candidates.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -340,7 +347,8 @@ fn main() {
     let t = Instant::now();
     pg.faces.analyze(COLLECTION).unwrap();
     let analyze_s = t.elapsed().as_secs_f64();
-    let verify = pg.faces.audit().verify().expect("the audit chain verifies");
+    let verify = pg.faces.audit().verify().expect("reading the audit chain");
+    assert!(verify.is_ok(), "the audit chain breaks: {verify:?}");
     let partition = "(SELECT inhrelid FROM pg_inherits WHERE inhparent = 'faces'::regclass)";
     let table = scalar(
         &url,

@@ -180,3 +180,237 @@ fn a_lost_database_is_unavailable_then_reconnected() {
         "each dead pooled connection fails at most once"
     );
 }
+
+/// Records each change's collection and face count, as the accountability
+/// layer's auditor would record the call.
+struct Counts;
+
+impl kenning_store::Auditor for Counts {
+    fn entry(&self, change: &kenning_store::Change<'_>) -> kenning_audit::Entry {
+        kenning_audit::Entry {
+            operation: "StoreChange".into(),
+            outcome: "ok".into(),
+            collection: Some(change.collection().id.clone()),
+            face_count: Some(change.collection().face_count),
+            ..kenning_audit::Entry::default()
+        }
+    }
+    fn recorded(&self, _seq: u64) {}
+}
+
+/// The audit trail's (collection, face count) of every record, after
+/// checking that the chain verifies.
+fn trail(pg: &Postgres) -> Vec<(String, u64)> {
+    let audit = pg.faces.audit();
+    let report = audit.verify().unwrap();
+    assert!(report.is_ok(), "the audit chain breaks: {report:?}");
+    let records: Vec<_> = audit
+        .records()
+        .unwrap()
+        .map(|r| {
+            let (r, _) = r.unwrap();
+            (
+                r.entry.collection.unwrap_or_default(),
+                r.entry.face_count.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(records.len() as u64, report.records);
+    records
+}
+
+/// (distance bits, ExternalImageId) of a search's results, to compare two
+/// collections holding the same faces under different FaceIds.
+fn hits(pg: &Postgres, id: &str, query: &[f32]) -> Vec<(u32, Option<String>)> {
+    let c = pg.faces.describe_collection(id).unwrap();
+    pg.faces
+        .nearest(
+            &c,
+            kenning_store::Nearest {
+                query,
+                distance: Distance::Euclidean,
+                k: 10,
+                max_distance: None,
+                exclude: None,
+                with_embeddings: false,
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.distance.to_bits(), n.face.external_image_id))
+        .collect()
+}
+
+fn named(i: u64, dim: usize) -> NewFace {
+    NewFace {
+        external_image_id: Some(format!("f{i}")),
+        ..face(i, dim)
+    }
+}
+
+#[test]
+fn bulk_loaded_faces_are_found_as_added_ones_and_audited() {
+    let Some(db) = common::TestDb::new("bulk load") else {
+        return;
+    };
+    // ef_search above the collection size: both graphs are searched
+    // exhaustively, so any difference is the load's.
+    let options = Options {
+        ef_search: 1000,
+        ..Options::default()
+    };
+    let pg = Postgres::connect(&db.url, None, options).unwrap();
+    pg.faces.set_auditor(std::sync::Arc::new(Counts));
+    let model = new_coll("x", 32).face_model;
+    for id in ["added", "bulk"] {
+        pg.faces
+            .create_collection(new_coll(id, 32), Distance::Euclidean)
+            .unwrap();
+    }
+    let n = 2_500u64;
+    for start in (0..n).step_by(500) {
+        let faces = (start..start + 500).map(|i| named(i, 32)).collect();
+        pg.faces.add_faces("added", &model, faces).unwrap();
+    }
+    let before = trail(&pg).len();
+    let load = pg
+        .faces
+        .bulk_add_faces(
+            "bulk",
+            &model,
+            (0..2_000).map(|i| named(i, 32)),
+            kenning_postgres::IndexBuild::Rebuild,
+        )
+        .unwrap();
+    assert!(load.index_rebuilt);
+    assert_eq!(load.faces.len(), 2_000);
+    let seqs: Vec<u64> = load.faces.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (1..=2_000).collect::<Vec<_>>());
+    // A second load into the live index (kept).
+    let more = pg
+        .faces
+        .bulk_add_faces(
+            "bulk",
+            &model,
+            (2_000..n).map(|i| named(i, 32)),
+            kenning_postgres::IndexBuild::Auto,
+        )
+        .unwrap();
+    assert!(!more.index_rebuilt, "500 faces into 2,000 keep the index");
+    assert_eq!(more.faces[0].seq, 2_001);
+
+    // One record per 1,000 faces, each with the count after its batch, in
+    // the same verified chain as the ordinary calls' records.
+    let records = trail(&pg);
+    let bulk: Vec<u64> = records[before..].iter().map(|r| r.1).collect();
+    assert_eq!(bulk, [1_000, 2_000, 2_500]);
+    assert!(records[before..].iter().all(|r| r.0 == "bulk"));
+    assert_eq!((load.audit_records, more.audit_records), (2, 1));
+
+    let c = pg.faces.describe_collection("bulk").unwrap();
+    assert_eq!((c.face_count, c.next_seq), (n, n + 1));
+    let report = pg.faces.verify().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.faces, 2 * n);
+    let got = pg
+        .faces
+        .get_faces("bulk", &[load.faces[7].face_id.to_string()]);
+    assert_eq!(got.unwrap()[0].as_ref(), Some(&load.faces[7]));
+
+    for q in 0..20 {
+        let query = face(10_000 + q, 32).embedding;
+        let (a, b) = (hits(&pg, "added", &query), hits(&pg, "bulk", &query));
+        assert_eq!(a.len(), 10);
+        assert_eq!(
+            a, b,
+            "query {q}: the bulk-loaded collection answers differently"
+        );
+    }
+    let plan =
+        kenning_postgres::explain_search(&pg.faces, "bulk", &face(7, 32).embedding, 10).unwrap();
+    assert!(
+        plan.contains("Index Scan") && plan.contains("_hnsw"),
+        "after a bulk load the search does not use the HNSW index:\n{plan}"
+    );
+}
+
+#[test]
+fn a_bulk_load_failing_half_way_leaves_nothing() {
+    let Some(db) = common::TestDb::new("bulk load failure") else {
+        return;
+    };
+    let pg = Postgres::connect(&db.url, None, Options::default()).unwrap();
+    pg.faces.set_auditor(std::sync::Arc::new(Counts));
+    let model = new_coll("c", 32).face_model;
+    pg.faces
+        .create_collection(new_coll("c", 32), Distance::Euclidean)
+        .unwrap();
+    let faces = (0..300).map(|i| named(i, 32)).collect();
+    pg.faces.add_faces("c", &model, faces).unwrap();
+    let before = (pg.faces.describe_collection("c").unwrap(), trail(&pg));
+    let query = face(99_999, 32).embedding;
+    let found = hits(&pg, "c", &query);
+
+    // Thousands of faces are on their way to the server when a bad one
+    // comes: a non-finite value, then a wrong dimension.
+    let bad = |i: u64| {
+        let mut f = named(i, 32);
+        if i == 3_000 {
+            f.embedding[5] = f32::NAN;
+        }
+        f
+    };
+    let short = |i: u64| named(i, if i == 3_000 { 31 } else { 32 });
+    for index in [
+        kenning_postgres::IndexBuild::Rebuild,
+        kenning_postgres::IndexBuild::Keep,
+    ] {
+        let e = pg
+            .faces
+            .bulk_add_faces("c", &model, (0..5_000).map(bad), index)
+            .unwrap_err();
+        assert!(matches!(e, StoreError::InvalidParameter(_)), "{e:?}");
+        let e = pg
+            .faces
+            .bulk_add_faces("c", &model, (0..5_000).map(short), index)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::DimensionMismatch {
+                    expected: 32,
+                    got: 31
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    // A face of another recogniser is refused before anything is sent.
+    let other = kenning_store::FaceModel {
+        name: "other".into(),
+        version: "1".into(),
+    };
+    let e = pg
+        .faces
+        .bulk_add_faces(
+            "c",
+            &other,
+            (0..10).map(|i| named(i, 32)),
+            Default::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::ModelMismatch { .. }), "{e:?}");
+
+    assert_eq!(
+        (pg.faces.describe_collection("c").unwrap(), trail(&pg)),
+        before,
+        "a failed load changed the collection or the audit trail"
+    );
+    let report = pg.faces.verify().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.faces, 300, "rows of the failed loads remain");
+    // The index dropped for the load is back, and finds what it found.
+    let plan = kenning_postgres::explain_search(&pg.faces, "c", &query, 10).unwrap();
+    assert!(plan.contains("_hnsw"), "{plan}");
+    assert_eq!(hits(&pg, "c", &query), found);
+}
