@@ -80,6 +80,15 @@ impl DataArgs {
     /// Opens the data directory (or the database) behind the accountability
     /// rules, with `pipeline`: the governor and the caller acting on it.
     pub fn governor(&self, pipeline: Arc<Pipeline>) -> Result<(Governor, Caller)> {
+        self.governor_and_jobs(pipeline).map(|(g, c, _)| (g, c))
+    }
+
+    /// As [`DataArgs::governor`], with the database's video job store when
+    /// the command runs on one (else jobs are kept in the data directory).
+    pub fn governor_and_jobs(
+        &self,
+        pipeline: Arc<Pipeline>,
+    ) -> Result<(Governor, Caller, Option<Arc<dyn kenning_video::JobStore>>)> {
         let recognisers: Recognisers = pipeline.into();
         let storage = storage::open(&self.db, &self.data, &recognisers)?;
         let caller = self.caller_in(|| Ok(storage.keys.clone()))?;
@@ -90,7 +99,7 @@ impl DataArgs {
             storage.keys,
             storage.probes,
         )?;
-        Ok((governor, caller))
+        Ok((governor, caller, storage.jobs))
     }
 
     /// Opens the data directory (or the database) behind the accountability rules.

@@ -39,7 +39,6 @@ pub struct MigrateArgs {
 /// Things a data directory may hold that a database does not take yet.
 const NOT_COPIED: &[(&str, &str)] = &[
     ("video", "stored-video jobs and their results"),
-    ("streams", "stream processors"),
     ("eval", "the console's evaluation reports"),
 ];
 
@@ -113,6 +112,19 @@ impl ImportSource for DataDir {
                 None => Err(format!("face {} of {collection} has no vector", f.face_id).into()),
             })
             .collect()
+    }
+
+    fn stream_processors(
+        &mut self,
+    ) -> Result<Vec<kenning_streams::store::ProcessorDef>, SourceError> {
+        use kenning_streams::store::{ProcessorStore, RedbProcessorStore, PROCESSORS_FILE};
+        // Opening creates the file: a data directory without one has none.
+        if !self.dir.join(PROCESSORS_FILE).exists() {
+            return Ok(Vec::new());
+        }
+        RedbProcessorStore::open(&self.dir)
+            .and_then(|s| s.all())
+            .map_err(boxed)
     }
 
     fn users(&mut self, collection: &str) -> Result<Vec<User>, SourceError> {
@@ -305,8 +317,8 @@ pub fn migrate(ctx: &Context, db: &DatabaseArgs, args: &MigrateArgs) -> Result<i
     }
     eprintln!(
         "kenning: copied {} collections, {} faces, {} users, {} audit records, {} access keys, \
-         {} API tokens, {} review items and {} probe photos into {} in {seconds:.1} s; the \
-         audit chain verifies there with the same head",
+         {} API tokens, {} review items, {} probe photos and {} stream processors into {} in \
+         {seconds:.1} s; the audit chain verifies there with the same head",
         report.collections,
         report.faces,
         report.users,
@@ -315,6 +327,7 @@ pub fn migrate(ctx: &Context, db: &DatabaseArgs, args: &MigrateArgs) -> Result<i
         report.api_tokens,
         report.review_items,
         report.probe_photos,
+        report.stream_processors,
         pg.faces.location()
     );
     println!(

@@ -253,12 +253,18 @@ struct StreamServeArgs {
     /// photo requests go first.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     stream_niceness: i32,
+    /// With --database: seconds a node's hold on a running stream processor
+    /// lasts unless renewed; a processor whose node died is taken over by
+    /// another node after this.
+    #[arg(long, default_value_t = 30)]
+    stream_lease_seconds: u64,
 }
 
 impl StreamServeArgs {
     fn service(
         &self,
         data: &std::path::Path,
+        processors: Option<Arc<dyn kenning_streams::store::ProcessorStore>>,
         governor: Arc<Governor>,
         video: &kenning_video::VideoService,
         key_active: kenning_streams::KeyCheck,
@@ -276,6 +282,7 @@ impl StreamServeArgs {
             file_max_bytes: self.stream_file_max_bytes.max(1),
             file_keep: self.stream_file_keep,
             niceness: self.stream_niceness,
+            lease: Duration::from_secs(self.stream_lease_seconds.max(3)),
             webhook_secret: video.notification_secret().to_vec(),
             ..Default::default()
         };
@@ -292,8 +299,13 @@ impl StreamServeArgs {
             let (name, sink) = kenning_streams::config::parse_output(spec).map_err(wire)?;
             config.outputs.entry(name).or_default().push(sink);
         }
-        let service = kenning_streams::StreamService::open(data, governor, config, key_active)
-            .map_err(wire)?;
+        let service = match processors {
+            Some(store) => {
+                kenning_streams::StreamService::with_store(store, governor, config, key_active)
+            }
+            None => kenning_streams::StreamService::open(data, governor, config, key_active),
+        }
+        .map_err(wire)?;
         Ok(Some(service))
     }
 }
@@ -588,6 +600,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     })?;
     let store = storage.keys;
     let jobs = storage.jobs;
+    let processors = storage.processors;
     let collections = kenning_server::open_collections(storage.faces, recognisers);
     let governor = Arc::new(Governor::new(
         Arc::new(collections),
@@ -613,7 +626,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     };
     let streams = args
         .streams
-        .service(&data.data, governor.clone(), &video, key_active)?;
+        .service(&data.data, processors, governor.clone(), &video, key_active)?;
     let mut config = ServerConfig::new(args.listen);
     config.allow_anonymous = args.allow_anonymous;
     config.allow_anonymous_remote = args.allow_anonymous_remote;

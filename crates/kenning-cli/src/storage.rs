@@ -68,6 +68,9 @@ pub struct Storage {
     /// Stored-video jobs, when they are kept in a database (else the video
     /// service keeps them in the data directory).
     pub jobs: Option<Arc<dyn kenning_video::JobStore>>,
+    /// Stream processors, when they are kept in a database (else the
+    /// stream service keeps them in the data directory).
+    pub processors: Option<Arc<dyn kenning_streams::store::ProcessorStore>>,
 }
 
 impl DatabaseArgs {
@@ -137,6 +140,7 @@ pub fn open(
             reviews: pg.reviews,
             probes: pg.probes,
             jobs: Some(pg.jobs),
+            processors: Some(pg.processors),
             keys,
         });
     }
@@ -149,6 +153,7 @@ pub fn open(
         keys: KeyStore::new(data),
         probes: Arc::new(ProbeDir::open(data)?),
         jobs: None,
+        processors: None,
     })
 }
 

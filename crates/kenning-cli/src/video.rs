@@ -1,6 +1,7 @@
 //! `kenning video detect|search FILE`: a stored-video job run in-process,
 //! exactly as the service runs it (same checks, policy, audit and job
-//! store), with a progress bar; prints the Get response with all pages
+//! store: the data directory's, or the database's with `--database`), with
+//! a progress bar; prints the Get response with all pages
 //! merged, or one line per person with `--tracks`.
 
 use std::path::{Path, PathBuf};
@@ -82,7 +83,7 @@ pub fn run(ctx: &Context, data: &DataArgs, cmd: VideoCommand) -> Result<i32> {
             .and_then(|n| n.to_str())
             .ok_or_else(|| anyhow!("the file name is not UTF-8"))?,
     );
-    let (governor, caller) = data.governor(Arc::new(ctx.pipeline()?))?;
+    let (governor, caller, jobs) = data.governor_and_jobs(Arc::new(ctx.pipeline()?))?;
     let governor = Arc::new(governor);
     let mut buckets = Buckets::new();
     buckets.add(BUCKET, dir).map_err(wire)?;
@@ -91,11 +92,17 @@ pub fn run(ctx: &Context, data: &DataArgs, cmd: VideoCommand) -> Result<i32> {
     config.analysis.threads = ctx.threads.max(1);
     config.analysis.tracker.best_crops = config.analysis.tracker.best_crops.max(1);
     // In the foreground nothing competes with the job; jobs the service
-    // left unfinished in this data directory are the service's to resume.
+    // left unfinished in this data directory (or database) are the
+    // service's to resume.
     config.niceness = 0;
     config.resume = false;
-    let service = VideoService::open(&data.data, governor, buckets, Notify::default(), config)
-        .map_err(wire)?;
+    let service = match jobs {
+        Some(store) => {
+            VideoService::with_store(store, governor, buckets, Notify::default(), config)
+        }
+        None => VideoService::open(&data.data, governor, buckets, Notify::default(), config),
+    }
+    .map_err(wire)?;
     let stats = args.stats.then(|| Startup {
         seconds: began.elapsed().as_secs_f64(),
         cpu_seconds: kenning_video::analyze::process_cpu_seconds(),

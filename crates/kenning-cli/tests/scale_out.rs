@@ -676,7 +676,23 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         stored["AccessKeyId"].as_str().unwrap().to_owned(),
         stored["SecretAccessKey"].as_str().unwrap().to_owned(),
     );
-    let node = Server::start_in(source.clone(), &[]);
+    // Stream processors on a file source (defined, not started).
+    let clips = data.join("video");
+    let bucket_arg = format!("clips={}", clips.display());
+    let source_arg = format!(
+        "door={}",
+        clips.join("short_hamilton_clip.mp4").display()
+    );
+    let streams = [
+        "--enable-streams",
+        "--bucket",
+        &bucket_arg,
+        "--stream-source",
+        &source_arg,
+        "--stream-output",
+        "door-out=sse",
+    ];
+    let node = Server::start_in(source.clone(), &streams);
     for c in ["plain", "watch"] {
         call(&node, "CreateCollection", &json!({ "CollectionId": c }));
     }
@@ -701,6 +717,18 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         }
     }
     let first = first.expect("no face indexed");
+    call(
+        &node,
+        "CreateStreamProcessor",
+        &json!({
+            "Name": "door",
+            "Input": { "KinesisVideoStream": { "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1" } },
+            "Output": { "KinesisDataStream": { "Arn": "arn:aws:kinesis:us-east-1:123456789012:stream/door-out" } },
+            "Settings": { "FaceSearch": { "CollectionId": "plain", "FaceMatchThreshold": 85 } },
+            "RoleArn": "arn:aws:iam::123456789012:role/kenning",
+            "Tags": { "site": "north door" },
+        }),
+    );
     call(
         &node,
         "CreateUser",
@@ -741,6 +769,8 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         ("DescribeCollection", json!({ "CollectionId": "watch" })),
         ("ListCollections", json!({})),
         ("GetCollectionPolicy", json!({ "CollectionId": "watch" })),
+        ("DescribeStreamProcessor", json!({ "Name": "door" })),
+        ("ListStreamProcessors", json!({})),
     ];
     let before: Vec<Value> = requests
         .iter()
@@ -795,6 +825,11 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         "{report}"
     );
     assert_eq!(m["probe_photos"].as_u64(), Some(probes_before.len() as u64));
+    assert_eq!(m["stream_processors"], 1, "{report}");
+    assert!(
+        !report["NotCopied"].to_string().contains("stream"),
+        "{report}"
+    );
     assert_eq!(m["audit_records"], verified["Records"], "{report}");
     assert_eq!(report["AuditHead"]["Hash"], verified["Head"], "{report}");
     assert!(err.contains("copied 2 collections"), "{err}");
@@ -829,10 +864,9 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         key_arg,
     ]);
     assert_eq!(reviews_after, reviews_before);
-    let node = Server::start_in(
-        dir.join("node"),
-        &["--database", &db.url, "--master-key-file", key_arg],
-    );
+    let mut on_db = vec!["--database", &db.url, "--master-key-file", key_arg];
+    on_db.extend(streams);
+    let node = Server::start_in(dir.join("node"), &on_db);
     for ((op, body), expected) in requests.iter().zip(&before) {
         assert_eq!(
             &call(&node, op, body),
@@ -895,5 +929,210 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         key_arg,
     ]);
     assert_eq!(in_other, verified);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until `check` gives `Some`, polling every 200 ms, at most `secs`.
+fn wait_for<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "waited {secs} s for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The persons of a GetFaceSearch answer as (Timestamp, Person.Index, the
+/// best match's ExternalImageId), all pages merged.
+fn persons(node: &Server, job: &str) -> Vec<(u64, u64, Option<String>)> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({ "JobId": job, "SortBy": "TIMESTAMP" });
+        if let Some(t) = &token {
+            body["NextToken"] = json!(t);
+        }
+        let page = call(node, "GetFaceSearch", &body);
+        assert_eq!(page["JobStatus"], "SUCCEEDED", "{page}");
+        for p in page["Persons"].as_array().unwrap() {
+            out.push((
+                p["Timestamp"].as_u64().unwrap(),
+                p["Person"]["Index"].as_u64().unwrap(),
+                p["FaceMatches"][0]["Face"]["ExternalImageId"]
+                    .as_str()
+                    .map(str::to_owned),
+            ));
+        }
+        token = page["NextToken"].as_str().map(str::to_owned);
+        if token.is_none() {
+            return out;
+        }
+    }
+}
+
+/// A processor's frames analysed on `node`, from its /metrics.
+fn frames_analysed(node: &Server, processor: &str) -> u64 {
+    let (_, _, text) = crate::server::http(&node.addr, "GET", "/metrics", &[], b"");
+    let prefix = format!("kenning_stream_frames_analysed_total{{processor=\"{processor}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Two nodes on one database; node A takes a stored-video search and a
+/// stream processor, and is killed with SIGKILL in the middle of the job.
+/// Node B resumes the job once A's lease ended and answers GetFaceSearch
+/// with the same persons a run on one node gives, and takes the running
+/// processor over.
+#[test]
+fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
+    let test = "a_killed_nodes_video_job_and_stream_processor_go_to_another_node";
+    let Some(data) = common::data(test) else {
+        return;
+    };
+    let Some(db) = TestDb::new(test) else {
+        return;
+    };
+    let video = data.join("video");
+    let dir = std::env::temp_dir().join(unique("kenning-takeover"));
+    let key = master_key(&dir);
+    let bucket = dir.join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let clip = bucket.join("clip.mp4");
+    std::fs::copy(video.join("short_hamilton_clip.mp4"), &clip).unwrap();
+    let bucket_arg = format!("clips={}", bucket.display());
+    let source_arg = format!("door={}#loop", clip.display());
+    let args = [
+        "--database",
+        &db.url,
+        "--master-key-file",
+        key.to_str().unwrap(),
+        "--bucket",
+        &bucket_arg,
+        "--video-lease-seconds",
+        "3",
+        "--enable-streams",
+        "--stream-source",
+        &source_arg,
+        "--stream-output",
+        "door-out=sse",
+        "--stream-lease-seconds",
+        "3",
+    ];
+    let a = Server::start_in(dir.join("a"), &args);
+    let b = Server::start_in(dir.join("b"), &args);
+    call(&b, "CreateCollection", &json!({ "CollectionId": "hamilton" }));
+    let mut refs: Vec<PathBuf> = std::fs::read_dir(video.join("reference"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    refs.sort();
+    for r in &refs {
+        call(
+            &b,
+            "IndexFaces",
+            &json!({ "CollectionId": "hamilton", "Image": image(r), "MaxFaces": 1,
+                     "ExternalImageId": r.file_name().unwrap().to_str().unwrap() }),
+        );
+    }
+    let search = |node: &Server, token: &str| {
+        call(
+            node,
+            "StartFaceSearch",
+            &json!({ "Video": { "S3Object": { "Bucket": "clips", "Name": "clip.mp4" } },
+                     "CollectionId": "hamilton", "ClientRequestToken": token }),
+        )["JobId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // A runs the processor...
+    call(
+        &a,
+        "CreateStreamProcessor",
+        &json!({
+            "Name": "door",
+            "Input": { "KinesisVideoStream": { "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1" } },
+            "Output": { "KinesisDataStream": { "Arn": "arn:aws:kinesis:us-east-1:123456789012:stream/door-out" } },
+            "Settings": { "FaceSearch": { "CollectionId": "hamilton" } },
+            "RoleArn": "arn:aws:iam::123456789012:role/kenning",
+        }),
+    );
+    call(&a, "StartStreamProcessor", &json!({ "Name": "door" }));
+    wait_for(120, "A to analyse frames of the processor", || {
+        (frames_analysed(&a, "door") > 0).then_some(())
+    });
+    let owner = || {
+        pg::query(
+            &db.url,
+            "SELECT coalesce(owner, '') FROM stream_processors WHERE name = 'door'",
+        )
+        .remove(0)
+    };
+    let a_node = owner();
+    assert!(!a_node.is_empty());
+    // ...and the video job, killed in its middle.
+    let job = search(&a, "takeover");
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = call(&b, "GetFaceSearch", &json!({ "JobId": job }));
+    assert_eq!(status["JobStatus"], "IN_PROGRESS", "{status}");
+    drop(a);
+    let killed = Instant::now();
+    let status = call(&b, "GetFaceSearch", &json!({ "JobId": job }));
+    assert_eq!(
+        status["JobStatus"], "IN_PROGRESS",
+        "the job ended before node A was killed: the test needs a longer one"
+    );
+    // B describes the processor as RUNNING throughout, and takes it over
+    // after A's lease.
+    let described = call(&b, "DescribeStreamProcessor", &json!({ "Name": "door" }));
+    assert_eq!(described["Status"], "RUNNING", "{described}");
+    wait_for(120, "B to analyse frames of the processor", || {
+        (frames_analysed(&b, "door") > 0).then_some(())
+    });
+    let b_node = owner();
+    assert!(!b_node.is_empty() && b_node != a_node, "{a_node} {b_node}");
+    eprintln!(
+        "{test}: B runs the processor {:.1} s after A was killed",
+        killed.elapsed().as_secs_f64()
+    );
+    // The job completes on B, run again from the start (its second attempt).
+    wait_for(600, "B to finish the job", || {
+        let v = call(&b, "GetFaceSearch", &json!({ "JobId": job }));
+        (v["JobStatus"] != "IN_PROGRESS").then_some(())
+    });
+    eprintln!(
+        "{test}: B finished the job {:.1} s after A was killed",
+        killed.elapsed().as_secs_f64()
+    );
+    let attempts = pg::query(
+        &db.url,
+        &format!(
+            "SELECT convert_from(job, 'UTF8')::json->>'attempts' FROM video_jobs \
+             WHERE job_id = '{job}'"
+        ),
+    );
+    assert_eq!(attempts, ["2"], "A's attempt and B's");
+    let resumed = persons(&b, &job);
+    // The same search on one node, start to end.
+    let single = search(&b, "single");
+    wait_for(600, "the single-node run", || {
+        let v = call(&b, "GetFaceSearch", &json!({ "JobId": single }));
+        (v["JobStatus"] != "IN_PROGRESS").then_some(())
+    });
+    let alone = persons(&b, &single);
+    assert!(
+        alone.iter().any(|p| p.2.is_some()),
+        "the run found nobody: {alone:?}"
+    );
+    assert_eq!(resumed, alone);
+    // Stopped on B, it stays stopped.
+    call(&b, "StopStreamProcessor", &json!({ "Name": "door" }));
+    let described = call(&b, "DescribeStreamProcessor", &json!({ "Name": "door" }));
+    assert_eq!(described["Status"], "STOPPED", "{described}");
+    assert_eq!(owner(), "");
+    assert!(b.terminate().success());
     let _ = std::fs::remove_dir_all(&dir);
 }

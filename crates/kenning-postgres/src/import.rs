@@ -10,6 +10,7 @@
 use kenning_accountability::keys::{KeyRecord, TokenRecord};
 use kenning_accountability::review::ReviewItem;
 use kenning_store::{Collection, Distance, Face, StoreError, User};
+use kenning_streams::store::ProcessorDef;
 
 use crate::bulk::{build_hnsw, FaceCopy};
 use crate::db::Fail;
@@ -52,6 +53,10 @@ pub trait ImportSource {
     fn probe_ids(&mut self) -> Result<Vec<String>, SourceError>;
     /// One probe photo (`None` if it went meanwhile).
     fn probe(&mut self, id: &str) -> Result<Option<Vec<u8>>, SourceError>;
+    /// The stream processor definitions (none unless the source has any).
+    fn stream_processors(&mut self) -> Result<Vec<ProcessorDef>, SourceError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What the import is told about the source's audit chain, checked before.
@@ -82,6 +87,8 @@ pub struct ImportReport {
     pub review_items: u64,
     /// Probe photos.
     pub probe_photos: u64,
+    /// Stream processor definitions.
+    pub stream_processors: u64,
 }
 
 /// Why an import did not happen.
@@ -158,6 +165,7 @@ const HELD: &[(&str, &str)] = &[
     ("api_tokens", "API tokens"),
     ("review_items", "review items"),
     ("review_probes", "probe photos"),
+    ("stream_processors", "stream processors"),
 ];
 
 impl Postgres {
@@ -208,6 +216,7 @@ impl Postgres {
             copy_collections(&tx, src, &db.options, &mut report).await?;
             copy_chain(&tx, src, head, &mut report).await?;
             copy_accountability(&tx, src, &mut report).await?;
+            copy_processors(&tx, src, &mut report).await?;
             tx.execute(
                 "INSERT INTO kenning_meta (key, value) VALUES ('keys_version', '1') \
                  ON CONFLICT (key) DO UPDATE SET value = (kenning_meta.value::bigint + 1)::text",
@@ -280,7 +289,7 @@ async fn empty(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), Stop> {
     }
     tx.batch_execute(
         "TRUNCATE users, collections, audit_records, access_keys, api_tokens, review_items, \
-         review_probes;
+         review_probes, stream_processors;
          UPDATE audit_head SET seq = 0, hash = repeat('0', 64);",
     )
     .await?;
@@ -457,6 +466,26 @@ async fn copy_accountability(
             .await?;
             report.probe_photos += 1;
         }
+    }
+    Ok(())
+}
+
+/// Stream processors keep their status: those RUNNING in the data
+/// directory are taken up by the first node that serves the database with
+/// their source and output configured; nobody holds them yet.
+async fn copy_processors(
+    tx: &deadpool_postgres::Transaction<'_>,
+    src: &mut dyn ImportSource,
+    report: &mut ImportReport,
+) -> Result<(), Stop> {
+    for def in src.stream_processors().map_err(source)? {
+        let bytes = kenning_streams::store::encode(&def).map_err(|e| source(Box::new(e)))?;
+        tx.execute(
+            "INSERT INTO stream_processors (name, def) VALUES ($1, $2)",
+            &[&def.name, &bytes],
+        )
+        .await?;
+        report.stream_processors += 1;
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Kenning's PostgreSQL backend: everything a node keeps (collections,
 //! faces and their vectors, users, policies, the review queue with its probe
-//! photos, the audit chain, the access keys and the stored-video jobs) in one database, so any number of stateless
+//! photos, the audit chain, the access keys, the stored-video jobs and the
+//! stream processors) in one database, so any number of stateless
 //! `kenning serve` nodes can share it.
 //!
 //! * Faces are partitioned by collection (`PARTITION BY LIST`): each
@@ -32,6 +33,7 @@ mod jobs;
 mod keys;
 pub mod migrate;
 mod reviews;
+mod streams;
 mod vector;
 
 use std::sync::Arc;
@@ -44,6 +46,7 @@ pub use import::{ChainHead, ImportError, ImportReport, ImportSource, SourceError
 pub use jobs::PgJobs;
 pub use keys::PgKeys;
 pub use reviews::{PgProbes, PgReviews};
+pub use streams::PgProcessors;
 
 /// What connecting can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,8 @@ pub struct Postgres {
     pub probes: Arc<PgProbes>,
     /// Stored-video jobs and their results.
     pub jobs: Arc<PgJobs>,
+    /// Stream processor definitions and their leases.
+    pub processors: Arc<PgProcessors>,
     db: Arc<Db>,
 }
 
@@ -116,6 +121,7 @@ impl Postgres {
             probes: Arc::new(PgProbes::new(db.clone())),
             keys: Arc::new(PgKeys::new(db.clone())),
             jobs: Arc::new(PgJobs::new(db.clone())),
+            processors: Arc::new(PgProcessors::new(db.clone())),
             db,
         })
     }

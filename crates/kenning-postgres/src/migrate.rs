@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "collection_calibration",
         include_str!("../migrations/0004_collection_calibration.sql"),
     ),
+    (
+        5,
+        "stream_processors",
+        include_str!("../migrations/0005_stream_processors.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

@@ -931,3 +931,18 @@ fn video_jobs_with_leases() {
     let pg = kenning_postgres::Postgres::connect(&db.url, None, Default::default()).unwrap();
     kenning_video::jobs::conformance(pg.jobs.as_ref());
 }
+
+/// Stream processors: the suite the embedded processor store passes, run
+/// on the database's, leases included (a running processor is held by one
+/// node at a time and taken over when its owner's lease ends or is given up).
+#[test]
+fn stream_processors_with_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = kenning_streams::store::RedbProcessorStore::open(dir.path()).unwrap();
+    kenning_streams::store::conformance(&embedded);
+    let Some(db) = common::TestDb::new("stream_processors_with_leases") else {
+        return;
+    };
+    let pg = kenning_postgres::Postgres::connect(&db.url, None, Default::default()).unwrap();
+    kenning_streams::store::conformance(pg.processors.as_ref());
+}

@@ -210,6 +210,10 @@ pub struct StreamConfig {
     /// Scheduling niceness (0-19) of processor threads and their ffmpeg, so
     /// photo requests, at normal priority, go first.
     pub niceness: i32,
+    /// On a store shared by several nodes: how long a node's hold on a
+    /// running processor lasts unless renewed (every third of it). A node
+    /// that dies holds its processors this long before another takes them.
+    pub lease: Duration,
 }
 
 impl Default for StreamConfig {
@@ -241,6 +245,7 @@ impl Default for StreamConfig {
             max_matches: 10,
             reembed_gain: 1.05,
             niceness: 10,
+            lease: Duration::from_secs(30),
         }
     }
 }

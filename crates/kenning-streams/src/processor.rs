@@ -140,7 +140,7 @@ impl Live {
 /// What a worker needs from the service.
 pub(crate) struct Context {
     pub governor: Arc<Governor>,
-    pub store: Arc<ProcessorStore>,
+    pub store: Arc<dyn ProcessorStore>,
     pub config: Arc<StreamConfig>,
     pub output: Arc<Output>,
     pub tracks: Arc<EventHub>,
@@ -150,6 +150,8 @@ pub(crate) struct Context {
 /// A processor's thread.
 pub(crate) struct Worker {
     pub live: Arc<Live>,
+    /// The SessionId of the start it runs.
+    pub session: Option<String>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -164,6 +166,7 @@ impl Worker {
     ) -> Self {
         let live = Arc::new(Live::new(note));
         let l = live.clone();
+        let session = def.session_id.clone();
         let thread = std::thread::Builder::new()
             .name(format!("kenning-stream-{}", def.name))
             .spawn(move || {
@@ -175,6 +178,7 @@ impl Worker {
             .expect("spawning a stream processor thread");
         Self {
             live,
+            session,
             thread: Some(thread),
         }
     }

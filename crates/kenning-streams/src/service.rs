@@ -22,7 +22,7 @@ use crate::config::{data_stream_name, validate_stream_name, video_stream_name, S
 use crate::error::{Result, StreamError};
 use crate::output::{EventHub, Output};
 use crate::processor::{now_ms, Context, KeyCheck, Live, StopSignal, Worker};
-use crate::store::{ProcessorDef, ProcessorStore, Status};
+use crate::store::{ProcessorDef, ProcessorStore, RedbProcessorStore, Status};
 
 /// The operations this service answers.
 pub const OPERATIONS: &[&str] = kenning_api::STREAM_OPERATIONS;
@@ -41,6 +41,13 @@ fn invalid(m: impl Into<String>) -> StreamError {
 /// A processor's ARN.
 pub fn processor_arn(name: &str) -> String {
     format!("arn:aws:rekognition:local:000000000000:streamprocessor/{name}")
+}
+
+/// The refusal for a processor running on another node.
+fn running_elsewhere(name: &str, before: &str) -> StreamError {
+    StreamError::InUse(format!(
+        "stream processor {name:?} is RUNNING on another node; stop it before {before}"
+    ))
 }
 
 fn check_name(name: Option<&str>) -> Result<&str> {
@@ -214,10 +221,12 @@ pub struct SinkStats {
     pub failed: u64,
 }
 
-/// Stream processors of one data directory.
+/// Stream processors of one data directory or database.
 pub struct StreamService {
     governor: Arc<Governor>,
-    store: Arc<ProcessorStore>,
+    store: Arc<dyn ProcessorStore>,
+    /// This node's name in leases (a shared store).
+    node: String,
     config: Arc<StreamConfig>,
     outputs: BTreeMap<String, Arc<Output>>,
     tracks: Mutex<BTreeMap<String, Arc<EventHub>>>,
@@ -226,7 +235,7 @@ pub struct StreamService {
     changing: Mutex<()>,
     key_active: KeyCheck,
     stopping: Arc<StopSignal>,
-    housekeeping: Mutex<Option<JoinHandle<()>>>,
+    housekeeping: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl StreamService {
@@ -240,7 +249,20 @@ impl StreamService {
         config: StreamConfig,
         key_active: KeyCheck,
     ) -> Result<Arc<Self>> {
-        let store = Arc::new(ProcessorStore::open(data_dir)?);
+        let store = Arc::new(RedbProcessorStore::open(data_dir)?);
+        Self::with_store(store, governor, config, key_active)
+    }
+
+    /// As [`StreamService::open`], with another store. On a shared store
+    /// (a database) this node runs only the processors it holds the lease
+    /// of, renews those leases every third of [`StreamConfig::lease`], and
+    /// takes over RUNNING processors whose node stopped renewing.
+    pub fn with_store(
+        store: Arc<dyn ProcessorStore>,
+        governor: Arc<Governor>,
+        config: StreamConfig,
+        key_active: KeyCheck,
+    ) -> Result<Arc<Self>> {
         let outputs = config
             .outputs
             .iter()
@@ -249,6 +271,7 @@ impl StreamService {
         let service = Arc::new(Self {
             governor,
             store,
+            node: uuid::Uuid::new_v4().to_string(),
             config: Arc::new(config),
             outputs,
             tracks: Mutex::new(BTreeMap::new()),
@@ -256,34 +279,17 @@ impl StreamService {
             changing: Mutex::new(()),
             key_active,
             stopping: Arc::new(StopSignal::default()),
-            housekeeping: Mutex::new(None),
+            housekeeping: Mutex::new(Vec::new()),
         });
-        for mut def in service.store.all()? {
+        for def in service.store.all()? {
             service.tracks_of(&def.name);
-            if def.status != Status::Running {
-                continue;
-            }
-            match service.connect(&def) {
-                Ok((input, output)) => {
-                    let w = service.worker(
-                        &def,
-                        input,
-                        output,
-                        Some("resumed when the service started"),
-                    );
-                    service.workers_lock().insert(def.name.clone(), w);
-                }
-                Err(e) => {
-                    def.status = Status::Failed;
-                    def.status_message = Some(format!("not resumed when the service started: {e}"));
-                    def.updated_ms = now_ms();
-                    service.store.put(&def)?;
-                }
+            if def.status == Status::Running {
+                service.resume(def, "resumed when the service started")?;
             }
         }
         let s = Arc::downgrade(&service);
         let stopping = service.stopping.clone();
-        let thread = std::thread::Builder::new()
+        let mut threads = vec![std::thread::Builder::new()
             .name("kenning-stream-expiry".into())
             .spawn(move || {
                 // Replay buffers forget old events even when nobody reads
@@ -300,12 +306,102 @@ impl StreamService {
                     }
                 }
             })
-            .map_err(|e| StreamError::Store(e.to_string()))?;
+            .map_err(|e| StreamError::Store(e.to_string()))?];
+        if service.store.shared() {
+            let s = Arc::downgrade(&service);
+            let stopping = service.stopping.clone();
+            let period = service.config.lease / 3;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("kenning-stream-lease".into())
+                    .spawn(move || {
+                        while !stopping.wait(period) {
+                            let Some(s) = s.upgrade() else { return };
+                            if let Err(e) = s.tend_leases() {
+                                eprintln!("kenning: stream processor leases: {e}");
+                            }
+                        }
+                    })
+                    .map_err(|e| StreamError::Store(e.to_string()))?,
+            );
+        }
         *service
             .housekeeping
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(thread);
+            .unwrap_or_else(|e| e.into_inner()) = threads;
         Ok(service)
+    }
+
+    fn lease_until(&self, now: u64) -> u64 {
+        now + self.config.lease.as_millis() as u64
+    }
+
+    /// Runs RUNNING processor `def` here if this node can hold it (on a
+    /// shared store another live node may); marks it FAILED when its source
+    /// or output is not configured.
+    fn resume(&self, mut def: ProcessorDef, note: &str) -> Result<()> {
+        let now = now_ms();
+        if !self
+            .store
+            .claim(&def.name, &self.node, now, self.lease_until(now))?
+        {
+            return Ok(());
+        }
+        match self.connect(&def) {
+            Ok((input, output)) => {
+                let w = self.worker(&def, input, output, Some(note));
+                self.workers_lock().insert(def.name.clone(), w);
+            }
+            Err(e) => {
+                def.status = Status::Failed;
+                def.status_message = Some(format!("not {note}: {e}"));
+                def.updated_ms = now_ms();
+                self.store.put(&def)?;
+                self.store.release(&def.name, Some(&self.node))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// On a shared store: renews the leases of the processors running here
+    /// and stops those stopped, deleted, restarted or taken over elsewhere;
+    /// gives up those that ended by themselves; takes over RUNNING
+    /// processors nobody holds (their node died or let them go).
+    fn tend_leases(&self) -> Result<()> {
+        let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let defs: BTreeMap<String, ProcessorDef> = self
+            .store
+            .all()?
+            .into_iter()
+            .map(|d| (d.name.clone(), d))
+            .collect();
+        let now = now_ms();
+        let mine: Vec<(String, Option<String>, bool)> = self
+            .workers_lock()
+            .iter()
+            .map(|(n, w)| (n.clone(), w.session.clone(), w.finished()))
+            .collect();
+        for (name, session, finished) in mine {
+            let wanted = defs
+                .get(&name)
+                .is_some_and(|d| d.status == Status::Running && d.session_id == session);
+            let held = wanted
+                && !finished
+                && self
+                    .store
+                    .claim(&name, &self.node, now, self.lease_until(now))?;
+            if !held {
+                self.stop_worker(&name);
+                self.store.release(&name, Some(&self.node))?;
+            }
+        }
+        for def in defs.into_values() {
+            if def.status == Status::Running && !self.workers_lock().contains_key(&def.name) {
+                self.tracks_of(&def.name);
+                self.resume(def, "taken over from a node that stopped renewing its lease")?;
+            }
+        }
+        Ok(())
     }
 
     fn workers_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Worker>> {
@@ -363,23 +459,29 @@ impl StreamService {
     }
 
     /// Stops every processor without changing what is stored: those
-    /// running resume when the service opens the data directory again.
+    /// running resume when the service opens the data directory again, or
+    /// (on a shared store) on another node at once, as their leases are
+    /// given up.
     pub fn shutdown(&self) {
         self.stopping.set();
+        let threads = std::mem::take(
+            &mut *self
+                .housekeeping
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for t in threads {
+            let _ = t.join();
+        }
         let workers = std::mem::take(&mut *self.workers_lock());
-        for (_, mut w) in workers {
+        for (name, mut w) in workers {
             w.stop();
+            if let Err(e) = self.store.release(&name, Some(&self.node)) {
+                eprintln!("kenning: giving up stream processor {name}: {e}");
+            }
         }
         for o in self.outputs.values() {
             o.close();
-        }
-        if let Some(t) = self
-            .housekeeping
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            let _ = t.join();
         }
     }
 
@@ -395,6 +497,14 @@ impl StreamService {
     /// included).
     fn active(&self, name: &str) -> bool {
         self.workers_lock().get(name).is_some_and(|w| !w.finished())
+    }
+
+    /// Whether `def` should be running and another node runs it (or will
+    /// take it over): only on a shared store.
+    fn elsewhere(&self, def: &ProcessorDef) -> bool {
+        self.store.shared()
+            && def.status == Status::Running
+            && !self.workers_lock().contains_key(&def.name)
     }
 
     /// Status, counters and sinks for the metrics.
@@ -549,9 +659,16 @@ impl StreamService {
         self.governor
             .check_search(caller, &mut entry, def.face_match_threshold, Medium::Stream)?;
         let arn = def.arn.clone();
-        let outcome = self.store.put(&def).map(|()| {
+        let outcome = self.store.insert(&def).and_then(|stored| {
+            if !stored {
+                // Created on another node a moment ago.
+                return Err(StreamError::InUse(format!(
+                    "a stream processor named {:?} already exists",
+                    def.name
+                )));
+            }
             self.tracks_of(&def.name);
-            json!({ "StreamProcessorArn": arn })
+            Ok(json!({ "StreamProcessorArn": arn }))
         });
         self.audited(entry, Self::details(&def), outcome)
     }
@@ -693,6 +810,9 @@ impl StreamService {
                     status.as_str()
                 )));
             }
+            if self.elsewhere(&def) {
+                return Err(running_elsewhere(&def.name, "starting it again"));
+            }
             let (input, output) = self.connect(&def)?;
             Ok((def, input, output))
         });
@@ -722,11 +842,23 @@ impl StreamService {
         def.updated_ms = now_ms();
         let mut details = Self::details(&def);
         details["SessionId"] = json!(session);
-        let outcome = self.store.put(&def).map(|()| {
-            let w = self.worker(&def, input, output, None);
-            self.workers_lock().insert(def.name.clone(), w);
-            json!({ "SessionId": session })
-        });
+        let now = now_ms();
+        let outcome = self
+            .store
+            .claim(&def.name, &self.node, now, self.lease_until(now))
+            .and_then(|held| {
+                if held {
+                    Ok(())
+                } else {
+                    Err(running_elsewhere(&def.name, "starting it again"))
+                }
+            })
+            .and_then(|()| self.store.put(&def))
+            .map(|()| {
+                let w = self.worker(&def, input, output, None);
+                self.workers_lock().insert(def.name.clone(), w);
+                json!({ "SessionId": session })
+            });
         self.audited(entry, details, outcome)
     }
 
@@ -744,7 +876,8 @@ impl StreamService {
         let (entry, found) = self.lookup(caller, "StopStreamProcessor", name)?;
         let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = args.and(found).and_then(|mut def| {
-            if !self.active(&def.name) {
+            let here = self.active(&def.name);
+            if !here && !self.elsewhere(&def) {
                 let (status, _) = self.status_of(&def);
                 return Err(StreamError::InUse(format!(
                     "stream processor {:?} is not running (its status is {})",
@@ -757,6 +890,11 @@ impl StreamService {
             def.status_message = None;
             def.updated_ms = now_ms();
             self.store.put(&def)?;
+            // Running on another node: that node stops it when it next
+            // renews its leases (within a third of a lease), seeing it
+            // STOPPED; the lease is freed now so a Start may follow at once.
+            self.store
+                .release(&def.name, here.then_some(self.node.as_str()))?;
             Ok(def)
         });
         self.changed(entry, name, outcome)
@@ -781,6 +919,8 @@ impl StreamService {
                         status.as_str()
                     )));
                 }
+            } else if self.elsewhere(&def) {
+                return Err(running_elsewhere(&def.name, "deleting it"));
             }
             self.stop_worker(&def.name);
             self.store.delete(&def.name)?;

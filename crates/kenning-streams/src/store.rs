@@ -1,6 +1,12 @@
 //! Durable stream processor definitions: what Create was given, who created
 //! and started each processor, and whether it should be running, so
 //! processors survive a restart (or a crash) in a defined state.
+//!
+//! [`ProcessorStore`] is the interface; [`RedbProcessorStore`] keeps them in
+//! the data directory, and the PostgreSQL backend in the database shared by
+//! several nodes, where a running processor is held by one node at a time
+//! under a lease ([`ProcessorStore::claim`]) and taken over by another when
+//! its node dies. [`conformance`] is the behaviour both must have.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -105,12 +111,46 @@ impl ProcessorDef {
     }
 }
 
+/// Where processor definitions live.
+pub trait ProcessorStore: Send + Sync {
+    /// Every processor.
+    fn all(&self) -> Result<Vec<ProcessorDef>>;
+    /// Processor `name`.
+    fn get(&self, name: &str) -> Result<Option<ProcessorDef>>;
+    /// Stores a new processor unless one named so exists; whether it was
+    /// stored.
+    fn insert(&self, def: &ProcessorDef) -> Result<bool>;
+    /// Writes `def` durably, replacing the stored one.
+    fn put(&self, def: &ProcessorDef) -> Result<()>;
+    /// Removes processor `name`.
+    fn delete(&self, name: &str) -> Result<()>;
+
+    /// Whether several nodes share this store. Then a node runs a processor
+    /// only while it holds its lease ([`ProcessorStore::claim`]), renewing
+    /// it, and takes over RUNNING processors whose node stopped renewing.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Makes `owner` the holder of processor `name` until `until_ms` if
+    /// nobody holds it, `owner` does already, or the holder's lease ended
+    /// before `now_ms`; whether `owner` holds it now. A store of one node
+    /// gives every processor to whoever asks.
+    fn claim(&self, _name: &str, _owner: &str, _now_ms: u64, _until_ms: u64) -> Result<bool> {
+        Ok(true)
+    }
+    /// Gives up the lease on `name` if `owner` holds it, or whoever holds
+    /// it when `owner` is `None` (the processor was stopped elsewhere).
+    fn release(&self, _name: &str, _owner: Option<&str>) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// Processor definitions of one data directory, in a redb file.
-pub struct ProcessorStore {
+pub struct RedbProcessorStore {
     db: Database,
 }
 
-impl ProcessorStore {
+impl RedbProcessorStore {
     /// Opens (or creates) the store of `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join(PROCESSORS_FILE);
@@ -130,8 +170,10 @@ impl ProcessorStore {
         Ok(Self { db })
     }
 
-    /// Every processor, by name.
-    pub fn all(&self) -> Result<Vec<ProcessorDef>> {
+}
+
+impl ProcessorStore for RedbProcessorStore {
+    fn all(&self) -> Result<Vec<ProcessorDef>> {
         let r = self.db.begin_read()?;
         let t = r.open_table(PROCESSORS)?;
         let mut out = Vec::new();
@@ -142,17 +184,30 @@ impl ProcessorStore {
         Ok(out)
     }
 
-    /// Processor `name`.
-    pub fn get(&self, name: &str) -> Result<Option<ProcessorDef>> {
+    fn get(&self, name: &str) -> Result<Option<ProcessorDef>> {
         let r = self.db.begin_read()?;
         let t = r.open_table(PROCESSORS)?;
         let v = t.get(name)?;
         v.map(|v| decode(v.value())).transpose()
     }
 
-    /// Writes `def` durably (redb commits are synced before they return).
-    pub fn put(&self, def: &ProcessorDef) -> Result<()> {
-        let bytes = serde_json::to_vec(def).map_err(|e| StreamError::Store(e.to_string()))?;
+    fn insert(&self, def: &ProcessorDef) -> Result<bool> {
+        let bytes = encode(def)?;
+        let w = self.db.begin_write()?;
+        {
+            let mut t = w.open_table(PROCESSORS)?;
+            if t.get(def.name.as_str())?.is_some() {
+                return Ok(false);
+            }
+            t.insert(def.name.as_str(), bytes.as_slice())?;
+        }
+        w.commit()?;
+        Ok(true)
+    }
+
+    // redb commits are synced before they return.
+    fn put(&self, def: &ProcessorDef) -> Result<()> {
+        let bytes = encode(def)?;
         let w = self.db.begin_write()?;
         w.open_table(PROCESSORS)?
             .insert(def.name.as_str(), bytes.as_slice())?;
@@ -160,8 +215,7 @@ impl ProcessorStore {
         Ok(())
     }
 
-    /// Removes processor `name`.
-    pub fn delete(&self, name: &str) -> Result<()> {
+    fn delete(&self, name: &str) -> Result<()> {
         let w = self.db.begin_write()?;
         w.open_table(PROCESSORS)?.remove(name)?;
         w.commit()?;
@@ -169,8 +223,107 @@ impl ProcessorStore {
     }
 }
 
-fn decode(b: &[u8]) -> Result<ProcessorDef> {
+/// A definition as both backends store it (JSON).
+pub fn encode(def: &ProcessorDef) -> Result<Vec<u8>> {
+    serde_json::to_vec(def).map_err(|e| StreamError::Store(e.to_string()))
+}
+
+/// A definition [`encode`] stored.
+pub fn decode(b: &[u8]) -> Result<ProcessorDef> {
     serde_json::from_slice(b).map_err(|e| StreamError::Store(format!("a stored processor: {e}")))
+}
+
+/// A processor for store tests, named `name`, reading source `name`.
+#[doc(hidden)]
+pub fn sample_processor(name: &str) -> ProcessorDef {
+    ProcessorDef {
+        name: name.into(),
+        arn: crate::service::processor_arn(name),
+        input_arn: format!("arn:aws:kinesisvideo:us-east-1:123456789012:stream/{name}/1"),
+        source: name.into(),
+        output_arn: format!("arn:aws:kinesis:us-east-1:123456789012:stream/{name}"),
+        output: name.into(),
+        collection_id: "staff".into(),
+        face_match_threshold: 80.0,
+        role_arn: "arn:aws:iam::123456789012:role/r".into(),
+        tags: BTreeMap::from([("site".to_owned(), "north door".to_owned())]),
+        data_sharing_opt_in: None,
+        created_ms: 1,
+        updated_ms: 1,
+        status: Status::Stopped,
+        status_message: None,
+        created_by: Starter {
+            access_key: "AK".into(),
+            grant: kenning_accountability::Grant::admin(),
+            request_id: "r".into(),
+            case: Some("CASE-1".into()),
+            purpose: None,
+        },
+        started_by: None,
+        session_id: None,
+    }
+}
+
+/// The behaviour every [`ProcessorStore`] must have, for each backend's
+/// tests: definitions kept whole, names unique, and (for a shared store)
+/// leases.
+#[doc(hidden)]
+pub fn conformance(s: &dyn ProcessorStore) {
+    let door = sample_processor("door");
+    assert!(s.all().unwrap().is_empty());
+    assert!(s.insert(&door).unwrap());
+    let mut other = sample_processor("door");
+    other.collection_id = "visitors".into();
+    assert!(!s.insert(&other).unwrap(), "a name is taken once");
+    assert_eq!(s.get("door").unwrap(), Some(door.clone()));
+    let mut running = door.clone();
+    running.status = Status::Running;
+    running.session_id = Some("s1".into());
+    running.status_message = Some("resumed".into());
+    running.updated_ms = 2;
+    s.put(&running).unwrap();
+    let gate = sample_processor("gate");
+    s.put(&gate).unwrap();
+    let mut all = s.all().unwrap();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(all, vec![running.clone(), gate.clone()]);
+    if s.shared() {
+        // Node A holds the processor; B cannot take it while A's lease lasts...
+        assert!(s.claim("door", "A", 1_000, 2_000).unwrap());
+        assert!(!s.claim("door", "B", 1_500, 2_500).unwrap());
+        assert!(s.claim("door", "A", 1_900, 3_000).unwrap());
+        assert!(!s.claim("door", "B", 2_500, 3_500).unwrap());
+        // ...each processor has its own lease...
+        assert!(s.claim("gate", "B", 2_500, 3_500).unwrap());
+        // ...B takes it over once A's lease ended (A died)...
+        assert!(s.claim("door", "B", 3_100, 4_100).unwrap());
+        assert!(!s.claim("door", "A", 3_200, 4_200).unwrap());
+        // ...A giving up what it no longer holds changes nothing...
+        s.release("door", Some("A")).unwrap();
+        assert!(!s.claim("door", "A", 3_300, 4_300).unwrap());
+        // ...B giving it up lets A take it at once...
+        s.release("door", Some("B")).unwrap();
+        assert!(s.claim("door", "A", 3_400, 4_400).unwrap());
+        // ...and a stop on any node frees it from whoever holds it.
+        s.release("door", None).unwrap();
+        assert!(s.claim("door", "B", 3_500, 4_500).unwrap());
+        // Writing the definition leaves the lease alone.
+        s.put(&running).unwrap();
+        assert!(!s.claim("door", "A", 3_600, 4_600).unwrap());
+    } else {
+        assert!(s.claim("door", "A", 1_000, 2_000).unwrap());
+        assert!(s.claim("door", "B", 1_500, 2_500).unwrap());
+        s.release("door", Some("B")).unwrap();
+    }
+    s.delete("door").unwrap();
+    assert!(s.get("door").unwrap().is_none());
+    assert_eq!(s.all().unwrap(), vec![gate]);
+    // A name deleted can be taken again, with no lease left over.
+    assert!(s.insert(&door).unwrap());
+    assert!(s.claim("door", "A", 3_700, 4_700).unwrap());
+    s.delete("door").unwrap();
+    s.delete("gate").unwrap();
+    assert!(s.all().unwrap().is_empty());
 }
 
 #[cfg(test)]
@@ -178,43 +331,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn conformance_of_the_embedded_store() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance(&RedbProcessorStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
     fn definitions_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let def = ProcessorDef {
-            name: "door".into(),
-            arn: "arn:aws:rekognition:local:000000000000:streamprocessor/door".into(),
-            input_arn: "arn:aws:kinesisvideo:us-east-1:123456789012:stream/cam/1".into(),
-            source: "cam".into(),
-            output_arn: "arn:aws:kinesis:us-east-1:123456789012:stream/out".into(),
-            output: "out".into(),
-            collection_id: "staff".into(),
-            face_match_threshold: 80.0,
-            role_arn: "arn:aws:iam::123456789012:role/r".into(),
-            tags: BTreeMap::new(),
-            data_sharing_opt_in: None,
-            created_ms: 1,
-            updated_ms: 1,
-            status: Status::Running,
-            status_message: None,
-            created_by: Starter {
-                access_key: "AK".into(),
-                grant: kenning_accountability::Grant::admin(),
-                request_id: "r".into(),
-                case: Some("CASE-1".into()),
-                purpose: None,
-            },
-            started_by: None,
-            session_id: None,
-        };
+        let mut def = sample_processor("door");
+        def.status = Status::Running;
         {
-            let s = ProcessorStore::open(dir.path()).unwrap();
+            let s = RedbProcessorStore::open(dir.path()).unwrap();
             s.put(&def).unwrap();
             assert!(matches!(
-                ProcessorStore::open(dir.path()),
+                RedbProcessorStore::open(dir.path()),
                 Err(StreamError::Store(m)) if m.contains("in use")
             ));
         }
-        let s = ProcessorStore::open(dir.path()).unwrap();
+        let s = RedbProcessorStore::open(dir.path()).unwrap();
         assert_eq!(s.get("door").unwrap(), Some(def.clone()));
         assert_eq!(s.all().unwrap(), vec![def]);
         s.delete("door").unwrap();

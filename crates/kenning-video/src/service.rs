@@ -867,6 +867,11 @@ impl VideoService {
                 eprintln!("kenning: renewing this node's video job leases: {e}");
                 continue;
             }
+            // A command-line run keeps its own job's lease and leaves the
+            // jobs of nodes that died to the service.
+            if !self.config.resume {
+                continue;
+            }
             let Ok(jobs) = self.store.all() else {
                 continue;
             };

@@ -1,0 +1,131 @@
+//! Stream processor definitions in the database, with a lease per running
+//! processor: the node that holds it runs it and renews the lease; when a
+//! node dies, its leases run out and another node takes its processors over.
+
+use std::sync::Arc;
+
+use kenning_streams::store::{decode, encode, ProcessorDef, ProcessorStore};
+use kenning_streams::{Result, StreamError};
+
+use crate::db::{Db, Res};
+use crate::faces::to_i64;
+
+/// The stream processors of one database.
+pub struct PgProcessors {
+    db: Arc<Db>,
+}
+
+impl PgProcessors {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+
+    fn run<T>(&self, f: impl std::future::Future<Output = Res<T>>) -> Result<T> {
+        self.db.run(f).map_err(|e| StreamError::Store(e.to_string()))
+    }
+}
+
+/// A stored definition, or the error that says which one is unreadable.
+fn read(bytes: &[u8]) -> Res<ProcessorDef> {
+    decode(bytes).map_err(|e| kenning_store::StoreError::Corrupt(e.to_string()).into())
+}
+
+fn write(def: &ProcessorDef) -> Res<Vec<u8>> {
+    encode(def).map_err(|e| kenning_store::StoreError::Corrupt(e.to_string()).into())
+}
+
+impl ProcessorStore for PgProcessors {
+    fn all(&self) -> Result<Vec<ProcessorDef>> {
+        self.run(async {
+            let client = self.db.client().await?;
+            client
+                .query("SELECT def FROM stream_processors ORDER BY name", &[])
+                .await?
+                .iter()
+                .map(|r| read(r.get(0)))
+                .collect()
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<Option<ProcessorDef>> {
+        self.run(async {
+            let client = self.db.client().await?;
+            client
+                .query_opt("SELECT def FROM stream_processors WHERE name = $1", &[&name])
+                .await?
+                .map(|r| read(r.get(0)))
+                .transpose()
+        })
+    }
+
+    fn insert(&self, def: &ProcessorDef) -> Result<bool> {
+        self.run(async {
+            let client = self.db.client().await?;
+            let n = client
+                .execute(
+                    "INSERT INTO stream_processors (name, def) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                    &[&def.name, &write(def)?],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn put(&self, def: &ProcessorDef) -> Result<()> {
+        self.run(async {
+            let client = self.db.client().await?;
+            // The lease columns are left as they are.
+            client
+                .execute(
+                    "INSERT INTO stream_processors (name, def) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET def = EXCLUDED.def",
+                    &[&def.name, &write(def)?],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn delete(&self, name: &str) -> Result<()> {
+        self.run(async {
+            let client = self.db.client().await?;
+            client
+                .execute("DELETE FROM stream_processors WHERE name = $1", &[&name])
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn claim(&self, name: &str, owner: &str, now_ms: u64, until_ms: u64) -> Result<bool> {
+        self.run(async {
+            let client = self.db.client().await?;
+            let n = client
+                .execute(
+                    "UPDATE stream_processors SET owner = $2, lease_until_ms = $4 \
+                     WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_until_ms < $3)",
+                    &[&name, &owner, &to_i64(now_ms), &to_i64(until_ms)],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn release(&self, name: &str, owner: Option<&str>) -> Result<()> {
+        self.run(async {
+            let client = self.db.client().await?;
+            client
+                .execute(
+                    "UPDATE stream_processors SET owner = NULL, lease_until_ms = 0 \
+                     WHERE name = $1 AND ($2::text IS NULL OR owner = $2)",
+                    &[&name, &owner],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+}
