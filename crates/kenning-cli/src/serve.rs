@@ -661,6 +661,9 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The services may hold the last handles on the database, whose own
+    // runtime cannot be dropped inside this one: they go after it.
+    let _services = (video.clone(), streams.clone());
     runtime.block_on(async move {
         let services = kenning_server::Services {
             video: Some(video.clone()),

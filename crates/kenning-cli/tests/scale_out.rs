@@ -1128,6 +1128,45 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
         "the run found nobody: {alone:?}"
     );
     assert_eq!(resumed, alone);
+    // `kenning video` on the database: the same persons, its job kept there.
+    let out = json_out(&[
+        "--database",
+        &db.url,
+        "--master-key-file",
+        key.to_str().unwrap(),
+        "--data",
+        dir.join("cli").to_str().unwrap(),
+        "video",
+        "search",
+        "--collection",
+        "hamilton",
+        clip.to_str().unwrap(),
+    ]);
+    assert_eq!(out["JobStatus"], "SUCCEEDED", "{out}");
+    let mut cli: Vec<(u64, u64, Option<String>)> = out["Persons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["Timestamp"].as_u64().unwrap(),
+                p["Person"]["Index"].as_u64().unwrap(),
+                p["FaceMatches"][0]["Face"]["ExternalImageId"]
+                    .as_str()
+                    .map(str::to_owned),
+            )
+        })
+        .collect();
+    cli.sort();
+    let mut sorted = alone.clone();
+    sorted.sort();
+    assert_eq!(cli, sorted);
+    let jobs = pg::query(&db.url, "SELECT count(*)::text FROM video_jobs");
+    assert_eq!(jobs, ["3"]);
+    assert!(
+        !dir.join("cli/video").exists(),
+        "kenning video kept its job in the data directory"
+    );
     // Stopped on B, it stays stopped.
     call(&b, "StopStreamProcessor", &json!({ "Name": "door" }));
     let described = call(&b, "DescribeStreamProcessor", &json!({ "Name": "door" }));
