@@ -624,9 +624,9 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
                 || store.active().is_ok_and(|k| k.contains_key(key))
         })
     };
-    let streams = args
-        .streams
-        .service(&data.data, processors, governor.clone(), &video, key_active)?;
+    let streams =
+        args.streams
+            .service(&data.data, processors, governor.clone(), &video, key_active)?;
     let mut config = ServerConfig::new(args.listen);
     config.allow_anonymous = args.allow_anonymous;
     config.allow_anonymous_remote = args.allow_anonymous_remote;

@@ -677,12 +677,9 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         stored["SecretAccessKey"].as_str().unwrap().to_owned(),
     );
     // Stream processors on a file source (defined, not started).
-    let clips = data.join("video");
+    let clips = data.join("video").canonicalize().unwrap();
     let bucket_arg = format!("clips={}", clips.display());
-    let source_arg = format!(
-        "door={}",
-        clips.join("short_hamilton_clip.mp4").display()
-    );
+    let source_arg = format!("door={}", clips.join("short_hamilton_clip.mp4").display());
     let streams = [
         "--enable-streams",
         "--bucket",
@@ -1023,7 +1020,11 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
     ];
     let a = Server::start_in(dir.join("a"), &args);
     let b = Server::start_in(dir.join("b"), &args);
-    call(&b, "CreateCollection", &json!({ "CollectionId": "hamilton" }));
+    call(
+        &b,
+        "CreateCollection",
+        &json!({ "CollectionId": "hamilton" }),
+    );
     let mut refs: Vec<PathBuf> = std::fs::read_dir(video.join("reference"))
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -21,7 +21,9 @@ impl PgProcessors {
     }
 
     fn run<T>(&self, f: impl std::future::Future<Output = Res<T>>) -> Result<T> {
-        self.db.run(f).map_err(|e| StreamError::Store(e.to_string()))
+        self.db
+            .run(f)
+            .map_err(|e| StreamError::Store(e.to_string()))
     }
 }
 
@@ -51,7 +53,10 @@ impl ProcessorStore for PgProcessors {
         self.run(async {
             let client = self.db.client().await?;
             client
-                .query_opt("SELECT def FROM stream_processors WHERE name = $1", &[&name])
+                .query_opt(
+                    "SELECT def FROM stream_processors WHERE name = $1",
+                    &[&name],
+                )
                 .await?
                 .map(|r| read(r.get(0)))
                 .transpose()

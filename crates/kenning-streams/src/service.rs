@@ -398,7 +398,10 @@ impl StreamService {
         for def in defs.into_values() {
             if def.status == Status::Running && !self.workers_lock().contains_key(&def.name) {
                 self.tracks_of(&def.name);
-                self.resume(def, "taken over from a node that stopped renewing its lease")?;
+                self.resume(
+                    def,
+                    "taken over from a node that stopped renewing its lease",
+                )?;
             }
         }
         Ok(())
@@ -464,12 +467,8 @@ impl StreamService {
     /// given up.
     pub fn shutdown(&self) {
         self.stopping.set();
-        let threads = std::mem::take(
-            &mut *self
-                .housekeeping
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let threads =
+            std::mem::take(&mut *self.housekeeping.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
         }

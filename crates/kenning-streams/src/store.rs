@@ -169,7 +169,6 @@ impl RedbProcessorStore {
         w.commit()?;
         Ok(Self { db })
     }
-
 }
 
 impl ProcessorStore for RedbProcessorStore {
