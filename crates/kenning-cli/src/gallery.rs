@@ -19,6 +19,9 @@ use crate::commands::{wire, Context};
 use crate::storage::{self, DatabaseArgs};
 use crate::{batch, inputs};
 
+/// A database's video job store.
+type JobStore = Arc<dyn kenning_video::JobStore>;
+
 /// Where collections live, and who is acting on them.
 #[derive(Args, Clone)]
 pub struct DataArgs {
@@ -88,7 +91,7 @@ impl DataArgs {
     pub fn governor_and_jobs(
         &self,
         pipeline: Arc<Pipeline>,
-    ) -> Result<(Governor, Caller, Option<Arc<dyn kenning_video::JobStore>>)> {
+    ) -> Result<(Governor, Caller, Option<JobStore>)> {
         let recognisers: Recognisers = pipeline.into();
         let storage = storage::open(&self.db, &self.data, &recognisers)?;
         let caller = self.caller_in(|| Ok(storage.keys.clone()))?;
