@@ -746,7 +746,10 @@ def test_admin_chooses_what_similarity_keeps_equal():
     check_page(a, "admin-collection-policy")
     for value, words in [("FalseMatches", "Similarity keeps false matches equal"), ("", None)]:
         a.find_element(By.CSS_SELECTOR, f"#equalise input[value='{value}']").click()
+        # The page before the save shows a flash too: wait for the new one.
+        old = a.find_element(By.TAG_NAME, "main")
         a.find_element(By.XPATH, "//button[.='Save policy']").click()
+        wait(a, EC.staleness_of(old))
         wait(a, lambda d: d.find_elements(By.CLASS_NAME, "flash"))
         if words:
             assert words in said(), said()

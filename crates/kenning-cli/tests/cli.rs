@@ -1,6 +1,6 @@
 //! The `kenning` binary, run as a user would.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! `kenning eval ...` and `kenning calibrate --check` on small real sets
 //! from ../shared/data: the reports are complete and their numbers sane.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
