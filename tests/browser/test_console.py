@@ -20,6 +20,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -56,6 +57,9 @@ COLLECTION = "watchlist"
 # What the tests hand on to each other.
 STATE = {}
 DRIVERS = []
+# Every browser's profile lives under this one folder, removed with the
+# browsers (the `browsers` fixture), so no run leaves profiles in /tmp.
+PROFILES = pathlib.Path(tempfile.mkdtemp(prefix="kenning-chromium-"))
 PAGES_CHECKED = []
 # Pages whose header or body does not fit a phone's width (and what).
 TOO_WIDE = {}
@@ -68,7 +72,7 @@ def new_browser(size):
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
         "--disable-dev-shm-usage", "--disable-default-apps", "--hide-scrollbars",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='kenning-chromium-')}",
+        f"--user-data-dir={tempfile.mkdtemp(dir=PROFILES)}",
     ]:
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"performance": "ALL"})
@@ -202,20 +206,40 @@ def audit_records():
     return [json.loads(l) for l in lines]
 
 
+def close(d):
+    """Ends the browser and its chromedriver, killing chromedriver (and so
+    its browser) if quitting fails."""
+    try:
+        d.quit()
+    except Exception:
+        process = getattr(d.service, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def browsers():
     yield
     # Nothing the console loaded came from anywhere but the service itself.
-    for d in DRIVERS:
-        try:
-            for entry in d.get_log("performance"):
-                msg = json.loads(entry["message"])["message"]
-                if msg.get("method") == "Network.requestWillBeSent":
-                    u = msg["params"]["request"]["url"]
-                    # (chrome:// pages are the browser's own, never fetched.)
-                    assert u.startswith(("http://127.0.0.1", "data:", "blob:", "chrome:")), u
-        finally:
-            d.quit()
+    # Every browser is closed and every profile removed even when a check
+    # fails; the first failure is raised after.
+    foreign = []
+    try:
+        for d in DRIVERS:
+            try:
+                for entry in d.get_log("performance"):
+                    msg = json.loads(entry["message"])["message"]
+                    if msg.get("method") == "Network.requestWillBeSent":
+                        u = msg["params"]["request"]["url"]
+                        # (chrome:// pages are the browser's own, never fetched.)
+                        if not u.startswith(("http://127.0.0.1", "data:", "blob:", "chrome:")):
+                            foreign.append(u)
+            finally:
+                close(d)
+    finally:
+        shutil.rmtree(PROFILES, ignore_errors=True)
+    assert foreign == [], foreign
 
 
 def test_admin_sets_up_a_collection_photos_and_keys():
@@ -674,20 +698,68 @@ def test_operator_searches_a_stored_video_and_follows_it_on_a_timeline():
     status, _, _ = fetch(d, f"/console/review/{review_id}/probe")
     assert status == 403
     # The frame is Lin's face: searched as a photo, it finds Lin.
-    with tempfile.NamedTemporaryFile(suffix=".jpg", delete=False) as f:
-        f.write(frame)
-    go(a, "/console/search?collection=hamilton")
-    a.find_element(By.ID, "case").send_keys("CASE-2026-0044")
-    a.find_element(By.ID, "purpose").send_keys("check the reviewed frame")
-    a.find_element(By.ID, "choose").send_keys(f.name)
-    wait(a, lambda d: h1(d) in ("Search results", "The search was not run"))
-    os.unlink(f.name)
+    with tempfile.TemporaryDirectory(prefix="kenning-frame-") as tmp:
+        photo = pathlib.Path(tmp) / "frame.jpg"
+        photo.write_bytes(frame)
+        go(a, "/console/search?collection=hamilton")
+        a.find_element(By.ID, "case").send_keys("CASE-2026-0044")
+        a.find_element(By.ID, "purpose").send_keys("check the reviewed frame")
+        a.find_element(By.ID, "choose").send_keys(str(photo))
+        wait(a, lambda d: h1(d) in ("Search results", "The search was not run"))
     top = a.find_elements(By.CSS_SELECTOR, "ol.cards li.card h3")
     assert top and top[0].text == "lin-manuel-miranda.png", a.find_element(By.TAG_NAME, "main").text
     status, _, _ = fetch(r, "/console/video")
     assert status == 403
     status, _, _ = fetch(r, job_url.replace(URL, ""))
     assert status == 403
+
+
+def test_admin_chooses_what_similarity_keeps_equal():
+    """The policy's Equalise field: every choice says what it costs, the
+    one chosen is saved and shown in the policy's words, and the
+    recogniser's default leaves the field out."""
+    a = STATE["admin"]
+    go(a, "/console/collections")
+    a.find_element(By.ID, "id").send_keys("equalised")
+    choices = a.find_elements(By.CSS_SELECTOR, "#equalise input[type=radio]")
+    assert [c.get_attribute("value") for c in choices] == ["", "FalseMatches", "Misses", "Balanced"]
+    assert choices[0].is_selected()
+    offered = a.find_element(By.ID, "equalise").text
+    for consequence in ("about 14% of genuine matches are missed",
+                        "more than half of genuine matches are missed",
+                        "about 69 times the best's false matches"):
+        assert consequence in offered, offered
+    a.find_element(By.CSS_SELECTOR, "#equalise input[value=Misses]").click()
+    a.find_element(By.XPATH, "//button[.='Create collection']").click()
+    wait(a, lambda d: h1(d) == "Collection equalised")
+
+    def said():
+        return a.find_element(By.CSS_SELECTOR, "main ul").text
+
+    def chosen():
+        a.find_element(By.XPATH, "//summary[.='Change the policy']").click()
+        return [c.get_attribute("value") for c in a.find_elements(By.CSS_SELECTOR, "#equalise input[type=radio]")
+                if c.is_selected()]
+
+    assert "Similarity keeps misses equal" in said(), said()
+    assert chosen() == ["Misses"]
+    check_page(a, "admin-collection-policy")
+    for value, words in [("FalseMatches", "Similarity keeps false matches equal"), ("", None)]:
+        a.find_element(By.CSS_SELECTOR, f"#equalise input[value='{value}']").click()
+        # The page before the save shows a flash too: wait for the new one.
+        old = a.find_element(By.TAG_NAME, "main")
+        a.find_element(By.XPATH, "//button[.='Save policy']").click()
+        wait(a, EC.staleness_of(old))
+        wait(a, lambda d: d.find_elements(By.CLASS_NAME, "flash"))
+        if words:
+            assert words in said(), said()
+        else:
+            assert "Similarity keeps" not in said() and "Similarity balances" not in said(), said()
+        assert chosen() == [value]
+    # What the server holds, as its audit trail records each policy set.
+    held = [r["record"]["details"]["Policy"] for r in audit_records()
+            if r["record"]["operation"] == "PutCollectionPolicy" and r["record"].get("collection") == "equalised"]
+    assert [p.get("Equalise") for p in held[-2:]] == ["FalseMatches", None], held
 
 
 def test_every_page_was_checked():

@@ -947,6 +947,11 @@ impl Governor {
             "UploadVideo" => return Err(ApiError::invalid_parameter(
                 "videos are uploaded with PUT /v1/buckets/{Bucket}/{Key} (the body is the file)",
             )),
+            "ListVideoJobs" | "ListVideos" => return Err(ApiError::new(
+                400,
+                "UnknownOperationException",
+                format!("{op} lists what the video service holds, and this front end has not started it"),
+            )),
             "ReadStreamOutput" => return Err(ApiError::invalid_parameter(
                 "stream outputs are read as Server-Sent Events: GET /v1/stream-outputs/{Name}/events \
                  and GET /v1/stream-processors/{Name}/tracks",
@@ -1651,7 +1656,8 @@ mod tests {
 
     #[test]
     fn enrolment_photos_are_read_only_from_inside_the_image_source() {
-        let root = std::env::temp_dir().join(format!("kenning-src-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
         let src = root.join("photos");
         std::fs::create_dir_all(&src).unwrap();
         let png = b"\x89PNG\r\n\x1a\n rest of a png";
@@ -1674,6 +1680,5 @@ mod tests {
             let e = read_enrolment_photo(&src, name).unwrap_err();
             assert_eq!(e.kind, kind, "{name}: {e}");
         }
-        let _ = std::fs::remove_dir_all(root);
     }
 }

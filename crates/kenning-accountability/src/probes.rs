@@ -159,7 +159,8 @@ mod tests {
 
     #[test]
     fn put_get_erase_and_sweep() {
-        let dir = std::env::temp_dir().join(format!("kenning-probes-{}", uuid::Uuid::new_v4()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("probes");
         let store = ProbeDir::open(&dir).unwrap();
         let (a, b) = (
             uuid::Uuid::new_v4().to_string(),
@@ -182,6 +183,5 @@ mod tests {
             .unwrap()
             .next()
             .is_none());
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -461,13 +461,14 @@ impl ReviewStore for ReviewQueue {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(id: &str, required: u8) -> ReviewItem {
+#[cfg(any(test, feature = "testing"))]
+impl ReviewItem {
+    /// A pending candidate (face "f" of collection "c", Similarity 97.5 at
+    /// threshold 90) that needs `required_reviewers`: the one item the
+    /// review-store tests of every backend queue and decide.
+    pub fn fixture(review_id: &str, required_reviewers: u8) -> Self {
         ReviewItem {
-            review_id: id.into(),
+            review_id: review_id.into(),
             collection_id: "c".into(),
             operation: "SearchFacesByImage".into(),
             request_id: "r".into(),
@@ -479,7 +480,7 @@ mod tests {
             external_image_id: None,
             similarity: 97.5,
             threshold: 90.0,
-            required_reviewers: required,
+            required_reviewers,
             status: Status::Pending,
             decisions: Vec::new(),
             other_decisions: 0,
@@ -487,6 +488,15 @@ mod tests {
             probe_face: None,
             video_frame: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str, required: u8) -> ReviewItem {
+        ReviewItem::fixture(id, required)
     }
 
     #[test]

@@ -13,4 +13,7 @@ pub mod error;
 pub mod ops;
 
 pub use error::ApiError;
-pub use ops::{dispatch, Counts, MAX_IMAGE_BYTES, OPERATIONS, STREAM_OPERATIONS, VIDEO_OPERATIONS};
+pub use ops::{
+    bounds, dispatch, Counts, MAX_IMAGE_BYTES, NUMERIC_BOUNDS, OPERATIONS, STREAM_OPERATIONS,
+    VIDEO_OPERATIONS,
+};

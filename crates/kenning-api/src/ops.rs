@@ -4,7 +4,9 @@
 //! the blocking pool.
 
 use base64::Engine as _;
-use kenning_collections::{Collections, QualityFilter};
+use kenning_collections::{
+    Collections, QualityFilter, MAX_INDEX_FACES, MAX_SEARCH_FACES, MAX_SEARCH_USERS,
+};
 use kenning_core::{ErrorCode, WireError};
 use kenning_image::DecodeLimits;
 use serde::de::DeserializeOwned;
@@ -146,6 +148,58 @@ fn quality(q: Option<&str>, default: QualityFilter) -> Result<QualityFilter, Api
     q.map_or(Ok(default), |s| s.parse().map_err(wire))
 }
 
+/// The numeric request parameters the operations bound: (operation,
+/// parameter, least, most). [`dispatch`] refuses a value outside them with
+/// InvalidParameterException, and the OpenAPI document publishes them as
+/// `minimum` and `maximum`, so the two cannot disagree.
+pub const NUMERIC_BOUNDS: &[(&str, &str, f64, f64)] = &[
+    ("IndexFaces", "MaxFaces", 1.0, MAX_INDEX_FACES as f64),
+    ("SearchFaces", "MaxFaces", 1.0, MAX_SEARCH_FACES as f64),
+    ("SearchFaces", "FaceMatchThreshold", 0.0, 100.0),
+    (
+        "SearchFacesByImage",
+        "MaxFaces",
+        1.0,
+        MAX_SEARCH_FACES as f64,
+    ),
+    ("SearchFacesByImage", "FaceMatchThreshold", 0.0, 100.0),
+    ("SearchUsers", "MaxUsers", 1.0, MAX_SEARCH_USERS as f64),
+    ("SearchUsers", "UserMatchThreshold", 0.0, 100.0),
+    (
+        "SearchUsersByImage",
+        "MaxUsers",
+        1.0,
+        MAX_SEARCH_USERS as f64,
+    ),
+    ("SearchUsersByImage", "UserMatchThreshold", 0.0, 100.0),
+    ("AssociateFaces", "UserMatchThreshold", 0.0, 100.0),
+    ("DisassociateFaces", "UserMatchThreshold", 0.0, 100.0),
+    ("CompareFaces", "SimilarityThreshold", 0.0, 100.0),
+    ("ListCollections", "MaxResults", 0.0, 4096.0),
+    ("ListFaces", "MaxResults", 0.0, 4096.0),
+    ("ListUsers", "MaxResults", 1.0, 500.0),
+];
+
+/// `op`'s bounds of `name` in [`NUMERIC_BOUNDS`].
+pub fn bounds(op: &str, name: &str) -> Option<(f64, f64)> {
+    NUMERIC_BOUNDS
+        .iter()
+        .find(|(o, n, ..)| *o == op && *n == name)
+        .map(|&(.., lo, hi)| (lo, hi))
+}
+
+/// A count parameter of `op` within its [`NUMERIC_BOUNDS`].
+fn count_in(op: &str, name: &str, v: Option<u64>) -> Result<Option<u64>, ApiError> {
+    let (lo, hi) = bounds(op, name).unwrap_or((0.0, u64::MAX as f64));
+    range(name, v, lo as u64, hi as u64)
+}
+
+/// A number parameter of `op` within its [`NUMERIC_BOUNDS`].
+fn number_in(op: &str, name: &str, v: Option<f64>) -> Result<Option<f64>, ApiError> {
+    let (lo, hi) = bounds(op, name).unwrap_or((f64::MIN, f64::MAX));
+    range(name, v, lo, hi)
+}
+
 fn range<T: PartialOrd + std::fmt::Display + Copy>(
     name: &str,
     v: Option<T>,
@@ -243,7 +297,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 None => None,
             };
             let pipeline = pipeline.as_deref().unwrap_or(c.pipeline());
-            let threshold = range("SimilarityThreshold", r.similarity_threshold, 0.0, 100.0)?
+            let threshold = number_in(op, "SimilarityThreshold", r.similarity_threshold)?
                 .unwrap_or(kenning_models::compare::DEFAULT_SIMILARITY_THRESHOLD);
             let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
             let s = decode(
@@ -304,7 +358,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 max_results: Option<u64>,
             }
             let r: R = args(body)?;
-            let max = range("MaxResults", r.max_results, 0, 4096)?;
+            let max = count_in(op, "MaxResults", r.max_results)?;
             to_value(
                 &c.list_collections(r.next_token.as_deref(), u32_of(max))
                     .map_err(wire)?,
@@ -330,7 +384,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 quality_filter: Option<String>,
             }
             let r: R = args(body)?;
-            let max = range("MaxFaces", r.max_faces, 1, 100)?;
+            let max = count_in(op, "MaxFaces", r.max_faces)?;
             let q = quality(r.quality_filter.as_deref(), QualityFilter::Auto)?;
             let bytes = r.image.bytes("Image", limits.max_bytes)?;
             let resp = c
@@ -358,7 +412,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 face_ids: Option<Vec<String>>,
             }
             let r: R = args(body)?;
-            let max = range("MaxResults", r.max_results, 0, 4096)?;
+            let max = count_in(op, "MaxResults", r.max_results)?;
             let mut v = to_value(
                 &c.list_faces(
                     &r.collection_id,
@@ -403,8 +457,8 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 face_match_threshold: Option<f64>,
             }
             let r: R = args(body)?;
-            let max = range("MaxFaces", r.max_faces, 1, 4096)?;
-            let t = range("FaceMatchThreshold", r.face_match_threshold, 0.0, 100.0)?;
+            let max = count_in(op, "MaxFaces", r.max_faces)?;
+            let t = number_in(op, "FaceMatchThreshold", r.face_match_threshold)?;
             to_value(
                 &c.search_faces(&r.collection_id, &r.face_id, t, usize_of(max))
                     .map_err(wire)?,
@@ -421,8 +475,8 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 quality_filter: Option<String>,
             }
             let r: R = args(body)?;
-            let max = range("MaxFaces", r.max_faces, 1, 4096)?;
-            let t = range("FaceMatchThreshold", r.face_match_threshold, 0.0, 100.0)?;
+            let max = count_in(op, "MaxFaces", r.max_faces)?;
+            let t = number_in(op, "FaceMatchThreshold", r.face_match_threshold)?;
             let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
             let bytes = r.image.bytes("Image", limits.max_bytes)?;
             counts.detected = 1;
@@ -455,7 +509,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 max_results: Option<u64>,
             }
             let r: R = args(body)?;
-            let max = range("MaxResults", r.max_results, 1, 500)?;
+            let max = count_in(op, "MaxResults", r.max_results)?;
             to_value(
                 &c.list_users(&r.collection_id, r.next_token.as_deref(), u32_of(max))
                     .map_err(wire)?,
@@ -472,7 +526,7 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
             }
             let r: R = args(body)?;
             count_range("FaceIds", r.face_ids.len(), 100)?;
-            range("UserMatchThreshold", r.user_match_threshold, 0.0, 100.0)?;
+            number_in(op, "UserMatchThreshold", r.user_match_threshold)?;
             if op == "AssociateFaces" {
                 to_value(
                     &c.associate_faces(&r.collection_id, &r.user_id, &r.face_ids)
@@ -496,8 +550,8 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 max_users: Option<u64>,
             }
             let r: R = args(body)?;
-            let max = range("MaxUsers", r.max_users, 1, 500)?;
-            let t = range("UserMatchThreshold", r.user_match_threshold, 0.0, 100.0)?;
+            let max = count_in(op, "MaxUsers", r.max_users)?;
+            let t = number_in(op, "UserMatchThreshold", r.user_match_threshold)?;
             to_value(
                 &c.search_users(
                     &r.collection_id,
@@ -520,8 +574,8 @@ pub fn dispatch(c: &Collections, op: &str, body: Value) -> Result<(Value, Counts
                 quality_filter: Option<String>,
             }
             let r: R = args(body)?;
-            let max = range("MaxUsers", r.max_users, 1, 500)?;
-            let t = range("UserMatchThreshold", r.user_match_threshold, 0.0, 100.0)?;
+            let max = count_in(op, "MaxUsers", r.max_users)?;
+            let t = number_in(op, "UserMatchThreshold", r.user_match_threshold)?;
             let q = quality(r.quality_filter.as_deref(), QualityFilter::None)?;
             let bytes = r.image.bytes("Image", limits.max_bytes)?;
             counts.detected = 1;

@@ -16,12 +16,6 @@ use sha2::{Digest, Sha256};
 
 use crate::common;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kenning-acct-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn examples(data: &Path) -> PathBuf {
     data.join("misc/face_recognition/examples")
 }
@@ -117,7 +111,7 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
         return;
     };
     let ex = examples(&data);
-    let dir = temp_dir("gov");
+    let dir = common::temp_path("acct-gov");
     let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
     let g = Governor::open(&dir, collections.clone()).unwrap();
     let admin = caller("ADMIN", Grant::admin(), None);
@@ -459,7 +453,6 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
         )
         .unwrap_err();
     assert!(e.message.contains("result is withheld"), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -475,7 +468,7 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
         return;
     };
     let ex = examples(&data);
-    let dir = temp_dir("cli");
+    let dir = common::temp_path("acct-cli");
     let path = |f: &str| ex.join(f).to_string_lossy().into_owned();
     common::stdout_json(&common::kenning_data(
         &dir,
@@ -678,7 +671,6 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
     assert!(common::kenning_data(&dir, &["audit", "verify"], &[])
         .status
         .success());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Without photos (faces imported into the store): a search that gives no
@@ -688,7 +680,7 @@ fn cli_policy_review_and_a_tamper_evident_trail() {
 /// nothing of its result.
 #[test]
 fn default_threshold_estimate_purpose_and_a_withheld_search() {
-    let dir = temp_dir("withheld");
+    let dir = common::temp_path("acct-withheld");
     let collections = Arc::new(Collections::open(&dir, common::pipeline().clone()).unwrap());
     let g = Governor::open(&dir, collections.clone()).unwrap();
     let admin = caller("ADMIN", Grant::admin(), None);
@@ -796,7 +788,6 @@ fn default_threshold_estimate_purpose_and_a_withheld_search() {
     assert!(!e.message.contains(&ids[1]), "{e}");
     drop(g);
     drop(collections);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A collection's policy `Equalise` chooses the calibration its searches
@@ -810,7 +801,7 @@ fn equalise_policy_scores_searches_with_the_chosen_calibration() {
         return;
     };
     let ex = examples(&data);
-    let dir = temp_dir("equalise");
+    let dir = common::temp_path("acct-equalise");
     let sface = common::sface();
     let collections = Arc::new(Collections::open(&dir, sface.clone()).unwrap());
     let g = Governor::open(&dir, collections.clone()).unwrap();
@@ -905,5 +896,4 @@ fn equalise_policy_scores_searches_with_the_chosen_calibration() {
         e.message.contains("Equalise") || e.message.contains("Sideways"),
         "{e}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

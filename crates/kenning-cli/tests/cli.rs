@@ -1,6 +1,6 @@
 //! The `kenning` binary, run as a user would.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -22,12 +22,6 @@ fn json_lines(out: &Output) -> Vec<Value> {
         .collect()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kenning-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -37,7 +31,7 @@ fn detect_reports_each_file_and_survives_bad_ones() {
     let Some(data) = common::data("detect_reports_each_file_and_survives_bad_ones") else {
         return;
     };
-    let dir = temp_dir("detect");
+    let dir = common::temp_dir("cli-detect");
     let good = data.join("misc/face_recognition/examples/two_people.jpg");
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(dir.join("a_good.jpg"), &bytes).unwrap();
@@ -69,7 +63,6 @@ fn detect_reports_each_file_and_survives_bad_ones() {
             .unwrap_or_else(|| panic!("no error for {bad}: {stderr}"));
         assert!(line.contains("InvalidImageFormatException"), "{line}");
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -146,7 +139,7 @@ fn compare_without_a_source_face_is_an_invalid_parameter() {
     let Some(data) = common::data("compare_without_a_source_face_is_an_invalid_parameter") else {
         return;
     };
-    let dir = temp_dir("noface");
+    let dir = common::temp_dir("cli-noface");
     // A flat grey image has no face.
     let grey = kenning_image::RgbImage::from_pixel(200, 200, image::Rgb([128, 128, 128]));
     grey.save(dir.join("grey.png")).unwrap();
@@ -159,7 +152,6 @@ fn compare_without_a_source_face_is_an_invalid_parameter() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("InvalidParameterException"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one clear line: {stderr}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -187,7 +179,7 @@ fn similarity(out: &Output) -> f64 {
 /// the built-in recogniser's embeddings bit for bit.
 #[test]
 fn models_export_writes_the_models_kenning_runs() {
-    let dir = temp_dir("export");
+    let dir = common::temp_dir("cli-export");
     let out = kenning(&["models", "export", "--out", s(&dir)]);
     assert!(
         out.status.success(),
@@ -269,7 +261,6 @@ fn models_export_writes_the_models_kenning_runs() {
             .all(|(a, b)| a.to_bits() == b.to_bits()),
         "the exported ResNet gives other embeddings"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// KENNING_CALIBRATION=global makes Similarity the distance table's; the

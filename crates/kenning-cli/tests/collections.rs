@@ -11,12 +11,6 @@ use kenning_models::{LoadedManifest, Pipeline, PipelineConfig};
 
 use crate::common;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kenning-coll-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn code<T: std::fmt::Debug>(r: kenning_collections::Result<T>) -> ErrorCode {
     r.expect_err("expected an error").code()
 }
@@ -43,7 +37,7 @@ fn collections_faces_and_users_behave_as_rekognition() {
     let Some(data) = common::data("collections_faces_and_users_behave_as_rekognition") else {
         return;
     };
-    let dir = temp_dir("ops");
+    let dir = common::temp_path("coll-ops");
     let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
 
     // Collections.
@@ -349,7 +343,6 @@ fn collections_faces_and_users_behave_as_rekognition() {
     );
     assert!(!index_file.exists());
     drop(c);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -357,7 +350,7 @@ fn a_collection_refuses_another_recognisers_vectors() {
     let Some(data) = common::data("a_collection_refuses_another_recognisers_vectors") else {
         return;
     };
-    let dir = temp_dir("model");
+    let dir = common::temp_path("coll-model");
     let photo = std::fs::read(data.join("misc/face_recognition/obama.jpg")).unwrap();
     // A collection made by a recogniser loaded from a manifest file...
     let manifest = common::root().join("crates/kenning-cli/tests/manifests/faceplugin-fr.json");
@@ -401,7 +394,6 @@ fn a_collection_refuses_another_recognisers_vectors() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidParameterException);
     drop(dlib);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// Every search's (FaceId, Similarity) list, for exact comparison.
@@ -437,7 +429,7 @@ fn loads_as_current(c: &Collections, collection: &str, path: &Path) -> bool {
 /// every search gives exactly what it gave before (no photos needed).
 #[test]
 fn a_damaged_missing_or_stale_index_is_rebuilt_to_the_same_results() {
-    let dir = temp_dir("rebuild");
+    let dir = common::temp_path("coll-rebuild");
     let path = dir.join("index/synthetic.kix");
     let c = Collections::open(&dir, common::pipeline().clone()).unwrap();
     c.create_collection("synthetic", "{}").unwrap();
@@ -512,7 +504,6 @@ fn a_damaged_missing_or_stale_index_is_rebuilt_to_the_same_results() {
         );
         drop(c);
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// At most 100 faces come out of an image, the largest ones: a mosaic of 48
@@ -565,7 +556,7 @@ fn at_most_the_100_largest_faces_of_an_image() {
     let large = widths.iter().filter(|w| **w > 58.0).count();
     assert_eq!(large, 48, "the largest faces are kept: {widths:?}");
 
-    let dir = temp_dir("cap");
+    let dir = common::temp_path("coll-cap");
     let c = Collections::open(&dir, pipeline).unwrap();
     c.create_collection("crowd", "{}").unwrap();
     let mut png = Vec::new();
@@ -582,5 +573,4 @@ fn at_most_the_100_largest_faces_of_an_image() {
     assert_eq!(r.face_records.len(), 100);
     assert_eq!(c.describe_collection("crowd").unwrap().face_count, 100);
     drop(c);
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -402,10 +402,7 @@ fn console_in_a_browser() {
     // The shared data's video folder is the bucket the video page searches.
     let cams = format!("cams={}", data.join("video").display());
     // And an empty one the operator uploads a video into from the phone.
-    let uploads_dir =
-        std::env::temp_dir().join(format!("kenning-console-uploads-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&uploads_dir);
-    std::fs::create_dir_all(&uploads_dir).unwrap();
+    let uploads_dir = common::temp_dir("console-uploads");
     let uploads = format!("uploads={}", uploads_dir.display());
     let main = Serve::start(&["--bucket", &cams, "--bucket", &uploads]);
     let short = Serve::start(&["--console-idle-timeout", "3"]);
@@ -422,10 +419,9 @@ fn console_in_a_browser() {
         .env("KENNING_TEST_DATA_DIR", &main.data)
         .env("KENNING_AXE", &axe)
         .env("KENNING_SCREENSHOTS", &shots)
-        .env("KENNING_UPLOADS", &uploads_dir)
+        .env("KENNING_UPLOADS", &*uploads_dir)
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&uploads_dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(
@@ -526,8 +522,7 @@ fn probe_photos_live_only_while_their_review_is_open() {
         return;
     };
     let examples = data.join("misc/face_recognition/examples");
-    let dir = std::env::temp_dir().join(format!("kenning-console-probes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::temp_dir("console-probes");
     let open = || {
         let c = kenning_collections::Collections::open(&dir, common::pipeline().clone()).unwrap();
         Governor::open(&dir, std::sync::Arc::new(c)).unwrap()
@@ -630,7 +625,6 @@ fn probe_photos_live_only_while_their_review_is_open() {
         ]
     );
     drop(g);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Every operation the console runs has its `/v1` REST route in
@@ -682,6 +676,8 @@ fn every_console_operation_has_a_rest_twin() {
         "RevokeAccessKey",
         "StartFaceSearch",
         "UploadVideo",
+        "ListVideoJobs",
+        "ListVideos",
     ] {
         assert!(used.contains(&op), "{op} not found in the console's source");
     }

@@ -1,7 +1,7 @@
 //! `kenning eval ...` and `kenning calibrate --check` on small real sets
 //! from ../shared/data: the reports are complete and their numbers sane.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -29,13 +29,6 @@ fn kenning_json(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("kenning {args:?}: stdout is not JSON ({e})"))
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kenning-eval-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -54,7 +47,7 @@ fn att_orl_verify_identify_and_calibration_check() {
         return;
     };
     let dir = data.join("identity/att_orl");
-    let tmp = temp_dir("orl");
+    let tmp = common::temp_dir("eval-orl");
     let cache = tmp.join("cache.jsonl");
     let (md, plots) = (tmp.join("verify.md"), tmp.join("plots"));
     let v = kenning_json(&[
@@ -219,7 +212,6 @@ fn att_orl_verify_identify_and_calibration_check() {
             "{r}"
         );
     }
-    let _ = std::fs::remove_dir_all(tmp);
 }
 
 /// Detection on dlib's annotated photos meets the face-pipeline target.
@@ -263,7 +255,7 @@ fn utkface_subset_fairness() {
             labels.push_str(&format!("{},{},{}\n", utk.join(f[0]).display(), f[2], f[3]));
         }
     }
-    let tmp = temp_dir("fairness");
+    let tmp = common::temp_dir("eval-fairness");
     std::fs::write(tmp.join("labels.csv"), labels).unwrap();
     let plots = tmp.join("plots");
     let genuine = data.join("identity/deepface");
@@ -335,7 +327,6 @@ fn utkface_subset_fairness() {
     assert!(std::fs::read_to_string(plots.join("fmr-1.svg"))
         .unwrap()
         .starts_with("<svg"));
-    let _ = std::fs::remove_dir_all(tmp);
 }
 
 /// Fair calibration (issue 7) on 600 UTKFace photos (60 per gender x race
@@ -369,7 +360,7 @@ fn utkface_subset_fair_calibration() {
             *n += 1;
         }
     }
-    let tmp = temp_dir("fair");
+    let tmp = common::temp_dir("eval-fair");
     let (list, labels) = (tmp.join("calibration.txt"), tmp.join("labels.csv"));
     std::fs::write(&list, calibration).unwrap();
     std::fs::write(&labels, held_out).unwrap();
@@ -417,5 +408,4 @@ fn utkface_subset_fair_calibration() {
         (0.05..=0.09).contains(&global) && fair <= 0.03,
         "worst same-group FMR: fair {fair}, global {global}"
     );
-    let _ = std::fs::remove_dir_all(&tmp);
 }

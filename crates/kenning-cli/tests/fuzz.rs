@@ -36,7 +36,7 @@ fn run(what: &str, cmd: &mut Command) -> String {
 fn fuzzed_requests_get_no_server_error_hang_or_unbounded_memory() {
     let seconds = std::env::var("KENNING_FUZZ_SECONDS").unwrap_or_else(|_| "30".into());
     let seed = std::env::var("KENNING_FUZZ_SEED").unwrap_or_else(|_| "1".into());
-    let work = std::env::temp_dir().join(format!("kenning-fuzz-{}", std::process::id()));
+    let work = common::temp_dir("fuzz");
     let bucket = work.join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     // A bucket, so the video operations run instead of being unknown.
@@ -81,5 +81,4 @@ fn fuzzed_requests_get_no_server_error_hang_or_unbounded_memory() {
     eprintln!("server peak RSS after fuzzing: {peak} MiB");
     assert!(peak < 1536, "server peak RSS {peak} MiB");
     assert!(server.terminate().success());
-    let _ = std::fs::remove_dir_all(&work);
 }

@@ -96,7 +96,7 @@ fn same_photos_same_responses_on_both_backends() {
     let Some(db) = TestDb::new(test) else {
         return;
     };
-    let dir = std::env::temp_dir().join(unique("kenning-same"));
+    let dir = common::temp_path("same");
     let key = master_key(&dir);
     let node_data = dir.join("node-data");
     let embedded = Server::start_in(dir.join("embedded"), &[]);
@@ -220,7 +220,6 @@ fn same_photos_same_responses_on_both_backends() {
         local.is_empty(),
         "a node on a database kept something on local disk: {local:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A primary and a synchronous standby of their own (scripts/postgres.sh
@@ -377,7 +376,7 @@ fn failover_loses_no_acknowledged_write() {
     }
     let cluster = Cluster::start();
     let url = cluster.multi_host();
-    let dir = std::env::temp_dir().join(unique("kenning-failover-nodes"));
+    let dir = common::temp_path("failover-nodes");
     let key = master_key(&dir);
     let args = [
         "--database",
@@ -485,7 +484,6 @@ fn failover_loses_no_acknowledged_write() {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert!(out.status.success() && report["Valid"] == true, "{report}");
     drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `kenning serve --database DB` with whatever else `args` gives, expected
@@ -523,7 +521,7 @@ fn database_faults_at_start_and_while_serving() {
         return;
     };
     let admin = server(test).unwrap();
-    let dir = std::env::temp_dir().join(unique("kenning-db-faults"));
+    let dir = common::temp_path("db-faults");
 
     // Unreachable at start: a port nothing listens on (bound, then released).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -621,7 +619,6 @@ fn database_faults_at_start_and_while_serving() {
         "{text}"
     );
     assert!(!text.contains(&db.password()), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs the kenning binary with `args` (and the models), returning its exit
@@ -663,7 +660,7 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
     let Some(db) = TestDb::new(test) else {
         return;
     };
-    let dir = std::env::temp_dir().join(unique("kenning-migrate"));
+    let dir = common::temp_path("migrate");
     let key = master_key(&dir);
     let key_arg = key.to_str().unwrap();
     let source = dir.join("source");
@@ -926,7 +923,6 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         key_arg,
     ]);
     assert_eq!(in_other, verified);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Waits until `check` gives `Some`, polling every 200 ms, at most `secs`.

@@ -77,7 +77,7 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
         .fair_calibration
         .clone()
         .expect("SFace ships a fair calibration");
-    let dir = common::temp_dir("fit");
+    let dir = common::temp_dir("selfcal-fit");
     let c = Collections::open(&dir, p.clone()).unwrap();
     c.create_collection("g", "{}").unwrap();
     let n = 1200;
@@ -222,12 +222,11 @@ fn a_fitted_collection_calibration_scores_every_search_as_its_gallery_measured()
         .unwrap();
     assert_eq!(reset.calibration.source, "SHIPPED");
     assert_eq!(search(&c, &ids[0], 50.0), before);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn too_small_a_gallery_is_refused_and_the_shipped_calibration_stays() {
-    let dir = common::temp_dir("small");
+    let dir = common::temp_dir("selfcal-small");
     let c = Collections::open(&dir, common::sface().clone()).unwrap();
     c.create_collection("g", "{}").unwrap();
     // One face short once the unlabelled face is left out.
@@ -268,12 +267,11 @@ fn too_small_a_gallery_is_refused_and_the_shipped_calibration_stays() {
             .code(),
         ErrorCode::ResourceNotFoundException
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_command_fits_checks_and_resets_and_each_is_audited() {
-    let dir = common::temp_dir("cli");
+    let dir = common::temp_dir("selfcal-cli");
     common::stdout_json(&common::kenning_data(
         &dir,
         &["collection", "create", "g"],
@@ -337,7 +335,6 @@ fn the_command_fits_checks_and_resets_and_each_is_audited() {
     assert!(common::kenning_data(&dir, &["audit", "verify"], &[])
         .status
         .success());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One embedded photo: (embedding, person, domain).
@@ -435,7 +432,7 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
         probes.len()
     );
 
-    let dir = common::temp_dir("real");
+    let dir = common::temp_dir("selfcal-real");
     let c = Collections::open(&dir, common::sface().clone()).unwrap();
     c.create_collection("g", "{}").unwrap();
     let vectors: Vec<Vec<f32>> = gallery.iter().map(|(_, f)| f.0.clone()).collect();
@@ -482,7 +479,6 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
             "Similarity {s}: ratio {ratio}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
     minimum_size_measurement(&gallery, &probes);
 }
 

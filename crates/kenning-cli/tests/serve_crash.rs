@@ -50,9 +50,8 @@ fn acknowledged_writes_survive_kill_9_of_the_server() {
         return;
     };
     let examples = data.join("misc/face_recognition/examples");
-    let dir = std::env::temp_dir().join(format!("kenning-serve-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let server = Server::start_in(dir.clone(), &[]);
+    let dir = common::temp_path("serve-crash");
+    let server = Server::start_in(dir.path_buf(), &[]);
 
     let mut writer = Command::new(common::root().join(".cache/venv-test/bin/python"))
         .arg(common::root().join("tests/crash/boto3_writes.py"))
@@ -93,7 +92,7 @@ fn acknowledged_writes_survive_kill_9_of_the_server() {
     }
     assert!(!deleted.is_empty(), "no deletion acknowledged: {acks:?}");
 
-    let server = Server::start_in(dir.clone(), &[]);
+    let server = Server::start_in(dir.path_buf(), &[]);
     let present = face_ids(&server);
     let lost: Vec<_> = indexed
         .difference(&deleted)

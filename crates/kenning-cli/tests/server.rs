@@ -20,19 +20,18 @@ pub(crate) struct Server {
     child: Child,
     pub(crate) addr: String,
     pub(crate) data: PathBuf,
+    /// The data directory when [`Server::start`] made it: removed after the
+    /// process is killed (fields drop after `Drop::drop`).
+    _owned: Option<common::TempDir>,
 }
 
 impl Server {
+    /// `kenning serve EXTRA` on a fresh data directory that goes with it.
     pub(crate) fn start(extra: &[&str]) -> Self {
-        let data = std::env::temp_dir().join(format!(
-            "kenning-serve-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        Self::start_in(data, extra)
+        let data = common::temp_path("serve");
+        let mut server = Self::start_in(data.path_buf(), extra);
+        server._owned = Some(data);
+        server
     }
 
     pub(crate) fn start_in(data: PathBuf, extra: &[&str]) -> Self {
@@ -79,7 +78,12 @@ impl Server {
         }
         assert!(addr.ip().is_loopback(), "unexpected first line {first:?}");
         let addr = addr.to_string();
-        Self { child, addr, data }
+        Self {
+            child,
+            addr,
+            data,
+            _owned: None,
+        }
     }
 
     pub(crate) fn endpoint(&self) -> String {
@@ -91,7 +95,8 @@ impl Server {
         self.child.id()
     }
 
-    /// SIGTERM, then the exit status; the data directory stays.
+    /// SIGTERM, then the exit status; the data directory stays unless
+    /// [`Server::start`] made it.
     pub(crate) fn stop(self) -> std::process::ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
@@ -109,7 +114,7 @@ impl Server {
     pub(crate) fn terminate(self) -> std::process::ExitStatus {
         let data = self.data.clone();
         let status = self.stop();
-        let _ = std::fs::remove_dir_all(&data);
+        common::remove_tree(&data);
         status
     }
 }
@@ -347,7 +352,9 @@ fn harmless_body(op: &str, coll: &str, role: &str) -> String {
         "CompareFaces" => serde_json::json!({ "SourceImage": image, "TargetImage": image }),
         "CreateCollection" => serde_json::json!({ "CollectionId": format!("new-{role}") }),
         "DeleteCollection" => serde_json::json!({ "CollectionId": format!("gone-{role}") }),
-        "ListCollections" | "VerifyAudit" | "RunRetention" => serde_json::json!({}),
+        "ListCollections" | "VerifyAudit" | "RunRetention" | "ListVideoJobs" | "ListVideos" => {
+            serde_json::json!({})
+        }
         "ExportAudit" => serde_json::json!({ "MaxResults": 1 }),
         "ListReviewItems" => serde_json::json!({ "CollectionId": coll }),
         "DecideReviewItem" => {
@@ -733,6 +740,7 @@ fn rest_answer(method: &str, path: &str) -> (u16, &'static str) {
         // Parameters are checked before anything is looked up.
         (_, p) if p.ends_with("/users/nobody/faces") => BAD,
         ("DELETE", p) if p.ends_with("/users/nobody") => MISSING,
+        ("GET", "/v1/video/jobs") => (200, ""),
         ("GET", p) if p.starts_with("/v1/video/") => MISSING,
         // No such review, and a collection without an image source.
         ("GET", p) if p.ends_with("/probe") || p.ends_with("/image") => MISSING,
@@ -749,6 +757,132 @@ fn rest_answer(method: &str, path: &str) -> (u16, &'static str) {
         ("GET" | "DELETE", _) | ("POST", "/v1/retention/run") => (200, ""),
         _ => BAD,
     }
+}
+
+/// Which of `candidates` match `pattern` whole (Python's `re`, as a client
+/// validating against the schema would).
+fn full_matches(pattern: &str, candidates: &[String]) -> Vec<bool> {
+    let out = Command::new(common::test_python())
+        .args([
+            "-c",
+            "import json, re, sys; p, c = json.loads(sys.argv[1]); \
+             print(json.dumps([re.fullmatch(p, s) is not None for s in c]))",
+        ])
+        .arg(serde_json::json!([pattern, candidates]).to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The input constraints /openapi.json publishes are the ones the server
+/// enforces: what the schema forbids is refused with
+/// InvalidParameterException, what it allows is accepted.
+#[test]
+fn openapi_constraints_are_what_the_server_enforces() {
+    use base64::Engine as _;
+    let Some(data) = common::data("openapi_constraints_are_what_the_server_enforces") else {
+        return;
+    };
+    let server = Server::start(&[]);
+    let auth = vec![
+        (
+            "authorization",
+            format!("Bearer {}", create_token(&server.data, KEY_ID)),
+        ),
+        ("content-type", "application/json".to_owned()),
+    ];
+    let (status, _, doc) = http(&server.addr, "GET", "/openapi.json", &[], b"");
+    assert_eq!(status, 200);
+    let doc = json(&doc);
+    let post = |path: &str, body: &serde_json::Value| {
+        let (status, _, text) = http(
+            &server.addr,
+            "POST",
+            path,
+            &auth,
+            body.to_string().as_bytes(),
+        );
+        (
+            status,
+            json(&text)["__type"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let refused = (400, "InvalidParameterException".to_owned());
+
+    // CollectionId: length and characters.
+    let id = &doc["paths"]["/v1/collections"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"]["properties"]["CollectionId"];
+    let (min, max) = (
+        id["minLength"].as_u64().unwrap() as usize,
+        id["maxLength"].as_u64().unwrap() as usize,
+    );
+    let ids: Vec<String> = vec![
+        "a".repeat(max),
+        "b".repeat(max + 1),
+        "c".repeat(min),
+        String::new(),
+        "ok_id.1-x".into(),
+        "not ok".into(),
+        "not:ok".into(),
+        "nöt".into(),
+    ];
+    let fits = full_matches(id["pattern"].as_str().unwrap(), &ids);
+    for (c, fits) in ids.iter().zip(fits) {
+        let allowed = fits && (min..=max).contains(&c.chars().count());
+        let got = post("/v1/collections", &serde_json::json!({ "CollectionId": c }));
+        if allowed {
+            assert_eq!(got, (200, String::new()), "{c:?} is allowed");
+        } else {
+            assert_eq!(got, refused, "{c:?} is forbidden");
+        }
+    }
+
+    // Numeric ranges: every bound and just past it.
+    let photo = std::fs::read(data.join("misc/face_recognition/examples/obama-240p.jpg")).unwrap();
+    let image = serde_json::json!({ "Image": { "Bytes": base64::engine::general_purpose::STANDARD.encode(photo) } });
+    let coll = "ok_id.1-x";
+    for (path, name) in [
+        ("/v1/collections/{CollectionId}/faces", "MaxFaces"),
+        ("/v1/collections/{CollectionId}/search", "MaxFaces"),
+        (
+            "/v1/collections/{CollectionId}/search",
+            "FaceMatchThreshold",
+        ),
+    ] {
+        let p = doc["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} has no {name}"));
+        let (lo, hi) = (
+            p["schema"]["minimum"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{path} {name}: {p}")),
+            p["schema"]["maximum"].as_f64().unwrap(),
+        );
+        let step = if p["schema"]["type"] == "integer" {
+            1.0
+        } else {
+            0.5
+        };
+        for (v, allowed) in [
+            (lo - step, false),
+            (lo, true),
+            (hi, true),
+            (hi + step, false),
+        ] {
+            let url = format!("{}?{name}={v}", path.replace("{CollectionId}", coll));
+            let got = post(&url, &image);
+            if allowed {
+                assert_eq!(got.0, 200, "{path} {name}={v}: {got:?}");
+            } else {
+                assert_eq!(got, refused, "{path} {name}={v}");
+            }
+        }
+    }
+    assert!(server.terminate().success());
 }
 
 #[test]
@@ -808,7 +942,7 @@ fn every_openapi_path_answers() {
         "unexpected answers:\n{}",
         wrong.join("\n")
     );
-    assert_eq!(checked, 43, "operations documented in /openapi.json");
+    assert_eq!(checked, 45, "operations documented in /openapi.json");
 
     // A multipart upload, as `curl -F image=@photo.jpg -F MaxFaces=1` sends it.
     if let Some(data) = common::data("every_openapi_path_answers (multipart)") {
@@ -844,7 +978,7 @@ fn anonymous_access_needs_loopback_or_an_explicit_flag() {
             "--allow-anonymous",
             "--data",
         ])
-        .arg(std::env::temp_dir().join("kenning-anon-refused"))
+        .arg(&*common::temp_dir("anon-refused"))
         .output()
         .unwrap();
     assert!(!out.status.success());

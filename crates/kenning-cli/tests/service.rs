@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,16 +27,10 @@ use crate::server::{
 
 const ROOT: (&str, &str) = (KEY_ID, SECRET);
 
-/// A fresh data directory path (not created).
-fn fresh_dir(name: &str) -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    std::env::temp_dir().join(format!(
-        "kenning-service-{name}-{}-{nanos}",
-        std::process::id()
-    ))
+/// A fresh data directory path (not created), removed when the guard
+/// drops.
+fn fresh_dir(name: &str) -> common::TempDir {
+    common::temp_path(&format!("service-{name}"))
 }
 
 /// `op` signed with the root key: (status, body).
@@ -120,8 +114,9 @@ fn in_background(
 
 /// Creates `collections` (id, policy) on a fresh server, stops it, and
 /// returns the data directory.
-fn data_with(name: &str, collections: &[(&str, Value)]) -> PathBuf {
-    let server = Server::start_in(fresh_dir(name), &[]);
+fn data_with(name: &str, collections: &[(&str, Value)]) -> common::TempDir {
+    let data = fresh_dir(name);
+    let server = Server::start_in(data.path_buf(), &[]);
     for (id, policy) in collections {
         ok(
             &server,
@@ -129,7 +124,6 @@ fn data_with(name: &str, collections: &[(&str, Value)]) -> PathBuf {
             json!({ "CollectionId": id, "Policy": policy }),
         );
     }
-    let data = server.data.clone();
     assert!(server.stop().success());
     data
 }
@@ -269,7 +263,7 @@ fn max_concurrent_bounds_the_operations_running_at_once() {
 fn sigterm_finishes_requests_in_flight_and_saves_indexes() {
     let data = data_with("sigterm", &[("kept", json!({}))]);
     let ids = import(&data, "kept", 10, 100, 0);
-    let server = Server::start_in(data.clone(), &[]);
+    let server = Server::start_in(data.path_buf(), &[]);
     // A search loads the index (and saves it, built from the store).
     let found = ok(
         &server,
@@ -311,7 +305,6 @@ fn sigterm_finishes_requests_in_flight_and_saves_indexes() {
     let index = kenning_index::Index::load(&index_file, &expect).expect("saved at shutdown");
     assert_eq!(index.len(), 9);
     drop(store);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// `kill -TERM`, as a service manager stops a service.
@@ -343,7 +336,7 @@ fn retention_runs_when_asked_and_on_schedule() {
     let kept = import(&data, "forever", 1, 400, 3);
 
     // No schedule: only the request deletes.
-    let server = Server::start_in(data.clone(), &["--retention-interval", "0"]);
+    let server = Server::start_in(data.path_buf(), &["--retention-interval", "0"]);
     let mut all = old.clone();
     all.extend(fresh.iter().cloned());
     assert_eq!(face_ids(&server, "brief"), sorted(all));
@@ -363,7 +356,7 @@ fn retention_runs_when_asked_and_on_schedule() {
     // The scheduled pass, at start.
     let due = import(&data, "brief", 1, 500, 2);
     let auditor = create_key(&data, &["--role", "auditor"]);
-    let server = Server::start_in(data.clone(), &[]);
+    let server = Server::start_in(data.path_buf(), &[]);
     eventually("the scheduled retention pass", || {
         face_ids(&server, "brief") == fresh
     });
@@ -409,7 +402,7 @@ fn audit_export_pages_filters_and_records_case_and_purpose() {
     let ids = import(&data, "seen", 3, 600, 0);
     let auditor = create_key(&data, &["--role", "auditor"]);
     let auditor = (auditor.0.as_str(), auditor.1.as_str());
-    let server = Server::start_in(data.clone(), &[]);
+    let server = Server::start_in(data.path_buf(), &[]);
     for i in 0..5 {
         ok(
             &server,
@@ -558,9 +551,10 @@ fn audit_export_pages_filters_and_records_case_and_purpose() {
 fn access_log_and_a_private_data_directory() {
     for format in ["text", "json"] {
         let data = fresh_dir(&format!("log-{format}"));
-        let log_path = data.with_extension("log");
+        let logs = common::temp_dir(&format!("service-log-{format}"));
+        let log_path = logs.join("server.log");
         let log = File::create(&log_path).unwrap();
-        let server = Server::start_with(data.clone(), &["--log-format", format], |cmd| {
+        let server = Server::start_with(data.path_buf(), &["--log-format", format], |cmd| {
             cmd.env("RUST_LOG", "info").stderr(Stdio::from(log));
         });
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

@@ -30,13 +30,6 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (n(a) * n(b))
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kenning-sface-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Image files under `dir` (recursively), sorted.
 fn photos(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -186,7 +179,7 @@ fn sface_alignment_matches_opencv_face_recognizer_sf() {
     };
     let root = common::root();
     let python = common::test_python();
-    let dir = temp_dir("opencv");
+    let dir = common::temp_dir("sface-opencv");
     let p = common::sface();
     // The model OpenCV runs: the shipped file's own function in fp32
     // (OpenCV reads neither the shipped file's inputs nor the int8 last
@@ -266,7 +259,6 @@ fn sface_alignment_matches_opencv_face_recognizer_sf() {
         ours.len()
     );
     assert!(1.0 - worst.0 <= 1e-3, "cosine {} on {}", worst.0, worst.1);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A service whose default is SFace, with a dlib collection beside an SFace
@@ -291,7 +283,7 @@ fn collections_of_each_recogniser_live_side_by_side_and_refuse_each_others_vecto
     let Some(data) = common::data("collections_of_each_recogniser_live_side_by_side") else {
         return;
     };
-    let dir = temp_dir("side-by-side");
+    let dir = common::temp_dir("sface-side-by-side");
     let examples = data.join("misc/face_recognition");
     let (obama, obama2) = (examples.join("obama.jpg"), examples.join("obama2.jpg"));
     let bytes = |p: &Path| std::fs::read(p).unwrap();
@@ -401,7 +393,6 @@ fn collections_of_each_recogniser_live_side_by_side_and_refuse_each_others_vecto
         .unwrap();
     assert!((f64::from(r.face_matches[0].similarity) - reported[0]).abs() < 0.01);
     drop(c);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A collection written before collections chose their recogniser records
@@ -412,7 +403,7 @@ fn a_collection_made_before_sface_keeps_dlib() {
     let Some(data) = common::data("a_collection_made_before_sface_keeps_dlib") else {
         return;
     };
-    let dir = temp_dir("before");
+    let dir = common::temp_dir("sface-before");
     let photo = std::fs::read(data.join("misc/face_recognition/obama.jpg")).unwrap();
     {
         // What an older Kenning wrote: the store's record, dlib's FaceModel.
@@ -447,7 +438,6 @@ fn a_collection_made_before_sface_keeps_dlib() {
     );
     assert!(cosine(&v, &want) > 0.9999);
     drop(c);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// CompareFaces takes Kenning's `Recogniser` extension; without it, the
@@ -457,7 +447,7 @@ fn compare_faces_uses_the_chosen_recognisers_calibration() {
     let Some(data) = common::data("compare_faces_uses_the_chosen_recognisers_calibration") else {
         return;
     };
-    let dir = temp_dir("compare");
+    let dir = common::temp_dir("sface-compare");
     let examples = data.join("misc/face_recognition");
     let (a, b) = (examples.join("obama.jpg"), examples.join("obama2.jpg"));
     let c = side_by_side(&dir);
@@ -483,7 +473,6 @@ fn compare_faces_uses_the_chosen_recognisers_calibration() {
     let err = kenning_api::ops::dispatch(&c, "CompareFaces", req).unwrap_err();
     assert_eq!(err.kind, "InvalidParameterException");
     drop(c);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 fn kenning(args: &[&str], data: &Path) -> std::process::Output {
@@ -503,7 +492,7 @@ fn cli_chooses_the_recogniser_and_reindexing_is_idempotent() {
     let Some(data) = common::data("cli_chooses_the_recogniser_and_reindexing_is_idempotent") else {
         return;
     };
-    let dir = temp_dir("cli");
+    let dir = common::temp_dir("sface-cli");
     let photos = data.join("identity/deepface");
     let ok = |out: &std::process::Output| {
         assert!(
@@ -549,5 +538,4 @@ fn cli_chooses_the_recogniser_and_reindexing_is_idempotent() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("skipped (already indexed"), "{stderr}");
     assert!(stderr.contains("0 faces indexed"), "{stderr}");
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::common;
 use crate::server::{self, Server, KEY_ID, SECRET};
 
-fn temp(name: &str) -> PathBuf {
+fn temp(name: &str) -> common::TempDir {
     common::temp_dir(&format!("streams-{name}"))
 }
 
@@ -539,7 +539,4 @@ fn boto3_drives_live_stream_processors_and_nothing_of_strangers_is_kept() {
         kept_refs,
         "the scan misses the reference faces the collection keeps"
     );
-    for d in [bucket, out, data, scratch] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }

@@ -83,8 +83,7 @@ fn curl_sigv4_http2(addr: &str, ca: &Path) -> (String, String) {
 #[test]
 fn tls_serves_boto3_aws_cli_and_http2_and_reloads_on_sighup() {
     let python = common::test_python();
-    let certs = std::env::temp_dir().join(format!("kenning-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&certs);
+    let certs = common::temp_path("tls");
     let (cert, key) = dev_cert(&certs);
     let server = Server::start(&[
         "--tls-cert",
@@ -156,12 +155,11 @@ fn tls_serves_boto3_aws_cli_and_http2_and_reloads_on_sighup() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&certs);
 }
 
 #[test]
 fn plain_http_on_a_non_loopback_address_warns() {
-    let data = std::env::temp_dir().join(format!("kenning-plain-{}", std::process::id()));
+    let data = common::temp_path("plain");
     let mut child = Command::new(common::kenning_bin())
         .arg("--models")
         .arg(common::models())
@@ -181,7 +179,6 @@ fn plain_http_on_a_non_loopback_address_warns() {
         .collect();
     let _ = child.kill();
     let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&data);
     assert!(
         lines
             .iter()

@@ -21,7 +21,7 @@ fn videos(test: &str) -> Option<PathBuf> {
     common::data(test).map(|d| d.join("video"))
 }
 
-fn temp(name: &str) -> PathBuf {
+fn temp(name: &str) -> common::TempDir {
     common::temp_dir(&format!("video-{name}"))
 }
 
@@ -225,7 +225,6 @@ fn cli_search_finds_both_hamilton_people_once_per_appearance() {
         lines.iter().filter(|l| !l["BestMatch"].is_null()).count(),
         distinct.len() - persons_without_match(persons)
     );
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 fn persons_without_match(persons: &[Value]) -> usize {
@@ -299,12 +298,15 @@ fn cli_detects_a_street_crowd_and_tracks_it_stably() {
         "{} persons for at most 8 faces a frame",
         tracks.len()
     );
-    let _ = std::fs::remove_dir_all(&data);
 }
 
-/// Bad files, and a copy of the clips, in a fresh bucket directory.
-fn bucket(video: &Path) -> PathBuf {
-    let dir = temp("bucket");
+/// Bad files, and a copy of the clips, in a fresh bucket directory: its
+/// path, and the guard of the folder holding it and the file its symlink
+/// escapes to (so both go when the test ends).
+fn bucket(video: &Path) -> (PathBuf, common::TempDir) {
+    let root = temp("bucket");
+    let dir = root.join("bucket");
+    std::fs::create_dir(&dir).unwrap();
     for f in ["short_hamilton_clip.mp4", "street_crowd_1080p.mp4"] {
         std::fs::copy(video.join(f), dir.join(f)).unwrap();
     }
@@ -363,13 +365,10 @@ fn bucket(video: &Path) -> PathBuf {
         std::fs::write(dir.join(name), y4m).unwrap();
     }
     std::fs::create_dir_all(dir.join("sub")).unwrap();
-    let outside = dir.parent().unwrap().join(format!(
-        "outside-{}.mp4",
-        dir.file_name().unwrap().to_string_lossy()
-    ));
+    let outside = root.join("outside.mp4");
     std::fs::copy(video.join("short_hamilton_clip.mp4"), &outside).unwrap();
     std::os::unix::fs::symlink(&outside, dir.join("link-outside.mp4")).unwrap();
-    dir
+    (dir, root)
 }
 
 /// One request a webhook received: lower-cased headers and the body.
@@ -430,7 +429,7 @@ fn boto3_drives_video_jobs_errors_and_webhooks() {
     };
     let root = common::root();
     let python = common::test_python();
-    let dir = bucket(&video);
+    let (dir, _root) = bucket(&video);
     let hook = hook();
     let bucket_arg = format!("videos={}", dir.display());
     let notify_arg = format!("{TOPIC}={}", hook.url);
@@ -469,7 +468,7 @@ fn boto3_drives_video_jobs_errors_and_webhooks() {
         .env("KENNING_TEST_TOKEN", &root_token)
         .env(
             "KENNING_TEST_ROLE_KEYS",
-            Value::Object(role_keys).to_string(),
+            Value::Object(role_keys.clone()).to_string(),
         )
         .env("KENNING_TEST_REFERENCE", video.join("reference"))
         .env("KENNING_TEST_CLIP", &clip)
@@ -505,8 +504,92 @@ fn boto3_drives_video_jobs_errors_and_webhooks() {
     assert_eq!(v["Video"]["S3ObjectName"], "short_hamilton_clip.mp4");
     assert_eq!(v["Video"]["S3Bucket"], "videos");
     assert!(v["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+    listings_go_through_the_operations(&server, &root_token, &Value::Object(role_keys));
     assert!(server.terminate().success());
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// ListVideoJobs and ListVideos (the console's video page lists through
+/// them): an admin sees every job, an operator its own, a reviewer is
+/// refused and the refusal is in the audit trail; MaxResults is bounded.
+fn listings_go_through_the_operations(server: &Server, root_token: &str, roles: &Value) {
+    let get = |token: &str, path: &str| {
+        let (status, _, body) = server::http(
+            &server.addr,
+            "GET",
+            path,
+            &[("authorization", format!("Bearer {token}"))],
+            b"",
+        );
+        (status, server::json(&body))
+    };
+    let (status, all) = get(root_token, "/v1/video/jobs");
+    assert_eq!(status, 200, "{all}");
+    let jobs = all["Jobs"].as_array().unwrap();
+    let search = jobs
+        .iter()
+        .find(|j| j["Operation"] == "StartFaceSearch" && j["JobStatus"] == "SUCCEEDED")
+        .unwrap_or_else(|| panic!("no finished search among {all}"));
+    assert_eq!(search["Video"]["Name"], "short_hamilton_clip.mp4");
+    let id = search["JobId"].as_str().unwrap();
+    let (status, one) = get(root_token, &format!("/v1/video/jobs?JobId={id}"));
+    assert_eq!((status, one["Jobs"].as_array().unwrap().len()), (200, 1));
+    let operator = roles["operator"][0].as_str().unwrap();
+    let (status, own) = get(roles["operator"][2].as_str().unwrap(), "/v1/video/jobs");
+    assert_eq!(status, 200, "{own}");
+    assert!(
+        own["Jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["StartedBy"] == operator),
+        "{own}"
+    );
+    if search["StartedBy"] != operator {
+        let path = format!("/v1/video/jobs?JobId={id}");
+        let (status, other) = get(roles["operator"][2].as_str().unwrap(), &path);
+        assert_eq!((status, other["Jobs"].clone()), (200, json!([])));
+    }
+    let (status, listed) = get(root_token, "/v1/buckets");
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["Buckets"][0]["Name"], "videos");
+    let names = listed["Buckets"][0]["Videos"].as_array().unwrap();
+    assert!(
+        names.contains(&json!("short_hamilton_clip.mp4")),
+        "{listed}"
+    );
+    let (status, first) = get(root_token, "/v1/buckets?MaxResults=1");
+    assert_eq!(
+        (
+            status,
+            first["Buckets"][0]["Videos"].as_array().unwrap().len()
+        ),
+        (200, 1)
+    );
+    let (status, bad) = get(root_token, "/v1/buckets?MaxResults=0");
+    assert_eq!(
+        (status, bad["__type"].clone()),
+        (400, json!("InvalidParameterException"))
+    );
+    let reviewer = roles["reviewer"][0].as_str().unwrap();
+    for path in ["/v1/video/jobs", "/v1/buckets"] {
+        let (status, refused) = get(roles["reviewer"][2].as_str().unwrap(), path);
+        assert_eq!(
+            (status, refused["__type"].clone()),
+            (403, json!("AccessDeniedException"))
+        );
+    }
+    let audit = std::fs::read_to_string(server.data.join("audit/audit.jsonl")).unwrap();
+    for op in ["ListVideoJobs", "ListVideos"] {
+        assert!(
+            audit.lines().any(|l| {
+                let r = &server::json(l)["record"];
+                r["operation"] == op
+                    && r["access_key"] == reviewer
+                    && r["outcome"] == "AccessDeniedException"
+            }),
+            "the reviewer's refused {op} is not in the audit trail"
+        );
+    }
 }
 
 #[test]
@@ -518,7 +601,7 @@ fn a_server_killed_mid_job_resumes_it_after_restart() {
     std::fs::copy(video.join("street_crowd_1080p.mp4"), dir.join("crowd.mp4")).unwrap();
     let data = temp("kill-data");
     let bucket_arg = format!("cams={}", dir.display());
-    let server = Server::start_in(data.clone(), &["--bucket", &bucket_arg]);
+    let server = Server::start_in(data.path_buf(), &["--bucket", &bucket_arg]);
     let addr = server.addr.clone();
     let auth = [
         (
@@ -554,7 +637,7 @@ fn a_server_killed_mid_job_resumes_it_after_restart() {
     // SIGKILL while the job runs (it takes seconds), then start again.
     std::thread::sleep(Duration::from_millis(300));
     drop(server);
-    let server = Server::start_in(data.clone(), &["--bucket", &bucket_arg]);
+    let server = Server::start_in(data.path_buf(), &["--bucket", &bucket_arg]);
     let addr = server.addr.clone();
     // The same token still names the same job.
     assert_eq!(start(&addr), job);
@@ -581,5 +664,4 @@ fn a_server_killed_mid_job_resumes_it_after_restart() {
     frames.dedup();
     assert_eq!(frames.len(), 21, "{frames:?}");
     assert!(server.terminate().success());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,8 +27,7 @@ pub(crate) fn python_script(script: &str, env: &[(&str, &str)]) -> String {
 
 #[test]
 fn a_generated_root_secret_never_reaches_a_log() {
-    let data = std::env::temp_dir().join(format!("kenning-root-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let data = common::temp_path("root");
     let mut child = Command::new(common::kenning_bin())
         .arg("--models")
         .arg(common::models())
@@ -107,7 +106,6 @@ fn a_generated_root_secret_never_reaches_a_log() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!stderr.contains(&secret), "the secret reached the log");
     assert!(!stderr.contains(&token), "a token reached the log");
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]

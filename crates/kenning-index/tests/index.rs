@@ -86,10 +86,14 @@ fn naive(base: &[(u64, Vec<f32>)], q: &[f32], k: usize, max: Option<f32>) -> Vec
     all
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kenning-index-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+/// `name` in a fresh temporary directory, which goes when the guard drops.
+fn tmp(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("kenning-index-test-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join(name);
+    (dir, path)
 }
 
 fn small_config(dim: usize) -> IndexConfig {
@@ -242,7 +246,7 @@ fn save_load_round_trip_and_stale_detection() {
         )
         .unwrap();
     index.remove(150);
-    let path = tmp("roundtrip.idx");
+    let (_dir, path) = tmp("roundtrip.idx");
     index.save(&path, 42).unwrap();
     let expect = Expect {
         dim: Some(64),
@@ -333,7 +337,7 @@ fn tiny_untrained_index_round_trips_and_keeps_growing() {
                 .map(|(i, v)| (i as u64, &v[..])),
         )
         .unwrap();
-    let path = tmp("tiny.idx");
+    let (_dir, path) = tmp("tiny.idx");
     index.save(&path, 0).unwrap();
     let loaded = Index::load(
         &path,
@@ -377,7 +381,7 @@ fn large_index_round_trip_uses_mapped_chunks() {
     index
         .insert_many(vecs.iter().enumerate().map(|(i, v)| (i as u64, &v[..])))
         .unwrap();
-    let path = tmp("large.idx");
+    let (_dir, path) = tmp("large.idx");
     index.save(&path, 1).unwrap();
     let loaded = Index::load(&path, &Expect::default()).unwrap();
     for v in vecs.iter().step_by(997) {
@@ -407,10 +411,10 @@ fn corrupt_truncated_and_foreign_files_are_detected() {
     index
         .insert_many(base.iter().enumerate().map(|(i, v)| (i as u64, &v[..])))
         .unwrap();
-    let path = tmp("good.idx");
+    let (_dir, path) = tmp("good.idx");
     index.save(&path, 7).unwrap();
     let good = std::fs::read(&path).unwrap();
-    let bad = tmp("bad.idx");
+    let (_bad_dir, bad) = tmp("bad.idx");
     // Flip one byte in the header, then in each section (spread through the file).
     for pos in [
         20usize,
@@ -459,7 +463,7 @@ fn corrupt_truncated_and_foreign_files_are_detected() {
         Err(IndexError::NotAnIndex(_))
     ));
     assert!(matches!(
-        Index::load(tmp("missing.idx"), &Expect::default()),
+        Index::load(tmp("missing.idx").1, &Expect::default()),
         Err(IndexError::Io { .. })
     ));
     assert!(Index::load(&path, &Expect::default()).is_ok());

@@ -859,38 +859,7 @@ impl FaceStore for PgFaces {
         user_id: &str,
         face_ids: &[String],
     ) -> Result<BatchOutcome> {
-        validate_user_id(user_id)?;
-        let ids = parse_face_ids(face_ids, "FaceIds", kenning_store::MAX_ASSOCIATE_IDS)?;
-        self.db.run(async {
-            let mut client = self.db.client().await?;
-            let tx = client.transaction().await?;
-            let c = self.collection(&tx, collection, true).await?;
-            let mut user = Self::user(&tx, &c, user_id, true).await?;
-            let found = Self::found(&tx, &c, &ids).await?;
-            let (mut out, fresh) = plan_associate(user_id, user.face_ids.len(), ids, |id| {
-                Ok(found.get(&id).cloned())
-            })?;
-            let seqs: Vec<i64> = fresh.iter().map(|f| to_i64(f.1)).collect();
-            tx.execute(
-                &format!("UPDATE {} SET user_id = $2 WHERE seq = ANY($1)", c.faces()),
-                &[&seqs, &user_id],
-            )
-            .await?;
-            user.face_ids.extend(fresh.iter().map(|f| f.0));
-            Self::save_user_faces(&tx, &c, &user).await?;
-            out.user_status = Some(user_status(user.face_ids.len()));
-            self.record(
-                &tx,
-                Change::FacesAssociated {
-                    collection: &c.c,
-                    user_id,
-                    outcome: &out,
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(out)
-        })
+        self.link_user_faces(collection, user_id, face_ids, true)
     }
 
     fn disassociate_faces(
@@ -899,40 +868,7 @@ impl FaceStore for PgFaces {
         user_id: &str,
         face_ids: &[String],
     ) -> Result<BatchOutcome> {
-        validate_user_id(user_id)?;
-        let ids = parse_face_ids(face_ids, "FaceIds", kenning_store::MAX_ASSOCIATE_IDS)?;
-        self.db.run(async {
-            let mut client = self.db.client().await?;
-            let tx = client.transaction().await?;
-            let c = self.collection(&tx, collection, true).await?;
-            let mut user = Self::user(&tx, &c, user_id, true).await?;
-            let found = Self::found(&tx, &c, &ids).await?;
-            let (mut out, clear) =
-                plan_disassociate(user_id, ids, |id| Ok(found.get(&id).cloned()))?;
-            let seqs: Vec<i64> = clear.iter().map(|f| to_i64(f.1)).collect();
-            tx.execute(
-                &format!(
-                    "UPDATE {} SET user_id = NULL WHERE seq = ANY($1)",
-                    c.faces()
-                ),
-                &[&seqs],
-            )
-            .await?;
-            user.face_ids.retain(|f| !clear.iter().any(|c| c.0 == *f));
-            Self::save_user_faces(&tx, &c, &user).await?;
-            out.user_status = Some(user_status(user.face_ids.len()));
-            self.record(
-                &tx,
-                Change::FacesDisassociated {
-                    collection: &c.c,
-                    user_id,
-                    outcome: &out,
-                },
-            )
-            .await?;
-            tx.commit().await?;
-            Ok(out)
-        })
+        self.link_user_faces(collection, user_id, face_ids, false)
     }
 
     fn nearest(&self, collection: &Collection, q: Nearest<'_>) -> Result<Vec<Neighbour>> {
@@ -1093,6 +1029,64 @@ impl PgFaces {
                 .batch_execute(&format!("ANALYZE {}", c.faces()))
                 .await?;
             Ok(())
+        })
+    }
+
+    /// AssociateFaces (`associate`) or DisassociateFaces in one
+    /// transaction: the faces' owner, the user's face list and the change
+    /// record commit together.
+    fn link_user_faces(
+        &self,
+        collection: &str,
+        user_id: &str,
+        face_ids: &[String],
+        associate: bool,
+    ) -> Result<BatchOutcome> {
+        validate_user_id(user_id)?;
+        let ids = parse_face_ids(face_ids, "FaceIds", kenning_store::MAX_ASSOCIATE_IDS)?;
+        self.db.run(async {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await?;
+            let c = self.collection(&tx, collection, true).await?;
+            let mut user = Self::user(&tx, &c, user_id, true).await?;
+            let found = Self::found(&tx, &c, &ids).await?;
+            let find = |id| Ok(found.get(&id).cloned());
+            let (mut out, changed) = if associate {
+                plan_associate(user_id, user.face_ids.len(), ids, find)?
+            } else {
+                plan_disassociate(user_id, ids, find)?
+            };
+            let seqs: Vec<i64> = changed.iter().map(|f| to_i64(f.1)).collect();
+            let owner = associate.then_some(user_id);
+            tx.execute(
+                &format!("UPDATE {} SET user_id = $2 WHERE seq = ANY($1)", c.faces()),
+                &[&seqs, &owner],
+            )
+            .await?;
+            if associate {
+                user.face_ids.extend(changed.iter().map(|f| f.0));
+            } else {
+                user.face_ids.retain(|f| !changed.iter().any(|c| c.0 == *f));
+            }
+            Self::save_user_faces(&tx, &c, &user).await?;
+            out.user_status = Some(user_status(user.face_ids.len()));
+            let (collection, outcome) = (&c.c, &out);
+            let change = if associate {
+                Change::FacesAssociated {
+                    collection,
+                    user_id,
+                    outcome,
+                }
+            } else {
+                Change::FacesDisassociated {
+                    collection,
+                    user_id,
+                    outcome,
+                }
+            };
+            self.record(&tx, change).await?;
+            tx.commit().await?;
+            Ok(out)
         })
     }
 

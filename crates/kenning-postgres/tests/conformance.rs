@@ -721,27 +721,7 @@ fn the_chain_does_not_fork_under_concurrent_writers() {
 }
 
 fn item(id: &str, required: u8) -> ReviewItem {
-    ReviewItem {
-        review_id: id.into(),
-        collection_id: "c".into(),
-        operation: "SearchFacesByImage".into(),
-        request_id: "r".into(),
-        searched_by: "OPERATOR".into(),
-        case: Some("CASE-1".into()),
-        purpose: None,
-        face_id: Some("f".into()),
-        user_id: None,
-        external_image_id: None,
-        similarity: 97.5,
-        threshold: 90.0,
-        required_reviewers: required,
-        status: Status::Pending,
-        decisions: Vec::new(),
-        other_decisions: 0,
-        created_at: 0,
-        probe_face: None,
-        video_frame: None,
-    }
+    ReviewItem::fixture(id, required)
 }
 
 fn entry(op: &str) -> Entry {

@@ -26,11 +26,93 @@ use crate::{
 /// Where videos are uploaded: `PUT /v1/buckets/{Bucket}/{Key}`.
 pub(crate) const UPLOAD_PREFIX: &str = "/v1/buckets/";
 
-/// The OpenAPI 3 document.
+/// The OpenAPI 3 document as written: paths, shapes and descriptions.
+/// What is served ([`openapi_document`]) adds the input constraints.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// Request bodies whose one identifier is known by name: (operation, field).
+const BODY_IDS: &[(&str, &str)] = &[
+    ("CreateCollection", "CollectionId"),
+    ("CreateUser", "UserId"),
+];
+
+/// The document served at `/openapi.json`: [`OPENAPI`] with each input's
+/// constraints (identifier lengths and patterns, numeric ranges) taken from
+/// the rules the service checks them with ([`kenning_store::IdRule`],
+/// [`kenning_api::NUMERIC_BOUNDS`]), so the document and the checks agree.
+pub fn openapi_document() -> &'static str {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| match serde_json::from_str::<Value>(OPENAPI) {
+        Ok(mut doc) => {
+            constrain(&mut doc);
+            doc.to_string()
+        }
+        // A unit test parses the document, so this is never taken.
+        Err(_) => OPENAPI.to_owned(),
+    })
+}
+
+fn constrain(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut().filter_map(Value::as_object_mut) {
+        for (key, v) in item.iter_mut() {
+            if key == "parameters" {
+                // The ids in the path: the same rule for every method.
+                constrain_parameters(v, "");
+                continue;
+            }
+            let op = v["operationId"].as_str().unwrap_or_default().to_owned();
+            if let Some(ps) = v.get_mut("parameters") {
+                constrain_parameters(ps, &op);
+            }
+            if let Some((_, field)) = BODY_IDS.iter().find(|(o, _)| *o == op) {
+                let schema = &mut v["requestBody"]["content"]["application/json"]["schema"];
+                constrain_schema(&mut schema["properties"][*field], &op, field);
+                schema["properties"][*field]["type"] = json!("string");
+                schema["required"] = json!([field]);
+            }
+        }
+    }
+}
+
+fn constrain_parameters(ps: &mut Value, op: &str) {
+    for p in ps.as_array_mut().into_iter().flatten() {
+        let name = p["name"].as_str().unwrap_or_default().to_owned();
+        constrain_schema(&mut p["schema"], op, &name);
+    }
+}
+
+/// Adds to `schema` what the service requires of input `name` of `op`.
+fn constrain_schema(schema: &mut Value, op: &str, name: &str) {
+    let rule = match name {
+        "CollectionId" => Some(kenning_store::COLLECTION_ID),
+        "UserId" => Some(kenning_store::USER_ID),
+        "ExternalImageId" => Some(kenning_store::EXTERNAL_IMAGE_ID),
+        _ => None,
+    };
+    if let Some(rule) = rule {
+        schema["minLength"] = json!(1);
+        schema["maxLength"] = json!(rule.max);
+        schema["pattern"] = json!(rule.pattern());
+    }
+    if let Some((lo, hi)) = kenning_api::bounds(op, name) {
+        // Whole bounds as integers, so an integer parameter's are too.
+        let number = |x: f64| {
+            if x.fract() == 0.0 {
+                json!(x as i64)
+            } else {
+                json!(x)
+            }
+        };
+        schema["minimum"] = number(lo);
+        schema["maximum"] = number(hi);
+    }
+}
+
 pub(crate) async fn openapi() -> Response {
-    let mut r = OPENAPI.into_response();
+    let mut r = openapi_document().into_response();
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
     r
@@ -88,6 +170,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/video/face-detection/{job_id}", get(get_face_detection))
         .route("/v1/video/face-search", post(start_face_search))
         .route("/v1/video/face-search/{job_id}", get(get_face_search))
+        .route("/v1/video/jobs", get(list_video_jobs))
+        .route("/v1/buckets", get(list_videos))
         .route("/v1/buckets/{bucket}/{*key}", put(upload_video))
 }
 
@@ -607,6 +691,14 @@ async fn get_face_search(
     call(s, req, q, &[("JobId", &job_id)], fixed!("GetFaceSearch")).await
 }
 
+async fn list_video_jobs(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("ListVideoJobs")).await
+}
+
+async fn list_videos(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("ListVideos")).await
+}
+
 /// `PUT /v1/buckets/{Bucket}/{Key}`: the body is the video, streamed into
 /// the bucket directory (never held in memory). A SigV4-signed upload must
 /// declare its SHA-256 in `x-amz-content-sha256`, as S3 clients do; the
@@ -616,8 +708,7 @@ async fn upload_video(
     Path((bucket, key)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    use http_body_util::BodyExt as _;
-    let (parts, mut body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok());
     let bearer = header("authorization").is_some_and(|h| h.starts_with("Bearer "));
     let declared = header("x-amz-content-sha256")
@@ -644,36 +735,32 @@ async fn upload_video(
         let e = ApiError::invalid_parameter("this service was started without video support");
         return respond("UploadVideo", key_id, Err(e), true);
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, String>>(4);
-    let task = tokio::task::spawn_blocking(move || {
-        video.upload(&caller, &bucket, &key, declared.as_deref(), |write| {
-            while let Some(chunk) = rx.blocking_recv() {
-                let chunk = chunk.map_err(kenning_video::VideoError::InvalidParameter)?;
-                write(&chunk)?;
-            }
-            Ok(())
-        })
-    });
-    loop {
-        let next = match body.frame().await {
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => Ok(data),
-                Err(_) => continue,
-            },
-            Some(Err(e)) => Err(format!("the upload was cut off: {e}")),
-            None => break,
-        };
-        let failed = next.is_err();
-        // The writer stops taking chunks once it refuses the upload.
-        if tx.send(next).await.is_err() || failed {
-            break;
-        }
-    }
-    drop(tx);
-    let result = task
-        .await
-        .unwrap_or_else(|e| Err(ApiError::internal(format!("the upload failed: {e}"))));
+    let to = kenning_video::UploadTo {
+        caller,
+        bucket,
+        name: key,
+        expected_sha256: declared,
+    };
+    let result = kenning_video::upload_streamed(video, to, BodyChunks(body)).await;
     respond("UploadVideo", key_id, result, true)
+}
+
+/// A request body as an upload's chunks (its trailers are passed over).
+struct BodyChunks(axum::body::Body);
+
+impl kenning_video::Chunks for BodyChunks {
+    type Chunk = axum::body::Bytes;
+    async fn next_chunk(&mut self) -> Option<Result<axum::body::Bytes, String>> {
+        use http_body_util::BodyExt as _;
+        while let Some(frame) = self.0.frame().await {
+            match frame.map(|f| f.into_data()) {
+                Ok(Ok(data)) => return Some(Ok(data)),
+                Ok(Err(_trailers)) => {}
+                Err(e) => return Some(Err(format!("the upload was cut off: {e}"))),
+            }
+        }
+        None
+    }
 }
 
 /// Runs an operation whose whole input is in the path (DELETE with a face id).
@@ -707,6 +794,44 @@ async fn call_extra(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_served_document_carries_every_bound_the_service_checks() {
+        let doc: Value = serde_json::from_str(openapi_document()).unwrap();
+        // The document as written parses (else the constraints would be lost).
+        assert_ne!(openapi_document(), OPENAPI);
+        let ops: Vec<(&str, &Value)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|o| Some((o["operationId"].as_str()?, o)))
+            .collect();
+        for (op, name, lo, hi) in kenning_api::NUMERIC_BOUNDS {
+            let Some((_, o)) = ops.iter().find(|(id, _)| id == op) else {
+                continue;
+            };
+            let Some(p) = o["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["name"] == *name)
+            else {
+                continue;
+            };
+            assert_eq!(p["schema"]["minimum"].as_f64(), Some(*lo), "{op} {name}");
+            assert_eq!(p["schema"]["maximum"].as_f64(), Some(*hi), "{op} {name}");
+        }
+        let create = ops
+            .iter()
+            .find(|(id, _)| *id == "CreateCollection")
+            .unwrap()
+            .1;
+        let id = &create["requestBody"]["content"]["application/json"]["schema"]["properties"]
+            ["CollectionId"];
+        assert_eq!(id["maxLength"], 255);
+        assert_eq!(id["pattern"], kenning_store::COLLECTION_ID.pattern());
+    }
 
     #[tokio::test]
     async fn multipart_bodies_split_into_image_and_fields() {

@@ -54,8 +54,9 @@ pub use types::{
     parse_face_ids, plan_associate, plan_delete, plan_disassociate, read_seq_token, read_str_token,
     read_token, user_status, validate_collection_id, validate_external_image_id,
     validate_new_faces, validate_user_id, BatchOutcome, Collection, Expiry, Face, FaceModel,
-    FaceReason, Found, NewCollection, NewFace, OnAssociated, Page, TokenKind, Unsuccessful, User,
-    UserStatus, VerifyReport, DEFAULT_LIST_RESULTS, MAX_ASSOCIATE_IDS, MAX_DELETE_IDS,
-    MAX_FACES_PER_USER, MAX_LIST_RESULTS, MAX_LIST_USERS,
+    FaceReason, Found, IdRule, NewCollection, NewFace, OnAssociated, Page, TokenKind, Unsuccessful,
+    User, UserStatus, VerifyReport, COLLECTION_ID, DEFAULT_LIST_RESULTS, EXTERNAL_IMAGE_ID,
+    MAX_ASSOCIATE_IDS, MAX_DELETE_IDS, MAX_FACES_PER_USER, MAX_LIST_RESULTS, MAX_LIST_USERS,
+    USER_ID,
 };
 pub use uuid::Uuid;

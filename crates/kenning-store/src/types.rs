@@ -254,29 +254,71 @@ pub struct VerifyReport {
 
 // ---------------------------------------------------------------- validation
 
-fn pattern_ok(s: &str, max: usize, extra: &[u8]) -> bool {
-    (1..=max).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b) || extra.contains(&b))
+/// What an identifier may be: 1 to `max` characters of `[a-zA-Z0-9_.\-]`
+/// and `extra`. The one description of the rule: validation checks it and
+/// the OpenAPI document publishes it (as `maxLength` and `pattern`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRule {
+    /// The most characters.
+    pub max: usize,
+    /// Characters allowed beyond letters, digits, `_`, `.` and `-`.
+    pub extra: &'static str,
 }
 
-/// Checks a collection id against Rekognition's `[a-zA-Z0-9_.\-]+`, 1-255.
+/// Rekognition's CollectionId: `[a-zA-Z0-9_.\-]+`, 1-255.
+pub const COLLECTION_ID: IdRule = IdRule {
+    max: 255,
+    extra: "",
+};
+/// Rekognition's UserId: `[a-zA-Z0-9_.\-:]+`, 1-128.
+pub const USER_ID: IdRule = IdRule {
+    max: 128,
+    extra: ":",
+};
+/// Rekognition's ExternalImageId: `[a-zA-Z0-9_.\-:]+`, 1-255.
+pub const EXTERNAL_IMAGE_ID: IdRule = IdRule {
+    max: 255,
+    extra: ":",
+};
+
+impl IdRule {
+    /// Whether `s` follows the rule.
+    pub fn accepts(&self, s: &str) -> bool {
+        (1..=self.max).contains(&s.len())
+            && s.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || b"_.-".contains(&b)
+                    || self.extra.as_bytes().contains(&b)
+            })
+    }
+
+    /// The rule's characters as an ECMA-262 regular expression (OpenAPI's
+    /// `pattern`); the length is `maxLength`.
+    pub fn pattern(&self) -> String {
+        format!("^[a-zA-Z0-9_.\\-{}]+$", self.extra)
+    }
+}
+
+/// Checks a collection id against [`COLLECTION_ID`].
 pub fn validate_collection_id(id: &str) -> Result<()> {
-    pattern_ok(id, 255, b"")
+    COLLECTION_ID
+        .accepts(id)
         .then_some(())
         .ok_or_else(|| StoreError::InvalidCollectionId(id.into()))
 }
 
-/// Checks a user id against `[a-zA-Z0-9_.\-:]+`, 1-128.
+/// Checks a user id against [`USER_ID`].
 pub fn validate_user_id(id: &str) -> Result<()> {
-    pattern_ok(id, 128, b":")
+    USER_ID
+        .accepts(id)
         .then_some(())
         .ok_or_else(|| StoreError::InvalidUserId(id.into()))
 }
 
-/// Checks an ExternalImageId against `[a-zA-Z0-9_.\-:]+`, 1-255.
+/// Checks an ExternalImageId against [`EXTERNAL_IMAGE_ID`].
 pub fn validate_external_image_id(id: &str) -> Result<()> {
-    pattern_ok(id, 255, b":")
+    EXTERNAL_IMAGE_ID
+        .accepts(id)
         .then_some(())
         .ok_or_else(|| StoreError::InvalidExternalImageId(id.into()))
 }
@@ -657,6 +699,8 @@ mod tests {
         assert!(validate_user_id(&"u".repeat(129)).is_err());
         assert!(validate_external_image_id("img:1.jpg").is_ok());
         assert!(validate_external_image_id("a b").is_err());
+        assert_eq!(COLLECTION_ID.pattern(), r"^[a-zA-Z0-9_.\-]+$");
+        assert_eq!(USER_ID.pattern(), r"^[a-zA-Z0-9_.\-:]+$");
         assert!(parse_face_id("nope").is_err());
     }
 

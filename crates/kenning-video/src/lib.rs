@@ -36,6 +36,7 @@ pub mod service;
 pub mod source;
 pub mod token;
 pub mod track;
+pub mod upload;
 
 pub use analyze::{AnalysisConfig, StageTimes};
 pub use bucket::Buckets;
@@ -44,5 +45,6 @@ pub use jobs::{JobStore, RedbJobStore};
 pub use live::{Interrupter, LiveConfig, LiveFrame, LiveInput, LiveSource};
 pub use notify::Notifier;
 pub use probe::{Limits, VideoMetadata};
-pub use service::{Notify, VideoConfig, VideoService, OPERATIONS};
+pub use service::{JobSummary, Notify, VideoConfig, VideoService, OPERATIONS};
 pub use source::{FfmpegSource, Frame, FrameSource, SamplingConfig};
+pub use upload::{upload_streamed, Chunks, UploadTo};

@@ -14,7 +14,7 @@ use kenning_accountability::review::VideoFrame;
 use kenning_accountability::{Caller, FrameCutter, Governor, Medium, Principal};
 use kenning_api::ApiError;
 use kenning_audit::Candidate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -27,8 +27,21 @@ use crate::probe::{self, Limits, Probe};
 use crate::source::{FfmpegSource, SamplingConfig};
 use crate::token::{self, Cursor};
 
-/// The operations this service answers.
-pub const OPERATIONS: &[&str] = kenning_api::VIDEO_OPERATIONS;
+/// The operations this service answers: Rekognition's stored-video ones
+/// ([`kenning_api::VIDEO_OPERATIONS`]) and Kenning's listings of jobs and
+/// of the videos in the buckets.
+pub const OPERATIONS: &[&str] = &[
+    "StartFaceDetection",
+    "GetFaceDetection",
+    "StartFaceSearch",
+    "GetFaceSearch",
+    "ListVideoJobs",
+    "ListVideos",
+];
+
+/// Videos ListVideos names per bucket when MaxResults is absent, and the
+/// most it names.
+pub const MAX_VIDEOS: u64 = 1000;
 
 /// Results per page when MaxResults is absent, and the most per page.
 pub const MAX_RESULTS: u64 = 1000;
@@ -214,6 +227,75 @@ struct GetArgs {
     sort_by: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ListJobsArgs {
+    job_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ListVideosArgs {
+    max_results: Option<i64>,
+}
+
+/// A job as ListVideoJobs shows it to a caller who may follow it: what was
+/// asked, by whom, and how far it got (not its results: Get* reads those).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JobSummary {
+    /// JobId.
+    pub job_id: String,
+    /// The operation that started it.
+    pub operation: String,
+    /// The video.
+    pub video: S3Object,
+    /// The collection searched (StartFaceSearch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection_id: Option<String>,
+    /// The Similarity threshold of the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face_match_threshold: Option<f64>,
+    /// The case reference it was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+    /// The purpose it was started with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// The access key that started it.
+    pub started_by: String,
+    /// IN_PROGRESS, SUCCEEDED or FAILED.
+    pub job_status: JobStatus,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    /// The video's metadata, once probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_metadata: Option<crate::VideoMetadata>,
+    /// When it was started, ms since the epoch.
+    pub created_at: u64,
+    /// When it finished, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    /// The file's SHA-256 (hex), once read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// How far it has got (0-1) while a worker runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
+}
+
+impl JobSummary {
+    /// Which of the two job kinds it is.
+    pub fn api(&self) -> Api {
+        if self.operation == Api::FaceDetection.start_operation() {
+            Api::FaceDetection
+        } else {
+            Api::FaceSearch
+        }
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T> {
     serde_json::from_value(if body.is_null() { json!({}) } else { body })
         .map_err(|e| invalid(e.to_string()))
@@ -346,6 +428,66 @@ impl VideoService {
         Ok(jobs)
     }
 
+    /// ListVideoJobs: the jobs the caller may follow ([`Self::jobs_of`]),
+    /// or just job `JobId` (none when it may not follow it).
+    fn list_jobs(&self, caller: &Caller, body: Value) -> Result<Value> {
+        let a: ListJobsArgs = parse(body)?;
+        let jobs = match a.job_id {
+            Some(id) => {
+                check_pattern("JobId", &id, 64, "-_")?;
+                let now = now_ms();
+                self.job(&id)?
+                    .filter(|j| !self.expired(j, now) && follows(&caller.principal, j))
+                    .into_iter()
+                    .collect()
+            }
+            None => self.jobs_of(&caller.principal)?,
+        };
+        let jobs: Vec<JobSummary> = jobs.iter().map(|j| self.summary(j)).collect();
+        Ok(json!({ "Jobs": jobs }))
+    }
+
+    fn summary(&self, j: &Job) -> JobSummary {
+        JobSummary {
+            job_id: j.job_id.clone(),
+            operation: j.api.start_operation().to_owned(),
+            video: j.video.clone(),
+            collection_id: j.collection_id.clone(),
+            face_match_threshold: j.face_match_threshold,
+            case: j.starter.case.clone(),
+            purpose: j.starter.purpose.clone(),
+            started_by: j.starter.access_key.clone(),
+            job_status: j.status,
+            status_message: j.status_message.clone(),
+            video_metadata: j.video_metadata.clone(),
+            created_at: j.created_ms,
+            finished_at: j.finished_ms,
+            sha256: j.sha256.clone(),
+            progress: self.progress(&j.job_id),
+        }
+    }
+
+    /// ListVideos: each bucket's name and the first MaxResults videos in
+    /// it (sorted, folders depth first).
+    fn list_videos(&self, body: Value) -> Result<Value> {
+        let a: ListVideosArgs = parse(body)?;
+        let max = match a.max_results {
+            None => MAX_VIDEOS,
+            Some(n) if !(1..=MAX_VIDEOS as i64).contains(&n) => {
+                return Err(invalid(format!(
+                    "MaxResults must be 1-{MAX_VIDEOS}, not {n}"
+                )))
+            }
+            Some(n) => n as u64,
+        };
+        let mut buckets = Vec::new();
+        for b in self.buckets.names() {
+            let videos = self.buckets.list(b, max as usize)?;
+            buckets.push(json!({ "Name": b, "Videos": videos }));
+        }
+        Ok(json!({ "Buckets": buckets }))
+    }
+
     /// Stops the workers; running jobs stay IN_PROGRESS and resume when the
     /// service opens the data directory again.
     pub fn shutdown(&self) {
@@ -377,6 +519,15 @@ impl VideoService {
             "StartFaceSearch" => self.start(caller, Api::FaceSearch, body),
             "GetFaceDetection" => self.get(caller, Api::FaceDetection, body),
             "GetFaceSearch" => self.get(caller, Api::FaceSearch, body),
+            "ListVideoJobs" | "ListVideos" => {
+                self.governor.authorize(caller, caller.entry(op), None)?;
+                let listed = if op == "ListVideoJobs" {
+                    self.list_jobs(caller, body)
+                } else {
+                    self.list_videos(body)
+                };
+                listed.map_err(|e| api_error(&e))
+            }
             other => Err(ApiError::unknown_operation(other)),
         }
     }
@@ -1295,6 +1446,24 @@ pub fn set_niceness(n: i32) {
         // SAFETY: setpriority only reads its integer arguments.
         unsafe {
             libc::setpriority(libc::PRIO_PROCESS, 0, n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_answers_rekognitions_video_operations_and_its_listings() {
+        for op in kenning_api::VIDEO_OPERATIONS {
+            assert!(OPERATIONS.contains(op), "{op}");
+        }
+        for op in &OPERATIONS[kenning_api::VIDEO_OPERATIONS.len()..] {
+            assert!(
+                kenning_accountability::KENNING_OPERATIONS.contains(op),
+                "{op}"
+            );
         }
     }
 }

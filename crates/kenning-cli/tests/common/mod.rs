@@ -14,14 +14,90 @@ pub use kenning_testdata::data;
 
 /// A new, empty directory under the system's temporary one, named for
 /// `name`, this process and the time (so runs and tests never share one).
-pub fn temp_dir(name: &str) -> PathBuf {
+/// It is removed, with everything in it, when the guard drops: at the end
+/// of the test and also when an assertion panics part-way through.
+pub fn temp_dir(name: &str) -> TempDir {
+    let dir = temp_path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Like [`temp_dir`] but not created, for a directory the code under test
+/// must create itself; whatever is there is removed when the guard drops.
+pub fn temp_path(name: &str) -> TempDir {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let dir = std::env::temp_dir().join(format!("kenning-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(std::env::temp_dir().join(format!("kenning-{name}-{}-{nanos}", std::process::id())))
+}
+
+/// A temporary directory removed on drop (see [`temp_dir`]); derefs to its
+/// path.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// The directory's path, owned (for APIs that keep a `PathBuf`).
+    pub fn path_buf(&self) -> PathBuf {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        remove_tree(&self.0);
+    }
+}
+
+/// Removes `path` and everything under it, first making read-only entries
+/// writable (tests leave read-only files and folders behind on purpose),
+/// ignoring what is already gone.
+pub fn remove_tree(path: &Path) {
+    fn writable(p: &Path) {
+        let Ok(meta) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        if meta.file_type().is_symlink() {
+            return;
+        }
+        let mut perms = meta.permissions();
+        if perms.readonly() {
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            let _ = std::fs::set_permissions(p, perms);
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                writable(&entry.path());
+            }
+        }
+    }
+    writable(path);
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// The workspace root.

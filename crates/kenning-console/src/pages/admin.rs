@@ -47,10 +47,40 @@ fn collection_url(id: &str) -> String {
     format!("/console/collections/{}", urlenc(id))
 }
 
+/// The policy's `Equalise` choices ("" leaves the field out: the
+/// recogniser's default), each with what it does to searches, as measured
+/// for SFace at Similarity 80 (docs/accuracy.md, "Equalising false matches
+/// or misses").
+const EQUALISE: [(&str, &str, &str); 4] = [
+    (
+        "",
+        "The recogniser's default",
+        "For SFace today the same calibration as equal false matches.",
+    ),
+    (
+        "FalseMatches",
+        "Equal false matches",
+        "A Similarity promises about the same false-match rate for every group (the worst group has about 6 times the best's). \
+         The price: women are missed about twice as often as men, and about 14% of genuine matches are missed.",
+    ),
+    (
+        "Misses",
+        "Equal misses",
+        "One threshold for everyone: misses are spread most evenly (women missed 1.5 times as often as men). \
+         The price: more than half of genuine matches are missed, and the worst group gets about 69 times the best's false matches.",
+    ),
+    (
+        "Balanced",
+        "Balanced",
+        "The calibration that keeps the larger of the two disparities smallest; for SFace today the same as equal false matches.",
+    ),
+];
+
 /// The policy fields of the create and edit forms, filled from `p`.
 fn policy_fields(p: &Value) -> Markup {
     let reviewers = p["RequiredReviewers"].as_u64().unwrap_or(0);
     let after = p["Retention"]["After"].as_str().unwrap_or("INDEXED");
+    let equalise = p["Equalise"].as_str().unwrap_or("");
     html! {
         fieldset {
             legend { "Policy" }
@@ -65,6 +95,16 @@ fn policy_fields(p: &Value) -> Markup {
             }
             label for="min_threshold" { "Lowest Similarity threshold a search may use" span.hint { "80 means about 1 in 10,000 different people score as high; 90, 1 in 100,000. Empty: no minimum." } }
             input #min_threshold type="number" name="min_threshold" min="0" max="100" step="0.5" value=[p["MinFaceMatchThreshold"].as_f64()];
+            fieldset #equalise {
+                legend { "What Similarity keeps equal across groups of people"
+                    span.hint { "No calibration equalises both false matches and misses; each choice is a point on the trade-off measured in the accuracy documentation. Figures are SFace's at Similarity 80." } }
+                @for (value, name, consequence) in EQUALISE {
+                    label.choice {
+                        input type="radio" name="equalise" value=(value) checked[equalise == value];
+                        span { strong { (name) } span.hint { (consequence) } }
+                    }
+                }
+            }
             label for="max_expected" { "Most false matches a search may expect" span.hint { "Faces x false-match rate at the threshold; the rule tightens as the collection grows. Empty: no limit." } }
             input #max_expected type="number" name="max_expected" min="0" step="any" value=[p["MaxExpectedFalseMatches"].as_f64()];
             label for="retention_days" { "Delete faces after (days)" span.hint { "Empty: keep until deleted." } }
@@ -105,6 +145,9 @@ fn policy_from(f: &Fields) -> Result<Value, ApiError> {
     }
     if let Some(t) = num("min_threshold")? {
         p.insert("MinFaceMatchThreshold".into(), json!(t));
+    }
+    if let Some(e) = f.get("equalise") {
+        p.insert("Equalise".into(), json!(e));
     }
     if let Some(m) = num("max_expected")? {
         p.insert("MaxExpectedFalseMatches".into(), json!(m));

@@ -61,6 +61,12 @@ pub(super) fn policy_words(p: &Value) -> Markup {
                 li { "Faces are deleted " (days) " days after "
                     (if p["Retention"]["After"] == "LAST_MATCH" { "they last matched a search" } else { "they were indexed" }) "." }
             }
+            @match p["Equalise"].as_str() {
+                Some("FalseMatches") => li { "Similarity keeps false matches equal across groups of people; some groups are missed more often than others." },
+                Some("Misses") => li { "Similarity keeps misses equal across groups of people: more than half of genuine matches are missed, and some groups get far more false matches than others." },
+                Some("Balanced") => li { "Similarity balances false matches against misses across groups of people." },
+                _ => {},
+            }
             @if p["AllowVideo"] == false { li { "Stored video may not be searched against it." } }
             @if p["AllowStreams"] == false { li { "Live streams may not be searched against it." } }
             @if p["ImageSource"]["Directory"].is_string() {

@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use kenning_api::ApiError;
-use kenning_video::jobs::{Api, Job, JobStatus};
+use kenning_video::jobs::{Api, JobStatus};
+use kenning_video::JobSummary;
 use kenning_video::VideoService;
 use maud::{html, Markup};
 use serde_json::{json, Value};
@@ -68,7 +69,7 @@ fn service(ctx: &Ctx) -> Result<Arc<VideoService>, Box<Response>> {
             html! { h1 { "Video" } p.note { "This service does not analyse stored video." } },
         )));
     };
-    if !ctx.may("GetFaceSearch") {
+    if !ctx.may("ListVideoJobs") {
         return Err(Box::new(ui::error_page(
             ctx,
             &ApiError::new(
@@ -95,8 +96,9 @@ pub(super) fn clock(ms: u64) -> String {
     }
 }
 
-fn status_badge(job: &Job, progress: Option<f64>) -> Markup {
-    match job.status {
+fn status_badge(job: &JobSummary) -> Markup {
+    let progress = job.progress;
+    match job.job_status {
         JobStatus::InProgress => html! {
             span.badge.pending { "Running" @if let Some(p) = progress { " " (format!("{:.0}", p * 100.0)) "%" } @else { " (queued)" } }
         },
@@ -112,21 +114,34 @@ struct Chosen {
 }
 
 async fn jobs(ctx: Ctx, Query(chosen): Query<Chosen>) -> Response {
-    let video = match service(&ctx) {
-        Ok(v) => v,
-        Err(r) => return *r,
+    if let Err(r) = service(&ctx) {
+        return *r;
+    }
+    // Through the operations, as the REST and wire APIs list them: the
+    // same authorisation, refusals audited.
+    let listing = async {
+        let jobs = list_jobs(&ctx, json!({})).await?;
+        let videos = ctx
+            .call("ListVideos", json!({ "MaxResults": LISTED }))
+            .await?;
+        let files: Vec<(String, Vec<String>)> = videos["Buckets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                let name = b["Name"].as_str().unwrap_or_default().to_owned();
+                let videos = b["Videos"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                (name, videos)
+            })
+            .collect();
+        Ok::<_, ApiError>((jobs, files))
     };
-    let principal = ctx.principal.clone();
-    let listing = blocking(&video, move |v| {
-        let jobs = v.jobs_of(&principal)?;
-        let mut files = Vec::new();
-        for b in v.buckets().names() {
-            files.push((b.to_owned(), v.buckets().list(b, LISTED)?));
-        }
-        Ok((jobs, files))
-    })
-    .await;
-    let (jobs, files) = match listing {
+    let (jobs, files) = match listing.await {
         Ok(x) => x,
         Err(e) => return ui::error_page(&ctx, &e),
     };
@@ -152,11 +167,11 @@ async fn jobs(ctx: Ctx, Query(chosen): Query<Chosen>) -> Response {
                     tbody {
                         @for j in &jobs {
                             tr {
-                                td { a href=(job_url(&j.job_id)) { (ui::when(j.created_ms)) } }
+                                td { a href=(job_url(&j.job_id)) { (ui::when(j.created_at)) } }
                                 td.mono { (j.video.bucket) "/" (j.video.name) }
                                 td { @match &j.collection_id { Some(c) => { "Collection " (c) }, None => "Faces detected only" } }
-                                td { (j.starter.case.as_deref().unwrap_or("(none)")) }
-                                td { (status_badge(j, video.progress(&j.job_id))) }
+                                td { (j.case.as_deref().unwrap_or("(none)")) }
+                                td { (status_badge(j)) }
                             }
                         }
                     }
@@ -252,7 +267,7 @@ async fn upload(ctx: Ctx, req: Request) -> Response {
         return forbidden("The form could not be read.");
     };
     let (mut csrf, mut bucket) = (None, None);
-    let mut file = loop {
+    let file = loop {
         match form.next_field().await {
             Ok(Some(f)) if f.file_name().is_some() => break f,
             Ok(Some(mut f)) => {
@@ -304,36 +319,13 @@ async fn upload(ctx: Ctx, req: Request) -> Response {
             )),
         );
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, String>>(4);
-    let caller = ctx.caller(None, None);
-    let task = {
-        let (bucket, name) = (bucket.clone(), name.clone());
-        let video = video.clone();
-        tokio::task::spawn_blocking(move || {
-            video.upload(&caller, &bucket, &name, None, |write| {
-                while let Some(chunk) = rx.blocking_recv() {
-                    write(&chunk.map_err(kenning_video::VideoError::InvalidParameter)?)?;
-                }
-                Ok(())
-            })
-        })
+    let to = kenning_video::UploadTo {
+        caller: ctx.caller(None, None),
+        bucket: bucket.clone(),
+        name: name.clone(),
+        expected_sha256: None,
     };
-    loop {
-        let next = match file.chunk().await {
-            Ok(Some(c)) => Ok(c),
-            Ok(None) => break,
-            Err(e) => Err(format!("the upload was cut off: {e}")),
-        };
-        let failed = next.is_err();
-        // The writer stops taking chunks once it refuses the upload.
-        if tx.send(next).await.is_err() || failed {
-            break;
-        }
-    }
-    drop(tx);
-    let result = task
-        .await
-        .unwrap_or_else(|e| Err(ApiError::internal(format!("the upload failed: {e}"))));
+    let result = kenning_video::upload_streamed(video.clone(), to, FileChunks(file)).await;
     match result {
         Ok(v) => {
             ctx.flash(format!(
@@ -346,6 +338,19 @@ async fn upload(ctx: Ctx, req: Request) -> Response {
             Redirect::to(&format!("/console/video?video={chosen}")).into_response()
         }
         Err(e) => ui::error_page(&ctx, &e),
+    }
+}
+
+/// The form's file field as an upload's chunks.
+struct FileChunks<'a>(axum::extract::multipart::Field<'a>);
+
+impl kenning_video::Chunks for FileChunks<'_> {
+    type Chunk = axum::body::Bytes;
+    async fn next_chunk(&mut self) -> Option<Result<axum::body::Bytes, String>> {
+        match self.0.chunk().await {
+            Ok(c) => c.map(Ok),
+            Err(e) => Some(Err(format!("the upload was cut off: {e}"))),
+        }
     }
 }
 
@@ -416,22 +421,27 @@ fn no_such_job(ctx: &Ctx) -> Response {
     r
 }
 
+/// ListVideoJobs' jobs for `body`.
+async fn list_jobs(ctx: &Ctx, body: Value) -> Result<Vec<JobSummary>, ApiError> {
+    let v = ctx.call("ListVideoJobs", body).await?;
+    serde_json::from_value(v["Jobs"].clone())
+        .map_err(|e| ApiError::internal(format!("ListVideoJobs answered {e}")))
+}
+
 async fn job(ctx: Ctx, Path(id): Path<String>) -> Response {
-    let video = match service(&ctx) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let job = {
-        let id = id.clone();
-        blocking(&video, move |v| v.job(&id)).await
-    };
-    let job = match job {
-        Ok(Some(j)) if kenning_video::service::follows(&ctx.principal, &j) => j,
-        Ok(_) => return no_such_job(&ctx),
+    if let Err(r) = service(&ctx) {
+        return *r;
+    }
+    let job = match list_jobs(&ctx, json!({ "JobId": id })).await {
+        Ok(jobs) => match jobs.into_iter().next() {
+            Some(j) => j,
+            None => return no_such_job(&ctx),
+        },
+        Err(e) if e.kind == "InvalidParameterException" => return no_such_job(&ctx),
         Err(e) => return ui::error_page(&ctx, &e),
     };
-    let progress = video.progress(&id);
-    let body = match job.status {
+    let progress = job.progress;
+    let body = match job.job_status {
         JobStatus::InProgress => html! {
             h2 { "Progress" }
             @if let Some(p) = progress {
@@ -468,11 +478,11 @@ async fn job(ctx: Ctx, Path(id): Path<String>) -> Response {
                         None => "Faces detected, no search"
                     }
                 }
-                dt { "Case" } dd { (job.starter.case.as_deref().unwrap_or("(none)")) }
-                dt { "Purpose" } dd { (job.starter.purpose.as_deref().unwrap_or("(none)")) }
-                dt { "Started" } dd { (ui::when(job.created_ms)) " by " (job.starter.access_key) }
-                @if let Some(t) = job.finished_ms { dt { "Finished" } dd { (ui::when(t)) } }
-                dt { "Status" } dd { (status_badge(&job, progress)) }
+                dt { "Case" } dd { (job.case.as_deref().unwrap_or("(none)")) }
+                dt { "Purpose" } dd { (job.purpose.as_deref().unwrap_or("(none)")) }
+                dt { "Started" } dd { (ui::when(job.created_at)) " by " (job.started_by) }
+                @if let Some(t) = job.finished_at { dt { "Finished" } dd { (ui::when(t)) } }
+                dt { "Status" } dd { (status_badge(&job)) }
                 @if let Some(sha) = &job.sha256 { dt { "Video SHA-256" } dd.mono { (sha) } }
                 dt { "Job id" } dd.mono { (job.job_id) }
             }
@@ -549,9 +559,9 @@ fn axis(duration: u64) -> Markup {
     }
 }
 
-async fn results(ctx: &Ctx, job: &Job) -> Result<Markup, ApiError> {
+async fn results(ctx: &Ctx, job: &JobSummary) -> Result<Markup, ApiError> {
     let duration = job.video_metadata.as_ref().map_or(1, |m| m.duration_millis);
-    match job.api {
+    match job.api() {
         Api::FaceDetection => {
             let faces = all_pages(
                 ctx,
