@@ -180,17 +180,7 @@ impl PgFaces {
                 let one = std::slice::from_ref(&f);
                 validate_new_faces(one)?;
                 check_faces_fit(&c.c, model, one)?;
-                let face = Face {
-                    face_id: Uuid::new_v4(),
-                    image_id: f.image_id,
-                    external_image_id: f.external_image_id,
-                    bounding_box: f.bounding_box,
-                    confidence: f.confidence,
-                    indexed_at_ms: f.indexed_at_ms.unwrap_or(now),
-                    last_matched_at_ms: None,
-                    user_id: None,
-                    seq: c.c.next_seq + load.faces.len() as u64,
-                };
+                let face = f.to_face(Uuid::new_v4(), c.c.next_seq + load.faces.len() as u64, now);
                 copy.write(&face, &f.embedding).await?;
                 load.faces.push(face);
             }

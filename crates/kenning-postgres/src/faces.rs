@@ -529,17 +529,7 @@ impl FaceStore for PgFaces {
             for f in faces {
                 let seq = c.c.next_seq;
                 c.c.next_seq += 1;
-                out.push(Face {
-                    face_id: Uuid::new_v4(),
-                    image_id: f.image_id,
-                    external_image_id: f.external_image_id,
-                    bounding_box: f.bounding_box,
-                    confidence: f.confidence,
-                    indexed_at_ms: f.indexed_at_ms.unwrap_or(now),
-                    last_matched_at_ms: None,
-                    user_id: None,
-                    seq,
-                });
+                out.push(f.to_face(Uuid::new_v4(), seq, now));
                 vectors.push(Vector(f.embedding));
             }
             insert_faces(&tx, &c, &out, &vectors).await?;

@@ -95,6 +95,24 @@ pub struct NewFace {
     pub indexed_at_ms: Option<u64>,
 }
 
+impl NewFace {
+    /// The stored face this becomes under `face_id` at position `seq`,
+    /// indexed at `now_ms` unless the caller set a time.
+    pub fn to_face(&self, face_id: Uuid, seq: u64, now_ms: u64) -> Face {
+        Face {
+            face_id,
+            image_id: self.image_id,
+            external_image_id: self.external_image_id.clone(),
+            bounding_box: self.bounding_box,
+            confidence: self.confidence,
+            indexed_at_ms: self.indexed_at_ms.unwrap_or(now_ms),
+            last_matched_at_ms: None,
+            user_id: None,
+            seq,
+        }
+    }
+}
+
 /// A stored face's metadata (the embedding is fetched separately, since
 /// listings and search results rarely need it).
 #[derive(Debug, Clone, PartialEq)]
