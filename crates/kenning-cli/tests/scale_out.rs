@@ -989,7 +989,7 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
         return;
     };
     let video = data.join("video");
-    let dir = std::env::temp_dir().join(unique("kenning-takeover"));
+    let dir = common::temp_dir("takeover");
     let key = master_key(&dir);
     let bucket = dir.join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
@@ -1170,5 +1170,4 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
     assert_eq!(described["Status"], "STOPPED", "{described}");
     assert_eq!(owner(), "");
     assert!(b.terminate().success());
-    let _ = std::fs::remove_dir_all(&dir);
 }
