@@ -124,10 +124,11 @@ fn cli_search_finds_both_hamilton_people_once_per_appearance() {
     let alex = &by_name["alex-lacamoire.png"];
     assert!(alex.iter().any(|s| (800..=1500).contains(&s.1)), "{alex:?}");
     // Known false match: one dark, blurred audience face at 3.2-3.5 s scores
-    // 80.2 against Alex's photo under the first SFace calibration and 82.0
-    // under the refitted one (issue 16: the fair calibration is looser than
-    // its promise on photos unlike UTKFace). It is allowed as that one person
-    // only, and only at Similarity under 83; anything more is a regression.
+    // 80.2 against Alex's photo under the first SFace calibration, 82.0
+    // under the refitted one and 82.6 under the pooled 60-cluster one
+    // (issue 16: the fair calibration is looser than its promise on photos
+    // unlike UTKFace). It is allowed as that one person only, and only at
+    // Similarity under 83; anything more is a regression.
     let elsewhere: Vec<&Value> = persons
         .iter()
         .filter(|p| !(800..=1500).contains(&p["Timestamp"].as_u64().unwrap()))
