@@ -12,6 +12,7 @@ use tokio_postgres::config::TargetSessionAttrs;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Config, NoTls};
 
+use crate::faces::to_i64;
 use crate::ConnectError;
 
 /// How a collection's HNSW index holds its vectors. The table always keeps
@@ -314,6 +315,31 @@ fn retryable(code: &SqlState) -> bool {
         SqlState::CONNECTION_FAILURE,
     ]
     .contains(code)
+}
+
+/// Gives `owner` the lease on the row of `table` whose `key` column is `id`,
+/// until `until_ms`, unless another owner holds one that has not ended at
+/// `now_ms`: the one takeover rule video jobs and stream processors share.
+/// True when the lease is `owner`'s afterwards.
+pub(crate) async fn claim_lease(
+    client: &Object,
+    table: &str,
+    key: &str,
+    id: &str,
+    owner: &str,
+    now_ms: u64,
+    until_ms: u64,
+) -> Res<bool> {
+    let n = client
+        .execute(
+            &format!(
+                "UPDATE {table} SET owner = $2, lease_until_ms = $4 WHERE {key} = $1 \
+                 AND (owner IS NULL OR owner = $2 OR lease_until_ms < $3)"
+            ),
+            &[&id, &owner, &to_i64(now_ms), &to_i64(until_ms)],
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use kenning_video::jobs::{Inserted, Job, JobStore, Order};
 use kenning_video::{Result, VideoError};
 
-use crate::db::{Db, Res};
+use crate::db::{claim_lease, Db, Res};
 use crate::faces::to_i64;
 
 /// The video jobs of one database.
@@ -223,14 +223,7 @@ impl JobStore for PgJobs {
     fn claim(&self, id: &str, owner: &str, now_ms: u64, until_ms: u64) -> Result<bool> {
         self.run(async {
             let client = self.db.client().await?;
-            let n = client
-                .execute(
-                    "UPDATE video_jobs SET owner = $2, lease_until_ms = $4 WHERE job_id = $1 \
-                     AND (owner IS NULL OR owner = $2 OR lease_until_ms < $3)",
-                    &[&id, &owner, &to_i64(now_ms), &to_i64(until_ms)],
-                )
-                .await?;
-            Ok(n == 1)
+            claim_lease(&client, "video_jobs", "job_id", id, owner, now_ms, until_ms).await
         })
     }
 

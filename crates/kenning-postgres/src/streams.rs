@@ -7,8 +7,7 @@ use std::sync::Arc;
 use kenning_streams::store::{decode, encode, ProcessorDef, ProcessorStore};
 use kenning_streams::{Result, StreamError};
 
-use crate::db::{Db, Res};
-use crate::faces::to_i64;
+use crate::db::{claim_lease, Db, Res};
 
 /// The stream processors of one database.
 pub struct PgProcessors {
@@ -109,14 +108,16 @@ impl ProcessorStore for PgProcessors {
     fn claim(&self, name: &str, owner: &str, now_ms: u64, until_ms: u64) -> Result<bool> {
         self.run(async {
             let client = self.db.client().await?;
-            let n = client
-                .execute(
-                    "UPDATE stream_processors SET owner = $2, lease_until_ms = $4 \
-                     WHERE name = $1 AND (owner IS NULL OR owner = $2 OR lease_until_ms < $3)",
-                    &[&name, &owner, &to_i64(now_ms), &to_i64(until_ms)],
-                )
-                .await?;
-            Ok(n == 1)
+            claim_lease(
+                &client,
+                "stream_processors",
+                "name",
+                name,
+                owner,
+                now_ms,
+                until_ms,
+            )
+            .await
         })
     }
 
