@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -17,7 +17,7 @@ pub(crate) const SECRET: &str = "integration-test-secret-0123456789";
 
 /// A running `kenning serve` with a temporary data directory.
 pub(crate) struct Server {
-    child: Child,
+    child: common::KillOnDrop,
     pub(crate) addr: String,
     pub(crate) data: PathBuf,
     /// The data directory when [`Server::start`] made it: removed after the
@@ -79,7 +79,7 @@ impl Server {
         assert!(addr.ip().is_loopback(), "unexpected first line {first:?}");
         let addr = addr.to_string();
         Self {
-            child,
+            child: common::KillOnDrop(child),
             addr,
             data,
             _owned: None,
@@ -116,13 +116,6 @@ impl Server {
         let status = self.stop();
         common::remove_tree(&data);
         status
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

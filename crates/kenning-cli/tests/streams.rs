@@ -9,7 +9,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -59,7 +59,7 @@ const FILE_MAX_BYTES: u64 = 20_000;
 
 /// `kenning serve` with its log (RUST_LOG=info) going to `log`.
 struct LoggedServer {
-    child: Child,
+    child: common::KillOnDrop,
     addr: String,
 }
 
@@ -91,7 +91,10 @@ impl LoggedServer {
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let addr = first.trim().rsplit("://").next().unwrap().to_owned();
         assert!(addr.starts_with("127.0.0.1:"), "{first:?}");
-        Self { child, addr }
+        Self {
+            child: common::KillOnDrop(child),
+            addr,
+        }
     }
 
     /// Kills it with SIGKILL, as a crash would.
@@ -107,13 +110,6 @@ impl LoggedServer {
             .unwrap()
             .success();
         ok && self.child.wait().unwrap().success()
-    }
-}
-
-impl Drop for LoggedServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

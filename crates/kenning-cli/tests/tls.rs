@@ -160,7 +160,7 @@ fn tls_serves_boto3_aws_cli_and_http2_and_reloads_on_sighup() {
 #[test]
 fn plain_http_on_a_non_loopback_address_warns() {
     let data = common::temp_path("plain");
-    let mut child = Command::new(common::kenning_bin())
+    let child = Command::new(common::kenning_bin())
         .arg("--models")
         .arg(common::models())
         .args(["serve", "--listen", "0.0.0.0:0", "--data"])
@@ -172,13 +172,13 @@ fn plain_http_on_a_non_loopback_address_warns() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut child = common::KillOnDrop(child);
     let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
         .lines()
         .take(3)
         .map(Result::unwrap)
         .collect();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(
         lines
             .iter()

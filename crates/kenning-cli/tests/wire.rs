@@ -28,7 +28,7 @@ pub(crate) fn python_script(script: &str, env: &[(&str, &str)]) -> String {
 #[test]
 fn a_generated_root_secret_never_reaches_a_log() {
     let data = common::temp_path("root");
-    let mut child = Command::new(common::kenning_bin())
+    let child = Command::new(common::kenning_bin())
         .arg("--models")
         .arg(common::models())
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -40,6 +40,7 @@ fn a_generated_root_secret_never_reaches_a_log() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut child = common::KillOnDrop(child);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut lines = Vec::new();
     for _ in 0..4 {

@@ -2,7 +2,7 @@
 //! process.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::{Arc, OnceLock};
 
 use kenning_image::{DecodeLimits, RgbImage};
@@ -30,6 +30,30 @@ pub fn temp_path(name: &str) -> TempDir {
         .unwrap()
         .as_nanos();
     TempDir(std::env::temp_dir().join(format!("kenning-{name}-{}-{nanos}", std::process::id())))
+}
+
+/// A child process killed (and reaped) when the guard drops, so a server a
+/// test spawned by hand does not outlive a failed assertion.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A temporary directory removed on drop (see [`temp_dir`]); derefs to its
