@@ -16,6 +16,11 @@
 # `promote`, clear synchronous_standby_names on it or every commit waits for
 # a standby that no longer exists (docs/scale-out.md).
 #
+# Memory: KENNING_PG_SHARED_BUFFERS (default 128MB, PostgreSQL's own) and
+# KENNING_PG_EFFECTIVE_CACHE_SIZE (default 4GB) are applied at every start.
+# A server that searches large collections wants shared_buffers big enough
+# to hold their HNSW indexes and tables (docs/scale-out.md, "Memory").
+#
 # PostgreSQL refuses to run as root; as root (CI) the servers run as the
 # unprivileged user `nobody`, which owns DIR.
 set -euo pipefail
@@ -119,7 +124,11 @@ start_cluster() { # name
   # The ports are chosen anew at each start (the old ones may be taken).
   local port
   port="$(free_port)"
-  as_owner sh -c "sed -i '/^port = /d' '$c/postgresql.auto.conf' && echo 'port = $port' >> '$c/postgresql.auto.conf'"
+  as_owner sh -c "sed -i '/^port = /d; /^shared_buffers = /d; /^effective_cache_size = /d' '$c/postgresql.auto.conf' && cat >> '$c/postgresql.auto.conf'" <<EOF
+port = $port
+shared_buffers = '${KENNING_PG_SHARED_BUFFERS:-128MB}'
+effective_cache_size = '${KENNING_PG_EFFECTIVE_CACHE_SIZE:-4GB}'
+EOF
   as_owner "$bin/pg_ctl" -D "$c" -l "$dir/$1.log" -w -t 60 start >/dev/null \
     || die "$1 did not start (see $dir/$1.log)"
   wait_ready "$port"

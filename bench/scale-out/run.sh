@@ -10,7 +10,16 @@
 # halfvec(d) index, in a server of its own), BINARY (default 0; 1: also a
 # bit-quantized HNSW index with exact re-rank on the vector(d) database),
 # INGEST (bulk, the default: one binary COPY then the HNSW index built; calls:
-# 1,000 faces per add_faces call into the live index).
+# 1,000 faces per add_faces call into the live index), M and EFC (the
+# database's HNSW m and ef_construction; the product's defaults otherwise),
+# EMBEDDED_EF (default 128,256,512,1024: the embedded store's own graph
+# searched at these beam widths too, for the comparison at equal recall),
+# PREWARM (default 1: pg_prewarm the partition and its indexes before the
+# searches), SHARED_BUFFERS (default 3GB, the servers' shared_buffers: room
+# for the 1M table and its indexes), NODES and FAILOVER (default 1; 0 skips
+# the API-node load or the failover part while iterating), MEMCOMPARE
+# (default 1: the vector(d) searches again after a restart with 128 MB of
+# shared_buffers and no prewarm, at MEM_EF, default EF).
 # Results: BENCH_DIR/results.jsonl.
 set -euo pipefail
 N=${1:?usage: run.sh N [QUERIES]}
@@ -27,6 +36,11 @@ PY=$ROOT/.cache/venv-test/bin/python
   && cargo build -q --release -p kenning-postgres --example bench_scale_out \
   && cargo build -q --release -p kenning-cli)
 KENNING=$ROOT/target/release/kenning
+export KENNING_PG_SHARED_BUFFERS=${SHARED_BUFFERS:-3GB}
+export KENNING_PG_EFFECTIVE_CACHE_SIZE=${KENNING_PG_EFFECTIVE_CACHE_SIZE:-8GB}
+BUILD_ARGS=(--prewarm "$([ "${PREWARM:-1}" = 1 ] && echo yes || echo no)")
+[ -n "${M:-}" ] && BUILD_ARGS+=(--m "$M")
+[ -n "${EFC:-}" ] && BUILD_ARGS+=(--ef-construction "$EFC")
 mkdir -p "$DIR"
 rm -f "$DIR/results.jsonl"
 [ -f "$DIR/gt.npy" ] || "$ROOT/target/release/examples/bench_index" gen --n "$N" --queries "$Q" --dir "$DIR"
@@ -52,7 +66,7 @@ URL=$(bash "$ROOT/scripts/postgres.sh" start "$PG/one" | sed -n 's/^primary=//p'
 INGEST=${INGEST:-bulk}
 BIN=$([ "${BINARY:-0}" = 1 ] && echo yes || echo no)
 "$ROOT/target/release/examples/bench_scale_out" --dir "$DIR" --database "$URL" --ef "$EF" \
-  --ingest "$INGEST" --binary "$BIN"
+  --ingest "$INGEST" --binary "$BIN" --embedded-ef "${EMBEDDED_EF-128,256,512,1024}" "${BUILD_ARGS[@]}"
 
 # API nodes: SearchFaces by FaceId with CLIENTS concurrent clients.
 export KENNING_ACCESS_KEY_ID=AKIDBENCHSCALEOUT KENNING_SECRET_ACCESS_KEY=bench-secret-scale-out
@@ -76,11 +90,22 @@ load() { # endpoints
     --secret "$KENNING_SECRET_ACCESS_KEY" --face-ids "$DIR/face-ids.txt" \
     --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN"
 }
-A=$(serve "$PG/node-a" --database "$URL")
-B=$(serve "$PG/node-b" --database "$URL")
-load "$A" | tee -a "$DIR/results.jsonl"
-load "$A,$B" | tee -a "$DIR/results.jsonl"
-stop_nodes
+if [ "${NODES:-1}" = 1 ]; then
+  A=$(serve "$PG/node-a" --database "$URL")
+  B=$(serve "$PG/node-b" --database "$URL")
+  load "$A" | tee -a "$DIR/results.jsonl"
+  load "$A,$B" | tee -a "$DIR/results.jsonl"
+  stop_nodes
+fi
+# The same searches on the same database after a restart with PostgreSQL's
+# default 128 MB of shared_buffers and nothing prewarmed (the settings of
+# the runs before): what the memory does.
+if [ "${MEMCOMPARE:-1}" = 1 ]; then
+  bash "$ROOT/scripts/postgres.sh" stop "$PG/one"
+  URL=$(KENNING_PG_SHARED_BUFFERS=128MB bash "$ROOT/scripts/postgres.sh" start "$PG/one" | sed -n 's/^primary=//p')
+  "$ROOT/target/release/examples/bench_scale_out" --dir "$DIR" --database "$URL" --ef "${MEM_EF:-$EF}" \
+    --ingest none --embedded no --prewarm no
+fi
 bash "$ROOT/scripts/postgres.sh" stop "$PG/one"
 
 # After the load (face-ids.txt is the vector(d) database's): the same faces
@@ -88,13 +113,14 @@ bash "$ROOT/scripts/postgres.sh" stop "$PG/one"
 if [ "${HALF:-1}" = 1 ]; then
   HURL=$(bash "$ROOT/scripts/postgres.sh" start "$PG/half" | sed -n 's/^primary=//p')
   "$ROOT/target/release/examples/bench_scale_out" --dir "$DIR" --database "$HURL" --ef "$EF" \
-    --precision half --embedded no --ingest "$INGEST"
+    --precision half --embedded no --ingest "$INGEST" "${BUILD_ARGS[@]}"
   bash "$ROOT/scripts/postgres.sh" stop "$PG/half"
 fi
 
 # Failover: a primary with a synchronous standby, two nodes on both hosts,
 # a client writing every 50 ms; the primary is killed (-9) and the standby
 # promoted at once (a failover manager adds its detection time to this).
+[ "${FAILOVER:-1}" = 1 ] || exit 0
 out=$(bash "$ROOT/scripts/postgres.sh" start "$PG/pair" --standby)
 P=$(echo "$out" | sed -n 's/^primary=//p')
 S=$(echo "$out" | sed -n 's/^standby=//p')

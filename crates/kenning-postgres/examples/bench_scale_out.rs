@@ -2,8 +2,9 @@
 //! faces, through the storage interface both implement (bench/scale-out).
 //!
 //! `bench_scale_out --dir D --database URL [--ef 40,100,200,400,1000] [--batch 1000]
-//! [--precision full|half] [--embedded yes|no] [--ingest bulk|calls]
-//! [--build-memory 2048] [--binary no|yes]`
+//! [--precision full|half] [--embedded yes|no] [--ingest bulk|calls|none]
+//! [--build-memory 2048] [--binary no|yes] [--m 16] [--ef-construction 64]
+//! [--prewarm yes|no] [--embedded-ef 128,256,512]`
 //! reads base.npy, queries.npy and gt.npy written by the index benchmark's
 //! generator (`bench_index gen --dir D`), loads every face into one
 //! collection of each backend (the embedded one in D/embedded, created anew),
@@ -13,14 +14,23 @@
 //! with its audit record, as IndexFaces would; the database gets them in one
 //! bulk load (`PgFaces::bulk_add_faces`: binary COPY, then the HNSW index
 //! built with `--build-memory` MiB, audit records of 1,000 faces each), or
-//! with `--ingest calls` like the embedded store. Results are appended
+//! with `--ingest calls` like the embedded store; `--ingest none` searches
+//! the collection an earlier run left in the database (for the same
+//! searches under other server settings). Results are appended
 //! to D/results.jsonl, one JSON object per line; D/face-ids.txt gets some of
 //! the database's FaceIds for the API-node load (bench/scale-out/load.py).
 //! `--precision half` builds the HNSW index over `halfvec(d)` instead of
 //! `vector(d)`; `--embedded no` skips the embedded backend (for a second
 //! PostgreSQL arm in the same run); `--binary yes` then adds a bit-quantized
 //! HNSW index to the vector(d) partition and measures it with an exact
-//! re-rank of its candidates.
+//! re-rank of its candidates. `--m` and `--ef-construction` build the
+//! database's HNSW graph (the product's `Options` defaults otherwise);
+//! `--prewarm yes` (the default) reads the partition and its indexes into
+//! shared_buffers with pg_prewarm before the searches, as a server that has
+//! been serving a while holds them. `--embedded-ef` also measures the
+//! embedded store's saved index (`Index::load` of its .kix file, the graph
+//! the store searches) at each of these beam widths, the index alone without
+//! the store's record lookups, to compare the backends at equal recall.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -239,8 +249,9 @@ fn search(store: &dyn FaceStore, data: &Data, rows: &HashMap<u64, u64>) -> (Vec<
     (lat, recall)
 }
 
-/// Runs one statement returning one bigint.
-fn scalar(url: &str, statement: &str) -> i64 {
+/// The base-set row each face of an earlier run's collection holds (its
+/// ExternalImageId is `row{i}`).
+fn database_rows(url: &str) -> HashMap<u64, u64> {
     let config = tokio_postgres::Config::from_str(url).unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -249,6 +260,38 @@ fn scalar(url: &str, statement: &str) -> i64 {
         .block_on(async {
             let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
             let task = tokio::spawn(conn);
+            let rows = client
+                .query("SELECT seq, external_image_id FROM faces", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let row: String = r.get(1);
+                    (r.get::<_, i64>(0) as u64, row[3..].parse().unwrap())
+                })
+                .collect();
+            drop(client);
+            let _ = task.await;
+            rows
+        })
+}
+
+/// Runs one statement returning one bigint.
+fn scalar(url: &str, statement: &str) -> i64 {
+    scalar_after(url, "", statement)
+}
+
+/// Runs `setup` (any statements), then one statement returning one bigint.
+fn scalar_after(url: &str, setup: &str, statement: &str) -> i64 {
+    let config = tokio_postgres::Config::from_str(url).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            let task = tokio::spawn(conn);
+            client.batch_execute(setup).await.unwrap();
             let v: i64 = client.query_one(statement, &[]).await.unwrap().get(0);
             drop(client);
             let _ = task.await;
@@ -277,9 +320,21 @@ fn main() {
         other => panic!("--precision {other}: expected full or half"),
     };
     let embedded = args.get("embedded", "yes".to_owned()) == "yes";
-    let bulk = args.get("ingest", "bulk".to_owned()) == "bulk";
+    let ingest_mode = args.get("ingest", "bulk".to_owned());
+    let bulk = ingest_mode == "bulk";
+    let reuse = ingest_mode == "none";
     let binary = args.get("binary", "no".to_owned()) == "yes";
     let build_memory_mb: u32 = args.get("build-memory", 2048);
+    let defaults = Options::default();
+    let m: u32 = args.get("m", defaults.m);
+    let ef_construction: u32 = args.get("ef-construction", defaults.ef_construction);
+    let prewarm = args.get("prewarm", "yes".to_owned()) == "yes";
+    let embedded_efs: Vec<usize> = args
+        .get("embedded-ef", String::new())
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
     let prec = precision.type_name();
 
     let (base, n) = npy(
@@ -324,6 +379,10 @@ fn main() {
             serde_json::json!({"backend": "embedded", "phase": "search", "n": n, "ef": "default",
                 "recall10": recall, "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}),
         );
+        drop(store);
+        if !embedded_efs.is_empty() {
+            embedded_sweep(&dir, &edir, &data, &rows, &embedded_efs);
+        }
     }
 
     // PostgreSQL: the database must be empty of a collection named `bench`.
@@ -333,12 +392,16 @@ fn main() {
         Options {
             precision,
             build_memory_mb,
+            m,
+            ef_construction,
             ..Options::default()
         },
     )
     .expect("connecting");
     pg.faces.set_auditor(Arc::new(Audit));
-    let (rows, secs, load) = if bulk {
+    let (rows, secs, load) = if reuse {
+        (database_rows(&url), 0.0, BulkLoad::default())
+    } else if bulk {
         bulk_ingest(&pg, &data)
     } else {
         let (rows, secs) = ingest(pg.faces.as_ref(), &data, batch);
@@ -366,10 +429,35 @@ fn main() {
         &url,
         "SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits WHERE inhparent = 'faces'::regclass",
     );
+    let settings = |name: &str| {
+        scalar(
+            &url,
+            &format!("SELECT setting::bigint * pg_size_bytes(coalesce(unit, '1')) FROM pg_settings WHERE name = '{name}'"),
+        )
+    };
+    let shared_buffers = settings("shared_buffers");
+    let t = Instant::now();
+    let prewarmed = if prewarm {
+        scalar_after(
+            &url,
+            "CREATE EXTENSION IF NOT EXISTS pg_prewarm",
+            &format!(
+                "SELECT sum(pg_prewarm(r))::bigint FROM (SELECT inhrelid AS r FROM pg_inherits \
+                 WHERE inhparent = 'faces'::regclass UNION ALL SELECT indexrelid FROM pg_index \
+                 WHERE indrelid IN {partition}) rels"
+            ),
+        ) * 8192
+    } else {
+        0
+    };
+    let prewarm_s = t.elapsed().as_secs_f64();
     record(
         &dir,
         serde_json::json!({"backend": "postgres", "precision": prec, "phase": "ingest", "n": n, "seconds": secs,
-            "ingest": if bulk { "bulk" } else { "calls" }, "copy_s": load.copy_seconds,
+            "m": (!reuse).then_some(m), "ef_construction": (!reuse).then_some(ef_construction),
+            "shared_buffers_bytes": shared_buffers,
+            "prewarmed_bytes": prewarmed, "prewarm_s": prewarm_s,
+            "ingest": ingest_mode, "copy_s": load.copy_seconds,
             "index_build_s": load.index_seconds, "index_rebuilt": load.index_rebuilt,
             "audit_records": load.audit_records, "audit_verified": verify.records,
             "faces_per_s": n as f64 / secs, "analyze_s": analyze_s,
@@ -521,4 +609,40 @@ fn binary_quantized(dir: &Path, url: &str, data: &Data, rows: &HashMap<u64, u64>
         drop(client);
         let _ = task.await;
     });
+}
+
+/// The embedded store's own graph (its saved .kix file) searched at each
+/// beam width in `efs`, without the store around it: recall@10 and latency
+/// per width, for the comparison at equal recall.
+fn embedded_sweep(dir: &Path, edir: &Path, data: &Data, rows: &HashMap<u64, u64>, efs: &[usize]) {
+    let file = std::fs::read_dir(edir.join("index"))
+        .expect("the embedded store's index directory")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "kix"))
+        .expect("a saved .kix index");
+    let index = kenning_index::Index::load(&file, &kenning_index::Expect::default())
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let n = index.len();
+    for &ef in efs {
+        let mut lat = Vec::new();
+        let mut hits = 0;
+        for (qi, q) in data.queries.chunks(data.dim).enumerate() {
+            let t = Instant::now();
+            let found = index.search_with(q, K, None, ef).unwrap();
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            let truth = &data.gt[qi * K..(qi + 1) * K];
+            hits += found
+                .iter()
+                .filter(|h| truth.contains(&rows[&h.id]))
+                .count();
+        }
+        lat.sort_by(f64::total_cmp);
+        record(
+            dir,
+            serde_json::json!({"backend": "embedded-index", "phase": "search", "n": n, "ef": ef,
+                "default_ef": index.default_ef(), "recall10": hits as f64 / (lat.len() * K) as f64,
+                "p50_ms": percentile(&lat, 0.5), "p99_ms": percentile(&lat, 0.99)}),
+        );
+    }
 }
