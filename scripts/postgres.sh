@@ -19,7 +19,7 @@
 # Memory: KENNING_PG_SHARED_BUFFERS (default 128MB, PostgreSQL's own) and
 # KENNING_PG_EFFECTIVE_CACHE_SIZE (default 4GB) are applied at every start.
 # A server that searches large collections wants shared_buffers big enough
-# to hold their HNSW indexes and tables (docs/scale-out.md, "Memory").
+# to hold their HNSW indexes and tables (docs/scale-out.md, "Memory and search speed").
 #
 # PostgreSQL refuses to run as root; as root (CI) the servers run as the
 # unprivileged user `nobody`, which owns DIR.
