@@ -23,8 +23,8 @@ use kenning_eval::{
     bar_chart_svg, check_calibration_fn, det_svg, evaluate_detection, evaluate_fairness,
     evaluate_identification, evaluate_verification, generate_pairs, split_gallery, ClusterPairs,
     Embeddings, FairCalibration, FairCalibrationConfig, FairCalibrationFit, FairnessConfig,
-    GallerySplit, IdentifyConfig, LabelledSet, PairConfig, ScoredPair, Scoring, ThresholdRule,
-    ToMarkdown, VerifyConfig,
+    GallerySplit, IdentifyConfig, LabelledSet, PairConfig, RegionDomains, ScoredPair, Scoring,
+    ThresholdRule, ToMarkdown, VerifyConfig,
 };
 use kenning_models::pipeline::dlib_rect;
 use kenning_models::CalibrationTable;
@@ -1038,6 +1038,17 @@ pub struct CalibrateArgs {
     /// photos it has, so the promise lands between the domains.
     #[arg(long, conflicts_with = "check")]
     domains: Option<PathBuf>,
+    /// With --fair and --domains: where the domains weigh alike. `final`:
+    /// in the overall score-to-FMR map only (each region's table adds up
+    /// the pairs of every domain, so the largest domain shapes it);
+    /// `within-cluster`: in every region's table too.
+    #[arg(long, value_enum, default_value_t = DomainWeighting::Final, requires_all = ["fair", "domains"])]
+    domain_weighting: DomainWeighting,
+    /// With --domain-weighting within-cluster: the impostor pairs a domain
+    /// needs inside one region for a curve of its own there (fewer are
+    /// added to the region's largest domain).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    domain_min_pairs: u64,
     /// Where to write the table (JSON). Required unless --check or --collection is given.
     #[arg(long, required_unless_present_any = ["check", "collection"])]
     out: Option<PathBuf>,
@@ -1308,6 +1319,19 @@ pub enum FairPairs {
     Involving,
 }
 
+/// Where the domains of a pooled fair fit weigh alike, on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DomainWeighting {
+    /// In the overall score-to-FMR map only.
+    Final,
+    /// In every region's table as well: each domain with enough pairs in
+    /// the region has its own curve, the curves weighing alike in log FMR.
+    WithinCluster,
+    /// In every region's table as well: each pair weighs one over its
+    /// domain's pair count (an equal mixture of the domains).
+    Mixture,
+}
+
 /// `--fair-strength`: a number from 0 to [`MAX_STRENGTH`].
 fn fair_strength(s: &str) -> std::result::Result<f64, String> {
     let t: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
@@ -1358,6 +1382,15 @@ fn calibrate_fair(
         },
         exclude_below: args.exclude_below,
         strength: args.fair_strength,
+        region_domains: match args.domain_weighting {
+            DomainWeighting::Final => RegionDomains::Summed,
+            DomainWeighting::WithinCluster => RegionDomains::MeanLog,
+            DomainWeighting::Mixture => RegionDomains::Mixture,
+        },
+        domain_min_pairs: match args.domain_weighting {
+            DomainWeighting::WithinCluster => args.domain_min_pairs.max(1),
+            _ => 0,
+        },
         ..Default::default()
     };
     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();

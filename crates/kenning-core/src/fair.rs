@@ -203,6 +203,24 @@ pub enum ClusterPairs {
     Involving,
 }
 
+/// In a fit pooled from several photo sets (domains), how each region's
+/// table weighs the domains' pairs inside the region (the overall tables
+/// always weigh domains alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegionDomains {
+    /// Every pair counts once, so the domain with most pairs shapes the
+    /// region's table.
+    #[default]
+    Summed,
+    /// Each domain with at least `domain_min_pairs` pairs in the region
+    /// has its own curve there and the curves weigh alike (mean log10 FMR).
+    MeanLog,
+    /// Each pair weighs one over its domain's pair count, so the region's
+    /// table is the FMR of an equal mixture of the domains.
+    Mixture,
+}
+
 /// How a fair calibration was (or is to be) fitted.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FairCalibrationConfig {
@@ -229,6 +247,21 @@ pub struct FairCalibrationConfig {
     /// trades one for the other (issue 16, goal 5).
     #[serde(default = "full_strength", skip_serializing_if = "is_full_strength")]
     pub strength: f64,
+    /// In a pooled fit, how each region's table weighs the domains.
+    #[serde(default, skip_serializing_if = "is_summed")]
+    pub region_domains: RegionDomains,
+    /// With [`RegionDomains::MeanLog`]: the pairs a domain needs inside a
+    /// region for a curve of its own there.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub domain_min_pairs: u64,
+}
+
+fn is_summed(w: &RegionDomains) -> bool {
+    *w == RegionDomains::Summed
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn full_strength() -> f64 {
@@ -250,6 +283,8 @@ impl Default for FairCalibrationConfig {
             pairs: ClusterPairs::Within,
             exclude_below: 0.0,
             strength: 1.0,
+            region_domains: RegionDomains::Summed,
+            domain_min_pairs: 0,
         }
     }
 }

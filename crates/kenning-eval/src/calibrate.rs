@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 pub use kenning_core::fair::{
     nearest_centroid, ClusterCalibration, ClusterPairs, FairCalibration, FairCalibrationConfig,
-    LogFmrTable, FLOOR_LOG_FMR,
+    LogFmrTable, RegionDomains, FLOOR_LOG_FMR,
 };
 
 use crate::distance::{dot, pairwise_fold, Distance, Embeddings};
@@ -373,6 +373,51 @@ pub(crate) fn pooled_table(
     LogFmrTable { pairs, points }
 }
 
+/// One cluster's table from its per-domain histograms (one histogram when
+/// domains are not told apart; `domain_pairs`: each domain's pairs in the
+/// whole fit). [`RegionDomains::MeanLog`]: the domains with at least
+/// `config.domain_min_pairs` pairs in the cluster weigh alike
+/// ([`pooled_table`]), the pairs of the others are added to the largest
+/// one's (too few for a curve of their own); with fewer than two such
+/// domains, all pairs are added up into one table.
+/// [`RegionDomains::Mixture`]: each domain's counts are scaled by the
+/// largest domain's pair count over its own (integer counts, so the
+/// largest domain's pairs count once).
+fn cluster_table(
+    hists: &[Hist],
+    domain_pairs: &[u64],
+    config: &FairCalibrationConfig,
+    hi: f64,
+) -> LogFmrTable {
+    let count = |h: &Hist| h.counts.iter().sum::<u64>();
+    if config.region_domains == RegionDomains::Mixture && hists.len() > 1 {
+        let most = domain_pairs.iter().copied().max().unwrap_or(1) as f64;
+        let mut mix = Hist::new(0.0, hi, hists[0].counts.len());
+        for (h, &n) in hists.iter().zip(domain_pairs) {
+            let w = most / n.max(1) as f64;
+            mix.counts
+                .iter_mut()
+                .zip(&h.counts)
+                .for_each(|(m, &c)| *m += (c as f64 * w).round() as u64);
+        }
+        let mut t = mix.table(config.per_decade, config.min_count);
+        t.pairs = hists.iter().map(count).sum();
+        return t;
+    }
+    let (mut own, rest): (Vec<&Hist>, Vec<&Hist>) = hists.iter().partition(|h| {
+        config.region_domains == RegionDomains::MeanLog && count(h) >= config.domain_min_pairs
+    });
+    if own.len() < 2 {
+        let mut all = hists[0].clone();
+        hists[1..].iter().for_each(|h| all.merge(h));
+        return all.table(config.per_decade, config.min_count);
+    }
+    own.sort_by_key(|h| std::cmp::Reverse(count(h)));
+    let mut curves: Vec<Hist> = own.into_iter().cloned().collect();
+    rest.iter().for_each(|h| curves[0].merge(h));
+    pooled_table(&curves, config, 0.0, hi)
+}
+
 /// Where the mean of several log10-FMR curves reaches each level: the
 /// curve of a pool of impostor domains in which every domain counts alike
 /// in log FMR (the geometric mean of their FMRs), so that no domain decides
@@ -470,8 +515,9 @@ pub trait FairCalibrationFit: Sized {
 
     /// [`FairCalibrationFit::fit_with`] on a pool of impostor domains (one
     /// domain name per photo, e.g. the photo set it came from): only pairs
-    /// within one domain count, the clusters and their tables are learned
-    /// from all of them, and the overall tables (`global`, `combined`) are
+    /// within one domain count, the clusters are learned from all of them,
+    /// each cluster's table weighs the domains as `config.region_domains`
+    /// says, and the overall tables (`global`, `combined`) are
     /// the mean over domains of each domain's log10 FMR
     /// ([`mean_curve_points`]), so every domain weighs alike however many
     /// pairs it has and the promise lands between the domains.
@@ -556,12 +602,19 @@ impl FairCalibrationFit for FairCalibration {
                 .then(|| embeddings.distance(i, j, distance))
                 .filter(|&d| f64::from(d) >= config.exclude_below)
         };
-        // Pass 1: per-cluster and global distance histograms.
+        // Pass 1: per-cluster (per domain too when domains weigh alike
+        // inside clusters) and global distance histograms.
+        let nh = if config.region_domains == RegionDomains::Summed {
+            1
+        } else {
+            nd
+        };
+        let slot = |c: usize, i: usize| c * nh + if nh > 1 { domain[i] as usize } else { 0 };
         let (hists, global) = pairwise_fold(
             n,
             || {
                 (
-                    vec![Hist::new(0.0, hi, DIST_BINS); k],
+                    vec![Hist::new(0.0, hi, DIST_BINS); k * nh],
                     vec![Hist::new(0.0, hi, DIST_BINS); nd],
                 )
             },
@@ -572,12 +625,12 @@ impl FairCalibrationFit for FairCalibration {
                 g[domain[i] as usize].add(d);
                 let (a, b) = (cl[i], cl[j]);
                 match config.pairs {
-                    ClusterPairs::Within if a == b => h[a].add(d),
+                    ClusterPairs::Within if a == b => h[slot(a, i)].add(d),
                     ClusterPairs::Within => {}
                     ClusterPairs::Involving => {
-                        h[a].add(d);
+                        h[slot(a, i)].add(d);
                         if b != a {
-                            h[b].add(d);
+                            h[slot(b, i)].add(d);
                         }
                     }
                 }
@@ -589,6 +642,7 @@ impl FairCalibrationFit for FairCalibration {
             },
         );
         let impostor_pairs = global.iter().flat_map(|h| &h.counts).sum();
+        let domain_pairs: Vec<u64> = global.iter().map(|h| h.counts.iter().sum()).collect();
         let global_table = pooled_table(&global, &config, 0.0, hi);
         if global_table.points.len() < 2 {
             return Err(invalid(format!(
@@ -599,10 +653,10 @@ impl FairCalibrationFit for FairCalibration {
         let mut sizes = vec![0usize; k];
         cl.iter().for_each(|&c| sizes[c] += 1);
         let clusters: Vec<ClusterCalibration> = hists
-            .iter()
+            .chunks(nh)
             .zip(&sizes)
             .map(|(h, &photos)| {
-                let t = h.table(config.per_decade, config.min_count);
+                let t = cluster_table(h, &domain_pairs, &config, hi);
                 ClusterCalibration {
                     photos,
                     table: (t.points.len() >= 2).then_some(t),

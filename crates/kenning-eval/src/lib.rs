@@ -25,7 +25,7 @@ pub mod verify;
 pub use calibrate::{
     check_calibration, check_calibration_fn, impostor_fmr_points, kmeans, mean_curve_points,
     CalibrationCheck, ClusterPairs, FairCalibration, FairCalibrationConfig, FairCalibrationFit,
-    KMeans, LogFmrTable,
+    KMeans, LogFmrTable, RegionDomains,
 };
 pub use detect::{evaluate_detection, match_detections, DetectionReport};
 pub use distance::{Distance, Embeddings};

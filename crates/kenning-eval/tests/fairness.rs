@@ -3,7 +3,7 @@ mod common;
 use common::{axis, cluster};
 use kenning_eval::calibrate::{
     check_calibration_fn, impostor_fmr_points, kmeans, ClusterPairs, FairCalibration,
-    FairCalibrationConfig, FairCalibrationFit,
+    FairCalibrationConfig, FairCalibrationFit, RegionDomains,
 };
 use kenning_eval::fairness::{
     evaluate_fairness, FairnessConfig, LabelledSet, Scoring, ThresholdRule,
@@ -350,4 +350,75 @@ fn pooled_fit_counts_pairs_within_domains_and_weighs_domains_alike() {
             "distance {d}: {combined} against {want}"
         );
     }
+}
+
+#[test]
+fn pooled_fit_weighs_domains_inside_a_region_as_configured() {
+    // Two domains on a circle in one region (k = 1): "a", 300 photos 0.01
+    // rad apart (44,850 pairs); "b", 100 photos 0.006 rad apart (4,950
+    // pairs, closer).
+    // The region's table is, at distance d, the FMR of all pairs counted
+    // once (summed), the mean of the two domains' log10 FMR (mean_log), or
+    // log10 of the mean of their FMRs (mixture), counted here pair by pair.
+    let circle = |step: f64, n: u32, at: f64| -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|i| at + step * f64::from(i))
+            .map(|t| vec![t.cos() as f32, t.sin() as f32])
+            .collect()
+    };
+    let (a, b) = (circle(0.01, 300, 0.0), circle(0.006, 100, 3.3));
+    let all = Embeddings::new(&[a.clone(), b.clone()].concat()).unwrap();
+    let domains: Vec<&str> = [vec!["a"; 300], vec!["b"; 100]].concat();
+    // Pairs of one domain closer than d, counted from the angles.
+    let fmr = |step: f64, n: u32, d: f64| {
+        let pairs = f64::from(n * (n - 1) / 2);
+        let close: u32 = (1..n)
+            .filter(|&k| 1.0 - (step * f64::from(k)).cos() <= d)
+            .map(|k| n - k)
+            .sum();
+        f64::from(close) / pairs
+    };
+    let table = |region_domains| {
+        let cfg = FairCalibrationConfig {
+            k: 1,
+            min_count: 1,
+            region_domains,
+            domain_min_pairs: 100,
+            ..Default::default()
+        };
+        let fc = FairCalibration::fit_pooled(&all, None, &domains, Distance::Cosine, cfg).unwrap();
+        fc.clusters[0].table.clone().unwrap()
+    };
+    let (summed, mean_log, mixture) = (
+        table(RegionDomains::Summed),
+        table(RegionDomains::MeanLog),
+        table(RegionDomains::Mixture),
+    );
+    let mut apart = 0.0f64;
+    for d in [0.001f64, 0.002, 0.005, 0.01] {
+        let (fa, fb) = (fmr(0.01, 300, d), fmr(0.006, 100, d));
+        let want = [
+            ((fa * 44850.0 + fb * 4950.0) / 49800.0).log10(),
+            (fa.log10() + fb.log10()) / 2.0,
+            ((fa + fb) / 2.0).log10(),
+        ];
+        for (t, w) in [&summed, &mean_log, &mixture].iter().zip(want) {
+            let got = t.log_fmr(d);
+            assert!((got - w).abs() < 0.05, "distance {d}: {got} against {w}");
+        }
+        apart = apart.max((want[0] - want[1]).abs().min((want[1] - want[2]).abs()));
+    }
+    // The three weightings differ by more than twice the tolerance here.
+    assert!(apart > 0.1, "{apart}");
+    // Below the minimum pairs a domain gets no curve of its own, and with
+    // one domain left the pairs are summed.
+    let cfg = FairCalibrationConfig {
+        k: 1,
+        min_count: 1,
+        region_domains: RegionDomains::MeanLog,
+        domain_min_pairs: 5000,
+        ..Default::default()
+    };
+    let fc = FairCalibration::fit_pooled(&all, None, &domains, Distance::Cosine, cfg).unwrap();
+    assert_eq!(fc.clusters[0].table.as_ref(), Some(&summed));
 }

@@ -229,7 +229,10 @@ pub const SFACE_2021DEC: Builtin = Builtin {
     fair_calibration: Some(include_str!(
         "../../../recognisers/sface-2021dec/fair-calibration.json"
     )),
-    files: &[],
+    files: &[(
+        "fair-misses-calibration.json",
+        include_str!("../../../recognisers/sface-2021dec/fair-misses-calibration.json"),
+    )],
 };
 
 /// The built-in recognisers, the default first.
@@ -544,8 +547,22 @@ mod tests {
             kind(Some(Equalise::FalseMatches)),
             Some(CalibrationKind::Fair)
         );
-        assert_eq!(kind(Some(Equalise::Misses)), Some(CalibrationKind::Global));
+        // SFace ships its own Misses calibration: the fair family at a
+        // higher strength (recognisers/sface-2021dec/calibrate.sh).
+        let strength = |e| match m.calibration_for(Some(e)) {
+            Some(Calibration::Fair(f)) => f.config.strength,
+            other => panic!("{:?}: {:?}", e, other.map(|c| c.kind())),
+        };
+        assert_eq!(strength(Equalise::FalseMatches), 1.0);
+        assert_eq!(strength(Equalise::Misses), 1.5);
         assert!(kind(Some(Equalise::Balanced)).is_some());
+        // dlib names none, so Misses falls back to its global table.
+        let dlib = LoadedManifest::builtin(DLIB_RESNET_V1.name).unwrap();
+        assert_eq!(
+            dlib.calibration_for(Some(Equalise::Misses))
+                .map(|c| c.kind()),
+            Some(CalibrationKind::Global)
+        );
         // A manifest's own file for a choice wins over the fallback: here the
         // fair calibration named for Misses.
         let text = DLIB_MANIFEST.replacen(

@@ -63,7 +63,7 @@ pub(super) fn policy_words(p: &Value) -> Markup {
             }
             @match p["Equalise"].as_str() {
                 Some("FalseMatches") => li { "Similarity keeps false matches equal across groups of people; some groups are missed more often than others." },
-                Some("Misses") => li { "Similarity keeps misses equal across groups of people: more than half of genuine matches are missed, and some groups get far more false matches than others." },
+                Some("Misses") => li { "Similarity keeps misses close across groups of people: about a fifth of genuine matches are missed, and some groups get more false matches than others." },
                 Some("Balanced") => li { "Similarity balances false matches against misses across groups of people." },
                 _ => {},
             }
