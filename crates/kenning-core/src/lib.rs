@@ -5,6 +5,7 @@
 
 mod error;
 pub mod fair;
+pub mod quality;
 mod geometry;
 
 pub use error::{ErrorCode, WireError};

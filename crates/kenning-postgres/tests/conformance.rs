@@ -97,7 +97,9 @@ fn face(v: Vec<f32>) -> NewFace {
         confidence: 99.5,
         embedding: v,
         indexed_at_ms: None,
+        pixels: None,
     }
+    pixels: None,
 }
 
 fn code<T: std::fmt::Debug>(r: Result<T>) -> ErrorCode {

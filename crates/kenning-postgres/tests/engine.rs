@@ -34,7 +34,9 @@ fn face(seed: u64, dim: usize) -> NewFace {
             })
             .collect(),
         indexed_at_ms: None,
+        pixels: None,
     }
+    pixels: None,
 }
 
 #[test]
