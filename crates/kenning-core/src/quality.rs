@@ -1,20 +1,23 @@
-//! The small-face rule: a correction of a pair's distance by the sizes of
-//! its two faces, applied before whichever calibration turns the distance
-//! into Similarity (issue 16, goal 4).
+//! The small-face rule: a correction of a pair's score by the sizes of its
+//! two faces, applied on top of whichever calibration is in force (issue
+//! 16, goal 4).
 //!
 //! Small faces look alike to a recogniser: two ~20-pixel faces of different
-//! people lie closer together than two large ones, so the calibration
+//! people score as more alike than two large ones, so the calibration
 //! (fitted on large faces) promises too few false matches for them. Faces
 //! are put in size bands; for each pair of bands (the smaller face's band
-//! and the larger face's) the fit measures where that cell's impostor
-//! distances reach each FMR level and where the reference cell's (both faces
-//! in the top band: the faces the calibrations were fitted on) reach the
-//! same level. A pair's distance is mapped to the reference distance with
-//! the same impostor tail (quantile mapping), and never below its own
-//! distance: the rule only ever lowers Similarity, so a search radius
-//! computed without it still covers every match and the candidates can be
-//! re-scored exactly. A face of unknown size (indexed before sizes were
-//! stored) leaves its pairs unchanged.
+//! and the larger face's) the fit measures, on impostor pairs, the
+//! calibrated score (log10 FMR under the calibration) that a fraction f of
+//! that cell's pairs reach, and the score the same fraction of the
+//! reference cell's pairs reach (both faces in the top band: the faces the
+//! calibrations were fitted on). A pair's score is mapped to the reference
+//! score with the same impostor tail (quantile mapping), and never below its
+//! own: the rule only ever raises the FMR, i.e. lowers Similarity, so a
+//! search radius computed without it still covers every match and the
+//! candidates can be re-scored exactly. Scores rather than raw distances
+//! are mapped because a fair calibration already moves each region of
+//! embedding space; the rule corrects what is left. A face of unknown size
+//! (indexed before sizes were stored) leaves its pairs unchanged.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,13 +38,14 @@ pub struct BandCell {
     pub bands: [usize; 2],
     /// Impostor pairs the cell's map was measured on.
     pub pairs: u64,
-    /// `(distance in this cell, reference distance at the same impostor
-    /// FMR)`, both strictly increasing. Empty: no correction.
+    /// `(score in this cell, reference score reached by the same fraction
+    /// of impostor pairs)`, scores in log10 FMR, both strictly increasing.
+    /// Empty: no correction.
     pub map: Vec<(f64, f64)>,
 }
 
 impl BandCell {
-    /// The reference-equivalent of distance `d` in this cell: linear between
+    /// The reference-equivalent of score `d` in this cell: linear between
     /// points, the nearest point's shift beyond them, and never below `d`.
     pub fn map(&self, d: f64) -> f64 {
         let p = &self.map;
@@ -101,11 +105,12 @@ impl QualityBands {
         self.cells.iter().find(|c| c.bands == key)
     }
 
-    /// The distance a pair of faces of sizes `a` and `b` at `distance` is
-    /// scored as: at least `distance`, and `distance` itself when either
-    /// size is unknown.
-    pub fn adjust(&self, distance: f64, a: Option<f32>, b: Option<f32>) -> f64 {
-        self.cell(a, b).map_or(distance, |c| c.map(distance))
+    /// The score (log10 FMR) a pair of faces of sizes `a` and `b` whose
+    /// calibrated score is `log_fmr` gets: at least `log_fmr`, at most 0,
+    /// and `log_fmr` itself when either size is unknown.
+    pub fn adjust(&self, log_fmr: f64, a: Option<f32>, b: Option<f32>) -> f64 {
+        self.cell(a, b)
+            .map_or(log_fmr, |c| c.map(log_fmr).min(0.0).max(log_fmr))
     }
 
     /// A short name for audit records and reports.
@@ -174,8 +179,9 @@ impl QualityBands {
 mod tests {
     use super::*;
 
-    /// Bands at 30 and 60 px; pairs of two faces under 30 px have the
-    /// impostor tail the reference has 0.1 further out (map points by hand).
+    /// Bands at 30 and 60 px; pairs of two faces under 30 px reach each
+    /// impostor fraction at a score 0.1 lower than the reference (map
+    /// points by hand, scores in log10 FMR).
     fn bands() -> QualityBands {
         QualityBands {
             recogniser: "test".into(),
@@ -186,14 +192,14 @@ mod tests {
                 BandCell {
                     bands: [0, 0],
                     pairs: 1000,
-                    map: vec![(0.2, 0.3), (0.4, 0.5), (0.6, 0.6)],
+                    map: vec![(-0.8, -0.7), (-0.6, -0.5), (-0.4, -0.4)],
                 },
                 // Below the reference: its map would make pairs look more
                 // similar, which the rule refuses.
                 BandCell {
                     bands: [0, 2],
                     pairs: 1000,
-                    map: vec![(0.3, 0.2), (0.5, 0.4)],
+                    map: vec![(-0.7, -0.8), (-0.5, -0.6)],
                 },
             ],
         }
@@ -216,23 +222,25 @@ mod tests {
         let q = bands();
         let small = |d| q.adjust(d, Some(20.0), Some(21.0));
         // On the points and between them, by hand.
-        assert!((small(0.2) - 0.3).abs() < 1e-12);
-        assert!((small(0.3) - 0.4).abs() < 1e-12);
-        assert!((small(0.5) - 0.55).abs() < 1e-12);
-        // Beyond the points: the nearest point's shift (0.1 below, 0 above).
-        assert!((small(0.05) - 0.15).abs() < 1e-12);
-        assert!((small(0.9) - 0.9).abs() < 1e-12);
-        // A cell whose impostors lie further apart than the reference's is
-        // left as it is, as is any pair with a face of unknown size.
-        for d in [0.1, 0.3, 0.45, 0.8] {
+        assert!((small(-0.8) - -0.7).abs() < 1e-12);
+        assert!((small(-0.7) - -0.6).abs() < 1e-12);
+        assert!((small(-0.5) - -0.45).abs() < 1e-12);
+        // Beyond the points: the nearest point's shift (0.1 below, 0
+        // above), and never above FMR 1.
+        assert!((small(-5.0) - -4.9).abs() < 1e-12);
+        assert!((small(-0.2) - -0.2).abs() < 1e-12);
+        assert_eq!(q.adjust(-0.05, Some(20.0), Some(21.0)), -0.05);
+        // A cell whose impostors score lower than the reference's is left
+        // as it is, as is any pair with a face of unknown size.
+        for d in [-0.9, -0.7, -0.55, -0.2] {
             assert_eq!(q.adjust(d, Some(20.0), Some(200.0)), d);
             assert_eq!(q.adjust(d, None, Some(20.0)), d);
             assert_eq!(q.adjust(d, Some(100.0), Some(200.0)), d);
         }
         // Monotone: a closer pair never ends up further than a farther one.
-        let mut last = 0.0;
+        let mut last = -10.0;
         for i in 0..1000 {
-            let d = small(f64::from(i) / 1000.0);
+            let d = small(f64::from(i) / 1000.0 - 1.0);
             assert!(d >= last);
             last = d;
         }
@@ -244,7 +252,7 @@ mod tests {
         q.edges = vec![60.0, 30.0];
         assert!(q.validate().is_err());
         let mut q = bands();
-        q.cells[0].map = vec![(0.2, 0.3), (0.1, 0.5)];
+        q.cells[0].map = vec![(-0.2, -0.3), (-0.1, -0.5)];
         assert!(q.validate().is_err());
         let mut q = bands();
         q.cells[0].bands = [1, 0];

@@ -1,8 +1,8 @@
 //! Fitting and checking the small-face rule (kenning_core::quality) from
 //! impostor pairs of faces of known size: the pairs are split into cells
-//! by the size bands of their two faces, and each cell's impostor distance
-//! quantiles are matched to the reference cell's (both faces in the top
-//! band) at the same FMR levels.
+//! by the size bands of their two faces, and each cell's quantiles of the
+//! calibrated score (log10 FMR) are matched to the reference cell's (both
+//! faces in the top band) at the same fractions of pairs.
 
 use kenning_core::quality::{BandCell, QualityBands, SIZE_MEASURE};
 use rayon::prelude::*;
@@ -91,12 +91,15 @@ fn cell_index(a: usize, b: usize, bands: usize) -> usize {
 }
 
 /// Fits the rule: one map per cell with enough impostor pairs, from the
-/// cell's impostor quantiles to the reference cell's at the same FMR.
+/// cell's quantiles of `score(i, j, distance)` (the calibrated log10 FMR of
+/// the pair; smaller is more similar) to the reference cell's at the same
+/// fraction of pairs.
 pub fn fit_quality_bands(
     faces: &SizedFaces<'_>,
     config: &QualityFitConfig,
     recogniser: &str,
     source: &str,
+    score: impl Fn(usize, usize, f64) -> f64 + Sync + Send,
 ) -> Result<QualityBands> {
     faces.check()?;
     let mut q = QualityBands {
@@ -111,7 +114,7 @@ pub fn fit_quality_bands(
     let band: Vec<usize> = faces.pixels.iter().map(|&p| q.band(p)).collect();
     let by_cell = faces.fold_impostors(
         || vec![Vec::<f32>::new(); bands * bands],
-        |acc, i, j, d| acc[cell_index(band[i], band[j], bands)].push(d),
+        |acc, i, j, d| acc[cell_index(band[i], band[j], bands)].push(score(i, j, f64::from(d)) as f32),
         |mut a, b| {
             for (x, y) in a.iter_mut().zip(b) {
                 x.extend(y);
@@ -137,7 +140,7 @@ pub fn fit_quality_bands(
             let cell = &by_cell[cell_index(a, b, bands)];
             let points = impostor_fmr_points(cell, config.per_decade, config.min_count);
             let mut map: Vec<(f64, f64)> = Vec::new();
-            // Levels run from FMR 1 down; the map runs from close to far.
+            // Fractions run from 1 down; the map runs from low scores up.
             for p in points.iter().rev() {
                 let Some(r) = ref_points
                     .iter()
@@ -187,8 +190,8 @@ pub struct QualityRow {
 }
 
 /// Counts each cell's false matches at each of `similarities`, scoring a
-/// pair `(i, j)` at distance `d` with `score(i, j, d)`, once as is and once
-/// with the rule's adjusted distance.
+/// pair `(i, j)` at distance `d` by its calibrated log10 FMR
+/// `score(i, j, d)`, once as is and once with the rule applied.
 pub fn check_quality_bands(
     faces: &SizedFaces<'_>,
     rule: &QualityBands,
@@ -207,14 +210,13 @@ pub fn check_quality_bands(
         |acc, i, j, d| {
             let c = cell_index(band[i], band[j], bands) * width;
             acc[c] += 1;
-            let d = f64::from(d);
-            let before = score(i, j, d);
-            let adjusted = rule.adjust(d, Some(faces.pixels[i]), Some(faces.pixels[j]));
-            let after = if adjusted == d {
-                before
-            } else {
-                score(i, j, adjusted)
-            };
+            let before = score(i, j, f64::from(d));
+            let after = rule.adjust(before, Some(faces.pixels[i]), Some(faces.pixels[j]));
+            // Similarity = 40 + 10 log10(1 / FMR), clamped to 0-100.
+            let (before, after) = (
+                (40.0 - 10.0 * before).clamp(0.0, 100.0),
+                (40.0 - 10.0 * after).clamp(0.0, 100.0),
+            );
             for (k, &t) in similarities.iter().enumerate() {
                 acc[c + 1 + k] += u64::from(before >= t);
                 acc[c + 1 + s + k] += u64::from(after >= t);
@@ -284,20 +286,27 @@ mod tests {
             per_decade: 10,
             min_count: 20,
         };
-        let q = fit_quality_bands(&faces, &config, "t", "line").unwrap();
+        // The distance itself as the "score" (log10 FMR): smaller is more
+        // similar, and the map is then in distances.
+        let q = fit_quality_bands(&faces, &config, "t", "line", |_, _, d| d).unwrap();
         // Cells [0, 0] (small x small) and [0, 1] (small x large, all far
         // apart: no correction after clamping).
         let small = q.cells.iter().find(|c| c.bands == [0, 0]).unwrap();
         for &(d, r) in &small.map {
             assert!((r - 2.0 * d).abs() <= 1.0, "{d} -> {r}");
         }
-        let adj = q.adjust(20.0, Some(20.0), Some(25.0));
+        // (adjust never goes above a score of 0, so check in negatives.)
+        let neg = fit_quality_bands(&faces, &config, "t", "line", |_, _, d| d - 1000.0).unwrap();
+        let adj = neg.adjust(20.0 - 1000.0, Some(20.0), Some(25.0)) + 1000.0;
         assert!((adj - 40.0).abs() <= 1.0, "{adj}");
-        assert_eq!(q.adjust(20.0, Some(20.0), Some(100.0)), 20.0);
-        // Scored by "similarity = -distance" at a threshold between the
-        // offsets (20.25): the small pairs' false matches fall to the large
-        // pairs' count, and the large pairs are untouched.
-        let rows = check_quality_bands(&faces, &q, &[-20.25], |_, _, d| -d).unwrap();
+        assert_eq!(neg.adjust(-980.0, Some(20.0), Some(100.0)), -980.0);
+        // Scored as log10 FMR = d / 10 - 6 (Similarity 100 - d) at
+        // Similarity 79.75, i.e. at a distance between the offsets (20.25):
+        // the small pairs' false matches fall to the large pairs' count, and
+        // the large pairs are untouched.
+        let log_fmr = |_: usize, _: usize, d: f64| d / 10.0 - 6.0;
+        let q = fit_quality_bands(&faces, &config, "t", "line", log_fmr).unwrap();
+        let rows = check_quality_bands(&faces, &q, &[79.75], log_fmr).unwrap();
         let cell = |b: [usize; 2]| rows[0].cells.iter().find(|c| c.bands == b).unwrap();
         let small = cell([0, 0]);
         let large = cell([1, 1]);
@@ -319,7 +328,9 @@ mod tests {
             identities: &ids,
             distance: Distance::Euclidean,
         };
-        assert!(fit_quality_bands(&faces, &QualityFitConfig::default(), "t", "").is_err());
+        assert!(
+            fit_quality_bands(&faces, &QualityFitConfig::default(), "t", "", |_, _, d| d).is_err()
+        );
         let short = SizedFaces {
             pixels: &[1.0],
             ..faces

@@ -173,8 +173,8 @@ impl Calibration<'_> {
         rule: Option<&QualityBands>,
         pixels: [Option<f32>; 2],
     ) -> f64 {
-        let d = rule.map_or(distance, |r| r.adjust(distance, pixels[0], pixels[1]));
-        self.similarity(a, b, d)
+        let l = self.log_fmr(a, b, distance);
+        similarity_from_log_fmr(rule.map_or(l, |r| r.adjust(l, pixels[0], pixels[1])))
     }
 
     /// The largest distance at which some face can still reach Similarity

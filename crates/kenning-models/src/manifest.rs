@@ -235,7 +235,10 @@ pub const SFACE_2021DEC: Builtin = Builtin {
     fair_calibration: Some(include_str!(
         "../../../recognisers/sface-2021dec/fair-calibration.json"
     )),
-    files: &[],
+    files: &[(
+        "quality-bands.json",
+        include_str!("../../../recognisers/sface-2021dec/quality-bands.json"),
+    )],
 };
 
 /// The built-in recognisers, the default first.

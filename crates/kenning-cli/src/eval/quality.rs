@@ -8,7 +8,6 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use kenning_core::quality::QualityBands;
 use kenning_eval::quality::{check_quality_bands, fit_quality_bands, QualityFitConfig, SizedFaces};
 use kenning_eval::Embeddings;
-use kenning_models::calibration::similarity_from_log_fmr;
 use serde_json::json;
 
 use super::enrol::Embedder;
@@ -73,12 +72,27 @@ pub fn quality(ctx: &Context, a: &QualityArgs) -> Result<()> {
         distance: recognizer.manifest().embedding.distance,
     };
     let head = header(ctx, Some(&embedder));
+    // Pairs are scored as the operations score them: by the recogniser's
+    // default calibration (a fair one assigns each face its region once).
+    let calibration = recognizer
+        .similarity_calibration()
+        .ok_or_else(|| anyhow!("the recogniser has no calibration"))?;
+    if rows.is_empty() {
+        bail!("no face was enrolled");
+    }
+    let regions: Vec<usize> = rows.iter().map(|r| calibration.region(r)).collect();
     if let Some(path) = &a.fit {
         let config = QualityFitConfig {
             edges: a.edges.clone(),
             ..QualityFitConfig::default()
         };
-        let q = fit_quality_bands(&faces, &config, &recognizer.manifest().name, &a.source)?;
+        let q = fit_quality_bands(
+            &faces,
+            &config,
+            &recognizer.manifest().name,
+            &a.source,
+            |i, j, d| calibration.log_fmr_in_regions(regions[i], regions[j], d),
+        )?;
         std::fs::write(path, q.to_json()?).with_context(|| format!("writing {}", path.display()))?;
         let report = with_header(head, json!({ "faces": keep.len(), "bands": q }));
         return write_outputs(&a.out, &report, "Small-face rule fit", "", &[]);
@@ -94,15 +108,8 @@ pub fn quality(ctx: &Context, a: &QualityArgs) -> Result<()> {
             .cloned()
             .ok_or_else(|| anyhow!("the recogniser has no quality bands; give --bands"))?,
     };
-    let calibration = recognizer
-        .similarity_calibration()
-        .ok_or_else(|| anyhow!("the recogniser has no calibration"))?;
-    if rows.is_empty() {
-        bail!("no face was enrolled");
-    }
-    let regions: Vec<usize> = rows.iter().map(|r| calibration.region(r)).collect();
     let table = check_quality_bands(&faces, &rule, &a.similarity, |i, j, d| {
-        similarity_from_log_fmr(calibration.log_fmr_in_regions(regions[i], regions[j], d))
+        calibration.log_fmr_in_regions(regions[i], regions[j], d)
     })?;
     let md = markdown(&rule, &table);
     let report = with_header(
