@@ -25,7 +25,10 @@ fn a_search_scores_a_small_gallery_face_as_the_rule_says() {
         return;
     };
     let p = common::sface();
-    let rule = p.recognizer().quality_bands().expect("SFace ships quality bands");
+    let rule = p
+        .recognizer()
+        .quality_bands()
+        .expect("SFace ships quality bands");
     let calibration = p.recognizer().similarity_calibration().unwrap();
     let examples = data.join("misc/face_recognition");
     let (probe, other) = (
@@ -91,7 +94,11 @@ fn a_search_scores_a_small_gallery_face_as_the_rule_says() {
     let l = calibration.log_fmr(&probe, &other, d);
     let cell = rule.cell(Some(20.0), Some(20.0)).unwrap();
     let by_hand = (40.0 - 10.0 * cell.map(l).min(0.0).max(l)).clamp(0.0, 100.0);
-    assert!((got("small") - by_hand).abs() < 0.01, "{} vs {by_hand}", got("small"));
+    assert!(
+        (got("small") - by_hand).abs() < 0.01,
+        "{} vs {by_hand}",
+        got("small")
+    );
     assert!(
         got("small") < got("large") - 0.5 && got("small") < without - 0.5,
         "small {} large {} without {without}",
@@ -143,7 +150,8 @@ fn downscaled_pairs_keep_the_promise_within_3x_with_the_rule() {
             let d = p.recognizer().distance(&a.0, &b.0);
             pairs += 1;
             before += u64::from(calibration.similarity(&a.0, &b.0, d) >= threshold);
-            let s = calibration.similarity_of_faces(&a.0, &b.0, d, Some(rule), [Some(a.1), Some(b.1)]);
+            let s =
+                calibration.similarity_of_faces(&a.0, &b.0, d, Some(rule), [Some(a.1), Some(b.1)]);
             after += u64::from(s >= threshold);
         }
     }

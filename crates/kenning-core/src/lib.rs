@@ -5,8 +5,8 @@
 
 mod error;
 pub mod fair;
-pub mod quality;
 mod geometry;
+pub mod quality;
 
 pub use error::{ErrorCode, WireError};
 pub use geometry::{

@@ -208,7 +208,10 @@ mod tests {
     #[test]
     fn bands_are_chosen_by_both_faces() {
         let q = bands();
-        assert_eq!((q.band(19.0), q.band(30.0), q.band(45.0), q.band(170.0)), (0, 1, 1, 2));
+        assert_eq!(
+            (q.band(19.0), q.band(30.0), q.band(45.0), q.band(170.0)),
+            (0, 1, 1, 2)
+        );
         assert_eq!(q.cell(Some(20.0), Some(25.0)).unwrap().bands, [0, 0]);
         assert_eq!(q.cell(Some(200.0), Some(25.0)).unwrap().bands, [0, 2]);
         assert!(q.cell(Some(40.0), Some(25.0)).is_none());

@@ -114,7 +114,9 @@ pub fn fit_quality_bands(
     let band: Vec<usize> = faces.pixels.iter().map(|&p| q.band(p)).collect();
     let by_cell = faces.fold_impostors(
         || vec![Vec::<f32>::new(); bands * bands],
-        |acc, i, j, d| acc[cell_index(band[i], band[j], bands)].push(score(i, j, f64::from(d)) as f32),
+        |acc, i, j, d| {
+            acc[cell_index(band[i], band[j], bands)].push(score(i, j, f64::from(d)) as f32)
+        },
         |mut a, b| {
             for (x, y) in a.iter_mut().zip(b) {
                 x.extend(y);
@@ -311,8 +313,14 @@ mod tests {
         let small = cell([0, 0]);
         let large = cell([1, 1]);
         // Small pairs within 20: 40 offsets of 0.5 -> sum (400 - k), k = 1..40.
-        assert_eq!(small.false_matches_before, (1..=40).map(|k| 400 - k).sum::<u64>());
-        assert_eq!(large.false_matches_before, (1..=20).map(|k| 400 - k).sum::<u64>());
+        assert_eq!(
+            small.false_matches_before,
+            (1..=40).map(|k| 400 - k).sum::<u64>()
+        );
+        assert_eq!(
+            large.false_matches_before,
+            (1..=20).map(|k| 400 - k).sum::<u64>()
+        );
         assert_eq!(large.false_matches_after, large.false_matches_before);
         let ratio = small.false_matches_after as f64 / large.false_matches_after as f64;
         assert!((0.9..1.1).contains(&ratio), "{ratio}");
@@ -335,8 +343,15 @@ mod tests {
             pixels: &[1.0],
             ..faces
         };
-        assert!(check_quality_bands(&short, &QualityBands::from_json(
-            r#"{"recogniser":"t","source":"","measure":"","edges":[30],"cells":[]}"#
-        ).unwrap(), &[80.0], |_, _, d| d).is_err());
+        assert!(check_quality_bands(
+            &short,
+            &QualityBands::from_json(
+                r#"{"recogniser":"t","source":"","measure":"","edges":[30],"cells":[]}"#
+            )
+            .unwrap(),
+            &[80.0],
+            |_, _, d| d
+        )
+        .is_err());
     }
 }

@@ -4,11 +4,11 @@ use kenning_image::RgbImage;
 use ort::value::TensorRef;
 
 use crate::calibration::{Calibration, CalibrationTable};
-use kenning_core::quality::QualityBands;
 use crate::manifest::{ChannelOrder, Distance, LoadedManifest, Manifest, ModelSource};
 use crate::pool::SessionPool;
 use crate::runtime::{file_error, read_model_file};
 use crate::ModelError;
+use kenning_core::quality::QualityBands;
 
 /// An embedding model described by a manifest, on ONNX Runtime.
 pub struct Recognizer {

@@ -167,7 +167,6 @@ fn new_face(data: &Data, i: usize) -> NewFace {
         indexed_at_ms: None,
         pixels: None,
     }
-    pixels: None,
 }
 
 /// Loads every face in calls of `batch` (as IndexFaces would add them);

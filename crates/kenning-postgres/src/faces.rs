@@ -338,8 +338,8 @@ pub(crate) async fn insert_faces(
             c.faces()
         ),
         &[
-            &c.key, &seqs, &ids, &images, &exts, &boxes, &confs, &times, &matched, &users, &vectors,
-            &pixels,
+            &c.key, &seqs, &ids, &images, &exts, &boxes, &confs, &times, &matched, &users,
+            &vectors, &pixels,
         ],
     )
     .await?;

@@ -36,7 +36,6 @@ fn face(seed: u64, dim: usize) -> NewFace {
         indexed_at_ms: None,
         pixels: None,
     }
-    pixels: None,
 }
 
 #[test]

@@ -54,7 +54,6 @@ fn new_face(v: Vec<f32>) -> NewFace {
         indexed_at_ms: None,
         pixels: None,
     }
-    pixels: None,
 }
 
 #[test]

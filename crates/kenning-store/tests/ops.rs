@@ -44,7 +44,6 @@ fn face(x: f32) -> NewFace {
         indexed_at_ms: None,
         pixels: None,
     }
-    pixels: None,
 }
 
 /// A store with collection `c` holding `n` faces; returns their FaceIds.

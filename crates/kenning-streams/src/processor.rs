@@ -582,9 +582,11 @@ impl Run {
                 // The face as seen now: its template is mostly as large.
                 let pixels = Some(faces[*i].pixels());
                 for probe in &probes {
-                    let found = searcher.search(probe, pixels, threshold, max).map_err(|e| {
-                        format!("searching collection {}: {e}", self.def.collection_id)
-                    })?;
+                    let found = searcher
+                        .search(probe, pixels, threshold, max)
+                        .map_err(|e| {
+                            format!("searching collection {}: {e}", self.def.collection_id)
+                        })?;
                     for m in found {
                         keep_better(&mut t.best, m);
                     }

@@ -93,7 +93,8 @@ pub fn quality(ctx: &Context, a: &QualityArgs) -> Result<()> {
             &a.source,
             |i, j, d| calibration.log_fmr_in_regions(regions[i], regions[j], d),
         )?;
-        std::fs::write(path, q.to_json()?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, q.to_json()?)
+            .with_context(|| format!("writing {}", path.display()))?;
         let report = with_header(head, json!({ "faces": keep.len(), "bands": q }));
         return write_outputs(&a.out, &report, "Small-face rule fit", "", &[]);
     }
@@ -142,7 +143,11 @@ fn markdown(rule: &QualityBands, rows: &[kenning_eval::quality::QualityRow]) -> 
     };
     let mut s = String::from("| Similarity | promised FMR |");
     for c in &first.cells {
-        s.push_str(&format!(" {} x {} px |", name(c.bands[0]), name(c.bands[1])));
+        s.push_str(&format!(
+            " {} x {} px |",
+            name(c.bands[0]),
+            name(c.bands[1])
+        ));
     }
     s.push_str("\n|---|---|");
     s.push_str(&"---|".repeat(first.cells.len()));
