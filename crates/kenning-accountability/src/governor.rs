@@ -662,6 +662,11 @@ impl Governor {
             "Calibration".into(),
             json!(self.calibration_in_force_for(&collection)),
         );
+        if let Ok(Some(rule)) = self.collections.quality_rule_for(&collection) {
+            // Pairs of faces of known size were scored with the small-face
+            // rule on top of that calibration.
+            details.insert("QualityRule".into(), json!(rule));
+        }
         if let Some(e) = policy.equalise {
             // The collection's policy chose another of the shipped calibrations.
             details.insert("Equalise".into(), json!(e.as_str()));

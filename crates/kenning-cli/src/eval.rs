@@ -7,6 +7,7 @@
 //! and writes JSON, Markdown and SVG plots.
 
 mod enrol;
+mod quality;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ pub enum EvalCommand {
     Detect(DetectArgs),
     /// Demographic differentials on DIR (labels.csv): per-group FMR (and FNMR) at one global threshold.
     Fairness(FairnessArgs),
+    /// The small-face rule on DIR (identities.csv): fit it (--fit) or check observed/promised FMR per
+    /// face-size cell without and with it.
+    Quality(quality::QualityArgs),
 }
 
 /// Where reports go.
@@ -215,6 +219,7 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<i32> {
         EvalCommand::Identify(a) => identify(ctx, &a),
         EvalCommand::Detect(a) => detect(ctx, &a),
         EvalCommand::Fairness(a) => fairness(ctx, &a),
+        EvalCommand::Quality(a) => quality::quality(ctx, &a),
     }?;
     Ok(0)
 }

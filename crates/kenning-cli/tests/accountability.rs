@@ -180,6 +180,7 @@ fn policy_retention_erasure_and_audit_through_the_governor() {
                         confidence: face.confidence,
                         embedding: v.clone(),
                         indexed_at_ms: Some(old),
+                        pixels: None,
                     }],
                 )
                 .unwrap();

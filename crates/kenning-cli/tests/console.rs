@@ -476,6 +476,28 @@ fn console_in_a_browser() {
         watchlist["Calibrations"],
         serde_json::json!(["sface-2021dec (fair)"])
     );
+    // The search's audit record names the small-face rule its Similarity
+    // was scored with, beside the calibration.
+    let out = common::kenning_data(&main.data, &["audit", "export"], &[]);
+    let searches: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        // The searches that ran (refused ones scored nothing).
+        .filter(|r| {
+            r["operation"] == "SearchFacesByImage" && r["details"]["Calibration"].is_string()
+        })
+        .collect();
+    assert!(
+        !searches.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for r in &searches {
+        assert_eq!(
+            r["details"]["QualityRule"], "sface-2021dec small-face rule (bands at 30, 60 px)",
+            "{r}"
+        );
+    }
     let all: serde_json::Value = serde_json::from_slice(&report("json", &[])).unwrap();
     assert_eq!(all["RefusalsByRule"]["RequireCase"], 1, "{all}");
     assert_eq!(all["RefusalsByRule"]["AllowVideo"], 1, "{all}");

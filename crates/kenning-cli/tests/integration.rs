@@ -25,6 +25,7 @@ mod serve_crash;
 mod server;
 mod service;
 mod sface;
+mod small_faces;
 mod streams;
 mod tls;
 mod video;

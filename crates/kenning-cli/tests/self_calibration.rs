@@ -459,7 +459,7 @@ fn a_collection_calibration_on_real_photos_keeps_its_promise_on_held_out_probes(
     let levels = [70.0, 80.0, 90.0];
     let mut accepted = [0u64; 3];
     for (_, probe) in &probes {
-        for m in searcher.search(&probe.0, 70.0, 4096).unwrap() {
+        for m in searcher.search(&probe.0, None, 70.0, 4096).unwrap() {
             assert_ne!(person[m.face.face_id.as_str()], probe.1);
             for (a, &s) in accepted.iter_mut().zip(&levels) {
                 *a += u64::from(f64::from(m.similarity) >= s);

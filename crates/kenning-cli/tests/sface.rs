@@ -369,6 +369,7 @@ fn collections_of_each_recogniser_live_side_by_side_and_refuse_each_others_vecto
         confidence: 99.0,
         embedding: embed_largest(p, &obama2),
         indexed_at_ms: None,
+        pixels: None,
     };
     for (id, other) in [("by-dlib", &sface), ("by-sface", &dlib)] {
         let err = c

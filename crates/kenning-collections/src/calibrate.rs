@@ -313,6 +313,13 @@ impl Collections {
         Ok(described)
     }
 
+    /// The small-face rule collection `id`'s searches apply on top of its
+    /// calibration (its recogniser's quality bands), if any.
+    pub fn quality_rule_for(&self, id: &str) -> Result<Option<String>> {
+        let (_, p) = self.collection(id)?;
+        Ok(p.recognizer().quality_bands().map(|q| q.label()))
+    }
+
     /// CalibrateCollection: fits the collection's own calibration on its
     /// gallery (refusing below [`MIN_CALIBRATION_FACES`] labelled faces, when
     /// the shipped one stays), measures the one in force, or resets to the

@@ -335,6 +335,7 @@ impl Collections {
                 confidence: f.detail.confidence,
                 embedding: f.embedding.clone().unwrap_or_default(),
                 indexed_at_ms: None,
+                pixels: Some(f.pixels()),
             })
             .collect();
         let stored = if new.is_empty() {
@@ -412,33 +413,43 @@ impl Collections {
         Ok(())
     }
 
-    /// The faces within `threshold` of `embedding`, best first, at most `k`,
-    /// leaving out the face with seq `exclude`.
+    /// The faces within `threshold` of `embedding` (a face of `pixels`,
+    /// when known), best first, at most `k`, leaving out the face with seq
+    /// `exclude`.
     ///
     /// With a fair calibration the same distance means a different
     /// Similarity in different regions of embedding space, so the index is
     /// searched out to the loosest distance any region allows at `threshold`
     /// (more candidates than `k`), and the hits are then kept by their own
-    /// Similarity and ranked by it.
+    /// Similarity and ranked by it. The small-face rule (kenning_core::quality)
+    /// only ever lowers a pair's Similarity, so the same radius covers its
+    /// matches too and the candidates are re-scored with both faces' sizes.
     fn search_vector(
         &self,
         c: &Collection,
         p: &Pipeline,
-        embedding: &[f32],
+        probe: Probe<'_>,
         threshold: f64,
         k: usize,
-        exclude: Option<u64>,
     ) -> Result<Vec<Hit>> {
+        let Probe {
+            embedding,
+            pixels,
+            exclude,
+        } = probe;
         let in_force = self.calibration(c, p)?;
         let calibration = in_force.get();
         let radius = calibration.search_radius(embedding, threshold);
         let fair = matches!(calibration, Calibration::Fair(_));
+        // The rule changes nothing for a probe of unknown size.
+        let rule = p.recognizer().quality_bands().filter(|_| pixels.is_some());
+        let rescore = fair || rule.is_some();
         let found = self.store.nearest(
             c,
             Nearest {
                 query: embedding,
                 distance: p.recognizer().manifest().embedding.distance,
-                k: if fair {
+                k: if rescore {
                     k.saturating_mul(FAIR_SEARCH_OVERFETCH).saturating_add(16)
                 } else {
                     k
@@ -450,18 +461,24 @@ impl Collections {
         )?;
         let scored: Vec<(usize, f32)> = match calibration {
             // The radius is the threshold's distance: every hit reaches it.
-            Calibration::Global(table) => found
+            Calibration::Global(table) if !rescore => found
                 .iter()
                 .enumerate()
                 .take(k)
                 .map(|(i, n)| (i, table.similarity(f64::from(n.distance)) as f32))
                 .collect(),
-            Calibration::Fair(_) => {
+            _ => {
                 let scored = found
                     .iter()
                     .enumerate()
                     .map(|(i, n)| {
-                        let s = calibration.similarity(embedding, &n.embedding, n.distance.into());
+                        let s = calibration.similarity_of_faces(
+                            embedding,
+                            &n.embedding,
+                            n.distance.into(),
+                            rule,
+                            [pixels, n.face.pixels],
+                        );
                         (i, s as f32)
                     })
                     .collect();
@@ -496,7 +513,12 @@ impl Collections {
         Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
         let (c, p) = self.collection(id)?;
         let (face, embedding) = self.store.face_embedding(id, face_id)?;
-        let hits = self.search_vector(&c, &p, &embedding, threshold, k, Some(face.seq))?;
+        let probe = Probe {
+            embedding: &embedding,
+            pixels: face.pixels,
+            exclude: Some(face.seq),
+        };
+        let hits = self.search_vector(&c, &p, probe, threshold, k)?;
         Ok(SearchFacesResponse {
             searched_face_id: face.face_id.to_string(),
             face_matches: self.matches(hits, &c),
@@ -520,9 +542,13 @@ impl Collections {
         );
         Self::check_search(threshold, k, MAX_SEARCH_FACES)?;
         let (c, p) = self.collection(id)?;
-        let face = self.largest_face(&p, image, quality)?;
-        let embedding = face.embedding.as_deref().unwrap_or_default();
-        let hits = self.search_vector(&c, &p, embedding, threshold, k, None)?;
+        let (face, pixels) = self.largest_face(&p, image, quality)?;
+        let probe = Probe {
+            embedding: face.embedding.as_deref().unwrap_or_default(),
+            pixels: Some(pixels),
+            exclude: None,
+        };
+        let hits = self.search_vector(&c, &p, probe, threshold, k)?;
         Ok(SearchFacesByImageResponse {
             searched_face_bounding_box: face.detail.bounding_box,
             searched_face_confidence: face.detail.confidence,
@@ -545,12 +571,13 @@ impl Collections {
         Ok(e)
     }
 
+    /// The largest face of an image, embedded, with its size in pixels.
     fn largest_face(
         &self,
         p: &Pipeline,
         image: &[u8],
         quality: QualityFilter,
-    ) -> Result<kenning_models::Face> {
+    ) -> Result<(kenning_models::Face, f32)> {
         let img = self.decode(image)?;
         let (w, h) = img.dimensions();
         let mut faces = p.detect(&img)?;
@@ -567,9 +594,11 @@ impl Collections {
             )));
         }
         p.embed_faces(&img, &mut faces)?;
-        faces.pop().ok_or_else(|| {
+        let face = faces.pop().ok_or_else(|| {
             CollectionError::InvalidParameter("there are no faces in the image".into())
-        })
+        })?;
+        let pixels = face.pixels();
+        Ok((face, pixels))
     }
 
     fn matches(&self, hits: Vec<Hit>, c: &Collection) -> Vec<FaceMatch> {
@@ -663,14 +692,14 @@ impl Collections {
         &self,
         c: &Collection,
         p: &Pipeline,
-        probes: &[(Vec<f32>, Option<u64>)],
+        probes: &[Probe<'_>],
         threshold: f64,
         max_users: usize,
         skip_user: Option<&str>,
     ) -> Result<Vec<UserMatch>> {
         let mut best: HashMap<String, f32> = HashMap::new();
-        for (embedding, exclude) in probes {
-            for hit in self.search_vector(c, p, embedding, threshold, MAX_SEARCH_FACES, *exclude)? {
+        for &probe in probes {
+            for hit in self.search_vector(c, p, probe, threshold, MAX_SEARCH_FACES)? {
                 let Some(user) = hit.face.user_id else {
                     continue;
                 };
@@ -732,30 +761,34 @@ impl Collections {
         );
         Self::check_users(threshold, max_users)?;
         let (c, p) = self.collection(id)?;
-        let (probes, searched_face, searched_user) = match (user_id, face_id) {
+        let (stored, searched_face, searched_user) = match (user_id, face_id) {
             (Some(u), None) => {
                 let user = self.store.get_user(id, u)?;
-                let mut probes = Vec::new();
+                let mut stored = Vec::new();
                 for f in &user.face_ids {
-                    let (face, e) = self.store.face_embedding(id, &f.to_string())?;
-                    probes.push((e, Some(face.seq)));
+                    stored.push(self.store.face_embedding(id, &f.to_string())?);
                 }
-                (probes, None, Some(serde_json::json!({ "UserId": u })))
+                (stored, None, Some(serde_json::json!({ "UserId": u })))
             }
-            (None, Some(f)) => {
-                let (face, e) = self.store.face_embedding(id, f)?;
-                (
-                    vec![(e, Some(face.seq))],
-                    Some(serde_json::json!({ "FaceId": f })),
-                    None,
-                )
-            }
+            (None, Some(f)) => (
+                vec![self.store.face_embedding(id, f)?],
+                Some(serde_json::json!({ "FaceId": f })),
+                None,
+            ),
             _ => {
                 return Err(CollectionError::InvalidParameter(
                     "give exactly one of UserId and FaceId".into(),
                 ))
             }
         };
+        let probes: Vec<Probe<'_>> = stored
+            .iter()
+            .map(|(face, e)| Probe {
+                embedding: e,
+                pixels: face.pixels,
+                exclude: Some(face.seq),
+            })
+            .collect();
         let user_matches = self.users_near(&c, &p, &probes, threshold, max_users, user_id)?;
         Ok(SearchUsersResponse {
             user_matches,
@@ -781,8 +814,12 @@ impl Collections {
         );
         Self::check_users(threshold, max_users)?;
         let (c, p) = self.collection(id)?;
-        let face = self.largest_face(&p, image, quality)?;
-        let probes = vec![(face.embedding.clone().unwrap_or_default(), None)];
+        let (face, pixels) = self.largest_face(&p, image, quality)?;
+        let probes = [Probe {
+            embedding: face.embedding.as_deref().unwrap_or_default(),
+            pixels: Some(pixels),
+            exclude: None,
+        }];
         let user_matches = self.users_near(&c, &p, &probes, threshold, max_users, None)?;
         Ok(SearchUsersResponse {
             user_matches,
@@ -792,6 +829,15 @@ impl Collections {
             false_match_estimate: self.estimate_for(&c, &p, threshold)?,
         })
     }
+}
+
+/// A face to search with: its embedding, its size in source-image pixels
+/// when known (for the small-face rule), and the stored face to leave out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Probe<'a> {
+    pub(crate) embedding: &'a [f32],
+    pub(crate) pixels: Option<f32>,
+    pub(crate) exclude: Option<u64>,
 }
 
 /// What the store records of the recogniser that made a collection's vectors.

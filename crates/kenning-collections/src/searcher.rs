@@ -90,21 +90,28 @@ impl FaceSearcher<'_> {
         m
     }
 
-    /// The calibrated Similarity (0-100) of two of the recogniser's embeddings.
-    pub fn similarity(&self, a: &[f32], b: &[f32]) -> Result<f64> {
-        let distance = self.pipeline.recognizer().distance(a, b);
+    /// The calibrated Similarity (0-100) of two of the recogniser's
+    /// embeddings of faces of `pixels` (`None` where unknown), with the
+    /// small-face rule.
+    pub fn similarity(&self, a: &[f32], b: &[f32], pixels: [Option<f32>; 2]) -> Result<f64> {
+        let recognizer = self.pipeline.recognizer();
+        let distance = recognizer.distance(a, b);
         let in_force = self
             .collections
             .calibration(&self.collection, &self.pipeline)?;
-        Ok(in_force.get().similarity(a, b, distance))
+        Ok(in_force
+            .get()
+            .similarity_of_faces(a, b, distance, recognizer.quality_bands(), pixels))
     }
 
     /// The collection's faces at or above `threshold` Similarity to
-    /// `embedding`, best first, at most `max_faces`: the matches
-    /// SearchFacesByImage would return for a face with this embedding.
+    /// `embedding` (of a face of `pixels`, when known), best first, at most
+    /// `max_faces`: the matches SearchFacesByImage would return for a face
+    /// with this embedding.
     pub fn search(
         &self,
         embedding: &[f32],
+        pixels: Option<f32>,
         threshold: f64,
         max_faces: usize,
     ) -> Result<Vec<FaceMatch>> {
@@ -117,13 +124,17 @@ impl FaceSearcher<'_> {
                 self.collection.dim
             )));
         }
+        let probe = crate::Probe {
+            embedding,
+            pixels,
+            exclude: None,
+        };
         let hits = self.collections.search_vector(
             &self.collection,
             &self.pipeline,
-            embedding,
+            probe,
             threshold,
             max_faces,
-            None,
         )?;
         Ok(self.collections.matches(hits, &self.collection))
     }

@@ -6,6 +6,7 @@
 mod error;
 pub mod fair;
 mod geometry;
+pub mod quality;
 
 pub use error::{ErrorCode, WireError};
 pub use geometry::{

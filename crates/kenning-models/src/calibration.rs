@@ -1,4 +1,5 @@
 use kenning_core::fair::FairCalibration;
+use kenning_core::quality::QualityBands;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
@@ -130,10 +131,25 @@ impl Calibration<'_> {
 
     /// log10 of the false-match rate of comparing `a` with `b` at `distance`.
     pub fn log_fmr(&self, a: &[f32], b: &[f32], distance: f64) -> f64 {
+        self.log_fmr_in_regions(self.region(a), self.region(b), distance)
+    }
+
+    /// The region of embedding space `e` falls in (always 0 for a global
+    /// table): what [`Calibration::log_fmr_in_regions`] needs, computed once
+    /// per face when scoring many pairs.
+    pub fn region(&self, e: &[f32]) -> usize {
+        match self {
+            Self::Global(_) => 0,
+            Self::Fair(f) => f.assign(e),
+        }
+    }
+
+    /// [`Calibration::log_fmr`] of two faces in regions `a` and `b`.
+    pub fn log_fmr_in_regions(&self, a: usize, b: usize, distance: f64) -> f64 {
         match self {
             Self::Global(t) => t.log_fmr(distance),
             Self::Fair(f) => f
-                .log_fmr_for_clusters(f.assign(a), f.assign(b), distance as f32)
+                .log_fmr_for_clusters(a, b, distance as f32)
                 .clamp(FLOOR_LOG_FMR, 0.0),
         }
     }
@@ -142,6 +158,23 @@ impl Calibration<'_> {
     /// 40 + 10 log10(1/FMR).
     pub fn similarity(&self, a: &[f32], b: &[f32], distance: f64) -> f64 {
         similarity_from_log_fmr(self.log_fmr(a, b, distance))
+    }
+
+    /// [`Calibration::similarity`] of two faces of `pixels` (source-image
+    /// pixels, `None` when unknown) with the small-face `rule` applied: the
+    /// Similarity every operation that scores a pair reports. Never above
+    /// the Similarity without the rule, so [`Calibration::search_radius`]
+    /// still covers every match.
+    pub fn similarity_of_faces(
+        &self,
+        a: &[f32],
+        b: &[f32],
+        distance: f64,
+        rule: Option<&QualityBands>,
+        pixels: [Option<f32>; 2],
+    ) -> f64 {
+        let l = self.log_fmr(a, b, distance);
+        similarity_from_log_fmr(rule.map_or(l, |r| r.adjust(l, pixels[0], pixels[1])))
     }
 
     /// The largest distance at which some face can still reach Similarity

@@ -85,13 +85,20 @@ pub fn compare_faces(
     let mut targets: Vec<Face> = pipeline.detect(target)?;
     targets.truncate(max_targets);
     pipeline.embed_faces(target, &mut targets)?;
+    let src_pixels = Some(src.pixels());
     let src_embedding = src.embedding.unwrap_or_default();
     let mut face_matches = Vec::new();
     let mut unmatched_faces = Vec::new();
     for face in targets {
         let embedding = face.embedding.as_deref().unwrap_or_default();
         let d = recognizer.distance(&src_embedding, embedding);
-        let similarity = calibration.similarity(&src_embedding, embedding, d);
+        let similarity = calibration.similarity_of_faces(
+            &src_embedding,
+            embedding,
+            d,
+            recognizer.quality_bands(),
+            [src_pixels, Some(face.pixels())],
+        );
         if similarity >= similarity_threshold {
             face_matches.push(FaceMatch {
                 similarity: similarity as f32,

@@ -10,6 +10,7 @@ use crate::calibration::{
 };
 use crate::ModelError;
 use kenning_core::fair::FairCalibration;
+use kenning_core::quality::QualityBands;
 
 /// Describes an embedding model so Kenning can run it: where its weights are,
 /// how to prepare its input, how to align faces for it and how to compare and
@@ -47,6 +48,11 @@ pub struct Manifest {
     /// [`LoadedManifest::calibration_for`] says.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub equalise: BTreeMap<Equalise, PathBuf>,
+    /// The small-face rule's file (kenning_core::quality), relative to the
+    /// manifest: applied on top of whichever calibration is in force.
+    /// Absent: face size does not change Similarity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_bands: Option<PathBuf>,
 }
 
 /// Where a recogniser's weights come from.
@@ -229,10 +235,16 @@ pub const SFACE_2021DEC: Builtin = Builtin {
     fair_calibration: Some(include_str!(
         "../../../recognisers/sface-2021dec/fair-calibration.json"
     )),
-    files: &[(
-        "fair-misses-calibration.json",
-        include_str!("../../../recognisers/sface-2021dec/fair-misses-calibration.json"),
-    )],
+    files: &[
+        (
+            "fair-misses-calibration.json",
+            include_str!("../../../recognisers/sface-2021dec/fair-misses-calibration.json"),
+        ),
+        (
+            "quality-bands.json",
+            include_str!("../../../recognisers/sface-2021dec/quality-bands.json"),
+        ),
+    ],
 };
 
 /// The built-in recognisers, the default first.
@@ -256,6 +268,8 @@ pub struct LoadedManifest {
     pub selected: CalibrationKind,
     /// The calibrations its `equalise` names.
     pub equalise: BTreeMap<Equalise, OwnedCalibration>,
+    /// The small-face rule its `quality_bands` names.
+    pub quality_bands: Option<QualityBands>,
 }
 
 impl LoadedManifest {
@@ -281,7 +295,7 @@ impl LoadedManifest {
             loaded.manifest.calibration.clone(),
             loaded.manifest.fair_calibration.clone(),
         );
-        loaded.with_equalise(b.name, |file| {
+        let read = |file: &Path| {
             let text = if table.as_deref() == Some(file) {
                 b.calibration
             } else if fair.as_deref() == Some(file) {
@@ -296,7 +310,35 @@ impl LoadedManifest {
                 name: b.name.into(),
                 reason: format!("no built-in calibration file {}", file.display()),
             })
-        })
+        };
+        loaded
+            .with_equalise(b.name, read)?
+            .with_quality_bands(b.name, read)
+    }
+
+    /// Reads the small-face rule the manifest's `quality_bands` names
+    /// through `read`.
+    fn with_quality_bands(
+        mut self,
+        name: &str,
+        read: impl Fn(&Path) -> Result<String, ModelError>,
+    ) -> Result<Self, ModelError> {
+        let Some(file) = &self.manifest.quality_bands else {
+            return Ok(self);
+        };
+        let bad = |reason: String| ModelError::Manifest {
+            name: name.into(),
+            reason,
+        };
+        let q = QualityBands::from_json(&read(file)?).map_err(|e| bad(e.to_string()))?;
+        if q.recogniser != self.manifest.name {
+            return Err(bad(format!(
+                "quality bands are for {}, not {}",
+                q.recogniser, self.manifest.name
+            )));
+        }
+        self.quality_bands = Some(q);
+        Ok(self)
     }
 
     /// The calibration a collection whose policy says `equalise` uses:
@@ -383,7 +425,8 @@ impl LoadedManifest {
             None => None,
         };
         Self::parse(&name, &text, calibration.as_deref(), fair.as_deref())?
-            .with_equalise(&name, |rel| read(&dir.join(rel)))
+            .with_equalise(&name, |rel| read(&dir.join(rel)))?
+            .with_quality_bands(&name, |rel| read(&dir.join(rel)))
     }
 
     fn parse(
@@ -410,6 +453,7 @@ impl LoadedManifest {
             fair_calibration,
             selected: CalibrationKind::Global,
             equalise: BTreeMap::new(),
+            quality_bands: None,
         }
         .select_if_any(selected)
         .map_err(|e| ModelError::Manifest {

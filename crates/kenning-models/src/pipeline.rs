@@ -57,6 +57,15 @@ pub struct Face {
     pub embedding: Option<Vec<f32>>,
 }
 
+impl Face {
+    /// Its size for the small-face rule (kenning_core::quality): the
+    /// shorter side of the detector's box in the image's pixels.
+    pub fn pixels(&self) -> f32 {
+        let b = &self.detection.bbox;
+        kenning_core::quality::face_pixels(b.width(), b.height())
+    }
+}
+
 /// Image in, faces out: detect, measure, align, embed.
 ///
 /// A pipeline is one recogniser with its calibration; pipelines made by

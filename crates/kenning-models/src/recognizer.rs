@@ -8,6 +8,7 @@ use crate::manifest::{ChannelOrder, Distance, LoadedManifest, Manifest, ModelSou
 use crate::pool::SessionPool;
 use crate::runtime::{file_error, read_model_file};
 use crate::ModelError;
+use kenning_core::quality::QualityBands;
 
 /// An embedding model described by a manifest, on ONNX Runtime.
 pub struct Recognizer {
@@ -67,6 +68,12 @@ impl Recognizer {
     /// there is one.
     pub fn similarity_calibration(&self) -> Option<Calibration<'_>> {
         self.loaded.similarity_calibration()
+    }
+
+    /// The small-face rule applied on top of any calibration, when the
+    /// manifest has one.
+    pub fn quality_bands(&self) -> Option<&QualityBands> {
+        self.loaded.quality_bands.as_ref()
     }
 
     /// The manifest and calibrations as loaded.

@@ -165,6 +165,7 @@ fn new_face(data: &Data, i: usize) -> NewFace {
         confidence: 99.0,
         embedding: data.base[i * data.dim..(i + 1) * data.dim].to_vec(),
         indexed_at_ms: None,
+        pixels: None,
     }
 }
 

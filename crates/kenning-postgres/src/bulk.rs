@@ -61,7 +61,7 @@ pub struct BulkLoad {
 }
 
 const COPY_COLUMNS: &str = "collection, seq, face_id, image_id, external_image_id, bbox, \
-     confidence, indexed_at_ms, last_matched_at_ms, user_id, embedding";
+     confidence, indexed_at_ms, last_matched_at_ms, user_id, embedding, pixels";
 
 /// A binary COPY into a collection's partition, in progress. Dropped
 /// without [`FaceCopy::finish`], the copy is aborted and its transaction
@@ -99,7 +99,7 @@ impl FaceCopy {
     pub(crate) async fn write(&mut self, f: &Face, embedding: &[f32]) -> Res<()> {
         let b = f.bounding_box;
         let bbox: &[f32] = &[b.width, b.height, b.left, b.top];
-        let row: [&(dyn ToSql + Sync); 11] = [
+        let row: [&(dyn ToSql + Sync); 12] = [
             &self.key,
             &to_i64(f.seq),
             &f.face_id,
@@ -111,6 +111,7 @@ impl FaceCopy {
             &f.last_matched_at_ms.map(to_i64),
             &f.user_id.as_deref(),
             &VectorRef(embedding),
+            &f.pixels,
         ];
         self.writer.as_mut().write(&row).await?;
         Ok(())

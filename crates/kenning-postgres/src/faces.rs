@@ -25,7 +25,7 @@ pub(crate) const COLLECTION_COLUMNS: &str =
     "key, id, arn, created_at_ms, model_name, model_version, dim, \
      distance, precision, policy, face_count, user_count, generation, next_seq";
 const FACE_COLUMNS: &str = "seq, face_id, image_id, external_image_id, bbox, confidence, \
-     indexed_at_ms, last_matched_at_ms, user_id";
+     indexed_at_ms, last_matched_at_ms, user_id, pixels";
 
 /// A collection's row: the record, and what its partition needs.
 pub(crate) struct Row_ {
@@ -122,6 +122,7 @@ fn face_row(row: &Row) -> Face {
         last_matched_at_ms: row.get::<_, Option<i64>>("last_matched_at_ms").map(to_u64),
         user_id: row.get("user_id"),
         seq: to_u64(row.get("seq")),
+        pixels: row.get("pixels"),
     }
 }
 
@@ -309,7 +310,7 @@ pub(crate) async fn insert_faces(
 ) -> Res<()> {
     let (mut seqs, mut ids, mut images, mut exts, mut boxes, mut confs) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut times, mut matched, mut users) = (vec![], vec![], vec![]);
+    let (mut times, mut matched, mut users, mut pixels) = (vec![], vec![], vec![], vec![]);
     for f in faces {
         let b = f.bounding_box;
         seqs.push(to_i64(f.seq));
@@ -322,20 +323,23 @@ pub(crate) async fn insert_faces(
         times.push(to_i64(f.indexed_at_ms));
         matched.push(f.last_matched_at_ms.map(to_i64));
         users.push(f.user_id.as_deref());
+        pixels.push(f.pixels);
     }
     // A v4 collision is astronomically unlikely; the unique index on
     // (collection, face_id) would refuse it rather than orphan a face.
     tx.execute(
         &format!(
             "INSERT INTO {} (collection, seq, face_id, image_id, external_image_id, \
-             bbox, confidence, indexed_at_ms, last_matched_at_ms, user_id, embedding) \
-             SELECT $1, s, f, i, e, b::real[], c, t, m, u, v FROM unnest($2::bigint[], \
+             bbox, confidence, indexed_at_ms, last_matched_at_ms, user_id, embedding, pixels) \
+             SELECT $1, s, f, i, e, b::real[], c, t, m, u, v, p FROM unnest($2::bigint[], \
              $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::real[], $8::bigint[], \
-             $9::bigint[], $10::text[], $11::vector[]) AS x(s, f, i, e, b, c, t, m, u, v)",
+             $9::bigint[], $10::text[], $11::vector[], $12::real[]) \
+             AS x(s, f, i, e, b, c, t, m, u, v, p)",
             c.faces()
         ),
         &[
-            &c.key, &seqs, &ids, &images, &exts, &boxes, &confs, &times, &matched, &users, &vectors,
+            &c.key, &seqs, &ids, &images, &exts, &boxes, &confs, &times, &matched, &users,
+            &vectors, &pixels,
         ],
     )
     .await?;

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "stream_processors",
         include_str!("../migrations/0005_stream_processors.sql"),
     ),
+    (
+        7,
+        "face_pixels",
+        include_str!("../migrations/0007_face_pixels.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

@@ -97,6 +97,7 @@ fn face(v: Vec<f32>) -> NewFace {
         confidence: 99.5,
         embedding: v,
         indexed_at_ms: None,
+        pixels: None,
     }
 }
 
@@ -495,6 +496,50 @@ fn retention_queries_by_indexing_and_last_match() {
             .face_embedding("c", &added[0].face_id.to_string())
             .unwrap();
         assert_eq!(f0.last_matched_at_ms, Some(now));
+    });
+}
+
+/// A face's size (the small-face rule's input) is stored and read back by
+/// every read path, search included; a face without one stays without.
+#[test]
+fn face_sizes_round_trip() {
+    each("face_sizes", Distance::Cosine, |b| {
+        let s = &b.faces;
+        let c = s
+            .create_collection(new_coll("c", 16), Distance::Cosine)
+            .unwrap();
+        let sized = NewFace {
+            pixels: Some(23.5),
+            ..face(vector(1, 16))
+        };
+        let added = s
+            .add_faces("c", &model(), vec![sized, face(vector(2, 16))])
+            .unwrap();
+        let sizes = |faces: &[Face]| faces.iter().map(|f| f.pixels).collect::<Vec<_>>();
+        assert_eq!(sizes(&added), [Some(23.5), None], "{}", b.name);
+        let listed = s.list_faces("c", None, None, None).unwrap().items;
+        assert_eq!(sizes(&listed), [Some(23.5), None], "{}", b.name);
+        let (f, _) = s
+            .face_embedding("c", &added[0].face_id.to_string())
+            .unwrap();
+        assert_eq!(f.pixels, Some(23.5));
+        let c = s.describe_collection(&c.id).unwrap();
+        let q = vector(1, 16);
+        let hits = s
+            .nearest(
+                &c,
+                Nearest {
+                    query: &q,
+                    distance: Distance::Cosine,
+                    k: 2,
+                    max_distance: None,
+                    exclude: None,
+                    with_embeddings: true,
+                },
+            )
+            .unwrap();
+        assert_eq!(hits[0].face.pixels, Some(23.5), "{}", b.name);
+        assert_eq!(hits[1].face.pixels, None, "{}", b.name);
     });
 }
 

@@ -34,6 +34,7 @@ fn face(seed: u64, dim: usize) -> NewFace {
             })
             .collect(),
         indexed_at_ms: None,
+        pixels: None,
     }
 }
 

@@ -148,7 +148,7 @@ impl RTables {
 }
 
 fn face_row(t: &impl ReadableTable<u64, Bytes>, seq: u64) -> Result<Option<FaceRow>> {
-    t.get(seq)?.map(|g| decode(g.value(), "face")).transpose()
+    t.get(seq)?.map(|g| decode_face_row(g.value())).transpose()
 }
 
 /// Seq and row of a FaceId, if the face exists.
@@ -535,6 +535,7 @@ impl Store {
                     indexed_at_ms: f.indexed_at_ms.unwrap_or(now),
                     last_matched_at_ms: None,
                     user_id: None,
+                    pixels: f.pixels,
                 };
                 t.put_face(seq, &row)?;
                 t.vectors
@@ -666,7 +667,7 @@ impl Store {
                 .take(max + 1)
                 .map(|e| {
                     let (k, v) = e?;
-                    Ok(decode::<FaceRow>(v.value(), "face")?.to_face(k.value()))
+                    Ok(decode_face_row(v.value())?.to_face(k.value()))
                 })
                 .collect::<Result<Vec<_>>>()?,
             Some(u) => {
@@ -1032,7 +1033,7 @@ impl Store {
             }
             for e in t.faces.iter()? {
                 let (k, v) = e?;
-                let (seq, row): (u64, FaceRow) = (k.value(), decode(v.value(), "face")?);
+                let (seq, row): (u64, FaceRow) = (k.value(), decode_face_row(v.value())?);
                 if seq >= c.next_seq {
                     bad(format!("seq {seq} >= next_seq {}", c.next_seq));
                 }

@@ -93,6 +93,10 @@ pub struct NewFace {
     pub embedding: Vec<f32>,
     /// Indexing time in ms; `None` means now. Set it for imports and tests.
     pub indexed_at_ms: Option<u64>,
+    /// The face's size in source-image pixels: the shorter side of the
+    /// detector's box (what QualityFilter's size bar measures). `None` when
+    /// unknown; search then scores the face without the small-face rule.
+    pub pixels: Option<f32>,
 }
 
 impl NewFace {
@@ -109,6 +113,7 @@ impl NewFace {
             last_matched_at_ms: None,
             user_id: None,
             seq,
+            pixels: self.pixels,
         }
     }
 }
@@ -135,6 +140,10 @@ pub struct Face {
     pub user_id: Option<String>,
     /// Internal id used by the vector index; stable, never reused in a collection.
     pub seq: u64,
+    /// Shorter side of the detector's box in source-image pixels, as
+    /// [`NewFace::pixels`]; `None` for faces indexed before sizes were
+    /// stored (they score as before: kenning_core::quality).
+    pub pixels: Option<f32>,
 }
 
 /// Rekognition's UserStatus, as far as a synchronous store has one.
@@ -577,6 +586,44 @@ pub(crate) struct FaceRow {
     pub indexed_at_ms: u64,
     pub last_matched_at_ms: Option<u64>,
     pub user_id: Option<String>,
+    /// Last, so a row written before sizes were stored (which ends after
+    /// `user_id`) is still read: [`decode_face_row`].
+    pub pixels: Option<f32>,
+}
+
+/// The layout of a face row before face sizes were stored.
+#[derive(Deserialize)]
+struct FaceRowV1 {
+    face_id: [u8; 16],
+    image_id: [u8; 16],
+    external_image_id: Option<String>,
+    bbox: [f32; 4],
+    confidence: f32,
+    indexed_at_ms: u64,
+    last_matched_at_ms: Option<u64>,
+    user_id: Option<String>,
+}
+
+/// Reads a face row of either layout (a row without a size has `pixels`
+/// `None`). postcard is not self-describing, so the old layout is tried
+/// when the new one runs out of bytes.
+pub(crate) fn decode_face_row(bytes: &[u8]) -> Result<FaceRow> {
+    decode::<FaceRow>(bytes, "face").or_else(|e| {
+        let Ok(v1) = postcard::from_bytes::<FaceRowV1>(bytes) else {
+            return Err(e);
+        };
+        Ok(FaceRow {
+            face_id: v1.face_id,
+            image_id: v1.image_id,
+            external_image_id: v1.external_image_id,
+            bbox: v1.bbox,
+            confidence: v1.confidence,
+            indexed_at_ms: v1.indexed_at_ms,
+            last_matched_at_ms: v1.last_matched_at_ms,
+            user_id: v1.user_id,
+            pixels: None,
+        })
+    })
 }
 
 impl FaceRow {
@@ -597,6 +644,7 @@ impl FaceRow {
             last_matched_at_ms: self.last_matched_at_ms,
             user_id: self.user_id.clone(),
             seq,
+            pixels: self.pixels,
         }
     }
     /// The time retention by last match counts from.
@@ -757,7 +805,43 @@ mod tests {
             indexed_at_ms: 1_800_000_000_000,
             last_matched_at_ms: None,
             user_id: None,
+            pixels: Some(84.5),
         };
         assert!(encode(&row).len() < 90, "{}", encode(&row).len());
+    }
+
+    #[test]
+    fn rows_written_before_face_sizes_read_without_a_size() {
+        #[derive(Serialize)]
+        struct Old {
+            face_id: [u8; 16],
+            image_id: [u8; 16],
+            external_image_id: Option<String>,
+            bbox: [f32; 4],
+            confidence: f32,
+            indexed_at_ms: u64,
+            last_matched_at_ms: Option<u64>,
+            user_id: Option<String>,
+        }
+        let old = Old {
+            face_id: [7; 16],
+            image_id: [8; 16],
+            external_image_id: None,
+            bbox: [0.5, 0.5, 0.25, 0.25],
+            confidence: 99.0,
+            indexed_at_ms: 5,
+            last_matched_at_ms: Some(9),
+            user_id: Some("u".into()),
+        };
+        let row = decode_face_row(&encode(&old)).unwrap();
+        assert_eq!(row.pixels, None);
+        assert_eq!((row.face_id, row.last_matched_at_ms), ([7; 16], Some(9)));
+        assert_eq!(row.user_id.as_deref(), Some("u"));
+        let new = FaceRow {
+            pixels: Some(19.0),
+            ..row
+        };
+        assert_eq!(decode_face_row(&encode(&new)).unwrap().pixels, Some(19.0));
+        assert!(decode_face_row(&[1, 2, 3]).is_err());
     }
 }

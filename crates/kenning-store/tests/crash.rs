@@ -78,6 +78,7 @@ fn add(store: &Store, rng: &mut Rng, coll: &str, k: u64, out: &mut impl Write) -
             confidence: 90.0,
             embedding: embedding(n),
             indexed_at_ms: None,
+            pixels: None,
         })
         .collect();
     let added = store.add_faces(coll, &model(), faces).unwrap();

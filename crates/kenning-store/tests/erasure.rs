@@ -52,6 +52,7 @@ fn new_face(v: Vec<f32>) -> NewFace {
         confidence: 99.0,
         embedding: v,
         indexed_at_ms: None,
+        pixels: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn face(x: f32) -> NewFace {
         confidence: 99.5,
         embedding: vec![x, x + 1.0, x + 2.0, x + 3.0],
         indexed_at_ms: None,
+        pixels: None,
     }
 }
 

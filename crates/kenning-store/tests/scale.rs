@@ -42,6 +42,7 @@ fn bulk_add_scan_and_size() {
                     .map(|k| ((b * BATCH + i) * 31 + k) as f32 * 1e-3)
                     .collect(),
                 indexed_at_ms: None,
+                pixels: None,
             })
             .collect();
         store.add_faces("c", &model, faces).unwrap();

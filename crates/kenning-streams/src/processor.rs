@@ -579,10 +579,14 @@ impl Run {
                     let kept: Vec<Vec<f32>> = t.templates.iter().map(|k| k.1.clone()).collect();
                     probes.push(searcher.mean(&kept));
                 }
+                // The face as seen now: its template is mostly as large.
+                let pixels = Some(faces[*i].pixels());
                 for probe in &probes {
-                    let found = searcher.search(probe, threshold, max).map_err(|e| {
-                        format!("searching collection {}: {e}", self.def.collection_id)
-                    })?;
+                    let found = searcher
+                        .search(probe, pixels, threshold, max)
+                        .map_err(|e| {
+                            format!("searching collection {}: {e}", self.def.collection_id)
+                        })?;
                     for m in found {
                         keep_better(&mut t.best, m);
                     }

@@ -335,7 +335,8 @@ fn embed_and_search(
     let matches = Clock::cpu(&clock.search, || -> Result<_> {
         let mut best: BTreeMap<String, FaceMatch> = BTreeMap::new();
         for e in &embeddings {
-            for m in searcher.search(e, threshold, config.max_matches)? {
+            let pixels = Some(track.max_side);
+            for m in searcher.search(e, pixels, threshold, config.max_matches)? {
                 keep_better(&mut best, m);
             }
         }
@@ -486,9 +487,10 @@ fn join_tracks(
                 continue;
             }
             let mut worst = f64::MAX;
+            let pixels = [Some(a.track.max_side), Some(b.track.max_side)];
             for x in &a.embeddings {
                 for y in &b.embeddings {
-                    worst = worst.min(searcher.similarity(x, y)?);
+                    worst = worst.min(searcher.similarity(x, y, pixels)?);
                 }
             }
             if worst >= config.merge_similarity {

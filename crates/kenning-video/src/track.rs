@@ -54,6 +54,9 @@ pub struct Track {
     pub crops: Vec<(f32, RgbImage)>,
     /// The widest the face was, in pixels.
     pub max_width: f64,
+    /// The largest its box's shorter side was, in pixels: the track's size
+    /// for the small-face rule (its best crops are mostly its largest).
+    pub max_side: f32,
     last_box: PixelBox,
 }
 
@@ -220,6 +223,7 @@ impl Tracker {
                         sightings: Vec::new(),
                         crops: Vec::new(),
                         max_width: 0.0,
+                        max_side: 0.0,
                         last_box: f.pixel_box,
                     });
                     self.next_id += 1;
@@ -231,6 +235,10 @@ impl Tracker {
             self.last_ids.push(t.id);
             t.last_box = f.pixel_box;
             t.max_width = t.max_width.max(f.pixel_box.width());
+            t.max_side = t.max_side.max(kenning_core::quality::face_pixels(
+                f.pixel_box.width(),
+                f.pixel_box.height(),
+            ));
             t.sightings.push(Sighting {
                 timestamp_ms,
                 detail: f.detail.clone(),

@@ -34,10 +34,15 @@ struct CacheLine {
     settings: Settings,
     /// `null` when no face was found (so that is not recomputed either).
     embedding: Option<Vec<f32>>,
+    /// The face's size in pixels (kenning_core::quality); absent in lines
+    /// written before sizes were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pixels: Option<f32>,
 }
 
-/// An embedding, or `None` when no face was found.
-type Embedding = Option<Vec<f32>>;
+/// An embedding, or `None` when no face was found, with the face's size
+/// when known.
+type Embedding = (Option<Vec<f32>>, Option<f32>);
 
 /// Who enrolled and who did not.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -96,6 +101,9 @@ impl EnrolmentReport {
 pub struct Enrolled {
     /// Per photo, in input order.
     pub embeddings: Vec<Option<Vec<f32>>>,
+    /// Per photo, the embedded face's size in pixels (`None` when no face
+    /// was found or the cache line predates sizes).
+    pub pixels: Vec<Option<f32>>,
     /// Summary.
     pub report: EnrolmentReport,
 }
@@ -154,7 +162,12 @@ impl Embedder {
             let r = load(p).and_then(|img| self.pipeline.analyze(&img, true).map_err(wire));
             let failed = r.as_ref().err().map(|e| format!("{e:#}"));
             let r = r
-                .map(|faces| faces.into_iter().next().and_then(|f| f.embedding))
+                .map(|faces| {
+                    faces
+                        .into_iter()
+                        .next()
+                        .map_or((None, None), |f| (f.embedding.clone(), Some(f.pixels())))
+                })
                 .map_err(|e| format!("{e:#}"));
             results
                 .lock()
@@ -182,7 +195,8 @@ impl Embedder {
                         file: keys[i].0.clone(),
                         bytes: keys[i].1,
                         settings: self.settings.clone(),
-                        embedding: e.clone(),
+                        embedding: e.0.clone(),
+                        pixels: e.1,
                     });
                     out[i] = Some(e);
                 }
@@ -190,7 +204,10 @@ impl Embedder {
             }
         }
         self.append_cache(&new_lines)?;
-        let embeddings: Vec<Option<Vec<f32>>> = out.into_iter().map(Option::flatten).collect();
+        let (embeddings, pixels): (Vec<Option<Vec<f32>>>, Vec<Option<f32>>) = out
+            .into_iter()
+            .map(|e| e.map_or((None, None), |(v, p)| (v, p)))
+            .unzip();
         for (name, e) in names.iter().zip(&embeddings) {
             if e.is_none() && !report.unreadable.iter().any(|u| &u.0 == name) {
                 report.no_face.push(name.clone());
@@ -211,7 +228,11 @@ impl Embedder {
                 report.no_face.len()
             );
         }
-        Ok(Enrolled { embeddings, report })
+        Ok(Enrolled {
+            embeddings,
+            pixels,
+            report,
+        })
     }
 
     /// Cached embeddings made with the current settings, keyed by (file, bytes).
@@ -229,7 +250,7 @@ impl Embedder {
             // A line cut short by an interrupted run is skipped, not fatal.
             if let Ok(l) = serde_json::from_str::<CacheLine>(&line?) {
                 if l.settings == self.settings {
-                    map.insert((l.file, l.bytes), l.embedding);
+                    map.insert((l.file, l.bytes), (l.embedding, l.pixels));
                 }
             }
         }

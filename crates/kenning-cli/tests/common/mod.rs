@@ -277,6 +277,7 @@ pub fn import_labelled(
             confidence: 99.0,
             embedding: v.clone(),
             indexed_at_ms,
+            pixels: None,
         })
         .collect();
     store
