@@ -10,7 +10,7 @@ use base64::Engine as _;
 use kenning_accountability::{audit_path, Caller, Governor, Grant, Principal, Role};
 use kenning_collections::Collections;
 use kenning_models::Equalise;
-use kenning_store::NewFace;
+use kenning_store::{Face, NewFace};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -818,15 +818,16 @@ fn equalise_policy_scores_searches_with_the_chosen_calibration() {
         .unwrap();
     }
     let probe_path = ex.join("obama-240p.jpg");
-    let probe = sface
+    let probe_face = sface
         .analyze(&common::load(&probe_path), true)
         .unwrap()
-        .remove(0)
-        .embedding
-        .unwrap();
+        .remove(0);
+    let probe_pixels = probe_face.pixels();
+    let probe = probe_face.embedding.unwrap();
     let recogniser = sface.recognizer();
-    // Similarity of each indexed face against the probe, by ExternalImageId.
-    let search = || -> Vec<(String, f64, Vec<f32>)> {
+    // Similarity of each indexed face against the probe, by ExternalImageId,
+    // with the stored face and its embedding.
+    let search = || -> Vec<(String, f64, (Face, Vec<f32>))> {
         let (v, _) = g
             .call(
                 &admin,
@@ -834,17 +835,16 @@ fn equalise_policy_scores_searches_with_the_chosen_calibration() {
                 json!({ "CollectionId": "eq", "Image": image(&probe_path), "FaceMatchThreshold": 0, "MaxFaces": 10 }),
             )
             .unwrap();
-        let mut out: Vec<(String, f64, Vec<f32>)> = v["FaceMatches"]
+        let mut out: Vec<(String, f64, (Face, Vec<f32>))> = v["FaceMatches"]
             .as_array()
             .unwrap()
             .iter()
             .map(|m| {
                 let face_id = m["Face"]["FaceId"].as_str().unwrap();
-                let (_, stored) = collections.store().face_embedding("eq", face_id).unwrap();
                 (
                     m["Face"]["ExternalImageId"].as_str().unwrap().to_owned(),
                     m["Similarity"].as_f64().unwrap(),
-                    stored,
+                    collections.store().face_embedding("eq", face_id).unwrap(),
                 )
             })
             .collect();
@@ -852,9 +852,17 @@ fn equalise_policy_scores_searches_with_the_chosen_calibration() {
         assert_eq!(out.len(), 2, "both faces at threshold 0");
         out
     };
-    let expect = |choice: Option<Equalise>, stored: &[f32]| {
+    // Each choice's table, with the small-face rule on top as every search
+    // applies it (the 240p probe is a small face).
+    let expect = |choice: Option<Equalise>, (face, stored): &(Face, Vec<f32>)| {
         let c = recogniser.loaded().calibration_for(choice).unwrap();
-        c.similarity(&probe, stored, recogniser.distance(&probe, stored))
+        c.similarity_of_faces(
+            &probe,
+            stored,
+            recogniser.distance(&probe, stored),
+            recogniser.quality_bands(),
+            [Some(probe_pixels), face.pixels],
+        )
     };
     for (_, s, stored) in search() {
         assert!((s - expect(None, &stored)).abs() < 1e-3, "default: {s}");
