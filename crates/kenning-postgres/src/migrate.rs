@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0005_stream_processors.sql"),
     ),
     (
+        6,
+        "eval_reports",
+        include_str!("../migrations/0006_eval_reports.sql"),
+    ),
+    (
         7,
         "face_pixels",
         include_str!("../migrations/0007_face_pixels.sql"),
