@@ -972,7 +972,7 @@ impl Governor {
             )),
             "CreateAccessKey" | "RevokeAccessKey" => return self.change_key(op, body, entry),
             "PutEvalReport" | "DeleteEvalReport" => return self.change_eval_report(op, body, entry),
-            "ListEvalReports" => self.list_eval_reports(),
+            "ListEvalReports" => return self.list_eval_reports(),
             "ListAccessKeys" => {
                 let keys = self.keys.list().map_err(key_error)?;
                 return Ok(json!({ "AccessKeys": keys }));

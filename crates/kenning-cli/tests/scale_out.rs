@@ -1343,3 +1343,101 @@ fn an_eval_report_published_on_one_node_is_shown_by_another() {
         "the shipped reports stay"
     );
 }
+
+/// A running stream processor's counters are saved with its node's lease
+/// renewals: the other node of the database describes them, with their
+/// age, and they stop growing (and age) once their node is gone.
+#[test]
+fn a_stream_processors_counters_are_described_by_every_node() {
+    let test = "a_stream_processors_counters_are_described_by_every_node";
+    let Some(data) = common::data(test) else {
+        return;
+    };
+    let Some(db) = TestDb::new(test) else {
+        return;
+    };
+    let dir = common::temp_dir("counters");
+    let key = master_key(&dir);
+    let clip = data.join("video/short_hamilton_clip.mp4");
+    let source_arg = format!("door={}#loop", clip.display());
+    let args = [
+        "--database",
+        &db.url,
+        "--master-key-file",
+        key.to_str().unwrap(),
+        "--enable-streams",
+        "--stream-source",
+        &source_arg,
+        "--stream-output",
+        "door-out=sse",
+        "--stream-lease-seconds",
+        "30",
+    ];
+    let a = Server::start_in(dir.join("a"), &args);
+    let b = Server::start_in(dir.join("b"), &args);
+    call(&a, "CreateCollection", &json!({ "CollectionId": "staff" }));
+    call(
+        &a,
+        "CreateStreamProcessor",
+        &json!({
+            "Name": "door",
+            "Input": { "KinesisVideoStream": { "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1" } },
+            "Output": { "KinesisDataStream": { "Arn": "arn:aws:kinesis:us-east-1:123456789012:stream/door-out" } },
+            "Settings": { "FaceSearch": { "CollectionId": "staff" } },
+            "RoleArn": "arn:aws:iam::123456789012:role/kenning",
+        }),
+    );
+    let describe =
+        |node: &Server| call(node, "DescribeStreamProcessor", &json!({ "Name": "door" }));
+    assert!(
+        describe(&b).get("Counters").is_none(),
+        "never run: no counters"
+    );
+    call(&a, "StartStreamProcessor", &json!({ "Name": "door" }));
+    let a_node = wait_for(60, "A to hold the processor", || {
+        let o = pg::query(
+            &db.url,
+            "SELECT coalesce(owner, '') FROM stream_processors WHERE name = 'door'",
+        )
+        .remove(0);
+        (!o.is_empty()).then_some(o)
+    });
+    // B does not run it; it describes what A saved with a renewal (every
+    // 10 s with 30 s leases), however many frames A analysed since.
+    let first = wait_for(120, "B to describe A's counters", || {
+        let d = describe(&b);
+        (d["Counters"]["FramesAnalysed"].as_u64().unwrap_or(0) > 0).then_some(d)
+    });
+    let c = &first["Counters"];
+    assert_eq!(c["Node"], a_node.as_str(), "{first}");
+    assert!(c["AgeSeconds"].as_f64().unwrap() <= 11.0, "{first}");
+    assert!(c["FramesIn"].as_u64().unwrap() >= c["FramesAnalysed"].as_u64().unwrap());
+    let on_a = describe(&a);
+    assert_eq!(
+        on_a["Counters"]["AgeSeconds"], 0.0,
+        "A reads its own: {on_a}"
+    );
+    assert!(
+        on_a["Counters"]["FramesAnalysed"].as_u64() >= c["FramesAnalysed"].as_u64(),
+        "{on_a} {first}"
+    );
+    // They grow on B's view with A's next renewal.
+    let analysed = c["FramesAnalysed"].as_u64().unwrap();
+    wait_for(30, "B to see A's counters grow", || {
+        let d = describe(&b);
+        (d["Counters"]["FramesAnalysed"].as_u64().unwrap() > analysed).then_some(())
+    });
+    // A gone (killed), B still describes A's last counters, older now.
+    drop(a);
+    let last = describe(&b)["Counters"].clone();
+    std::thread::sleep(Duration::from_secs(2));
+    let later = describe(&b)["Counters"].clone();
+    assert_eq!(later["FramesAnalysed"], last["FramesAnalysed"]);
+    assert_eq!(later["Node"], a_node.as_str());
+    assert!(
+        later["AgeSeconds"].as_f64().unwrap() >= last["AgeSeconds"].as_f64().unwrap() + 1.5,
+        "{last} {later}"
+    );
+    call(&b, "StopStreamProcessor", &json!({ "Name": "door" }));
+    assert!(b.terminate().success());
+}

@@ -36,8 +36,8 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         6,
-        "eval_reports",
-        include_str!("../migrations/0006_eval_reports.sql"),
+        "shared_state",
+        include_str!("../migrations/0006_shared_state.sql"),
     ),
     (
         7,
