@@ -1342,6 +1342,29 @@ fn an_eval_report_published_on_one_node_is_shown_by_another() {
         page.contains("sface-2021dec (fair) by gender"),
         "the shipped reports stay"
     );
+
+    // `kenning eval publish` on the database: the nodes list it at once.
+    let file = dir.join("site-8.json");
+    std::fs::write(&file, site_report("site-camera-8").to_string()).unwrap();
+    let published = json_out(&[
+        "--data",
+        dir.join("cli").to_str().unwrap(),
+        "--database",
+        &db.url,
+        "--master-key-file",
+        key_arg,
+        "eval",
+        "publish",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(published["Name"], "site-8", "{published}");
+    let listed = call(&a, "ListEvalReports", &json!({}));
+    assert_eq!(listed["EvalReports"][0]["Name"], "site-8", "{listed}");
+    assert_eq!(listed["EvalReports"][0]["Sha256"], published["Sha256"]);
+    assert!(
+        !dir.join("cli/eval").exists(),
+        "published into the data directory"
+    );
 }
 
 /// A running stream processor's counters are saved with its node's lease
@@ -1358,13 +1381,20 @@ fn a_stream_processors_counters_are_described_by_every_node() {
     };
     let dir = common::temp_dir("counters");
     let key = master_key(&dir);
-    let clip = data.join("video/short_hamilton_clip.mp4");
+    // A looped file source must be in a bucket directory.
+    let bucket = dir.join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let clip = bucket.join("clip.mp4");
+    std::fs::copy(data.join("video/short_hamilton_clip.mp4"), &clip).unwrap();
+    let bucket_arg = format!("clips={}", bucket.display());
     let source_arg = format!("door={}#loop", clip.display());
     let args = [
         "--database",
         &db.url,
         "--master-key-file",
         key.to_str().unwrap(),
+        "--bucket",
+        &bucket_arg,
         "--enable-streams",
         "--stream-source",
         &source_arg,
