@@ -13,7 +13,7 @@ use kenning_audit::{Candidate, Entry, Filter, Trail};
 use kenning_collections::{estimate, CalibrationAction, Collections, DEFAULT_THRESHOLD};
 use kenning_core::{BoundingBox, ErrorCode};
 pub use kenning_store::AUDIT_FILE;
-use kenning_store::{Auditor, Change, Expiry, OnAssociated};
+use kenning_store::{Auditor, Change, EvalDir, EvalReportStore, Expiry, OnAssociated};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -288,6 +288,7 @@ pub struct Governor {
     reviews: Arc<dyn ReviewStore>,
     probes: Arc<dyn ProbeStore>,
     keys: KeyStore,
+    evals: Arc<dyn EvalReportStore>,
     frames: std::sync::RwLock<Option<std::sync::Weak<dyn FrameCutter>>>,
 }
 
@@ -388,18 +389,20 @@ impl Governor {
             Arc::new(reviews),
             KeyStore::new(data_dir),
             Arc::new(ProbeDir::open(data_dir)?),
+            Arc::new(EvalDir::new(data_dir)),
         )
     }
 
     /// Puts `collections` behind the rules, with the review queue `reviews`,
-    /// access keys `keys` and probe photos under review `probes` (all kept
-    /// where the collections are); every later store change is audited, in
-    /// the store's own audit trail.
+    /// access keys `keys`, probe photos under review `probes` and published
+    /// evaluation reports `evals` (all kept where the collections are); every
+    /// later store change is audited, in the store's own audit trail.
     pub fn new(
         collections: Arc<Collections>,
         reviews: Arc<dyn ReviewStore>,
         keys: KeyStore,
         probes: Arc<dyn ProbeStore>,
+        evals: Arc<dyn EvalReportStore>,
     ) -> Result<Self, OpenError> {
         collections.store().set_auditor(Arc::new(AuditHook));
         let g = Self {
@@ -408,6 +411,7 @@ impl Governor {
             reviews,
             probes,
             keys,
+            evals,
             frames: std::sync::RwLock::new(None),
         };
         g.sweep_probes().map_err(|e| match e {
@@ -465,6 +469,11 @@ impl Governor {
     /// The audit trail every operation is recorded in.
     pub fn trail(&self) -> &Arc<dyn Trail> {
         &self.audit
+    }
+
+    /// The published evaluation reports (the console's accuracy page).
+    pub fn eval_reports(&self) -> &Arc<dyn EvalReportStore> {
+        &self.evals
     }
 
     /// The collections behind the rules (for flushing at shutdown).
@@ -962,6 +971,8 @@ impl Governor {
                  and GET /v1/stream-processors/{Name}/tracks",
             )),
             "CreateAccessKey" | "RevokeAccessKey" => return self.change_key(op, body, entry),
+            "PutEvalReport" | "DeleteEvalReport" => return self.change_eval_report(op, body, entry),
+            "ListEvalReports" => return self.list_eval_reports(),
             "ListAccessKeys" => {
                 let keys = self.keys.list().map_err(key_error)?;
                 return Ok(json!({ "AccessKeys": keys }));
@@ -1377,6 +1388,85 @@ impl Governor {
         v["Collections"] = json!(grant.collections);
         v["Operations"] = json!(grant.operations);
         Ok(v)
+    }
+
+    /// PutEvalReport and DeleteEvalReport (admins): a report is checked to
+    /// be a `kenning eval fairness --json` report before it is stored, and
+    /// the change is recorded once made.
+    fn change_eval_report(
+        &self,
+        op: &str,
+        body: &Value,
+        mut entry: Entry,
+    ) -> Result<Value, ApiError> {
+        let refuse = |e: ApiError| self.refuse(entry.clone(), e);
+        let store = |e: kenning_store::StoreError| ApiError::from_wire(&e);
+        let name = str_field(body, "Name")
+            .ok_or_else(|| refuse(ApiError::invalid_parameter("Name is required")))?
+            .to_owned();
+        let response = if op == "DeleteEvalReport" {
+            let deleted = self.evals.delete(&name).map_err(|e| refuse(store(e)))?;
+            if !deleted {
+                return Err(refuse(ApiError::from_code(
+                    ErrorCode::ResourceNotFoundException,
+                    format!("no evaluation report named {name:?}"),
+                )));
+            }
+            entry.details = Some(json!({ "Name": name }));
+            json!({ "Name": name, "Deleted": true })
+        } else {
+            // The REST form may send the report itself as the body.
+            let report = match body.get("Report") {
+                Some(r) => r.clone(),
+                None => {
+                    let mut r = body.clone();
+                    if let Some(m) = r.as_object_mut() {
+                        m.remove("Name");
+                    }
+                    r
+                }
+            };
+            let text =
+                match &report {
+                    Value::String(s) => s.clone(),
+                    Value::Object(_) => report.to_string(),
+                    _ => return Err(refuse(ApiError::invalid_parameter(
+                        "Report must be a `kenning eval fairness --json` report (a JSON object)",
+                    ))),
+                };
+            kenning_store::evals::validate_report(&name, &text).map_err(|e| refuse(store(e)))?;
+            kenning_eval::published::EvalReport::parse("Report", &text)
+                .map_err(|e| refuse(ApiError::invalid_parameter(e)))?;
+            let replaced = self
+                .evals
+                .put(&name, &text, now_ms())
+                .map_err(|e| refuse(store(e)))?;
+            let sha = hex::encode(Sha256::digest(text.as_bytes()));
+            entry.details = Some(json!({
+                "Name": name, "Replaced": replaced, "Bytes": text.len(), "Sha256": sha,
+            }));
+            json!({ "Name": name, "Replaced": replaced, "Sha256": sha })
+        };
+        self.record(entry)?;
+        Ok(response)
+    }
+
+    fn list_eval_reports(&self) -> Result<Value, ApiError> {
+        let reports = self
+            .evals
+            .list()
+            .map_err(|e| ApiError::from_wire(&e))?
+            .into_iter()
+            .map(|r| {
+                json!({
+                    "Name": r.name,
+                    "UpdatedAt": r.updated_ms,
+                    "Bytes": r.json.len(),
+                    "Sha256": hex::encode(Sha256::digest(r.json.as_bytes())),
+                })
+            })
+            .collect::<Vec<_>>();
+        Ok(json!({ "EvalReports": reports }))
     }
 
     fn verify_audit(&self) -> Result<Value, ApiError> {

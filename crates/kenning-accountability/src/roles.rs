@@ -115,6 +115,9 @@ pub const MATRIX: &[(&str, &[Role])] = &[
     ("CreateAccessKey", &[A]),
     ("ListAccessKeys", &[A]),
     ("RevokeAccessKey", &[A]),
+    ("PutEvalReport", &[A]),
+    ("DeleteEvalReport", &[A]),
+    ("ListEvalReports", &[A, O, R, U]),
 ];
 
 /// Kenning's own operations (beyond Rekognition's), served under the
@@ -138,6 +141,9 @@ pub const KENNING_OPERATIONS: &[&str] = &[
     "CreateAccessKey",
     "ListAccessKeys",
     "RevokeAccessKey",
+    "PutEvalReport",
+    "DeleteEvalReport",
+    "ListEvalReports",
 ];
 
 /// A key's role and scope, as stored with the key.

@@ -52,6 +52,26 @@ pub enum EvalCommand {
     /// The small-face rule on DIR (identities.csv): fit it (--fit) or check observed/promised FMR per
     /// face-size cell without and with it.
     Quality(quality::QualityArgs),
+    /// Publish a `kenning eval fairness --json` report for the console's
+    /// accuracy page and the accountability report (in the data directory,
+    /// or with --database in the database every node reads), or delete one.
+    Publish(PublishArgs),
+}
+
+/// `kenning eval publish FILE [--name NAME] | --delete NAME`
+#[derive(clap::Args)]
+pub struct PublishArgs {
+    /// The report (JSON written by `kenning eval fairness --json`).
+    #[arg(required_unless_present = "delete")]
+    file: Option<PathBuf>,
+    /// The name to publish it under (letters, digits, `_`, `.`, `-`;
+    /// default: the file's name without `.json`); publishing under a taken
+    /// name replaces that report.
+    #[arg(long)]
+    name: Option<String>,
+    /// Delete the published report of this name instead.
+    #[arg(long, conflicts_with_all = ["file", "name"])]
+    delete: Option<String>,
 }
 
 /// Where reports go.
@@ -213,8 +233,9 @@ pub struct FairnessArgs {
 }
 
 /// Runs one `kenning eval` subcommand.
-pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<i32> {
+pub fn run(ctx: &Context, data: &crate::gallery::DataArgs, cmd: EvalCommand) -> Result<i32> {
     match cmd {
+        EvalCommand::Publish(a) => publish(ctx, data, &a),
         EvalCommand::Verify(a) => verify(ctx, &a),
         EvalCommand::Identify(a) => identify(ctx, &a),
         EvalCommand::Detect(a) => detect(ctx, &a),
@@ -222,6 +243,32 @@ pub fn run(ctx: &Context, cmd: EvalCommand) -> Result<i32> {
         EvalCommand::Quality(a) => quality::quality(ctx, &a),
     }?;
     Ok(0)
+}
+
+/// Publishes (or deletes) a report through the governed PutEvalReport
+/// (DeleteEvalReport) operation, so it is checked and audited as the
+/// service's is.
+fn publish(ctx: &Context, data: &crate::gallery::DataArgs, a: &PublishArgs) -> Result<()> {
+    let (op, body) = match (&a.delete, &a.file) {
+        (Some(name), _) => ("DeleteEvalReport", json!({ "Name": name })),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let name = match &a.name {
+                Some(n) => n.clone(),
+                None => file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("give the report a --name"))?,
+            };
+            ("PutEvalReport", json!({ "Name": name, "Report": text }))
+        }
+        (None, None) => bail!("give the report FILE, or --delete NAME"),
+    };
+    let v = data.open(ctx)?.call(op, body)?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }
 
 /// The command line as run, so every report says how to reproduce it.

@@ -101,6 +101,7 @@ impl DataArgs {
             storage.reviews,
             storage.keys,
             storage.probes,
+            storage.evals,
         )?;
         Ok((governor, caller, storage.jobs))
     }

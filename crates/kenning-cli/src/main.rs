@@ -165,7 +165,7 @@ fn run(cli: Cli) -> Result<i32> {
             threshold,
         } => commands::compare(&ctx, &source, &target, threshold),
         Command::Calibrate(args) => eval::calibrate(&ctx, &cli.data, &args),
-        Command::Eval(cmd) => eval::run(&ctx, cmd),
+        Command::Eval(cmd) => eval::run(&ctx, &cli.data, cmd),
         Command::Collection(cmd) => gallery::collection(&ctx, &cli.data, cmd),
         Command::Index(args) => gallery::index(&ctx, &cli.data, &args),
         Command::Search(args) => gallery::search(&ctx, &cli.data, &args),

@@ -14,7 +14,11 @@ use kenning_accountability::{ReviewQueue, ReviewStore, REVIEW_FILE};
 use kenning_audit::AuditLog;
 use kenning_models::manifest::{LoadedManifest, BUILTIN};
 use kenning_postgres::{ChainHead, ImportError, ImportSource, SourceError};
-use kenning_store::{Collection, Distance, Face, FaceStore, Store, User, AUDIT_FILE};
+use kenning_store::evals::EVAL_DIR;
+use kenning_store::{
+    Collection, Distance, EvalDir, EvalReportStore, Face, FaceStore, Store, StoredReport, User,
+    AUDIT_FILE,
+};
 use serde_json::json;
 
 use crate::commands::Context;
@@ -37,10 +41,7 @@ pub struct MigrateArgs {
 }
 
 /// Things a data directory may hold that a database does not take yet.
-const NOT_COPIED: &[(&str, &str)] = &[
-    ("video", "stored-video jobs and their results"),
-    ("eval", "the console's evaluation reports"),
-];
+const NOT_COPIED: &[(&str, &str)] = &[("video", "stored-video jobs and their results")];
 
 /// The data directory, read for an import.
 struct DataDir {
@@ -125,6 +126,22 @@ impl ImportSource for DataDir {
         RedbProcessorStore::open(&self.dir)
             .and_then(|s| s.all())
             .map_err(boxed)
+    }
+
+    // Files dropped in by hand under names a database does not take are
+    // refused here, naming them, rather than left behind silently.
+    fn eval_reports(&mut self) -> Result<Vec<StoredReport>, SourceError> {
+        let reports = EvalDir::new(&self.dir).list().map_err(boxed)?;
+        for r in &reports {
+            kenning_store::evals::validate_report(&r.name, &r.json).map_err(|e| {
+                format!(
+                    "{}/{EVAL_DIR}/{}.json: {e}; rename the file and run the migration again",
+                    self.dir.display(),
+                    r.name
+                )
+            })?;
+        }
+        Ok(reports)
     }
 
     fn users(&mut self, collection: &str) -> Result<Vec<User>, SourceError> {
@@ -317,7 +334,8 @@ pub fn migrate(ctx: &Context, db: &DatabaseArgs, args: &MigrateArgs) -> Result<i
     }
     eprintln!(
         "kenning: copied {} collections, {} faces, {} users, {} audit records, {} access keys, \
-         {} API tokens, {} review items, {} probe photos and {} stream processors into {} in \
+         {} API tokens, {} review items, {} probe photos, {} stream processors and {} evaluation \
+         reports into {} in \
          {seconds:.1} s; the audit chain verifies there with the same head",
         report.collections,
         report.faces,
@@ -328,6 +346,7 @@ pub fn migrate(ctx: &Context, db: &DatabaseArgs, args: &MigrateArgs) -> Result<i
         report.review_items,
         report.probe_photos,
         report.stream_processors,
+        report.eval_reports,
         pg.faces.location()
     );
     println!(

@@ -65,7 +65,8 @@ pub fn report(ctx: &Context, data: &DataArgs, a: &ReportArgs) -> Result<i32> {
             None => file_report(&audit_path(&data.data), &q, |_| true)?,
         }
     };
-    let (evals, problems) = kenning_console::accuracy::load(&data.data);
+    let (evals, problems) =
+        kenning_console::accuracy::load(crate::storage::evals(&data.db, &data.data)?.as_ref());
     for p in problems {
         eprintln!("kenning: {p}");
     }

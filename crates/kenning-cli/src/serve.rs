@@ -607,6 +607,7 @@ pub fn serve(ctx: &Context, data: &DataArgs, args: &ServeArgs) -> Result<i32> {
         storage.reviews,
         store.clone(),
         storage.probes,
+        storage.evals,
     )?);
     let video = args
         .video

@@ -12,7 +12,7 @@ use kenning_accountability::{ReviewQueue, ReviewStore, REVIEW_FILE};
 use kenning_audit::Trail;
 use kenning_models::Recognisers;
 use kenning_postgres::{Options, Postgres, Precision};
-use kenning_store::{Embedded, FaceStore};
+use kenning_store::{Embedded, EvalDir, EvalReportStore, FaceStore};
 
 use crate::commands::wire;
 
@@ -71,6 +71,8 @@ pub struct Storage {
     /// Stream processors, when they are kept in a database (else the
     /// stream service keeps them in the data directory).
     pub processors: Option<Arc<dyn kenning_streams::store::ProcessorStore>>,
+    /// Published evaluation reports.
+    pub evals: Arc<dyn EvalReportStore>,
 }
 
 impl DatabaseArgs {
@@ -141,6 +143,7 @@ pub fn open(
             probes: pg.probes,
             jobs: Some(pg.jobs),
             processors: Some(pg.processors),
+            evals: pg.evals,
             keys,
         });
     }
@@ -154,6 +157,7 @@ pub fn open(
         probes: Arc::new(ProbeDir::open(data)?),
         jobs: None,
         processors: None,
+        evals: Arc::new(EvalDir::new(data)),
     })
 }
 
@@ -164,6 +168,14 @@ pub fn keys(db: &DatabaseArgs, data: &std::path::Path) -> Result<KeyStore> {
         Some(pg) => db.pg_keys(&pg),
         None => Ok(KeyStore::new(data)),
     }
+}
+
+/// The published evaluation reports alone (for `kenning report`).
+pub fn evals(db: &DatabaseArgs, data: &std::path::Path) -> Result<Arc<dyn EvalReportStore>> {
+    Ok(match db.connect()? {
+        Some(pg) => pg.evals,
+        None => Arc::new(EvalDir::new(data)),
+    })
 }
 
 /// The audit trail alone (for `kenning audit`), read where it is kept. The

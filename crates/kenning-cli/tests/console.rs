@@ -109,7 +109,7 @@ fn http(
 }
 
 /// A GET of a console page with session cookie `cookie`.
-fn get(addr: &str, path: &str, cookie: &str) -> (u16, Vec<(String, String)>, String) {
+pub(crate) fn get(addr: &str, path: &str, cookie: &str) -> (u16, Vec<(String, String)>, String) {
     http(addr, "GET", path, &[("cookie", cookie)], b"")
 }
 
@@ -123,7 +123,7 @@ fn hidden(page: &str, name: &str) -> String {
 }
 
 /// The `name=value` of a Set-Cookie header for `name`.
-fn cookie(h: &[(String, String)], name: &str) -> String {
+pub(crate) fn cookie(h: &[(String, String)], name: &str) -> String {
     set_cookies(h)
         .into_iter()
         .find(|c| c.starts_with(&format!("{name}=")))
@@ -135,7 +135,7 @@ fn cookie(h: &[(String, String)], name: &str) -> String {
 }
 
 /// Signs in with key id and secret; returns the session cookie.
-fn sign_in(addr: &str, id: &str, secret: &str) -> (u16, Vec<(String, String)>) {
+pub(crate) fn sign_in(addr: &str, id: &str, secret: &str) -> (u16, Vec<(String, String)>) {
     let (_, h, page) = http(addr, "GET", "/console/signin", &[], b"");
     let bound = cookie(&h, "kenning_signin");
     let form = format!(

@@ -766,6 +766,20 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
         ("DescribeStreamProcessor", json!({ "Name": "door" })),
         ("ListStreamProcessors", json!({})),
     ];
+    // Evaluation reports: one published, one dropped in by hand as admins
+    // did before reports were published.
+    call(
+        &node,
+        "PutEvalReport",
+        &json!({ "Name": "published", "Report": site_report("site-camera-1") }),
+    );
+    std::fs::write(
+        source.join("eval/by-hand.json"),
+        site_report("site-camera-2").to_string(),
+    )
+    .unwrap();
+    let evals_before = call(&node, "ListEvalReports", &json!({}));
+    assert_eq!(evals_before["EvalReports"].as_array().unwrap().len(), 2);
     let before: Vec<Value> = requests
         .iter()
         .map(|(op, body)| call(&node, op, body))
@@ -820,10 +834,10 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
     );
     assert_eq!(m["probe_photos"].as_u64(), Some(probes_before.len() as u64));
     assert_eq!(m["stream_processors"], 1, "{report}");
-    assert!(
-        !report["NotCopied"].to_string().contains("stream"),
-        "{report}"
-    );
+    assert_eq!(m["eval_reports"], 2, "{report}");
+    for what in ["stream", "eval"] {
+        assert!(!report["NotCopied"].to_string().contains(what), "{report}");
+    }
     assert_eq!(m["audit_records"], verified["Records"], "{report}");
     assert_eq!(report["AuditHead"]["Hash"], verified["Head"], "{report}");
     assert!(err.contains("copied 2 collections"), "{err}");
@@ -868,6 +882,20 @@ fn migrate_copies_a_data_directory_that_then_serves_the_same() {
             "{op} differs after the migration"
         );
     }
+    // The same reports, byte for byte (UpdatedAt is the file's time on one
+    // side and the copy's on the other).
+    let sums = |v: &Value| -> Vec<(Value, Value)> {
+        v["EvalReports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["Name"].clone(), r["Sha256"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        sums(&call(&node, "ListEvalReports", &json!({}))),
+        sums(&evals_before)
+    );
     // The stored key's secret was sealed again with the master key.
     let (status, _, text) = signed(
         &node.addr,
@@ -1169,5 +1197,277 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
     let described = call(&b, "DescribeStreamProcessor", &json!({ "Name": "door" }));
     assert_eq!(described["Status"], "STOPPED", "{described}");
     assert_eq!(owner(), "");
+    assert!(b.terminate().success());
+}
+
+/// `kenning keys token create ID` on database `url` (the root key from the
+/// environment included): the bearer token.
+fn db_token(url: &str, key: &str, id: &str) -> String {
+    let out = Command::new(common::kenning_bin())
+        .args(["keys", "token", "create", id, "--database", url])
+        .args(["--master-key-file", key])
+        .env("KENNING_ACCESS_KEY_ID", KEY_ID)
+        .env("KENNING_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("KENNING_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Token"].as_str().unwrap().to_owned()
+}
+
+/// A shipped fairness report, relabelled as measured for recogniser
+/// `recogniser`, so pages that show it can be told from the shipped ones.
+fn site_report(recogniser: &str) -> Value {
+    let shipped = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../recognisers/sface-2021dec/eval/fairness-gender.json"
+    );
+    let mut r: Value = serde_json::from_str(&std::fs::read_to_string(shipped).unwrap()).unwrap();
+    r["recogniser"] = json!(recogniser);
+    r
+}
+
+/// An evaluation report published through the REST API on one node is
+/// stored in the database: the other node's console shows it, lists it and
+/// deletes it. Only admins publish (a reviewer's attempt is refused and
+/// recorded), and what is not a report is refused with Rekognition's
+/// exception names.
+#[test]
+fn an_eval_report_published_on_one_node_is_shown_by_another() {
+    let test = "an_eval_report_published_on_one_node_is_shown_by_another";
+    let Some(db) = TestDb::new(test) else {
+        return;
+    };
+    let dir = common::temp_path("evals");
+    let key = master_key(&dir);
+    let key_arg = key.to_str().unwrap();
+    let on_db = ["--database", &db.url, "--master-key-file", key_arg];
+    let a = Server::start_in(dir.join("a"), &on_db);
+    let b = Server::start_in(dir.join("b"), &on_db);
+    let reviewer = call(&a, "CreateAccessKey", &json!({ "Role": "reviewer" }));
+    let reviewer = reviewer["AccessKeyId"].as_str().unwrap();
+    let bearer = |token: String| {
+        vec![
+            ("authorization", format!("Bearer {token}")),
+            ("content-type", "application/json".to_owned()),
+        ]
+    };
+    let admin = bearer(db_token(&db.url, key_arg, KEY_ID));
+    let refused = bearer(db_token(&db.url, key_arg, reviewer));
+    let report = site_report("site-camera-7").to_string();
+    let put = |node: &Server, auth: &[(&str, String)], name: &str, body: &str| {
+        let (status, _, text) = crate::server::http(
+            &node.addr,
+            "PUT",
+            &format!("/v1/eval-reports/{name}"),
+            auth,
+            body.as_bytes(),
+        );
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(json!(text)),
+        )
+    };
+
+    let (status, v) = put(&a, &admin, "north-door", &report);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Replaced"], false, "{v}");
+    let (status, v) = put(&a, &refused, "north-door", &report);
+    assert_eq!(
+        (status, v["__type"].as_str()),
+        (403, Some("AccessDeniedException")),
+        "{v}"
+    );
+    for (name, body, kind, says) in [
+        ("north-door", "{not json", "SerializationException", "JSON"),
+        (
+            "north-door",
+            r#"{"groups": ["gender"]}"#,
+            "InvalidParameterException",
+            "not a fairness report",
+        ),
+        (
+            &"n".repeat(129),
+            report.as_str(),
+            "InvalidParameterException",
+            "report name",
+        ),
+    ] {
+        let (status, v) = put(&b, &admin, name, body);
+        assert_eq!((status, v["__type"].as_str()), (400, Some(kind)), "{v}");
+        assert!(v["message"].as_str().unwrap().contains(says), "{v}");
+    }
+    // The admin's publication and the reviewer's refusal are both recorded.
+    let lines = pg::query(
+        &db.url,
+        "SELECT line FROM audit_records WHERE line LIKE '%\"operation\":\"PutEvalReport\"%' ORDER BY seq",
+    );
+    let outcomes: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["record"]["outcome"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(outcomes[..2], ["ok", "AccessDeniedException"], "{lines:?}");
+
+    // The other node shows and lists it.
+    let (status, h) = crate::console::sign_in(&b.addr, KEY_ID, SECRET);
+    assert_eq!(status, 303);
+    let session = crate::console::cookie(&h, "kenning_session");
+    let (status, _, page) = crate::console::get(&b.addr, "/console/accuracy", &session);
+    assert_eq!(status, 200);
+    assert!(page.contains("site-camera-7 (fair) by gender"), "{page}");
+    assert!(page.contains("published report north-door"), "{page}");
+    let listed = call(&b, "ListEvalReports", &json!({}));
+    assert_eq!(listed["EvalReports"][0]["Name"], "north-door", "{listed}");
+    assert_eq!(listed["EvalReports"].as_array().unwrap().len(), 1);
+
+    // Deleted on the other node, it is gone from the first one's console.
+    let (status, _, text) = crate::server::http(
+        &b.addr,
+        "DELETE",
+        "/v1/eval-reports/north-door",
+        &admin,
+        b"",
+    );
+    assert_eq!(status, 200, "{text}");
+    let (status, h) = crate::console::sign_in(&a.addr, KEY_ID, SECRET);
+    assert_eq!(status, 303);
+    let session = crate::console::cookie(&h, "kenning_session");
+    let (_, _, page) = crate::console::get(&a.addr, "/console/accuracy", &session);
+    assert!(!page.contains("site-camera-7"), "{page}");
+    assert!(
+        page.contains("sface-2021dec (fair) by gender"),
+        "the shipped reports stay"
+    );
+
+    // `kenning eval publish` on the database: the nodes list it at once.
+    let file = dir.join("site-8.json");
+    std::fs::write(&file, site_report("site-camera-8").to_string()).unwrap();
+    let published = json_out(&[
+        "--data",
+        dir.join("cli").to_str().unwrap(),
+        "--database",
+        &db.url,
+        "--master-key-file",
+        key_arg,
+        "eval",
+        "publish",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(published["Name"], "site-8", "{published}");
+    let listed = call(&a, "ListEvalReports", &json!({}));
+    assert_eq!(listed["EvalReports"][0]["Name"], "site-8", "{listed}");
+    assert_eq!(listed["EvalReports"][0]["Sha256"], published["Sha256"]);
+    assert!(
+        !dir.join("cli/eval").exists(),
+        "published into the data directory"
+    );
+}
+
+/// A running stream processor's counters are saved with its node's lease
+/// renewals: the other node of the database describes them, with their
+/// age, and they stop growing (and age) once their node is gone.
+#[test]
+fn a_stream_processors_counters_are_described_by_every_node() {
+    let test = "a_stream_processors_counters_are_described_by_every_node";
+    let Some(data) = common::data(test) else {
+        return;
+    };
+    let Some(db) = TestDb::new(test) else {
+        return;
+    };
+    let dir = common::temp_dir("counters");
+    let key = master_key(&dir);
+    // A looped file source must be in a bucket directory.
+    let bucket = dir.join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let clip = bucket.join("clip.mp4");
+    std::fs::copy(data.join("video/short_hamilton_clip.mp4"), &clip).unwrap();
+    let bucket_arg = format!("clips={}", bucket.display());
+    let source_arg = format!("door={}#loop", clip.display());
+    let args = [
+        "--database",
+        &db.url,
+        "--master-key-file",
+        key.to_str().unwrap(),
+        "--bucket",
+        &bucket_arg,
+        "--enable-streams",
+        "--stream-source",
+        &source_arg,
+        "--stream-output",
+        "door-out=sse",
+        "--stream-lease-seconds",
+        "30",
+    ];
+    let a = Server::start_in(dir.join("a"), &args);
+    let b = Server::start_in(dir.join("b"), &args);
+    call(&a, "CreateCollection", &json!({ "CollectionId": "staff" }));
+    call(
+        &a,
+        "CreateStreamProcessor",
+        &json!({
+            "Name": "door",
+            "Input": { "KinesisVideoStream": { "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1" } },
+            "Output": { "KinesisDataStream": { "Arn": "arn:aws:kinesis:us-east-1:123456789012:stream/door-out" } },
+            "Settings": { "FaceSearch": { "CollectionId": "staff" } },
+            "RoleArn": "arn:aws:iam::123456789012:role/kenning",
+        }),
+    );
+    let describe =
+        |node: &Server| call(node, "DescribeStreamProcessor", &json!({ "Name": "door" }));
+    assert!(
+        describe(&b).get("Counters").is_none(),
+        "never run: no counters"
+    );
+    call(&a, "StartStreamProcessor", &json!({ "Name": "door" }));
+    let a_node = wait_for(60, "A to hold the processor", || {
+        let o = pg::query(
+            &db.url,
+            "SELECT coalesce(owner, '') FROM stream_processors WHERE name = 'door'",
+        )
+        .remove(0);
+        (!o.is_empty()).then_some(o)
+    });
+    // B does not run it; it describes what A saved with a renewal (every
+    // 10 s with 30 s leases), however many frames A analysed since.
+    let first = wait_for(120, "B to describe A's counters", || {
+        let d = describe(&b);
+        (d["Counters"]["FramesAnalysed"].as_u64().unwrap_or(0) > 0).then_some(d)
+    });
+    let c = &first["Counters"];
+    assert_eq!(c["Node"], a_node.as_str(), "{first}");
+    assert!(c["AgeSeconds"].as_f64().unwrap() <= 11.0, "{first}");
+    assert!(c["FramesIn"].as_u64().unwrap() >= c["FramesAnalysed"].as_u64().unwrap());
+    let on_a = describe(&a);
+    assert_eq!(
+        on_a["Counters"]["AgeSeconds"], 0.0,
+        "A reads its own: {on_a}"
+    );
+    assert!(
+        on_a["Counters"]["FramesAnalysed"].as_u64() >= c["FramesAnalysed"].as_u64(),
+        "{on_a} {first}"
+    );
+    // They grow on B's view with A's next renewal.
+    let analysed = c["FramesAnalysed"].as_u64().unwrap();
+    wait_for(30, "B to see A's counters grow", || {
+        let d = describe(&b);
+        (d["Counters"]["FramesAnalysed"].as_u64().unwrap() > analysed).then_some(())
+    });
+    // A gone (killed), B still describes A's last counters, older now.
+    drop(a);
+    let last = describe(&b)["Counters"].clone();
+    std::thread::sleep(Duration::from_secs(2));
+    let later = describe(&b)["Counters"].clone();
+    assert_eq!(later["FramesAnalysed"], last["FramesAnalysed"]);
+    assert_eq!(later["Node"], a_node.as_str());
+    assert!(
+        later["AgeSeconds"].as_f64().unwrap() >= last["AgeSeconds"].as_f64().unwrap() + 1.5,
+        "{last} {later}"
+    );
+    call(&b, "StopStreamProcessor", &json!({ "Name": "door" }));
     assert!(b.terminate().success());
 }

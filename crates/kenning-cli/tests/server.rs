@@ -371,6 +371,7 @@ fn harmless_body(op: &str, coll: &str, role: &str) -> String {
         "GetReviewProbe" => serde_json::json!({ "ReviewId": fake_face }),
         "GetEnrolmentImage" => serde_json::json!({ "CollectionId": coll, "FaceId": fake_face }),
         "RevokeAccessKey" => serde_json::json!({ "AccessKeyId": "AKNOBODYNOBODY000000" }),
+        "PutEvalReport" | "DeleteEvalReport" => serde_json::json!({ "Name": "nothing" }),
         _ => serde_json::json!({ "CollectionId": coll }),
     };
     v.to_string()
@@ -385,12 +386,13 @@ fn role_answer(op: &str) -> (u16, &'static str) {
         | "SearchUsersByImage" => (400, "InvalidImageFormatException"),
         "DeleteCollection" | "DecideReviewItem" | "SearchFaces" | "SearchUsers" | "DeleteUser"
         | "AssociateFaces" | "DisassociateFaces" | "GetFaceDetection" | "GetFaceSearch"
-        | "GetReviewProbe" | "GetEnrolmentImage" | "RevokeAccessKey" => {
+        | "GetReviewProbe" | "GetEnrolmentImage" | "RevokeAccessKey" | "DeleteEvalReport" => {
             (400, "ResourceNotFoundException")
         }
         // Without From/To, and without the Role a new key needs; a collection
         // without faces is too small to calibrate on itself.
-        "GetAccountabilityReport" | "CreateAccessKey" | "CalibrateCollection" => {
+        // PutEvalReport without a report.
+        "GetAccountabilityReport" | "CreateAccessKey" | "CalibrateCollection" | "PutEvalReport" => {
             (400, "InvalidParameterException")
         }
         "StartFaceDetection" | "StartFaceSearch" => (400, "InvalidS3ObjectException"),
@@ -737,7 +739,9 @@ fn rest_answer(method: &str, path: &str) -> (u16, &'static str) {
         ("GET", p) if p.starts_with("/v1/video/") => MISSING,
         // No such review, and a collection without an image source.
         ("GET", p) if p.ends_with("/probe") || p.ends_with("/image") => MISSING,
-        ("DELETE", p) if p.starts_with("/v1/keys/") => MISSING,
+        ("DELETE", p) if p.starts_with("/v1/keys/") || p.starts_with("/v1/eval-reports/") => {
+            MISSING
+        }
         // A report needs its period.
         ("GET", "/v1/report") => BAD,
         // The server has no buckets to upload a video into.
@@ -935,7 +939,7 @@ fn every_openapi_path_answers() {
         "unexpected answers:\n{}",
         wrong.join("\n")
     );
-    assert_eq!(checked, 45, "operations documented in /openapi.json");
+    assert_eq!(checked, 48, "operations documented in /openapi.json");
 
     // A multipart upload, as `curl -F image=@photo.jpg -F MaxFaces=1` sends it.
     if let Some(data) = common::data("every_openapi_path_answers (multipart)") {

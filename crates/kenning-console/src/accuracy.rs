@@ -1,12 +1,9 @@
 //! Measured accuracy: `kenning eval fairness` reports, the ones shipped with
-//! the built-in recogniser and any an admin drops into `DATA/eval/`, so a
+//! the built-in recogniser and any an admin publishes (PutEvalReport), so a
 //! reader sees the demographic differentials of the calibration in force
 //! without a terminal.
 
-use std::path::Path;
-
-use kenning_eval::fairness::{FairnessReport, ThresholdResult};
-use serde::Deserialize;
+use kenning_eval::fairness::ThresholdResult;
 
 /// Reports measured for the built-in recognisers' shipped calibrations
 /// (`recognisers/*/eval/run.sh` make them).
@@ -29,67 +26,17 @@ const SHIPPED: &[(&str, &str)] = &[
     ),
 ];
 
-/// The folder of extra reports, relative to the data directory.
-pub const EVAL_DIR: &str = "eval";
-
-/// A `kenning eval fairness` JSON report.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EvalReport {
-    /// Where it came from (shipped file or data directory file).
-    #[serde(skip)]
-    pub source: String,
-    /// The command that measured it.
-    #[serde(default)]
-    pub command: Option<String>,
-    /// The recogniser measured.
-    #[serde(default)]
-    pub recogniser: Option<String>,
-    /// The impostor photos' folder.
-    #[serde(default)]
-    pub data: Option<String>,
-    /// The label columns forming the groups.
-    #[serde(default)]
-    pub groups: Vec<String>,
-    /// The measurements.
-    pub fairness: FairnessReport,
-}
-
-impl EvalReport {
-    /// The calibration it measured, spelled as searches record it
-    /// (`dlib-resnet-v1 (fair)`).
-    pub fn calibration(&self) -> String {
-        let kind = if self.fairness.scoring.starts_with("fair calibration") {
-            "fair"
-        } else {
-            "global"
-        };
-        format!(
-            "{} ({kind})",
-            self.recogniser.as_deref().unwrap_or("unknown recogniser")
-        )
-    }
-
-    /// A short title.
-    pub fn title(&self) -> String {
-        let groups = if self.groups.is_empty() {
-            "groups".to_owned()
-        } else {
-            self.groups.join(" x ")
-        };
-        format!("{} by {groups}", self.calibration())
-    }
-}
+pub use kenning_eval::published::EvalReport;
+use kenning_store::EvalReportStore;
 
 fn parse(source: &str, text: &str) -> Result<EvalReport, String> {
-    let mut r: EvalReport =
-        serde_json::from_str(text).map_err(|e| format!("{source}: not a fairness report: {e}"))?;
-    r.source = source.to_owned();
-    Ok(r)
+    EvalReport::parse(source, text)
 }
 
-/// The shipped reports, then those in `DATA/eval/*.json` (by file name);
-/// files that are not fairness reports are named in the second list.
-pub fn load(data_dir: &Path) -> (Vec<EvalReport>, Vec<String>) {
+/// The shipped reports, then those published in `store` (by name; on the
+/// embedded backend, the files in `DATA/eval/`); stored reports that are not
+/// fairness reports are named in the second list.
+pub fn load(store: &dyn EvalReportStore) -> (Vec<EvalReport>, Vec<String>) {
     let mut reports = Vec::new();
     let mut problems = Vec::new();
     for (source, text) in SHIPPED {
@@ -98,24 +45,16 @@ pub fn load(data_dir: &Path) -> (Vec<EvalReport>, Vec<String>) {
             Err(e) => problems.push(e),
         }
     }
-    let dir = data_dir.join(EVAL_DIR);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    for p in files {
-        let source = p.display().to_string();
-        match std::fs::read_to_string(&p) {
-            Ok(text) => match parse(&source, &text) {
-                Ok(r) => reports.push(r),
-                Err(e) => problems.push(e),
-            },
-            Err(e) => problems.push(format!("{source}: {e}")),
+    match store.list() {
+        Ok(stored) => {
+            for r in stored {
+                match parse(&format!("published report {}", r.name), &r.json) {
+                    Ok(r) => reports.push(r),
+                    Err(e) => problems.push(e),
+                }
+            }
         }
+        Err(e) => problems.push(format!("the published reports cannot be read: {e}")),
     }
     (reports, problems)
 }
@@ -178,7 +117,8 @@ mod tests {
 
     #[test]
     fn shipped_reports_parse_and_name_the_calibration_in_force() {
-        let (reports, problems) = load(Path::new("/nonexistent"));
+        let dir = tempfile::tempdir().unwrap();
+        let (reports, problems) = load(&kenning_store::EvalDir::new(dir.path()));
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(reports.len(), SHIPPED.len());
         // Both built-in recognisers' default calibrations, as searches

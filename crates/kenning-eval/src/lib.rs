@@ -17,6 +17,7 @@ pub mod fairness;
 pub mod formats;
 pub mod gallery;
 pub mod identify;
+pub mod published;
 pub mod quality;
 pub mod report;
 pub mod rng;

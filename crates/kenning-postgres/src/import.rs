@@ -57,6 +57,10 @@ pub trait ImportSource {
     fn stream_processors(&mut self) -> Result<Vec<ProcessorDef>, SourceError> {
         Ok(Vec::new())
     }
+    /// The published evaluation reports (none unless the source has any).
+    fn eval_reports(&mut self) -> Result<Vec<kenning_store::StoredReport>, SourceError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What the import is told about the source's audit chain, checked before.
@@ -89,6 +93,8 @@ pub struct ImportReport {
     pub probe_photos: u64,
     /// Stream processor definitions.
     pub stream_processors: u64,
+    /// Published evaluation reports.
+    pub eval_reports: u64,
 }
 
 /// Why an import did not happen.
@@ -166,6 +172,7 @@ const HELD: &[(&str, &str)] = &[
     ("review_items", "review items"),
     ("review_probes", "probe photos"),
     ("stream_processors", "stream processors"),
+    ("eval_reports", "evaluation reports"),
 ];
 
 impl Postgres {
@@ -217,6 +224,7 @@ impl Postgres {
             copy_chain(&tx, src, head, &mut report).await?;
             copy_accountability(&tx, src, &mut report).await?;
             copy_processors(&tx, src, &mut report).await?;
+            copy_eval_reports(&tx, src, &mut report).await?;
             tx.execute(
                 "INSERT INTO kenning_meta (key, value) VALUES ('keys_version', '1') \
                  ON CONFLICT (key) DO UPDATE SET value = (kenning_meta.value::bigint + 1)::text",
@@ -289,7 +297,7 @@ async fn empty(tx: &deadpool_postgres::Transaction<'_>) -> Result<(), Stop> {
     }
     tx.batch_execute(
         "TRUNCATE users, collections, audit_records, access_keys, api_tokens, review_items, \
-         review_probes, stream_processors;
+         review_probes, stream_processors, eval_reports;
          UPDATE audit_head SET seq = 0, hash = repeat('0', 64);",
     )
     .await?;
@@ -486,6 +494,23 @@ async fn copy_processors(
         )
         .await?;
         report.stream_processors += 1;
+    }
+    Ok(())
+}
+
+/// Published evaluation reports, with the time they were last published.
+async fn copy_eval_reports(
+    tx: &deadpool_postgres::Transaction<'_>,
+    src: &mut dyn ImportSource,
+    report: &mut ImportReport,
+) -> Result<(), Stop> {
+    for r in src.eval_reports().map_err(source)? {
+        tx.execute(
+            "INSERT INTO eval_reports (name, report, updated_ms) VALUES ($1, $2, $3)",
+            &[&r.name, &r.json, &to_i64(r.updated_ms)],
+        )
+        .await?;
+        report.eval_reports += 1;
     }
     Ok(())
 }

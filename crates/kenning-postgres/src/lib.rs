@@ -27,6 +27,7 @@
 mod audit;
 mod bulk;
 mod db;
+mod evals;
 mod faces;
 mod import;
 mod jobs;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 pub use bulk::{BulkLoad, IndexBuild, AUDIT_BATCH};
 use db::Db;
 pub use db::{redact, Options, Precision};
+pub use evals::PgEvals;
 pub use faces::{explain_search, PgFaces};
 pub use import::{ChainHead, ImportError, ImportReport, ImportSource, SourceError};
 pub use jobs::PgJobs;
@@ -90,6 +92,8 @@ pub struct Postgres {
     pub jobs: Arc<PgJobs>,
     /// Stream processor definitions and their leases.
     pub processors: Arc<PgProcessors>,
+    /// Published evaluation reports.
+    pub evals: Arc<PgEvals>,
     db: Arc<Db>,
 }
 
@@ -122,6 +126,7 @@ impl Postgres {
             keys: Arc::new(PgKeys::new(db.clone())),
             jobs: Arc::new(PgJobs::new(db.clone())),
             processors: Arc::new(PgProcessors::new(db.clone())),
+            evals: Arc::new(PgEvals::new(db.clone())),
             db,
         })
     }

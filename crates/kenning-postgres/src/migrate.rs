@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../migrations/0005_stream_processors.sql"),
     ),
     (
+        6,
+        "shared_state",
+        include_str!("../migrations/0006_shared_state.sql"),
+    ),
+    (
         7,
         "face_pixels",
         include_str!("../migrations/0007_face_pixels.sql"),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use kenning_streams::store::{decode, encode, ProcessorDef, ProcessorStore};
+use kenning_streams::store::{decode, encode, CounterSnapshot, ProcessorDef, ProcessorStore};
 use kenning_streams::{Result, StreamError};
 
 use crate::db::{claim_lease, Db, Res};
@@ -119,6 +119,39 @@ impl ProcessorStore for PgProcessors {
             )
             .await
         })
+    }
+
+    fn save_counters(&self, name: &str, counters: &CounterSnapshot) -> Result<()> {
+        let json =
+            serde_json::to_string(counters).map_err(|e| StreamError::Store(e.to_string()))?;
+        self.run(async {
+            let client = self.db.client().await?;
+            client
+                .execute(
+                    "UPDATE stream_processors SET counters = $3 WHERE name = $1 AND owner = $2",
+                    &[&name, &counters.node, &json],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn counters(&self, name: &str) -> Result<Option<CounterSnapshot>> {
+        let json: Option<String> = self.run(async {
+            let client = self.db.client().await?;
+            Ok(client
+                .query_opt(
+                    "SELECT counters FROM stream_processors WHERE name = $1",
+                    &[&name],
+                )
+                .await?
+                .and_then(|r| r.get(0)))
+        })?;
+        json.map(|j| {
+            serde_json::from_str(&j)
+                .map_err(|e| StreamError::Store(format!("stored counters of {name}: {e}")))
+        })
+        .transpose()
     }
 
     fn release(&self, name: &str, owner: Option<&str>) -> Result<()> {

@@ -971,3 +971,16 @@ fn stream_processors_with_leases() {
     let pg = kenning_postgres::Postgres::connect(&db.url, None, Default::default()).unwrap();
     kenning_streams::store::conformance(pg.processors.as_ref());
 }
+
+/// Published evaluation reports: the suite the data directory's reports
+/// pass, run on the database's.
+#[test]
+fn eval_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    kenning_store::evals::conformance(&kenning_store::EvalDir::new(dir.path()));
+    let Some(db) = common::TestDb::new("eval_reports") else {
+        return;
+    };
+    let pg = kenning_postgres::Postgres::connect(&db.url, None, Default::default()).unwrap();
+    kenning_store::evals::conformance(pg.evals.as_ref());
+}

@@ -415,3 +415,194 @@ fn a_bulk_load_failing_half_way_leaves_nothing() {
     assert!(plan.contains("_hnsw"), "{plan}");
     assert_eq!(hits(&pg, "c", &query), found);
 }
+
+/// Two nodes of one database create the same collection, user and stream
+/// processor at the same moment, many times over: each time exactly one
+/// succeeds and the other gets the operation's "exists" error (never two
+/// rows, never a server error), and the audit chain records each creation
+/// once.
+#[test]
+fn concurrent_creates_on_two_nodes_give_one_success_and_one_exists() {
+    use kenning_streams::store::{sample_processor, ProcessorStore};
+    use std::sync::{Arc, Barrier};
+    let Some(db) = common::TestDb::new("concurrent creates") else {
+        return;
+    };
+    let nodes: Vec<Arc<Postgres>> = (0..2)
+        .map(|_| {
+            let pg = Postgres::connect(&db.url, None, Options::default()).unwrap();
+            pg.faces.set_auditor(Arc::new(Counts));
+            Arc::new(pg)
+        })
+        .collect();
+    const ROUNDS: usize = 25;
+    let barrier = Arc::new(Barrier::new(2));
+    let threads: Vec<_> = nodes
+        .iter()
+        .map(|pg| {
+            let (pg, barrier) = (pg.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut won = [0usize; 3];
+                for r in 0..ROUNDS {
+                    let id = format!("race{r}");
+                    barrier.wait();
+                    match pg
+                        .faces
+                        .create_collection(new_coll(&id, 8), Distance::Euclidean)
+                    {
+                        Ok(_) => won[0] += 1,
+                        Err(StoreError::CollectionExists(c)) => assert_eq!(c, id),
+                        Err(e) => panic!("CreateCollection {id}: {e:?}"),
+                    }
+                    barrier.wait();
+                    match pg.faces.create_user(&id, "u1") {
+                        Ok(_) => won[1] += 1,
+                        Err(StoreError::UserExists(u)) => assert_eq!(u, "u1"),
+                        Err(e) => panic!("CreateUser {id}: {e:?}"),
+                    }
+                    barrier.wait();
+                    let mut def = sample_processor(&id);
+                    def.collection_id = id.clone();
+                    if pg.processors.insert(&def).unwrap() {
+                        won[2] += 1;
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let won: Vec<[usize; 3]> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for kind in 0..3 {
+        assert_eq!(
+            won[0][kind] + won[1][kind],
+            ROUNDS,
+            "creations of kind {kind}: {won:?}"
+        );
+    }
+    let count = |sql: &str| common::query(&db.url, sql)[0].parse::<usize>().unwrap();
+    assert_eq!(count("SELECT count(*)::text FROM collections"), ROUNDS);
+    assert_eq!(count("SELECT count(*)::text FROM users"), ROUNDS);
+    assert_eq!(
+        count("SELECT count(*)::text FROM stream_processors"),
+        ROUNDS
+    );
+    let pg = &nodes[0];
+    for r in 0..ROUNDS {
+        let c = pg.faces.describe_collection(&format!("race{r}")).unwrap();
+        assert_eq!(c.user_count, 1, "{c:?}");
+    }
+    // One record per collection and per user created, in one chain.
+    assert_eq!(trail(pg).len(), 2 * ROUNDS);
+    assert_eq!(pg.processors.all().unwrap().len(), ROUNDS);
+}
+
+/// The server ends the loading backend half way through a large bulk COPY
+/// (`pg_terminate_backend` from another connection, as a database restart
+/// or an administrator would): the load returns a clear error, the rows, the
+/// audit chain and the HNSW index are as they were, and the same load
+/// retried on the same node succeeds.
+#[test]
+fn a_bulk_load_whose_backend_is_terminated_leaves_nothing_and_can_be_retried() {
+    use std::sync::mpsc;
+    let Some(db) = common::TestDb::new("bulk load terminated") else {
+        return;
+    };
+    let pg = Postgres::connect(&db.url, None, Options::default()).unwrap();
+    pg.faces.set_auditor(std::sync::Arc::new(Counts));
+    let model = new_coll("c", 32).face_model;
+    pg.faces
+        .create_collection(new_coll("c", 32), Distance::Euclidean)
+        .unwrap();
+    let faces = (0..300).map(|i| named(i, 32)).collect();
+    pg.faces.add_faces("c", &model, faces).unwrap();
+    let before = (pg.faces.describe_collection("c").unwrap(), trail(&pg));
+    let query = face(99_999, 32).embedding;
+    let found = hits(&pg, "c", &query);
+
+    const N: u64 = 50_000;
+    const PAUSE_AT: u64 = 20_000;
+    for index in [
+        kenning_postgres::IndexBuild::Rebuild,
+        kenning_postgres::IndexBuild::Keep,
+    ] {
+        // The load pauses mid-copy (thousands of rows already sent) until
+        // its backend has been terminated, so the fault lands in the COPY.
+        let (paused_tx, paused_rx) = mpsc::channel::<()>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let admin = db.url.clone();
+        let name = db.name().to_owned();
+        let killer = std::thread::spawn(move || {
+            paused_rx.recv().unwrap();
+            let pids = common::query(
+                &admin,
+                &format!(
+                    "SELECT pid::text FROM pg_stat_activity WHERE datname = '{name}' \
+                     AND query LIKE 'COPY faces_%' AND state = 'active'"
+                ),
+            );
+            assert_eq!(pids.len(), 1, "the loading backend: {pids:?}");
+            let ended = common::query(
+                &admin,
+                &format!("SELECT pg_terminate_backend({})::text", pids[0]),
+            );
+            assert_eq!(ended, ["true"]);
+            go_tx.send(()).unwrap();
+        });
+        let paused = std::cell::Cell::new(Some((paused_tx, go_rx)));
+        let faces = (0..N).map(|i| {
+            if i == PAUSE_AT {
+                if let Some((tell, wait)) = paused.take() {
+                    tell.send(()).unwrap();
+                    wait.recv().unwrap();
+                }
+            }
+            named(i, 32)
+        });
+        let e = pg
+            .faces
+            .bulk_add_faces("c", &model, faces, index)
+            .unwrap_err();
+        killer.join().unwrap();
+        assert!(
+            matches!(&e, StoreError::Unavailable { message, .. } if !message.is_empty()),
+            "{index:?}: {e:?}"
+        );
+        assert!(
+            !e.to_string().contains(&db.password()),
+            "the error shows the password: {e}"
+        );
+        assert_eq!(
+            (pg.faces.describe_collection("c").unwrap(), trail(&pg)),
+            before,
+            "{index:?}: a terminated load changed the collection or the audit trail"
+        );
+        let report = pg.faces.verify().unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(
+            report.faces, 300,
+            "{index:?}: rows of the terminated load remain"
+        );
+        let plan = kenning_postgres::explain_search(&pg.faces, "c", &query, 10).unwrap();
+        assert!(plan.contains("_hnsw"), "{index:?}: {plan}");
+        assert_eq!(hits(&pg, "c", &query), found);
+    }
+
+    // Retried on the same node (its pool replaces the dead connection).
+    let load = pg
+        .faces
+        .bulk_add_faces(
+            "c",
+            &model,
+            (0..N).map(|i| named(1_000_000 + i, 32)),
+            kenning_postgres::IndexBuild::Auto,
+        )
+        .unwrap();
+    assert_eq!(load.faces.len() as u64, N);
+    let c = pg.faces.describe_collection("c").unwrap();
+    assert_eq!(c.face_count, 300 + N);
+    let records = trail(&pg);
+    assert_eq!(records.len(), before.1.len() + (N as usize).div_ceil(1_000));
+    let report = pg.faces.verify().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.faces, 300 + N);
+}

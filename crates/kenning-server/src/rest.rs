@@ -163,6 +163,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/v1/report", get(report))
         .route("/v1/keys", get(list_keys).post(create_key))
         .route("/v1/keys/{key_id}", delete(revoke_key))
+        .route("/v1/eval-reports", get(list_eval_reports))
+        .route(
+            "/v1/eval-reports/{name}",
+            put(put_eval_report).delete(delete_eval_report),
+        )
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/audit/export", get(export_audit))
         .route("/v1/retention/run", post(run_retention))
@@ -647,6 +652,28 @@ async fn revoke_key(
         fixed!("RevokeAccessKey"),
     )
     .await
+}
+
+async fn list_eval_reports(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {
+    call(s, req, q, &[], fixed!("ListEvalReports")).await
+}
+
+async fn put_eval_report(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(s, req, q, &[("Name", &name)], fixed!("PutEvalReport")).await
+}
+
+async fn delete_eval_report(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Query(q): Q,
+    req: Request,
+) -> Response {
+    call(s, req, q, &[("Name", &name)], fixed!("DeleteEvalReport")).await
 }
 
 async fn verify_audit(State(s): State<Arc<AppState>>, Query(q): Q, req: Request) -> Response {

@@ -39,6 +39,7 @@
 mod backend;
 mod embedded;
 mod error;
+pub mod evals;
 mod hook;
 mod store;
 mod types;
@@ -46,6 +47,7 @@ mod types;
 pub use backend::{exact_distance, Auditor, FaceStore, Nearest, Neighbour};
 pub use embedded::{Embedded, AUDIT_FILE};
 pub use error::{Result, StoreError};
+pub use evals::{EvalDir, EvalReportStore, StoredReport};
 pub use hook::{Change, CommitHook};
 pub use kenning_core::fair::Distance;
 pub use store::{Embeddings, Store, DB_FILE, FORMAT_VERSION};

@@ -56,6 +56,25 @@ pub struct Counters {
     pub lag_us: AtomicU64,
 }
 
+impl Counters {
+    /// Their values now, as node `node` saves them at `at_ms`.
+    pub fn snapshot(&self, node: &str, at_ms: u64) -> crate::store::CounterSnapshot {
+        let v = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        crate::store::CounterSnapshot {
+            frames_in: v(&self.frames_in),
+            frames_analysed: v(&self.frames_analysed),
+            frames_skipped: v(&self.frames_skipped),
+            faces: v(&self.faces),
+            matches: v(&self.matches),
+            reconnects: v(&self.reconnects),
+            records: v(&self.records),
+            lag_us: v(&self.lag_us),
+            node: node.to_owned(),
+            at_ms,
+        }
+    }
+}
+
 /// A stop request a worker can wait on.
 #[derive(Default)]
 pub(crate) struct StopSignal {

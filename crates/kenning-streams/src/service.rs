@@ -393,6 +393,15 @@ impl StreamService {
             if !held {
                 self.stop_worker(&name);
                 self.store.release(&name, Some(&self.node))?;
+                continue;
+            }
+            // With the renewal, so any node describes them (with their age).
+            let counters = self
+                .workers_lock()
+                .get(&name)
+                .map(|w| w.live.counters.snapshot(&self.node, now));
+            if let Some(c) = counters {
+                self.store.save_counters(&name, &c)?;
             }
         }
         for def in defs.into_values() {
@@ -1005,6 +1014,26 @@ impl StreamService {
         }
         if let Some(o) = def.data_sharing_opt_in {
             v["DataSharingPreference"] = json!({ "OptIn": o });
+        }
+        // Kenning's own: the counters of the node running it, read there now
+        // or saved there with its last lease renewal (AgeSeconds old).
+        let now = now_ms();
+        let here = self
+            .workers_lock()
+            .get(&def.name)
+            .map(|w| w.live.counters.snapshot(&self.node, now));
+        let counters = match here {
+            Some(c) => Some(c),
+            None => self
+                .store
+                .counters(&def.name)
+                .map_err(|e| ApiError::from_wire(&e))?,
+        };
+        if let Some(c) = counters {
+            let age = now.saturating_sub(c.at_ms) as f64 / 1000.0;
+            let mut c = serde_json::to_value(&c).unwrap_or_default();
+            c["AgeSeconds"] = json!(age);
+            v["Counters"] = c;
         }
         Ok(v)
     }

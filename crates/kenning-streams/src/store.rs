@@ -111,6 +111,33 @@ impl ProcessorDef {
     }
 }
 
+/// A running processor's counters as its node last saved them (with its
+/// lease renewal), so every node can report them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CounterSnapshot {
+    /// Frames the source delivered (after sampling).
+    pub frames_in: u64,
+    /// Frames analysed.
+    pub frames_analysed: u64,
+    /// Frames skipped because analysis was behind.
+    pub frames_skipped: u64,
+    /// Faces detected.
+    pub faces: u64,
+    /// New matches of a track to a collection face.
+    pub matches: u64,
+    /// Reconnection attempts.
+    pub reconnects: u64,
+    /// Records sent to the output.
+    pub records: u64,
+    /// How far the last analysed frame was behind live, in microseconds.
+    pub lag_us: u64,
+    /// The node that ran the processor.
+    pub node: String,
+    /// When they were read there, ms since the epoch.
+    pub at_ms: u64,
+}
+
 /// Where processor definitions live.
 pub trait ProcessorStore: Send + Sync {
     /// Every processor.
@@ -142,6 +169,16 @@ pub trait ProcessorStore: Send + Sync {
     /// it when `owner` is `None` (the processor was stopped elsewhere).
     fn release(&self, _name: &str, _owner: Option<&str>) -> Result<()> {
         Ok(())
+    }
+    /// Saves the counters of processor `name` if its node `counters.node`
+    /// holds it (a shared store; a store of one node keeps none, its
+    /// counters being those of the processor running here).
+    fn save_counters(&self, _name: &str, _counters: &CounterSnapshot) -> Result<()> {
+        Ok(())
+    }
+    /// The counters last saved for processor `name`.
+    fn counters(&self, _name: &str) -> Result<Option<CounterSnapshot>> {
+        Ok(None)
     }
 }
 
@@ -309,16 +346,54 @@ pub fn conformance(s: &dyn ProcessorStore) {
         // Writing the definition leaves the lease alone.
         s.put(&running).unwrap();
         assert!(!s.claim("door", "A", 3_600, 4_600).unwrap());
+        // The holder's counters are kept for every node; another node's
+        // (one that lost the lease) are not, nor does a definition's write
+        // or a release drop them.
+        assert_eq!(s.counters("door").unwrap(), None);
+        let mut counted = CounterSnapshot {
+            frames_in: 10,
+            frames_analysed: 9,
+            frames_skipped: 1,
+            faces: 4,
+            matches: 2,
+            reconnects: 1,
+            records: 3,
+            lag_us: 1_500,
+            node: "B".into(),
+            at_ms: 3_600,
+        };
+        s.save_counters("door", &counted).unwrap();
+        let stale = CounterSnapshot {
+            node: "A".into(),
+            frames_in: 99,
+            ..counted.clone()
+        };
+        s.save_counters("door", &stale).unwrap();
+        assert_eq!(s.counters("door").unwrap(), Some(counted.clone()));
+        counted.frames_analysed = 20;
+        counted.at_ms = 3_700;
+        s.save_counters("door", &counted).unwrap();
+        s.put(&running).unwrap();
+        s.release("door", Some("B")).unwrap();
+        assert_eq!(s.counters("door").unwrap(), Some(counted));
+        assert_eq!(s.counters("gate").unwrap(), None);
     } else {
         assert!(s.claim("door", "A", 1_000, 2_000).unwrap());
         assert!(s.claim("door", "B", 1_500, 2_500).unwrap());
         s.release("door", Some("B")).unwrap();
+        let counted = CounterSnapshot {
+            node: "B".into(),
+            ..CounterSnapshot::default()
+        };
+        s.save_counters("door", &counted).unwrap();
+        assert_eq!(s.counters("door").unwrap(), None);
     }
     s.delete("door").unwrap();
     assert!(s.get("door").unwrap().is_none());
     assert_eq!(s.all().unwrap(), vec![gate]);
-    // A name deleted can be taken again, with no lease left over.
+    // A name deleted can be taken again, with no lease or counters left over.
     assert!(s.insert(&door).unwrap());
+    assert_eq!(s.counters("door").unwrap(), None);
     assert!(s.claim("door", "A", 3_700, 4_700).unwrap());
     s.delete("door").unwrap();
     s.delete("gate").unwrap();

@@ -76,7 +76,7 @@ fn section(n: usize, r: &EvalReport, in_force: &str) -> Markup {
 }
 
 async fn page(ctx: Ctx) -> Response {
-    let (reports, problems) = accuracy::load(&ctx.app.config.data_dir);
+    let (reports, problems) = accuracy::load(ctx.app.backend.governor().eval_reports().as_ref());
     let in_force = ctx.app.backend.governor().calibration_in_force();
     ui::page(
         &ctx,
@@ -84,7 +84,7 @@ async fn page(ctx: Ctx) -> Response {
         html! {
             h1 { "Accuracy and demographic differentials" }
             p { "How often the calibration in force (" strong { (in_force) } ") lets a different person through (false-match rate, FMR) and misses the same person (false non-match rate, FNMR), per demographic group, at one threshold for everyone. Differences between groups are what made face search notorious: read them before choosing a threshold." }
-            p.hint { "Admins can add reports of their own (" code { "kenning eval fairness DIR --json FILE" } " on photos from their own cameras) as JSON files in the data directory's " code { "eval" } " folder." }
+            p.hint { "Admins can publish reports of their own (" code { "kenning eval fairness DIR --json FILE" } " on photos from their own cameras, then " code { "kenning eval publish FILE" } " or " code { "PUT /v1/eval-reports/NAME" } "); every node of the deployment shows them." }
             @for p in &problems { p.warn { (p) } }
             @for (n, r) in reports.iter().enumerate() { (section(n, r, &in_force)) }
         },
@@ -95,7 +95,7 @@ async fn chart(
     ctx: Ctx,
     Path((report, threshold, kind)): Path<(usize, usize, String)>,
 ) -> Response {
-    let (reports, _) = accuracy::load(&ctx.app.config.data_dir);
+    let (reports, _) = accuracy::load(ctx.app.backend.governor().eval_reports().as_ref());
     let fnmr = match kind.as_str() {
         "fmr.svg" => false,
         "fnmr.svg" => true,

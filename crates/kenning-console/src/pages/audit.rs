@@ -296,7 +296,7 @@ async fn make_report(ctx: &Ctx, q: &ReportQuery) -> Result<AccountabilityReport,
 async fn report_page(ctx: Ctx, Query(q): Query<ReportQuery>) -> Response {
     let q = q.filled();
     let r = make_report(&ctx, &q).await;
-    let (evals, _) = accuracy::load(&ctx.app.config.data_dir);
+    let (evals, _) = accuracy::load(ctx.app.backend.governor().eval_reports().as_ref());
     let field = |name: &str, label: &str, v: &Option<String>| {
         html! { div { label for=(name) { (label) } input id=(name) type="text" name=(name) value=[set(v)]; } }
     };
@@ -339,7 +339,7 @@ async fn report_json(ctx: Ctx, Query(q): Query<ReportQuery>) -> Response {
 async fn report_pdf(ctx: Ctx, Query(q): Query<ReportQuery>) -> Response {
     match make_report(&ctx, &q.filled()).await {
         Ok(r) => {
-            let (evals, _) = accuracy::load(&ctx.app.config.data_dir);
+            let (evals, _) = accuracy::load(ctx.app.backend.governor().eval_reports().as_ref());
             download(
                 report::pdf(&r, &evals),
                 "application/pdf",
