@@ -1002,6 +1002,43 @@ fn frames_analysed(node: &Server, processor: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
+/// Arguments of a node of `db` with streams on, whose source `door` loops a
+/// copy of the Hamilton clip (in bucket `clips`: a looped file source must
+/// be in a bucket), with `extra` arguments and stream leases of
+/// `stream_lease` seconds; and the copy's path.
+fn streaming_nodes(
+    db: &TestDb,
+    dir: &Path,
+    data: &Path,
+    extra: &[&str],
+    stream_lease: &str,
+) -> (Vec<String>, PathBuf) {
+    let key = master_key(dir);
+    let bucket = dir.join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let clip = bucket.join("clip.mp4");
+    std::fs::copy(data.join("video/short_hamilton_clip.mp4"), &clip).unwrap();
+    let mut args: Vec<String> = vec![
+        "--database".into(),
+        db.url.clone(),
+        "--master-key-file".into(),
+        key.to_str().unwrap().into(),
+        "--bucket".into(),
+        format!("clips={}", bucket.display()),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend([
+        "--enable-streams".into(),
+        "--stream-source".into(),
+        format!("door={}#loop", clip.display()),
+        "--stream-output".into(),
+        "door-out=sse".into(),
+        "--stream-lease-seconds".into(),
+        stream_lease.into(),
+    ]);
+    (args, clip)
+}
+
 /// Two nodes on one database; node A takes a stored-video search and a
 /// stream processor, and is killed with SIGKILL in the middle of the job.
 /// Node B resumes the job once A's lease ended and answers GetFaceSearch
@@ -1018,30 +1055,8 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
     };
     let video = data.join("video");
     let dir = common::temp_dir("takeover");
-    let key = master_key(&dir);
-    let bucket = dir.join("bucket");
-    std::fs::create_dir_all(&bucket).unwrap();
-    let clip = bucket.join("clip.mp4");
-    std::fs::copy(video.join("short_hamilton_clip.mp4"), &clip).unwrap();
-    let bucket_arg = format!("clips={}", bucket.display());
-    let source_arg = format!("door={}#loop", clip.display());
-    let args = [
-        "--database",
-        &db.url,
-        "--master-key-file",
-        key.to_str().unwrap(),
-        "--bucket",
-        &bucket_arg,
-        "--video-lease-seconds",
-        "3",
-        "--enable-streams",
-        "--stream-source",
-        &source_arg,
-        "--stream-output",
-        "door-out=sse",
-        "--stream-lease-seconds",
-        "3",
-    ];
+    let (args, clip) = streaming_nodes(&db, &dir, &data, &["--video-lease-seconds", "3"], "3");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let a = Server::start_in(dir.join("a"), &args);
     let b = Server::start_in(dir.join("b"), &args);
     call(
@@ -1154,6 +1169,7 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
     );
     assert_eq!(resumed, alone);
     // `kenning video` on the database: the same persons, its job kept there.
+    let key = master_key(&dir);
     let out = json_out(&[
         "--database",
         &db.url,
@@ -1380,29 +1396,8 @@ fn a_stream_processors_counters_are_described_by_every_node() {
         return;
     };
     let dir = common::temp_dir("counters");
-    let key = master_key(&dir);
-    // A looped file source must be in a bucket directory.
-    let bucket = dir.join("bucket");
-    std::fs::create_dir_all(&bucket).unwrap();
-    let clip = bucket.join("clip.mp4");
-    std::fs::copy(data.join("video/short_hamilton_clip.mp4"), &clip).unwrap();
-    let bucket_arg = format!("clips={}", bucket.display());
-    let source_arg = format!("door={}#loop", clip.display());
-    let args = [
-        "--database",
-        &db.url,
-        "--master-key-file",
-        key.to_str().unwrap(),
-        "--bucket",
-        &bucket_arg,
-        "--enable-streams",
-        "--stream-source",
-        &source_arg,
-        "--stream-output",
-        "door-out=sse",
-        "--stream-lease-seconds",
-        "30",
-    ];
+    let (args, _) = streaming_nodes(&db, &dir, &data, &[], "30");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let a = Server::start_in(dir.join("a"), &args);
     let b = Server::start_in(dir.join("b"), &args);
     call(&a, "CreateCollection", &json!({ "CollectionId": "staff" }));

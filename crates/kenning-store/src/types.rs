@@ -593,6 +593,7 @@ pub(crate) struct FaceRow {
 
 /// The layout of a face row before face sizes were stored.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct FaceRowV1 {
     face_id: [u8; 16],
     image_id: [u8; 16],
@@ -812,18 +813,7 @@ mod tests {
 
     #[test]
     fn rows_written_before_face_sizes_read_without_a_size() {
-        #[derive(Serialize)]
-        struct Old {
-            face_id: [u8; 16],
-            image_id: [u8; 16],
-            external_image_id: Option<String>,
-            bbox: [f32; 4],
-            confidence: f32,
-            indexed_at_ms: u64,
-            last_matched_at_ms: Option<u64>,
-            user_id: Option<String>,
-        }
-        let old = Old {
+        let old = FaceRowV1 {
             face_id: [7; 16],
             image_id: [8; 16],
             external_image_id: None,
