@@ -335,11 +335,17 @@ fn bulk_loaded_faces_are_found_as_added_ones_and_audited() {
     );
 }
 
-#[test]
-fn a_bulk_load_failing_half_way_leaves_nothing() {
-    let Some(db) = common::TestDb::new("bulk load failure") else {
-        return;
-    };
+/// A database with collection `c` of 300 faces, before a bulk load that must
+/// leave it as it was: what it describes and audits, one query and its hits.
+struct Settled {
+    pg: Postgres,
+    model: FaceModel,
+    before: (kenning_store::Collection, Vec<(String, u64)>),
+    query: Vec<f32>,
+    found: Vec<(u32, Option<String>)>,
+}
+
+fn settled(db: &common::TestDb) -> Settled {
     let pg = Postgres::connect(&db.url, None, Options::default()).unwrap();
     pg.faces.set_auditor(std::sync::Arc::new(Counts));
     let model = new_coll("c", 32).face_model;
@@ -351,6 +357,27 @@ fn a_bulk_load_failing_half_way_leaves_nothing() {
     let before = (pg.faces.describe_collection("c").unwrap(), trail(&pg));
     let query = face(99_999, 32).embedding;
     let found = hits(&pg, "c", &query);
+    Settled {
+        pg,
+        model,
+        before,
+        query,
+        found,
+    }
+}
+
+#[test]
+fn a_bulk_load_failing_half_way_leaves_nothing() {
+    let Some(db) = common::TestDb::new("bulk load failure") else {
+        return;
+    };
+    let Settled {
+        pg,
+        model,
+        before,
+        query,
+        found,
+    } = settled(&db);
 
     // Thousands of faces are on their way to the server when a bad one
     // comes: a non-finite value, then a wrong dimension.
@@ -507,17 +534,13 @@ fn a_bulk_load_whose_backend_is_terminated_leaves_nothing_and_can_be_retried() {
     let Some(db) = common::TestDb::new("bulk load terminated") else {
         return;
     };
-    let pg = Postgres::connect(&db.url, None, Options::default()).unwrap();
-    pg.faces.set_auditor(std::sync::Arc::new(Counts));
-    let model = new_coll("c", 32).face_model;
-    pg.faces
-        .create_collection(new_coll("c", 32), Distance::Euclidean)
-        .unwrap();
-    let faces = (0..300).map(|i| named(i, 32)).collect();
-    pg.faces.add_faces("c", &model, faces).unwrap();
-    let before = (pg.faces.describe_collection("c").unwrap(), trail(&pg));
-    let query = face(99_999, 32).embedding;
-    let found = hits(&pg, "c", &query);
+    let Settled {
+        pg,
+        model,
+        before,
+        query,
+        found,
+    } = settled(&db);
 
     const N: u64 = 50_000;
     const PAUSE_AT: u64 = 20_000;
