@@ -121,7 +121,8 @@ pub struct VerifyArgs {
     /// Similarity thresholds (0-100) at which to report FNMR and FMR. Each
     /// pair is scored with the default calibration, exactly as CompareFaces
     /// and searches score it (the recogniser's shipped fair calibration),
-    /// unless --calibration or --global-calibration says otherwise.
+    /// unless --calibration or --global-calibration says otherwise. The
+    /// service's small-face rule (faces under 60 px) is not applied here yet.
     #[arg(long, value_delimiter = ',', default_values_t = vec![80.0, 90.0, 99.0])]
     similarity: Vec<f64>,
     /// Score --similarity with this global calibration table instead of the default calibration.
@@ -206,7 +207,8 @@ pub struct FairnessArgs {
     /// Also report at these Similarities. Without a calibration option every
     /// threshold (these and --fmr's) is on the default calibration, exactly
     /// as CompareFaces and searches score (the recogniser's shipped fair
-    /// calibration); without --similarity, on the raw distance.
+    /// calibration; the service's small-face rule for faces under 60 px is
+    /// not applied here yet); without --similarity, on the raw distance.
     #[arg(long, value_delimiter = ',')]
     similarity: Vec<f64>,
     /// Score with the raw distance and give --similarity through this global
