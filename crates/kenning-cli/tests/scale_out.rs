@@ -1002,17 +1002,17 @@ fn frames_analysed(node: &Server, processor: &str) -> u64 {
         .map_or(0, |n| n.trim().parse().unwrap())
 }
 
-/// Arguments of a node of `db` with streams on, whose source `door` loops a
-/// copy of the Hamilton clip (in bucket `clips`: a looped file source must
-/// be in a bucket), with `extra` arguments and stream leases of
-/// `stream_lease` seconds; and the copy's path.
+/// Two nodes, A and B (data under `dir`), of `db` with streams on, whose
+/// source `door` loops a copy of the Hamilton clip (in bucket `clips`: a
+/// looped file source must be in a bucket), with `extra` arguments and
+/// stream leases of `stream_lease` seconds; and the copy's path.
 fn streaming_nodes(
     db: &TestDb,
     dir: &Path,
     data: &Path,
     extra: &[&str],
     stream_lease: &str,
-) -> (Vec<String>, PathBuf) {
+) -> (Server, Server, PathBuf) {
     let key = master_key(dir);
     let bucket = dir.join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
@@ -1036,7 +1036,26 @@ fn streaming_nodes(
         "--stream-lease-seconds".into(),
         stream_lease.into(),
     ]);
-    (args, clip)
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let a = Server::start_in(dir.join("a"), &args);
+    let b = Server::start_in(dir.join("b"), &args);
+    (a, b, clip)
+}
+
+/// Creates stream processor `door` (source `door`, output `door-out`) on
+/// `node`, searching `collection`.
+fn create_door(node: &Server, collection: &str) {
+    call(
+        node,
+        "CreateStreamProcessor",
+        &json!({
+            "Name": "door",
+            "Input": { "KinesisVideoStream": { "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1" } },
+            "Output": { "KinesisDataStream": { "Arn": "arn:aws:kinesis:us-east-1:123456789012:stream/door-out" } },
+            "Settings": { "FaceSearch": { "CollectionId": collection } },
+            "RoleArn": "arn:aws:iam::123456789012:role/kenning",
+        }),
+    );
 }
 
 /// Two nodes on one database; node A takes a stored-video search and a
@@ -1055,10 +1074,7 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
     };
     let video = data.join("video");
     let dir = common::temp_dir("takeover");
-    let (args, clip) = streaming_nodes(&db, &dir, &data, &["--video-lease-seconds", "3"], "3");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let a = Server::start_in(dir.join("a"), &args);
-    let b = Server::start_in(dir.join("b"), &args);
+    let (a, b, clip) = streaming_nodes(&db, &dir, &data, &["--video-lease-seconds", "3"], "3");
     call(
         &b,
         "CreateCollection",
@@ -1089,17 +1105,7 @@ fn a_killed_nodes_video_job_and_stream_processor_go_to_another_node() {
             .to_owned()
     };
     // A runs the processor...
-    call(
-        &a,
-        "CreateStreamProcessor",
-        &json!({
-            "Name": "door",
-            "Input": { "KinesisVideoStream": { "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1" } },
-            "Output": { "KinesisDataStream": { "Arn": "arn:aws:kinesis:us-east-1:123456789012:stream/door-out" } },
-            "Settings": { "FaceSearch": { "CollectionId": "hamilton" } },
-            "RoleArn": "arn:aws:iam::123456789012:role/kenning",
-        }),
-    );
+    create_door(&a, "hamilton");
     call(&a, "StartStreamProcessor", &json!({ "Name": "door" }));
     wait_for(120, "A to analyse frames of the processor", || {
         (frames_analysed(&a, "door") > 0).then_some(())
@@ -1396,22 +1402,9 @@ fn a_stream_processors_counters_are_described_by_every_node() {
         return;
     };
     let dir = common::temp_dir("counters");
-    let (args, _) = streaming_nodes(&db, &dir, &data, &[], "30");
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let a = Server::start_in(dir.join("a"), &args);
-    let b = Server::start_in(dir.join("b"), &args);
+    let (a, b, _) = streaming_nodes(&db, &dir, &data, &[], "30");
     call(&a, "CreateCollection", &json!({ "CollectionId": "staff" }));
-    call(
-        &a,
-        "CreateStreamProcessor",
-        &json!({
-            "Name": "door",
-            "Input": { "KinesisVideoStream": { "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1" } },
-            "Output": { "KinesisDataStream": { "Arn": "arn:aws:kinesis:us-east-1:123456789012:stream/door-out" } },
-            "Settings": { "FaceSearch": { "CollectionId": "staff" } },
-            "RoleArn": "arn:aws:iam::123456789012:role/kenning",
-        }),
-    );
+    create_door(&a, "staff");
     let describe =
         |node: &Server| call(node, "DescribeStreamProcessor", &json!({ "Name": "door" }));
     assert!(

@@ -253,28 +253,13 @@ fn search(store: &dyn FaceStore, data: &Data, rows: &HashMap<u64, u64>) -> (Vec<
 /// The base-set row each face of an earlier run's collection holds (its
 /// ExternalImageId is `row{i}`).
 fn database_rows(url: &str) -> HashMap<u64, u64> {
-    let config = tokio_postgres::Config::from_str(url).unwrap();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
-            let task = tokio::spawn(conn);
-            let rows = client
-                .query("SELECT seq, external_image_id FROM faces", &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    let row: String = r.get(1);
-                    (r.get::<_, i64>(0) as u64, row[3..].parse().unwrap())
-                })
-                .collect();
-            drop(client);
-            let _ = task.await;
-            rows
+    query(url, "", "SELECT seq, external_image_id FROM faces")
+        .iter()
+        .map(|r| {
+            let row: String = r.get(1);
+            (r.get::<_, i64>(0) as u64, row[3..].parse().unwrap())
         })
+        .collect()
 }
 
 /// Runs one statement returning one bigint.
@@ -284,6 +269,14 @@ fn scalar(url: &str, statement: &str) -> i64 {
 
 /// Runs `setup` (any statements), then one statement returning one bigint.
 fn scalar_after(url: &str, setup: &str, statement: &str) -> i64 {
+    let rows = query(url, setup, statement);
+    assert_eq!(rows.len(), 1, "{statement}: one row");
+    rows[0].get(0)
+}
+
+/// Runs `setup` (any statements), then `statement` on a connection of its
+/// own; its rows.
+fn query(url: &str, setup: &str, statement: &str) -> Vec<tokio_postgres::Row> {
     let config = tokio_postgres::Config::from_str(url).unwrap();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -293,10 +286,10 @@ fn scalar_after(url: &str, setup: &str, statement: &str) -> i64 {
             let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
             let task = tokio::spawn(conn);
             client.batch_execute(setup).await.unwrap();
-            let v: i64 = client.query_one(statement, &[]).await.unwrap().get(0);
+            let rows = client.query(statement, &[]).await.unwrap();
             drop(client);
             let _ = task.await;
-            v
+            rows
         })
 }
 
