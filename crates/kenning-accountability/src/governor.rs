@@ -1392,63 +1392,69 @@ impl Governor {
 
     /// PutEvalReport and DeleteEvalReport (admins): a report is checked to
     /// be a `kenning eval fairness --json` report before it is stored, and
-    /// the change is recorded once made.
-    fn change_eval_report(
-        &self,
-        op: &str,
-        body: &Value,
-        mut entry: Entry,
-    ) -> Result<Value, ApiError> {
+    /// the store writes the change with its audit record (one transaction
+    /// in a database; record first, then the change, in a data directory).
+    fn change_eval_report(&self, op: &str, body: &Value, entry: Entry) -> Result<Value, ApiError> {
         let refuse = |e: ApiError| self.refuse(entry.clone(), e);
-        let store = |e: kenning_store::StoreError| ApiError::from_wire(&e);
+        // A record that could not be written is not recorded again.
+        let store = |e: kenning_store::StoreError| match e {
+            kenning_store::StoreError::Hook(m) => audit_failed(m),
+            e => refuse(ApiError::from_wire(&e)),
+        };
+        let record = |details: Value| {
+            let mut e = entry.clone();
+            e.details = Some(details);
+            e
+        };
         let name = str_field(body, "Name")
             .ok_or_else(|| refuse(ApiError::invalid_parameter("Name is required")))?
             .to_owned();
-        let response = if op == "DeleteEvalReport" {
-            let deleted = self.evals.delete(&name).map_err(|e| refuse(store(e)))?;
+        if op == "DeleteEvalReport" {
+            let deleted = self
+                .evals
+                .delete(&name, record(json!({ "Name": name })))
+                .map_err(store)?;
             if !deleted {
                 return Err(refuse(ApiError::from_code(
                     ErrorCode::ResourceNotFoundException,
                     format!("no evaluation report named {name:?}"),
                 )));
             }
-            entry.details = Some(json!({ "Name": name }));
-            json!({ "Name": name, "Deleted": true })
-        } else {
-            // The REST form may send the report itself as the body.
-            let report = match body.get("Report") {
-                Some(r) => r.clone(),
-                None => {
-                    let mut r = body.clone();
-                    if let Some(m) = r.as_object_mut() {
-                        m.remove("Name");
-                    }
-                    r
+            return Ok(json!({ "Name": name, "Deleted": true }));
+        }
+        // The REST form may send the report itself as the body.
+        let report = match body.get("Report") {
+            Some(r) => r.clone(),
+            None => {
+                let mut r = body.clone();
+                if let Some(m) = r.as_object_mut() {
+                    m.remove("Name");
                 }
-            };
-            let text =
-                match &report {
-                    Value::String(s) => s.clone(),
-                    Value::Object(_) => report.to_string(),
-                    _ => return Err(refuse(ApiError::invalid_parameter(
-                        "Report must be a `kenning eval fairness --json` report (a JSON object)",
-                    ))),
-                };
-            kenning_store::evals::validate_report(&name, &text).map_err(|e| refuse(store(e)))?;
-            kenning_eval::published::EvalReport::parse("Report", &text)
-                .map_err(|e| refuse(ApiError::invalid_parameter(e)))?;
-            let replaced = self
-                .evals
-                .put(&name, &text, now_ms())
-                .map_err(|e| refuse(store(e)))?;
-            let sha = hex::encode(Sha256::digest(text.as_bytes()));
-            entry.details = Some(json!({
-                "Name": name, "Replaced": replaced, "Bytes": text.len(), "Sha256": sha,
-            }));
-            json!({ "Name": name, "Replaced": replaced, "Sha256": sha })
+                r
+            }
         };
-        self.record(entry)?;
-        Ok(response)
+        let text = match &report {
+            Value::String(s) => s.clone(),
+            Value::Object(_) => report.to_string(),
+            _ => {
+                return Err(refuse(ApiError::invalid_parameter(
+                    "Report must be a `kenning eval fairness --json` report (a JSON object)",
+                )))
+            }
+        };
+        kenning_store::evals::validate_report(&name, &text).map_err(store)?;
+        kenning_eval::published::EvalReport::parse("Report", &text)
+            .map_err(|e| refuse(ApiError::invalid_parameter(e)))?;
+        let sha = hex::encode(Sha256::digest(text.as_bytes()));
+        let replaced = self
+            .evals
+            .put(&name, &text, now_ms(), &|replaced| {
+                record(json!({
+                    "Name": name, "Replaced": replaced, "Bytes": text.len(), "Sha256": sha,
+                }))
+            })
+            .map_err(store)?;
+        Ok(json!({ "Name": name, "Replaced": replaced, "Sha256": sha }))
     }
 
     fn list_eval_reports(&self) -> Result<Value, ApiError> {

@@ -489,8 +489,8 @@ async fn copy_processors(
     for def in src.stream_processors().map_err(source)? {
         let bytes = kenning_streams::store::encode(&def).map_err(|e| source(Box::new(e)))?;
         tx.execute(
-            "INSERT INTO stream_processors (name, def) VALUES ($1, $2)",
-            &[&def.name, &bytes],
+            "INSERT INTO stream_processors (name, def, source, output) VALUES ($1, $2, $3, $4)",
+            &[&def.name, &bytes, &def.source, &def.output],
         )
         .await?;
         report.stream_processors += 1;

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "face_pixels",
         include_str!("../migrations/0007_face_pixels.sql"),
     ),
+    (
+        8,
+        "processor_uniqueness",
+        include_str!("../migrations/0008_processor_uniqueness.sql"),
+    ),
 ];
 
 /// The schema version this build writes and reads.

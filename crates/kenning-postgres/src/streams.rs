@@ -4,10 +4,18 @@
 
 use std::sync::Arc;
 
-use kenning_streams::store::{decode, encode, CounterSnapshot, ProcessorDef, ProcessorStore};
+use kenning_streams::store::{
+    check_new, decode, encode, CounterSnapshot, ProcessorDef, ProcessorStore,
+};
 use kenning_streams::{Result, StreamError};
+use tokio_postgres::error::SqlState;
 
 use crate::db::{claim_lease, Db, Res};
+
+/// An arbitrary but fixed key for the advisory lock under which creations
+/// are checked and written ("kenproc" in ASCII), so the count each node
+/// checks its limit against is the count it inserts into.
+const CREATE_LOCK: i64 = 0x006b_656e_7072_6f63;
 
 /// The stream processors of one database.
 pub struct PgProcessors {
@@ -62,29 +70,65 @@ impl ProcessorStore for PgProcessors {
         })
     }
 
-    fn insert(&self, def: &ProcessorDef) -> Result<bool> {
-        self.run(async {
-            let client = self.db.client().await?;
-            let n = client
-                .execute(
-                    "INSERT INTO stream_processors (name, def) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO NOTHING",
-                    &[&def.name, &write(def)?],
-                )
+    // Creations from every node take turns under the advisory lock (held to
+    // the commit), so each checks the rows the one before it wrote; the
+    // unique name, source and output columns hold even without it.
+    fn insert(&self, def: &ProcessorDef, max: usize) -> Result<()> {
+        let checked = self.run(async {
+            let mut client = self.db.client().await?;
+            let tx = client.transaction().await?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CREATE_LOCK])
                 .await?;
-            Ok(n == 1)
-        })
+            let stored = tx
+                .query("SELECT def FROM stream_processors", &[])
+                .await?
+                .iter()
+                .map(|r| read(r.get(0)))
+                .collect::<Res<Vec<_>>>()?;
+            if let Err(e) = check_new(&stored, def, max) {
+                return Ok(Err(e));
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO stream_processors (name, def, source, output) \
+                     VALUES ($1, $2, $3, $4)",
+                    &[&def.name, &write(def)?, &def.source, &def.output],
+                )
+                .await;
+            let taken = inserted.as_ref().err().and_then(|e| {
+                let db = e.as_db_error()?;
+                (db.code() == &SqlState::UNIQUE_VIOLATION).then(|| db.constraint())
+            });
+            if let Some(constraint) = taken {
+                return Ok(Err(StreamError::InUse(match constraint {
+                    Some("stream_processors_source") => format!(
+                        "another stream processor already reads source {:?}; one processor per input",
+                        def.source
+                    ),
+                    Some("stream_processors_output") => format!(
+                        "another stream processor already writes to output {:?}; one processor per output",
+                        def.output
+                    ),
+                    _ => format!("a stream processor named {:?} already exists", def.name),
+                })));
+            }
+            inserted?;
+            tx.commit().await?;
+            Ok(Ok(()))
+        })?;
+        checked
     }
 
     fn put(&self, def: &ProcessorDef) -> Result<()> {
         self.run(async {
             let client = self.db.client().await?;
-            // The lease columns are left as they are.
+            // The lease columns are left as they are, and a processor's
+            // source and output never change.
             client
                 .execute(
-                    "INSERT INTO stream_processors (name, def) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET def = EXCLUDED.def",
-                    &[&def.name, &write(def)?],
+                    "INSERT INTO stream_processors (name, def, source, output) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET def = EXCLUDED.def",
+                    &[&def.name, &write(def)?, &def.source, &def.output],
                 )
                 .await?;
             Ok(())

@@ -977,10 +977,11 @@ fn stream_processors_with_leases() {
 #[test]
 fn eval_reports() {
     let dir = tempfile::tempdir().unwrap();
-    kenning_store::evals::conformance(&kenning_store::EvalDir::new(dir.path()));
+    let trail = kenning_audit::AuditLog::open(&dir.path().join(kenning_store::AUDIT_FILE)).unwrap();
+    kenning_store::evals::conformance(&kenning_store::EvalDir::new(dir.path()), &trail);
     let Some(db) = common::TestDb::new("eval_reports") else {
         return;
     };
     let pg = kenning_postgres::Postgres::connect(&db.url, None, Default::default()).unwrap();
-    kenning_store::evals::conformance(pg.evals.as_ref());
+    kenning_store::evals::conformance(pg.evals.as_ref(), pg.faces.audit().as_ref());
 }

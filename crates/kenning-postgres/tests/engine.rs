@@ -4,7 +4,9 @@
 mod common;
 
 use kenning_postgres::{migrate, ConnectError, Options, Postgres, Precision};
-use kenning_store::{Distance, FaceModel, FaceStore, NewCollection, NewFace, StoreError, Uuid};
+use kenning_store::{
+    Distance, EvalReportStore, FaceModel, FaceStore, NewCollection, NewFace, StoreError, Uuid,
+};
 
 fn new_coll(id: &str, dim: u32) -> NewCollection {
     NewCollection {
@@ -451,6 +453,7 @@ fn a_bulk_load_failing_half_way_leaves_nothing() {
 #[test]
 fn concurrent_creates_on_two_nodes_give_one_success_and_one_exists() {
     use kenning_streams::store::{sample_processor, ProcessorStore};
+    use kenning_streams::StreamError;
     use std::sync::{Arc, Barrier};
     let Some(db) = common::TestDb::new("concurrent creates") else {
         return;
@@ -490,8 +493,10 @@ fn concurrent_creates_on_two_nodes_give_one_success_and_one_exists() {
                     barrier.wait();
                     let mut def = sample_processor(&id);
                     def.collection_id = id.clone();
-                    if pg.processors.insert(&def).unwrap() {
-                        won[2] += 1;
+                    match pg.processors.insert(&def, usize::MAX) {
+                        Ok(()) => won[2] += 1,
+                        Err(StreamError::InUse(m)) => assert!(m.contains("named"), "{m}"),
+                        Err(e) => panic!("CreateStreamProcessor {id}: {e:?}"),
                     }
                 }
                 won
@@ -637,4 +642,250 @@ fn a_bulk_load_whose_backend_is_terminated_leaves_nothing_and_can_be_retried() {
     let report = pg.faces.verify().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.faces, 300 + N);
+}
+
+/// Two nodes create stream processors at the same moment, 25 rounds of
+/// each kind: two processors of different names on one source give exactly
+/// one success and one ResourceInUse naming the source; two new processors
+/// with one place left under the limit give exactly one success and one
+/// LimitExceeded, so the table never holds more than the limit. Then a
+/// database of schema 7 holding two processors on one source (as racing
+/// creates could leave) migrates: the older keeps the source.
+#[test]
+fn concurrent_processor_creates_hold_one_per_source_and_the_limit() {
+    use kenning_streams::store::{sample_processor, ProcessorStore};
+    use kenning_streams::StreamError;
+    use std::sync::{Arc, Barrier};
+    let Some(db) = common::TestDb::new("concurrent processor creates") else {
+        return;
+    };
+    let nodes: Vec<Arc<Postgres>> = (0..2)
+        .map(|_| Arc::new(Postgres::connect(&db.url, None, Options::default()).unwrap()))
+        .collect();
+    const ROUNDS: usize = 25;
+    let barrier = Arc::new(Barrier::new(2));
+    let count = || {
+        common::query(&db.url, "SELECT count(*)::text FROM stream_processors")[0]
+            .parse::<usize>()
+            .unwrap()
+    };
+    // Each node's outcome per round; nothing panics in a thread, so a
+    // failure cannot leave the other waiting at the barrier.
+    let threads: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(n, pg)| {
+            let (pg, barrier) = (pg.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut outcomes = Vec::new();
+                for r in 0..ROUNDS {
+                    // Same source, own name and output.
+                    let mut def = sample_processor(&format!("n{n}-src{r}"));
+                    def.source = format!("src{r}");
+                    barrier.wait();
+                    outcomes.push(pg.processors.insert(&def, usize::MAX));
+                }
+                for r in 0..ROUNDS {
+                    // Everything its own, one place left under the limit.
+                    let def = sample_processor(&format!("n{n}-lim{r}"));
+                    barrier.wait();
+                    outcomes.push(pg.processors.insert(&def, ROUNDS + r + 1));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let outcomes: Vec<Vec<Result<(), StreamError>>> =
+        threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for i in 0..2 * ROUNDS {
+        let r = i % ROUNDS;
+        let pair = [&outcomes[0][i], &outcomes[1][i]];
+        assert_eq!(
+            pair.iter().filter(|o| o.is_ok()).count(),
+            1,
+            "round {i}: {pair:?}"
+        );
+        let refused = pair.into_iter().find_map(|o| o.as_ref().err()).unwrap();
+        if i < ROUNDS {
+            assert!(
+                matches!(refused, StreamError::InUse(m) if m.contains(&format!("source \"src{r}\""))),
+                "round {i}: {refused:?}"
+            );
+        } else {
+            assert!(
+                matches!(refused, StreamError::LimitExceeded(m)
+                    if m.contains(&format!("allows {} ", ROUNDS + r + 1))),
+                "round {i}: {refused:?}"
+            );
+        }
+    }
+    assert_eq!(count(), 2 * ROUNDS);
+    let all = nodes[0].processors.all().unwrap();
+    let mut sources: Vec<&str> = all.iter().map(|d| d.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    assert_eq!(sources.len(), all.len(), "a source taken twice");
+
+    // Schema 7's table, with two processors on one source, migrated to 8.
+    drop(nodes);
+    common::sql(
+        &db.url,
+        "DELETE FROM stream_processors; \
+         ALTER TABLE stream_processors DROP COLUMN source, DROP COLUMN output; \
+         DELETE FROM schema_migrations WHERE version = 8",
+    );
+    let (mut first, mut second) = (sample_processor("first"), sample_processor("second"));
+    (first.source, second.source) = ("door".into(), "door".into());
+    (first.created_ms, second.created_ms) = (10, 20);
+    for d in [&second, &first] {
+        let json = String::from_utf8(kenning_streams::store::encode(d).unwrap()).unwrap();
+        common::sql(
+            &db.url,
+            &format!(
+                "INSERT INTO stream_processors (name, def) VALUES ('{}', convert_to('{}', 'UTF8'))",
+                d.name,
+                json.replace('\'', "''")
+            ),
+        );
+    }
+    let pg = Postgres::connect(&db.url, None, Options::default()).unwrap();
+    assert_eq!(
+        common::query(
+            &db.url,
+            "SELECT name || ' ' || coalesce(source, '-') || ' ' || coalesce(output, '-') \
+             FROM stream_processors ORDER BY name"
+        ),
+        ["first door first", "second - second"]
+    );
+    let mut third = sample_processor("third");
+    third.source = "door".into();
+    assert!(matches!(
+        pg.processors.insert(&third, usize::MAX),
+        Err(StreamError::InUse(m)) if m.contains("source \"door\"")
+    ));
+    assert_eq!(pg.processors.all().unwrap().len(), 2);
+}
+
+/// Holds the audit chain's head row locked from another connection until
+/// told to let go, so a change that reaches its audit record waits there.
+fn hold_chain_head(url: &str) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    use std::str::FromStr;
+    let config = tokio_postgres::Config::from_str(url).unwrap();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            let task = tokio::spawn(conn);
+            client
+                .batch_execute("BEGIN; SELECT seq FROM audit_head FOR UPDATE")
+                .await
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || release_rx.recv()).await;
+            client.batch_execute("ROLLBACK").await.unwrap();
+            drop(client);
+            let _ = task.await;
+        });
+    });
+    locked_rx.recv().unwrap();
+    (release_tx, holder)
+}
+
+/// Publishing or deleting an evaluation report writes the report and its
+/// audit record in one transaction: a backend terminated (as a crash or an
+/// administrator would) after the report's row was written and while the
+/// record waits for the chain head leaves the report as it was and no
+/// record; retried, both are there.
+#[test]
+fn an_eval_reports_change_and_its_audit_record_commit_together() {
+    use kenning_store::evals::test_record;
+    let Some(db) = common::TestDb::new("eval report audit") else {
+        return;
+    };
+    let pg = std::sync::Arc::new(Postgres::connect(&db.url, None, Options::default()).unwrap());
+    let put = |pg: &Postgres, json: &str| {
+        pg.evals.put("site", json, 1, &|r: bool| {
+            test_record("PutEvalReport", "site", Some(r))
+        })
+    };
+    // (operation, Replaced) of every record of the chain, which verifies.
+    let records = |pg: &Postgres| -> Vec<(String, serde_json::Value)> {
+        let audit = pg.faces.audit();
+        assert!(audit.verify().unwrap().is_ok());
+        audit
+            .records()
+            .unwrap()
+            .map(|r| {
+                let e = r.unwrap().0.entry;
+                (e.operation, e.details.unwrap()["Replaced"].clone())
+            })
+            .collect()
+    };
+    let v1 = r#"{"fairness": {"scoring": "v1"}}"#;
+    let v2 = r#"{"fairness": {"scoring": "v2"}}"#;
+    assert!(!put(&pg, v1).unwrap());
+    let before = records(&pg);
+    assert_eq!(
+        before,
+        [("PutEvalReport".to_owned(), serde_json::json!(false))]
+    );
+
+    for op in ["PutEvalReport", "DeleteEvalReport"] {
+        let (release, holder) = hold_chain_head(&db.url);
+        let change = {
+            let pg = pg.clone();
+            let op = op.to_owned();
+            std::thread::spawn(move || {
+                if op == "PutEvalReport" {
+                    put(&pg, v2).map(|_| ())
+                } else {
+                    pg.evals
+                        .delete("site", test_record(&op, "site", None))
+                        .map(|_| ())
+                }
+            })
+        };
+        // The change's backend waits for the head's lock: its report row is
+        // written (uncommitted) by then.
+        let admin = &db.url;
+        let waiting = format!(
+            "SELECT pid::text FROM pg_stat_activity WHERE datname = '{}' \
+             AND wait_event_type = 'Lock' AND query LIKE '%FROM audit_head FOR UPDATE'",
+            db.name()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let pid = loop {
+            if let Some(pid) = common::query(admin, &waiting).pop() {
+                break pid;
+            }
+            assert!(std::time::Instant::now() < deadline, "{op} never waited");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let rows = common::query(admin, &format!("SELECT pg_terminate_backend({pid})::text"));
+        assert_eq!(rows, ["true"]);
+        let e = change.join().unwrap().unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{op}: {e:?}");
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(pg.evals.get("site").unwrap().unwrap().json, v1, "{op}");
+        assert_eq!(records(&pg), before, "{op}: a record without its change");
+    }
+
+    // Retried, each change comes with its record.
+    assert!(put(&pg, v2).unwrap());
+    assert_eq!(pg.evals.get("site").unwrap().unwrap().json, v2);
+    assert!(pg
+        .evals
+        .delete("site", test_record("DeleteEvalReport", "site", None))
+        .unwrap());
+    assert_eq!(pg.evals.get("site").unwrap(), None);
+    let mut expected = before;
+    expected.push(("PutEvalReport".into(), serde_json::json!(true)));
+    expected.push(("DeleteEvalReport".into(), serde_json::Value::Null));
+    assert_eq!(records(&pg), expected);
 }

@@ -71,6 +71,9 @@ impl Counters {
             lag_us: v(&self.lag_us),
             node: node.to_owned(),
             at_ms,
+            status: None,
+            status_message: None,
+            session_id: None,
         }
     }
 }

@@ -22,7 +22,9 @@ use crate::config::{data_stream_name, validate_stream_name, video_stream_name, S
 use crate::error::{Result, StreamError};
 use crate::output::{EventHub, Output};
 use crate::processor::{now_ms, Context, KeyCheck, Live, StopSignal, Worker};
-use crate::store::{ProcessorDef, ProcessorStore, RedbProcessorStore, Status};
+use crate::store::{
+    check_new, CounterSnapshot, ProcessorDef, ProcessorStore, RedbProcessorStore, Status,
+};
 
 /// The operations this service answers.
 pub const OPERATIONS: &[&str] = kenning_api::STREAM_OPERATIONS;
@@ -395,11 +397,15 @@ impl StreamService {
                 self.store.release(&name, Some(&self.node))?;
                 continue;
             }
-            // With the renewal, so any node describes them (with their age).
-            let counters = self
-                .workers_lock()
-                .get(&name)
-                .map(|w| w.live.counters.snapshot(&self.node, now));
+            // With the renewal, so any node describes them (with their age),
+            // and the status here (a reconnecting source, say).
+            let counters = self.workers_lock().get(&name).map(|w| {
+                let mut c = w.live.counters.snapshot(&self.node, now);
+                let (status, message) = w.live.status();
+                (c.status, c.status_message) = (Some(status), message);
+                c.session_id.clone_from(&w.session);
+                c
+            });
             if let Some(c) = counters {
                 self.store.save_counters(&name, &c)?;
             }
@@ -493,12 +499,20 @@ impl StreamService {
         }
     }
 
-    /// Status and message of `def` now.
+    /// Status and message of `def` now: live here, as the node running it
+    /// saved them with its last lease renewal, or as stored.
     fn status_of(&self, def: &ProcessorDef) -> (Status, Option<String>) {
-        match self.workers_lock().get(&def.name) {
-            Some(w) => w.live.status(),
-            None => (def.status, def.status_message.clone()),
+        let live = self.workers_lock().get(&def.name).map(|w| w.live.status());
+        if let Some(s) = live {
+            return s;
         }
+        if self.elsewhere(def) {
+            let saved = self.store.counters(&def.name).ok().flatten();
+            if let Some(s) = saved.and_then(|c| c.status_of_session(def.session_id.as_deref())) {
+                return s;
+            }
+        }
+        (def.status, def.status_message.clone())
     }
 
     /// Whether `def` has a worker that is still running (reconnecting
@@ -667,17 +681,13 @@ impl StreamService {
         self.governor
             .check_search(caller, &mut entry, def.face_match_threshold, Medium::Stream)?;
         let arn = def.arn.clone();
-        let outcome = self.store.insert(&def).and_then(|stored| {
-            if !stored {
-                // Created on another node a moment ago.
-                return Err(StreamError::InUse(format!(
-                    "a stream processor named {:?} already exists",
-                    def.name
-                )));
-            }
-            self.tracks_of(&def.name);
-            Ok(json!({ "StreamProcessorArn": arn }))
-        });
+        let outcome = self
+            .store
+            .insert(&def, self.config.max_processors)
+            .map(|()| {
+                self.tracks_of(&def.name);
+                json!({ "StreamProcessorArn": arn })
+            });
         self.audited(entry, Self::details(&def), outcome)
     }
 
@@ -765,33 +775,9 @@ impl StreamService {
             .collections()
             .searcher(&def.collection_id)
             .map_err(|e| invalid(format!("Settings.FaceSearch.CollectionId: {e}")))?;
-        let all = self.store.all()?;
-        if all.iter().any(|d| d.name == def.name) {
-            return Err(StreamError::InUse(format!(
-                "a stream processor named {:?} already exists",
-                def.name
-            )));
-        }
-        if all.len() >= self.config.max_processors {
-            return Err(StreamError::LimitExceeded(format!(
-                "this service allows {} stream processors (kenning serve --stream-max-processors)",
-                self.config.max_processors
-            )));
-        }
-        for d in &all {
-            if d.source == def.source {
-                return Err(StreamError::InUse(format!(
-                    "stream processor {:?} already reads source {:?}; one processor per input",
-                    d.name, def.source
-                )));
-            }
-            if d.output == def.output {
-                return Err(StreamError::InUse(format!(
-                    "stream processor {:?} already writes to output {:?}; one processor per output",
-                    d.name, def.output
-                )));
-            }
-        }
+        // Checked again with the insert, atomically: another node may be
+        // creating at the same moment.
+        check_new(&self.store.all()?, &def, self.config.max_processors)?;
         Ok(def)
     }
 
@@ -1032,6 +1018,11 @@ impl StreamService {
         if let Some(c) = counters {
             let age = now.saturating_sub(c.at_ms) as f64 / 1000.0;
             let mut c = serde_json::to_value(&c).unwrap_or_default();
+            if let Some(m) = c.as_object_mut() {
+                for k in CounterSnapshot::NOT_COUNTERS {
+                    m.remove(k);
+                }
+            }
             c["AgeSeconds"] = json!(age);
             v["Counters"] = c;
         }

@@ -136,6 +136,32 @@ pub struct CounterSnapshot {
     pub node: String,
     /// When they were read there, ms since the epoch.
     pub at_ms: u64,
+    /// The processor's status on that node then (FAILED while it
+    /// reconnects, say): what other nodes describe while the session it
+    /// belongs to runs there. Not part of the wire's `Counters`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The message of that status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    /// The SessionId of the run they were read in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+}
+
+impl CounterSnapshot {
+    /// The fields that are the wire's `Counters` (the status, its message
+    /// and the session are reported as the processor's own).
+    pub const NOT_COUNTERS: [&'static str; 3] = ["Status", "StatusMessage", "SessionId"];
+
+    /// The status saved with these counters, when they were read in session
+    /// `session` of the processor.
+    pub fn status_of_session(&self, session: Option<&str>) -> Option<(Status, Option<String>)> {
+        let same = session.is_some() && self.session_id.as_deref() == session;
+        same.then_some(self.status)
+            .flatten()
+            .map(|s| (s, self.status_message.clone()))
+    }
 }
 
 /// Where processor definitions live.
@@ -144,9 +170,11 @@ pub trait ProcessorStore: Send + Sync {
     fn all(&self) -> Result<Vec<ProcessorDef>>;
     /// Processor `name`.
     fn get(&self, name: &str) -> Result<Option<ProcessorDef>>;
-    /// Stores a new processor unless one named so exists; whether it was
-    /// stored.
-    fn insert(&self, def: &ProcessorDef) -> Result<bool>;
+    /// Stores new processor `def` if [`check_new`] allows it next to the
+    /// stored ones (name, source and output free, fewer than `max`
+    /// processors), checked and written as one step, so that two nodes
+    /// creating at once cannot both pass: its error otherwise.
+    fn insert(&self, def: &ProcessorDef, max: usize) -> Result<()>;
     /// Writes `def` durably, replacing the stored one.
     fn put(&self, def: &ProcessorDef) -> Result<()>;
     /// Removes processor `name`.
@@ -227,18 +255,22 @@ impl ProcessorStore for RedbProcessorStore {
         v.map(|v| decode(v.value())).transpose()
     }
 
-    fn insert(&self, def: &ProcessorDef) -> Result<bool> {
+    // redb has one write transaction at a time: the check holds until the
+    // commit.
+    fn insert(&self, def: &ProcessorDef, max: usize) -> Result<()> {
         let bytes = encode(def)?;
         let w = self.db.begin_write()?;
         {
             let mut t = w.open_table(PROCESSORS)?;
-            if t.get(def.name.as_str())?.is_some() {
-                return Ok(false);
+            let mut stored = Vec::new();
+            for row in t.iter()? {
+                stored.push(decode(row?.1.value())?);
             }
+            check_new(&stored, def, max)?;
             t.insert(def.name.as_str(), bytes.as_slice())?;
         }
         w.commit()?;
-        Ok(true)
+        Ok(())
     }
 
     // redb commits are synced before they return.
@@ -257,6 +289,41 @@ impl ProcessorStore for RedbProcessorStore {
         w.commit()?;
         Ok(())
     }
+}
+
+/// Whether new processor `def` may be stored next to `stored`: its name,
+/// its source and its output each used by no stored processor (one
+/// processor per input and per output, as Rekognition has), and fewer than
+/// `max` stored (`kenning serve --stream-max-processors`).
+pub fn check_new(stored: &[ProcessorDef], def: &ProcessorDef, max: usize) -> Result<()> {
+    for d in stored {
+        if d.name == def.name {
+            return Err(StreamError::InUse(format!(
+                "a stream processor named {:?} already exists",
+                def.name
+            )));
+        }
+    }
+    if stored.len() >= max {
+        return Err(StreamError::LimitExceeded(format!(
+            "this service allows {max} stream processors (kenning serve --stream-max-processors)"
+        )));
+    }
+    for d in stored {
+        if d.source == def.source {
+            return Err(StreamError::InUse(format!(
+                "stream processor {:?} already reads source {:?}; one processor per input",
+                d.name, def.source
+            )));
+        }
+        if d.output == def.output {
+            return Err(StreamError::InUse(format!(
+                "stream processor {:?} already writes to output {:?}; one processor per output",
+                d.name, def.output
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A definition as both backends store it (JSON).
@@ -307,10 +374,29 @@ pub fn sample_processor(name: &str) -> ProcessorDef {
 pub fn conformance(s: &dyn ProcessorStore) {
     let door = sample_processor("door");
     assert!(s.all().unwrap().is_empty());
-    assert!(s.insert(&door).unwrap());
+    s.insert(&door, 2).unwrap();
     let mut other = sample_processor("door");
     other.collection_id = "visitors".into();
-    assert!(!s.insert(&other).unwrap(), "a name is taken once");
+    let in_use = |r: Result<()>, what: &str| {
+        assert!(
+            matches!(&r, Err(StreamError::InUse(m)) if m.contains(what)),
+            "{what}: {r:?}"
+        );
+    };
+    in_use(s.insert(&other, 2), "named \"door\"");
+    // One processor per source and per output.
+    other.name = "porch".into();
+    in_use(s.insert(&other, 2), "source \"door\"");
+    other.source = "porch".into();
+    in_use(s.insert(&other, 2), "output \"door\"");
+    // And no more than the limit.
+    other.output = "porch".into();
+    assert!(matches!(
+        s.insert(&other, 1),
+        Err(StreamError::LimitExceeded(m)) if m.contains("allows 1 ")
+    ));
+    s.insert(&other, 2).unwrap();
+    s.delete("porch").unwrap();
     assert_eq!(s.get("door").unwrap(), Some(door.clone()));
     let mut running = door.clone();
     running.status = Status::Running;
@@ -361,6 +447,9 @@ pub fn conformance(s: &dyn ProcessorStore) {
             lag_us: 1_500,
             node: "B".into(),
             at_ms: 3_600,
+            status: Some(Status::Failed),
+            status_message: Some("source door: refused; reconnecting".into()),
+            session_id: Some("s1".into()),
         };
         s.save_counters("door", &counted).unwrap();
         let stale = CounterSnapshot {
@@ -391,8 +480,9 @@ pub fn conformance(s: &dyn ProcessorStore) {
     s.delete("door").unwrap();
     assert!(s.get("door").unwrap().is_none());
     assert_eq!(s.all().unwrap(), vec![gate]);
-    // A name deleted can be taken again, with no lease or counters left over.
-    assert!(s.insert(&door).unwrap());
+    // A name (and its source and output) deleted can be taken again, with no
+    // lease or counters left over.
+    s.insert(&door, 2).unwrap();
     assert_eq!(s.counters("door").unwrap(), None);
     assert!(s.claim("door", "A", 3_700, 4_700).unwrap());
     s.delete("door").unwrap();
