@@ -1045,13 +1045,19 @@ fn streaming_nodes(
 /// Creates stream processor `door` (source `door`, output `door-out`) on
 /// `node`, searching `collection`.
 fn create_door(node: &Server, collection: &str) {
+    create_processor(node, "door", "door-out", collection);
+}
+
+/// Creates stream processor `name` reading source `name` and writing to
+/// `output` on `node`, searching `collection`.
+fn create_processor(node: &Server, name: &str, output: &str, collection: &str) {
     call(
         node,
         "CreateStreamProcessor",
         &json!({
-            "Name": "door",
-            "Input": { "KinesisVideoStream": { "Arn": "arn:aws:kinesisvideo:us-east-1:123456789012:stream/door/1" } },
-            "Output": { "KinesisDataStream": { "Arn": "arn:aws:kinesis:us-east-1:123456789012:stream/door-out" } },
+            "Name": name,
+            "Input": { "KinesisVideoStream": { "Arn": format!("arn:aws:kinesisvideo:us-east-1:123456789012:stream/{name}/1") } },
+            "Output": { "KinesisDataStream": { "Arn": format!("arn:aws:kinesis:us-east-1:123456789012:stream/{output}") } },
             "Settings": { "FaceSearch": { "CollectionId": collection } },
             "RoleArn": "arn:aws:iam::123456789012:role/kenning",
         }),
@@ -1391,7 +1397,9 @@ fn an_eval_report_published_on_one_node_is_shown_by_another() {
 
 /// A running stream processor's counters are saved with its node's lease
 /// renewals: the other node of the database describes them, with their
-/// age, and they stop growing (and age) once their node is gone.
+/// age, and they stop growing (and age) once their node is gone. The
+/// status is saved with them: a processor whose source nobody serves is
+/// FAILED and reconnecting on its node, and the other node says so too.
 #[test]
 fn a_stream_processors_counters_are_described_by_every_node() {
     let test = "a_stream_processors_counters_are_described_by_every_node";
@@ -1402,9 +1410,15 @@ fn a_stream_processors_counters_are_described_by_every_node() {
         return;
     };
     let dir = common::temp_dir("counters");
-    let (a, b, _) = streaming_nodes(&db, &dir, &data, &[], "30");
+    let gone = format!(
+        "gone=http://127.0.0.1:{}/cam.ts",
+        crate::streams::free_port()
+    );
+    let extra = ["--stream-source", &gone, "--stream-output", "gone-out=sse"];
+    let (a, b, _) = streaming_nodes(&db, &dir, &data, &extra, "30");
     call(&a, "CreateCollection", &json!({ "CollectionId": "staff" }));
     create_door(&a, "staff");
+    create_processor(&a, "gone", "gone-out", "staff");
     let describe =
         |node: &Server| call(node, "DescribeStreamProcessor", &json!({ "Name": "door" }));
     assert!(
@@ -1412,6 +1426,39 @@ fn a_stream_processors_counters_are_described_by_every_node() {
         "never run: no counters"
     );
     call(&a, "StartStreamProcessor", &json!({ "Name": "door" }));
+    call(&a, "StartStreamProcessor", &json!({ "Name": "gone" }));
+    // Reconnecting on A; B describes and lists the same status once A has
+    // renewed its lease (every 10 s), not the stored RUNNING.
+    let reconnecting = |d: &Value| {
+        d["Status"] == "FAILED"
+            && d["StatusMessage"]
+                .as_str()
+                .is_some_and(|m| m.contains("source gone") && m.contains("reconnecting"))
+    };
+    let describe_gone =
+        |node: &Server| call(node, "DescribeStreamProcessor", &json!({ "Name": "gone" }));
+    wait_for(60, "A to describe gone as reconnecting", || {
+        reconnecting(&describe_gone(&a)).then_some(())
+    });
+    let on_b = wait_for(30, "B to describe gone as A does", || {
+        let d = describe_gone(&b);
+        reconnecting(&d).then_some(d)
+    });
+    assert!(
+        on_b["Counters"]["Reconnects"].as_u64().unwrap() >= 1,
+        "{on_b}"
+    );
+    for k in ["Status", "StatusMessage", "SessionId"] {
+        assert!(on_b["Counters"].get(k).is_none(), "{on_b}");
+    }
+    let listed = call(&b, "ListStreamProcessors", &json!({}));
+    assert!(
+        listed["StreamProcessors"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "Name": "gone", "Status": "FAILED" })),
+        "{listed}"
+    );
     let a_node = wait_for(60, "A to hold the processor", || {
         let o = pg::query(
             &db.url,
@@ -1427,6 +1474,7 @@ fn a_stream_processors_counters_are_described_by_every_node() {
         (d["Counters"]["FramesAnalysed"].as_u64().unwrap_or(0) > 0).then_some(d)
     });
     let c = &first["Counters"];
+    assert_eq!(first["Status"], "RUNNING", "{first}");
     assert_eq!(c["Node"], a_node.as_str(), "{first}");
     assert!(c["AgeSeconds"].as_f64().unwrap() <= 11.0, "{first}");
     assert!(c["FramesIn"].as_u64().unwrap() >= c["FramesAnalysed"].as_u64().unwrap());

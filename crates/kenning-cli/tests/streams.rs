@@ -137,7 +137,7 @@ fn decoder_niceness(pid: u32) -> Vec<i64> {
     out
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -697,9 +697,10 @@ fn concurrent_processor_creates_hold_one_per_source_and_the_limit() {
         .collect();
     let outcomes: Vec<Vec<Result<(), StreamError>>> =
         threads.into_iter().map(|t| t.join().unwrap()).collect();
-    for i in 0..2 * ROUNDS {
+    assert_eq!(outcomes[0].len(), 2 * ROUNDS);
+    for (i, (x, y)) in outcomes[0].iter().zip(&outcomes[1]).enumerate() {
         let r = i % ROUNDS;
-        let pair = [&outcomes[0][i], &outcomes[1][i]];
+        let pair = [x, y];
         assert_eq!(
             pair.iter().filter(|o| o.is_ok()).count(),
             1,
