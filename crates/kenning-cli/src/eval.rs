@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use kenning_core::fair::MAX_STRENGTH;
+use kenning_core::quality::QualityBands;
 use kenning_core::PixelBox;
 use kenning_eval::formats::{read_boxes, read_identities, read_labels, read_pairs};
 use kenning_eval::report::group_rate_chart;
@@ -27,9 +28,8 @@ use kenning_eval::{
     GallerySplit, IdentifyConfig, LabelledSet, PairConfig, RegionDomains, ScoredPair, Scoring,
     ThresholdRule, ToMarkdown, VerifyConfig,
 };
-use kenning_models::pipeline::dlib_rect;
-use kenning_core::quality::QualityBands;
 use kenning_models::calibration::similarity_from_log_fmr;
+use kenning_models::pipeline::dlib_rect;
 use kenning_models::CalibrationTable;
 use serde::Serialize;
 use serde_json::json;
@@ -794,10 +794,7 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
             );
             what.push_str(&format!(", {rule_words}"));
             if rule.is_some() {
-                what.push_str(&format!(
-                    " (it changed {changed} of {} pairs)",
-                    pairs.len()
-                ));
+                what.push_str(&format!(" (it changed {changed} of {} pairs)", pairs.len()));
             }
             let cells = embedder
                 .pipeline
@@ -810,7 +807,10 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
                     })
                 })
                 .unwrap_or_default();
-            (similarity_rows(sc, &a.similarity, &pairs, &similarity), cells)
+            (
+                similarity_rows(sc, &a.similarity, &pairs, &similarity),
+                cells,
+            )
         })
         .unwrap_or_default();
     let (sim, by_size) = sim;
@@ -1277,7 +1277,9 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
     let scoring = match (&fair, &rule) {
         (Some(f), Some(q)) => Scoring::FairWithRule(f, q),
         (Some(f), None) => Scoring::Fair(f),
-        (None, _) => Scoring::Distance(embedder.pipeline.recognizer().manifest().embedding.distance),
+        (None, _) => {
+            Scoring::Distance(embedder.pipeline.recognizer().manifest().embedding.distance)
+        }
     };
     let mut thresholds: Vec<ThresholdRule> = a
         .fmr
