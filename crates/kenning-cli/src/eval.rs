@@ -470,34 +470,47 @@ fn small_face_rule(off: bool, embedder: &Embedder) -> (Option<QualityBands>, Str
     }
 }
 
-/// Each pair's Similarity exactly as CompareFaces and searches give it
-/// (`calibration`, then `rule` with both faces' sizes), for pairs of rows
-/// of `emb` at `distances`; and how many pairs the rule changed.
-fn pair_similarities(
-    calibration: kenning_models::Calibration<'_>,
-    rule: Option<&QualityBands>,
-    emb: &Embeddings,
-    pixels: &[Option<f32>],
-    pairs: &[(usize, usize)],
-    distances: impl Iterator<Item = f64>,
-) -> (Vec<f64>, usize) {
-    let regions: Vec<usize> = (0..emb.len())
-        .map(|i| calibration.region(emb.row(i)))
-        .collect();
-    let mut changed = 0;
-    let similarity = pairs
-        .iter()
-        .zip(distances)
-        .map(|(&(x, y), d)| {
-            let (r, p) = ([regions[x], regions[y]], [pixels[x], pixels[y]]);
-            let with = calibration.log_fmr_of_faces_in_regions(r, d, rule, p);
-            if rule.is_some() && with != calibration.log_fmr_of_faces_in_regions(r, d, None, p) {
-                changed += 1;
-            }
-            similarity_from_log_fmr(with)
-        })
-        .collect();
-    (similarity, changed)
+/// Scores pairs of rows of one embedding matrix exactly as CompareFaces
+/// and searches do: `calibration`, then `rule` with both faces' sizes
+/// (each face's region is found once).
+struct PairScorer<'a> {
+    calibration: kenning_models::Calibration<'a>,
+    rule: Option<&'a QualityBands>,
+    regions: Vec<usize>,
+    pixels: &'a [Option<f32>],
+}
+
+impl<'a> PairScorer<'a> {
+    fn new(
+        calibration: kenning_models::Calibration<'a>,
+        rule: Option<&'a QualityBands>,
+        emb: &Embeddings,
+        pixels: &'a [Option<f32>],
+    ) -> Self {
+        let regions = (0..emb.len())
+            .map(|i| calibration.region(emb.row(i)))
+            .collect();
+        Self {
+            calibration,
+            rule,
+            regions,
+            pixels,
+        }
+    }
+
+    /// Rows `x` and `y` at `distance`: their Similarity, and whether the
+    /// rule changed it.
+    fn similarity(&self, x: usize, y: usize, distance: f64) -> (f64, bool) {
+        let (r, p) = (
+            [self.regions[x], self.regions[y]],
+            [self.pixels[x], self.pixels[y]],
+        );
+        let c = &self.calibration;
+        let with = c.log_fmr_of_faces_in_regions(r, distance, self.rule, p);
+        let changed =
+            self.rule.is_some() && with != c.log_fmr_of_faces_in_regions(r, distance, None, p);
+        (similarity_from_log_fmr(with), changed)
+    }
 }
 
 /// FNMR and FMR at a Similarity threshold.
@@ -784,14 +797,14 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     let sim = scoring
         .as_mut()
         .map(|(sc, what)| {
-            let (similarity, changed) = pair_similarities(
-                sc.calibration(),
-                rule.as_ref(),
-                &emb,
-                &pixels,
-                &pair_rows,
-                pairs.iter().map(|p| f64::from(p.score)),
-            );
+            let scorer = PairScorer::new(sc.calibration(), rule.as_ref(), &emb, &pixels);
+            let scored: Vec<(f64, bool)> = pair_rows
+                .iter()
+                .zip(&pairs)
+                .map(|(&(x, y), p)| scorer.similarity(x, y, f64::from(p.score)))
+                .collect();
+            let changed = scored.iter().filter(|s| s.1).count();
+            let similarity: Vec<f64> = scored.into_iter().map(|s| s.0).collect();
             what.push_str(&format!(", {rule_words}"));
             if rule.is_some() {
                 what.push_str(&format!(" (it changed {changed} of {} pairs)", pairs.len()));
@@ -879,35 +892,24 @@ fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
     let searches = scoring
         .as_mut()
         .map(|(sc, what)| {
-            let probes: Vec<usize> = split
-                .mated_probes
-                .iter()
-                .chain(&split.unmated_probes)
-                .copied()
-                .collect();
-            let pairs: Vec<(usize, usize)> = probes
-                .iter()
-                .flat_map(|&q| split.gallery.iter().map(move |&g| (q, g)))
-                .collect();
-            let (similarity, changed) = pair_similarities(
-                sc.calibration(),
-                rule.as_ref(),
-                &emb,
-                &pixels,
-                &pairs,
-                pairs
-                    .iter()
-                    .map(|&(q, g)| f64::from(emb.distance(q, g, distance))),
+            let scorer = PairScorer::new(sc.calibration(), rule.as_ref(), &emb, &pixels);
+            let (rows, changed) = search_rows(
+                &scorer,
+                &a.similarity,
+                &split,
+                &ids,
+                a.candidates,
+                |q, g| f64::from(emb.distance(q, g, distance)),
             );
             what.push_str(&format!(", {rule_words}"));
             if rule.is_some() {
+                let probes = split.mated_probes.len() + split.unmated_probes.len();
                 what.push_str(&format!(
                     " (it changed {changed} of {} probe-gallery pairs)",
-                    pairs.len()
+                    probes * split.gallery.len()
                 ));
             }
-            let per_probe: Vec<&[f64]> = similarity.chunks(split.gallery.len()).collect();
-            search_rows(&a.similarity, &split, &ids, &per_probe, a.candidates)
+            rows
         })
         .unwrap_or_default();
     let name = a
@@ -978,51 +980,80 @@ struct SearchRow {
     fpir: Option<f64>,
 }
 
-/// FNIR and FPIR at each of `levels`, from each probe's Similarity to every
-/// gallery face (`per_probe`, mated probes first, in `split`'s order),
-/// keeping the `candidates` faces of highest Similarity at or above it.
+/// FNIR and FPIR at each of `levels`: each probe (of `split`'s mated and
+/// unmated probes) scored by `scorer` against every gallery face at
+/// `distance(probe, face)`, keeping the `candidates` faces of highest
+/// Similarity at or above the level. One probe's scores at a time, on all
+/// cores; also returns how many pairs the rule changed.
 fn search_rows(
+    scorer: &PairScorer<'_>,
     levels: &[f64],
     split: &GallerySplit,
     ids: &[&str],
-    per_probe: &[&[f64]],
     candidates: usize,
-) -> Vec<SearchRow> {
+    distance: impl Fn(usize, usize) -> f64 + Sync,
+) -> (Vec<SearchRow>, usize) {
+    use rayon::prelude::*;
     let rate = |k: usize, n: usize| (n > 0).then(|| k as f64 / n as f64);
-    let mated = split.mated_probes.len();
-    levels
+    let probes: Vec<(usize, bool)> = split
+        .mated_probes
         .iter()
-        .map(|&s| {
-            let (mut misses, mut false_positives) = (0, 0);
-            for (k, sims) in per_probe.iter().enumerate() {
-                let mut found: Vec<(usize, f64)> = split
-                    .gallery
-                    .iter()
-                    .zip(sims.iter())
-                    .filter(|(_, &x)| x >= s)
-                    .map(|(&g, &x)| (g, x))
-                    .collect();
-                found.sort_by(|x, y| y.1.total_cmp(&x.1));
-                found.truncate(candidates.max(1));
-                if k < mated {
-                    let probe = ids[split.mated_probes[k]];
-                    misses += usize::from(!found.iter().any(|&(g, _)| ids[g] == probe));
-                } else {
-                    false_positives += usize::from(!found.is_empty());
-                }
-            }
+        .map(|&q| (q, true))
+        .chain(split.unmated_probes.iter().map(|&q| (q, false)))
+        .collect();
+    // Per probe: whether each level's search errs (a miss or a false
+    // positive), and the pairs the rule changed.
+    let outcomes: Vec<(bool, Vec<bool>, usize)> = probes
+        .par_iter()
+        .map(|&(q, mated)| {
+            let mut changed = 0;
+            let mut found: Vec<(usize, f64)> = split
+                .gallery
+                .iter()
+                .map(|&g| {
+                    let (s, c) = scorer.similarity(q, g, distance(q, g));
+                    changed += usize::from(c);
+                    (g, s)
+                })
+                .collect();
+            found.sort_by(|x, y| y.1.total_cmp(&x.1));
+            let errs = levels
+                .iter()
+                .map(|&level| {
+                    let kept = found
+                        .iter()
+                        .take(candidates.max(1))
+                        .take_while(|f| f.1 >= level);
+                    if mated {
+                        !kept.into_iter().any(|&(g, _)| ids[g] == ids[q])
+                    } else {
+                        kept.count() > 0
+                    }
+                })
+                .collect();
+            (mated, errs, changed)
+        })
+        .collect();
+    let mated = split.mated_probes.len();
+    let unmated = probes.len() - mated;
+    let rows = levels
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let errors = |m: bool| outcomes.iter().filter(|o| o.0 == m && o.1[k]).count();
             let promised = CalibrationTable::fmr_at_similarity(s);
             SearchRow {
                 similarity: s,
                 promised_fmr: promised,
                 expected_false_matches: promised * split.gallery.len() as f64,
                 mated_searches: mated,
-                fnir: rate(misses, mated),
-                unmated_searches: per_probe.len() - mated,
-                fpir: rate(false_positives, per_probe.len() - mated),
+                fnir: rate(errors(true), mated),
+                unmated_searches: unmated,
+                fpir: rate(errors(false), unmated),
             }
         })
-        .collect()
+        .collect();
+    (rows, outcomes.iter().map(|o| o.2).sum())
 }
 
 fn search_markdown(rows: &[SearchRow], scoring: &str) -> String {
