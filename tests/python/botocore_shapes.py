@@ -44,7 +44,8 @@ ERROR_FIELDS = {"__type", "message", "Message", "Code", "Logref"}
 
 # Kenning's documented additions to Rekognition's responses, by the shape
 # that carries them (SDKs ignore them): the false-match estimate of a search
-# and the calibration in force for a collection (docs/server.md, "Deliberate
+# (whatever it holds: Calibration, QualityRule) and the calibration in force
+# for a collection (docs/server.md, "Deliberate
 # differences"), a stream processor's counters (docs/streams.md) and a
 # candidate's review (docs/accountability.md). Anything
 # else outside the model is a problem.

@@ -15,6 +15,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use kenning_core::fair::MAX_STRENGTH;
+use kenning_core::quality::QualityBands;
 use kenning_core::PixelBox;
 use kenning_eval::formats::{read_boxes, read_identities, read_labels, read_pairs};
 use kenning_eval::report::group_rate_chart;
@@ -27,6 +28,7 @@ use kenning_eval::{
     GallerySplit, IdentifyConfig, LabelledSet, PairConfig, RegionDomains, ScoredPair, Scoring,
     ThresholdRule, ToMarkdown, VerifyConfig,
 };
+use kenning_models::calibration::similarity_from_log_fmr;
 use kenning_models::pipeline::dlib_rect;
 use kenning_models::CalibrationTable;
 use serde::Serialize;
@@ -97,6 +99,15 @@ pub struct CacheArgs {
     cache: Option<PathBuf>,
 }
 
+/// Turning the small-face rule off.
+#[derive(clap::Args)]
+pub struct RuleArgs {
+    /// Score without the small-face rule (the service always applies it
+    /// when the recogniser has one): the "before" of a study of the rule.
+    #[arg(long)]
+    no_small_face_rule: bool,
+}
+
 /// Arguments of `kenning eval verify`.
 #[derive(clap::Args)]
 pub struct VerifyArgs {
@@ -119,10 +130,11 @@ pub struct VerifyArgs {
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_FMR_TARGETS.to_vec())]
     fmr: Vec<f64>,
     /// Similarity thresholds (0-100) at which to report FNMR and FMR. Each
-    /// pair is scored with the default calibration, exactly as CompareFaces
-    /// and searches score it (the recogniser's shipped fair calibration),
-    /// unless --calibration or --global-calibration says otherwise. The
-    /// service's small-face rule (faces under 60 px) is not applied here yet.
+    /// pair is scored exactly as CompareFaces and searches score it: with
+    /// the default calibration (the recogniser's shipped fair calibration),
+    /// unless --calibration or --global-calibration says otherwise, and
+    /// then the recogniser's small-face rule with both faces' sizes (faces
+    /// under 60 px), unless --no-small-face-rule.
     #[arg(long, value_delimiter = ',', default_values_t = vec![80.0, 90.0, 99.0])]
     similarity: Vec<f64>,
     /// Score --similarity with this global calibration table instead of the default calibration.
@@ -131,6 +143,8 @@ pub struct VerifyArgs {
     /// Score --similarity with the recogniser's global table instead of the default calibration.
     #[arg(long)]
     global_calibration: bool,
+    #[command(flatten)]
+    rule: RuleArgs,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -162,6 +176,21 @@ pub struct IdentifyArgs {
     /// Seed for choosing the unenrolled identities.
     #[arg(long, default_value_t = 0x6b65_6e6e)]
     seed: u64,
+    /// Similarity thresholds (0-100) at which to search as SearchFacesByImage
+    /// does: each probe against every gallery face scored with the default
+    /// calibration, then the small-face rule with both faces' sizes (unless
+    /// --no-small-face-rule), matches at or above the threshold ranked by
+    /// Similarity and the first --candidates kept. Reports FNIR and FPIR.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![80.0, 90.0])]
+    similarity: Vec<f64>,
+    /// Score --similarity with this global calibration table instead of the default calibration.
+    #[arg(long, conflicts_with = "global_calibration")]
+    calibration: Option<PathBuf>,
+    /// Score --similarity with the recogniser's global table instead of the default calibration.
+    #[arg(long)]
+    global_calibration: bool,
+    #[command(flatten)]
+    rule: RuleArgs,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -207,8 +236,9 @@ pub struct FairnessArgs {
     /// Also report at these Similarities. Without a calibration option every
     /// threshold (these and --fmr's) is on the default calibration, exactly
     /// as CompareFaces and searches score (the recogniser's shipped fair
-    /// calibration; the service's small-face rule for faces under 60 px is
-    /// not applied here yet); without --similarity, on the raw distance.
+    /// calibration, then its small-face rule with both faces' sizes unless
+    /// --no-small-face-rule); without --similarity, on the raw distance
+    /// (which the rule cannot correct; likewise with the global options).
     #[arg(long, value_delimiter = ',')]
     similarity: Vec<f64>,
     /// Score with the raw distance and give --similarity through this global
@@ -219,9 +249,11 @@ pub struct FairnessArgs {
     /// recogniser's global table instead of the default calibration.
     #[arg(long, conflicts_with = "fair_calibration")]
     global_calibration: bool,
-    /// Score with this fair (per-cluster) calibration file.
+    /// Score with this fair (per-cluster) calibration file (and the small-face rule on top).
     #[arg(long)]
     fair_calibration: Option<PathBuf>,
+    #[command(flatten)]
+    rule: RuleArgs,
     /// Sets with genuine pairs (identities.csv, optional labels.csv) for FNMR; per group when labelled.
     #[arg(long)]
     genuine: Vec<PathBuf>,
@@ -424,6 +456,63 @@ fn similarity_scoring(
     }))
 }
 
+/// The small-face rule a report scores with: the recogniser's, as every
+/// operation that scores a pair applies it, unless turned off; with the
+/// words the report's `scoring` adds.
+fn small_face_rule(off: bool, embedder: &Embedder) -> (Option<QualityBands>, String) {
+    match embedder.pipeline.recognizer().quality_bands() {
+        None => (None, "the recogniser has no small-face rule".into()),
+        Some(q) if off => (
+            None,
+            format!("{} not applied (--no-small-face-rule)", q.label()),
+        ),
+        Some(q) => (Some(q.clone()), format!("then the {}", q.label())),
+    }
+}
+
+/// Scores pairs of rows of one embedding matrix exactly as CompareFaces
+/// and searches do: `calibration`, then `rule` with both faces' sizes
+/// (each face's region is found once).
+struct PairScorer<'a> {
+    calibration: kenning_models::Calibration<'a>,
+    rule: Option<&'a QualityBands>,
+    regions: Vec<usize>,
+    pixels: &'a [Option<f32>],
+}
+
+impl<'a> PairScorer<'a> {
+    fn new(
+        calibration: kenning_models::Calibration<'a>,
+        rule: Option<&'a QualityBands>,
+        emb: &Embeddings,
+        pixels: &'a [Option<f32>],
+    ) -> Self {
+        let regions = (0..emb.len())
+            .map(|i| calibration.region(emb.row(i)))
+            .collect();
+        Self {
+            calibration,
+            rule,
+            regions,
+            pixels,
+        }
+    }
+
+    /// Rows `x` and `y` at `distance`: their Similarity, and whether the
+    /// rule changed it.
+    fn similarity(&self, x: usize, y: usize, distance: f64) -> (f64, bool) {
+        let (r, p) = (
+            [self.regions[x], self.regions[y]],
+            [self.pixels[x], self.pixels[y]],
+        );
+        let c = &self.calibration;
+        let with = c.log_fmr_of_faces_in_regions(r, distance, self.rule, p);
+        let changed =
+            self.rule.is_some() && with != c.log_fmr_of_faces_in_regions(r, distance, None, p);
+        (similarity_from_log_fmr(with), changed)
+    }
+}
+
 /// FNMR and FMR at a Similarity threshold.
 #[derive(Debug, Clone, Serialize)]
 struct SimilarityRow {
@@ -476,6 +565,78 @@ fn similarity_rows(
             }
         })
         .collect()
+}
+
+/// A face-size cell's rows at the Similarity thresholds.
+#[derive(Debug, Clone, Serialize)]
+struct CellRows {
+    /// The cell's name, e.g. `<30 x >=60 px`.
+    cell: String,
+    /// Band of the smaller face, band of the larger.
+    bands: [usize; 2],
+    rows: Vec<SimilarityRow>,
+}
+
+/// [`similarity_rows`] per face-size cell of `bands` (the band of each
+/// pair's smaller face and of its larger), over the pairs whose two sizes
+/// (`sizes(i)` of pair `i`) are known; cells without pairs are left out.
+fn rows_by_cell(
+    bands: &QualityBands,
+    scoring: &SimilarityScoring,
+    levels: &[f64],
+    pairs: &[ScoredPair],
+    similarity: &[f64],
+    sizes: impl Fn(usize) -> [Option<f32>; 2],
+) -> Vec<CellRows> {
+    let mut by: BTreeMap<[usize; 2], (Vec<ScoredPair>, Vec<f64>)> = BTreeMap::new();
+    for (i, (p, &s)) in pairs.iter().zip(similarity).enumerate() {
+        if let [Some(a), Some(b)] = sizes(i) {
+            let (a, b) = (bands.band(a), bands.band(b));
+            let cell = by.entry([a.min(b), a.max(b)]).or_default();
+            cell.0.push(*p);
+            cell.1.push(s);
+        }
+    }
+    by.into_iter()
+        .map(|(key, (p, s))| CellRows {
+            cell: bands.cell_name(key),
+            bands: key,
+            rows: similarity_rows(scoring, levels, &p, &s),
+        })
+        .collect()
+}
+
+fn cells_markdown(cells: &[CellRows]) -> String {
+    if cells.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "
+### By face size
+
+Pairs by the size bands of their two faces (the shorter side of the detector's box).
+
+         | face sizes | Similarity | genuine pairs | FNMR | impostor pairs | observed FMR (false matches) |
+         |---|---|---|---|---|---|
+",
+    );
+    let f = kenning_eval::report::fmt_rate;
+    for c in cells {
+        for r in &c.rows {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} ({}) |
+",
+                c.cell,
+                r.similarity,
+                r.genuine_pairs,
+                f(r.fnmr),
+                r.impostor_pairs,
+                f(r.observed_fmr),
+                r.false_matches
+            ));
+        }
+    }
+    s
 }
 
 fn similarity_markdown(rows: &[SimilarityRow], scoring: &str) -> String {
@@ -629,19 +790,43 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     if kfold.is_some() {
         report.kfold = kfold;
     }
-    let scoring = similarity_scoring(a.calibration.as_deref(), a.global_calibration, &embedder)?;
+    let mut scoring =
+        similarity_scoring(a.calibration.as_deref(), a.global_calibration, &embedder)?;
+    let (rule, rule_words) = small_face_rule(a.rule.no_small_face_rule, &embedder);
+    let pixels: Vec<Option<f32>> = keep.iter().map(|&i| enrolment.pixels[i]).collect();
     let sim = scoring
-        .as_ref()
-        .map(|(sc, _)| {
-            let c = sc.calibration();
-            let similarity: Vec<f64> = pair_rows
+        .as_mut()
+        .map(|(sc, what)| {
+            let scorer = PairScorer::new(sc.calibration(), rule.as_ref(), &emb, &pixels);
+            let scored: Vec<(f64, bool)> = pair_rows
                 .iter()
                 .zip(&pairs)
-                .map(|(&(x, y), p)| c.similarity(emb.row(x), emb.row(y), f64::from(p.score)))
+                .map(|(&(x, y), p)| scorer.similarity(x, y, f64::from(p.score)))
                 .collect();
-            similarity_rows(sc, &a.similarity, &pairs, &similarity)
+            let changed = scored.iter().filter(|s| s.1).count();
+            let similarity: Vec<f64> = scored.into_iter().map(|s| s.0).collect();
+            what.push_str(&format!(", {rule_words}"));
+            if rule.is_some() {
+                what.push_str(&format!(" (it changed {changed} of {} pairs)", pairs.len()));
+            }
+            let cells = embedder
+                .pipeline
+                .recognizer()
+                .quality_bands()
+                .map(|bands| {
+                    rows_by_cell(bands, sc, &a.similarity, &pairs, &similarity, |i| {
+                        let (x, y) = pair_rows[i];
+                        [pixels[x], pixels[y]]
+                    })
+                })
+                .unwrap_or_default();
+            (
+                similarity_rows(sc, &a.similarity, &pairs, &similarity),
+                cells,
+            )
         })
         .unwrap_or_default();
+    let (sim, by_size) = sim;
 
     let name = a
         .dir
@@ -656,6 +841,7 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
             "verification": report,
             "scoring": scoring.as_ref().map(|s| &s.1),
             "similarity": sim,
+            "similarity_by_face_size": by_size,
         }),
     );
     let mut md = enrolment.report.to_markdown("Enrolment");
@@ -669,6 +855,7 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     if let Some((_, what)) = &scoring {
         md.push('\n');
         md.push_str(&similarity_markdown(&sim, what));
+        md.push_str(&cells_markdown(&by_size));
     }
     let plot = det_svg(&format!("DET: {name}"), &[report.det_series(&name)]);
     write_outputs(
@@ -698,19 +885,55 @@ fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
         leave_mate_out_unmated: a.leave_mate_out,
     };
     let report = evaluate_identification(&emb, &ids, &split, distance, &config)?;
+    let mut scoring =
+        similarity_scoring(a.calibration.as_deref(), a.global_calibration, &embedder)?;
+    let (rule, rule_words) = small_face_rule(a.rule.no_small_face_rule, &embedder);
+    let pixels: Vec<Option<f32>> = keep.iter().map(|&i| enrolment.pixels[i]).collect();
+    let searches = scoring
+        .as_mut()
+        .map(|(sc, what)| {
+            let scorer = PairScorer::new(sc.calibration(), rule.as_ref(), &emb, &pixels);
+            let (rows, changed) = search_rows(
+                &scorer,
+                &a.similarity,
+                &split,
+                &ids,
+                a.candidates,
+                |q, g| f64::from(emb.distance(q, g, distance)),
+            );
+            what.push_str(&format!(", {rule_words}"));
+            if rule.is_some() {
+                let probes = split.mated_probes.len() + split.unmated_probes.len();
+                what.push_str(&format!(
+                    " (it changed {changed} of {} probe-gallery pairs)",
+                    probes * split.gallery.len()
+                ));
+            }
+            rows
+        })
+        .unwrap_or_default();
     let name = a
         .dir
         .file_name()
         .map_or("data".into(), |n| n.to_string_lossy().to_string());
     let json = with_header(
         header(ctx, Some(&embedder)),
-        json!({ "data": a.dir, "enrolment": enrolment.report, "identification": report }),
+        json!({
+            "data": a.dir,
+            "enrolment": enrolment.report,
+            "identification": report,
+            "scoring": scoring.as_ref().map(|s| &s.1),
+            "searches_at_similarity": searches,
+        }),
     );
-    let md = format!(
+    let mut md = format!(
         "{}\nPhotos not enrolled take no part: the gallery photo of an identity is its first enrolled photo.\n\n{}",
         enrolment.report.to_markdown("Enrolment"),
         report.to_markdown()
     );
+    if let Some((_, what)) = &scoring {
+        md.push_str(&search_markdown(&searches, what));
+    }
     let cmc = BarChart {
         title: format!("Cumulative match characteristic: {name}"),
         y_label: "hit rate".into(),
@@ -738,6 +961,120 @@ fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
         &md,
         &[("cmc.svg".into(), bar_chart_svg(&cmc))],
     )
+}
+
+/// Searches at one Similarity threshold, as SearchFacesByImage answers them.
+#[derive(Debug, Clone, Serialize)]
+struct SearchRow {
+    similarity: f64,
+    /// FMR the calibration promises per comparison at this Similarity.
+    promised_fmr: f64,
+    /// Gallery faces x promised FMR: the FalseMatchEstimate's expected
+    /// false matches per search.
+    expected_false_matches: f64,
+    mated_searches: usize,
+    /// Mated searches whose returned faces hold none of the probe's identity.
+    fnir: Option<f64>,
+    unmated_searches: usize,
+    /// Unmated searches that returned any face.
+    fpir: Option<f64>,
+}
+
+/// FNIR and FPIR at each of `levels`: each probe (of `split`'s mated and
+/// unmated probes) scored by `scorer` against every gallery face at
+/// `distance(probe, face)`, keeping the `candidates` faces of highest
+/// Similarity at or above the level. One probe's scores at a time, on all
+/// cores; also returns how many pairs the rule changed.
+fn search_rows(
+    scorer: &PairScorer<'_>,
+    levels: &[f64],
+    split: &GallerySplit,
+    ids: &[&str],
+    candidates: usize,
+    distance: impl Fn(usize, usize) -> f64 + Sync,
+) -> (Vec<SearchRow>, usize) {
+    use rayon::prelude::*;
+    let rate = |k: usize, n: usize| (n > 0).then(|| k as f64 / n as f64);
+    let probes: Vec<(usize, bool)> = split
+        .mated_probes
+        .iter()
+        .map(|&q| (q, true))
+        .chain(split.unmated_probes.iter().map(|&q| (q, false)))
+        .collect();
+    // Per probe: whether each level's search errs (a miss or a false
+    // positive), and the pairs the rule changed.
+    let outcomes: Vec<(bool, Vec<bool>, usize)> = probes
+        .par_iter()
+        .map(|&(q, mated)| {
+            let mut changed = 0;
+            let mut found: Vec<(usize, f64)> = split
+                .gallery
+                .iter()
+                .map(|&g| {
+                    let (s, c) = scorer.similarity(q, g, distance(q, g));
+                    changed += usize::from(c);
+                    (g, s)
+                })
+                .collect();
+            found.sort_by(|x, y| y.1.total_cmp(&x.1));
+            let errs = levels
+                .iter()
+                .map(|&level| {
+                    let kept = found
+                        .iter()
+                        .take(candidates.max(1))
+                        .take_while(|f| f.1 >= level);
+                    if mated {
+                        !kept.into_iter().any(|&(g, _)| ids[g] == ids[q])
+                    } else {
+                        kept.count() > 0
+                    }
+                })
+                .collect();
+            (mated, errs, changed)
+        })
+        .collect();
+    let mated = split.mated_probes.len();
+    let unmated = probes.len() - mated;
+    let rows = levels
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| {
+            let errors = |m: bool| outcomes.iter().filter(|o| o.0 == m && o.1[k]).count();
+            let promised = CalibrationTable::fmr_at_similarity(s);
+            SearchRow {
+                similarity: s,
+                promised_fmr: promised,
+                expected_false_matches: promised * split.gallery.len() as f64,
+                mated_searches: mated,
+                fnir: rate(errors(true), mated),
+                unmated_searches: unmated,
+                fpir: rate(errors(false), unmated),
+            }
+        })
+        .collect();
+    (rows, outcomes.iter().map(|o| o.2).sum())
+}
+
+fn search_markdown(rows: &[SearchRow], scoring: &str) -> String {
+    let mut s = format!(
+        "\n### Searches at calibrated Similarity thresholds\n\nScoring: {scoring}.\n\n\
+         | Similarity | promised FMR | expected false matches per search | FNIR | FPIR |\n|---|---|---|---|---|\n"
+    );
+    let f = kenning_eval::report::fmt_rate;
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {:.1e} | {:.2e} | {} of {} | {} of {} |\n",
+            r.similarity,
+            r.promised_fmr,
+            r.expected_false_matches,
+            f(r.fnir),
+            r.mated_searches,
+            f(r.fpir),
+            r.unmated_searches
+        ));
+    }
+    s
 }
 
 /// A gallery given as a list of files: identities with an enrolled photo
@@ -905,11 +1242,12 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
         .iter()
         .map(|&i| labels.group_of(&files[i], &cols))
         .collect();
-    let impostors = LabelledSet::new(&emb, &subjects, &groups)?;
+    let pixels: Vec<Option<f32>> = keep.iter().map(|&i| enrolment.pixels[i]).collect();
+    let impostors = LabelledSet::new(&emb, &subjects, &groups)?.with_pixels(pixels)?;
 
     // Genuine sets: concatenated, subjects kept apart by set.
-    let (mut g_rows, mut g_subjects, mut g_groups, mut g_reports) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut g_rows, mut g_subjects, mut g_groups, mut g_pixels, mut g_reports) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for dir in &a.genuine {
         let set = read_identity_set(dir)?;
         let lp = dir.join("labels.csv");
@@ -925,6 +1263,7 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
         for (i, emb) in e.embeddings.into_iter().enumerate() {
             if let Some(v) = emb {
                 g_rows.push(v);
+                g_pixels.push(e.pixels[i]);
                 g_subjects.push(format!("{}:{}", dir.display(), set.identities[i]));
                 g_groups.push(
                     glabels
@@ -940,7 +1279,7 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
     let genuine = if a.genuine.is_empty() {
         None
     } else {
-        Some(LabelledSet::new(&g_emb, &g_subjects, &g_groups)?)
+        Some(LabelledSet::new(&g_emb, &g_subjects, &g_groups)?.with_pixels(g_pixels)?)
     };
 
     // --similarity without a calibration option scores everything with the
@@ -964,9 +1303,14 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
         (None, Some((SimilarityScoring::Fair(f), what))) => (Some(f), Some(what)),
         _ => (None, None),
     };
-    let scoring = match &fair {
-        Some(f) => Scoring::Fair(f),
-        None => Scoring::Distance(embedder.pipeline.recognizer().manifest().embedding.distance),
+    // The rule corrects a calibrated score, so only a fair calibration's.
+    let (rule, rule_words) = small_face_rule(a.rule.no_small_face_rule, &embedder);
+    let scoring = match (&fair, &rule) {
+        (Some(f), Some(q)) => Scoring::FairWithRule(f, q),
+        (Some(f), None) => Scoring::Fair(f),
+        (None, _) => {
+            Scoring::Distance(embedder.pipeline.recognizer().manifest().embedding.distance)
+        }
     };
     let mut thresholds: Vec<ThresholdRule> = a
         .fmr
@@ -1003,9 +1347,26 @@ fn fairness(ctx: &Context, a: &FairnessArgs) -> Result<()> {
         ..Default::default()
     };
     let mut report = evaluate_fairness(&impostors, genuine.as_ref(), scoring, &config)?;
-    if let Some(what) = described {
-        report.scoring = what;
-    }
+    let base = match (described, &fair) {
+        (Some(what), _) => what,
+        (None, Some(f)) => Scoring::Fair(f).describe(),
+        (None, None) => report.scoring.clone(),
+    };
+    report.scoring = match (&report.small_face_rule, fair.is_some()) {
+        (Some(e), _) => format!(
+            "{base}, then the {} (it changed {} of {} impostor pairs and {} of {} genuine pairs)",
+            e.rule,
+            e.impostor_pairs_changed,
+            report.impostor_pairs,
+            e.genuine_pairs_changed,
+            report.genuine_pairs
+        ),
+        (None, true) => format!("{base}, {rule_words}"),
+        (None, false) if rule.is_some() => format!(
+            "{base}; the small-face rule corrects calibrated scores and is not applied to raw distances"
+        ),
+        (None, false) => base,
+    };
 
     let genuine_json: Vec<serde_json::Value> = g_reports
         .iter()

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common;
 
@@ -147,6 +147,25 @@ fn att_orl_verify_identify_and_calibration_check() {
     for row in r["fnir_at_fpir"].as_array().unwrap() {
         assert!(rate(&row["fnir"]) <= 0.02, "{row}");
     }
+    // Searched as SearchFacesByImage searches (the default calibration;
+    // dlib has no small-face rule) at Similarity 80 and 90: the stricter
+    // threshold misses at least as often and matches strangers no more.
+    assert!(
+        id["scoring"]
+            .as_str()
+            .unwrap()
+            .contains("default calibration")
+            && id["scoring"]
+                .as_str()
+                .unwrap()
+                .contains("no small-face rule"),
+        "{}",
+        id["scoring"]
+    );
+    let at = id["searches_at_similarity"].as_array().unwrap();
+    assert_eq!((at.len(), &at[0]["mated_searches"]), (2, &json!(288)));
+    assert!(rate(&at[1]["fnir"]) >= rate(&at[0]["fnir"]), "{at:?}");
+    assert!(rate(&at[1]["fpir"]) <= rate(&at[0]["fpir"]), "{at:?}");
 
     // Out of sample: a table built on the first 20 people predicts the FMR
     // among the other 20, whom it never saw (19,000 impostor pairs each).

@@ -85,6 +85,26 @@ fn a_search_scores_a_small_gallery_face_as_the_rule_says() {
     let with = |pixels| {
         calibration.similarity_of_faces(&probe, &other, d, Some(rule), [Some(20.0), pixels])
     };
+    // The estimate names the rule, as the search's audit record does, on
+    // the wire as QualityRule; so does DescribeCollection's.
+    assert_eq!(
+        r.false_match_estimate.quality_rule.as_deref(),
+        Some(rule.label().as_str())
+    );
+    assert_eq!(
+        c.quality_rule_for("sizes").unwrap(),
+        r.false_match_estimate.quality_rule
+    );
+    let wire = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        wire["FalseMatchEstimate"]["QualityRule"],
+        "sface-2021dec small-face rule (bands at 30, 60 px)"
+    );
+    let described = c.describe_collection("sizes").unwrap();
+    assert_eq!(
+        described.false_match_estimate.quality_rule,
+        r.false_match_estimate.quality_rule
+    );
     assert!((got("small") - with(Some(20.0))).abs() < 0.01);
     assert!((got("large") - with(Some(170.0))).abs() < 0.01);
     // Without a size: exactly as before the rule.
@@ -162,4 +182,87 @@ fn downscaled_pairs_keep_the_promise_within_3x_with_the_rule() {
         (after as f64) <= 3.0 * promised && (after as f64) >= promised / 3.0,
         "{after} false matches against {promised:.0} promised"
     );
+}
+
+/// `kenning eval verify` on two photos of ~25 px faces scores their pair
+/// exactly as CompareFaces does (the default calibration, then the rule
+/// with both faces' sizes): its FNMR flips from 0 to 1 across the
+/// Similarity CompareFaces returns. Without the rule the pair scores
+/// higher, by more than the margin.
+#[test]
+fn eval_scores_a_small_pair_as_compare_faces_does() {
+    let Some(data) = common::data("eval_scores_a_small_pair_as_compare_faces_does") else {
+        return;
+    };
+    let p = common::sface();
+    let dir = common::temp_dir("small-faces-eval");
+    // Each photo downscaled so its face is about 25 px (the smallest band).
+    let mut small = Vec::new();
+    for name in ["obama.jpg", "biden.jpg"] {
+        let img = common::load(&data.join("misc/face_recognition").join(name));
+        let mut faces = p.detect(&img).unwrap();
+        faces.truncate(1);
+        let scale = 25.0 / f64::from(faces[0].pixels());
+        let (w, h) = (
+            (f64::from(img.width()) * scale).round() as u32,
+            (f64::from(img.height()) * scale).round() as u32,
+        );
+        let img = resize_bilinear(&img, w, h);
+        let file = name.replace(".jpg", ".png");
+        img.save(dir.join(&file)).unwrap();
+        small.push((file, img));
+    }
+    let cf = kenning_models::compare::compare_faces(p, &small[0].1, &small[1].1, 0.0, 1).unwrap();
+    let s = f64::from(cf.face_matches[0].similarity);
+    let (a, b) = (&small[0].0, &small[1].0);
+    std::fs::write(
+        dir.join("identities.csv"),
+        format!("file,identity\n{a},a\n{b},b\n"),
+    )
+    .unwrap();
+    // The same pair once as genuine (FNMR) and once as impostor (FMR).
+    std::fs::write(
+        dir.join("pairs.csv"),
+        format!("file_a,file_b,same\n{a},{b},1\n{a},{b},0\n"),
+    )
+    .unwrap();
+    let levels = format!("{},{}", s - 0.05, s + 0.05);
+    let eval = |extra: &[&str]| {
+        let out = std::process::Command::new(common::kenning_bin())
+            .args(["--models", common::models().to_str().unwrap()])
+            .args(["--recogniser", "sface-2021dec", "eval", "verify"])
+            .arg(&*dir)
+            .args(["--similarity", &levels])
+            .args(extra)
+            .env_remove("KENNING_CALIBRATION")
+            .output()
+            .unwrap();
+        common::stdout_json(&out)
+    };
+    let fnmr = |v: &serde_json::Value| -> Vec<f64> {
+        v["similarity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["fnmr"].as_f64().unwrap())
+            .collect()
+    };
+    let with = eval(&[]);
+    assert_eq!(fnmr(&with), [0.0, 1.0], "CompareFaces: {s}; {with}");
+    let scoring = with["scoring"].as_str().unwrap();
+    assert!(
+        scoring.contains("the default calibration of sface-2021dec")
+            && scoring.contains("small-face rule (bands at 30, 60 px) (it changed 2 of 2 pairs)"),
+        "{scoring}"
+    );
+    assert_eq!(
+        with["similarity_by_face_size"][0]["cell"], "<30 x <30 px",
+        "{with}"
+    );
+    let without = eval(&["--no-small-face-rule"]);
+    assert_eq!(fnmr(&without), [0.0, 0.0], "CompareFaces: {s}; {without}");
+    assert!(without["scoring"]
+        .as_str()
+        .unwrap()
+        .contains("not applied (--no-small-face-rule)"));
 }

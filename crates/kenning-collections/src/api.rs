@@ -21,6 +21,12 @@ pub struct FalseMatchEstimate {
     /// recogniser's shipped one), when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calibration: Option<String>,
+    /// The small-face rule applied on top of that calibration, named as
+    /// the search's audit record names it: a pair with a face under the
+    /// rule's top band scores a lower Similarity than the calibration
+    /// alone gives, so its false-match rate stays near the promise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_rule: Option<String>,
 }
 
 /// CreateCollection's response.

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use kenning_core::quality::QualityBands;
 use kenning_image::{DecodeLimits, RgbImage};
 use kenning_models::manifest::{Distance, Manifest};
 use kenning_models::{Calibration, CalibrationTable, Pipeline, Recognisers};
@@ -69,6 +70,7 @@ pub fn estimate(threshold: f64, face_count: u64) -> FalseMatchEstimate {
         face_count,
         expected_false_matches: false_match_rate * face_count as f64,
         calibration: None,
+        quality_rule: None,
     }
 }
 
@@ -237,15 +239,17 @@ impl Collections {
     /// size and which calibration is in force.
     pub fn describe_collection(&self, id: &str) -> Result<DescribeCollectionResponse> {
         let c = self.store.describe_collection(id)?;
-        let calibration = match self.collection(id) {
+        let (calibration, quality_rule) = match self.collection(id) {
             Ok((c, p)) => {
                 let in_force = self.calibration(&c, &p)?;
-                Some(in_force.describe(&c.face_model.name))
+                let rule = p.recognizer().quality_bands().map(QualityBands::label);
+                (Some(in_force.describe(&c.face_model.name)), rule)
             }
-            Err(_) => None,
+            Err(_) => (None, None),
         };
         let mut false_match_estimate = estimate(DEFAULT_THRESHOLD, c.face_count);
         false_match_estimate.calibration = calibration.as_ref().map(CalibrationInForce::label);
+        false_match_estimate.quality_rule = quality_rule;
         Ok(DescribeCollectionResponse {
             face_count: c.face_count,
             face_model_version: c.face_model.name.clone(),
@@ -568,6 +572,7 @@ impl Collections {
     ) -> Result<FalseMatchEstimate> {
         let mut e = estimate(threshold, c.face_count);
         e.calibration = Some(self.calibration(c, p)?.describe(&c.face_model.name).label());
+        e.quality_rule = p.recognizer().quality_bands().map(QualityBands::label);
         Ok(e)
     }
 

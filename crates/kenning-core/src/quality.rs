@@ -113,6 +113,26 @@ impl QualityBands {
             .map_or(log_fmr, |c| c.map(log_fmr).min(0.0).max(log_fmr))
     }
 
+    /// Band `b`'s range for reports: `<30`, `30-60`, `>=60`.
+    pub fn band_name(&self, b: usize) -> String {
+        let lo = b.checked_sub(1).and_then(|i| self.edges.get(i));
+        match (lo, self.edges.get(b)) {
+            (None, Some(hi)) => format!("<{hi}"),
+            (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
+            (Some(lo), None) => format!(">={lo}"),
+            (None, None) => "all".into(),
+        }
+    }
+
+    /// The cell of a pair of bands for reports: `<30 x 30-60 px`.
+    pub fn cell_name(&self, bands: [usize; 2]) -> String {
+        format!(
+            "{} x {} px",
+            self.band_name(bands[0]),
+            self.band_name(bands[1])
+        )
+    }
+
     /// A short name for audit records and reports.
     pub fn label(&self) -> String {
         let edges: Vec<String> = self.edges.iter().map(|e| format!("{e}")).collect();
@@ -216,6 +236,8 @@ mod tests {
         assert_eq!(q.cell(Some(200.0), Some(25.0)).unwrap().bands, [0, 2]);
         assert!(q.cell(Some(40.0), Some(25.0)).is_none());
         assert!(q.cell(None, Some(25.0)).is_none());
+        assert_eq!(q.cell_name([0, 2]), "<30 x >=60 px");
+        assert_eq!(q.band_name(1), "30-60");
         q.validate().unwrap();
         assert_eq!(QualityBands::from_json(&q.to_json().unwrap()).unwrap(), q);
     }

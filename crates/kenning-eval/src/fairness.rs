@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use kenning_core::quality::QualityBands;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +27,8 @@ pub struct LabelledSet<'a> {
     subjects: usize,
     group: Vec<Option<u32>>,
     group_names: Vec<String>,
+    /// Each photo's face size for the small-face rule (`None`: unknown).
+    pixels: Vec<Option<f32>>,
 }
 
 impl<'a> LabelledSet<'a> {
@@ -77,7 +80,23 @@ impl<'a> LabelledSet<'a> {
             subjects: ids.len(),
             group,
             group_names: names,
+            pixels: vec![None; n],
         })
+    }
+
+    /// The same set with each photo's face size in pixels
+    /// (kenning_core::quality::SIZE_MEASURE), which [`Scoring::FairWithRule`]
+    /// needs; `None` for a size not known.
+    pub fn with_pixels(mut self, pixels: Vec<Option<f32>>) -> Result<Self> {
+        if pixels.len() != self.len() {
+            return Err(invalid(format!(
+                "{} photos but {} sizes",
+                self.len(),
+                pixels.len()
+            )));
+        }
+        self.pixels = pixels;
+        Ok(self)
     }
 
     /// A set where every photo is a different person (e.g. UTKFace).
@@ -115,6 +134,9 @@ pub enum Scoring<'a> {
     Distance(Distance),
     /// log10 of the pair's FMR under a fair (per-cluster) calibration.
     Fair(&'a FairCalibration),
+    /// [`Scoring::Fair`] corrected by the small-face rule with both photos'
+    /// sizes ([`LabelledSet::with_pixels`]), as the service scores a pair.
+    FairWithRule(&'a FairCalibration, &'a QualityBands),
 }
 
 impl Scoring<'_> {
@@ -126,37 +148,68 @@ impl Scoring<'_> {
                 "fair calibration ({} clusters, log10 FMR)",
                 f.clusters.len()
             ),
+            Scoring::FairWithRule(f, q) => format!(
+                "fair calibration ({} clusters, log10 FMR) with the {}",
+                f.clusters.len(),
+                q.label()
+            ),
         }
     }
+
+    fn fair(&self) -> Option<&FairCalibration> {
+        match self {
+            Scoring::Distance(_) => None,
+            Scoring::Fair(f) | Scoring::FairWithRule(f, _) => Some(f),
+        }
+    }
+}
+
+/// How many pairs the small-face rule changed ([`Scoring::FairWithRule`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleEffect {
+    /// The rule's name ([`QualityBands::label`]).
+    pub rule: String,
+    /// Impostor pairs whose score the rule changed.
+    pub impostor_pairs_changed: u64,
+    /// Genuine pairs whose score it changed.
+    pub genuine_pairs_changed: u64,
 }
 
 /// A scorer bound to one set: cluster assignments are computed once.
 struct Bound<'s> {
     set: &'s Embeddings,
+    pixels: &'s [Option<f32>],
     scoring: Scoring<'s>,
     clusters: Vec<u32>,
 }
 
 impl<'s> Bound<'s> {
-    fn new(set: &'s Embeddings, scoring: Scoring<'s>) -> Result<Self> {
-        let clusters = match scoring {
-            Scoring::Distance(_) => Vec::new(),
-            Scoring::Fair(f) => f.assign_all(set)?,
+    fn new(set: &'s LabelledSet<'s>, scoring: Scoring<'s>) -> Result<Self> {
+        let clusters = match scoring.fair() {
+            None => Vec::new(),
+            Some(f) => f.assign_all(set.embeddings)?,
         };
         Ok(Self {
-            set,
+            set: set.embeddings,
+            pixels: &set.pixels,
             scoring,
             clusters,
         })
     }
+    /// The pair's score, and whether the small-face rule changed it.
     #[inline]
-    fn score(&self, i: usize, j: usize) -> f32 {
+    fn score(&self, i: usize, j: usize) -> (f32, bool) {
+        let fair = |f: &FairCalibration| {
+            let d = self.set.distance(i, j, f.distance);
+            f.log_fmr_for_clusters(self.clusters[i] as usize, self.clusters[j] as usize, d)
+        };
         match self.scoring {
-            Scoring::Distance(d) => self.set.distance(i, j, d),
-            Scoring::Fair(f) => {
-                let d = self.set.distance(i, j, f.distance);
-                f.log_fmr_for_clusters(self.clusters[i] as usize, self.clusters[j] as usize, d)
-                    as f32
+            Scoring::Distance(d) => (self.set.distance(i, j, d), false),
+            Scoring::Fair(f) => (fair(f) as f32, false),
+            Scoring::FairWithRule(f, q) => {
+                let l = fair(f);
+                let a = q.adjust(l, self.pixels[i], self.pixels[j]);
+                (a as f32, a != l)
             }
         }
     }
@@ -311,6 +364,9 @@ pub struct FairnessReport {
     pub seed: u64,
     /// How it was measured, in words.
     pub method: String,
+    /// What the small-face rule changed, when it was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_face_rule: Option<RuleEffect>,
     /// Results per threshold.
     pub thresholds: Vec<ThresholdResult>,
 }
@@ -322,10 +378,13 @@ struct Lowest {
     fixed: f32,
     cut: f32,
     buf: Vec<(u32, u32, f32)>,
+    /// Pairs seen whose score the small-face rule changed.
+    changed: u64,
 }
 
 impl Lowest {
-    fn push(&mut self, i: usize, j: usize, s: f32) {
+    fn push(&mut self, i: usize, j: usize, (s, changed): (f32, bool)) {
+        self.changed += u64::from(changed);
         if s <= self.cut || s <= self.fixed {
             self.buf.push((i as u32, j as u32, s));
             if self.keep > 0 && self.buf.len() >= 4 * self.keep + 1024 {
@@ -427,7 +486,7 @@ pub fn evaluate_fairness(
     };
 
     // Pass 1: the lowest-scoring impostor pairs.
-    let bound = Bound::new(impostors.embeddings, scoring)?;
+    let bound = Bound::new(impostors, scoring)?;
     let subj = &impostors.subject;
     let mut low = pairwise_fold(
         impostors.len(),
@@ -436,6 +495,7 @@ pub fn evaluate_fairness(
             fixed,
             cut: cut0,
             buf: Vec::new(),
+            changed: 0,
         },
         |acc, i, j| {
             if subj[i] != subj[j] {
@@ -444,6 +504,7 @@ pub fn evaluate_fairness(
         },
         |mut a, b| {
             a.buf.extend(b.buf);
+            a.changed += b.changed;
             a.prune();
             a
         },
@@ -454,15 +515,15 @@ pub fn evaluate_fairness(
     let low_scores: Vec<f32> = low.buf.iter().map(|p| p.2).collect();
 
     // Genuine pairs, per subject.
-    let gbound = Bound::new(gen_set.embeddings, scoring)?;
+    let gbound = Bound::new(gen_set, scoring)?;
     let mut photos_of: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     gen_set
         .subject
         .iter()
         .enumerate()
         .for_each(|(i, &s)| photos_of.entry(s).or_default().push(i));
-    // (subject, group if both photos share it, score)
-    let genuine_pairs: Vec<(u32, Option<u32>, f32)> = photos_of
+    // (subject, group if both photos share it, score, changed by the rule)
+    let genuine_scored: Vec<(u32, Option<u32>, (f32, bool))> = photos_of
         .par_iter()
         .flat_map_iter(|(&s, ph)| {
             let gb = &gbound;
@@ -478,6 +539,11 @@ pub fn evaluate_fairness(
                 })
             })
         })
+        .collect();
+    let genuine_changed = genuine_scored.iter().filter(|p| p.2 .1).count() as u64;
+    let genuine_pairs: Vec<(u32, Option<u32>, f32)> = genuine_scored
+        .into_iter()
+        .map(|(s, g, (score, _))| (s, g, score))
         .collect();
 
     // Group bookkeeping by name, so the two sets may label groups differently.
@@ -589,8 +655,17 @@ pub fn evaluate_fairness(
             cross_group_fmr,
         });
     }
+    let small_face_rule = match scoring {
+        Scoring::FairWithRule(_, q) => Some(RuleEffect {
+            rule: q.label(),
+            impostor_pairs_changed: low.changed,
+            genuine_pairs_changed: genuine_changed,
+        }),
+        _ => None,
+    };
     Ok(FairnessReport {
         scoring: scoring.describe(),
+        small_face_rule,
         impostor_photos: impostors.len(),
         impostor_pairs: total,
         genuine_pairs: genuine_pairs.len() as u64,

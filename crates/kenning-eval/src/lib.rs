@@ -33,7 +33,8 @@ pub use detect::{evaluate_detection, match_detections, DetectionReport};
 pub use distance::{Distance, Embeddings};
 pub use error::{EvalError, Result};
 pub use fairness::{
-    evaluate_fairness, FairnessConfig, FairnessReport, LabelledSet, Scoring, ThresholdRule,
+    evaluate_fairness, FairnessConfig, FairnessReport, LabelledSet, RuleEffect, Scoring,
+    ThresholdRule,
 };
 pub use formats::{GroundTruthBox, IdentityRecord, Labels, PairRecord};
 pub use gallery::{check_gallery, fit_gallery, GalleryCalibration, GalleryCheck};

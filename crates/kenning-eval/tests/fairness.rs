@@ -422,3 +422,90 @@ fn pooled_fit_weighs_domains_inside_a_region_as_configured() {
     let fc = FairCalibration::fit_pooled(&all, None, &domains, Distance::Cosine, cfg).unwrap();
     assert_eq!(fc.clusters[0].table.as_ref(), Some(&summed));
 }
+
+/// The small-face rule on top of a fair calibration: with a hand-made rule
+/// that raises every pair of two small faces' log10 FMR by exactly one
+/// decade, a small pair is a false match at threshold -2 exactly when the
+/// calibration alone puts it at or below -3; other pairs are untouched.
+#[test]
+fn the_small_face_rule_moves_only_small_pairs_by_its_map() {
+    use kenning_core::quality::{BandCell, QualityBands};
+    let (rows, _) = two_groups(250, 21);
+    let emb = Embeddings::new(&rows).unwrap();
+    let fair = FairCalibration::fit(&emb, 2, Distance::Euclidean, 9).unwrap();
+    let small = |i: usize| i.is_multiple_of(2);
+    let groups: Vec<Option<&str>> = (0..rows.len())
+        .map(|i| Some(if small(i) { "small" } else { "large" }))
+        .collect();
+    let pixels = (0..rows.len())
+        .map(|i| Some(if small(i) { 20.0 } else { 100.0 }))
+        .collect();
+    let plain = LabelledSet::one_photo_per_subject(&emb, &groups).unwrap();
+    let sized = plain.clone().with_pixels(pixels).unwrap();
+    let rule = QualityBands {
+        recogniser: "t".into(),
+        source: "hand".into(),
+        measure: "".into(),
+        edges: vec![30.0],
+        cells: vec![BandCell {
+            bands: [0, 0],
+            pairs: 1,
+            map: vec![(-10.0, -9.0), (-1.0, 0.0)],
+        }],
+    };
+    let at = |scores: &[f32]| FairnessConfig {
+        thresholds: scores
+            .iter()
+            .map(|&score| ThresholdRule::Fixed {
+                label: format!("{score}"),
+                score,
+            })
+            .collect(),
+        bootstrap_replicates: 0,
+        ..Default::default()
+    };
+    let before = evaluate_fairness(&plain, None, Scoring::Fair(&fair), &at(&[-2.0, -3.0])).unwrap();
+    let after = evaluate_fairness(
+        &sized,
+        None,
+        Scoring::FairWithRule(&fair, &rule),
+        &at(&[-2.0]),
+    )
+    .unwrap();
+    let fm = |t: &kenning_eval::fairness::ThresholdResult, a: &str, b: &str| {
+        t.cross_group_fmr
+            .iter()
+            .find(|c| c.a == a && c.b == b)
+            .unwrap()
+            .false_matches
+    };
+    let (b2, b3, a2) = (
+        &before.thresholds[0],
+        &before.thresholds[1],
+        &after.thresholds[0],
+    );
+    assert!(fm(b2, "small", "small") > fm(b3, "small", "small"));
+    assert_eq!(fm(a2, "small", "small"), fm(b3, "small", "small"));
+    assert_eq!(fm(a2, "large", "large"), fm(b2, "large", "large"));
+    assert_eq!(fm(a2, "large", "small"), fm(b2, "large", "small"));
+    // Every small pair scoring below FMR 1 was changed; no other pair was.
+    let effect = after.small_face_rule.unwrap();
+    assert_eq!(effect.rule, rule.label());
+    assert_eq!(effect.genuine_pairs_changed, 0);
+    let small_pairs = 250 * 249 / 2;
+    assert!(
+        effect.impostor_pairs_changed > 0 && effect.impostor_pairs_changed <= small_pairs,
+        "{effect:?}"
+    );
+    assert!(after.scoring.contains("small-face rule"));
+    // A set without sizes has nothing for the rule to go on.
+    let unsized_ = evaluate_fairness(
+        &plain,
+        None,
+        Scoring::FairWithRule(&fair, &rule),
+        &at(&[-2.0]),
+    )
+    .unwrap();
+    assert_eq!(unsized_.small_face_rule.unwrap().impostor_pairs_changed, 0);
+    assert!(plain.clone().with_pixels(vec![None]).is_err());
+}

@@ -173,8 +173,22 @@ impl Calibration<'_> {
         rule: Option<&QualityBands>,
         pixels: [Option<f32>; 2],
     ) -> f64 {
-        let l = self.log_fmr(a, b, distance);
-        similarity_from_log_fmr(rule.map_or(l, |r| r.adjust(l, pixels[0], pixels[1])))
+        let regions = [self.region(a), self.region(b)];
+        similarity_from_log_fmr(self.log_fmr_of_faces_in_regions(regions, distance, rule, pixels))
+    }
+
+    /// The log10 FMR behind [`Calibration::similarity_of_faces`], for two
+    /// faces whose [`Calibration::region`]s are known: what scoring many
+    /// pairs (`kenning eval`) calls, so it scores exactly as the service.
+    pub fn log_fmr_of_faces_in_regions(
+        &self,
+        regions: [usize; 2],
+        distance: f64,
+        rule: Option<&QualityBands>,
+        pixels: [Option<f32>; 2],
+    ) -> f64 {
+        let l = self.log_fmr_in_regions(regions[0], regions[1], distance);
+        rule.map_or(l, |r| r.adjust(l, pixels[0], pixels[1]))
     }
 
     /// The largest distance at which some face can still reach Similarity

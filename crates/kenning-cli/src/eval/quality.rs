@@ -129,25 +129,12 @@ pub fn quality(ctx: &Context, a: &QualityArgs) -> Result<()> {
 
 /// One table: a column per cell, "before -> after" observed/promised.
 fn markdown(rule: &QualityBands, rows: &[kenning_eval::quality::QualityRow]) -> String {
-    let name = |b: usize| {
-        let lo = b.checked_sub(1).map(|i| rule.edges[i]);
-        match (lo, rule.edges.get(b)) {
-            (None, Some(hi)) => format!("<{hi}"),
-            (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
-            (Some(lo), None) => format!(">={lo}"),
-            (None, None) => "all".into(),
-        }
-    };
     let Some(first) = rows.first() else {
         return String::new();
     };
     let mut s = String::from("| Similarity | promised FMR |");
     for c in &first.cells {
-        s.push_str(&format!(
-            " {} x {} px |",
-            name(c.bands[0]),
-            name(c.bands[1])
-        ));
+        s.push_str(&format!(" {} |", rule.cell_name(c.bands)));
     }
     s.push_str("\n|---|---|");
     s.push_str(&"---|".repeat(first.cells.len()));
