@@ -1456,9 +1456,18 @@ pub struct CalibrateArgs {
     /// With --fair and --domains: where the domains weigh alike. `final`:
     /// in the overall score-to-FMR map only (each region's table adds up
     /// the pairs of every domain, so the largest domain shapes it);
-    /// `within-cluster`: in every region's table too.
+    /// `within-cluster`: in every region's table too; `mixture`: in every
+    /// region's table too, each pair weighing by its domain's pair count
+    /// (see --mixture-power).
     #[arg(long, value_enum, default_value_t = DomainWeighting::Final, requires_all = ["fair", "domains"])]
     domain_weighting: DomainWeighting,
+    /// With --domain-weighting mixture: each pair inside a region weighs
+    /// (largest domain's pairs / its domain's pairs)^P. 1 is the equal
+    /// mixture of the domains, 0 adds the pairs up as `final` does; in
+    /// between, a small domain counts more without its few pairs setting a
+    /// region's tail alone.
+    #[arg(long, value_name = "P", default_value = "1", value_parser = mixture_power)]
+    mixture_power: f64,
     /// With --domain-weighting within-cluster: the impostor pairs a domain
     /// needs inside one region for a curve of its own there (fewer are
     /// added to the region's largest domain).
@@ -1757,6 +1766,16 @@ fn fair_strength(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// `--mixture-power`: a number from 0 to 1.
+fn mixture_power(s: &str) -> std::result::Result<f64, String> {
+    let p: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("must be from 0 to 1, not {p}"))
+    }
+}
+
 /// Lines of a list file (blank lines and `#` comments skipped).
 fn read_list(list: &Path) -> Result<Vec<String>> {
     let text =
@@ -1805,6 +1824,10 @@ fn calibrate_fair(
         domain_min_pairs: match args.domain_weighting {
             DomainWeighting::WithinCluster => args.domain_min_pairs.max(1),
             _ => 0,
+        },
+        mixture_power: match args.domain_weighting {
+            DomainWeighting::Mixture => args.mixture_power,
+            _ => 1.0,
         },
         ..Default::default()
     };

@@ -217,7 +217,10 @@ pub enum RegionDomains {
     /// has its own curve there and the curves weigh alike (mean log10 FMR).
     MeanLog,
     /// Each pair weighs one over its domain's pair count, so the region's
-    /// table is the FMR of an equal mixture of the domains.
+    /// table is the FMR of an equal mixture of the domains; with
+    /// `mixture_power` p below 1, one over the count to the power p, which
+    /// runs from `Summed` (p = 0) to the equal mixture (p = 1) and keeps a
+    /// small domain's few pairs from setting a region's tail alone.
     Mixture,
 }
 
@@ -254,6 +257,11 @@ pub struct FairCalibrationConfig {
     /// region for a curve of its own there.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub domain_min_pairs: u64,
+    /// With [`RegionDomains::Mixture`]: the power p of the weights, each
+    /// pair weighing (largest domain's pairs / its domain's pairs)^p
+    /// (absent = 1, the equal mixture).
+    #[serde(default = "full_strength", skip_serializing_if = "is_full_strength")]
+    pub mixture_power: f64,
 }
 
 fn is_summed(w: &RegionDomains) -> bool {
@@ -285,6 +293,7 @@ impl Default for FairCalibrationConfig {
             strength: 1.0,
             region_domains: RegionDomains::Summed,
             domain_min_pairs: 0,
+            mixture_power: 1.0,
         }
     }
 }

@@ -381,8 +381,9 @@ pub(crate) fn pooled_table(
 /// one's (too few for a curve of their own); with fewer than two such
 /// domains, all pairs are added up into one table.
 /// [`RegionDomains::Mixture`]: each domain's counts are scaled by the
-/// largest domain's pair count over its own (integer counts, so the
-/// largest domain's pairs count once).
+/// largest domain's pair count over its own, to the power
+/// `config.mixture_power` (integer counts, so the largest domain's pairs
+/// count once).
 fn cluster_table(
     hists: &[Hist],
     domain_pairs: &[u64],
@@ -394,7 +395,7 @@ fn cluster_table(
         let most = domain_pairs.iter().copied().max().unwrap_or(1) as f64;
         let mut mix = Hist::new(0.0, hi, hists[0].counts.len());
         for (h, &n) in hists.iter().zip(domain_pairs) {
-            let w = most / n.max(1) as f64;
+            let w = (most / n.max(1) as f64).powf(config.mixture_power);
             mix.counts
                 .iter_mut()
                 .zip(&h.counts)
