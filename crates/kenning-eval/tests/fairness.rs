@@ -358,8 +358,10 @@ fn pooled_fit_weighs_domains_inside_a_region_as_configured() {
     // rad apart (44,850 pairs); "b", 100 photos 0.006 rad apart (4,950
     // pairs, closer).
     // The region's table is, at distance d, the FMR of all pairs counted
-    // once (summed), the mean of the two domains' log10 FMR (mean_log), or
-    // log10 of the mean of their FMRs (mixture), counted here pair by pair.
+    // once (summed), the mean of the two domains' log10 FMR (mean_log),
+    // log10 of the mean of their FMRs (mixture), or with "b"'s pairs
+    // weighing (44,850 / 4,950)^0.5 each (mixture at power 0.5), counted
+    // here pair by pair.
     let circle = |step: f64, n: u32, at: f64| -> Vec<Vec<f32>> {
         (0..n)
             .map(|i| at + step * f64::from(i))
@@ -378,22 +380,28 @@ fn pooled_fit_weighs_domains_inside_a_region_as_configured() {
             .sum();
         f64::from(close) / pairs
     };
-    let table = |region_domains| {
+    let table_at = |region_domains, mixture_power| {
         let cfg = FairCalibrationConfig {
             k: 1,
             min_count: 1,
             region_domains,
             domain_min_pairs: 100,
+            mixture_power,
             ..Default::default()
         };
         let fc = FairCalibration::fit_pooled(&all, None, &domains, Distance::Cosine, cfg).unwrap();
         fc.clusters[0].table.clone().unwrap()
     };
-    let (summed, mean_log, mixture) = (
+    let table = |region_domains| table_at(region_domains, 1.0);
+    let (summed, mean_log, mixture, half) = (
         table(RegionDomains::Summed),
         table(RegionDomains::MeanLog),
         table(RegionDomains::Mixture),
+        table_at(RegionDomains::Mixture, 0.5),
     );
+    // Power 0 counts every pair once: the summed table exactly.
+    assert_eq!(table_at(RegionDomains::Mixture, 0.0), summed);
+    let wb = (44850.0f64 / 4950.0).sqrt();
     let mut apart = 0.0f64;
     for d in [0.001f64, 0.002, 0.005, 0.01] {
         let (fa, fb) = (fmr(0.01, 300, d), fmr(0.006, 100, d));
@@ -401,14 +409,19 @@ fn pooled_fit_weighs_domains_inside_a_region_as_configured() {
             ((fa * 44850.0 + fb * 4950.0) / 49800.0).log10(),
             (fa.log10() + fb.log10()) / 2.0,
             ((fa + fb) / 2.0).log10(),
+            ((fa * 44850.0 + fb * 4950.0 * wb) / (44850.0 + 4950.0 * wb)).log10(),
         ];
-        for (t, w) in [&summed, &mean_log, &mixture].iter().zip(want) {
+        for (t, w) in [&summed, &mean_log, &mixture, &half].iter().zip(want) {
             let got = t.log_fmr(d);
             assert!((got - w).abs() < 0.05, "distance {d}: {got} against {w}");
         }
-        apart = apart.max((want[0] - want[1]).abs().min((want[1] - want[2]).abs()));
+        apart = apart.max(
+            [want[0] - want[1], want[1] - want[2], want[3] - want[0], want[2] - want[3]]
+                .iter()
+                .fold(f64::INFINITY, |m, x| m.min(x.abs())),
+        );
     }
-    // The three weightings differ by more than twice the tolerance here.
+    // The four weightings differ by more than twice the tolerance here.
     assert!(apart > 0.1, "{apart}");
     // Below the minimum pairs a domain gets no curve of its own, and with
     // one domain left the pairs are summed.
