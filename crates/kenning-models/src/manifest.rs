@@ -598,7 +598,7 @@ mod tests {
             other => panic!("{:?}: {:?}", e, other.map(|c| c.kind())),
         };
         assert_eq!(strength(Equalise::FalseMatches), 1.0);
-        assert_eq!(strength(Equalise::Misses), 1.5);
+        assert_eq!(strength(Equalise::Misses), 1.25);
         assert!(kind(Some(Equalise::Balanced)).is_some());
         // dlib names none, so Misses falls back to its global table.
         let dlib = LoadedManifest::builtin(DLIB_RESNET_V1.name).unwrap();
