@@ -416,9 +416,14 @@ fn pooled_fit_weighs_domains_inside_a_region_as_configured() {
             assert!((got - w).abs() < 0.05, "distance {d}: {got} against {w}");
         }
         apart = apart.max(
-            [want[0] - want[1], want[1] - want[2], want[3] - want[0], want[2] - want[3]]
-                .iter()
-                .fold(f64::INFINITY, |m, x| m.min(x.abs())),
+            [
+                want[0] - want[1],
+                want[1] - want[2],
+                want[3] - want[0],
+                want[2] - want[3],
+            ]
+            .iter()
+            .fold(f64::INFINITY, |m, x| m.min(x.abs())),
         );
     }
     // The four weightings differ by more than twice the tolerance here.
