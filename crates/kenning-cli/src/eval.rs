@@ -1758,21 +1758,21 @@ pub enum DomainWeighting {
 
 /// `--fair-strength`: a number from 0 to [`MAX_STRENGTH`].
 fn fair_strength(s: &str) -> std::result::Result<f64, String> {
-    let t: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
-    if (0.0..=MAX_STRENGTH).contains(&t) {
-        Ok(t)
-    } else {
-        Err(format!("must be from 0 to {MAX_STRENGTH}, not {t}"))
-    }
+    number_from_zero_to(s, MAX_STRENGTH)
 }
 
 /// `--mixture-power`: a number from 0 to 1.
 fn mixture_power(s: &str) -> std::result::Result<f64, String> {
-    let p: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
-    if (0.0..=1.0).contains(&p) {
-        Ok(p)
+    number_from_zero_to(s, 1.0)
+}
+
+/// A command-line number from 0 to `most`.
+fn number_from_zero_to(s: &str, most: f64) -> std::result::Result<f64, String> {
+    let t: f64 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if (0.0..=most).contains(&t) {
+        Ok(t)
     } else {
-        Err(format!("must be from 0 to 1, not {p}"))
+        Err(format!("must be from 0 to {most}, not {t}"))
     }
 }
 
