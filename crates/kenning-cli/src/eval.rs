@@ -108,6 +108,46 @@ pub struct RuleArgs {
     no_small_face_rule: bool,
 }
 
+/// How verify and identify score --similarity.
+#[derive(clap::Args)]
+pub struct ScoringArgs {
+    /// Score --similarity with this global calibration table instead of the default calibration.
+    #[arg(long, conflicts_with = "global_calibration")]
+    calibration: Option<PathBuf>,
+    /// Score --similarity with the recogniser's global table instead of the default calibration.
+    #[arg(long)]
+    global_calibration: bool,
+    #[command(flatten)]
+    rule: RuleArgs,
+}
+
+/// What [`ScoringArgs`] choose.
+struct ChosenScoring {
+    /// The calibration --similarity is scored with, and its description.
+    similarity: Option<(SimilarityScoring, String)>,
+    /// The small-face rule on top, if any.
+    rule: Option<QualityBands>,
+    /// The words the report's `scoring` field uses for the rule.
+    rule_words: String,
+}
+
+impl ScoringArgs {
+    /// The calibration and small-face rule these options choose.
+    fn resolve(&self, embedder: &Embedder) -> Result<ChosenScoring> {
+        let similarity = similarity_scoring(
+            self.calibration.as_deref(),
+            self.global_calibration,
+            embedder,
+        )?;
+        let (rule, rule_words) = small_face_rule(self.rule.no_small_face_rule, embedder);
+        Ok(ChosenScoring {
+            similarity,
+            rule,
+            rule_words,
+        })
+    }
+}
+
 /// Arguments of `kenning eval verify`.
 #[derive(clap::Args)]
 pub struct VerifyArgs {
@@ -137,14 +177,8 @@ pub struct VerifyArgs {
     /// under 60 px), unless --no-small-face-rule.
     #[arg(long, value_delimiter = ',', default_values_t = vec![80.0, 90.0, 99.0])]
     similarity: Vec<f64>,
-    /// Score --similarity with this global calibration table instead of the default calibration.
-    #[arg(long, conflicts_with = "global_calibration")]
-    calibration: Option<PathBuf>,
-    /// Score --similarity with the recogniser's global table instead of the default calibration.
-    #[arg(long)]
-    global_calibration: bool,
     #[command(flatten)]
-    rule: RuleArgs,
+    scoring: ScoringArgs,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -183,14 +217,8 @@ pub struct IdentifyArgs {
     /// Similarity and the first --candidates kept. Reports FNIR and FPIR.
     #[arg(long, value_delimiter = ',', default_values_t = vec![80.0, 90.0])]
     similarity: Vec<f64>,
-    /// Score --similarity with this global calibration table instead of the default calibration.
-    #[arg(long, conflicts_with = "global_calibration")]
-    calibration: Option<PathBuf>,
-    /// Score --similarity with the recogniser's global table instead of the default calibration.
-    #[arg(long)]
-    global_calibration: bool,
     #[command(flatten)]
-    rule: RuleArgs,
+    scoring: ScoringArgs,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -790,9 +818,11 @@ fn verify(ctx: &Context, a: &VerifyArgs) -> Result<()> {
     if kfold.is_some() {
         report.kfold = kfold;
     }
-    let mut scoring =
-        similarity_scoring(a.calibration.as_deref(), a.global_calibration, &embedder)?;
-    let (rule, rule_words) = small_face_rule(a.rule.no_small_face_rule, &embedder);
+    let ChosenScoring {
+        similarity: mut scoring,
+        rule,
+        rule_words,
+    } = a.scoring.resolve(&embedder)?;
     let pixels: Vec<Option<f32>> = keep.iter().map(|&i| enrolment.pixels[i]).collect();
     let sim = scoring
         .as_mut()
@@ -885,9 +915,11 @@ fn identify(ctx: &Context, a: &IdentifyArgs) -> Result<()> {
         leave_mate_out_unmated: a.leave_mate_out,
     };
     let report = evaluate_identification(&emb, &ids, &split, distance, &config)?;
-    let mut scoring =
-        similarity_scoring(a.calibration.as_deref(), a.global_calibration, &embedder)?;
-    let (rule, rule_words) = small_face_rule(a.rule.no_small_face_rule, &embedder);
+    let ChosenScoring {
+        similarity: mut scoring,
+        rule,
+        rule_words,
+    } = a.scoring.resolve(&embedder)?;
     let pixels: Vec<Option<f32>> = keep.iter().map(|&i| enrolment.pixels[i]).collect();
     let searches = scoring
         .as_mut()
