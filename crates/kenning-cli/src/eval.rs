@@ -619,8 +619,7 @@ fn rows_by_cell(
     let mut by: BTreeMap<[usize; 2], (Vec<ScoredPair>, Vec<f64>)> = BTreeMap::new();
     for (i, (p, &s)) in pairs.iter().zip(similarity).enumerate() {
         if let [Some(a), Some(b)] = sizes(i) {
-            let (a, b) = (bands.band(a), bands.band(b));
-            let cell = by.entry([a.min(b), a.max(b)]).or_default();
+            let cell = by.entry(bands.cell_of(a, b)).or_default();
             cell.0.push(*p);
             cell.1.push(s);
         }

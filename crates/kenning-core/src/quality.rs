@@ -98,10 +98,16 @@ impl QualityBands {
         self.edges.iter().filter(|&&e| pixels >= e).count()
     }
 
+    /// The cell of a pair of faces of `a` and `b` pixels: the band of the
+    /// smaller face, then the band of the larger.
+    pub fn cell_of(&self, a: f32, b: f32) -> [usize; 2] {
+        let (a, b) = (self.band(a), self.band(b));
+        [a.min(b), a.max(b)]
+    }
+
     /// The cell of a pair, when both sizes are known and it has a map.
     pub fn cell(&self, a: Option<f32>, b: Option<f32>) -> Option<&BandCell> {
-        let (a, b) = (self.band(a?), self.band(b?));
-        let key = [a.min(b), a.max(b)];
+        let key = self.cell_of(a?, b?);
         self.cells.iter().find(|c| c.bands == key)
     }
 

@@ -213,13 +213,9 @@ impl EvalReportStore for EvalDir {
             return Ok(false);
         }
         self.record(record)?;
-        match std::fs::remove_file(path) {
-            Ok(()) => {
-                sync_dir(&self.dir)?;
-                Ok(true)
-            }
-            Err(e) => Err(e.into()),
-        }
+        std::fs::remove_file(path)?;
+        sync_dir(&self.dir)?;
+        Ok(true)
     }
 }
 
