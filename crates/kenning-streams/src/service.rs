@@ -502,12 +502,26 @@ impl StreamService {
     /// Status and message of `def` now: live here, as the node running it
     /// saved them with its last lease renewal, or as stored.
     fn status_of(&self, def: &ProcessorDef) -> (Status, Option<String>) {
+        let saved = if self.elsewhere(def) {
+            self.store.counters(&def.name).ok().flatten()
+        } else {
+            None
+        };
+        self.status_given(def, saved.as_ref())
+    }
+
+    /// [`Self::status_of`] with the counters the store holds for `def`
+    /// already read (`saved`), for a caller that needs them too.
+    fn status_given(
+        &self,
+        def: &ProcessorDef,
+        saved: Option<&CounterSnapshot>,
+    ) -> (Status, Option<String>) {
         let live = self.workers_lock().get(&def.name).map(|w| w.live.status());
         if let Some(s) = live {
             return s;
         }
         if self.elsewhere(def) {
-            let saved = self.store.counters(&def.name).ok().flatten();
             if let Some(s) = saved.and_then(|c| c.status_of_session(def.session_id.as_deref())) {
                 return s;
             }
@@ -979,7 +993,22 @@ impl StreamService {
         let name = body.get("Name").and_then(Value::as_str);
         let (_, found) = self.lookup(caller, "DescribeStreamProcessor", name)?;
         let def = args.and(found).map_err(|e| ApiError::from_wire(&e))?;
-        let (status, message) = self.status_of(&def);
+        // Kenning's own: the counters of the node running it, read there now
+        // or saved there with its last lease renewal (AgeSeconds old), with
+        // the status saved beside them.
+        let now = now_ms();
+        let here = self
+            .workers_lock()
+            .get(&def.name)
+            .map(|w| w.live.counters.snapshot(&self.node, now));
+        let counters = match here {
+            Some(c) => Some(c),
+            None => self
+                .store
+                .counters(&def.name)
+                .map_err(|e| ApiError::from_wire(&e))?,
+        };
+        let (status, message) = self.status_given(&def, counters.as_ref());
         let secs = |ms: u64| ms as f64 / 1000.0;
         let mut v = json!({
             "Name": def.name,
@@ -1001,20 +1030,6 @@ impl StreamService {
         if let Some(o) = def.data_sharing_opt_in {
             v["DataSharingPreference"] = json!({ "OptIn": o });
         }
-        // Kenning's own: the counters of the node running it, read there now
-        // or saved there with its last lease renewal (AgeSeconds old).
-        let now = now_ms();
-        let here = self
-            .workers_lock()
-            .get(&def.name)
-            .map(|w| w.live.counters.snapshot(&self.node, now));
-        let counters = match here {
-            Some(c) => Some(c),
-            None => self
-                .store
-                .counters(&def.name)
-                .map_err(|e| ApiError::from_wire(&e))?,
-        };
         if let Some(c) = counters {
             let age = now.saturating_sub(c.at_ms) as f64 / 1000.0;
             let mut c = serde_json::to_value(&c).unwrap_or_default();
